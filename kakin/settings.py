@@ -1,0 +1,69 @@
+"""One settings object, read from ``KAKIN_*`` environment variables and an optional ``.env``.
+
+Every variable is documented in the README's configuration table; the defaults are
+the embedded setup that ``kakin up`` starts on one machine.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from billing.dunning import DunningPolicy, parse_policy
+
+DEFAULT_DUNNING = "3:retry,7:retry,14:suspend,21:retry,30:cancel"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KAKIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///var/kakin.db"
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "billing"
+    temporal_ui_url: str = "http://localhost:8233"
+
+    stripe_api_key: str = Field(default="sk_test_kakin", repr=False)
+    # None talks to api.stripe.com; the embedded default points at localstripe.
+    stripe_api_base: str | None = None
+
+    email_backend: Literal["outbox", "sendgrid"] = "outbox"
+    outbox_dir: Path = Path("var/outbox")
+    sendgrid_api_key: str = Field(default="", repr=False)
+    sendgrid_host: str = "https://api.sendgrid.com"
+    email_from: str = "billing@kakin.example"
+    email_from_name: str = "kakin billing"
+
+    seller_name: str = "kakin demo K.K."
+    seller_address: str = "1-1 Chiyoda, Chiyoda-ku, Tokyo"
+    # 適格請求書発行事業者登録番号 (T + 13 digits); printed on invoices when set.
+    seller_registration_number: str = ""
+    payment_update_url: str = "http://localhost:8000/pay/update"
+
+    dunning_schedule: str = DEFAULT_DUNNING
+
+    @field_validator("dunning_schedule")
+    @classmethod
+    def _valid_dunning(cls, value: str) -> str:
+        parse_policy(value)  # raises ValueError naming the bad step
+        return value
+
+    @property
+    def live_mode(self) -> bool:
+        """True with a live Stripe key: test clocks and test cards are refused."""
+        return self.stripe_api_key.startswith(("sk_live_", "rk_live_"))
+
+    @property
+    def dunning_policy(self) -> DunningPolicy:
+        return parse_policy(self.dunning_schedule)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

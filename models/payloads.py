@@ -1,0 +1,229 @@
+"""Plain dataclasses that travel between starters, workflows and activities.
+
+These are serialized into Temporal histories, so they are a compatibility surface:
+add fields with defaults, never rename or remove one that running workflows carry.
+No SQLAlchemy, no I/O: the workflow sandbox imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from billing.calendar import Interval
+from billing.dunning import DunningPolicy
+
+
+class SubscriptionStatus(StrEnum):
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    SUSPENDED = "suspended"
+    CANCELED = "canceled"
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    UNCOLLECTIBLE = "uncollectible"
+    VOID = "void"
+
+
+class ChargeOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+
+
+# --- workflow input, state and messages -------------------------------------------
+
+
+@dataclass
+class TestClock:
+    """A sped-up calendar for demos and staging (refused in live mode).
+
+    Billing time = ``virtual_origin + (workflow.now() - real_origin) * speed``.
+    """
+
+    speed: float
+    real_origin: datetime | None = None
+    virtual_origin: datetime | None = None
+
+
+@dataclass
+class DunningState:
+    invoice_id: str
+    invoice_number: str | None
+    amount_due: int
+    currency: str
+    started_at: datetime
+    next_step: int = 0
+    attempt: int = 1  # the charge attempt that failed last; the next try is attempt + 1
+
+
+@dataclass
+class SubscriptionState:
+    """Everything a run hands to the next one at continue-as-new."""
+
+    status: SubscriptionStatus
+    anchor: datetime
+    # Global index of the period that starts at ``anchor``; indexes never repeat, even
+    # when recovery from suspension restarts the cycle on a new anchor.
+    anchor_index: int = 0
+    period_index: int = -1  # -1: no period billed yet (trial, or not started)
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    trial_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    cancel_reason: str = ""
+    cancel_requested_by: str = ""
+    dunning: DunningState | None = None
+    clock: TestClock | None = None
+    renewals: int = 0
+
+
+@dataclass
+class SubscriptionInput:
+    subscription_id: str
+    customer_id: str
+    price_id: str
+    interval: Interval
+    interval_count: int = 1
+    start_at: datetime | None = None  # billing start; default: when the workflow starts
+    trial_days: int = 0
+    dunning: DunningPolicy = field(default_factory=DunningPolicy)
+    test_clock_speed: float | None = None
+    state: SubscriptionState | None = None  # set by continue-as-new only
+
+
+@dataclass
+class CancelRequest:
+    """Payload of the public ``cancel`` signal (a contract: keep these names)."""
+
+    reason: str = ""
+    at_period_end: bool = False
+    requested_by: str = "unknown"
+
+
+@dataclass
+class PaymentMethodUpdated:
+    """Payload of the ``payment_method_updated`` signal: retry at once if in dunning."""
+
+    payment_method_id: str | None = None
+    requested_by: str = "unknown"
+
+
+@dataclass
+class OutstandingInvoice:
+    invoice_id: str
+    number: str | None
+    amount_due: int
+    currency: str
+
+
+@dataclass
+class StatusView:
+    """Answer of the public ``status`` query."""
+
+    subscription_id: str
+    status: SubscriptionStatus
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    next_action: str  # renew | start_billing | retry_payment | suspend | cancel | end | none
+    next_action_at: datetime | None
+    dunning_step: int | None  # 0 = the first failure, n = after step n of the ladder
+    outstanding_invoice: OutstandingInvoice | None
+    cancel_at_period_end: bool
+    now: datetime  # billing time (differs from wall time under a test clock)
+
+
+# --- activity requests and results ----------------------------------------------
+
+
+@dataclass
+class CreateInvoiceRequest:
+    subscription_id: str
+    period_index: int
+    period_start: datetime
+    period_end: datetime
+    issued_at: datetime
+
+
+@dataclass
+class InvoiceRef:
+    invoice_id: str
+    number: str | None
+    status: InvoiceStatus
+    amount_due: int
+    currency: str
+
+
+@dataclass
+class FinalizeInvoiceRequest:
+    invoice_id: str
+    finalized_at: datetime
+
+
+@dataclass
+class ChargeRequest:
+    invoice_id: str
+    attempt: int
+    attempted_at: datetime
+    test_clock: bool = False
+
+
+@dataclass
+class ChargeResult:
+    outcome: ChargeOutcome
+    payment_intent_id: str | None = None
+    decline_code: str | None = None
+    message: str = ""
+
+
+@dataclass
+class RenderInvoiceRequest:
+    invoice_id: str
+
+
+@dataclass
+class EmailRequest:
+    """Send one email once. ``business_key`` is the exactly-once key (unique in the DB)."""
+
+    kind: str  # receipt | payment_failed | payment_reminder | suspended | final_notice | ...
+    business_key: str
+    subscription_id: str
+    invoice_id: str | None = None
+    occurred_at: datetime | None = None
+    next_retry_at: datetime | None = None
+
+
+@dataclass
+class SubscriptionChange:
+    """A status change written to the subscription row and the audit log."""
+
+    subscription_id: str
+    status: SubscriptionStatus
+    occurred_at: datetime
+    actor: str = "workflow"
+    reason: str = ""
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    cancel_at_period_end: bool | None = None
+
+
+@dataclass
+class InvoiceChange:
+    invoice_id: str
+    status: InvoiceStatus
+    occurred_at: datetime
+    actor: str = "workflow"
+    reason: str = ""
+
+
+@dataclass
+class PaymentMethodChange:
+    subscription_id: str
+    payment_method_id: str
+    occurred_at: datetime
+    actor: str = "unknown"
