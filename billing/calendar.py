@@ -80,7 +80,12 @@ def period_at(anchor: datetime, interval: Interval, count: int, moment: datetime
     if moment < anchor:
         raise ValueError("moment is before the billing-cycle anchor")
     # Estimate the index from the average interval length, then walk to the exact one.
-    average = {Interval.DAY: 1, Interval.WEEK: 7, Interval.MONTH: 30.436875, Interval.YEAR: 365.2425}
+    average = {
+        Interval.DAY: 1,
+        Interval.WEEK: 7,
+        Interval.MONTH: 30.436875,
+        Interval.YEAR: 365.2425,
+    }
     guess = int((moment - anchor).total_seconds() / 86400 / (average[Interval(interval)] * count))
     index = max(guess - 1, 0)
     while boundary(anchor, interval, count, index + 1) <= moment:

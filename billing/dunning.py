@@ -65,9 +65,7 @@ class DunningPolicy:
 
     def email_after_failed_retry(self, step_index: int) -> str:
         """The email a failed retry at ``step_index`` sends: the last retry warns harder."""
-        later_retries = [
-            s for s in self.steps[step_index + 1 :] if s.action == DunningAction.RETRY
-        ]
+        later_retries = [s for s in self.steps[step_index + 1 :] if s.action == DunningAction.RETRY]
         return STEP_EMAIL[DunningAction.RETRY] if later_retries else LAST_RETRY_EMAIL
 
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     stripe_api_key: str = Field(default="sk_test_kakin", repr=False)
     # None talks to api.stripe.com; the embedded default points at localstripe.
     stripe_api_base: str | None = None
+    # Real Stripe needs off_session=true on confirm for charges made while the customer
+    # is away; the localstripe emulator rejects the parameter, so `kakin up` sets false.
+    stripe_confirm_off_session: bool = True
 
     email_backend: Literal["outbox", "sendgrid"] = "outbox"
     outbox_dir: Path = Path("var/outbox")

@@ -1,0 +1,1 @@
+"""Every side effect of the billing pipeline: database, Stripe, email, templates, files."""

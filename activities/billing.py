@@ -1,0 +1,488 @@
+"""Billing activities: every side effect of a subscription's workflow.
+
+Each activity is safe to run more than once. Its business key (``invoice:...``,
+``charge:...``, ``email:...``) is unique in the database, so a retry finds the row
+its first try wrote and finishes that work instead of doing it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.mailer import Mailer, OutgoingEmail, PermanentEmailError
+from activities.rendering import DocumentLine, InvoiceDocument, render_email, render_invoice_html
+from activities.stripe_gateway import StripeGateway
+from billing.pricing import flat_rate_line
+from models import repositories as repo
+from models.payloads import (
+    ChargeOutcome,
+    ChargeRequest,
+    ChargeResult,
+    CreateInvoiceRequest,
+    EmailRequest,
+    FinalizeInvoiceRequest,
+    InvoiceChange,
+    InvoiceRef,
+    InvoiceStatus,
+    PaymentMethodChange,
+    RenderInvoiceRequest,
+    SubscriptionChange,
+)
+from models.tables import Invoice, InvoiceLine, PaymentAttempt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seller:
+    """Who issues the invoices (printed on every invoice and email)."""
+
+    name: str
+    address: str
+    registration_number: str = ""
+    payment_update_url: str = ""
+    email_from: str = "billing@kakin.example"
+    email_from_name: str = "kakin billing"
+
+
+class BillingActivities:
+    """Activities with their dependencies injected, so tests can point them anywhere."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        stripe: StripeGateway,
+        mailer: Mailer,
+        templates: jinja2.Environment,
+        seller: Seller,
+    ) -> None:
+        self._sessions = session_factory
+        self._stripe = stripe
+        self._mailer = mailer
+        self._templates = templates
+        self._seller = seller
+
+    # -- invoices ---------------------------------------------------------------------
+
+    @activity.defn
+    def create_invoice(self, request: CreateInvoiceRequest) -> InvoiceRef:
+        """Create the draft invoice for one period (once per period, whatever retries)."""
+        key = f"invoice:{request.subscription_id}:{request.period_index}"
+        with self._sessions() as session:
+            existing = repo.invoice_by_key(session, key)
+            if existing is not None:
+                return _ref(existing)
+            subscription = repo.subscription(session, request.subscription_id)
+            price = subscription.price
+            line = flat_rate_line(
+                description=price.nickname or price.product.name,
+                unit_amount=price.unit_amount,
+                quantity=subscription.quantity,
+            )
+            invoice = Invoice(
+                id=repo.new_id("in"),
+                business_key=key,
+                subscription_id=subscription.id,
+                customer_id=subscription.customer_id,
+                status=InvoiceStatus.DRAFT,
+                currency=price.currency,
+                subtotal=line.amount,
+                total=line.amount,
+                period_start=request.period_start,
+                period_end=request.period_end,
+                issued_at=request.issued_at,
+                lines=[
+                    InvoiceLine(
+                        position=0,
+                        description=line.description,
+                        unit_amount=line.unit_amount,
+                        quantity=line.quantity,
+                        amount=line.amount,
+                        period_start=request.period_start,
+                        period_end=request.period_end,
+                    )
+                ],
+            )
+            session.add(invoice)
+            # The subscription's current period is the one just invoiced.
+            subscription.current_period_start = request.period_start
+            subscription.current_period_end = request.period_end
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent try of this same activity won
+                session.rollback()
+                return _ref(repo.invoice_by_key(session, key, required=True))
+            return _ref(invoice)
+
+    @activity.defn
+    def finalize_invoice(self, request: FinalizeInvoiceRequest) -> InvoiceRef:
+        """Number the invoice and open it. Numbers are gapless and never reused."""
+        with self._sessions() as session:
+            invoice = repo.invoice(session, request.invoice_id)
+            if invoice.number is None:
+                invoice.number = repo.take_invoice_number(session, request.finalized_at)
+                invoice.status = InvoiceStatus.OPEN
+                invoice.finalized_at = request.finalized_at
+                repo.audit(
+                    session,
+                    entity_type="invoice",
+                    entity_id=invoice.id,
+                    action="finalized",
+                    from_status=InvoiceStatus.DRAFT,
+                    to_status=InvoiceStatus.OPEN,
+                    actor="workflow",
+                    occurred_at=request.finalized_at,
+                    details={"number": invoice.number, "total": invoice.total},
+                )
+                # Number, status and audit commit together: a rollback frees the number.
+                session.commit()
+            return _ref(invoice)
+
+    @activity.defn
+    def render_invoice(self, request: RenderInvoiceRequest) -> None:
+        """Render the invoice's HTML (Jinja2) and keep it with the invoice."""
+        with self._sessions() as session:
+            invoice = repo.invoice(session, request.invoice_id)
+            invoice.html = render_invoice_html(self._templates, self._document(invoice))
+            session.commit()
+
+    @activity.defn
+    def record_invoice_change(self, change: InvoiceChange) -> None:
+        with self._sessions() as session:
+            invoice = repo.invoice(session, change.invoice_id)
+            if invoice.status == change.status:
+                return
+            previous = invoice.status
+            invoice.status = change.status
+            repo.audit(
+                session,
+                entity_type="invoice",
+                entity_id=invoice.id,
+                action=f"marked_{change.status}",
+                from_status=previous,
+                to_status=change.status,
+                actor=change.actor,
+                reason=change.reason,
+                occurred_at=change.occurred_at,
+            )
+            session.commit()
+
+    # -- payments -----------------------------------------------------------------------
+
+    @activity.defn
+    def charge_invoice(self, request: ChargeRequest) -> ChargeResult:
+        """Charge an open invoice off-session; a decline is an answer, not an error.
+
+        Network errors, 5xx and 429 from Stripe raise, and Temporal retries them with
+        backoff: the retry is the *same* attempt (same key), so it resumes the stored
+        PaymentIntent rather than creating a second charge.
+        """
+        key = f"charge:{request.invoice_id}:{request.attempt}"
+        if request.test_clock and self._stripe.live_mode:
+            raise ApplicationError(
+                "test clocks are refused with a live Stripe key",
+                type="LiveModeRefused",
+                non_retryable=True,
+            )
+        with self._sessions() as session:
+            invoice = repo.invoice(session, request.invoice_id)
+            if invoice.status == InvoiceStatus.PAID:
+                return ChargeResult(ChargeOutcome.SUCCEEDED, message="invoice already paid")
+            if invoice.status != InvoiceStatus.OPEN:
+                raise ApplicationError(
+                    f"invoice {invoice.id} is {invoice.status}, only open invoices are charged",
+                    type="InvoiceNotOpen",
+                    non_retryable=True,
+                )
+            attempt = repo.payment_attempt(session, key)
+            if attempt is None:
+                attempt = PaymentAttempt(
+                    business_key=key,
+                    invoice_id=invoice.id,
+                    attempt=request.attempt,
+                    amount=invoice.total - invoice.amount_paid,
+                    currency=invoice.currency,
+                    status="pending",
+                    attempted_at=request.attempted_at,
+                )
+                session.add(attempt)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+                    attempt = repo.payment_attempt(session, key, required=True)
+            if attempt.status != "pending":
+                return _result(attempt)
+            if attempt.amount <= 0:
+                return self._settle(session, invoice, attempt, "succeeded", None, "")
+
+            customer = invoice.customer
+            if not customer.stripe_customer_id or not customer.stripe_payment_method_id:
+                return self._settle(
+                    session, invoice, attempt, "declined", "no_payment_method",
+                    "the customer has no payment method on file",
+                )  # fmt: skip
+
+            if attempt.stripe_payment_intent_id is None:
+                attempt.stripe_payment_intent_id = self._stripe.create_intent(
+                    amount=attempt.amount,
+                    currency=attempt.currency,
+                    stripe_customer_id=customer.stripe_customer_id,
+                    payment_method_id=customer.stripe_payment_method_id,
+                    metadata={
+                        "kakin_key": key,
+                        "kakin_invoice_id": invoice.id,
+                        "kakin_invoice_number": invoice.number or "",
+                    },
+                    idempotency_key=f"{key}:create",
+                )
+                # Stored before confirming: a retry after a crash resumes this intent.
+                session.commit()
+
+            state = self._stripe.retrieve_intent(attempt.stripe_payment_intent_id)
+            if state.status == "requires_confirmation":
+                activity.heartbeat("confirming")
+                state = self._stripe.confirm_intent(state.id, idempotency_key=f"{key}:confirm")
+            if state.status == "succeeded":
+                return self._settle(session, invoice, attempt, "succeeded", None, "")
+            if state.status == "processing":
+                raise ApplicationError("payment is still processing at Stripe", type="Processing")
+            if state.status == "requires_action":
+                return self._settle(
+                    session, invoice, attempt, "declined", "authentication_required",
+                    "the bank asks the customer to authenticate this payment",
+                )  # fmt: skip
+            return self._settle(
+                session, invoice, attempt, "declined",
+                state.decline_code or "card_declined", state.message,
+            )  # fmt: skip
+
+    def _settle(
+        self,
+        session: Session,
+        invoice: Invoice,
+        attempt: PaymentAttempt,
+        status: str,
+        decline_code: str | None,
+        message: str,
+    ) -> ChargeResult:
+        """Record an attempt's outcome, and a paid invoice, in one transaction."""
+        attempt.status = status
+        attempt.decline_code = decline_code
+        attempt.failure_message = message or None
+        if status == "succeeded":
+            previous = invoice.status
+            invoice.status = InvoiceStatus.PAID
+            invoice.amount_paid = invoice.total
+            invoice.paid_at = attempt.attempted_at
+            repo.audit(
+                session,
+                entity_type="invoice",
+                entity_id=invoice.id,
+                action="paid",
+                from_status=previous,
+                to_status=InvoiceStatus.PAID,
+                actor="workflow",
+                occurred_at=attempt.attempted_at,
+                details={
+                    "attempt": attempt.attempt,
+                    "payment_intent": attempt.stripe_payment_intent_id,
+                },
+            )
+        session.commit()
+        return _result(attempt)
+
+    @activity.defn
+    def record_payment_method(self, change: PaymentMethodChange) -> None:
+        """Make a new payment method the customer's default for future charges."""
+        with self._sessions() as session:
+            customer = repo.subscription(session, change.subscription_id).customer
+            if customer.stripe_payment_method_id == change.payment_method_id:
+                return
+            customer.stripe_payment_method_id = change.payment_method_id
+            repo.audit(
+                session,
+                entity_type="customer",
+                entity_id=customer.id,
+                action="payment_method_updated",
+                actor=change.actor,
+                occurred_at=change.occurred_at,
+                details={"payment_method_id": change.payment_method_id},
+            )
+            session.commit()
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    @activity.defn
+    def record_subscription_change(self, change: SubscriptionChange) -> None:
+        """Write a status change to the subscription row and the audit log (once)."""
+        with self._sessions() as session:
+            subscription = repo.subscription(session, change.subscription_id)
+            previous = subscription.status
+            if change.period_start is not None:
+                subscription.current_period_start = change.period_start
+                subscription.current_period_end = change.period_end
+            if change.cancel_at_period_end is not None:
+                subscription.cancel_at_period_end = change.cancel_at_period_end
+            if previous == change.status and change.cancel_at_period_end is None:
+                session.commit()
+                return
+            subscription.status = change.status
+            if change.status == "canceled":
+                subscription.canceled_at = change.occurred_at
+                subscription.cancel_reason = change.reason
+            repo.audit(
+                session,
+                entity_type="subscription",
+                entity_id=subscription.id,
+                action="status_changed" if previous != change.status else "cancel_scheduled",
+                from_status=previous,
+                to_status=change.status,
+                actor=change.actor,
+                reason=change.reason,
+                occurred_at=change.occurred_at,
+            )
+            session.commit()
+
+    # -- email --------------------------------------------------------------------------
+
+    @activity.defn
+    def send_email(self, request: EmailRequest) -> None:
+        """Send one email per business event; a retry never sends a second one.
+
+        The outbox backend is idempotent by file name. With SendGrid, the only window
+        for a duplicate is a crash between SendGrid accepting the message and our
+        commit, because SendGrid has no idempotency key.
+        """
+        with self._sessions() as session:
+            sent = repo.email_by_key(session, request.business_key)
+            if sent is not None and sent.status == "sent":
+                return
+            subscription = repo.subscription(session, request.subscription_id)
+            customer = subscription.customer
+            invoice = repo.invoice(session, request.invoice_id) if request.invoice_id else None
+            context: dict[str, Any] = {
+                "customer_name": customer.name,
+                "subscription_id": subscription.id,
+                "seller_name": self._seller.name,
+                "time_zone": customer.time_zone,
+                "invoice": self._document(invoice) if invoice else None,
+                "payment_update_url": f"{self._seller.payment_update_url}?subscription={subscription.id}",
+                "next_retry_at": request.next_retry_at,
+                "cancel_at": request.next_retry_at,
+                "cancel_reason": subscription.cancel_reason,
+                "ends_at": subscription.current_period_end,
+            }
+            content = render_email(self._templates, request.kind, customer.locale, context)
+            if sent is None:
+                sent = repo.new_email(
+                    session,
+                    business_key=request.business_key,
+                    kind=request.kind,
+                    customer_id=customer.id,
+                    subscription_id=subscription.id,
+                    invoice_id=request.invoice_id,
+                    to_address=customer.email,
+                    subject=content.subject,
+                    locale=customer.locale,
+                )
+            message = OutgoingEmail(
+                key=request.business_key,
+                to_address=customer.email,
+                to_name=customer.name,
+                from_address=self._seller.email_from,
+                from_name=self._seller.email_from_name,
+                subject=content.subject,
+                html=content.html,
+                text=content.text,
+            )
+            try:
+                provider_id = self._mailer.send(message)
+            except PermanentEmailError as error:
+                raise ApplicationError(
+                    str(error), type="PermanentEmailError", non_retryable=True
+                ) from error
+            sent.status = "sent"
+            sent.provider_message_id = provider_id
+            sent.sent_at = request.occurred_at
+            session.commit()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _document(self, invoice: Invoice) -> InvoiceDocument:
+        customer = invoice.customer
+        return InvoiceDocument(
+            number=invoice.number,
+            status=invoice.status,
+            currency=invoice.currency,
+            locale=customer.locale,
+            time_zone=customer.time_zone,
+            customer_name=customer.name,
+            customer_email=customer.email,
+            seller_name=self._seller.name,
+            seller_address=self._seller.address,
+            seller_registration_number=self._seller.registration_number,
+            issued_at=invoice.finalized_at or invoice.issued_at,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            lines=[
+                DocumentLine(
+                    description=line.description,
+                    unit_amount=line.unit_amount,
+                    quantity=line.quantity,
+                    amount=line.amount,
+                    period_start=line.period_start,
+                    period_end=line.period_end,
+                )
+                for line in invoice.lines
+            ],
+            subtotal=invoice.subtotal,
+            total=invoice.total,
+            amount_paid=invoice.amount_paid,
+            amount_due=invoice.total - invoice.amount_paid,
+        )
+
+    def activities(self) -> list[Any]:
+        """Every activity method, for ``Worker(activities=...)``."""
+        return [
+            self.create_invoice,
+            self.finalize_invoice,
+            self.render_invoice,
+            self.record_invoice_change,
+            self.charge_invoice,
+            self.record_payment_method,
+            self.record_subscription_change,
+            self.send_email,
+        ]
+
+
+def _ref(invoice: Invoice) -> InvoiceRef:
+    return InvoiceRef(
+        invoice_id=invoice.id,
+        number=invoice.number,
+        status=InvoiceStatus(invoice.status),
+        amount_due=invoice.total - invoice.amount_paid,
+        currency=invoice.currency,
+    )
+
+
+def _result(attempt: PaymentAttempt) -> ChargeResult:
+    if attempt.status == "succeeded":
+        return ChargeResult(
+            ChargeOutcome.SUCCEEDED, payment_intent_id=attempt.stripe_payment_intent_id
+        )
+    return ChargeResult(
+        ChargeOutcome.DECLINED,
+        payment_intent_id=attempt.stripe_payment_intent_id,
+        decline_code=attempt.decline_code,
+        message=attempt.failure_message or "",
+    )

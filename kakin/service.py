@@ -1,0 +1,249 @@
+"""Operations services and support perform: catalog, customers, starting, cancelling.
+
+Used by starter.py, the CLI and the demo (and later the HTTP API), so every entry
+point validates the same way and starts workflows with the same ids and attributes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from activities.stripe_gateway import StripeGateway
+from billing.calendar import Interval
+from billing.dunning import DunningPolicy
+from billing.money import normalize_currency
+from models import repositories as repo
+from models.payloads import (
+    CancelRequest,
+    PaymentMethodUpdated,
+    StatusView,
+    SubscriptionInput,
+    SubscriptionStatus,
+)
+from models.tables import Customer, Price, Product, Subscription
+from workflows import search_attributes as sa
+from workflows.subscription import SubscriptionWorkflow
+
+
+class InvalidRequestError(ValueError):
+    """The request cannot be carried out; the message says why in one sentence."""
+
+
+def workflow_id(subscription_id: str) -> str:
+    """The public workflow id of a subscription (a contract)."""
+    return f"subscription-{subscription_id}"
+
+
+def create_customer(
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    *,
+    email: str,
+    name: str,
+    currency: str,
+    locale: str = "en",
+    time_zone: str = "UTC",
+    card_number: str | None = None,
+    payment_method_id: str | None = None,
+) -> str:
+    """Create the customer here and at Stripe; a test card becomes a PaymentMethod."""
+    if "@" not in email:
+        raise InvalidRequestError(f"email {email!r} is not an email address")
+    try:
+        currency = normalize_currency(currency)
+    except ValueError as error:
+        raise InvalidRequestError(str(error)) from None
+    customer_id = repo.new_id("cus")
+    stripe_customer_id = stripe.create_customer(email=email, name=name, kakin_customer_id=customer_id)
+    if card_number:
+        payment_method_id = stripe.create_test_payment_method(
+            card_number=card_number, stripe_customer_id=stripe_customer_id
+        )
+    with sessions() as session:
+        session.add(
+            Customer(
+                id=customer_id,
+                email=email,
+                name=name,
+                locale=locale,
+                currency=currency,
+                time_zone=time_zone,
+                stripe_customer_id=stripe_customer_id,
+                stripe_payment_method_id=payment_method_id,
+            )
+        )
+        session.commit()
+    return customer_id
+
+
+def create_price(
+    sessions: sessionmaker[Session],
+    *,
+    product_name: str,
+    currency: str,
+    unit_amount: int,
+    interval: str = "month",
+    interval_count: int = 1,
+    nickname: str = "",
+) -> str:
+    """Create a product with one flat-rate price; returns the price id."""
+    try:
+        currency = normalize_currency(currency)
+        interval = Interval(interval)
+    except ValueError as error:
+        raise InvalidRequestError(f"{error}; intervals are day, week, month, year") from None
+    if unit_amount < 0 or interval_count < 1:
+        raise InvalidRequestError("unit_amount must be >= 0 and interval_count >= 1")
+    with sessions() as session:
+        product = Product(id=repo.new_id("prod"), name=product_name)
+        price = Price(
+            id=repo.new_id("price"),
+            product=product,
+            nickname=nickname,
+            currency=currency,
+            unit_amount=unit_amount,
+            interval=interval,
+            interval_count=interval_count,
+        )
+        session.add_all([product, price])
+        session.commit()
+        return price.id
+
+
+async def start_subscription(
+    client: Client,
+    sessions: sessionmaker[Session],
+    *,
+    task_queue: str,
+    customer_id: str,
+    price_id: str,
+    quantity: int = 1,
+    trial_days: int = 0,
+    start_at: datetime | None = None,
+    test_clock_speed: float | None = None,
+    live_mode: bool = False,
+    dunning: DunningPolicy | None = None,
+) -> str:
+    """Record the subscription and start its workflow; returns the subscription id."""
+    if test_clock_speed is not None and live_mode:
+        raise InvalidRequestError("test clocks are refused with a live Stripe key")
+    if quantity < 1:
+        raise InvalidRequestError("quantity must be at least 1")
+    if trial_days < 0:
+        raise InvalidRequestError("trial_days must not be negative")
+    if start_at is not None and start_at.tzinfo is None:
+        raise InvalidRequestError("start_at needs a time zone, e.g. 2025-01-31T00:00:00+09:00")
+    subscription_id = repo.new_id("sub")
+    with sessions() as session:
+        customer = session.get(Customer, customer_id)
+        price = session.get(Price, price_id)
+        if customer is None:
+            raise InvalidRequestError(f"customer {customer_id!r} does not exist")
+        if price is None:
+            raise InvalidRequestError(f"price {price_id!r} does not exist")
+        if not price.active:
+            raise InvalidRequestError(f"price {price_id!r} is archived and takes no new subscriptions")
+        if price.currency != customer.currency:
+            raise InvalidRequestError(
+                f"price is in {price.currency} but the customer is billed in {customer.currency}"
+            )
+        session.add(
+            Subscription(
+                id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                quantity=quantity,
+                status=SubscriptionStatus.TRIALING if trial_days else SubscriptionStatus.ACTIVE,
+                billing_cycle_anchor=start_at,
+                workflow_id=workflow_id(subscription_id),
+                test_clock=test_clock_speed is not None,
+            )
+        )
+        session.commit()
+        interval, interval_count = Interval(price.interval), price.interval_count
+    try:
+        await client.start_workflow(
+            SubscriptionWorkflow.run,
+            SubscriptionInput(
+                subscription_id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                interval=interval,
+                interval_count=interval_count,
+                start_at=start_at,
+                trial_days=trial_days,
+                dunning=dunning or DunningPolicy(),
+                test_clock_speed=test_clock_speed,
+            ),
+            id=workflow_id(subscription_id),
+            task_queue=task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.SUBSCRIPTION_STATUS, "trialing" if trial_days else "active"),
+                    SearchAttributePair(sa.CUSTOMER_ID, customer_id),
+                    SearchAttributePair(sa.PLAN_ID, price_id),
+                ]
+            ),
+            static_summary=f"subscription {subscription_id} · customer {customer_id} · plan {price_id}",
+        )
+    except Exception:
+        # No workflow, no subscription: never leave a row that nothing will bill.
+        with sessions() as session:
+            row = session.get(Subscription, subscription_id)
+            if row is not None:
+                session.delete(row)
+                session.commit()
+        raise
+    return subscription_id
+
+
+def handle(client: Client, subscription_id: str) -> WorkflowHandle[SubscriptionWorkflow, str]:
+    return client.get_workflow_handle_for(SubscriptionWorkflow.run, workflow_id(subscription_id))
+
+
+async def cancel_subscription(
+    client: Client,
+    subscription_id: str,
+    *,
+    reason: str,
+    at_period_end: bool,
+    requested_by: str,
+) -> None:
+    """Send the public ``cancel`` signal."""
+    await handle(client, subscription_id).signal(
+        SubscriptionWorkflow.cancel,
+        CancelRequest(reason=reason, at_period_end=at_period_end, requested_by=requested_by),
+    )
+
+
+async def subscription_status(client: Client, subscription_id: str) -> StatusView:
+    return await handle(client, subscription_id).query(SubscriptionWorkflow.status)
+
+
+async def update_payment_method(
+    client: Client,
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    subscription_id: str,
+    *,
+    card_number: str,
+    requested_by: str,
+) -> str:
+    """Attach a new (test) card and tell the workflow, which retries at once if unpaid."""
+    with sessions() as session:
+        customer = repo.subscription(session, subscription_id).customer
+        stripe_customer_id = customer.stripe_customer_id
+    if not stripe_customer_id:
+        raise InvalidRequestError("the customer has no Stripe customer to attach a card to")
+    payment_method_id = stripe.create_test_payment_method(
+        card_number=card_number, stripe_customer_id=stripe_customer_id
+    )
+    await handle(client, subscription_id).signal(
+        SubscriptionWorkflow.payment_method_updated,
+        PaymentMethodUpdated(payment_method_id=payment_method_id, requested_by=requested_by),
+    )
+    return payment_method_id

@@ -1,0 +1,64 @@
+"""Builds the real dependencies from settings. Only the edges (worker, CLI) call this."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.billing import BillingActivities, Seller
+from activities.mailer import Mailer, OutboxMailer, SendGridMailer
+from activities.rendering import make_template_env
+from activities.stripe_gateway import StripeGateway
+from kakin.settings import Settings
+from models.db import make_engine, make_session_factory
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(settings.database_url))
+
+
+def stripe_gateway(settings: Settings) -> StripeGateway:
+    return StripeGateway(
+        api_key=settings.stripe_api_key,
+        api_base=settings.stripe_api_base,
+        confirm_off_session=settings.stripe_confirm_off_session,
+    )
+
+
+def mailer(settings: Settings) -> Mailer:
+    if settings.email_backend == "sendgrid":
+        if not settings.sendgrid_api_key:
+            raise ValueError("KAKIN_SENDGRID_API_KEY must be set when KAKIN_EMAIL_BACKEND=sendgrid")
+        return SendGridMailer(api_key=settings.sendgrid_api_key, host=settings.sendgrid_host)
+    return OutboxMailer(settings.outbox_dir)
+
+
+def seller(settings: Settings) -> Seller:
+    return Seller(
+        name=settings.seller_name,
+        address=settings.seller_address,
+        registration_number=settings.seller_registration_number,
+        payment_update_url=settings.payment_update_url,
+        email_from=settings.email_from,
+        email_from_name=settings.email_from_name,
+    )
+
+
+def billing_activities(
+    settings: Settings,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    stripe: StripeGateway | None = None,
+    mail: Mailer | None = None,
+) -> BillingActivities:
+    return BillingActivities(
+        session_factory=sessions or session_factory(settings),
+        stripe=stripe or stripe_gateway(settings),
+        mailer=mail or mailer(settings),
+        templates=make_template_env(),
+        seller=seller(settings),
+    )
+
+
+async def temporal_client(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)

@@ -1,0 +1,214 @@
+"""Shared fixtures: real PostgreSQL and SQLite, the localstripe emulator, Temporal.
+
+PostgreSQL is required: when it is missing the tests fail (they do not skip), because
+a billing system that was never run on its production database is not tested.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities, Seller
+from activities.mailer import OutboxMailer
+from activities.rendering import make_template_env
+from activities.stripe_gateway import StripeGateway
+from kakin.binaries import find_binary
+from models.db import make_engine, make_session_factory, migrate
+from worker import build_worker
+from workflows import search_attributes as sa
+
+PG_ADMIN_URL = os.environ.get("KAKIN_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+
+_SA_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- databases ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    name = f"kakin_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(
+            f"PostgreSQL is required at {PG_ADMIN_URL} (set KAKIN_TEST_POSTGRES): {error}",
+            pytrace=False,
+        )
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    migrate(url)
+    yield url
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kakin.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test once on PostgreSQL and once on SQLite."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(scope="session")
+def pg_sessions(postgres_url: str) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(postgres_url))
+
+
+# -- Stripe emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("localstripe") / "localstripe.log").open("w")
+    process = subprocess.Popen(
+        [find_binary("localstripe"), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            request = urllib.request.Request(
+                f"{url}/v1/customers", headers={"Authorization": "Bearer sk_test_x"}
+            )
+            urllib.request.urlopen(request, timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("localstripe did not start", pytrace=False)
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def stripe_gateway(localstripe_url: str) -> StripeGateway:
+    return StripeGateway(api_key="sk_test_kakin", api_base=localstripe_url, confirm_off_session=False)
+
+
+# -- Temporal -------------------------------------------------------------------------
+
+
+async def register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={key.name: _SA_TYPES[_type_name(key)] for key in sa.ALL},
+        )
+    )
+
+
+def _type_name(key: object) -> str:
+    return "Datetime" if key is sa.NEXT_RENEWAL_AT else "Keyword"
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: a year of renewals in seconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server")
+    )
+    await register_search_attributes(env.client)
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real dev server: visibility (list by search attribute), real signals."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        search_attributes=list(sa.ALL),
+        ui=False,
+    )
+    async with env:
+        yield env
+
+
+# -- kakin's own pieces ------------------------------------------------------------------
+
+SELLER = Seller(
+    name="kakin test K.K.",
+    address="1-1 Chiyoda, Tokyo",
+    registration_number="T1234567890123",
+    payment_update_url="http://localhost:8000/pay/update",
+)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Path:
+    return tmp_path / "outbox"
+
+
+def make_activities(
+    sessions: sessionmaker[Session], stripe: StripeGateway, outbox: Path
+) -> BillingActivities:
+    return BillingActivities(
+        session_factory=sessions,
+        stripe=stripe,
+        mailer=OutboxMailer(outbox),
+        templates=make_template_env(),
+        seller=SELLER,
+    )
+
+
+@pytest.fixture
+def activities(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, outbox: Path
+) -> BillingActivities:
+    return make_activities(pg_sessions, stripe_gateway, outbox)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"billing-test-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def time_worker(
+    time_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
+) -> AsyncIterator[Worker]:
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        worker = build_worker(
+            time_env.client, task_queue=task_queue, activities=activities, executor=executor
+        )
+        async with worker:
+            yield worker

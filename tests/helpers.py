@@ -1,0 +1,131 @@
+"""Small helpers the workflow tests share: set up a customer and read what happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.stripe_gateway import StripeGateway
+from kakin import service
+from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt, Subscription
+
+OK_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000341"
+
+
+def customer_and_price(
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    *,
+    card: str = OK_CARD,
+    currency: str = "JPY",
+    unit_amount: int = 3000,
+    locale: str = "ja",
+    interval: str = "month",
+) -> tuple[str, str]:
+    customer_id = service.create_customer(
+        sessions,
+        stripe,
+        email="taro@example.jp",
+        name="山田 太郎",
+        currency=currency,
+        locale=locale,
+        time_zone="Asia/Tokyo",
+        card_number=card,
+    )
+    price_id = service.create_price(
+        sessions,
+        product_name="Pro plan",
+        currency=currency,
+        unit_amount=unit_amount,
+        interval=interval,
+    )
+    return customer_id, price_id
+
+
+@dataclass
+class Observed:
+    """What a user can see of a subscription: the database rows and the outbox."""
+
+    status: str
+    invoices: list[Invoice]
+    attempts: list[PaymentAttempt]
+    emails: list[EmailMessage]
+    audit: list[AuditLog]
+
+    @property
+    def email_kinds(self) -> list[str]:
+        return [e.kind for e in self.emails]
+
+
+def observe(sessions: sessionmaker[Session], subscription_id: str) -> Observed:
+    with sessions() as session:
+        subscription = session.get(Subscription, subscription_id)
+        assert subscription is not None
+        invoices = list(
+            session.scalars(
+                select(Invoice)
+                .where(Invoice.subscription_id == subscription_id)
+                .order_by(Invoice.period_start)
+            )
+        )
+        ids = [i.id for i in invoices]
+        attempts = list(
+            session.scalars(
+                select(PaymentAttempt)
+                .where(PaymentAttempt.invoice_id.in_(ids))
+                .order_by(PaymentAttempt.id)
+            )
+        )
+        emails = list(
+            session.scalars(
+                select(EmailMessage)
+                .where(EmailMessage.subscription_id == subscription_id)
+                .order_by(EmailMessage.id)
+            )
+        )
+        audit = list(
+            session.scalars(
+                select(AuditLog)
+                .where(AuditLog.entity_id.in_([subscription_id, *ids]))
+                .order_by(AuditLog.id)
+            )
+        )
+        for invoice in invoices:
+            _ = invoice.lines  # load while the session is open
+        return Observed(subscription.status, invoices, attempts, emails, audit)
+
+
+def outbox_files(outbox: Path) -> list[str]:
+    return sorted(p.name for p in outbox.glob("*.eml")) if outbox.exists() else []
+
+
+def count_invoices(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Invoice)) or 0)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], *, timeout: float = 20, what: str = ""
+) -> None:
+    """Wait (real time) until ``check`` holds; fail with ``what`` if it never does."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what or check}")
+        await asyncio.sleep(0.1)
+
+
+def day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")

@@ -1,0 +1,340 @@
+"""SubscriptionWorkflow on the time-skipping server with real activities.
+
+Real PostgreSQL, the real stripe SDK against localstripe, the outbox mailer: each
+test asserts what a customer or an operator would see (invoices, charges, emails,
+statuses), not how the workflow got there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.stripe_gateway import StripeGateway
+from billing import calendar
+from kakin import service
+from models.payloads import StatusView
+from tests.helpers import DECLINED_CARD, OK_CARD, customer_and_price, observe, outbox_files
+
+
+def next_jan_31(now: datetime) -> datetime:
+    candidate = datetime(now.year, 1, 31, 9, 0, tzinfo=UTC)
+    return candidate if candidate > now else candidate.replace(year=now.year + 1)
+
+
+async def status_of(env: WorkflowEnvironment, subscription_id: str) -> StatusView:
+    return await service.subscription_status(env.client, subscription_id)
+
+
+async def advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
+    """Let the server's clock run until ``moment`` (timers fire on the way)."""
+    delta = moment - await env.get_current_time()
+    if delta > timedelta(0):
+        await env.sleep(delta)
+
+
+async def test_twelve_monthly_renewals_from_jan_31(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+    outbox: Path,
+) -> None:
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=1980)
+    anchor = next_jan_31(await time_env.get_current_time())
+    subscription_id = await service.start_subscription(
+        time_env.client,
+        pg_sessions,
+        task_queue=task_queue,
+        customer_id=customer_id,
+        price_id=price_id,
+        start_at=anchor,
+    )
+    expected = [calendar.period(anchor, calendar.Interval.MONTH, 1, i) for i in range(12)]
+    await advance_to(time_env, expected[11].start + timedelta(hours=1))
+
+    seen = observe(pg_sessions, subscription_id)
+    assert [(i.period_start, i.period_end) for i in seen.invoices] == [
+        (p.start, p.end) for p in expected
+    ]
+    # Jan 31 -> Feb 28/29 -> Mar 31 -> Apr 30: the anchor day comes back every month.
+    assert [p.start.day for p in expected[:4]] == [31, expected[1].start.day, 31, 30]
+    assert expected[1].start.day in (28, 29)
+    assert all(i.status == "paid" and i.total == 1980 for i in seen.invoices)
+    assert all(i.number is not None for i in seen.invoices)
+    assert len({i.number for i in seen.invoices}) == 12
+    # One charge per invoice, and Stripe holds exactly those charges.
+    assert len(seen.attempts) == 12
+    assert {a.invoice_id for a in seen.attempts} == {i.id for i in seen.invoices}
+    assert all(a.status == "succeeded" for a in seen.attempts)
+    for attempt in seen.attempts:
+        intent = stripe_gateway.retrieve_intent(attempt.stripe_payment_intent_id or "")
+        assert intent.status == "succeeded"
+    # One receipt per invoice.
+    assert seen.email_kinds == ["receipt"] * 12
+    assert len(outbox_files(outbox)) == 12
+    status = await status_of(time_env, subscription_id)
+    assert status.status == "active"
+    assert status.current_period_start == expected[11].start
+    assert status.next_action == "renew"
+    assert status.next_action_at == expected[11].end
+
+
+async def test_declined_card_walks_the_whole_ladder(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, card=DECLINED_CARD)
+    start = (await time_env.get_current_time()) + timedelta(hours=1)
+    subscription_id = await service.start_subscription(
+        time_env.client,
+        pg_sessions,
+        task_queue=task_queue,
+        customer_id=customer_id,
+        price_id=price_id,
+        start_at=start,
+    )
+    ladder = [
+        (0, "past_due", ["payment_failed"]),
+        (3, "past_due", ["payment_failed", "payment_reminder"]),
+        (7, "past_due", ["payment_failed", "payment_reminder", "payment_reminder"]),
+        (14, "suspended", ["payment_failed", "payment_reminder", "payment_reminder", "suspended"]),
+        (21, "suspended", [
+            "payment_failed", "payment_reminder", "payment_reminder", "suspended", "final_notice",
+        ]),
+    ]  # fmt: skip
+    for days, expected_status, expected_emails in ladder:
+        await advance_to(time_env, start + timedelta(days=days, hours=1))
+        status = await status_of(time_env, subscription_id)
+        seen = observe(pg_sessions, subscription_id)
+        assert (days, status.status, seen.status) == (days, expected_status, expected_status)
+        assert seen.email_kinds == expected_emails, f"day {days}"
+        assert status.outstanding_invoice is not None
+        assert status.outstanding_invoice.amount_due == 3000
+    # One initial attempt and three retries (days 3, 7, 21), every one declined.
+    assert [a.status for a in seen.attempts] == ["declined"] * 4
+    assert all(a.decline_code for a in seen.attempts)
+
+    await advance_to(time_env, start + timedelta(days=30, hours=1))
+    handle = service.handle(time_env.client, subscription_id)
+    assert await handle.result() == "canceled"
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "canceled"
+    assert [i.status for i in seen.invoices] == ["uncollectible"]
+    assert seen.email_kinds[-1] == "canceled_unpaid"
+    assert len(seen.invoices) == 1  # nothing new billed while past due or suspended
+    transitions = [(a.from_status, a.to_status) for a in seen.audit if a.entity_type == "subscription"]
+    assert transitions == [
+        ("active", "past_due"),
+        ("past_due", "suspended"),
+        ("suspended", "canceled"),
+    ]
+
+
+async def _declined_subscription(
+    env: WorkflowEnvironment,
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    task_queue: str,
+) -> tuple[str, datetime]:
+    customer_id, price_id = customer_and_price(sessions, stripe, card=DECLINED_CARD)
+    start = (await env.get_current_time()) + timedelta(hours=1)
+    subscription_id = await service.start_subscription(
+        env.client,
+        sessions,
+        task_queue=task_queue,
+        customer_id=customer_id,
+        price_id=price_id,
+        start_at=start,
+    )
+    return subscription_id, start
+
+
+async def _new_card(
+    env: WorkflowEnvironment,
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    subscription_id: str,
+) -> None:
+    await service.update_payment_method(
+        env.client,
+        sessions,
+        stripe,
+        subscription_id,
+        card_number=OK_CARD,
+        requested_by="support:hanako",
+    )
+
+
+async def test_new_payment_method_recovers_from_past_due(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _declined_subscription(
+        time_env, pg_sessions, stripe_gateway, task_queue
+    )
+    await advance_to(time_env, start + timedelta(days=4))
+    assert (await status_of(time_env, subscription_id)).status == "past_due"
+
+    await _new_card(time_env, pg_sessions, stripe_gateway, subscription_id)
+    await advance_to(time_env, start + timedelta(days=4, minutes=1))
+
+    status = await status_of(time_env, subscription_id)
+    assert status.status == "active"
+    assert status.outstanding_invoice is None
+    assert status.next_action == "renew"
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "active"
+    assert [i.status for i in seen.invoices] == ["paid"]
+    assert [a.status for a in seen.attempts] == ["declined", "declined", "succeeded"]
+    assert seen.email_kinds == ["payment_failed", "payment_reminder", "receipt"]
+    # The next renewal bills normally on the anchored date.
+    await advance_to(time_env, status.next_action_at + timedelta(hours=1))  # type: ignore[operator]
+    seen = observe(pg_sessions, subscription_id)
+    assert [i.status for i in seen.invoices] == ["paid", "paid"]
+    assert seen.invoices[1].period_start == status.current_period_end
+
+
+async def test_new_payment_method_recovers_from_suspended(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _declined_subscription(
+        time_env, pg_sessions, stripe_gateway, task_queue
+    )
+    await advance_to(time_env, start + timedelta(days=15))
+    assert (await status_of(time_env, subscription_id)).status == "suspended"
+
+    await _new_card(time_env, pg_sessions, stripe_gateway, subscription_id)
+    await advance_to(time_env, start + timedelta(days=15, minutes=1))
+
+    status = await status_of(time_env, subscription_id)
+    assert status.status == "active"
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "active"
+    assert [i.status for i in seen.invoices] == ["paid"]
+    assert seen.email_kinds[-1] == "receipt"
+    assert ("suspended", "active") in [(a.from_status, a.to_status) for a in seen.audit]
+    recovered = [a for a in seen.audit if a.to_status == "active"]
+    assert recovered[-1].actor == "support:hanako"
+
+
+async def test_cancel_now_stops_billing_at_once(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    start = (await time_env.get_current_time()) + timedelta(hours=1)
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start,
+    )  # fmt: skip
+    await advance_to(time_env, start + timedelta(days=10))
+    await service.cancel_subscription(
+        time_env.client, subscription_id,
+        reason="customer asked by phone", at_period_end=False, requested_by="support:ken",
+    )  # fmt: skip
+    assert await service.handle(time_env.client, subscription_id).result() == "canceled"
+    await advance_to(time_env, start + timedelta(days=70))
+
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "canceled"
+    assert len(seen.invoices) == 1  # no renewal after the cancellation
+    assert seen.email_kinds == ["receipt", "canceled"]
+    cancel = [a for a in seen.audit if a.to_status == "canceled"]
+    assert len(cancel) == 1
+    assert (cancel[0].actor, cancel[0].reason) == ("support:ken", "customer asked by phone")
+
+
+async def test_cancel_at_period_end_runs_out_the_paid_period(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    start = (await time_env.get_current_time()) + timedelta(hours=1)
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start,
+    )  # fmt: skip
+    await advance_to(time_env, start + timedelta(days=10))
+    await service.cancel_subscription(
+        time_env.client, subscription_id,
+        reason="too expensive", at_period_end=True, requested_by="support:ken",
+    )  # fmt: skip
+    await advance_to(time_env, start + timedelta(days=11))
+    status = await status_of(time_env, subscription_id)
+    assert (status.status, status.cancel_at_period_end, status.next_action) == (
+        "active",
+        True,
+        "end",
+    )
+    period_end = status.current_period_end
+    assert period_end is not None
+    handle = service.handle(time_env.client, subscription_id)
+    assert await handle.result() == "canceled"
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert description.close_time is not None
+
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "canceled"
+    assert len(seen.invoices) == 1  # the paid period ran out, no renewal
+    assert seen.email_kinds == ["receipt", "canceled"]
+    cancel = [a for a in seen.audit if a.to_status == "canceled"][-1]
+    assert cancel.occurred_at == period_end
+    assert cancel.reason == "too expensive"
+
+
+async def test_trial_then_first_invoice(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, currency="USD",
+                                               unit_amount=1250, locale="en")  # fmt: skip
+    start = (await time_env.get_current_time()) + timedelta(hours=1)
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start, trial_days=14,
+    )  # fmt: skip
+    await advance_to(time_env, start + timedelta(days=13))
+    status = await status_of(time_env, subscription_id)
+    assert (status.status, status.next_action) == ("trialing", "start_billing")
+    assert status.next_action_at == start + timedelta(days=14)
+    assert observe(pg_sessions, subscription_id).invoices == []
+
+    await advance_to(time_env, start + timedelta(days=14, hours=1))
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "active"
+    assert len(seen.invoices) == 1
+    invoice = seen.invoices[0]
+    assert (invoice.period_start, invoice.total, invoice.currency, invoice.status) == (
+        start + timedelta(days=14),
+        1250,
+        "USD",
+        "paid",
+    )
+    assert seen.email_kinds == ["receipt"]

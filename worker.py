@@ -1,0 +1,70 @@
+"""The kakin worker: runs SubscriptionWorkflow and the billing activities.
+
+``python worker.py`` (or ``kakin worker``) connects to KAKIN_TEMPORAL_ADDRESS and polls
+the task queue KAKIN_TASK_QUEUE (default ``billing``) until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities
+from kakin import wiring
+from kakin.settings import Settings, get_settings
+from workflows.subscription import SubscriptionWorkflow
+
+WORKFLOWS = [SubscriptionWorkflow]
+log = logging.getLogger("kakin.worker")
+
+
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: BillingActivities,
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    """A worker for the billing task queue; activities run in ``executor`` threads."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities.activities(),
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+    )
+
+
+async def run_worker(
+    settings: Settings, *, client: Client | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run until ``stop`` is set (or, without one, until SIGINT/SIGTERM)."""
+    client = client or await wiring.temporal_client(settings)
+    activities = wiring.billing_activities(settings)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="kakin-activity") as executor:
+        worker = build_worker(
+            client, task_queue=settings.task_queue, activities=activities, executor=executor
+        )
+        async with worker:
+            log.info("worker polling task queue %r at %s", settings.task_queue, settings.temporal_address)
+            await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

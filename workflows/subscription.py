@@ -1,0 +1,544 @@
+"""``SubscriptionWorkflow``: one durable workflow per subscription.
+
+It sleeps until the next renewal, then creates, finalizes, charges and renders the
+period's invoice and emails the customer. A declined charge starts the dunning ladder
+(``billing.dunning``). It continues as new after every renewal, carrying its state.
+
+Renewals during dunning: a renewal that falls due while the subscription is
+``past_due`` or ``suspended`` is held, not billed. If the customer pays, a past-due
+subscription bills the held periods at once on their usual dates (they had the
+service); a suspended one whose paid period is over starts a fresh cycle at the
+moment of recovery (the suspended time is not billed). If dunning ends in
+cancellation, nothing more is billed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+
+with workflow.unsafe.imports_passed_through():
+    from activities.billing import BillingActivities
+    from billing import calendar
+    from billing.dunning import FIRST_FAILURE_EMAIL, DunningAction
+    from models.payloads import (
+        CancelRequest,
+        ChargeOutcome,
+        ChargeRequest,
+        ChargeResult,
+        CreateInvoiceRequest,
+        DunningState,
+        EmailRequest,
+        FinalizeInvoiceRequest,
+        InvoiceChange,
+        InvoiceStatus,
+        OutstandingInvoice,
+        PaymentMethodChange,
+        PaymentMethodUpdated,
+        RenderInvoiceRequest,
+        StatusView,
+        SubscriptionChange,
+        SubscriptionInput,
+        SubscriptionState,
+        SubscriptionStatus,
+        TestClock,
+    )
+    from workflows import search_attributes as sa
+
+# Database and email activities: short, retried until they succeed.
+QUICK = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5),
+    ),
+}
+# Stripe: network errors, 5xx and 429 raise and are retried with backoff; a decline
+# is a result, not an error, so it is never retried here.
+CHARGE = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=10),
+        non_retryable_error_types=["InvoiceNotOpen", "LiveModeRefused"],
+    ),
+}
+
+
+@workflow.defn(name="SubscriptionWorkflow")
+class SubscriptionWorkflow:
+    @workflow.init
+    def __init__(self, input: SubscriptionInput) -> None:
+        self._input = input
+        self._state = input.state or _initial_state(input, workflow.now())
+        self._cancel: CancelRequest | None = None
+        self._payment_methods: list[PaymentMethodUpdated] = []
+        self._woken = False
+        self._renewed = False
+
+    # -- public messages (contracts) ------------------------------------------------
+
+    @workflow.signal(name="cancel")
+    def cancel(self, request: CancelRequest) -> None:
+        self._cancel = request
+        self._woken = True
+
+    @workflow.signal(name="payment_method_updated")
+    def payment_method_updated(self, update: PaymentMethodUpdated) -> None:
+        self._payment_methods.append(update)
+        self._woken = True
+
+    @workflow.query(name="status")
+    def status(self) -> StatusView:
+        st = self._state
+        action, at = self._next_action()
+        outstanding = None
+        if st.dunning is not None:
+            outstanding = OutstandingInvoice(
+                invoice_id=st.dunning.invoice_id,
+                number=st.dunning.invoice_number,
+                amount_due=st.dunning.amount_due,
+                currency=st.dunning.currency,
+            )
+        return StatusView(
+            subscription_id=self._input.subscription_id,
+            status=st.status,
+            current_period_start=st.period_start,
+            current_period_end=st.period_end,
+            next_action=action,
+            next_action_at=at,
+            dunning_step=st.dunning.next_step if st.dunning else None,
+            outstanding_invoice=outstanding,
+            cancel_at_period_end=st.cancel_at_period_end,
+            now=self._now(),
+        )
+
+    # -- main loop ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: SubscriptionInput) -> str:
+        if input.state is None:
+            workflow.upsert_search_attributes(self._search_attribute_updates())
+        while True:
+            await self._handle_messages()
+            if self._state.status == SubscriptionStatus.CANCELED:
+                return str(self._state.status)
+            if self._renewed:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    SubscriptionInput(
+                        subscription_id=input.subscription_id,
+                        customer_id=input.customer_id,
+                        price_id=input.price_id,
+                        interval=input.interval,
+                        interval_count=input.interval_count,
+                        start_at=input.start_at,
+                        trial_days=input.trial_days,
+                        dunning=input.dunning,
+                        test_clock_speed=input.test_clock_speed,
+                        state=self._state,
+                    ),
+                    # Set here, the search attributes cost no extra action per cycle.
+                    search_attributes=TypedSearchAttributes(self._search_attribute_pairs()),
+                )
+            action, at = self._next_action()
+            assert at is not None  # only "none" has no time, and only when canceled
+            self._show_details(action, at)
+            if await self._sleep_until(at, f"{action} at {at:%Y-%m-%d %H:%M} UTC"):
+                continue  # a message arrived first: handle it, then decide again
+            await self._perform(action, at)
+
+    def _next_action(self) -> tuple[str, datetime | None]:
+        st = self._state
+        steps = self._input.dunning.steps
+        if st.status == SubscriptionStatus.CANCELED:
+            return "none", None
+        if st.dunning is not None:
+            step = steps[st.dunning.next_step]
+            at = st.dunning.started_at + timedelta(days=step.day)
+            if st.cancel_at_period_end and st.period_end is not None and st.period_end <= at:
+                return "end", st.period_end
+            return _DUNNING_ACTIONS[step.action], at
+        if st.period_index < 0:
+            start = st.trial_end or st.anchor
+            return ("end" if st.cancel_at_period_end else "start_billing"), start
+        assert st.period_end is not None
+        return ("end" if st.cancel_at_period_end else "renew"), st.period_end
+
+    async def _perform(self, action: str, at: datetime) -> None:
+        if action in ("renew", "start_billing"):
+            await self._bill_next_period(max(at, self._now()))
+        elif action == "end":
+            await self._end(at, self._cancel_actor(), self._state.cancel_reason)
+        else:
+            await self._dunning_step(at)
+
+    # -- billing a period --------------------------------------------------------------
+
+    async def _bill_next_period(self, now: datetime) -> None:
+        st = self._state
+        index = st.period_index + 1
+        period = calendar.period(
+            st.anchor, self._input.interval, self._input.interval_count, index - st.anchor_index
+        )
+        if st.status == SubscriptionStatus.TRIALING:
+            await self._change_status(SubscriptionStatus.ACTIVE, now, reason="trial ended")
+        invoice = await workflow.execute_activity_method(
+            BillingActivities.create_invoice,
+            CreateInvoiceRequest(
+                subscription_id=self._input.subscription_id,
+                period_index=index,
+                period_start=period.start,
+                period_end=period.end,
+                issued_at=now,
+            ),
+            summary=f"invoice period {index}: {period.start:%Y-%m-%d} to {period.end:%Y-%m-%d}",
+            **QUICK,
+        )
+        invoice = await workflow.execute_activity_method(
+            BillingActivities.finalize_invoice,
+            FinalizeInvoiceRequest(invoice_id=invoice.invoice_id, finalized_at=now),
+            summary=f"finalize {invoice.invoice_id}",
+            **QUICK,
+        )
+        st.period_index, st.period_start, st.period_end = index, period.start, period.end
+        st.renewals += 1
+        self._renewed = True
+        result = await self._charge(invoice.invoice_id, invoice.number, 1, now)
+        await self._render(invoice.invoice_id, invoice.number)
+        if result.outcome == ChargeOutcome.SUCCEEDED:
+            await self._email(
+                "receipt", f"email:receipt:{invoice.invoice_id}", now, invoice.invoice_id
+            )
+            return
+        st.dunning = DunningState(
+            invoice_id=invoice.invoice_id,
+            invoice_number=invoice.number,
+            amount_due=invoice.amount_due,
+            currency=invoice.currency,
+            started_at=now,
+        )
+        await self._change_status(SubscriptionStatus.PAST_DUE, now, reason=_why(result))
+        await self._email(
+            FIRST_FAILURE_EMAIL,
+            f"email:{FIRST_FAILURE_EMAIL}:{invoice.invoice_id}:1",
+            now,
+            invoice.invoice_id,
+            next_at=self._next_action()[1],
+        )
+
+    async def _charge(
+        self, invoice_id: str, number: str | None, attempt: int, now: datetime
+    ) -> ChargeResult:
+        return await workflow.execute_activity_method(
+            BillingActivities.charge_invoice,
+            ChargeRequest(
+                invoice_id=invoice_id,
+                attempt=attempt,
+                attempted_at=now,
+                test_clock=self._state.clock is not None,
+            ),
+            summary=f"charge {number or invoice_id}, attempt {attempt}",
+            **CHARGE,
+        )
+
+    async def _render(self, invoice_id: str, number: str | None) -> None:
+        await workflow.execute_activity_method(
+            BillingActivities.render_invoice,
+            RenderInvoiceRequest(invoice_id=invoice_id),
+            summary=f"render {number or invoice_id}",
+            **QUICK,
+        )
+
+    # -- dunning ------------------------------------------------------------------------
+
+    async def _dunning_step(self, at: datetime) -> None:
+        st = self._state
+        dunning = st.dunning
+        assert dunning is not None
+        index = dunning.next_step
+        step = self._input.dunning.steps[index]
+        dunning.next_step = index + 1
+        if step.action == DunningAction.RETRY:
+            await self._retry(at, actor="dunning", failure_email=None, step=index)
+        elif step.action == DunningAction.SUSPEND:
+            await self._change_status(SubscriptionStatus.SUSPENDED, at, reason="unpaid invoice")
+            await self._email(
+                "suspended", f"email:suspended:{dunning.invoice_id}", at, dunning.invoice_id,
+                next_at=self._next_action()[1],
+            )  # fmt: skip
+        else:
+            await self._mark_invoice(InvoiceStatus.UNCOLLECTIBLE, at, "unpaid after dunning")
+            await self._change_status(
+                SubscriptionStatus.CANCELED, at, reason="unpaid invoice after dunning"
+            )
+            await self._email(
+                "canceled_unpaid", f"email:canceled_unpaid:{dunning.invoice_id}", at,
+                dunning.invoice_id,
+            )  # fmt: skip
+
+    async def _retry(
+        self, at: datetime, *, actor: str, failure_email: str | None, step: int
+    ) -> None:
+        """Charge the outstanding invoice again: a new attempt, with a new business key."""
+        dunning = self._state.dunning
+        assert dunning is not None
+        dunning.attempt += 1
+        result = await self._charge(dunning.invoice_id, dunning.invoice_number, dunning.attempt, at)
+        if result.outcome == ChargeOutcome.SUCCEEDED:
+            await self._recover(at, actor)
+            return
+        kind = failure_email or self._input.dunning.email_after_failed_retry(step)
+        await self._email(
+            kind,
+            f"email:{kind}:{dunning.invoice_id}:{dunning.attempt}",
+            at,
+            dunning.invoice_id,
+            next_at=self._next_action()[1],
+        )
+
+    async def _recover(self, at: datetime, actor: str) -> None:
+        st = self._state
+        dunning = st.dunning
+        assert dunning is not None
+        was_suspended = st.status == SubscriptionStatus.SUSPENDED
+        st.dunning = None
+        await self._change_status(
+            SubscriptionStatus.ACTIVE, at, reason="payment received", actor=actor
+        )
+        await self._render(dunning.invoice_id, dunning.invoice_number)
+        await self._email("receipt", f"email:receipt:{dunning.invoice_id}", at, dunning.invoice_id)
+        if was_suspended and st.period_end is not None and st.period_end <= at:
+            # The paid period is over: start a fresh cycle now rather than bill the
+            # time the service was suspended.
+            st.anchor, st.anchor_index, st.period_end = at, st.period_index + 1, at
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def _handle_messages(self) -> None:
+        now = self._now()
+        while self._payment_methods:
+            update = self._payment_methods.pop(0)
+            if update.payment_method_id:
+                await workflow.execute_activity_method(
+                    BillingActivities.record_payment_method,
+                    PaymentMethodChange(
+                        subscription_id=self._input.subscription_id,
+                        payment_method_id=update.payment_method_id,
+                        occurred_at=now,
+                        actor=update.requested_by,
+                    ),
+                    summary="record new payment method",
+                    **QUICK,
+                )
+            if (
+                self._state.dunning is not None
+                and self._state.status != SubscriptionStatus.CANCELED
+            ):
+                await self._retry(
+                    now, actor=update.requested_by, failure_email=FIRST_FAILURE_EMAIL, step=-1
+                )
+        request, self._cancel = self._cancel, None
+        if request is None or self._state.status == SubscriptionStatus.CANCELED:
+            return
+        st = self._state
+        st.cancel_reason = request.reason
+        st.cancel_requested_by = request.requested_by
+        # "At period end" needs a paid period or a trial to run out; otherwise it is now.
+        has_period = st.period_end is not None or st.trial_end is not None
+        if request.at_period_end and has_period:
+            if not st.cancel_at_period_end:
+                st.cancel_at_period_end = True
+                await self._change_status(
+                    st.status, now, reason=request.reason, actor=request.requested_by,
+                    cancel_at_period_end=True,
+                )  # fmt: skip
+                await self._email("canceled", f"email:canceled:{self._input.subscription_id}", now)
+            return
+        await self._end(now, request.requested_by, request.reason, email=True)
+
+    async def _end(self, at: datetime, actor: str, reason: str, *, email: bool = False) -> None:
+        """Cancel now (support) or at the period end that was asked for."""
+        st = self._state
+        if st.dunning is not None:
+            await self._mark_invoice(
+                InvoiceStatus.UNCOLLECTIBLE, at, f"subscription canceled: {reason}"
+            )
+        await self._change_status(SubscriptionStatus.CANCELED, at, reason=reason, actor=actor)
+        if email:
+            await self._email("canceled", f"email:canceled:{self._input.subscription_id}", at)
+
+    def _cancel_actor(self) -> str:
+        return self._state.cancel_requested_by or "unknown"
+
+    # -- small steps --------------------------------------------------------------------
+
+    async def _change_status(
+        self,
+        status: SubscriptionStatus,
+        at: datetime,
+        *,
+        reason: str = "",
+        actor: str = "workflow",
+        cancel_at_period_end: bool | None = None,
+    ) -> None:
+        st = self._state
+        changed = st.status != status
+        st.status = status
+        await workflow.execute_activity_method(
+            BillingActivities.record_subscription_change,
+            SubscriptionChange(
+                subscription_id=self._input.subscription_id,
+                status=status,
+                occurred_at=at,
+                actor=actor,
+                reason=reason,
+                cancel_at_period_end=cancel_at_period_end,
+            ),
+            summary=f"status {status}" + (f": {reason}" if reason else ""),
+            **QUICK,
+        )
+        if changed:
+            workflow.upsert_search_attributes(self._search_attribute_updates())
+
+    async def _mark_invoice(self, status: InvoiceStatus, at: datetime, reason: str) -> None:
+        dunning = self._state.dunning
+        assert dunning is not None
+        await workflow.execute_activity_method(
+            BillingActivities.record_invoice_change,
+            InvoiceChange(
+                invoice_id=dunning.invoice_id, status=status, occurred_at=at, reason=reason
+            ),
+            summary=f"invoice {dunning.invoice_number} {status}",
+            **QUICK,
+        )
+
+    async def _email(
+        self,
+        kind: str,
+        key: str,
+        at: datetime,
+        invoice_id: str | None = None,
+        *,
+        next_at: datetime | None = None,
+    ) -> None:
+        await workflow.execute_activity_method(
+            BillingActivities.send_email,
+            EmailRequest(
+                kind=kind,
+                business_key=key,
+                subscription_id=self._input.subscription_id,
+                invoice_id=invoice_id,
+                occurred_at=at,
+                next_retry_at=next_at,
+            ),
+            summary=f"email {kind}",
+            **QUICK,
+        )
+
+    # -- time ---------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        """Billing time: the workflow clock, sped up under a test clock."""
+        real = workflow.now()
+        clock = self._state.clock
+        if clock is None or clock.real_origin is None or clock.virtual_origin is None:
+            return real
+        return clock.virtual_origin + (real - clock.real_origin) * clock.speed
+
+    async def _sleep_until(self, at: datetime, summary: str) -> bool:
+        """Sleep until billing time ``at``; True if a message woke us first."""
+        self._woken = False
+        delay = at - self._now()
+        clock = self._state.clock
+        if clock is not None:
+            delay = delay / clock.speed
+        if delay <= timedelta(0) and not self._woken:
+            return False
+        try:
+            await workflow.wait_condition(
+                lambda: self._woken, timeout=delay, timeout_summary=summary
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    def _show_details(self, action: str, at: datetime) -> None:
+        st = self._state
+        period = (
+            f"{st.period_start:%Y-%m-%d} → {st.period_end:%Y-%m-%d}"
+            if st.period_start and st.period_end
+            else "not started"
+        )
+        lines = [
+            f"**{st.status}** · period {period}",
+            f"next: {action} at {at:%Y-%m-%d %H:%M} UTC",
+        ]
+        if st.dunning is not None:
+            lines.append(
+                f"dunning: invoice {st.dunning.invoice_number}, {st.dunning.amount_due} "
+                f"{st.dunning.currency} due, step {st.dunning.next_step}"
+            )
+        if st.clock is not None:
+            lines.append(
+                f"test clock ×{st.clock.speed:g}, billing time {self._now():%Y-%m-%d %H:%M}"
+            )
+        workflow.set_current_details("\n\n".join(lines))
+
+    # -- search attributes ---------------------------------------------------------------
+
+    def _search_attribute_pairs(self) -> list[SearchAttributePair]:
+        pairs: list[SearchAttributePair] = [
+            SearchAttributePair(sa.SUBSCRIPTION_STATUS, str(self._state.status)),
+            SearchAttributePair(sa.CUSTOMER_ID, self._input.customer_id),
+            SearchAttributePair(sa.PLAN_ID, self._input.price_id),
+        ]
+        renewal = self._next_renewal()
+        if renewal is not None:
+            pairs.append(SearchAttributePair(sa.NEXT_RENEWAL_AT, renewal))
+        return pairs
+
+    def _search_attribute_updates(self) -> list:  # type: ignore[type-arg]
+        updates = [
+            sa.SUBSCRIPTION_STATUS.value_set(str(self._state.status)),
+            sa.CUSTOMER_ID.value_set(self._input.customer_id),
+            sa.PLAN_ID.value_set(self._input.price_id),
+        ]
+        renewal = self._next_renewal()
+        updates.append(
+            sa.NEXT_RENEWAL_AT.value_set(renewal) if renewal else sa.NEXT_RENEWAL_AT.value_unset()
+        )
+        return updates
+
+    def _next_renewal(self) -> datetime | None:
+        action, at = self._next_action()
+        return at if action in ("renew", "start_billing") else None
+
+
+_DUNNING_ACTIONS = {
+    DunningAction.RETRY: "retry_payment",
+    DunningAction.SUSPEND: "suspend",
+    DunningAction.CANCEL: "cancel",
+}
+
+
+def _initial_state(input: SubscriptionInput, now: datetime) -> SubscriptionState:
+    clock = None
+    start = input.start_at or now
+    if input.test_clock_speed:
+        clock = TestClock(speed=input.test_clock_speed, real_origin=now, virtual_origin=start)
+    trial_end = start + timedelta(days=input.trial_days) if input.trial_days > 0 else None
+    return SubscriptionState(
+        status=SubscriptionStatus.TRIALING if trial_end else SubscriptionStatus.ACTIVE,
+        anchor=trial_end or start,
+        trial_end=trial_end,
+        clock=clock,
+    )
+
+
+def _why(result: ChargeResult) -> str:
+    return f"payment declined ({result.decline_code or 'unknown'})"
