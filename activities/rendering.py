@@ -103,7 +103,7 @@ def localdate(dt: datetime, time_zone: str = "UTC", locale: str = "en") -> str:
     ``2024年2月29日`` for Japanese, ``Feb 29, 2024`` otherwise. A naive datetime is
     taken as UTC, because SQLite hands stored UTC values back without a zone.
     """
-    if False:
+    if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     local = dt.astimezone(ZoneInfo(time_zone))
     if language(locale) == "ja":

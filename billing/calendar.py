@@ -73,8 +73,13 @@ def period(anchor: datetime, interval: Interval, count: int, index: int) -> Peri
     )
 
 
+_AVERAGE_DAYS = {Interval.DAY: 1.0, Interval.WEEK: 7.0, Interval.MONTH: 30.436875, Interval.YEAR: 365.2425}
+
+
 def period_at(anchor: datetime, interval: Interval, count: int, moment: datetime) -> Period:
     """The period that contains ``moment`` (which must not be before the anchor)."""
+    if count < 1:
+        raise ValueError("interval count must be at least 1")
     anchor = _require_utc(anchor)
     moment = _require_utc(moment)
     if moment < anchor:

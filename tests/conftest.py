@@ -140,9 +140,13 @@ def _type_name(key: object) -> str:
     return "Datetime" if key is sa.NEXT_RENEWAL_AT else "Keyword"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: a year of renewals in seconds."""
+    """The time-skipping test server: a year of renewals in seconds.
+
+    One server per test: a subscription left running by one test would otherwise
+    hold the shared clock while the next test skips time.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server")
     )

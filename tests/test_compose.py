@@ -47,6 +47,7 @@ _INTERPOLATION = re.compile(
     r"\$\$"
     r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|\$(?P<invalid>)"  # Compose refuses any other $: write $$
 )
 _ENV_LINE = re.compile(r"^(?P<comment>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 
@@ -80,6 +81,8 @@ def interpolate(text: str, env: dict[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        if match["invalid"] is not None:
+            raise ValueError(f"invalid interpolation at {text[match.start() :][:20]!r}")
         name, op, arg = match["name"] or match["bare"], match["op"], match["arg"]
         value = env.get(name)
         if op in (":-", ":?") and not value:
@@ -106,7 +109,7 @@ def resolve(node: Any, env: dict[str, str]) -> Any:
 
 
 def referenced_variables(text: str) -> set[str]:
-    return {m["name"] or m["bare"] for m in _INTERPOLATION.finditer(text) if m.group(0) != "$$"}
+    return {m["name"] or m["bare"] for m in _INTERPOLATION.finditer(text) if m["name"] or m["bare"]}
 
 
 @pytest.fixture(scope="module")
