@@ -57,7 +57,9 @@ async def run_worker(
             client, task_queue=settings.task_queue, activities=activities, executor=executor
         )
         async with worker:
-            log.info("worker polling task queue %r at %s", settings.task_queue, settings.temporal_address)
+            log.info(
+                "worker polling task queue %r at %s", settings.task_queue, settings.temporal_address
+            )
             await stop.wait()
 
 

@@ -378,9 +378,12 @@ class BillingActivities:
                 "invoice": self._document(invoice) if invoice else None,
                 "payment_update_url": f"{self._seller.payment_update_url}?subscription={subscription.id}",
                 "next_retry_at": request.next_retry_at,
-                "cancel_at": request.next_retry_at,
+                "cancel_at": request.cancel_at,
                 "cancel_reason": subscription.cancel_reason,
-                "ends_at": subscription.current_period_end,
+                # Only a cancellation at period end has an end date still to come.
+                "ends_at": (
+                    subscription.current_period_end if subscription.cancel_at_period_end else None
+                ),
             }
             content = render_email(self._templates, request.kind, customer.locale, context)
             if sent is None:

@@ -73,7 +73,12 @@ def period(anchor: datetime, interval: Interval, count: int, index: int) -> Peri
     )
 
 
-_AVERAGE_DAYS = {Interval.DAY: 1.0, Interval.WEEK: 7.0, Interval.MONTH: 30.436875, Interval.YEAR: 365.2425}
+_AVERAGE_DAYS = {
+    Interval.DAY: 1.0,
+    Interval.WEEK: 7.0,
+    Interval.MONTH: 30.436875,
+    Interval.YEAR: 365.2425,
+}
 
 
 def period_at(anchor: datetime, interval: Interval, count: int, moment: datetime) -> Period:

@@ -58,7 +58,9 @@ def create_customer(
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
     customer_id = repo.new_id("cus")
-    stripe_customer_id = stripe.create_customer(email=email, name=name, kakin_customer_id=customer_id)
+    stripe_customer_id = stripe.create_customer(
+        email=email, name=name, kakin_customer_id=customer_id
+    )
     if card_number:
         payment_method_id = stripe.create_test_payment_method(
             card_number=card_number, stripe_customer_id=stripe_customer_id
@@ -146,7 +148,9 @@ async def start_subscription(
         if price is None:
             raise InvalidRequestError(f"price {price_id!r} does not exist")
         if not price.active:
-            raise InvalidRequestError(f"price {price_id!r} is archived and takes no new subscriptions")
+            raise InvalidRequestError(
+                f"price {price_id!r} is archived and takes no new subscriptions"
+            )
         if price.currency != customer.currency:
             raise InvalidRequestError(
                 f"price is in {price.currency} but the customer is billed in {customer.currency}"
@@ -183,7 +187,9 @@ async def start_subscription(
             task_queue=task_queue,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(sa.SUBSCRIPTION_STATUS, "trialing" if trial_days else "active"),
+                    SearchAttributePair(
+                        sa.SUBSCRIPTION_STATUS, "trialing" if trial_days else "active"
+                    ),
                     SearchAttributePair(sa.CUSTOMER_ID, customer_id),
                     SearchAttributePair(sa.PLAN_ID, price_id),
                 ]

@@ -195,7 +195,8 @@ class EmailRequest:
     subscription_id: str
     invoice_id: str | None = None
     occurred_at: datetime | None = None
-    next_retry_at: datetime | None = None
+    next_retry_at: datetime | None = None  # when dunning tries the card again, if it will
+    cancel_at: datetime | None = None  # when dunning will cancel, if it will
 
 
 @dataclass

@@ -121,7 +121,9 @@ def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stripe_gateway(localstripe_url: str) -> StripeGateway:
-    return StripeGateway(api_key="sk_test_kakin", api_base=localstripe_url, confirm_off_session=False)
+    return StripeGateway(
+        api_key="sk_test_kakin", api_base=localstripe_url, confirm_off_session=False
+    )
 
 
 # -- Temporal -------------------------------------------------------------------------

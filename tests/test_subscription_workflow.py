@@ -131,7 +131,9 @@ async def test_declined_card_walks_the_whole_ladder(
     assert [i.status for i in seen.invoices] == ["uncollectible"]
     assert seen.email_kinds[-1] == "canceled_unpaid"
     assert len(seen.invoices) == 1  # nothing new billed while past due or suspended
-    transitions = [(a.from_status, a.to_status) for a in seen.audit if a.entity_type == "subscription"]
+    transitions = [
+        (a.from_status, a.to_status) for a in seen.audit if a.entity_type == "subscription"
+    ]
     assert transitions == [
         ("active", "past_due"),
         ("past_due", "suspended"),

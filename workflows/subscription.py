@@ -228,7 +228,6 @@ class SubscriptionWorkflow:
             f"email:{FIRST_FAILURE_EMAIL}:{invoice.invoice_id}:1",
             now,
             invoice.invoice_id,
-            next_at=self._next_action()[1],
         )
 
     async def _charge(
@@ -269,7 +268,6 @@ class SubscriptionWorkflow:
             await self._change_status(SubscriptionStatus.SUSPENDED, at, reason="unpaid invoice")
             await self._email(
                 "suspended", f"email:suspended:{dunning.invoice_id}", at, dunning.invoice_id,
-                next_at=self._next_action()[1],
             )  # fmt: skip
         else:
             await self._mark_invoice(InvoiceStatus.UNCOLLECTIBLE, at, "unpaid after dunning")
@@ -298,7 +296,6 @@ class SubscriptionWorkflow:
             f"email:{kind}:{dunning.invoice_id}:{dunning.attempt}",
             at,
             dunning.invoice_id,
-            next_at=self._next_action()[1],
         )
 
     async def _recover(self, at: datetime, actor: str) -> None:
@@ -423,8 +420,6 @@ class SubscriptionWorkflow:
         key: str,
         at: datetime,
         invoice_id: str | None = None,
-        *,
-        next_at: datetime | None = None,
     ) -> None:
         await workflow.execute_activity_method(
             BillingActivities.send_email,
@@ -434,11 +429,22 @@ class SubscriptionWorkflow:
                 subscription_id=self._input.subscription_id,
                 invoice_id=invoice_id,
                 occurred_at=at,
-                next_retry_at=next_at,
+                next_retry_at=self._upcoming(DunningAction.RETRY),
+                cancel_at=self._upcoming(DunningAction.CANCEL),
             ),
             summary=f"email {kind}",
             **QUICK,
         )
+
+    def _upcoming(self, action: DunningAction) -> datetime | None:
+        """When the dunning ladder next takes ``action``, for the customer's email."""
+        dunning = self._state.dunning
+        if dunning is None:
+            return None
+        for step in self._input.dunning.steps[dunning.next_step :]:
+            if step.action == action:
+                return dunning.started_at + timedelta(days=step.day)
+        return None
 
     # -- time ---------------------------------------------------------------------------
 

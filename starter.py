@@ -1,0 +1,166 @@
+"""Start, cancel and inspect subscriptions from a terminal or a script.
+
+    python starter.py start --customer cus_... --price price_... [--trial-days 14]
+    python starter.py cancel sub_... --reason "asked by phone" [--at-period-end] --requested-by support:ken
+    python starter.py status sub_... [--json]
+    python starter.py update-card sub_... --card 4242424242424242
+
+Works against any Temporal address (``--temporal-address`` or KAKIN_TEMPORAL_ADDRESS).
+``start`` and ``update-card`` also need the database (KAKIN_DATABASE_URL) and, for the
+card, Stripe; ``cancel`` and ``status`` need only Temporal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import Client
+
+from kakin import service, wiring
+from kakin.settings import Settings, get_settings
+
+
+def add_subscription_commands(commands: Any) -> None:
+    """Register start/cancel/status/update-card on an argparse subparsers object."""
+    start = commands.add_parser("start", help="start a subscription for a customer and price")
+    start.add_argument("--customer", required=True, help="customer id (cus_...)")
+    start.add_argument("--price", required=True, help="price id (price_...)")
+    start.add_argument("--quantity", type=int, default=1)
+    start.add_argument("--trial-days", type=int, default=0)
+    start.add_argument("--start-at", type=datetime.fromisoformat, help="ISO time with zone")
+    start.add_argument(
+        "--test-clock-speed",
+        type=float,
+        help="speed up this subscription's calendar (e.g. 86400: a day per second); "
+        "refused with a live Stripe key",
+    )
+    start.set_defaults(handler=_start)
+
+    cancel = commands.add_parser("cancel", help="send the cancel signal")
+    cancel.add_argument("subscription_id")
+    cancel.add_argument("--reason", required=True, help="why: recorded in the audit log")
+    cancel.add_argument("--requested-by", required=True, help="who asked, e.g. support:ken")
+    cancel.add_argument(
+        "--at-period-end", action="store_true", help="run to the end of the paid period"
+    )
+    cancel.set_defaults(handler=_cancel)
+
+    status = commands.add_parser("status", help="print a subscription's live status")
+    status.add_argument("subscription_id")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+    card = commands.add_parser("update-card", help="attach a new test card and retry at once")
+    card.add_argument("subscription_id")
+    card.add_argument("--card", required=True, help="a Stripe test card number")
+    card.add_argument("--requested-by", default="cli")
+    card.set_defaults(handler=_update_card)
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temporal-address", help="host:port (default KAKIN_TEMPORAL_ADDRESS)")
+    parser.add_argument("--namespace", help="Temporal namespace (default KAKIN_TEMPORAL_NAMESPACE)")
+    parser.add_argument("--task-queue", help="task queue (default KAKIN_TASK_QUEUE)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "temporal_address": getattr(args, "temporal_address", None),
+        "temporal_namespace": getattr(args, "namespace", None),
+        "task_queue": getattr(args, "task_queue", None),
+    }
+    return get_settings().model_copy(update={k: v for k, v in overrides.items() if v})
+
+
+async def _start(args: argparse.Namespace, settings: Settings, client: Client) -> int:
+    subscription_id = await service.start_subscription(
+        client,
+        wiring.session_factory(settings),
+        task_queue=settings.task_queue,
+        customer_id=args.customer,
+        price_id=args.price,
+        quantity=args.quantity,
+        trial_days=args.trial_days,
+        start_at=args.start_at,
+        test_clock_speed=args.test_clock_speed,
+        live_mode=settings.live_mode,
+        dunning=settings.dunning_policy,
+    )
+    print(subscription_id)
+    return 0
+
+
+async def _cancel(args: argparse.Namespace, settings: Settings, client: Client) -> int:
+    await service.cancel_subscription(
+        client,
+        args.subscription_id,
+        reason=args.reason,
+        at_period_end=args.at_period_end,
+        requested_by=args.requested_by,
+    )
+    when = "at the end of the paid period" if args.at_period_end else "now"
+    print(f"cancel sent to {service.workflow_id(args.subscription_id)} ({when})")
+    return 0
+
+
+async def _status(args: argparse.Namespace, settings: Settings, client: Client) -> int:
+    view = await service.subscription_status(client, args.subscription_id)
+    data = dataclasses.asdict(view)
+    if args.json:
+        print(json.dumps(data, default=str, ensure_ascii=False, indent=2))
+        return 0
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        print(f"{key:24} {value if value is not None else '-'}")
+    return 0
+
+
+async def _update_card(args: argparse.Namespace, settings: Settings, client: Client) -> int:
+    method = await service.update_payment_method(
+        client,
+        wiring.session_factory(settings),
+        wiring.stripe_gateway(settings),
+        args.subscription_id,
+        card_number=args.card,
+        requested_by=args.requested_by,
+    )
+    print(f"payment method {method} attached; the subscription retries at once if unpaid")
+    return 0
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    """Connect to Temporal and run the chosen handler; errors become one clear line."""
+    settings = settings_from(args)
+    try:
+        client = await wiring.temporal_client(settings)
+    except RuntimeError as error:
+        print(f"error: cannot reach Temporal at {settings.temporal_address}: {error}", file=sys.stderr)
+        return 2
+    try:
+        return int(await args.handler(args, settings, client))
+    except service.InvalidRequestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # one line for people; the type says where to look
+        if type(error).__name__ == "RPCError" and "not found" in str(error).lower():
+            print(f"error: no subscription workflow {args.subscription_id!r}", file=sys.stderr)
+            return 2
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n")[0])
+    add_connection_options(parser)
+    add_subscription_commands(parser.add_subparsers(dest="command", required=True))
+    return asyncio.run(run_command(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""A charge Stripe accepted but whose answer we lost is charged once, not twice.
+
+A fault-injecting proxy sits in front of the real Stripe emulator: it forwards the
+request, lets the emulator charge the card, then drops the connection (or answers
+500/429 without forwarding). Temporal retries the activity; the retry must resume
+the stored PaymentIntent instead of charging again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import stripe
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from activities.stripe_gateway import StripeGateway
+from kakin import service
+from tests.conftest import make_activities
+from tests.helpers import customer_and_price, observe, outbox_files
+from tests.support.fault_proxy import FaultProxy
+from worker import build_worker
+
+
+@pytest.fixture
+def proxy(localstripe_url: str) -> Iterator[FaultProxy]:
+    with FaultProxy(localstripe_url) as running:
+        yield running
+
+
+def intents_for_invoice(localstripe_url: str, invoice_id: str) -> list[stripe.PaymentIntent]:
+    client = stripe.StripeClient("sk_test_kakin", base_addresses={"api": localstripe_url})
+    return [
+        intent
+        for intent in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+        if intent.to_dict().get("metadata", {}).get("kakin_invoice_id") == invoice_id
+    ]
+
+
+async def activity_attempts(env: WorkflowEnvironment, subscription_id: str) -> list[int]:
+    """The attempt number of every activity in every run of the workflow (oldest first)."""
+    attempts: list[int] = []
+    run_id: str | None = None
+    while True:
+        handle = env.client.get_workflow_handle(service.workflow_id(subscription_id), run_id=run_id)
+        run_attempts, run_id = [], None
+        async for event in handle.fetch_history_events():
+            if event.HasField("workflow_execution_started_event_attributes"):
+                run_id = event.workflow_execution_started_event_attributes.continued_execution_run_id
+            if event.HasField("activity_task_started_event_attributes"):
+                run_attempts.append(event.activity_task_started_event_attributes.attempt)
+        attempts = run_attempts + attempts
+        if not run_id:
+            return attempts
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "fault"),
+    [
+        ("POST", r"/v1/payment_intents/pi_\w+/confirm", "drop_after_forward"),
+        ("POST", r"/v1/payment_intents$", 500),
+        ("POST", r"/v1/payment_intents/pi_\w+/confirm", 429),
+        ("GET", r"/v1/payment_intents/pi_\w+$", "drop_after_forward"),
+    ],
+    ids=["confirm-accepted-answer-lost", "create-500", "confirm-429", "retrieve-dropped"],
+)
+async def test_a_lost_answer_never_charges_twice(
+    time_env: WorkflowEnvironment,
+    pg_sessions: sessionmaker[Session],
+    localstripe_url: str,
+    proxy: FaultProxy,
+    task_queue: str,
+    outbox: Path,
+    method: str,
+    path: str,
+    fault: str | int,
+) -> None:
+    stripe_via_proxy = StripeGateway(
+        api_key="sk_test_kakin", api_base=proxy.url, confirm_off_session=False
+    )
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_via_proxy)
+    proxy.add(method, path, fault, times=1)
+    activities = make_activities(pg_sessions, stripe_via_proxy, outbox)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        worker = build_worker(
+            time_env.client, task_queue=task_queue, activities=activities, executor=executor
+        )
+        async with worker:
+            start = (await time_env.get_current_time()) + timedelta(hours=1)
+            subscription_id = await service.start_subscription(
+                time_env.client, pg_sessions, task_queue=task_queue,
+                customer_id=customer_id, price_id=price_id, start_at=start,
+            )  # fmt: skip
+            await time_env.sleep(timedelta(hours=2))
+            charge_tries = await activity_attempts(time_env, subscription_id)
+
+    assert len(proxy.faults_injected) == 1, "the fault was never injected"
+    assert max(charge_tries) >= 2, "Temporal did not retry the failed activity"
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "active"
+    assert len(seen.invoices) == 1
+    invoice = seen.invoices[0]
+    assert invoice.status == "paid" and invoice.number is not None
+    assert [a.status for a in seen.attempts] == ["succeeded"]
+    succeeded = [i for i in intents_for_invoice(localstripe_url, invoice.id) if i.status == "succeeded"]
+    assert len(succeeded) == 1, f"Stripe charged {len(succeeded)} times"
+    assert succeeded[0].amount == invoice.total
+    assert seen.email_kinds == ["receipt"]
+    assert len(outbox_files(outbox)) == 1
