@@ -1,7 +1,8 @@
 """Start, cancel and inspect subscriptions from a terminal or a script.
 
     python starter.py start --customer cus_... --price price_... [--trial-days 14]
-    python starter.py cancel sub_... --reason "asked by phone" [--at-period-end] --requested-by support:ken
+    python starter.py cancel sub_... --reason "asked by phone" --requested-by support:ken
+                                     [--at-period-end]
     python starter.py status sub_... [--json]
     python starter.py update-card sub_... --card 4242424242424242
 
@@ -141,7 +142,9 @@ async def run_command(args: argparse.Namespace) -> int:
     try:
         client = await wiring.temporal_client(settings)
     except RuntimeError as error:
-        print(f"error: cannot reach Temporal at {settings.temporal_address}: {error}", file=sys.stderr)
+        print(
+            f"error: cannot reach Temporal at {settings.temporal_address}: {error}", file=sys.stderr
+        )
         return 2
     try:
         return int(await args.handler(args, settings, client))

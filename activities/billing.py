@@ -376,7 +376,9 @@ class BillingActivities:
                 "seller_name": self._seller.name,
                 "time_zone": customer.time_zone,
                 "invoice": self._document(invoice) if invoice else None,
-                "payment_update_url": f"{self._seller.payment_update_url}?subscription={subscription.id}",
+                "payment_update_url": (
+                    f"{self._seller.payment_update_url}?subscription={subscription.id}"
+                ),
                 "next_retry_at": request.next_retry_at,
                 "cancel_at": request.cancel_at,
                 "cancel_reason": subscription.cancel_reason,

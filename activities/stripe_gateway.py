@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
+from stripe.params import PaymentIntentConfirmParams
 
 # Stripe's test cards, accepted only in test mode (see create_test_payment_method).
 TEST_CARDS = {"4242424242424242", "4000000000000341", "4000000000000002", "4000000000009995"}
@@ -112,12 +113,14 @@ class StripeGateway:
 
     def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> IntentState:
         """Confirm; a decline comes back as a state, transport faults as exceptions."""
-        params: dict[str, Any] = {"off_session": True} if self._confirm_off_session else {}
+        params: PaymentIntentConfirmParams = (
+            {"off_session": True} if self._confirm_off_session else {}
+        )
         try:
             intent = self._client.v1.payment_intents.confirm(
                 intent_id,
                 params=params,
-                options={"idempotency_key": idempotency_key},  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
             )
         except stripe.CardError as error:
             body = error.error

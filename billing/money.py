@@ -7,7 +7,7 @@ once, at the last step, half-even unless a caller asks otherwise.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 # ISO 4217 currencies whose exponent is not 2. Every other active code in
 # KNOWN_CURRENCIES has two decimals.
@@ -51,16 +51,38 @@ def exponent(currency: str) -> int:
 
 
 def to_minor(major: Decimal | int | str, currency: str) -> int:
-    """Convert an amount in major units to minor units, rounding half-even once."""
-    scaled = Decimal(major).scaleb(exponent(currency))
-    return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    """Convert an amount in major units to minor units, rounding half-even once.
+
+    Floats are refused: ``2.675`` is really 2.67499999... in binary, so the rounding
+    would silently depend on the representation. Pass a string or a Decimal.
+    """
+    if isinstance(major, (float, bool)) or not isinstance(major, (Decimal, int, str)):
+        raise TypeError(
+            f"amounts in major units are str, int or Decimal, not {type(major).__name__}"
+        )
+    places = exponent(currency)
+    try:
+        value = Decimal(major)
+    except InvalidOperation:
+        raise ValueError(
+            f"{major!r} is not a number (use a dot for decimals, e.g. 12.50)"
+        ) from None
+    if not value.is_finite():
+        raise ValueError(f"{major!r} is not a finite amount")
+    # Enough precision that scaling never rounds: the only rounding is the last step.
+    with localcontext() as context:
+        context.prec = max(28, len(value.as_tuple().digits) + places + 2)
+        scaled = value.scaleb(places)
+        return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 def to_major(amount: int, currency: str) -> Decimal:
     """The exact major-unit value of an integer minor-unit amount."""
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError(f"amounts are integers in minor units, got {type(amount).__name__}")
-    return Decimal(amount).scaleb(-exponent(currency))
+    with localcontext() as context:
+        context.prec = max(28, len(str(abs(amount))) + 2)
+        return Decimal(amount).scaleb(-exponent(currency))
 
 
 def format_amount(amount: int, currency: str, *, locale: str = "en") -> str:

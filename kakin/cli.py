@@ -80,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ui-port", type=int, default=8233)
     up.add_argument("--stripe-port", type=int, default=8420)
     up.add_argument("--no-demo", action="store_true", help="start everything, play nothing")
-    up.add_argument(
-        "--exit-after-demo", action="store_true", help="stop when the demo has played"
-    )
+    up.add_argument("--exit-after-demo", action="store_true", help="stop when the demo has played")
     up.set_defaults(handler=_up)
 
     commands.add_parser("worker", help="run a worker").set_defaults(handler=_worker)

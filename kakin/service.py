@@ -194,7 +194,9 @@ async def start_subscription(
                     SearchAttributePair(sa.PLAN_ID, price_id),
                 ]
             ),
-            static_summary=f"subscription {subscription_id} · customer {customer_id} · plan {price_id}",
+            static_summary=(
+                f"subscription {subscription_id} · customer {customer_id} · plan {price_id}"
+            ),
         )
     except Exception:
         # No workflow, no subscription: never leave a row that nothing will bill.

@@ -50,7 +50,9 @@ async def activity_attempts(env: WorkflowEnvironment, subscription_id: str) -> l
         run_attempts, run_id = [], None
         async for event in handle.fetch_history_events():
             if event.HasField("workflow_execution_started_event_attributes"):
-                run_id = event.workflow_execution_started_event_attributes.continued_execution_run_id
+                run_id = (
+                    event.workflow_execution_started_event_attributes.continued_execution_run_id
+                )
             if event.HasField("activity_task_started_event_attributes"):
                 run_attempts.append(event.activity_task_started_event_attributes.attempt)
         attempts = run_attempts + attempts
@@ -106,7 +108,9 @@ async def test_a_lost_answer_never_charges_twice(
     invoice = seen.invoices[0]
     assert invoice.status == "paid" and invoice.number is not None
     assert [a.status for a in seen.attempts] == ["succeeded"]
-    succeeded = [i for i in intents_for_invoice(localstripe_url, invoice.id) if i.status == "succeeded"]
+    succeeded = [
+        i for i in intents_for_invoice(localstripe_url, invoice.id) if i.status == "succeeded"
+    ]
     assert len(succeeded) == 1, f"Stripe charged {len(succeeded)} times"
     assert succeeded[0].amount == invoice.total
     assert seen.email_kinds == ["receipt"]

@@ -15,9 +15,15 @@ cancellation, nothing more is billed.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
@@ -48,25 +54,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 # Database and email activities: short, retried until they succeed.
-QUICK = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=5),
-    ),
-}
+QUICK_TIMEOUT = timedelta(seconds=30)
+QUICK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
 # Stripe: network errors, 5xx and 429 raise and are retried with backoff; a decline
 # is a result, not an error, so it is never retried here.
-CHARGE = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=10),
-        non_retryable_error_types=["InvoiceNotOpen", "LiveModeRefused"],
-    ),
-}
+CHARGE_TIMEOUT = timedelta(seconds=60)
+CHARGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["InvoiceNotOpen", "LiveModeRefused"],
+)
 
 
 @workflow.defn(name="SubscriptionWorkflow")
@@ -197,13 +199,15 @@ class SubscriptionWorkflow:
                 issued_at=now,
             ),
             summary=f"invoice period {index}: {period.start:%Y-%m-%d} to {period.end:%Y-%m-%d}",
-            **QUICK,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
         )
         invoice = await workflow.execute_activity_method(
             BillingActivities.finalize_invoice,
             FinalizeInvoiceRequest(invoice_id=invoice.invoice_id, finalized_at=now),
             summary=f"finalize {invoice.invoice_id}",
-            **QUICK,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
         )
         st.period_index, st.period_start, st.period_end = index, period.start, period.end
         st.renewals += 1
@@ -242,7 +246,8 @@ class SubscriptionWorkflow:
                 test_clock=self._state.clock is not None,
             ),
             summary=f"charge {number or invoice_id}, attempt {attempt}",
-            **CHARGE,
+            start_to_close_timeout=CHARGE_TIMEOUT,
+            retry_policy=CHARGE_RETRY,
         )
 
     async def _render(self, invoice_id: str, number: str | None) -> None:
@@ -250,7 +255,8 @@ class SubscriptionWorkflow:
             BillingActivities.render_invoice,
             RenderInvoiceRequest(invoice_id=invoice_id),
             summary=f"render {number or invoice_id}",
-            **QUICK,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
         )
 
     # -- dunning ------------------------------------------------------------------------
@@ -330,7 +336,8 @@ class SubscriptionWorkflow:
                         actor=update.requested_by,
                     ),
                     summary="record new payment method",
-                    **QUICK,
+                    start_to_close_timeout=QUICK_TIMEOUT,
+                    retry_policy=QUICK_RETRY,
                 )
             if (
                 self._state.dunning is not None
@@ -397,7 +404,8 @@ class SubscriptionWorkflow:
                 cancel_at_period_end=cancel_at_period_end,
             ),
             summary=f"status {status}" + (f": {reason}" if reason else ""),
-            **QUICK,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
         )
         if changed:
             workflow.upsert_search_attributes(self._search_attribute_updates())
@@ -411,7 +419,8 @@ class SubscriptionWorkflow:
                 invoice_id=dunning.invoice_id, status=status, occurred_at=at, reason=reason
             ),
             summary=f"invoice {dunning.invoice_number} {status}",
-            **QUICK,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
         )
 
     async def _email(
@@ -433,7 +442,8 @@ class SubscriptionWorkflow:
                 cancel_at=self._upcoming(DunningAction.CANCEL),
             ),
             summary=f"email {kind}",
-            **QUICK,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
         )
 
     def _upcoming(self, action: DunningAction) -> datetime | None:
@@ -508,8 +518,8 @@ class SubscriptionWorkflow:
             pairs.append(SearchAttributePair(sa.NEXT_RENEWAL_AT, renewal))
         return pairs
 
-    def _search_attribute_updates(self) -> list:  # type: ignore[type-arg]
-        updates = [
+    def _search_attribute_updates(self) -> list[SearchAttributeUpdate[Any]]:
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.SUBSCRIPTION_STATUS.value_set(str(self._state.status)),
             sa.CUSTOMER_ID.value_set(self._input.customer_id),
             sa.PLAN_ID.value_set(self._input.price_id),
