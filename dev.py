@@ -28,7 +28,7 @@ def _fingerprint() -> str:
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 -- this file runs before any venv exists
         sys.exit(f"kakin needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)

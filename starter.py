@@ -17,9 +17,10 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.client import Client
 
@@ -158,6 +159,19 @@ async def run_command(args: argparse.Namespace) -> int:
         raise
 
 
+def exit_process(code: int) -> NoReturn:
+    """End a short-lived Temporal client process without interpreter teardown.
+
+    The Temporal client's Rust threads can outlive the event loop and abort CPython's
+    finalization (SIGABRT, "PyGILState_Release ... finalizing"; temporalio/sdk-python
+    issue 300), turning a command that succeeded into a crash. The work is done and
+    the output flushed, so skip teardown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n")[0])
     add_connection_options(parser)
@@ -166,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

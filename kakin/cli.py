@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
     if args.command in ("start", "cancel", "status", "update-card"):
-        return asyncio.run(starter.run_command(args))
+        starter.exit_process(asyncio.run(starter.run_command(args)))
     try:
         return int(args.handler(args))
     except service.InvalidRequestError as error:

@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +27,7 @@ from activities.mailer import OutboxMailer
 from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
 from kakin.binaries import find_binary
+from kakin.embedded import start_localstripe
 from models.db import make_engine, make_session_factory, migrate
 from worker import build_worker
 from workflows import search_attributes as sa
@@ -93,30 +91,12 @@ def pg_sessions(postgres_url: str) -> sessionmaker[Session]:
 
 
 @pytest.fixture(scope="session")
-def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+async def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A private localstripe (its state in memory, not the shared /tmp pickle)."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("localstripe") / "localstripe.log").open("w")
-    process = subprocess.Popen(
-        [find_binary("localstripe"), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            request = urllib.request.Request(
-                f"{url}/v1/customers", headers={"Authorization": "Bearer sk_test_x"}
-            )
-            urllib.request.urlopen(request, timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("localstripe did not start", pytrace=False)
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(10)
-    log.close()
+    process = await start_localstripe(port=port, log_dir=tmp_path_factory.mktemp("localstripe"))
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowHistory
 
 from activities.stripe_gateway import StripeGateway
 from kakin import service
@@ -129,3 +132,35 @@ async def eventually(
 
 def day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
+
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def run_histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """Every run of a workflow, oldest first (it continues as new at each renewal)."""
+    histories: list[WorkflowHistory] = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.insert(0, history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id
+        if not run_id:
+            return histories
+
+
+async def record_histories(client: Client, subscription_id: str, scenario: str) -> None:
+    """With KAKIN_RECORD_HISTORIES=1, keep this scenario's histories for replay tests.
+
+    Recorded once per workflow path and committed under tests/histories/, they make
+    CI fail when a workflow change would break subscriptions that are running.
+    """
+    if os.environ.get("KAKIN_RECORD_HISTORIES") != "1":
+        return
+    HISTORIES.mkdir(exist_ok=True)
+    for number, history in enumerate(
+        await run_histories(client, f"subscription-{subscription_id}")
+    ):
+        path = HISTORIES / f"{scenario}.run{number:02d}.json"
+        path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")

@@ -18,7 +18,14 @@ from activities.stripe_gateway import StripeGateway
 from billing import calendar
 from kakin import service
 from models.payloads import StatusView
-from tests.helpers import DECLINED_CARD, OK_CARD, customer_and_price, observe, outbox_files
+from tests.helpers import (
+    DECLINED_CARD,
+    OK_CARD,
+    customer_and_price,
+    observe,
+    outbox_files,
+    record_histories,
+)
 
 
 def next_jan_31(now: datetime) -> datetime:
@@ -83,6 +90,7 @@ async def test_twelve_monthly_renewals_from_jan_31(
     assert status.current_period_start == expected[11].start
     assert status.next_action == "renew"
     assert status.next_action_at == expected[11].end
+    await record_histories(time_env.client, subscription_id, "renewals")
 
 
 async def test_declined_card_walks_the_whole_ladder(
@@ -139,6 +147,7 @@ async def test_declined_card_walks_the_whole_ladder(
         ("past_due", "suspended"),
         ("suspended", "canceled"),
     ]
+    await record_histories(time_env.client, subscription_id, "dunning_to_cancel")
 
 
 async def _declined_subscription(
@@ -206,6 +215,7 @@ async def test_new_payment_method_recovers_from_past_due(
     seen = observe(pg_sessions, subscription_id)
     assert [i.status for i in seen.invoices] == ["paid", "paid"]
     assert seen.invoices[1].period_start == status.current_period_end
+    await record_histories(time_env.client, subscription_id, "recovery_from_past_due")
 
 
 async def test_new_payment_method_recovers_from_suspended(
@@ -233,6 +243,7 @@ async def test_new_payment_method_recovers_from_suspended(
     assert ("suspended", "active") in [(a.from_status, a.to_status) for a in seen.audit]
     recovered = [a for a in seen.audit if a.to_status == "active"]
     assert recovered[-1].actor == "support:hanako"
+    await record_histories(time_env.client, subscription_id, "recovery_from_suspended")
 
 
 async def test_cancel_now_stops_billing_at_once(
@@ -263,6 +274,7 @@ async def test_cancel_now_stops_billing_at_once(
     cancel = [a for a in seen.audit if a.to_status == "canceled"]
     assert len(cancel) == 1
     assert (cancel[0].actor, cancel[0].reason) == ("support:ken", "customer asked by phone")
+    await record_histories(time_env.client, subscription_id, "cancel_now")
 
 
 async def test_cancel_at_period_end_runs_out_the_paid_period(
@@ -303,6 +315,7 @@ async def test_cancel_at_period_end_runs_out_the_paid_period(
     cancel = [a for a in seen.audit if a.to_status == "canceled"][-1]
     assert cancel.occurred_at == period_end
     assert cancel.reason == "too expensive"
+    await record_histories(time_env.client, subscription_id, "cancel_at_period_end")
 
 
 async def test_trial_then_first_invoice(
@@ -337,3 +350,4 @@ async def test_trial_then_first_invoice(
         "paid",
     )
     assert seen.email_kinds == ["receipt"]
+    await record_histories(time_env.client, subscription_id, "trial")
