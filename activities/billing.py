@@ -127,7 +127,8 @@ class BillingActivities:
     def finalize_invoice(self, request: FinalizeInvoiceRequest) -> InvoiceRef:
         """Number the invoice and open it. Numbers are gapless and never reused."""
         with self._sessions() as session:
-            invoice = repo.invoice(session, request.invoice_id)
+            # Locked, so a retry racing a slow first try waits and then sees its number.
+            invoice = repo.invoice_for_update(session, request.invoice_id)
             if invoice.number is None:
                 invoice.number = repo.take_invoice_number(session, request.finalized_at)
                 invoice.status = InvoiceStatus.OPEN
@@ -195,6 +196,9 @@ class BillingActivities:
             )
         with self._sessions() as session:
             invoice = repo.invoice(session, request.invoice_id)
+            attempt = repo.payment_attempt(session, key)
+            if attempt is not None and attempt.status != "pending":
+                return _result(attempt)  # this attempt already finished: same answer
             if invoice.status == InvoiceStatus.PAID:
                 return ChargeResult(ChargeOutcome.SUCCEEDED, message="invoice already paid")
             if invoice.status != InvoiceStatus.OPEN:
@@ -203,7 +207,6 @@ class BillingActivities:
                     type="InvoiceNotOpen",
                     non_retryable=True,
                 )
-            attempt = repo.payment_attempt(session, key)
             if attempt is None:
                 attempt = PaymentAttempt(
                     business_key=key,

@@ -46,7 +46,14 @@ class StripeGateway:
         # Temporal retries failed activities with backoff; SDK-level retries on top
         # would re-send a confirm whose first try may already have succeeded.
         base = {"api": api_base} if api_base else None
-        self._client = stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)  # type: ignore[arg-type]
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses=base,  # type: ignore[arg-type]
+            max_network_retries=0,
+            # Well under the charge activity's 60 s timeout: a hung call ends before
+            # Temporal starts a retry of the same attempt, so the two never overlap.
+            http_client=stripe.RequestsClient(timeout=20),
+        )
         self.live_mode = api_key.startswith(("sk_live_", "rk_live_"))
         # localstripe rejects off_session on confirm; real Stripe needs it for
         # charges made while the customer is away.

@@ -56,6 +56,14 @@ def invoice(session: Session, invoice_id: str) -> Invoice:
     return _get(session, Invoice, invoice_id)
 
 
+def invoice_for_update(session: Session, invoice_id: str) -> Invoice:
+    """The invoice, row-locked until commit: concurrent tries of one step queue up."""
+    row = session.get(Invoice, invoice_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise NotFoundError(f"invoice {invoice_id!r} does not exist")
+    return row
+
+
 @overload
 def invoice_by_key(session: Session, key: str, *, required: Literal[True]) -> Invoice: ...
 @overload

@@ -76,7 +76,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=["postgres", "sqlite"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """Runs a test once on PostgreSQL and once on SQLite."""
     return str(request.getfixturevalue(f"{request.param}_url"))

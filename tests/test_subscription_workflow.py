@@ -62,8 +62,9 @@ async def test_twelve_monthly_renewals_from_jan_31(
         price_id=price_id,
         start_at=anchor,
     )
-    expected = [calendar.period(anchor, calendar.Interval.MONTH, 1, i) for i in range(12)]
-    await advance_to(time_env, expected[11].start + timedelta(hours=1))
+    # The first period plus twelve renewals.
+    expected = [calendar.period(anchor, calendar.Interval.MONTH, 1, i) for i in range(13)]
+    await advance_to(time_env, expected[12].start + timedelta(hours=1))
 
     seen = observe(pg_sessions, subscription_id)
     assert [(i.period_start, i.period_end) for i in seen.invoices] == [
@@ -74,22 +75,22 @@ async def test_twelve_monthly_renewals_from_jan_31(
     assert expected[1].start.day in (28, 29)
     assert all(i.status == "paid" and i.total == 1980 for i in seen.invoices)
     assert all(i.number is not None for i in seen.invoices)
-    assert len({i.number for i in seen.invoices}) == 12
+    assert len({i.number for i in seen.invoices}) == 13
     # One charge per invoice, and Stripe holds exactly those charges.
-    assert len(seen.attempts) == 12
+    assert len(seen.attempts) == 13
     assert {a.invoice_id for a in seen.attempts} == {i.id for i in seen.invoices}
     assert all(a.status == "succeeded" for a in seen.attempts)
     for attempt in seen.attempts:
         intent = stripe_gateway.retrieve_intent(attempt.stripe_payment_intent_id or "")
         assert intent.status == "succeeded"
     # One receipt per invoice.
-    assert seen.email_kinds == ["receipt"] * 12
-    assert len(outbox_files(outbox)) == 12
+    assert seen.email_kinds == ["receipt"] * 13
+    assert len(outbox_files(outbox)) == 13
     status = await status_of(time_env, subscription_id)
     assert status.status == "active"
-    assert status.current_period_start == expected[11].start
+    assert status.current_period_start == expected[12].start
     assert status.next_action == "renew"
-    assert status.next_action_at == expected[11].end
+    assert status.next_action_at == expected[12].end
     await record_histories(time_env.client, subscription_id, "renewals")
 
 
