@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +28,7 @@ from activities.stripe_gateway import StripeGateway
 from kakin.binaries import find_binary
 from kakin.embedded import start_localstripe
 from models.db import make_engine, make_session_factory, migrate
+from tests.helpers import free_ports
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -38,12 +38,6 @@ _SA_TYPES = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- databases ----------------------------------------------------------------------
@@ -93,7 +87,7 @@ def pg_sessions(postgres_url: str) -> sessionmaker[Session]:
 @pytest.fixture(scope="session")
 async def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     """A private localstripe (its state in memory, not the shared /tmp pickle)."""
-    port = free_port()
+    port = free_ports(1)[0]
     process = await start_localstripe(port=port, log_dir=tmp_path_factory.mktemp("localstripe"))
     yield f"http://127.0.0.1:{port}"
     process.stop()

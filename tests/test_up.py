@@ -28,20 +28,9 @@ from activities.mailer import safe_key
 from kakin.demo import CANCEL_REASON, CANCELED_BY
 from models.db import make_engine, make_session_factory
 from models.tables import AuditLog, Customer, EmailMessage, Invoice, Subscription
+from tests.helpers import free_ports
 
 pytestmark = pytest.mark.devserver
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (held open together so the kernel cannot hand one out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def port_is_open(port: int) -> bool:
