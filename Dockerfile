@@ -24,6 +24,7 @@ COPY kakin/ kakin/
 COPY models/ models/
 COPY activities/ activities/
 COPY workflows/ workflows/
+COPY api/ api/
 COPY worker.py starter.py ./
 RUN pip install .
 

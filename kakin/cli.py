@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import starter
-from kakin import service, wiring
+from kakin import api_keys, service, wiring
 from kakin.settings import get_settings
 from models.db import migrate
+from models.repositories import NotFoundError
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -70,6 +71,50 @@ def _price_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_create(args: argparse.Namespace) -> int:
+    try:
+        created = api_keys.create_key(
+            wiring.session_factory(get_settings()), name=args.name, role=args.role
+        )
+    except ValueError as error:
+        raise service.InvalidRequestError(str(error)) from None
+    print(f"created {created.info.id} ({created.info.role}) for {created.info.name}")
+    print("the key, shown this once only (kakin keeps just its hash):")
+    print(created.secret)
+    return 0
+
+
+def _keys_list(_: argparse.Namespace) -> int:
+    keys = api_keys.list_keys(wiring.session_factory(get_settings()))
+    if not keys:
+        print("no API keys: create one with `kakin keys create --name N --role R`")
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}Z" if key.revoked_at else "active"
+        used = f"{key.last_used_at:%Y-%m-%d %H:%M}Z" if key.last_used_at else "never"
+        print(
+            f"{key.id}  {key.role:<7}  {key.prefix}...  {state:<24}  last used {used}  {key.name}"
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    try:
+        key = api_keys.revoke_key(wiring.session_factory(get_settings()), args.key_id)
+    except NotFoundError as error:
+        raise service.InvalidRequestError(str(error)) from None
+    print(f"revoked {key.id} ({key.role}, {key.name})")
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import build_app
+
+    uvicorn.run(build_app(get_settings()), host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kakin", description="kakin (課金) subscription billing")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--interval", default="month", choices=["day", "week", "month", "year"])
     create.add_argument("--interval-count", type=int, default=1)
     create.set_defaults(handler=_price_create)
+
+    keys = commands.add_parser("keys", help="API keys for the HTTP API").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="create a key (printed once, stored hashed)")
+    create.add_argument("--name", required=True, help="who uses it, e.g. 'shop backend'")
+    create.add_argument("--role", required=True, choices=[r.value for r in api_keys.Role])
+    create.set_defaults(handler=_keys_create)
+    keys.add_parser("list", help="list keys (never their secrets)").set_defaults(handler=_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key; it is refused from then on")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=_keys_revoke)
+
+    api = commands.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(handler=_api)
 
     starter.add_subscription_commands(commands)
     starter.add_connection_options(parser)

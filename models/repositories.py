@@ -6,10 +6,11 @@ import secrets
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.tables import (
+    ApiKey,
     AuditLog,
     Customer,
     EmailMessage,
@@ -147,3 +148,93 @@ def audit(
             occurred_at=occurred_at,
         )
     )
+
+
+# -- lists (newest first, cursor pagination) ----------------------------------------
+
+
+class InvalidCursorError(ValueError):
+    """``starting_after`` names no row of the list being paged."""
+
+
+L = TypeVar("L")
+
+
+def page(
+    session: Session,
+    model: type[L],
+    *,
+    limit: int,
+    starting_after: Any = None,
+    where: ColumnElement[bool] | None = None,
+) -> tuple[list[L], bool]:
+    """One page of ``model`` rows, newest first, and whether more follow.
+
+    ``starting_after`` is the id of the last row of the previous page; the order is
+    ``(created_at, id)`` descending, so pages never skip or repeat a row.
+    """
+    columns: Any = model
+    query = select(model).order_by(columns.created_at.desc(), columns.id.desc())
+    if where is not None:
+        query = query.where(where)
+    if starting_after is not None:
+        cursor = session.get(model, starting_after)
+        if cursor is None:
+            raise InvalidCursorError(f"starting_after {starting_after!r} is not an id in this list")
+        cursor_at = columns.created_at
+        query = query.where(
+            or_(
+                cursor_at < cursor.created_at,  # type: ignore[attr-defined]
+                and_(cursor_at == cursor.created_at, columns.id < cursor.id),  # type: ignore[attr-defined]
+            )
+        )
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def customer_invoices(
+    session: Session, customer_id: str, *, limit: int, starting_after: str | None
+) -> tuple[list[Invoice], bool]:
+    return page(
+        session,
+        Invoice,
+        limit=limit,
+        starting_after=starting_after,
+        where=Invoice.customer_id == customer_id,
+    )
+
+
+def customer_payments(
+    session: Session, customer_id: str, *, limit: int, starting_after: int | None
+) -> tuple[list[PaymentAttempt], bool]:
+    invoices = select(Invoice.id).where(Invoice.customer_id == customer_id)
+    return page(
+        session,
+        PaymentAttempt,
+        limit=limit,
+        starting_after=starting_after,
+        where=PaymentAttempt.invoice_id.in_(invoices),
+    )
+
+
+def ping(session: Session) -> None:
+    """``SELECT 1``: raises when the database cannot be reached."""
+    session.execute(text("SELECT 1"))
+
+
+# -- API keys --------------------------------------------------------------------------
+
+
+def api_key_by_hash(session: Session, secret_hash: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.secret_hash == secret_hash)).one_or_none()
+
+
+def api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def api_key(session: Session, key_id: str) -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFoundError(f"API key {key_id!r} does not exist")
+    return row

@@ -1,0 +1,1 @@
+"""The HTTP API for services and support: ``create_app`` builds it, ``kakin api`` runs it."""

@@ -1,0 +1,119 @@
+"""One error shape for every failure: ``{"error": {"type": ..., "message": ...}}``.
+
+The message is one sentence saying what is wrong (and, for bad input, naming the
+field); no stack trace or internal detail ever reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("kakin.api")
+
+STATUS_TYPES = {
+    400: "invalid_request",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid_request",
+    502: "upstream_error",
+    503: "unavailable",
+}
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """Raised by endpoints; becomes the JSON error body with ``status``."""
+
+    def __init__(self, status: int, message: str, *, type: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or STATUS_TYPES.get(status, "api_error")
+
+
+def error_response(status: int, message: str, *, type: str | None = None) -> JSONResponse:
+    body = {"error": {"type": type or STATUS_TYPES.get(status, "api_error"), "message": message}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith(".") else f"{text}."
+
+
+def describe_validation_error(error: dict[str, Any]) -> str:
+    """One sentence naming the field, from one pydantic error."""
+    location = [str(part) for part in error.get("loc", ())]
+    where = location[0] if location else "body"
+    field = ".".join(location[1:]) or where
+    kind = str(error.get("type", ""))
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "json_invalid":
+        return "The request body is not valid JSON."
+    if kind == "missing":
+        if field == "body":
+            return "The request needs a JSON body."
+        return f"{field} is required."
+    if kind == "extra_forbidden":
+        return f"{field} is not an accepted field."
+    if kind == "model_attributes_type" or (kind == "dict_type" and field == "body"):
+        return "The request body must be a JSON object."
+    message = message[:1].lower() + message[1:]
+    return _sentence(f"{field} is invalid: {message}")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, _sentence(error.message), type=error.type)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = list(error.errors())
+        message = describe_validation_error(errors[0]) if errors else "The request is invalid."
+        return error_response(422, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            message = f"There is no endpoint at {request.method} {request.url.path}."
+        elif error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        else:
+            message = _sentence(str(error.detail))
+        return error_response(error.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500, "An internal error occurred; it has been logged.", type="api_error"
+        )
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing, unknown or revoked API key"},
+    403: {"model": ErrorBody, "description": "the key's role may not do this"},
+    404: {"model": ErrorBody, "description": "no such object"},
+    422: {"model": ErrorBody, "description": "invalid input; the message names the field"},
+}

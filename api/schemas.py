@@ -1,0 +1,225 @@
+"""Request and response bodies. Amounts are integers in the currency's minor unit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from billing.money import normalize_currency
+from models.tables import Customer, Invoice, PaymentAttempt, Price
+
+Locale = Literal["ja", "en"]
+IntervalName = Literal["day", "week", "month", "year"]
+
+
+def check_email(value: str) -> str:
+    value = value.strip()
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or " " in value or len(value) > 320:
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+def check_currency(value: str) -> str:
+    return normalize_currency(value)  # ValueError names the code and gives an example
+
+
+def check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Tokyo or UTC") from None
+    return value
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerCreate(Request):
+    email: str
+    name: str = Field(min_length=1, max_length=200)
+    currency: str
+    locale: Locale = "en"
+    time_zone: str = "UTC"
+    payment_method_id: str | None = Field(default=None, max_length=255)
+    card_number: str | None = Field(
+        default=None,
+        description="a Stripe test card number, test mode only; sent to Stripe, never stored",
+    )
+
+    _email = field_validator("email")(check_email)
+    _currency = field_validator("currency")(check_currency)
+    _time_zone = field_validator("time_zone")(check_time_zone)
+
+
+class CustomerUpdate(Request):
+    email: str | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    locale: Locale | None = None
+    time_zone: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else check_email(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
+
+
+class CustomerOut(BaseModel):
+    object: Literal["customer"] = "customer"
+    id: str
+    email: str
+    name: str
+    locale: str
+    currency: str
+    time_zone: str
+    has_payment_method: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Customer) -> CustomerOut:
+        return cls(
+            id=row.id,
+            email=row.email,
+            name=row.name,
+            locale=row.locale,
+            currency=row.currency,
+            time_zone=row.time_zone,
+            has_payment_method=bool(row.stripe_payment_method_id),
+            created_at=row.created_at,
+        )
+
+
+class PriceCreate(Request):
+    product_name: str = Field(min_length=1, max_length=200)
+    nickname: str = Field(default="", max_length=200)
+    currency: str
+    unit_amount: int = Field(ge=0, le=10**15, description="in minor units (JPY: yen)")
+    interval: IntervalName = "month"
+    interval_count: int = Field(default=1, ge=1, le=365)
+
+    _currency = field_validator("currency")(check_currency)
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+
+
+class PriceOut(BaseModel):
+    object: Literal["price"] = "price"
+    id: str
+    product: ProductOut
+    nickname: str
+    currency: str
+    unit_amount: int
+    interval: str
+    interval_count: int
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Price) -> PriceOut:
+        return cls(
+            id=row.id,
+            product=ProductOut(id=row.product.id, name=row.product.name),
+            nickname=row.nickname,
+            currency=row.currency,
+            unit_amount=row.unit_amount,
+            interval=row.interval,
+            interval_count=row.interval_count,
+            active=row.active,
+            created_at=row.created_at,
+        )
+
+
+class InvoiceOut(BaseModel):
+    object: Literal["invoice"] = "invoice"
+    id: str
+    number: str | None
+    subscription_id: str
+    customer_id: str
+    status: str
+    currency: str
+    subtotal: int
+    total: int
+    amount_paid: int
+    period_start: datetime
+    period_end: datetime
+    issued_at: datetime
+    finalized_at: datetime | None
+    paid_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Invoice) -> InvoiceOut:
+        return cls(
+            id=row.id,
+            number=row.number,
+            subscription_id=row.subscription_id,
+            customer_id=row.customer_id,
+            status=row.status,
+            currency=row.currency,
+            subtotal=row.subtotal,
+            total=row.total,
+            amount_paid=row.amount_paid,
+            period_start=row.period_start,
+            period_end=row.period_end,
+            issued_at=row.issued_at,
+            finalized_at=row.finalized_at,
+            paid_at=row.paid_at,
+        )
+
+
+class PaymentOut(BaseModel):
+    object: Literal["payment"] = "payment"
+    id: int
+    invoice_id: str
+    attempt: int
+    amount: int
+    currency: str
+    status: str
+    decline_code: str | None
+    failure_message: str | None
+    attempted_at: datetime
+
+    @classmethod
+    def of(cls, row: PaymentAttempt) -> PaymentOut:
+        return cls(
+            id=row.id,
+            invoice_id=row.invoice_id,
+            attempt=row.attempt,
+            amount=row.amount,
+            currency=row.currency,
+            status=row.status,
+            decline_code=row.decline_code,
+            failure_message=row.failure_message,
+            attempted_at=row.attempted_at,
+        )
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list, newest first; pass the last id as ``starting_after`` for more."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]

@@ -1,0 +1,490 @@
+"""The HTTP API, driven with httpx against a running server (uvicorn in a thread)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.stripe_gateway import StripeGateway
+from api.app import create_app
+from kakin import api_keys, service
+from kakin.settings import Settings
+from models.tables import Customer
+from tests.helpers import OK_CARD, free_ports
+
+SETTINGS = Settings(stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db")
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` on a free port in a background thread; yields its base URL."""
+    port = free_ports(1)[0]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="kakin-api-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("the API server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def connect_to(target: str) -> Callable[[], Any]:
+    # Connect lazily, inside the server's own event loop.
+    return lambda: Client.connect(target)
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    dev_env: WorkflowEnvironment,
+) -> Iterator[str]:
+    app = create_app(
+        settings=SETTINGS,
+        sessions=pg_sessions,
+        temporal=connect_to(dev_env.client.service_client.config.target_host),
+        stripe=stripe_gateway,
+    )
+    with running(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def keys(pg_sessions: sessionmaker[Session]) -> dict[str, str]:
+    return {
+        role: api_keys.create_key(pg_sessions, name=f"test {role}", role=role).secret
+        for role in ("service", "support", "admin")
+    }
+
+
+@pytest.fixture
+def as_service(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with client(api_url, keys["service"]) as http:
+        yield http
+
+
+@pytest.fixture
+def as_support(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with client(api_url, keys["support"]) as http:
+        yield http
+
+
+@pytest.fixture
+def as_admin(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with client(api_url, keys["admin"]) as http:
+        yield http
+
+
+def client(base_url: str, key: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"type", "message"}
+    assert "Traceback" not in response.text
+    return dict(body["error"])
+
+
+CUSTOMER = {
+    "email": "hanako@example.jp",
+    "name": "佐藤 花子",
+    "currency": "JPY",
+    "locale": "ja",
+    "time_zone": "Asia/Tokyo",
+}
+PRICE = {"product_name": "Pro プラン", "currency": "JPY", "unit_amount": 3980, "interval": "month"}
+
+
+# -- health, readiness, OpenAPI ----------------------------------------------------------
+
+
+def test_health_answers_without_a_key(api_url: str) -> None:
+    with client(api_url) as http:
+        response = http.get("/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_when_the_database_and_temporal_answer(api_url: str) -> None:
+    with client(api_url) as http:
+        response = http.get("/v1/ready")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
+
+
+def test_not_ready_names_temporal_when_it_cannot_be_reached(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway
+) -> None:
+    closed = free_ports(1)[0]
+    app = create_app(
+        settings=SETTINGS,
+        sessions=pg_sessions,
+        temporal=connect_to(f"127.0.0.1:{closed}"),
+        stripe=stripe_gateway,
+    )
+    with running(app) as url, client(url) as http:
+        response = http.get("/v1/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"] == {"database": "ok", "temporal": "unavailable"}
+    assert body["error"]["message"] == "Not ready: Temporal cannot be reached."
+    assert "database" not in body["error"]["message"]
+
+
+def test_openapi_lists_the_paths(api_url: str) -> None:
+    with client(api_url) as http:
+        document = http.get("/openapi.json").json()
+    paths = document["paths"]
+    for path in (
+        "/v1/health",
+        "/v1/ready",
+        "/v1/customers",
+        "/v1/customers/{customer_id}",
+        "/v1/customers/{customer_id}/invoices",
+        "/v1/customers/{customer_id}/payments",
+        "/v1/prices",
+        "/v1/prices/{price_id}",
+        "/v1/prices/{price_id}/archive",
+    ):
+        assert path in paths, path
+    assert set(paths["/v1/customers/{customer_id}"]) == {"get", "patch"}
+    assert "HTTPBearer" in document["components"]["securitySchemes"]
+
+
+def test_an_unknown_path_is_a_json_404(as_admin: httpx.Client) -> None:
+    error = error_of(as_admin.get("/v1/nothing-here"), 404)
+    assert error["type"] == "not_found"
+    assert "/v1/nothing-here" in error["message"]
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+def test_create_read_update_a_customer(as_service: httpx.Client, as_support: httpx.Client) -> None:
+    response = as_service.post("/v1/customers", json=CUSTOMER)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["id"].startswith("cus_")
+    assert created["object"] == "customer"
+    assert {k: created[k] for k in CUSTOMER} == CUSTOMER
+    assert created["has_payment_method"] is False
+
+    fetched = as_support.get(f"/v1/customers/{created['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json() == created
+
+    patched = as_service.patch(
+        f"/v1/customers/{created['id']}",
+        json={"email": "hanako@example.com", "locale": "en", "time_zone": "Europe/London"},
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json() == {
+        **created,
+        "email": "hanako@example.com",
+        "locale": "en",
+        "time_zone": "Europe/London",
+    }
+    assert as_support.get(f"/v1/customers/{created['id']}").json() == patched.json()
+
+
+def test_a_test_card_becomes_a_payment_method_and_is_never_stored_or_echoed(
+    as_service: httpx.Client, pg_sessions: sessionmaker[Session]
+) -> None:
+    response = as_service.post("/v1/customers", json={**CUSTOMER, "card_number": OK_CARD})
+    assert response.status_code == 201, response.text
+    assert OK_CARD not in response.text
+    assert response.json()["has_payment_method"] is True
+    with pg_sessions() as session:
+        row = session.get(Customer, response.json()["id"])
+        assert row is not None
+        assert row.stripe_payment_method_id
+        assert OK_CARD not in repr(vars(row))
+
+
+def test_a_card_that_is_not_a_test_card_is_refused_without_echoing_it(
+    as_service: httpx.Client,
+) -> None:
+    number = "5555555555554444999"
+    error = error_of(
+        as_service.post("/v1/customers", json={**CUSTOMER, "card_number": number}), 422
+    )
+    assert "card_number" in error["message"]
+    assert number not in error["message"]
+
+
+def test_customers_are_listed_newest_first_in_pages(
+    as_service: httpx.Client, as_support: httpx.Client
+) -> None:
+    made = [
+        as_service.post("/v1/customers", json={**CUSTOMER, "email": f"page{n}@example.jp"}).json()[
+            "id"
+        ]
+        for n in range(5)
+    ]
+    seen: list[str] = []
+    starting_after: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = as_support.get("/v1/customers", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert body["object"] == "list"
+        assert len(body["data"]) <= 2
+        seen += [c["id"] for c in body["data"]]
+        if not body["has_more"]:
+            break
+        starting_after = body["data"][-1]["id"]
+    assert len(seen) == len(set(seen))
+    newest_first = [i for i in seen if i in made]
+    assert newest_first == list(reversed(made))
+
+
+def test_list_limits(as_support: httpx.Client) -> None:
+    assert "limit" in error_of(as_support.get("/v1/customers?limit=101"), 422)["message"]
+    assert "limit" in error_of(as_support.get("/v1/customers?limit=0"), 422)["message"]
+    unknown = error_of(as_support.get("/v1/customers?starting_after=cus_nope"), 422)
+    assert "starting_after" in unknown["message"]
+
+
+def test_a_new_customer_has_no_invoices_or_payments(
+    as_service: httpx.Client, as_support: httpx.Client
+) -> None:
+    customer_id = as_service.post("/v1/customers", json=CUSTOMER).json()["id"]
+    for what in ("invoices", "payments"):
+        response = as_support.get(f"/v1/customers/{customer_id}/{what}")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"object": "list", "data": [], "has_more": False}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/customers/cus_unknown",
+        "/v1/customers/cus_unknown/invoices",
+        "/v1/customers/cus_unknown/payments",
+    ],
+)
+def test_an_unknown_customer_is_404(as_support: httpx.Client, path: str) -> None:
+    error = error_of(as_support.get(path), 404)
+    assert error == {"type": "not_found", "message": "Customer 'cus_unknown' does not exist."}
+
+
+def test_patching_an_unknown_customer_is_404(as_service: httpx.Client) -> None:
+    error = error_of(as_service.patch("/v1/customers/cus_unknown", json={"name": "x"}), 404)
+    assert error["message"] == "Customer 'cus_unknown' does not exist."
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"currency": "XXY"}, "currency"),
+        ({"locale": "fr"}, "locale"),
+        ({"time_zone": "Asia/Nowhere"}, "time_zone"),
+        ({"email": None}, "email"),
+        ({"email": "not-an-email"}, "email"),
+        ({"name": ""}, "name"),
+        ({"card_number": "4242424242424242", "payment_method_id": "pm_1"}, "card_number"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_invalid_customers_are_422_naming_the_field(
+    as_service: httpx.Client, change: dict[str, Any], field: str
+) -> None:
+    body = {**CUSTOMER, **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    error = error_of(as_service.post("/v1/customers", json=body), 422)
+    assert error["type"] == "invalid_request"
+    assert field in error["message"]
+    assert error["message"].endswith(".")
+    assert "\n" not in error["message"]
+
+
+def test_missing_email_says_it_is_required(as_service: httpx.Client) -> None:
+    body = {k: v for k, v in CUSTOMER.items() if k != "email"}
+    error = error_of(as_service.post("/v1/customers", json=body), 422)
+    assert error["message"] == "email is required."
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"locale": "de"}, "locale"),
+        ({"time_zone": "Mars/Olympus"}, "time_zone"),
+        ({"currency": "USD"}, "currency"),  # the billing currency cannot change
+        ({"email": None}, "email"),
+    ],
+)
+def test_invalid_updates_are_422_naming_the_field(
+    as_service: httpx.Client, change: dict[str, Any], field: str
+) -> None:
+    customer_id = as_service.post("/v1/customers", json=CUSTOMER).json()["id"]
+    error = error_of(as_service.patch(f"/v1/customers/{customer_id}", json=change), 422)
+    assert field in error["message"]
+
+
+def test_a_body_that_is_not_json_is_422(as_service: httpx.Client) -> None:
+    response = as_service.post(
+        "/v1/customers", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert error_of(response, 422)["message"] == "The request body is not valid JSON."
+
+
+# -- catalog ---------------------------------------------------------------------------------
+
+
+async def test_create_list_and_archive_a_price(
+    as_admin: httpx.Client,
+    as_service: httpx.Client,
+    pg_sessions: sessionmaker[Session],
+    dev_env: WorkflowEnvironment,
+) -> None:
+    response = as_admin.post("/v1/prices", json={**PRICE, "nickname": "monthly"})
+    assert response.status_code == 201, response.text
+    price = response.json()
+    assert price["id"].startswith("price_")
+    assert price["product"]["name"] == "Pro プラン"
+    assert price["product"]["id"].startswith("prod_")
+    assert (price["unit_amount"], price["currency"], price["interval"]) == (3980, "JPY", "month")
+    assert price["interval_count"] == 1
+    assert price["active"] is True
+
+    assert as_service.get(f"/v1/prices/{price['id']}").json() == price
+    listed = as_service.get("/v1/prices", params={"limit": 100}).json()
+    assert price["id"] in [p["id"] for p in listed["data"]]
+
+    archived = as_admin.post(f"/v1/prices/{price['id']}/archive")
+    assert archived.status_code == 200, archived.text
+    assert archived.json() == {**price, "active": False}
+    assert as_service.get(f"/v1/prices/{price['id']}").json()["active"] is False
+
+    customer_id = as_service.post("/v1/customers", json=CUSTOMER).json()["id"]
+    with pytest.raises(service.InvalidRequestError, match="archived"):
+        await service.start_subscription(
+            dev_env.client,
+            pg_sessions,
+            task_queue="billing-test-archived",
+            customer_id=customer_id,
+            price_id=price["id"],
+        )
+
+
+def test_prices_are_paged(as_admin: httpx.Client) -> None:
+    made = [
+        as_admin.post("/v1/prices", json={**PRICE, "unit_amount": n}).json()["id"] for n in range(3)
+    ]
+    first = as_admin.get("/v1/prices", params={"limit": 2}).json()
+    assert [p["id"] for p in first["data"]] == [made[2], made[1]]
+    assert first["has_more"] is True
+    second = as_admin.get("/v1/prices", params={"limit": 1, "starting_after": made[1]}).json()
+    assert [p["id"] for p in second["data"]] == [made[0]]
+
+
+@pytest.mark.parametrize("path", ["/v1/prices/price_unknown", "/v1/prices/price_unknown/archive"])
+def test_an_unknown_price_is_404(as_admin: httpx.Client, path: str) -> None:
+    response = as_admin.post(path) if path.endswith("archive") else as_admin.get(path)
+    assert error_of(response, 404) == {
+        "type": "not_found",
+        "message": "Price 'price_unknown' does not exist.",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"currency": "ABC"}, "currency"),
+        ({"interval": "fortnight"}, "interval"),
+        ({"unit_amount": -1}, "unit_amount"),
+        ({"unit_amount": 12.5}, "unit_amount"),
+        ({"interval_count": 0}, "interval_count"),
+        ({"product_name": None}, "product_name"),
+    ],
+)
+def test_invalid_prices_are_422_naming_the_field(
+    as_admin: httpx.Client, change: dict[str, Any], field: str
+) -> None:
+    body = {k: v for k, v in {**PRICE, **change}.items() if v is not None}
+    error = error_of(as_admin.post("/v1/prices", json=body), 422)
+    assert field in error["message"]
+
+
+# -- authentication and roles -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/customers"),
+        ("POST", "/v1/customers"),
+        ("GET", "/v1/customers/cus_x"),
+        ("GET", "/v1/prices"),
+        ("POST", "/v1/prices"),
+        ("POST", "/v1/prices/price_x/archive"),
+    ],
+)
+def test_no_key_a_bad_key_or_a_revoked_key_is_401(
+    api_url: str, pg_sessions: sessionmaker[Session], method: str, path: str
+) -> None:
+    revoked = api_keys.create_key(pg_sessions, name="to revoke", role="admin")
+    api_keys.revoke_key(pg_sessions, revoked.info.id)
+    for key in (None, "kk_admin_not-a-real-key", "garbage", revoked.secret):
+        with client(api_url, key) as http:
+            response = http.request(method, path, json={})
+        error = error_of(response, 401)
+        assert error["type"] == "authentication_error"
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("role", ["service", "support"])
+def test_only_admin_keys_change_the_catalog(api_url: str, keys: dict[str, str], role: str) -> None:
+    with client(api_url, keys[role]) as http:
+        error = error_of(http.post("/v1/prices", json=PRICE), 403)
+        assert error["type"] == "permission_error"
+        assert role in error["message"]
+        error_of(http.post("/v1/prices/price_x/archive"), 403)
+
+
+def test_support_keys_read_but_do_not_create_or_change_customers(
+    as_support: httpx.Client, as_service: httpx.Client
+) -> None:
+    customer_id = as_service.post("/v1/customers", json=CUSTOMER).json()["id"]
+    error_of(as_support.post("/v1/customers", json=CUSTOMER), 403)
+    error_of(as_support.patch(f"/v1/customers/{customer_id}", json={"name": "x"}), 403)
+    assert as_support.get(f"/v1/customers/{customer_id}").status_code == 200
+
+
+def test_a_used_key_records_when(
+    as_support: httpx.Client, pg_sessions: sessionmaker[Session], keys: dict[str, str]
+) -> None:
+    as_support.get("/v1/customers")
+    with pg_sessions() as session:
+        from models.tables import ApiKey
+
+        row = session.scalars(
+            select(ApiKey).where(ApiKey.secret_hash == api_keys.hash_secret(keys["support"]))
+        ).one()
+        assert row.last_used_at is not None
