@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -28,6 +29,7 @@ from models.payloads import (
     ChargeResult,
     CreateInvoiceRequest,
     EmailRequest,
+    ExternalPayment,
     FinalizeInvoiceRequest,
     InvoiceChange,
     InvoiceRef,
@@ -277,6 +279,8 @@ class BillingActivities:
         status: str,
         decline_code: str | None,
         message: str,
+        *,
+        actor: str = "workflow",
     ) -> ChargeResult:
         """Record an attempt's outcome, and a paid invoice, in one transaction."""
         attempt.status = status
@@ -294,7 +298,7 @@ class BillingActivities:
                 action="paid",
                 from_status=previous,
                 to_status=InvoiceStatus.PAID,
-                actor="workflow",
+                actor=actor,
                 occurred_at=attempt.attempted_at,
                 details={
                     "attempt": attempt.attempt,
@@ -303,6 +307,51 @@ class BillingActivities:
             )
         session.commit()
         return _result(attempt)
+
+    @activity.defn
+    def record_external_payment(self, payment: ExternalPayment) -> bool:
+        """Record a payment made outside our charge, after Stripe confirms it.
+
+        The webhook that reported it is signed, but the amount and the invoice are
+        still checked against Stripe itself: True only if the PaymentIntent succeeded,
+        belongs to this invoice and covers what is due. Recorded once per intent.
+        """
+        state = self._stripe.retrieve_intent(payment.payment_intent_id)
+        with self._sessions() as session:
+            invoice = repo.invoice_for_update(session, payment.invoice_id)
+            if invoice.status == InvoiceStatus.PAID:
+                return True
+            due = invoice.total - invoice.amount_paid
+            if (
+                state.status != "succeeded"
+                or state.invoice_id != invoice.id
+                or state.currency != invoice.currency
+                or state.amount < due
+                or invoice.status != InvoiceStatus.OPEN
+            ):
+                log.warning(
+                    "payment %s not applied to invoice %s: status %s, invoice %r, %s %s for %s due",
+                    state.id, invoice.id, state.status, state.invoice_id,
+                    state.amount, state.currency, due,
+                )  # fmt: skip
+                return False
+            attempt = session.scalars(
+                select(PaymentAttempt).where(PaymentAttempt.stripe_payment_intent_id == state.id)
+            ).one_or_none()
+            if attempt is None:
+                attempt = PaymentAttempt(
+                    business_key=f"external:{state.id}",
+                    invoice_id=invoice.id,
+                    attempt=0,
+                    amount=state.amount,
+                    currency=invoice.currency,
+                    status="pending",
+                    stripe_payment_intent_id=state.id,
+                    attempted_at=payment.occurred_at,
+                )
+                session.add(attempt)
+            self._settle(session, invoice, attempt, "succeeded", None, "", actor=payment.actor)
+            return True
 
     @activity.defn
     def record_payment_method(self, change: PaymentMethodChange) -> None:
@@ -467,6 +516,7 @@ class BillingActivities:
             self.render_invoice,
             self.record_invoice_change,
             self.charge_invoice,
+            self.record_external_payment,
             self.record_payment_method,
             self.record_subscription_change,
             self.send_email,

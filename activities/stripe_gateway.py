@@ -31,6 +31,9 @@ class IntentState:
     status: str  # Stripe's status: succeeded, requires_confirmation, processing, ...
     decline_code: str | None = None
     message: str = ""
+    amount: int = 0
+    currency: str = ""
+    invoice_id: str = ""  # our invoice, from the intent's kakin_invoice_id metadata
 
 
 class StripeGateway:
@@ -147,10 +150,14 @@ class StripeGateway:
 
 
 def _state(intent: Any) -> IntentState:
-    error = intent.to_dict().get("last_payment_error") or {}
+    data = intent.to_dict()
+    error = data.get("last_payment_error") or {}
     return IntentState(
         id=intent.id,
         status=intent.status,
         decline_code=error.get("decline_code") or error.get("code"),
         message=error.get("message") or "",
+        amount=int(data.get("amount") or 0),
+        currency=str(data.get("currency") or "").upper(),
+        invoice_id=str((data.get("metadata") or {}).get("kakin_invoice_id") or ""),
     )

@@ -19,7 +19,10 @@ from billing.money import normalize_currency
 from models import repositories as repo
 from models.payloads import (
     CancelRequest,
+    PauseRequest,
     PaymentMethodUpdated,
+    PaymentReceived,
+    ResumeRequest,
     StatusView,
     SubscriptionInput,
     SubscriptionStatus,
@@ -255,3 +258,40 @@ async def update_payment_method(
         PaymentMethodUpdated(payment_method_id=payment_method_id, requested_by=requested_by),
     )
     return payment_method_id
+
+
+async def pause_subscription(
+    client: Client, subscription_id: str, *, reason: str, requested_by: str
+) -> StatusView:
+    """The ``pause`` update: refused, with a reason, unless active or trialing."""
+    # By the update's public name: the SDK's typing of async update methods does not
+    # type-check under mypy; result_type keeps the answer a StatusView.
+    return await handle(client, subscription_id).execute_update(
+        "pause", PauseRequest(reason=reason, requested_by=requested_by), result_type=StatusView
+    )
+
+
+async def resume_subscription(
+    client: Client, subscription_id: str, *, requested_by: str
+) -> StatusView:
+    """The ``resume`` update: refused unless paused."""
+    return await handle(client, subscription_id).execute_update(
+        "resume", ResumeRequest(requested_by=requested_by), result_type=StatusView
+    )
+
+
+async def report_payment(
+    client: Client,
+    subscription_id: str,
+    *,
+    invoice_id: str,
+    payment_intent_id: str,
+    requested_by: str = "stripe-webhook",
+) -> None:
+    """Tell the workflow Stripe took a payment outside our charge (e.g. from a webhook)."""
+    await handle(client, subscription_id).signal(
+        SubscriptionWorkflow.payment_received,
+        PaymentReceived(
+            invoice_id=invoice_id, payment_intent_id=payment_intent_id, requested_by=requested_by
+        ),
+    )

@@ -20,6 +20,7 @@ class SubscriptionStatus(StrEnum):
     ACTIVE = "active"
     PAST_DUE = "past_due"
     SUSPENDED = "suspended"
+    PAUSED = "paused"
     CANCELED = "canceled"
 
 
@@ -81,6 +82,9 @@ class SubscriptionState:
     dunning: DunningState | None = None
     clock: TestClock | None = None
     renewals: int = 0
+    # Set while paused: the status to return to, and when the pause began (billing time).
+    paused_at: datetime | None = None
+    status_before_pause: SubscriptionStatus | None = None
 
 
 @dataclass
@@ -112,6 +116,31 @@ class PaymentMethodUpdated:
 
     payment_method_id: str | None = None
     requested_by: str = "unknown"
+
+
+@dataclass
+class PauseRequest:
+    """Payload of the ``pause`` update: no invoices until ``resume``."""
+
+    reason: str = ""
+    requested_by: str = "unknown"
+
+
+@dataclass
+class ResumeRequest:
+    """Payload of the ``resume`` update: the period's remaining time shifts to now."""
+
+    requested_by: str = "unknown"
+
+
+@dataclass
+class PaymentReceived:
+    """Payload of the ``payment_received`` signal: a payment made outside our charge
+    (Stripe's ``payment_intent.succeeded`` webhook, e.g. from a hosted payment page)."""
+
+    invoice_id: str
+    payment_intent_id: str
+    requested_by: str = "stripe-webhook"
 
 
 @dataclass
@@ -220,6 +249,16 @@ class InvoiceChange:
     occurred_at: datetime
     actor: str = "workflow"
     reason: str = ""
+
+
+@dataclass
+class ExternalPayment:
+    """Check a payment made outside our charge with Stripe, and record it once."""
+
+    invoice_id: str
+    payment_intent_id: str
+    occurred_at: datetime
+    actor: str = "stripe-webhook"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from temporalio.common import (
     SearchAttributeUpdate,
     TypedSearchAttributes,
 )
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
@@ -37,13 +38,17 @@ with workflow.unsafe.imports_passed_through():
         CreateInvoiceRequest,
         DunningState,
         EmailRequest,
+        ExternalPayment,
         FinalizeInvoiceRequest,
         InvoiceChange,
         InvoiceStatus,
         OutstandingInvoice,
+        PauseRequest,
         PaymentMethodChange,
         PaymentMethodUpdated,
+        PaymentReceived,
         RenderInvoiceRequest,
+        ResumeRequest,
         StatusView,
         SubscriptionChange,
         SubscriptionInput,
@@ -79,6 +84,12 @@ class SubscriptionWorkflow:
         self._state = input.state or _initial_state(input, workflow.now())
         self._cancel: CancelRequest | None = None
         self._payment_methods: list[PaymentMethodUpdated] = []
+        self._payments: list[PaymentReceived] = []
+        # Updates queue their request here; the main loop applies it between steps
+        # (so activities never interleave) and clears it, which answers the update.
+        self._pause: PauseRequest | None = None
+        self._resume: ResumeRequest | None = None
+        self._refused: str | None = None
         self._woken = False
         self._renewed = False
 
@@ -93,6 +104,58 @@ class SubscriptionWorkflow:
     def payment_method_updated(self, update: PaymentMethodUpdated) -> None:
         self._payment_methods.append(update)
         self._woken = True
+
+    @workflow.signal(name="payment_received")
+    def payment_received(self, payment: PaymentReceived) -> None:
+        self._payments.append(payment)
+        self._woken = True
+
+    @workflow.update(name="pause")
+    async def pause(self, request: PauseRequest) -> StatusView:
+        """No invoices until ``resume``; answers with the status once applied."""
+        self._pause, self._refused, self._woken = request, None, True
+        await workflow.wait_condition(lambda: self._pause is None)
+        return self._answer()
+
+    @pause.validator
+    def _check_pause(self, request: PauseRequest) -> None:
+        # A validator rejects before anything is written to the history.
+        status = self._state.status
+        if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            raise ValueError(
+                f"only an active or trialing subscription can be paused; it is {status}"
+            )
+        if self._state.cancel_at_period_end:
+            raise ValueError("the subscription ends at the end of this period; it cannot be paused")
+        if self._pause is not None or self._resume is not None:
+            raise ValueError("another pause or resume is being applied; try again")
+
+    @workflow.update(name="resume")
+    async def resume(self, request: ResumeRequest) -> StatusView:
+        """Billing restarts; the paused time is added to the current period."""
+        self._resume, self._refused, self._woken = request, None, True
+        await workflow.wait_condition(lambda: self._resume is None)
+        return self._answer()
+
+    @resume.validator
+    def _check_resume(self, request: ResumeRequest) -> None:
+        if self._state.status != SubscriptionStatus.PAUSED:
+            raise ValueError(
+                f"only a paused subscription can be resumed; it is {self._state.status}"
+            )
+        if self._pause is not None or self._resume is not None:
+            raise ValueError("another pause or resume is being applied; try again")
+
+    def _answer(self) -> StatusView:
+        refused, self._refused = self._refused, None
+        if refused:
+            raise ApplicationError(refused, type="InvalidRequest", non_retryable=True)
+        return self.status()
+
+    def _pending(self) -> bool:
+        return bool(
+            self._cancel or self._payment_methods or self._payments or self._pause or self._resume
+        )
 
     @workflow.query(name="status")
     def status(self) -> StatusView:
@@ -130,7 +193,13 @@ class SubscriptionWorkflow:
             if self._state.status == SubscriptionStatus.CANCELED:
                 return str(self._state.status)
             if self._renewed:
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # Updates wait for the loop to apply them: wake for those too, or a pause
+                # arriving now would wait for us while we wait for it.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or self._pending()
+                )
+                if self._pending():
+                    continue
                 workflow.continue_as_new(
                     SubscriptionInput(
                         subscription_id=input.subscription_id,
@@ -148,9 +217,8 @@ class SubscriptionWorkflow:
                     search_attributes=TypedSearchAttributes(self._search_attribute_pairs()),
                 )
             action, at = self._next_action()
-            assert at is not None  # only "none" has no time, and only when canceled
             self._show_details(action, at)
-            if await self._sleep_until(at, f"{action} at {at:%Y-%m-%d %H:%M} UTC"):
+            if await self._sleep_until(at, _summary(action, at)):
                 continue  # a message arrived first: handle it, then decide again
             await self._perform(action, at)
 
@@ -159,6 +227,8 @@ class SubscriptionWorkflow:
         steps = self._input.dunning.steps
         if st.status == SubscriptionStatus.CANCELED:
             return "none", None
+        if st.status == SubscriptionStatus.PAUSED:
+            return "resume", None  # nothing happens until someone resumes
         if st.dunning is not None:
             step = steps[st.dunning.next_step]
             at = st.dunning.started_at + timedelta(days=step.day)
@@ -171,7 +241,8 @@ class SubscriptionWorkflow:
         assert st.period_end is not None
         return ("end" if st.cancel_at_period_end else "renew"), st.period_end
 
-    async def _perform(self, action: str, at: datetime) -> None:
+    async def _perform(self, action: str, at: datetime | None) -> None:
+        assert at is not None  # actions without a time only wait for a message
         if action in ("renew", "start_billing"):
             await self._bill_next_period(max(at, self._now()))
         elif action == "end":
@@ -324,6 +395,8 @@ class SubscriptionWorkflow:
 
     async def _handle_messages(self) -> None:
         now = self._now()
+        while self._payments:
+            await self._apply_payment(self._payments.pop(0), now)
         while self._payment_methods:
             update = self._payment_methods.pop(0)
             if update.payment_method_id:
@@ -346,14 +419,23 @@ class SubscriptionWorkflow:
                 await self._retry(
                     now, actor=update.requested_by, failure_email=FIRST_FAILURE_EMAIL, step=-1
                 )
+        if self._pause is not None:
+            await self._apply_pause(self._pause, now)
+            self._pause = None
+        if self._resume is not None:
+            await self._apply_resume(self._resume, now)
+            self._resume = None
         request, self._cancel = self._cancel, None
         if request is None or self._state.status == SubscriptionStatus.CANCELED:
             return
         st = self._state
         st.cancel_reason = request.reason
         st.cancel_requested_by = request.requested_by
-        # "At period end" needs a paid period or a trial to run out; otherwise it is now.
-        has_period = st.period_end is not None or st.trial_end is not None
+        # "At period end" needs a paid period or a trial to run out; otherwise it is
+        # now. A paused subscription has no period running.
+        has_period = (
+            st.period_end is not None or st.trial_end is not None
+        ) and st.status != SubscriptionStatus.PAUSED
         if request.at_period_end and has_period:
             if not st.cancel_at_period_end:
                 st.cancel_at_period_end = True
@@ -364,6 +446,62 @@ class SubscriptionWorkflow:
                 await self._email("canceled", f"email:canceled:{self._input.subscription_id}", now)
             return
         await self._end(now, request.requested_by, request.reason, email=True)
+
+    async def _apply_payment(self, payment: PaymentReceived, now: datetime) -> None:
+        """A payment made outside our charge: if it pays the invoice in dunning, recover."""
+        dunning = self._state.dunning
+        if dunning is None or dunning.invoice_id != payment.invoice_id:
+            return  # already paid, or not the invoice we are collecting: nothing to do
+        applied = await workflow.execute_activity_method(
+            BillingActivities.record_external_payment,
+            ExternalPayment(
+                invoice_id=payment.invoice_id,
+                payment_intent_id=payment.payment_intent_id,
+                occurred_at=now,
+                actor=payment.requested_by,
+            ),
+            summary=f"record payment {payment.payment_intent_id}",
+            start_to_close_timeout=CHARGE_TIMEOUT,
+            retry_policy=CHARGE_RETRY,
+        )
+        if applied:
+            await self._recover(now, payment.requested_by)
+
+    async def _apply_pause(self, request: PauseRequest, now: datetime) -> None:
+        st = self._state
+        # Checked again: a renewal may have changed the status since the validator ran.
+        if st.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            self._refused = (
+                f"only an active or trialing subscription can be paused; it is {st.status}"
+            )
+            return
+        st.status_before_pause, st.paused_at = st.status, now
+        await self._change_status(
+            SubscriptionStatus.PAUSED, now, reason=request.reason, actor=request.requested_by
+        )
+
+    async def _apply_resume(self, request: ResumeRequest, now: datetime) -> None:
+        st = self._state
+        if st.status != SubscriptionStatus.PAUSED or st.paused_at is None:
+            self._refused = f"only a paused subscription can be resumed; it is {st.status}"
+            return
+        shift = now - st.paused_at
+        if st.period_start is not None and st.period_end is not None:
+            # The paid period keeps its remaining time; the billing cycle restarts at
+            # its new end (the billing day moves by the length of the pause).
+            st.period_start, st.period_end = st.period_start + shift, st.period_end + shift
+            st.anchor, st.anchor_index = st.period_end, st.period_index + 1
+        elif st.trial_end is not None:
+            st.trial_end = st.trial_end + shift
+            st.anchor = st.trial_end
+        else:
+            st.anchor = st.anchor + shift
+        status = st.status_before_pause or SubscriptionStatus.ACTIVE
+        st.paused_at, st.status_before_pause = None, None
+        await self._change_status(
+            status, now, reason="resumed", actor=request.requested_by,
+            period_start=st.period_start, period_end=st.period_end,
+        )  # fmt: skip
 
     async def _end(self, at: datetime, actor: str, reason: str, *, email: bool = False) -> None:
         """Cancel now (support) or at the period end that was asked for."""
@@ -389,6 +527,8 @@ class SubscriptionWorkflow:
         reason: str = "",
         actor: str = "workflow",
         cancel_at_period_end: bool | None = None,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
     ) -> None:
         st = self._state
         changed = st.status != status
@@ -402,6 +542,8 @@ class SubscriptionWorkflow:
                 actor=actor,
                 reason=reason,
                 cancel_at_period_end=cancel_at_period_end,
+                period_start=period_start,
+                period_end=period_end,
             ),
             summary=f"status {status}" + (f": {reason}" if reason else ""),
             start_to_close_timeout=QUICK_TIMEOUT,
@@ -466,9 +608,12 @@ class SubscriptionWorkflow:
             return real
         return clock.virtual_origin + (real - clock.real_origin) * clock.speed
 
-    async def _sleep_until(self, at: datetime, summary: str) -> bool:
-        """Sleep until billing time ``at``; True if a message woke us first."""
+    async def _sleep_until(self, at: datetime | None, summary: str) -> bool:
+        """Sleep until billing time ``at`` (forever if None); True if a message woke us."""
         self._woken = False
+        if at is None:
+            await workflow.wait_condition(lambda: self._woken)
+            return True
         delay = at - self._now()
         clock = self._state.clock
         if clock is not None:
@@ -483,7 +628,7 @@ class SubscriptionWorkflow:
             return False
         return True
 
-    def _show_details(self, action: str, at: datetime) -> None:
+    def _show_details(self, action: str, at: datetime | None) -> None:
         st = self._state
         period = (
             f"{st.period_start:%Y-%m-%d} → {st.period_end:%Y-%m-%d}"
@@ -492,7 +637,7 @@ class SubscriptionWorkflow:
         )
         lines = [
             f"**{st.status}** · period {period}",
-            f"next: {action} at {at:%Y-%m-%d %H:%M} UTC",
+            f"next: {_summary(action, at)}",
         ]
         if st.dunning is not None:
             lines.append(
@@ -554,6 +699,10 @@ def _initial_state(input: SubscriptionInput, now: datetime) -> SubscriptionState
         trial_end=trial_end,
         clock=clock,
     )
+
+
+def _summary(action: str, at: datetime | None) -> str:
+    return f"{action} at {at:%Y-%m-%d %H:%M} UTC" if at else f"waiting to {action}"
 
 
 def _why(result: ChargeResult) -> str:
