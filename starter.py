@@ -3,6 +3,8 @@
     python starter.py start --customer cus_... --price price_... [--trial-days 14]
     python starter.py cancel sub_... --reason "asked by phone" --requested-by support:ken
                                      [--at-period-end]
+    python starter.py pause sub_... --reason "travelling" --requested-by support:ken
+    python starter.py resume sub_... --requested-by support:ken
     python starter.py status sub_... [--json]
     python starter.py update-card sub_... --card 4242424242424242
 
@@ -22,7 +24,8 @@ import sys
 from datetime import datetime
 from typing import Any, NoReturn
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import FailureError
 
 from kakin import service, wiring
 from kakin.settings import Settings, get_settings
@@ -52,6 +55,17 @@ def add_subscription_commands(commands: Any) -> None:
         "--at-period-end", action="store_true", help="run to the end of the paid period"
     )
     cancel.set_defaults(handler=_cancel)
+
+    pause = commands.add_parser("pause", help="pause billing (validated update)")
+    pause.add_argument("subscription_id")
+    pause.add_argument("--reason", required=True, help="why: recorded in the audit log")
+    pause.add_argument("--requested-by", required=True, help="who asked, e.g. support:ken")
+    pause.set_defaults(handler=_pause)
+
+    resume = commands.add_parser("resume", help="resume a paused subscription")
+    resume.add_argument("subscription_id")
+    resume.add_argument("--requested-by", required=True, help="who asked, e.g. support:ken")
+    resume.set_defaults(handler=_resume)
 
     status = commands.add_parser("status", help="print a subscription's live status")
     status.add_argument("subscription_id")
@@ -111,6 +125,22 @@ async def _cancel(args: argparse.Namespace, settings: Settings, client: Client) 
     return 0
 
 
+async def _pause(args: argparse.Namespace, settings: Settings, client: Client) -> int:
+    view = await service.pause_subscription(
+        client, args.subscription_id, reason=args.reason, requested_by=args.requested_by
+    )
+    print(f"{args.subscription_id} is {view.status}")
+    return 0
+
+
+async def _resume(args: argparse.Namespace, settings: Settings, client: Client) -> int:
+    view = await service.resume_subscription(
+        client, args.subscription_id, requested_by=args.requested_by
+    )
+    print(f"{args.subscription_id} is {view.status}; next renewal {view.next_action_at}")
+    return 0
+
+
 async def _status(args: argparse.Namespace, settings: Settings, client: Client) -> int:
     view = await service.subscription_status(client, args.subscription_id)
     data = dataclasses.asdict(view)
@@ -151,6 +181,12 @@ async def run_command(args: argparse.Namespace) -> int:
         return int(await args.handler(args, settings, client))
     except service.InvalidRequestError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WorkflowUpdateFailedError as error:
+        # A validated update refused the request: its reason is the cause's message.
+        cause = error.cause
+        reason = cause.message if isinstance(cause, FailureError) else str(error)
+        print(f"error: {reason}", file=sys.stderr)
         return 2
     except Exception as error:  # one line for people; the type says where to look
         if type(error).__name__ == "RPCError" and "not found" in str(error).lower():

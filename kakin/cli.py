@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command in ("start", "cancel", "status", "update-card"):
+    if args.command in ("start", "cancel", "pause", "resume", "status", "update-card"):
         starter.exit_process(asyncio.run(starter.run_command(args)))
     try:
         return int(args.handler(args))

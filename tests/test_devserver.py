@@ -41,7 +41,9 @@ async def dev_worker(
             yield worker
 
 
-async def starter(env: WorkflowEnvironment, task_queue: str, database_url: str, *args: str) -> str:
+async def starter(
+    env: WorkflowEnvironment, task_queue: str, database_url: str, *args: str, expect: int = 0
+) -> str:
     """Run ``python starter.py`` the way support would, and return what it printed.
 
     In a thread, so this test's event loop (which runs the worker answering the
@@ -58,8 +60,8 @@ async def starter(env: WorkflowEnvironment, task_queue: str, database_url: str, 
         text=True,
         timeout=60,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    assert result.returncode == expect, result.stderr
+    return result.stdout if expect == 0 else result.stderr.strip()
 
 
 async def workflow_ids(env: WorkflowEnvironment, query: str) -> list[str]:
@@ -102,6 +104,12 @@ async def test_find_past_due_by_search_attribute_and_cancel_with_starter(
     await eventually(listed_as_past_due, what="the subscription listed as past_due")
     printed = await starter(dev_env, task_queue, postgres_url, "status", subscription_id)
     assert "past_due" in printed and "retry_payment" in printed
+    refused = await starter(
+        dev_env, task_queue, postgres_url,
+        "pause", subscription_id, "--reason", "travelling", "--requested-by", "support:yuki",
+        expect=2,
+    )  # fmt: skip
+    assert refused == "error: only an active or trialing subscription can be paused; it is past_due"
 
     await starter(
         dev_env, task_queue, postgres_url,

@@ -72,7 +72,7 @@ async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
     audit = observe(pg_sessions, subscription_id).audit
     paused_at = next(a.occurred_at for a in audit if a.to_status == "paused")
     resumed_at = next(a.occurred_at for a in audit if a.from_status == "paused")
-    assert resumed_at - paused_at >= timedelta(days=60)
+    assert abs(resumed_at - paused_at - timedelta(days=60)) < timedelta(minutes=1)
     # Every paused day comes back: the paid period ends later by exactly the pause.
     assert resumed.current_period_end == paid_until + (resumed_at - paused_at)
     assert resumed.next_action == "renew" and resumed.next_action_at == resumed.current_period_end

@@ -122,13 +122,11 @@ class SubscriptionWorkflow:
         # A validator rejects before anything is written to the history.
         status = self._state.status
         if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
-            raise ValueError(
-                f"only an active or trialing subscription can be paused; it is {status}"
-            )
+            raise _invalid(f"only an active or trialing subscription can be paused; it is {status}")
         if self._state.cancel_at_period_end:
-            raise ValueError("the subscription ends at the end of this period; it cannot be paused")
+            raise _invalid("the subscription ends at the end of this period; it cannot be paused")
         if self._pause is not None or self._resume is not None:
-            raise ValueError("another pause or resume is being applied; try again")
+            raise _invalid("another pause or resume is being applied; try again")
 
     @workflow.update(name="resume")
     async def resume(self, request: ResumeRequest) -> StatusView:
@@ -140,16 +138,14 @@ class SubscriptionWorkflow:
     @resume.validator
     def _check_resume(self, request: ResumeRequest) -> None:
         if self._state.status != SubscriptionStatus.PAUSED:
-            raise ValueError(
-                f"only a paused subscription can be resumed; it is {self._state.status}"
-            )
+            raise _invalid(f"only a paused subscription can be resumed; it is {self._state.status}")
         if self._pause is not None or self._resume is not None:
-            raise ValueError("another pause or resume is being applied; try again")
+            raise _invalid("another pause or resume is being applied; try again")
 
     def _answer(self) -> StatusView:
         refused, self._refused = self._refused, None
         if refused:
-            raise ApplicationError(refused, type="InvalidRequest", non_retryable=True)
+            raise _invalid(refused)
         return self.status()
 
     def _pending(self) -> bool:
@@ -699,6 +695,11 @@ def _initial_state(input: SubscriptionInput, now: datetime) -> SubscriptionState
         trial_end=trial_end,
         clock=clock,
     )
+
+
+def _invalid(message: str) -> ApplicationError:
+    """A refused support request: the caller sees exactly this sentence."""
+    return ApplicationError(message, type="InvalidRequest", non_retryable=True)
 
 
 def _summary(action: str, at: datetime | None) -> str:
