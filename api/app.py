@@ -5,9 +5,11 @@ authenticate with ``Authorization: Bearer kk_<role>_...`` (``kakin keys create``
 
 | role | may |
 |---|---|
-| service | customers (create, read, update, list) and read prices |
-| support | read everything |
+| service | customers and subscriptions (start, read, cancel); reads prices, invoices |
+| support | read everything, cancel subscriptions |
 | admin | everything, including the catalog (prices) |
+
+POST endpoints accept ``Idempotency-Key`` (see ``api.idempotency``).
 """
 
 from __future__ import annotations
@@ -19,43 +21,65 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import stripe as stripe_sdk
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.stripe_gateway import TEST_CARDS, StripeGateway
-from api.errors import RESPONSES, ApiError, install
+from api.errors import RESPONSES, ApiError, ErrorBody, install
+from api.idempotency import MAX_KEY_LENGTH, once
+from api.idempotency import RESPONSES as IDEMPOTENT
 from api.schemas import (
+    CancelAccepted,
+    CancelCreate,
     CustomerCreate,
     CustomerOut,
     CustomerUpdate,
     Health,
+    InvoiceDetail,
     InvoiceOut,
+    LiveStatus,
+    OutstandingInvoiceOut,
     Page,
     PaymentOut,
     PriceCreate,
     PriceOut,
     Readiness,
+    SubscriptionCreate,
+    SubscriptionDetail,
+    SubscriptionOut,
 )
-from kakin import api_keys, service
+from kakin import api_keys, service, stripe_webhooks
 from kakin.api_keys import KeyInfo, Role
 from kakin.settings import Settings
 from models import repositories as repo
-from models.tables import Customer, Price
+from models.payloads import InvoiceStatus, SubscriptionStatus
+from models.tables import Customer, Invoice, Price, Subscription
 
 log = logging.getLogger("kakin.api")
 
 R = TypeVar("R")
 TemporalSource = Client | Callable[[], Awaitable[Client]]
 READY_TIMEOUT = 5.0
+LIVE_TIMEOUT = 5.0  # the status query; a workflow nobody can answer for gives "live": null
 NAMES = {"database": "the database", "temporal": "Temporal"}
 
 Limit = Annotated[int, Query(ge=1, le=100, description="page size, at most 100")]
 After = Annotated[str | None, Query(description="the last id of the previous page")]
 AfterPayment = Annotated[int | None, Query(description="the last id of the previous page")]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="a retry with the same key and body gets the first response back",
+    ),
+]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: kakin keys create")
 
@@ -71,7 +95,7 @@ def create_app(
     app = FastAPI(
         title="kakin",
         version="1",
-        description="Subscription billing: customers and the catalog (more to come).",
+        description="Subscription billing: customers, the catalog, subscriptions and invoices.",
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
@@ -179,9 +203,30 @@ def create_app(
         except repo.InvalidCursorError as error:
             raise ApiError(422, str(error)) from None
 
-    @v1.post("/customers", status_code=201, response_model=CustomerOut, tags=["customers"])
-    def create_customer(body: CustomerCreate, _: KeyInfo = service_key) -> CustomerOut:
+    @v1.post(
+        "/customers",
+        status_code=201,
+        response_model=CustomerOut,
+        tags=["customers"],
+        responses=IDEMPOTENT,
+    )
+    async def create_customer(
+        body: CustomerCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = service_key,
+    ) -> JSONResponse:
         """Create a customer here and at Stripe. A card number is never stored or echoed."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=201,
+            work=lambda: run_in_threadpool(do_create_customer, body),
+        )
+
+    def do_create_customer(body: CustomerCreate) -> CustomerOut:
         if body.card_number is not None:
             if settings.live_mode or stripe.live_mode:
                 raise ApiError(422, "card_number is accepted only in test mode")
@@ -284,9 +329,30 @@ def create_app(
             raise ApiError(404, f"Price {price_id!r} does not exist")
         return row
 
-    @v1.post("/prices", status_code=201, response_model=PriceOut, tags=["catalog"])
-    def create_price(body: PriceCreate, _: KeyInfo = admin_key) -> PriceOut:
+    @v1.post(
+        "/prices",
+        status_code=201,
+        response_model=PriceOut,
+        tags=["catalog"],
+        responses=IDEMPOTENT,
+    )
+    async def create_price(
+        body: PriceCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = admin_key,
+    ) -> JSONResponse:
         """Create a product with one flat-rate price (admin)."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=201,
+            work=lambda: run_in_threadpool(do_create_price, body),
+        )
+
+    def do_create_price(body: PriceCreate) -> PriceOut:
         try:
             price_id = service.create_price(
                 sessions,
@@ -317,14 +383,338 @@ def create_app(
         with sessions() as session:
             return PriceOut.of(load_price(session, price_id))
 
-    @v1.post("/prices/{price_id}/archive", response_model=PriceOut, tags=["catalog"])
-    def archive_price(price_id: str, _: KeyInfo = admin_key) -> PriceOut:
+    @v1.post(
+        "/prices/{price_id}/archive",
+        response_model=PriceOut,
+        tags=["catalog"],
+        responses=IDEMPOTENT,
+    )
+    async def archive_price(
+        price_id: str,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = admin_key,
+    ) -> JSONResponse:
         """Archive a price: it takes no new subscriptions; running ones continue."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: run_in_threadpool(do_archive_price, price_id),
+        )
+
+    def do_archive_price(price_id: str) -> PriceOut:
         with sessions() as session:
             row = load_price(session, price_id)
             row.active = False
             session.commit()
             return PriceOut.of(row)
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def load_subscription(session: Session, subscription_id: str) -> Subscription:
+        row = session.get(Subscription, subscription_id)
+        if row is None:
+            raise ApiError(404, f"Subscription {subscription_id!r} does not exist")
+        return row
+
+    def read_subscription(subscription_id: str) -> SubscriptionOut:
+        with sessions() as session:
+            return SubscriptionOut.of(load_subscription(session, subscription_id))
+
+    async def connected() -> Client:
+        try:
+            return await asyncio.wait_for(temporal_client(), READY_TIMEOUT)
+        except Exception as error:
+            log.warning("temporal unavailable: %s", error)
+            raise ApiError(503, "Temporal cannot be reached; try again shortly") from None
+
+    def check_new_subscription(body: SubscriptionCreate) -> None:
+        with sessions() as session:
+            load_customer(session, body.customer_id)
+            load_price(session, body.price_id)
+
+    def store_metadata(subscription_id: str, metadata: dict[str, str]) -> SubscriptionOut:
+        with sessions() as session:
+            row = load_subscription(session, subscription_id)
+            if metadata:
+                row.metadata_ = dict(metadata)
+                session.commit()
+            return SubscriptionOut.of(row)
+
+    async def do_start_subscription(body: SubscriptionCreate) -> SubscriptionOut:
+        await run_in_threadpool(check_new_subscription, body)
+        client = await connected()
+        try:
+            subscription_id = await service.start_subscription(
+                client,
+                sessions,
+                task_queue=settings.task_queue,
+                customer_id=body.customer_id,
+                price_id=body.price_id,
+                quantity=body.quantity,
+                trial_days=body.trial_days,
+                start_at=body.start_at,
+                live_mode=settings.live_mode,
+                dunning=settings.dunning_policy,
+            )
+        except service.InvalidRequestError as error:
+            message = str(error)
+            raise ApiError(422, message[:1].upper() + message[1:]) from None
+        except RPCError as error:
+            log.warning("Temporal did not start a subscription workflow: %s", error)
+            raise ApiError(503, "Temporal did not start the subscription; try again") from None
+        return await run_in_threadpool(store_metadata, subscription_id, body.metadata)
+
+    @v1.post(
+        "/subscriptions",
+        status_code=201,
+        response_model=SubscriptionOut,
+        tags=["subscriptions"],
+        responses=IDEMPOTENT,
+    )
+    async def create_subscription(
+        body: SubscriptionCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = service_key,
+    ) -> JSONResponse:
+        """Start a subscription: its row, then its workflow, which bills it from now on."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=201,
+            work=lambda: do_start_subscription(body),
+        )
+
+    @v1.get("/subscriptions", response_model=Page[SubscriptionOut], tags=["subscriptions"])
+    def list_subscriptions(
+        _: KeyInfo = any_key,
+        status: SubscriptionStatus | None = None,
+        customer_id: str | None = None,
+        price_id: str | None = None,
+        limit: Limit = 10,
+        starting_after: After = None,
+    ) -> Page[SubscriptionOut]:
+        with sessions() as session:
+            rows, more = paged(
+                lambda: repo.subscriptions(
+                    session,
+                    limit=limit,
+                    starting_after=starting_after,
+                    status=status,
+                    customer_id=customer_id,
+                    price_id=price_id,
+                )
+            )
+            return Page[SubscriptionOut](
+                data=[SubscriptionOut.of(row) for row in rows], has_more=more
+            )
+
+    async def live_status(subscription_id: str) -> LiveStatus | None:
+        try:
+            client = await asyncio.wait_for(temporal_client(), LIVE_TIMEOUT)
+            # A closed workflow (ended, or a run whose successor is gone) has no live status.
+            described = await asyncio.wait_for(
+                service.handle(client, subscription_id).describe(), LIVE_TIMEOUT
+            )
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                return None
+            view = await asyncio.wait_for(
+                service.subscription_status(client, subscription_id), LIVE_TIMEOUT
+            )
+        except Exception as error:
+            log.info("no live status for %s: %s", subscription_id, error or type(error).__name__)
+            return None
+        outstanding = view.outstanding_invoice
+        return LiveStatus(
+            status=str(view.status),
+            current_period_start=view.current_period_start,
+            current_period_end=view.current_period_end,
+            next_action=view.next_action,
+            next_action_at=view.next_action_at,
+            dunning_step=view.dunning_step,
+            outstanding_invoice=(
+                None if outstanding is None else OutstandingInvoiceOut(**vars(outstanding))
+            ),
+            cancel_at_period_end=view.cancel_at_period_end,
+            now=view.now,
+        )
+
+    @v1.get(
+        "/subscriptions/{subscription_id}",
+        response_model=SubscriptionDetail,
+        tags=["subscriptions"],
+    )
+    async def get_subscription(subscription_id: str, _: KeyInfo = any_key) -> SubscriptionDetail:
+        """The stored subscription, with ``live``: its workflow's status query right now.
+
+        While the workflow runs, its answer also sets ``status``, the current period and
+        ``cancel_at_period_end`` (the workflow is ahead of the database by a moment).
+        """
+        row = await run_in_threadpool(read_subscription, subscription_id)
+        live = await live_status(subscription_id)
+        merged = row.model_dump()
+        if live is not None:
+            merged.update(
+                status=live.status,
+                current_period_start=live.current_period_start,
+                current_period_end=live.current_period_end,
+                cancel_at_period_end=live.cancel_at_period_end,
+            )
+        return SubscriptionDetail(**merged, live=live)
+
+    def check_cancellable(subscription_id: str) -> None:
+        with sessions() as session:
+            row = load_subscription(session, subscription_id)
+            if row.status == SubscriptionStatus.CANCELED:
+                raise ApiError(409, f"Subscription {subscription_id!r} is already canceled")
+
+    async def do_cancel(subscription_id: str, body: CancelCreate, key: KeyInfo) -> CancelAccepted:
+        await run_in_threadpool(check_cancellable, subscription_id)
+        requested_by = f"api-key:{key.id} ({key.name})"[:200]
+        client = await connected()
+        try:
+            await service.cancel_subscription(
+                client,
+                subscription_id,
+                reason=body.reason,
+                at_period_end=body.at_period_end,
+                requested_by=requested_by,
+            )
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise ApiError(
+                    409, f"Subscription {subscription_id!r} has ended; its workflow no longer runs"
+                ) from None
+            log.warning("Temporal did not take a cancel signal: %s", error)
+            raise ApiError(503, "Temporal did not take the cancellation; try again") from None
+        return CancelAccepted(
+            subscription_id=subscription_id,
+            reason=body.reason,
+            at_period_end=body.at_period_end,
+            requested_by=requested_by,
+        )
+
+    @v1.post(
+        "/subscriptions/{subscription_id}/cancel",
+        status_code=202,
+        response_model=CancelAccepted,
+        tags=["subscriptions"],
+        responses={
+            409: {
+                "model": ErrorBody,
+                "description": "already canceled, or the Idempotency-Key was used otherwise",
+            }
+        },
+    )
+    async def cancel_subscription(
+        subscription_id: str,
+        body: CancelCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = any_key,
+    ) -> JSONResponse:
+        """Send the ``cancel`` signal; ``at_period_end: false`` ends it now.
+
+        Accepted (202): the workflow cancels, records the reason and who asked (this
+        API key) in the audit log, and emails the customer.
+        """
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=202,
+            work=lambda: do_cancel(subscription_id, body, key),
+        )
+
+    # -- invoices ------------------------------------------------------------------------
+
+    def load_invoice(session: Session, invoice_id: str) -> Invoice:
+        row = session.get(Invoice, invoice_id)
+        if row is None:
+            raise ApiError(404, f"Invoice {invoice_id!r} does not exist")
+        return row
+
+    @v1.get("/invoices", response_model=Page[InvoiceOut], tags=["invoices"])
+    def list_invoices(
+        _: KeyInfo = any_key,
+        customer_id: str | None = None,
+        subscription_id: str | None = None,
+        status: InvoiceStatus | None = None,
+        limit: Limit = 10,
+        starting_after: After = None,
+    ) -> Page[InvoiceOut]:
+        with sessions() as session:
+            rows, more = paged(
+                lambda: repo.invoices(
+                    session,
+                    limit=limit,
+                    starting_after=starting_after,
+                    status=status,
+                    customer_id=customer_id,
+                    subscription_id=subscription_id,
+                )
+            )
+            return Page[InvoiceOut](data=[InvoiceOut.of(row) for row in rows], has_more=more)
+
+    @v1.get("/invoices/{invoice_id}", response_model=InvoiceDetail, tags=["invoices"])
+    def get_invoice(invoice_id: str, _: KeyInfo = any_key) -> InvoiceDetail:
+        with sessions() as session:
+            return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
+
+    @v1.get(
+        "/invoices/{invoice_id}/html",
+        response_class=HTMLResponse,
+        tags=["invoices"],
+        responses={200: {"content": {"text/html": {}}, "description": "the rendered invoice"}},
+    )
+    def invoice_html(invoice_id: str, _: KeyInfo = any_key) -> HTMLResponse:
+        """The invoice as rendered for the customer (their language and time zone)."""
+        with sessions() as session:
+            row = load_invoice(session, invoice_id)
+            if not row.html:
+                raise ApiError(404, f"Invoice {invoice_id!r} has not been rendered yet")
+            return HTMLResponse(row.html)
+
+    # -- Stripe webhooks ------------------------------------------------------------------
+
+    @public.post("/webhooks/stripe", tags=["webhooks"], responses=RESPONSES)
+    async def stripe_webhook(request: Request) -> JSONResponse:
+        """Stripe events, authenticated by their ``Stripe-Signature`` (no API key).
+
+        400 for a bad signature, a stale timestamp or a body that is not an event;
+        200 for a replayed event id (acknowledged, nothing changes); 503 if Temporal
+        cannot be told (Stripe redelivers, and the event is processed then).
+        """
+        payload = await request.body()
+        try:
+            client = await asyncio.wait_for(temporal_client(), READY_TIMEOUT)
+        except Exception as error:
+            log.warning("webhook: Temporal unavailable: %s", error)
+            raise ApiError(503, "Temporal cannot be reached; Stripe will redeliver") from None
+        try:
+            outcome = await stripe_webhooks.receive(
+                client,
+                sessions,
+                payload,
+                request.headers.get("Stripe-Signature"),
+                secret=settings.stripe_webhook_secret,
+                tolerance=settings.stripe_webhook_tolerance,
+            )
+        except stripe_webhooks.WebhookRejectedError as error:
+            raise ApiError(400, str(error)) from None
+        except RPCError as error:
+            log.warning("webhook: signalling failed: %s", error)
+            raise ApiError(503, "Temporal cannot be reached; Stripe will redeliver") from None
+        return JSONResponse(
+            {"received": True, "id": outcome.event_id, "duplicate": outcome.duplicate}
+        )
 
     app.include_router(public)
     app.include_router(v1)

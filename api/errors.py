@@ -49,8 +49,14 @@ class ApiError(Exception):
         self.type = type or STATUS_TYPES.get(status, "api_error")
 
 
+def error_body(status: int, message: str, *, type: str | None = None) -> dict[str, Any]:
+    """The JSON body of an error response (the message as one sentence)."""
+    kind = type or STATUS_TYPES.get(status, "api_error")
+    return {"error": {"type": kind, "message": _sentence(message)}}
+
+
 def error_response(status: int, message: str, *, type: str | None = None) -> JSONResponse:
-    body = {"error": {"type": type or STATUS_TYPES.get(status, "api_error"), "message": message}}
+    body = error_body(status, message, type=type)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 

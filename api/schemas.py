@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from billing.money import normalize_currency
-from models.tables import Customer, Invoice, PaymentAttempt, Price
+from models.tables import Customer, Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
 
 Locale = Literal["ja", "en"]
 IntervalName = Literal["day", "week", "month", "year"]
@@ -203,6 +203,152 @@ class PaymentOut(BaseModel):
             failure_message=row.failure_message,
             attempted_at=row.attempted_at,
         )
+
+
+class InvoiceLineOut(BaseModel):
+    description: str
+    unit_amount: int
+    quantity: int
+    amount: int
+    period_start: datetime
+    period_end: datetime
+
+    @classmethod
+    def of(cls, row: InvoiceLine) -> InvoiceLineOut:
+        return cls(
+            description=row.description,
+            unit_amount=row.unit_amount,
+            quantity=row.quantity,
+            amount=row.amount,
+            period_start=row.period_start,
+            period_end=row.period_end,
+        )
+
+
+class InvoiceDetail(InvoiceOut):
+    lines: list[InvoiceLineOut]
+
+    @classmethod
+    def with_lines(cls, row: Invoice) -> InvoiceDetail:
+        return cls(
+            **InvoiceOut.of(row).model_dump(),
+            lines=[InvoiceLineOut.of(line) for line in row.lines],
+        )
+
+
+METADATA_KEYS = 50
+
+
+def check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > METADATA_KEYS:
+        raise ValueError(f"at most {METADATA_KEYS} keys are accepted")
+    for key, item in value.items():
+        if not key or len(key) > 40:
+            raise ValueError("keys must be 1 to 40 characters long")
+        if len(item) > 500:
+            raise ValueError(f"the value of {key!r} is longer than 500 characters")
+    return value
+
+
+class SubscriptionCreate(Request):
+    customer_id: str = Field(min_length=1, max_length=40)
+    price_id: str = Field(min_length=1, max_length=40)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    trial_days: int = Field(default=0, ge=0, le=730)
+    start_at: AwareDatetime | None = Field(
+        default=None, description="the billing-cycle anchor, ISO 8601 with a zone"
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="your own string keys and values, stored as given"
+    )
+
+    _metadata = field_validator("metadata")(check_metadata)
+
+
+class SubscriptionOut(BaseModel):
+    object: Literal["subscription"] = "subscription"
+    id: str
+    customer_id: str
+    price_id: str
+    quantity: int
+    status: str
+    billing_cycle_anchor: datetime | None
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    cancel_reason: str
+    workflow_id: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Subscription) -> SubscriptionOut:
+        return cls(
+            id=row.id,
+            customer_id=row.customer_id,
+            price_id=row.price_id,
+            quantity=row.quantity,
+            status=row.status,
+            billing_cycle_anchor=row.billing_cycle_anchor,
+            current_period_start=row.current_period_start,
+            current_period_end=row.current_period_end,
+            trial_end=row.trial_end,
+            cancel_at_period_end=row.cancel_at_period_end,
+            canceled_at=row.canceled_at,
+            cancel_reason=row.cancel_reason,
+            workflow_id=row.workflow_id,
+            metadata=dict(row.metadata_ or {}),
+            created_at=row.created_at,
+        )
+
+
+class OutstandingInvoiceOut(BaseModel):
+    invoice_id: str
+    number: str | None
+    amount_due: int
+    currency: str
+
+
+class LiveStatus(BaseModel):
+    """The workflow's answer to the ``status`` query, as it stands now."""
+
+    status: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    next_action: str
+    next_action_at: datetime | None
+    dunning_step: int | None
+    outstanding_invoice: OutstandingInvoiceOut | None
+    cancel_at_period_end: bool
+    now: datetime = Field(description="billing time (differs from wall time under a test clock)")
+
+
+class SubscriptionDetail(SubscriptionOut):
+    live: LiveStatus | None = Field(
+        description="the running workflow's status query; null when it cannot be queried"
+    )
+
+
+class CancelCreate(Request):
+    reason: str = Field(min_length=1, max_length=1000)
+    at_period_end: bool = False
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the reason for the cancellation")
+        return value.strip()
+
+
+class CancelAccepted(BaseModel):
+    object: Literal["cancel_request"] = "cancel_request"
+    subscription_id: str
+    reason: str
+    at_period_end: bool
+    requested_by: str
 
 
 T = TypeVar("T")

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # Real Stripe needs off_session=true on confirm for charges made while the customer
     # is away; the localstripe emulator rejects the parameter, so `kakin up` sets false.
     stripe_confirm_off_session: bool = True
+    # The webhook endpoint's signing secret (whsec_...); webhooks are refused while empty.
+    stripe_webhook_secret: str = Field(default="", repr=False)
+    # How old (seconds) a signed webhook may be before it counts as a replay.
+    stripe_webhook_tolerance: int = 300
 
     email_backend: Literal["outbox", "sendgrid"] = "outbox"
     outbox_dir: Path = Path("var/outbox")

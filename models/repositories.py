@@ -14,6 +14,7 @@ from models.tables import (
     AuditLog,
     Customer,
     EmailMessage,
+    IdempotencyKey,
     Invoice,
     InvoiceNumberSequence,
     PaymentAttempt,
@@ -238,3 +239,66 @@ def api_key(session: Session, key_id: str) -> ApiKey:
     if row is None:
         raise NotFoundError(f"API key {key_id!r} does not exist")
     return row
+
+
+# -- subscriptions and invoices lists (the HTTP API) -------------------------------------
+
+
+def _all(*conditions: ColumnElement[bool] | None) -> ColumnElement[bool] | None:
+    present = [c for c in conditions if c is not None]
+    return and_(*present) if present else None
+
+
+def subscriptions(
+    session: Session,
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    price_id: str | None = None,
+) -> tuple[list[Subscription], bool]:
+    return page(
+        session,
+        Subscription,
+        limit=limit,
+        starting_after=starting_after,
+        where=_all(
+            Subscription.status == status if status else None,
+            Subscription.customer_id == customer_id if customer_id else None,
+            Subscription.price_id == price_id if price_id else None,
+        ),
+    )
+
+
+def invoices(
+    session: Session,
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+) -> tuple[list[Invoice], bool]:
+    return page(
+        session,
+        Invoice,
+        limit=limit,
+        starting_after=starting_after,
+        where=_all(
+            Invoice.status == status if status else None,
+            Invoice.customer_id == customer_id if customer_id else None,
+            Invoice.subscription_id == subscription_id if subscription_id else None,
+        ),
+    )
+
+
+# -- idempotency keys ----------------------------------------------------------------------
+
+
+def idempotency_key(session: Session, api_key_id: str, key: str) -> IdempotencyKey | None:
+    return session.scalars(
+        select(IdempotencyKey).where(
+            IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key
+        )
+    ).one_or_none()

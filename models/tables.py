@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -256,3 +257,42 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` an API key has used, and the response it got.
+
+    The row is inserted (and committed) *before* the work runs, with no response yet:
+    the unique pair (API key, Idempotency-Key) makes a concurrent duplicate fail at
+    the insert, so the work runs once. The response is stored when the work is done,
+    and a replay with the same key and body gets it back unchanged.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request body
+    response_status: Mapped[int | None] = mapped_column(Integer)  # None: still processing
+    response_body: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEvent(Base):
+    """A Stripe event, stored once by its id; processed_at is set once its signals went out.
+
+    An event stored but not processed (Temporal was down) is processed again when
+    Stripe redelivers it; a processed one is a replay and changes nothing.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's evt_...
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[Any] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,264 @@
+"""``Idempotency-Key`` on POST: replays get the first response, and the work happens once."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from activities.stripe_gateway import StripeGateway
+from api.app import create_app
+from api.idempotency import request_digest
+from kakin import api_keys
+from kakin.settings import Settings
+from models.tables import ApiKey, Customer, IdempotencyKey, Subscription
+from tests.helpers import eventually
+from tests.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
+
+pytestmark = pytest.mark.devserver
+
+# No worker polls this queue: the workflows started here only need to exist.
+TASK_QUEUE = f"billing-idempotency-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="module")
+def url(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, dev_env: WorkflowEnvironment
+) -> Iterator[str]:
+    settings = Settings(
+        stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db", task_queue=TASK_QUEUE
+    )
+    app = create_app(
+        settings=settings,
+        sessions=pg_sessions,
+        temporal=connect_to(dev_env.client.service_client.config.target_host),
+        stripe=stripe_gateway,
+    )
+    with running(app) as base:
+        yield base
+
+
+def new_key(sessions: sessionmaker[Session], role: str) -> str:
+    return api_keys.create_key(sessions, name=f"idempotency {role}", role=role).secret
+
+
+@pytest.fixture
+def service_key(pg_sessions: sessionmaker[Session]) -> str:
+    return new_key(pg_sessions, "service")
+
+
+@pytest.fixture
+def admin_key(pg_sessions: sessionmaker[Session]) -> str:
+    return new_key(pg_sessions, "admin")
+
+
+def idem(key: str) -> dict[str, str]:
+    return {"Idempotency-Key": key}
+
+
+def customer_and_price(url: str, service_key: str, admin_key: str) -> tuple[str, str]:
+    with client(url, service_key) as http:
+        customer_id = http.post("/v1/customers", json=CUSTOMER).json()["id"]
+    with client(url, admin_key) as http:
+        price_id = http.post("/v1/prices", json=PRICE).json()["id"]
+    return customer_id, price_id
+
+
+async def test_starting_a_subscription_twice_with_one_key_starts_one_workflow(
+    url: str,
+    service_key: str,
+    admin_key: str,
+    pg_sessions: sessionmaker[Session],
+    dev_env: WorkflowEnvironment,
+) -> None:
+    customer_id, price_id = customer_and_price(url, service_key, admin_key)
+    body = {"customer_id": customer_id, "price_id": price_id}
+    with client(url, service_key) as http:
+        first = http.post("/v1/subscriptions", json=body, headers=idem("start-1"))
+        second = http.post("/v1/subscriptions", json=body, headers=idem("start-1"))
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+
+    with pg_sessions() as session:
+        rows = session.scalars(
+            select(Subscription.id).where(Subscription.customer_id == customer_id)
+        ).all()
+    assert rows == [first.json()["id"]]
+
+    query = f'CustomerId = "{customer_id}"'
+
+    async def listed() -> bool:
+        return bool([wf async for wf in dev_env.client.list_workflows(query)])
+
+    await eventually(listed, what="the workflow listed")
+    workflows = [wf.id async for wf in dev_env.client.list_workflows(query)]
+    assert workflows == [f"subscription-{first.json()['id']}"]
+
+
+def test_a_replay_returns_the_stored_response_even_when_things_changed_since(
+    url: str, service_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    with client(url, service_key) as http:
+        first = http.post("/v1/customers", json=CUSTOMER, headers=idem("customer-1"))
+        assert first.status_code == 201, first.text
+        http.patch(f"/v1/customers/{first.json()['id']}", json={"name": "changed"})
+        replay = http.post("/v1/customers", json=CUSTOMER, headers=idem("customer-1"))
+    assert (replay.status_code, replay.json()) == (201, first.json())
+    with pg_sessions() as session:
+        owner = owner_of(pg_sessions, service_key)
+        row = session.scalars(
+            select(IdempotencyKey).where(IdempotencyKey.api_key_id == owner)
+        ).one()
+        assert (row.key, row.method, row.path) == ("customer-1", "POST", "/v1/customers")
+        assert row.response_status == 201
+        assert row.response_body == first.json()
+        assert len(row.request_hash) == 64
+
+
+def test_an_error_response_is_replayed_too(url: str, service_key: str) -> None:
+    body = {"customer_id": "cus_nope", "price_id": "price_nope"}
+    with client(url, service_key) as http:
+        first = http.post("/v1/subscriptions", json=body, headers=idem("bad-1"))
+        again = http.post("/v1/subscriptions", json=body, headers=idem("bad-1"))
+    assert error_of(first, 404)["message"] == "Customer 'cus_nope' does not exist."
+    assert (again.status_code, again.json()) == (404, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_the_same_key_with_a_different_body_or_path_is_409(
+    url: str, admin_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    email = f"never-{secrets.token_hex(4)}@example.jp"
+    with client(url, admin_key) as http:
+        first = http.post("/v1/prices", json=PRICE, headers=idem("price-1"))
+        assert first.status_code == 201, first.text
+        other_body = http.post(
+            "/v1/prices", json={**PRICE, "unit_amount": 1}, headers=idem("price-1")
+        )
+        other_path = http.post(
+            "/v1/customers", json={**CUSTOMER, "email": email}, headers=idem("price-1")
+        )
+    assert error_of(other_body, 409) == {
+        "type": "conflict",
+        "message": "This Idempotency-Key was used with a different request body; "
+        "use a new key for a different request.",
+    }
+    assert error_of(other_path, 409)["message"] == (
+        "This Idempotency-Key was used for POST /v1/prices; use a new key for a different request."
+    )
+    with pg_sessions() as session:
+        emails = session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.email == email)
+        )
+    assert emails == 0
+
+
+def test_keys_are_scoped_per_api_key(url: str, pg_sessions: sessionmaker[Session]) -> None:
+    one, two = new_key(pg_sessions, "service"), new_key(pg_sessions, "service")
+    with client(url, one) as first, client(url, two) as second:
+        a = first.post("/v1/customers", json=CUSTOMER, headers=idem("shared"))
+        b = second.post("/v1/customers", json={**CUSTOMER, "name": "other"}, headers=idem("shared"))
+    assert (a.status_code, b.status_code) == (201, 201)
+    assert a.json()["id"] != b.json()["id"]
+    assert "Idempotent-Replayed" not in b.headers
+
+
+def owner_of(sessions: sessionmaker[Session], secret: str) -> str:
+    with sessions() as session:
+        return session.scalars(
+            select(ApiKey.id).where(ApiKey.secret_hash == api_keys.hash_secret(secret))
+        ).one()
+
+
+def test_a_key_still_in_progress_is_409(
+    url: str, service_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    content = json.dumps(CUSTOMER).encode()
+    with pg_sessions() as session:  # as a first request, still running, left it
+        session.add(
+            IdempotencyKey(
+                api_key_id=owner_of(pg_sessions, service_key),
+                key="busy",
+                method="POST",
+                path="/v1/customers",
+                request_hash=request_digest(content),
+            )
+        )
+        session.commit()
+    with client(url, service_key) as http:
+        busy = http.post(
+            "/v1/customers",
+            content=content,
+            headers={**idem("busy"), "Content-Type": "application/json"},
+        )
+    assert error_of(busy, 409)["message"] == (
+        "A request with this Idempotency-Key is still in progress."
+    )
+
+
+def test_an_invalid_request_does_not_take_the_key(
+    url: str, service_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    with client(url, service_key) as http:
+        invalid = http.post("/v1/customers", json={"name": "x"}, headers=idem("later"))
+        assert invalid.status_code == 422
+        valid = http.post("/v1/customers", json=CUSTOMER, headers=idem("later"))
+    assert valid.status_code == 201, valid.text
+
+
+def test_concurrent_duplicates_do_the_work_once(
+    url: str, service_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    email = f"race-{secrets.token_hex(4)}@example.jp"
+
+    def post(_: int) -> httpx.Response:
+        with client(url, service_key) as http:
+            return http.post(
+                "/v1/customers", json={**CUSTOMER, "email": email}, headers=idem("race")
+            )
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(post, range(6)))
+    created = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(created) == 1
+    for response in responses:
+        if response.status_code != 201:
+            assert error_of(response, 409)["message"] == (
+                "A request with this Idempotency-Key is still in progress."
+            )
+    with pg_sessions() as session:
+        count = session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.email == email)
+        )
+    assert count == 1
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_an_idempotency_key_is_1_to_255_characters(url: str, service_key: str, key: str) -> None:
+    with client(url, service_key) as http:
+        response = http.post("/v1/customers", json=CUSTOMER, headers=idem(key))
+    assert "Idempotency-Key" in error_of(response, 422)["message"]
+
+
+def test_spacing_and_key_order_do_not_make_a_different_body(url: str, service_key: str) -> None:
+    spaced = json.dumps(dict(reversed(list(CUSTOMER.items()))), indent=2).encode()
+    with client(url, service_key) as http:
+        first = http.post("/v1/customers", json=CUSTOMER, headers=idem("canonical"))
+        again = http.post(
+            "/v1/customers",
+            content=spaced,
+            headers={**idem("canonical"), "Content-Type": "application/json"},
+        )
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
