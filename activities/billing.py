@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jinja2
@@ -22,6 +23,7 @@ from activities.mailer import Mailer, OutgoingEmail, PermanentEmailError
 from activities.rendering import DocumentLine, InvoiceDocument, render_email, render_invoice_html
 from activities.stripe_gateway import StripeGateway
 from billing.pricing import flat_rate_line
+from billing.proration import prorate
 from models import repositories as repo
 from models.payloads import (
     ChargeOutcome,
@@ -35,10 +37,11 @@ from models.payloads import (
     InvoiceRef,
     InvoiceStatus,
     PaymentMethodChange,
+    PlanChange,
     RenderInvoiceRequest,
     SubscriptionChange,
 )
-from models.tables import Invoice, InvoiceLine, PaymentAttempt
+from models.tables import Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,96 @@ class BillingActivities:
             invoice = repo.invoice(session, request.invoice_id)
             invoice.html = render_invoice_html(self._templates, self._document(invoice))
             session.commit()
+
+    @activity.defn
+    def change_plan(self, change: PlanChange) -> InvoiceRef | None:
+        """Switch the price; for a change now, a draft invoice of the prorated difference.
+
+        The price switch and the proration invoice commit together under one business
+        key, so a retry finds the invoice (or, with nothing to charge, finds the price
+        already switched and prorates nothing).
+        """
+        key = f"proration:{change.subscription_id}:{change.period_index}:{change.price_id}"
+        with self._sessions() as session:
+            existing = repo.invoice_by_key(session, key)
+            if existing is not None:
+                return _ref(existing)
+            subscription = repo.subscription(session, change.subscription_id)
+            old, new = subscription.price, repo.price(session, change.price_id)
+            if old.id == new.id:
+                return None
+            subscription.price_id = new.id
+            repo.audit(
+                session,
+                entity_type="subscription",
+                entity_id=subscription.id,
+                action="plan_changed",
+                actor=change.actor,
+                reason=change.reason,
+                occurred_at=change.occurred_at,
+                details={"from_price": old.id, "to_price": new.id},
+            )
+            invoice = None
+            if change.prorate_from is not None:
+                assert change.period_start is not None and change.period_end is not None
+                invoice = self._proration_invoice(
+                    key, subscription, old, new, change.prorate_from,
+                    change.period_start, change.period_end,
+                )  # fmt: skip
+                if invoice is not None:
+                    session.add(invoice)
+            session.commit()
+            return _ref(invoice) if invoice is not None else None
+
+    def _proration_invoice(
+        self,
+        key: str,
+        subscription: Subscription,
+        old: Price,
+        new: Price,
+        at: datetime,
+        period_start: datetime,
+        period_end: datetime,
+    ) -> Invoice | None:
+        quantity = subscription.quantity
+        result = prorate(
+            old_amount=old.unit_amount * quantity,
+            new_amount=new.unit_amount * quantity,
+            period_start=period_start,
+            period_end=period_end,
+            at=at,
+        )
+        if result.net <= 0:
+            return None  # nothing owed now (customer credit comes with credit notes)
+        lines = [
+            (f"Unused time on {old.nickname or old.product.name}", -result.credit),
+            (f"Remaining time on {new.nickname or new.product.name}", result.charge),
+        ]
+        return Invoice(
+            id=repo.new_id("in"),
+            business_key=key,
+            subscription_id=subscription.id,
+            customer_id=subscription.customer_id,
+            status=InvoiceStatus.DRAFT,
+            currency=new.currency,
+            subtotal=result.net,
+            total=result.net,
+            period_start=at,
+            period_end=period_end,
+            issued_at=at,
+            lines=[
+                InvoiceLine(
+                    position=position,
+                    description=description,
+                    unit_amount=amount,
+                    quantity=1,
+                    amount=amount,
+                    period_start=at,
+                    period_end=period_end,
+                )
+                for position, (description, amount) in enumerate(lines)
+            ],
+        )
 
     @activity.defn
     def record_invoice_change(self, change: InvoiceChange) -> None:
@@ -385,7 +478,11 @@ class BillingActivities:
                 subscription.current_period_end = change.period_end
             if change.cancel_at_period_end is not None:
                 subscription.cancel_at_period_end = change.cancel_at_period_end
-            if previous == change.status and change.cancel_at_period_end is None:
+            if (
+                previous == change.status
+                and change.cancel_at_period_end is None
+                and not change.action
+            ):
                 session.commit()
                 return
             subscription.status = change.status
@@ -396,7 +493,8 @@ class BillingActivities:
                 session,
                 entity_type="subscription",
                 entity_id=subscription.id,
-                action="status_changed" if previous != change.status else "cancel_scheduled",
+                action=change.action
+                or ("status_changed" if previous != change.status else "cancel_scheduled"),
                 from_status=previous,
                 to_status=change.status,
                 actor=change.actor,
@@ -515,6 +613,7 @@ class BillingActivities:
             self.finalize_invoice,
             self.render_invoice,
             self.record_invoice_change,
+            self.change_plan,
             self.charge_invoice,
             self.record_external_payment,
             self.record_payment_method,

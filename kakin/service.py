@@ -16,9 +16,11 @@ from activities.stripe_gateway import StripeGateway
 from billing.calendar import Interval
 from billing.dunning import DunningPolicy
 from billing.money import normalize_currency
+from billing.proration import Proration, prorate
 from models import repositories as repo
 from models.payloads import (
     CancelRequest,
+    ChangePlanRequest,
     PauseRequest,
     PaymentMethodUpdated,
     PaymentReceived,
@@ -294,4 +296,69 @@ async def report_payment(
         PaymentReceived(
             invoice_id=invoice_id, payment_intent_id=payment_intent_id, requested_by=requested_by
         ),
+    )
+
+
+async def change_plan(
+    client: Client,
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    *,
+    price_id: str,
+    requested_by: str,
+    reason: str = "",
+) -> StatusView:
+    """Move a subscription to another price: a dearer one now (prorated), a cheaper or
+    equal one at the end of the paid period. Same currency and interval only."""
+    with sessions() as session:
+        subscription = repo.subscription(session, subscription_id)
+        current, new = subscription.price, session.get(Price, price_id)
+        if new is None:
+            raise InvalidRequestError(f"price {price_id!r} does not exist")
+        if not new.active:
+            raise InvalidRequestError(
+                f"price {price_id!r} is archived and takes no new subscriptions"
+            )
+        if new.currency != current.currency:
+            raise InvalidRequestError(
+                f"price is in {new.currency} but the subscription is billed in {current.currency}"
+            )
+        if (new.interval, new.interval_count) != (current.interval, current.interval_count):
+            raise InvalidRequestError(
+                "a plan change keeps the billing interval: "
+                f"{current.interval_count} {current.interval} now, "
+                f"{new.interval_count} {new.interval} asked"
+            )
+        upgrade = new.unit_amount > current.unit_amount
+    return await handle(client, subscription_id).execute_update(
+        "change_plan",
+        ChangePlanRequest(
+            price_id=price_id, at_period_end=not upgrade, reason=reason, requested_by=requested_by
+        ),
+        result_type=StatusView,
+    )
+
+
+def preview_plan_change(
+    sessions: sessionmaker[Session], subscription_id: str, *, price_id: str, at: datetime
+) -> Proration | None:
+    """What an upgrade to ``price_id`` at ``at`` would charge now (None: it would wait
+    for the renewal, so nothing is charged now).
+
+    ``at`` is the caller's: the present for a real subscription. (The ``status``
+    query's ``now`` is the time of the workflow's last step, not the present.)
+    """
+    with sessions() as session:
+        subscription = repo.subscription(session, subscription_id)
+        current, new = subscription.price, repo.price(session, price_id)
+        start, end = subscription.current_period_start, subscription.current_period_end
+        quantity = subscription.quantity
+    if new.unit_amount <= current.unit_amount or start is None or end is None:
+        return None
+    return prorate(
+        old_amount=current.unit_amount * quantity,
+        new_amount=new.unit_amount * quantity,
+        period_start=start,
+        period_end=end,
+        at=min(max(at, start), end),
     )

@@ -85,6 +85,10 @@ class SubscriptionState:
     # Set while paused: the status to return to, and when the pause began (billing time).
     paused_at: datetime | None = None
     status_before_pause: SubscriptionStatus | None = None
+    # The plan now billed (None: the input's price_id) and a downgrade waiting for
+    # the end of the period.
+    price_id: str | None = None
+    pending_price_id: str | None = None
 
 
 @dataclass
@@ -144,6 +148,21 @@ class PaymentReceived:
 
 
 @dataclass
+class ChangePlanRequest:
+    """Payload of the ``change_plan`` update.
+
+    ``at_period_end`` false (an upgrade): the new price applies now, with a prorated
+    charge for the rest of the period; true (a downgrade): it applies at the renewal.
+    The caller (kakin.service.change_plan) checks the price and decides which.
+    """
+
+    price_id: str
+    at_period_end: bool
+    reason: str = ""
+    requested_by: str = "unknown"
+
+
+@dataclass
 class OutstandingInvoice:
     invoice_id: str
     number: str | None
@@ -165,6 +184,8 @@ class StatusView:
     outstanding_invoice: OutstandingInvoice | None
     cancel_at_period_end: bool
     now: datetime  # billing time (differs from wall time under a test clock)
+    price_id: str = ""  # the plan billed now
+    pending_price_id: str | None = None  # a downgrade that applies at the renewal
 
 
 # --- activity requests and results ----------------------------------------------
@@ -240,6 +261,7 @@ class SubscriptionChange:
     period_start: datetime | None = None
     period_end: datetime | None = None
     cancel_at_period_end: bool | None = None
+    action: str | None = None  # audit action when the status stays (e.g. a scheduled change)
 
 
 @dataclass
@@ -259,6 +281,22 @@ class ExternalPayment:
     payment_intent_id: str
     occurred_at: datetime
     actor: str = "stripe-webhook"
+
+
+@dataclass
+class PlanChange:
+    """Switch the subscription's price; with ``prorate_from`` set, invoice the rest of
+    the period (``prorate_from`` to ``period_end``) at the new price, less the old."""
+
+    subscription_id: str
+    price_id: str
+    period_index: int
+    occurred_at: datetime
+    period_end: datetime | None = None
+    prorate_from: datetime | None = None
+    period_start: datetime | None = None
+    actor: str = "unknown"
+    reason: str = ""
 
 
 @dataclass

@@ -123,6 +123,20 @@ def take_invoice_number(session: Session, finalized_at: datetime) -> str:
     return f"INV-{value:06d}"
 
 
+def audited(session: Session, entity_id: str, action: str, occurred_at: datetime) -> bool:
+    """Whether this exact event is in the audit log already (a retried activity)."""
+    return (
+        session.scalars(
+            select(AuditLog.id).where(
+                AuditLog.entity_id == entity_id,
+                AuditLog.action == action,
+                AuditLog.occurred_at == occurred_at,
+            )
+        ).first()
+        is not None
+    )
+
+
 def audit(
     session: Session,
     *,

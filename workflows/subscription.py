@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from billing.dunning import FIRST_FAILURE_EMAIL, DunningAction
     from models.payloads import (
         CancelRequest,
+        ChangePlanRequest,
         ChargeOutcome,
         ChargeRequest,
         ChargeResult,
@@ -41,12 +42,14 @@ with workflow.unsafe.imports_passed_through():
         ExternalPayment,
         FinalizeInvoiceRequest,
         InvoiceChange,
+        InvoiceRef,
         InvoiceStatus,
         OutstandingInvoice,
         PauseRequest,
         PaymentMethodChange,
         PaymentMethodUpdated,
         PaymentReceived,
+        PlanChange,
         RenderInvoiceRequest,
         ResumeRequest,
         StatusView,
@@ -89,6 +92,7 @@ class SubscriptionWorkflow:
         # (so activities never interleave) and clears it, which answers the update.
         self._pause: PauseRequest | None = None
         self._resume: ResumeRequest | None = None
+        self._plan_change: ChangePlanRequest | None = None
         self._refused: str | None = None
         self._woken = False
         self._renewed = False
@@ -142,6 +146,30 @@ class SubscriptionWorkflow:
         if self._pause is not None or self._resume is not None:
             raise _invalid("another pause or resume is being applied; try again")
 
+    @workflow.update(name="change_plan")
+    async def change_plan(self, request: ChangePlanRequest) -> StatusView:
+        """Upgrade now (prorated charge) or downgrade at the period end."""
+        self._plan_change, self._refused, self._woken = request, None, True
+        await workflow.wait_condition(lambda: self._plan_change is None)
+        return self._answer()
+
+    @change_plan.validator
+    def _check_change_plan(self, request: ChangePlanRequest) -> None:
+        status = self._state.status
+        if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            raise _invalid(
+                f"only an active or trialing subscription can change plan; it is {status}"
+            )
+        if request.price_id == self._plan() and not self._state.pending_price_id:
+            raise _invalid(f"the subscription is already on {request.price_id}")
+        if self._state.cancel_at_period_end:
+            raise _invalid("the subscription ends at the end of this period; it cannot change plan")
+        if self._pending():
+            raise _invalid("another change is being applied; try again")
+
+    def _plan(self) -> str:
+        return self._state.price_id or self._input.price_id
+
     def _answer(self) -> StatusView:
         refused, self._refused = self._refused, None
         if refused:
@@ -150,7 +178,12 @@ class SubscriptionWorkflow:
 
     def _pending(self) -> bool:
         return bool(
-            self._cancel or self._payment_methods or self._payments or self._pause or self._resume
+            self._cancel
+            or self._payment_methods
+            or self._payments
+            or self._pause
+            or self._resume
+            or self._plan_change
         )
 
     @workflow.query(name="status")
@@ -176,6 +209,8 @@ class SubscriptionWorkflow:
             outstanding_invoice=outstanding,
             cancel_at_period_end=st.cancel_at_period_end,
             now=self._now(),
+            price_id=self._plan(),
+            pending_price_id=st.pending_price_id,
         )
 
     # -- main loop ------------------------------------------------------------------------
@@ -200,7 +235,7 @@ class SubscriptionWorkflow:
                     SubscriptionInput(
                         subscription_id=input.subscription_id,
                         customer_id=input.customer_id,
-                        price_id=input.price_id,
+                        price_id=self._plan(),
                         interval=input.interval,
                         interval_count=input.interval_count,
                         start_at=input.start_at,
@@ -256,6 +291,10 @@ class SubscriptionWorkflow:
         )
         if st.status == SubscriptionStatus.TRIALING:
             await self._change_status(SubscriptionStatus.ACTIVE, now, reason="trial ended")
+        if st.pending_price_id is not None:
+            # A downgrade asked for during the last period starts with this one.
+            await self._switch_price(st.pending_price_id, index, now, actor="workflow")
+            st.pending_price_id = None
         invoice = await workflow.execute_activity_method(
             BillingActivities.create_invoice,
             CreateInvoiceRequest(
@@ -279,6 +318,11 @@ class SubscriptionWorkflow:
         st.period_index, st.period_start, st.period_end = index, period.start, period.end
         st.renewals += 1
         self._renewed = True
+        await self._collect(invoice, now)
+
+    async def _collect(self, invoice: InvoiceRef, now: datetime) -> None:
+        """Charge a finalized invoice; a receipt, or the start of dunning."""
+        st = self._state
         result = await self._charge(invoice.invoice_id, invoice.number, 1, now)
         await self._render(invoice.invoice_id, invoice.number)
         if result.outcome == ChargeOutcome.SUCCEEDED:
@@ -421,6 +465,9 @@ class SubscriptionWorkflow:
         if self._resume is not None:
             await self._apply_resume(self._resume, now)
             self._resume = None
+        if self._plan_change is not None:
+            await self._apply_plan_change(self._plan_change, now)
+            self._plan_change = None
         request, self._cancel = self._cancel, None
         if request is None or self._state.status == SubscriptionStatus.CANCELED:
             return
@@ -462,6 +509,79 @@ class SubscriptionWorkflow:
         )
         if applied:
             await self._recover(now, payment.requested_by)
+
+    async def _apply_plan_change(self, request: ChangePlanRequest, now: datetime) -> None:
+        st = self._state
+        if st.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            self._refused = (
+                f"only an active or trialing subscription can change plan; it is {st.status}"
+            )
+            return
+        if request.at_period_end and st.period_end is not None:
+            # Downgrade: the paid period runs out on the plan it was paid for.
+            st.pending_price_id = None if request.price_id == self._plan() else request.price_id
+            await workflow.execute_activity_method(
+                BillingActivities.record_subscription_change,
+                SubscriptionChange(
+                    subscription_id=self._input.subscription_id, status=st.status,
+                    occurred_at=now, actor=request.requested_by,
+                    reason=f"plan change to {request.price_id} at period end: {request.reason}",
+                    action="plan_change_scheduled",
+                ),
+                summary=f"plan change to {request.price_id} at period end",
+                start_to_close_timeout=QUICK_TIMEOUT,
+                retry_policy=QUICK_RETRY,
+            )  # fmt: skip
+            return
+        st.pending_price_id = None
+        # Upgrade (or any change during a trial, which has nothing to prorate).
+        invoice = await self._switch_price(
+            request.price_id, max(st.period_index, 0), now,
+            actor=request.requested_by, reason=request.reason,
+            prorate=st.period_start is not None and st.status == SubscriptionStatus.ACTIVE,
+        )  # fmt: skip
+        if invoice is None:
+            return
+        invoice = await workflow.execute_activity_method(
+            BillingActivities.finalize_invoice,
+            FinalizeInvoiceRequest(invoice_id=invoice.invoice_id, finalized_at=now),
+            summary=f"finalize proration {invoice.invoice_id}",
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        await self._collect(invoice, now)
+
+    async def _switch_price(
+        self,
+        price_id: str,
+        period_index: int,
+        now: datetime,
+        *,
+        actor: str,
+        reason: str = "",
+        prorate: bool = False,
+    ) -> InvoiceRef | None:
+        st = self._state
+        invoice = await workflow.execute_activity_method(
+            BillingActivities.change_plan,
+            PlanChange(
+                subscription_id=self._input.subscription_id,
+                price_id=price_id,
+                period_index=period_index,
+                occurred_at=now,
+                period_start=st.period_start if prorate else None,
+                period_end=st.period_end if prorate else None,
+                prorate_from=now if prorate else None,
+                actor=actor,
+                reason=reason,
+            ),
+            summary=f"change plan to {price_id}",
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        st.price_id = price_id
+        workflow.upsert_search_attributes([sa.PLAN_ID.value_set(price_id)])
+        return invoice
 
     async def _apply_pause(self, request: PauseRequest, now: datetime) -> None:
         st = self._state
@@ -652,7 +772,7 @@ class SubscriptionWorkflow:
         pairs: list[SearchAttributePair] = [
             SearchAttributePair(sa.SUBSCRIPTION_STATUS, str(self._state.status)),
             SearchAttributePair(sa.CUSTOMER_ID, self._input.customer_id),
-            SearchAttributePair(sa.PLAN_ID, self._input.price_id),
+            SearchAttributePair(sa.PLAN_ID, self._plan()),
         ]
         renewal = self._next_renewal()
         if renewal is not None:
@@ -663,7 +783,7 @@ class SubscriptionWorkflow:
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.SUBSCRIPTION_STATUS.value_set(str(self._state.status)),
             sa.CUSTOMER_ID.value_set(self._input.customer_id),
-            sa.PLAN_ID.value_set(self._input.price_id),
+            sa.PLAN_ID.value_set(self._plan()),
         ]
         renewal = self._next_renewal()
         updates.append(
