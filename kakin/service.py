@@ -21,6 +21,7 @@ from models import repositories as repo
 from models.payloads import (
     CancelRequest,
     ChangePlanRequest,
+    GraceRequest,
     PauseRequest,
     PaymentMethodUpdated,
     PaymentReceived,
@@ -28,6 +29,7 @@ from models.payloads import (
     StatusView,
     SubscriptionInput,
     SubscriptionStatus,
+    WaiveRequest,
 )
 from models.tables import Customer, Price, Product, Subscription
 from workflows import search_attributes as sa
@@ -361,4 +363,26 @@ def preview_plan_change(
         period_start=start,
         period_end=end,
         at=min(max(at, start), end),
+    )
+
+
+async def grant_grace(
+    client: Client, subscription_id: str, *, days: int, reason: str, requested_by: str
+) -> StatusView:
+    """The ``grant_grace`` update: the rest of the dunning ladder waits ``days`` longer."""
+    return await handle(client, subscription_id).execute_update(
+        "grant_grace",
+        GraceRequest(days=days, reason=reason, requested_by=requested_by),
+        result_type=StatusView,
+    )
+
+
+async def waive_invoice(
+    client: Client, subscription_id: str, *, reason: str, requested_by: str
+) -> StatusView:
+    """The ``waive_invoice`` update: void the invoice in dunning, back to active."""
+    return await handle(client, subscription_id).execute_update(
+        "waive_invoice",
+        WaiveRequest(reason=reason, requested_by=requested_by),
+        result_type=StatusView,
     )

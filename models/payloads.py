@@ -163,6 +163,25 @@ class ChangePlanRequest:
 
 
 @dataclass
+class GraceRequest:
+    """Payload of the ``grant_grace`` update: the rest of the dunning ladder waits
+    ``days`` longer (retries, suspension and cancellation alike)."""
+
+    days: int
+    reason: str = ""
+    requested_by: str = "unknown"
+
+
+@dataclass
+class WaiveRequest:
+    """Payload of the ``waive_invoice`` update: the invoice in dunning is voided and
+    the subscription returns to active, without a charge."""
+
+    reason: str = ""
+    requested_by: str = "unknown"
+
+
+@dataclass
 class OutstandingInvoice:
     invoice_id: str
     number: str | None

@@ -24,7 +24,7 @@ RECORDED = sorted(HISTORIES.glob("*.json"))
 PATHS = (
     "renewals", "dunning_to_cancel", "recovery_from_past_due", "recovery_from_suspended",
     "cancel_now", "cancel_at_period_end", "trial", "pause_resume", "payment_received",
-    "upgrade", "downgrade",
+    "upgrade", "downgrade", "grace", "waive",
 )  # fmt: skip
 
 

@@ -184,3 +184,72 @@ async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
     paid = [a for a in seen.audit if a.action == "paid"]
     assert [a.actor for a in paid] == ["stripe-webhook"]
     await record_histories(time_env.client, subscription_id, "payment_received")
+
+
+async def test_a_grace_period_postpones_the_rest_of_the_ladder(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=1))
+    before = await status_of(time_env, subscription_id)
+    granted = await service.grant_grace(
+        time_env.client, subscription_id, days=10, reason="bank holiday", requested_by="support:ken"
+    )
+    assert before.next_action_at is not None
+    assert (granted.next_action, granted.next_action_at) == (
+        "retry_payment", before.next_action_at + timedelta(days=10),
+    )  # fmt: skip
+    await advance_to(time_env, start + timedelta(days=20))
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "past_due", "suspended before the grace ran out"
+    assert seen.email_kinds == ["payment_failed", "payment_reminder", "payment_reminder"]
+    await advance_to(time_env, start + timedelta(days=24, hours=1))
+    assert observe(pg_sessions, subscription_id).status == "suspended"  # day 14 + 10
+    grace = [a for a in seen.audit if a.action == "grace_granted"]
+    assert [(a.actor, a.reason) for a in grace] == [
+        ("support:ken", "grace of 10 days: bank holiday")
+    ]
+    await record_histories(time_env.client, subscription_id, "grace")
+
+
+async def test_waiving_the_invoice_reactivates_without_a_charge(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=15))
+    assert (await status_of(time_env, subscription_id)).status == "suspended"
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await service.waive_invoice(time_env.client, subscription_id, reason=" ", requested_by="x")
+    assert "needs a reason" in str(refused.value.cause)
+
+    view = await service.waive_invoice(
+        time_env.client, subscription_id, reason="goodwill after outage", requested_by="support:ken"
+    )
+    assert (view.status, view.outstanding_invoice) == ("active", None)
+    seen = observe(pg_sessions, subscription_id)
+    assert [i.status for i in seen.invoices] == ["void"]
+    assert all(a.status == "declined" for a in seen.attempts)  # nothing was charged
+    assert "receipt" not in seen.email_kinds
+    voided = [a for a in seen.audit if a.to_status == "void"]
+    assert [(a.actor, a.reason) for a in voided] == [
+        ("support:ken", "waived: goodwill after outage")
+    ]
+    for refuse in (
+        service.waive_invoice(time_env.client, subscription_id, reason="x", requested_by="x"),
+        service.grant_grace(time_env.client, subscription_id, days=3, reason="x", requested_by="x"),
+    ):
+        with pytest.raises(WorkflowUpdateFailedError):
+            await refuse
+    await record_histories(time_env.client, subscription_id, "waive")

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         ExternalPayment,
         FinalizeInvoiceRequest,
+        GraceRequest,
         InvoiceChange,
         InvoiceRef,
         InvoiceStatus,
@@ -58,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionState,
         SubscriptionStatus,
         TestClock,
+        WaiveRequest,
     )
     from workflows import search_attributes as sa
 
@@ -93,6 +95,8 @@ class SubscriptionWorkflow:
         self._pause: PauseRequest | None = None
         self._resume: ResumeRequest | None = None
         self._plan_change: ChangePlanRequest | None = None
+        self._grace: GraceRequest | None = None
+        self._waive: WaiveRequest | None = None
         self._refused: str | None = None
         self._woken = False
         self._renewed = False
@@ -167,6 +171,38 @@ class SubscriptionWorkflow:
         if self._pending():
             raise _invalid("another change is being applied; try again")
 
+    @workflow.update(name="grant_grace")
+    async def grant_grace(self, request: GraceRequest) -> StatusView:
+        """Postpone the rest of the dunning ladder by ``days``."""
+        self._grace, self._refused, self._woken = request, None, True
+        await workflow.wait_condition(lambda: self._grace is None)
+        return self._answer()
+
+    @grant_grace.validator
+    def _check_grace(self, request: GraceRequest) -> None:
+        if self._state.dunning is None:
+            raise _invalid("a grace period is for a subscription in dunning; nothing is overdue")
+        if not 1 <= request.days <= 60:
+            raise _invalid("a grace period is 1 to 60 days")
+        if self._pending():
+            raise _invalid("another change is being applied; try again")
+
+    @workflow.update(name="waive_invoice")
+    async def waive_invoice(self, request: WaiveRequest) -> StatusView:
+        """Void the invoice in dunning; the subscription is active again, unbilled."""
+        self._waive, self._refused, self._woken = request, None, True
+        await workflow.wait_condition(lambda: self._waive is None)
+        return self._answer()
+
+    @waive_invoice.validator
+    def _check_waive(self, request: WaiveRequest) -> None:
+        if self._state.dunning is None:
+            raise _invalid("there is no unpaid invoice to waive")
+        if not request.reason.strip():
+            raise _invalid("waiving an invoice needs a reason")
+        if self._pending():
+            raise _invalid("another change is being applied; try again")
+
     def _plan(self) -> str:
         return self._state.price_id or self._input.price_id
 
@@ -184,6 +220,8 @@ class SubscriptionWorkflow:
             or self._pause
             or self._resume
             or self._plan_change
+            or self._grace
+            or self._waive
         )
 
     @workflow.query(name="status")
@@ -468,6 +506,12 @@ class SubscriptionWorkflow:
         if self._plan_change is not None:
             await self._apply_plan_change(self._plan_change, now)
             self._plan_change = None
+        if self._grace is not None:
+            await self._apply_grace(self._grace, now)
+            self._grace = None
+        if self._waive is not None:
+            await self._apply_waive(self._waive, now)
+            self._waive = None
         request, self._cancel = self._cancel, None
         if request is None or self._state.status == SubscriptionStatus.CANCELED:
             return
@@ -582,6 +626,51 @@ class SubscriptionWorkflow:
         st.price_id = price_id
         workflow.upsert_search_attributes([sa.PLAN_ID.value_set(price_id)])
         return invoice
+
+    async def _apply_grace(self, request: GraceRequest, now: datetime) -> None:
+        dunning = self._state.dunning
+        if dunning is None:
+            self._refused = "a grace period is for a subscription in dunning; nothing is overdue"
+            return
+        # Every remaining step is counted from started_at: moving it moves them all.
+        dunning.started_at = dunning.started_at + timedelta(days=request.days)
+        await workflow.execute_activity_method(
+            BillingActivities.record_subscription_change,
+            SubscriptionChange(
+                subscription_id=self._input.subscription_id, status=self._state.status,
+                occurred_at=now, actor=request.requested_by,
+                reason=f"grace of {request.days} days: {request.reason}",
+                action="grace_granted",
+            ),
+            summary=f"grace of {request.days} days",
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )  # fmt: skip
+
+    async def _apply_waive(self, request: WaiveRequest, now: datetime) -> None:
+        st = self._state
+        dunning = st.dunning
+        if dunning is None:
+            self._refused = "there is no unpaid invoice to waive"
+            return
+        await workflow.execute_activity_method(
+            BillingActivities.record_invoice_change,
+            InvoiceChange(
+                invoice_id=dunning.invoice_id, status=InvoiceStatus.VOID, occurred_at=now,
+                actor=request.requested_by, reason=f"waived: {request.reason}",
+            ),
+            summary=f"waive {dunning.invoice_number}",
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )  # fmt: skip
+        was_suspended = st.status == SubscriptionStatus.SUSPENDED
+        st.dunning = None
+        await self._change_status(
+            SubscriptionStatus.ACTIVE, now, reason=f"invoice waived: {request.reason}",
+            actor=request.requested_by,
+        )  # fmt: skip
+        if was_suspended and st.period_end is not None and st.period_end <= now:
+            st.anchor, st.anchor_index, st.period_end = now, st.period_index + 1, now
 
     async def _apply_pause(self, request: PauseRequest, now: datetime) -> None:
         st = self._state
