@@ -8,6 +8,7 @@ its first try wrote and finishes that work instead of doing it again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import links
 from activities.mailer import Mailer, OutgoingEmail, PermanentEmailError
 from activities.rendering import DocumentLine, InvoiceDocument, render_email, render_invoice_html
 from activities.stripe_gateway import StripeGateway
@@ -56,6 +58,7 @@ class Seller:
     payment_update_url: str = ""
     email_from: str = "billing@kakin.example"
     email_from_name: str = "kakin billing"
+    link_secret: str = "kakin-embedded-link-secret"  # signs links in emails (KAKIN_LINK_SECRET)
 
 
 class BillingActivities:
@@ -526,8 +529,12 @@ class BillingActivities:
                 "seller_name": self._seller.name,
                 "time_zone": customer.time_zone,
                 "invoice": self._document(invoice) if invoice else None,
-                "payment_update_url": (
-                    f"{self._seller.payment_update_url}?subscription={subscription.id}"
+                # Link expiry is not a billing date: the real clock is right here.
+                "payment_update_url": links.payment_update_url(
+                    self._seller.payment_update_url,
+                    subscription.id,
+                    expires=int(time.time()) + links.LINK_LIFETIME_SECONDS,
+                    secret=self._seller.link_secret,
                 ),
                 "next_retry_at": request.next_retry_at,
                 "cancel_at": request.cancel_at,

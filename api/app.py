@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.rendering import make_template_env
 from activities.stripe_gateway import TEST_CARDS, StripeGateway
+from api import payment_page
 from api.errors import RESPONSES, ApiError, ErrorBody, install
 from api.idempotency import MAX_KEY_LENGTH, once
 from api.idempotency import RESPONSES as IDEMPOTENT
@@ -718,6 +720,16 @@ def create_app(
 
     app.include_router(public)
     app.include_router(v1)
+    # The card-update page that dunning emails link to (outside /v1: it is for people).
+    app.include_router(
+        payment_page.router(
+            settings=settings,
+            sessions=sessions,
+            temporal=temporal_client,
+            stripe=stripe,
+            templates=make_template_env(),
+        )
+    )
     return app
 
 

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.dunning import DunningPolicy, parse_policy
 
+EMBEDDED_LINK_SECRET = "kakin-embedded-link-secret"
 DEFAULT_DUNNING = "3:retry,7:retry,14:suspend,21:retry,30:cancel"
 
 
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     # 適格請求書発行事業者登録番号 (T + 13 digits); printed on invoices when set.
     seller_registration_number: str = ""
     payment_update_url: str = "http://localhost:8000/pay/update"
+    # Signs the card-update links in emails. The default is for the embedded setup
+    # only: kakin refuses it with a live Stripe key.
+    link_secret: str = Field(default=EMBEDDED_LINK_SECRET, repr=False)
 
     dunning_schedule: str = DEFAULT_DUNNING
 

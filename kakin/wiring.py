@@ -9,7 +9,7 @@ from activities.billing import BillingActivities, Seller
 from activities.mailer import Mailer, OutboxMailer, SendGridMailer
 from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
-from kakin.settings import Settings
+from kakin.settings import EMBEDDED_LINK_SECRET, Settings
 from models.db import make_engine, make_session_factory
 
 
@@ -34,6 +34,8 @@ def mailer(settings: Settings) -> Mailer:
 
 
 def seller(settings: Settings) -> Seller:
+    if settings.live_mode and settings.link_secret == EMBEDDED_LINK_SECRET:
+        raise ValueError("set KAKIN_LINK_SECRET to a long random value before using a live key")
     return Seller(
         name=settings.seller_name,
         address=settings.seller_address,
@@ -41,6 +43,7 @@ def seller(settings: Settings) -> Seller:
         payment_update_url=settings.payment_update_url,
         email_from=settings.email_from,
         email_from_name=settings.email_from_name,
+        link_secret=settings.link_secret,
     )
 
 

@@ -1,0 +1,123 @@
+"""The card-update page that dunning emails link to (``KAKIN_PAYMENT_UPDATE_URL``).
+
+GET shows the amount due and a form; POST turns a Stripe *test* card number into a
+payment method through the Stripe API (never stored, logged or echoed by kakin) and
+sends ``payment_method_updated``, so the workflow retries the charge at once. The
+link is signed (``activities.links``); an altered or expired link is refused. With a
+live key the form is refused: live card entry belongs to Stripe's own hosted forms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities import links
+from activities.stripe_gateway import StripeGateway
+from kakin import service
+from kakin.settings import Settings
+from models import repositories as repo
+from models.payloads import InvoiceStatus
+
+
+def router(
+    *,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    temporal: Callable[[], Awaitable[Client]],
+    stripe: StripeGateway,
+    templates: jinja2.Environment,
+) -> APIRouter:
+    pages = APIRouter(tags=["customer pages"], include_in_schema=False)
+
+    def page(status: int, **context: Any) -> HTMLResponse:
+        defaults = {"locale": "en", "seller_name": settings.seller_name, "form": False,
+                    "message": "", "error": False}  # fmt: skip
+        html = templates.get_template("pay_update.html.j2").render(defaults | context)
+        return HTMLResponse(html, status_code=status)
+
+    def context_for(subscription_id: str) -> dict[str, Any] | None:
+        with sessions() as session:
+            try:
+                subscription = repo.subscription(session, subscription_id)
+            except repo.NotFoundError:
+                return None
+            customer = subscription.customer
+            invoices, _ = repo.customer_invoices(
+                session, customer.id, limit=100, starting_after=None
+            )
+            unpaid = [
+                i for i in invoices
+                if i.subscription_id == subscription.id and i.status == InvoiceStatus.OPEN
+            ]  # fmt: skip
+            oldest = min(unpaid, key=lambda i: i.period_start) if unpaid else None
+            return {
+                "customer_name": customer.name,
+                "locale": customer.locale,
+                "currency": customer.currency,
+                "amount_due": oldest.total - oldest.amount_paid if oldest else None,
+                "invoice_number": oldest.number if oldest else None,
+            }
+
+    def check(values: dict[str, str]) -> tuple[str, dict[str, Any] | None, str | None]:
+        subscription_id = values.get("subscription", "")
+        refusal = links.verify(
+            subscription_id, values.get("expires", ""), values.get("token", ""),
+            secret=settings.link_secret, now=time.time(),
+        )  # fmt: skip
+        context = None if refusal else context_for(subscription_id)
+        if refusal is None and context is None:
+            refusal = "This link is not valid."
+        return subscription_id, context, refusal
+
+    path = "/" + settings.payment_update_url.split("://", 1)[-1].split("/", 1)[-1]
+
+    @pages.get(path, response_class=HTMLResponse)
+    def show(request: Request) -> HTMLResponse:
+        values = {k: v for k, v in request.query_params.items()}
+        subscription_id, context, refusal = check(values)
+        if refusal or context is None:
+            return page(403, message=refusal, error=True)
+        return page(
+            200, form=True, subscription_id=subscription_id,
+            expires=values["expires"], token=values["token"], **context,
+        )  # fmt: skip
+
+    @pages.post(path, response_class=HTMLResponse)
+    async def submit(request: Request) -> HTMLResponse:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        subscription_id, context, refusal = await run_in_threadpool(check, form)
+        if refusal or context is None:
+            return page(403, message=refusal, error=True)
+        again = {"form": True, "subscription_id": subscription_id,
+                 "expires": form["expires"], "token": form["token"], **context}  # fmt: skip
+        ja = context["locale"].startswith("ja")
+        if stripe.live_mode:
+            return page(422, error=True, message="Card entry here is for test mode only.", **again)
+        try:
+            await service.update_payment_method(
+                await temporal(), sessions, stripe, subscription_id,
+                card_number=form.get("card_number", ""), requested_by="customer",
+            )  # fmt: skip
+        except ValueError:
+            # The number itself is never put in the page or a log.
+            message = ("Stripe のテストカード番号を入力してください。" if ja
+                       else "Please enter a Stripe test card number.")  # fmt: skip
+            return page(422, error=True, message=message, **again)
+        thanks = (
+            "ありがとうございます。新しいお支払い方法で、ただちにお支払いを再試行します。"
+            if ja
+            else "Thank you. We are retrying your payment with the new card now."
+        )
+        return page(200, message=thanks, locale=context["locale"])
+
+    return pages
