@@ -37,6 +37,7 @@ def _up(args: argparse.Namespace) -> int:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         stripe_port=args.stripe_port,
+        api_port=args.api_port,
         demo=not args.no_demo,
         exit_after_demo=args.exit_after_demo,
     )
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--temporal-port", type=int, default=7233)
     up.add_argument("--ui-port", type=int, default=8233)
     up.add_argument("--stripe-port", type=int, default=8420)
+    up.add_argument("--api-port", type=int, default=8000, help="the HTTP API and card-update page")
     up.add_argument("--no-demo", action="store_true", help="start everything, play nothing")
     up.add_argument("--exit-after-demo", action="store_true", help="stop when the demo has played")
     up.set_defaults(handler=_up)

@@ -15,12 +15,15 @@ import contextlib
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
+import uvicorn
+
+from api.app import build_app
 from kakin import wiring
 from kakin.demo import Demo, ui_link
-from kakin.embedded import EmbeddedStack
+from kakin.embedded import LOCALHOST, EmbeddedStack, port_is_open
 from kakin.settings import Settings, get_settings
 from models.db import migrate
 from worker import run_worker
@@ -32,6 +35,7 @@ def run_up(
     temporal_port: int = 7233,
     ui_port: int = 8233,
     stripe_port: int = 8420,
+    api_port: int = 8000,
     demo: bool = True,
     exit_after_demo: bool = False,
 ) -> int:
@@ -54,11 +58,17 @@ def run_up(
         settings = settings.model_copy(
             update={"database_url": f"sqlite:///{data_dir / 'kakin.db'}"}
         )
+    # The emails' card-update links point at the API this run serves.
+    if "payment_update_url" not in settings.model_fields_set:
+        settings = settings.model_copy(
+            update={"payment_update_url": f"http://localhost:{api_port}/pay/update"}
+        )
     try:
         return asyncio.run(
             _up(
                 settings,
                 EmbeddedStack(data_dir, temporal_port, ui_port, stripe_port),
+                api_port=api_port,
                 demo=demo,
                 exit_after_demo=exit_after_demo,
             )
@@ -67,8 +77,21 @@ def run_up(
         return 0
 
 
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ``kakin up`` owns Ctrl-C and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def _up(
-    settings: Settings, stack: EmbeddedStack, *, demo: bool, exit_after_demo: bool
+    settings: Settings,
+    stack: EmbeddedStack,
+    *,
+    api_port: int,
+    demo: bool,
+    exit_after_demo: bool,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,6 +100,8 @@ async def _up(
 
     worker_stop = asyncio.Event()
     worker: asyncio.Task[None] | None = None
+    api: _ApiServer | None = None
+    serving: asyncio.Task[None] | None = None
     player: Demo | None = None
     playing: asyncio.Task[object] | None = None
     try:
@@ -84,6 +109,12 @@ async def _up(
         print(f"kakin up: migrating {settings.database_url}", flush=True)
         if not await _unless(stop, asyncio.to_thread(migrate, settings.database_url)):
             return 0
+        if port_is_open(LOCALHOST, api_port):
+            print(
+                f"error: port {api_port} is already in use; pick another with --api-port",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            return 1
         print(f"kakin up: starting Temporal and localstripe (logs in {stack.log_dir})", flush=True)
         try:
             if not await _unless(stop, stack.start()):
@@ -104,7 +135,19 @@ async def _up(
         )
         client = await wiring.temporal_client(settings)
         worker = asyncio.create_task(run_worker(settings, client=client, stop=worker_stop))
+        api = _ApiServer(
+            uvicorn.Config(
+                build_app(settings), host=LOCALHOST, port=api_port,
+                log_level="warning", lifespan="off",
+            )
+        )  # fmt: skip
+        serving = asyncio.create_task(api.serve())
         print(_where_to_look(settings, stack), flush=True)
+        print(
+            f"  HTTP API        http://localhost:{api_port}/docs  "
+            "(create a key: kakin keys create --name you --role admin)",
+            flush=True,
+        )
         if demo:
             player = Demo(settings, client)
             playing = asyncio.create_task(player.play(keep_watching=not exit_after_demo))
@@ -121,6 +164,10 @@ async def _up(
                 await asyncio.wait_for(player.end(), timeout=10)
             except Exception as error:  # shutting down anyway; say why it was not clean
                 print(f"kakin up: could not end the demo subscriptions: {error}", flush=True)
+        if api is not None and serving is not None:
+            api.should_exit = True
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(serving, timeout=10)
         worker_stop.set()
         if worker is not None:
             with contextlib.suppress(BaseException):

@@ -88,7 +88,7 @@ def up(tmp_path: Path) -> Iterator[StartUp]:
     runs: list[Up] = []
 
     def start(*args: str, env: dict[str, str] | None = None, ports: list[int] | None = None) -> Up:
-        ports = ports or free_ports(3)
+        ports = ports or free_ports(4)
         data_dir = tmp_path / "var"
         # A clean environment: no KAKIN_* settings from the developer's shell, and a
         # working directory without a .env, so `up` uses its embedded defaults.
@@ -96,7 +96,7 @@ def up(tmp_path: Path) -> Iterator[StartUp]:
         process = subprocess.Popen(
             [sys.executable, "-m", "kakin.cli", "up", "--data-dir", str(data_dir),
              "--temporal-port", str(ports[0]), "--ui-port", str(ports[1]),
-             "--stripe-port", str(ports[2]), *args],
+             "--stripe-port", str(ports[2]), "--api-port", str(ports[3]), *args],
             cwd=tmp_path,
             env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.PIPE,
@@ -146,7 +146,7 @@ def test_up_plays_the_demo_and_exits(up: StartUp) -> None:
     time.sleep(0.5)  # let the reader thread take the last lines
     out = run.output
     assert run.process.returncode == 0, out
-    temporal_port, ui_port, _ = run.ports
+    temporal_port, ui_port, _, _ = run.ports
     assert f"http://localhost:{ui_port}/namespaces/default/workflows" in out
     assert "SubscriptionStatus%3D%22past_due%22" in out
     assert f"--temporal-address 127.0.0.1:{temporal_port} status" in out
@@ -243,6 +243,11 @@ def test_up_stops_cleanly_on_a_signal(up: StartUp, signum: signal.Signals, momen
         time.sleep(0.2)
     if moment == "the demo has billed":
         run.wait_for(" paid ", timeout=60)
+        # The HTTP API (and the card-update page the emails link to) runs too.
+        run.wait_for("HTTP API", timeout=10)
+        health = f"http://localhost:{run.ports[3]}/v1/health"
+        with urllib.request.urlopen(health, timeout=5) as response:
+            assert response.status == 200
 
     run.process.send_signal(signum)
     started = time.monotonic()
@@ -268,7 +273,7 @@ def test_up_refuses_a_live_stripe_key(up: StartUp) -> None:
 
 
 def test_up_names_a_busy_port_and_cleans_up(up: StartUp) -> None:
-    ports = free_ports(3)
+    ports = free_ports(4)
     with socket.socket() as squatter:  # something else already listens on the Stripe port
         squatter.bind(("127.0.0.1", ports[2]))
         squatter.listen()
