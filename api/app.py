@@ -6,7 +6,7 @@ authenticate with ``Authorization: Bearer kk_<role>_...`` (``kakin keys create``
 | role | may |
 |---|---|
 | service | customers and subscriptions (start, read, cancel); reads prices, invoices |
-| support | read everything, cancel subscriptions |
+| support | read everything; cancel, pause and resume subscriptions |
 | admin | everything, including the catalog (prices) |
 
 POST endpoints accept ``Idempotency-Key`` (see ``api.idempotency``).
@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import stripe as stripe_sdk
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -26,7 +26,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.rendering import make_template_env
@@ -47,19 +48,22 @@ from api.schemas import (
     LiveStatus,
     OutstandingInvoiceOut,
     Page,
+    PauseCreate,
     PaymentOut,
     PriceCreate,
     PriceOut,
     Readiness,
+    ResumeCreate,
     SubscriptionCreate,
     SubscriptionDetail,
     SubscriptionOut,
+    SubscriptionStatusOut,
 )
 from kakin import api_keys, service, stripe_webhooks
 from kakin.api_keys import KeyInfo, Role
 from kakin.settings import Settings
 from models import repositories as repo
-from models.payloads import InvoiceStatus, SubscriptionStatus
+from models.payloads import InvoiceStatus, StatusView, SubscriptionStatus
 from models.tables import Customer, Invoice, Price, Subscription
 
 log = logging.getLogger("kakin.api")
@@ -142,6 +146,7 @@ def create_app(
 
     any_key = Depends(require(Role.SERVICE, Role.SUPPORT))
     service_key = Depends(require(Role.SERVICE))
+    support_key = Depends(require(Role.SUPPORT))
     admin_key = Depends(require())
 
     # -- health ------------------------------------------------------------------------
@@ -633,6 +638,112 @@ def create_app(
             idempotency_key,
             status=202,
             work=lambda: do_cancel(subscription_id, body, key),
+        )
+
+    def check_running(subscription_id: str) -> None:
+        with sessions() as session:
+            row = load_subscription(session, subscription_id)
+            if row.status == SubscriptionStatus.CANCELED:
+                raise ApiError(409, f"Subscription {subscription_id!r} is canceled")
+
+    def requester(key: KeyInfo) -> str:
+        return f"api-key:{key.id} ({key.name})"[:200]
+
+    async def do_update(
+        subscription_id: str, action: str, send: Callable[[Client], Awaitable[StatusView]]
+    ) -> SubscriptionStatusOut:
+        """Run a validated update; the validator's refusal becomes a 409 with its reason."""
+        await run_in_threadpool(check_running, subscription_id)
+        client = await connected()
+        try:
+            view = await send(client)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            reason = cause.message if isinstance(cause, FailureError) else ""
+            if not reason:
+                log.warning("the %s update failed without a reason: %s", action, error)
+                reason = f"the {action} was refused"
+            raise ApiError(409, reason[:1].upper() + reason[1:]) from None
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise ApiError(
+                    409, f"Subscription {subscription_id!r} has ended; its workflow no longer runs"
+                ) from None
+            log.warning("Temporal did not take a %s update: %s", action, error)
+            raise ApiError(503, f"Temporal did not take the {action}; try again") from None
+        return SubscriptionStatusOut.of(view)
+
+    update_responses: dict[int | str, dict[str, Any]] = {
+        409: {
+            "model": ErrorBody,
+            "description": "refused by the subscription (the message says why), the workflow "
+            "has ended, or the Idempotency-Key was used otherwise",
+        }
+    }
+
+    @v1.post(
+        "/subscriptions/{subscription_id}/pause",
+        response_model=SubscriptionStatusOut,
+        tags=["subscriptions"],
+        responses=update_responses,
+    )
+    async def pause_subscription(
+        subscription_id: str,
+        body: PauseCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = support_key,
+    ) -> JSONResponse:
+        """The ``pause`` update (support, admin): no invoices until resumed.
+
+        Refused (409, with the reason) unless the subscription is active or trialing
+        and not ending at the period end. The audit log keeps the reason and this key.
+        """
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: do_update(
+                subscription_id,
+                "pause",
+                lambda client: service.pause_subscription(
+                    client, subscription_id, reason=body.reason, requested_by=requester(key)
+                ),
+            ),
+        )
+
+    @v1.post(
+        "/subscriptions/{subscription_id}/resume",
+        response_model=SubscriptionStatusOut,
+        tags=["subscriptions"],
+        responses=update_responses,
+    )
+    async def resume_subscription(
+        subscription_id: str,
+        request: Request,
+        body: ResumeCreate | None = None,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = support_key,
+    ) -> JSONResponse:
+        """The ``resume`` update (support, admin): refused (409) unless paused.
+
+        The paid period gets the paused time back.
+        """
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: do_update(
+                subscription_id,
+                "resume",
+                lambda client: service.resume_subscription(
+                    client, subscription_id, requested_by=requester(key)
+                ),
+            ),
         )
 
     # -- invoices ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from billing.money import normalize_currency
+from models.payloads import StatusView
 from models.tables import Customer, Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
 
 Locale = Literal["ja", "en"]
@@ -349,6 +350,59 @@ class CancelAccepted(BaseModel):
     reason: str
     at_period_end: bool
     requested_by: str
+
+
+class PauseCreate(Request):
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the reason for the pause")
+        return value.strip()
+
+
+class ResumeCreate(Request):
+    pass
+
+
+class SubscriptionStatusOut(BaseModel):
+    """The workflow's status right after a pause or resume (the ``status`` query's fields)."""
+
+    object: Literal["subscription_status"] = "subscription_status"
+    subscription_id: str
+    status: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    next_action: str
+    next_action_at: datetime | None
+    dunning_step: int | None
+    outstanding_invoice: OutstandingInvoiceOut | None
+    cancel_at_period_end: bool
+    now: datetime = Field(description="billing time (differs from wall time under a test clock)")
+    price_id: str
+    pending_price_id: str | None
+
+    @classmethod
+    def of(cls, view: StatusView) -> SubscriptionStatusOut:
+        outstanding = view.outstanding_invoice
+        return cls(
+            subscription_id=view.subscription_id,
+            status=str(view.status),
+            current_period_start=view.current_period_start,
+            current_period_end=view.current_period_end,
+            next_action=view.next_action,
+            next_action_at=view.next_action_at,
+            dunning_step=view.dunning_step,
+            outstanding_invoice=(
+                None if outstanding is None else OutstandingInvoiceOut(**vars(outstanding))
+            ),
+            cancel_at_period_end=view.cancel_at_period_end,
+            now=view.now,
+            price_id=view.price_id,
+            pending_price_id=view.pending_price_id,
+        )
 
 
 T = TypeVar("T")

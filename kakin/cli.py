@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+import tempfile
+import unicodedata
+import webbrowser
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import starter
+from billing.money import format_amount
 from kakin import api_keys, service, wiring
 from kakin.settings import get_settings
+from models import repositories as repo
 from models.db import migrate
+from models.payloads import InvoiceStatus, SubscriptionStatus
 from models.repositories import NotFoundError
+from models.tables import Customer, Invoice
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -107,6 +119,276 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reading the database: invoices, customers, subscriptions ------------------------
+
+MAX_LIMIT = 100
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _pad(text: str, width: int, *, right: bool = False) -> str:
+    gap = " " * max(0, width - _width(text))
+    return gap + text if right else text + gap
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()
+) -> str:
+    """An aligned plain-text table; the columns numbered in ``right`` are right-aligned."""
+    widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            _pad(cell, widths[i], right=i in right) for i, cell in enumerate(cells)
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _when(value: datetime | None, zone: str = "UTC", *, time: bool = False) -> str:
+    if value is None:
+        return "-"
+    local = value.astimezone(_zone(zone))
+    return f"{local:%Y-%m-%d %H:%M}" if time else f"{local:%Y-%m-%d}"
+
+
+def _money(amount: int, currency: str, customer: Customer | None) -> str:
+    return format_amount(amount, currency, locale=customer.locale if customer else "en")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _limit(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise service.InvalidRequestError(f"--limit must be between 1 and {MAX_LIMIT}")
+    return int(args.limit)
+
+
+def _page(fetch: Any) -> tuple[list[Any], bool]:
+    try:
+        rows, more = fetch()
+    except repo.InvalidCursorError as error:
+        raise service.InvalidRequestError(str(error)) from None
+    return list(rows), bool(more)
+
+
+def _more(shown: int, more: bool, what: str) -> None:
+    if not shown:
+        print(f"no {what}")
+    elif more:
+        print(f"(the newest {shown} {what}; more with --limit or --starting-after)")
+
+
+def _load_invoice(session: Any, invoice_id: str) -> Invoice:
+    try:
+        return repo.invoice(session, invoice_id)
+    except NotFoundError as error:
+        raise service.InvalidRequestError(str(error)) from None
+
+
+def _invoices_list(args: argparse.Namespace) -> int:
+    from api.schemas import InvoiceOut
+
+    with wiring.session_factory(get_settings())() as session:
+        rows, more = _page(
+            lambda: repo.invoices(
+                session,
+                limit=_limit(args),
+                starting_after=args.starting_after,
+                status=args.status,
+                customer_id=args.customer,
+                subscription_id=args.subscription,
+            )
+        )
+        if args.json:
+            data = [InvoiceOut.of(row).model_dump(mode="json") for row in rows]
+            _print_json({"object": "list", "data": data, "has_more": more})
+            return 0
+        table = [
+            [
+                row.number or "-",
+                row.id,
+                row.status,
+                _money(row.total, row.currency, row.customer),
+                _money(row.amount_paid, row.currency, row.customer),
+                f"{_when(row.period_start, row.customer.time_zone)} – "
+                f"{_when(row.period_end, row.customer.time_zone)}",
+                row.customer.name,
+                row.subscription_id,
+            ]
+            for row in rows
+        ]
+    if table:
+        headers = ["number", "id", "status", "total", "paid", "period", "customer", "subscription"]
+        print(_table(headers, table, right=(3, 4)))
+    _more(len(table), more, "invoices")
+    return 0
+
+
+def _invoices_show(args: argparse.Namespace) -> int:
+    from api.schemas import InvoiceDetail
+
+    with wiring.session_factory(get_settings())() as session:
+        row = _load_invoice(session, args.invoice_id)
+        customer, zone = row.customer, row.customer.time_zone
+        if args.json:
+            data = InvoiceDetail.with_lines(row).model_dump(mode="json")
+            data["customer"] = {"id": customer.id, "name": customer.name, "locale": customer.locale}
+            data["amount_due"] = row.total - row.amount_paid
+            _print_json(data)
+            return 0
+
+        def money(amount: int) -> str:
+            return _money(amount, row.currency, customer)
+
+        lines = [
+            [
+                line.description,
+                money(line.unit_amount),
+                str(line.quantity),
+                money(line.amount),
+                f"{_when(line.period_start, zone)} – {_when(line.period_end, zone)}",
+            ]
+            for line in row.lines
+        ]
+        facts = [
+            ["invoice", f"{row.number or '(not finalized)'}  {row.id}"],
+            ["status", row.status],
+            ["customer", f"{customer.name} <{customer.email}>  {customer.id}"],
+            ["subscription", row.subscription_id],
+            ["period", f"{_when(row.period_start, zone)} – {_when(row.period_end, zone)} ({zone})"],
+            ["issued", _when(row.issued_at, zone, time=True)],
+            ["finalized", _when(row.finalized_at, zone, time=True)],
+            ["paid at", _when(row.paid_at, zone, time=True)],
+        ]
+        totals = [
+            ["subtotal", money(row.subtotal)],
+            ["total", money(row.total)],
+            ["paid", money(row.amount_paid)],
+            ["due", money(row.total - row.amount_paid)],
+        ]
+    label = max(_width(f[0]) for f in facts)
+    for name, value in facts:
+        print(f"{_pad(name, label)}  {value}")
+    print()
+    if lines:
+        print(
+            _table(["description", "unit price", "qty", "amount", "period"], lines, right=(1, 2, 3))
+        )
+    else:
+        print("(no lines)")
+    print()
+    amount = max(_width(t[1]) for t in totals)
+    for name, value in totals:
+        print(f"{_pad(name, label)}  {_pad(value, amount, right=True)}")
+    return 0
+
+
+def _invoices_html(args: argparse.Namespace) -> int:
+    with wiring.session_factory(get_settings())() as session:
+        row = _load_invoice(session, args.invoice_id)
+        if not row.html:
+            raise service.InvalidRequestError(f"invoice {row.id!r} has not been rendered yet")
+        html, name = row.html, row.number or row.id
+    path = Path(tempfile.gettempdir()) / f"kakin-invoice-{name}.html"
+    path.write_text(html, encoding="utf-8")
+    print(path)
+    if args.open:
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def _customers_list(args: argparse.Namespace) -> int:
+    from api.schemas import CustomerOut
+
+    with wiring.session_factory(get_settings())() as session:
+        rows, more = _page(
+            lambda: repo.page(
+                session, Customer, limit=_limit(args), starting_after=args.starting_after
+            )
+        )
+        if args.json:
+            data = [CustomerOut.of(row).model_dump(mode="json") for row in rows]
+            _print_json({"object": "list", "data": data, "has_more": more})
+            return 0
+        table = [
+            [
+                row.id,
+                row.name,
+                row.email,
+                row.currency,
+                row.locale,
+                row.time_zone,
+                "yes" if row.stripe_payment_method_id else "no",
+                _when(row.created_at, row.time_zone),
+            ]
+            for row in rows
+        ]
+    if table:
+        headers = ["id", "name", "email", "currency", "locale", "time zone", "card", "created"]
+        print(_table(headers, table))
+    _more(len(table), more, "customers")
+    return 0
+
+
+def _subscriptions_list(args: argparse.Namespace) -> int:
+    from api.schemas import SubscriptionOut
+
+    with wiring.session_factory(get_settings())() as session:
+        rows, more = _page(
+            lambda: repo.subscriptions(
+                session,
+                limit=_limit(args),
+                starting_after=args.starting_after,
+                status=args.status,
+                customer_id=args.customer,
+            )
+        )
+        if args.json:
+            data = [SubscriptionOut.of(row).model_dump(mode="json") for row in rows]
+            _print_json({"object": "list", "data": data, "has_more": more})
+            return 0
+        table = []
+        for row in rows:
+            price, customer = row.price, row.customer
+            every = (
+                price.interval
+                if price.interval_count == 1
+                else (f"{price.interval_count} {price.interval}s")
+            )
+            amount = _money(price.unit_amount * row.quantity, price.currency, customer)
+            table.append(
+                [
+                    row.id,
+                    row.status + (" (ends)" if row.cancel_at_period_end else ""),
+                    customer.name,
+                    f"{price.product.name} ×{row.quantity}"
+                    if row.quantity > 1
+                    else price.product.name,
+                    f"{amount} / {every}",
+                    _when(row.current_period_end, customer.time_zone),
+                    _when(row.created_at, customer.time_zone),
+                ]
+            )
+    if table:
+        headers = ["id", "status", "customer", "plan", "amount", "period end", "created"]
+        print(_table(headers, table, right=(4,)))
+    _more(len(table), more, "subscriptions")
+    return 0
+
+
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -165,6 +447,45 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key; it is refused from then on")
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=_keys_revoke)
+
+    def listing(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--limit", type=int, default=20, help=f"at most {MAX_LIMIT}")
+        parser.add_argument("--starting-after", help="the last id of the previous page")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    invoices = commands.add_parser("invoices", help="read invoices").add_subparsers(
+        dest="action", required=True
+    )
+    listed = invoices.add_parser("list", help="invoices, newest first")
+    listed.add_argument("--customer", help="only this customer's (cus_...)")
+    listed.add_argument("--subscription", help="only this subscription's (sub_...)")
+    listed.add_argument("--status", choices=[s.value for s in InvoiceStatus])
+    listing(listed)
+    listed.set_defaults(handler=_invoices_list)
+    show = invoices.add_parser("show", help="one invoice with its lines and totals")
+    show.add_argument("invoice_id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_invoices_show)
+    html = invoices.add_parser("html", help="write the rendered invoice to a file")
+    html.add_argument("invoice_id")
+    html.add_argument("--open", action="store_true", help="open it in a web browser")
+    html.set_defaults(handler=_invoices_html)
+
+    customers = commands.add_parser("customers", help="read customers").add_subparsers(
+        dest="action", required=True
+    )
+    listed = customers.add_parser("list", help="customers, newest first")
+    listing(listed)
+    listed.set_defaults(handler=_customers_list)
+
+    subscriptions = commands.add_parser(
+        "subscriptions", help="read subscriptions (stored rows)"
+    ).add_subparsers(dest="action", required=True)
+    listed = subscriptions.add_parser("list", help="subscriptions, newest first")
+    listed.add_argument("--status", choices=[s.value for s in SubscriptionStatus])
+    listed.add_argument("--customer", help="only this customer's (cus_...)")
+    listing(listed)
+    listed.set_defaults(handler=_subscriptions_list)
 
     api = commands.add_parser("api", help="run the HTTP API")
     api.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,200 @@
+"""The read-only ``kakin`` commands (invoices, customers, subscriptions), run as a person would:
+``python -m kakin.cli ...`` in a subprocess against the test PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities.billing import BillingActivities
+from activities.stripe_gateway import StripeGateway
+from kakin import service
+from models import repositories as repo
+from models.payloads import CreateInvoiceRequest, FinalizeInvoiceRequest, RenderInvoiceRequest
+from models.tables import Subscription
+from tests.helpers import customer_and_price
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def kakin(postgres_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAKIN_DATABASE_URL": postgres_url, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [sys.executable, "-m", "kakin.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+    )
+
+
+@dataclass
+class Billed:
+    customer_id: str
+    subscription_id: str
+    invoice_id: str
+    number: str
+
+
+@pytest.fixture
+def billed(
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    activities: BillingActivities,
+) -> Billed:
+    """A ja/JPY customer with a subscription and one finalized, rendered 3,980円 invoice."""
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=3980)
+    subscription_id = repo.new_id("sub")
+    with pg_sessions() as session:
+        session.add(
+            Subscription(
+                id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                status="active",
+                workflow_id=service.workflow_id(subscription_id),
+            )
+        )
+        session.commit()
+    start = datetime(2027, 1, 31, 0, 0, tzinfo=UTC)
+    env = ActivityEnvironment()
+    ref = env.run(
+        activities.create_invoice,
+        CreateInvoiceRequest(
+            subscription_id=subscription_id,
+            period_index=0,
+            period_start=start,
+            period_end=start + timedelta(days=28),
+            issued_at=start,
+        ),
+    )
+    ref = env.run(
+        activities.finalize_invoice,
+        FinalizeInvoiceRequest(invoice_id=ref.invoice_id, finalized_at=start),
+    )
+    env.run(activities.render_invoice, RenderInvoiceRequest(invoice_id=ref.invoice_id))
+    assert ref.number is not None
+    return Billed(customer_id, subscription_id, ref.invoice_id, ref.number)
+
+
+def test_invoices_list_and_show(postgres_url: str, billed: Billed) -> None:
+    listed = kakin(postgres_url, "invoices", "list", "--customer", billed.customer_id)
+    assert listed.returncode == 0, listed.stderr
+    header, rule, row, *rest = listed.stdout.splitlines()
+    assert header.split()[:5] == ["number", "id", "status", "total", "paid"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert billed.number in row and billed.invoice_id in row
+    assert "3,980円" in row and "open" in row and "山田 太郎" in row
+    assert rest == []
+    # aligned: every column starts where its header does
+    assert row.index(billed.invoice_id) == header.index("id")
+
+    shown = kakin(postgres_url, "invoices", "show", billed.invoice_id)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert billed.number in text and "Pro plan" in text
+    assert "2027-01-31 – 2027-02-28 (Asia/Tokyo)" in text  # 09:00 in Tokyo
+    totals = {
+        line.split()[0]: line.split()[1]
+        for line in text.splitlines()
+        if line.split()[:1] in (["subtotal"], ["total"], ["due"])
+    }
+    assert totals == {"subtotal": "3,980円", "total": "3,980円", "due": "3,980円"}
+
+
+def test_json_output_parses(postgres_url: str, billed: Billed) -> None:
+    listed = kakin(
+        postgres_url, "invoices", "list", "--subscription", billed.subscription_id, "--json"
+    )
+    assert listed.returncode == 0, listed.stderr
+    page = json.loads(listed.stdout)
+    assert page["object"] == "list" and page["has_more"] is False
+    [invoice] = page["data"]
+    assert (invoice["id"], invoice["number"], invoice["status"]) == (
+        billed.invoice_id,
+        billed.number,
+        "open",
+    )
+    assert (invoice["total"], invoice["currency"]) == (3980, "JPY")
+
+    shown = json.loads(kakin(postgres_url, "invoices", "show", billed.invoice_id, "--json").stdout)
+    assert [(line["quantity"], line["amount"]) for line in shown["lines"]] == [(1, 3980)]
+    assert shown["amount_due"] == 3980 and shown["customer"]["locale"] == "ja"
+
+    customers = json.loads(
+        kakin(postgres_url, "customers", "list", "--limit", "100", "--json").stdout
+    )
+    assert billed.customer_id in [c["id"] for c in customers["data"]]
+    subscriptions = kakin(
+        postgres_url, "subscriptions", "list", "--customer", billed.customer_id, "--json"
+    )
+    [subscription] = json.loads(subscriptions.stdout)["data"]
+    assert (subscription["id"], subscription["status"]) == (billed.subscription_id, "active")
+
+
+def test_customers_and_subscriptions_tables(postgres_url: str, billed: Billed) -> None:
+    customers = kakin(postgres_url, "customers", "list", "--limit", "100")
+    assert customers.returncode == 0, customers.stderr
+    assert customers.stdout.splitlines()[0].split()[:3] == ["id", "name", "email"]
+    assert any(
+        billed.customer_id in line and "山田 太郎" in line for line in customers.stdout.splitlines()
+    )
+
+    subscriptions = kakin(
+        postgres_url,
+        "subscriptions",
+        "list",
+        "--customer",
+        billed.customer_id,
+        "--status",
+        "active",
+    )
+    assert subscriptions.returncode == 0, subscriptions.stderr
+    [row] = subscriptions.stdout.splitlines()[2:]
+    assert billed.subscription_id in row and "3,980円 / month" in row and "Pro plan" in row
+    none = kakin(
+        postgres_url,
+        "subscriptions",
+        "list",
+        "--customer",
+        billed.customer_id,
+        "--status",
+        "paused",
+    )
+    assert none.stdout.strip() == "no subscriptions"
+
+
+def test_invoice_html_is_written_to_a_file(postgres_url: str, billed: Billed) -> None:
+    written = kakin(postgres_url, "invoices", "html", billed.invoice_id)
+    assert written.returncode == 0, written.stderr
+    path = Path(written.stdout.strip())
+    assert path.is_file() and path.suffix == ".html"
+    assert billed.number in path.read_text(encoding="utf-8")
+    path.unlink()
+
+
+@pytest.mark.parametrize("command", ["show", "html"])
+def test_an_unknown_invoice_is_one_line_on_stderr_and_exit_2(
+    postgres_url: str, command: str
+) -> None:
+    result = kakin(postgres_url, "invoices", command, "in_nope")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["error: invoice 'in_nope' does not exist"]
+
+
+def test_a_limit_out_of_range_exits_2(postgres_url: str) -> None:
+    result = kakin(postgres_url, "customers", "list", "--limit", "1000")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --limit must be between 1 and 100"]
