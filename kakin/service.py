@@ -22,6 +22,7 @@ from models.payloads import (
     CancelRequest,
     ChangePlanRequest,
     GraceRequest,
+    InvoiceStatus,
     PauseRequest,
     PaymentMethodUpdated,
     PaymentReceived,
@@ -378,11 +379,25 @@ async def grant_grace(
 
 
 async def waive_invoice(
-    client: Client, subscription_id: str, *, reason: str, requested_by: str
+    client: Client,
+    subscription_id: str,
+    *,
+    reason: str,
+    requested_by: str,
+    mark_as: InvoiceStatus = InvoiceStatus.VOID,
 ) -> StatusView:
-    """The ``waive_invoice`` update: void the invoice in dunning, back to active."""
+    """The ``waive_invoice`` update: the invoice in dunning is marked ``void`` (or
+    ``uncollectible``: written off) and the subscription is active again."""
     return await handle(client, subscription_id).execute_update(
         "waive_invoice",
-        WaiveRequest(reason=reason, requested_by=requested_by),
+        WaiveRequest(reason=reason, requested_by=requested_by, mark_as=mark_as),
         result_type=StatusView,
+    )
+
+
+async def retry_payment_now(client: Client, subscription_id: str, *, requested_by: str) -> None:
+    """Charge the invoice in dunning again at once, with the card on file."""
+    await handle(client, subscription_id).signal(
+        SubscriptionWorkflow.payment_method_updated,
+        PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
     )

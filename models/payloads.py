@@ -179,6 +179,8 @@ class WaiveRequest:
 
     reason: str = ""
     requested_by: str = "unknown"
+    # void: the charge is withdrawn; uncollectible: the debt stands but is written off.
+    mark_as: InvoiceStatus = InvoiceStatus.VOID
 
 
 @dataclass

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from activities.stripe_gateway import StripeGateway
 from kakin import service
 from models import repositories as repo
+from models.payloads import InvoiceStatus
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
@@ -253,3 +254,28 @@ async def test_waiving_the_invoice_reactivates_without_a_charge(
         with pytest.raises(WorkflowUpdateFailedError):
             await refuse
     await record_histories(time_env.client, subscription_id, "waive")
+
+
+async def test_retry_now_and_writing_off_the_invoice(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=1))
+    await service.retry_payment_now(time_env.client, subscription_id, requested_by="support:ken")
+    await advance_to(time_env, start + timedelta(days=1, minutes=1))
+    seen = observe(pg_sessions, subscription_id)
+    assert [a.status for a in seen.attempts] == ["declined", "declined"]  # tried again at once
+    assert seen.email_kinds == ["payment_failed", "payment_failed"]
+
+    view = await service.waive_invoice(
+        time_env.client, subscription_id, reason="written off", requested_by="support:ken",
+        mark_as=InvoiceStatus.UNCOLLECTIBLE,
+    )  # fmt: skip
+    assert view.status == "active"
+    assert [i.status for i in observe(pg_sessions, subscription_id).invoices] == ["uncollectible"]

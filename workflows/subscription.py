@@ -200,6 +200,8 @@ class SubscriptionWorkflow:
             raise _invalid("there is no unpaid invoice to waive")
         if not request.reason.strip():
             raise _invalid("waiving an invoice needs a reason")
+        if request.mark_as not in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
+            raise _invalid("a waived invoice is marked void or uncollectible")
         if self._pending():
             raise _invalid("another change is being applied; try again")
 
@@ -656,7 +658,7 @@ class SubscriptionWorkflow:
         await workflow.execute_activity_method(
             BillingActivities.record_invoice_change,
             InvoiceChange(
-                invoice_id=dunning.invoice_id, status=InvoiceStatus.VOID, occurred_at=now,
+                invoice_id=dunning.invoice_id, status=request.mark_as, occurred_at=now,
                 actor=request.requested_by, reason=f"waived: {request.reason}",
             ),
             summary=f"waive {dunning.invoice_number}",
