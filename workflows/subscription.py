@@ -133,8 +133,8 @@ class SubscriptionWorkflow:
             raise _invalid(f"only an active or trialing subscription can be paused; it is {status}")
         if self._state.cancel_at_period_end:
             raise _invalid("the subscription ends at the end of this period; it cannot be paused")
-        if self._pause is not None or self._resume is not None:
-            raise _invalid("another pause or resume is being applied; try again")
+        if self._pending():  # one support change at a time: they share one answer slot
+            raise _invalid("another change is being applied; try again")
 
     @workflow.update(name="resume")
     async def resume(self, request: ResumeRequest) -> StatusView:
@@ -147,8 +147,8 @@ class SubscriptionWorkflow:
     def _check_resume(self, request: ResumeRequest) -> None:
         if self._state.status != SubscriptionStatus.PAUSED:
             raise _invalid(f"only a paused subscription can be resumed; it is {self._state.status}")
-        if self._pause is not None or self._resume is not None:
-            raise _invalid("another pause or resume is being applied; try again")
+        if self._pending():  # one support change at a time: they share one answer slot
+            raise _invalid("another change is being applied; try again")
 
     @workflow.update(name="change_plan")
     async def change_plan(self, request: ChangePlanRequest) -> StatusView:
