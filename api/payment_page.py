@@ -9,6 +9,7 @@ live key the form is refused: live card entry belongs to Stripe's own hosted for
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +28,8 @@ from kakin import service
 from kakin.settings import Settings
 from models import repositories as repo
 from models.payloads import InvoiceStatus
+
+log = logging.getLogger("kakin.api.payment_page")
 
 
 def router(
@@ -113,6 +116,14 @@ def router(
             message = ("Stripe のテストカード番号を入力してください。" if ja
                        else "Please enter a Stripe test card number.")  # fmt: skip
             return page(422, error=True, message=message, **again)
+        except Exception as error:  # Stripe or Temporal unreachable: say so, keep the form
+            log.warning("card update for %s failed: %s", subscription_id, type(error).__name__)
+            message = (
+                "ただいま更新できませんでした。しばらくしてからもう一度お試しください。"
+                if ja
+                else "We could not update your card just now; please try again shortly."
+            )
+            return page(503, error=True, message=message, **again)
         thanks = (
             "ありがとうございます。新しいお支払い方法で、ただちにお支払いを再試行します。"
             if ja
