@@ -5,8 +5,8 @@ authenticate with ``Authorization: Bearer kk_<role>_...`` (``kakin keys create``
 
 | role | may |
 |---|---|
-| service | customers and subscriptions (start, read, cancel); reads prices, invoices |
-| support | read everything; cancel, pause and resume subscriptions |
+| service | customers and subscriptions (start, read, cancel, change plan); reads prices, invoices |
+| support | read everything; cancel, pause, resume, change plan, grace; act on dunning |
 | admin | everything, including the catalog (prices) |
 
 POST endpoints accept ``Idempotency-Key`` (see ``api.idempotency``).
@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import stripe as stripe_sdk
@@ -42,7 +43,9 @@ from api.schemas import (
     CustomerCreate,
     CustomerOut,
     CustomerUpdate,
+    GraceCreate,
     Health,
+    InvoiceActionCreate,
     InvoiceDetail,
     InvoiceOut,
     LiveStatus,
@@ -50,10 +53,13 @@ from api.schemas import (
     Page,
     PauseCreate,
     PaymentOut,
+    PlanChangeCreate,
+    PlanChangePreview,
     PriceCreate,
     PriceOut,
     Readiness,
     ResumeCreate,
+    RetryAccepted,
     SubscriptionCreate,
     SubscriptionDetail,
     SubscriptionOut,
@@ -664,6 +670,10 @@ def create_app(
                 log.warning("the %s update failed without a reason: %s", action, error)
                 reason = f"the {action} was refused"
             raise ApiError(409, reason[:1].upper() + reason[1:]) from None
+        except service.InvalidRequestError as error:
+            message = str(error)
+            status = 404 if message.endswith("does not exist") else 422
+            raise ApiError(status, message[:1].upper() + message[1:]) from None
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise ApiError(
@@ -746,6 +756,135 @@ def create_app(
             ),
         )
 
+    @v1.post(
+        "/subscriptions/{subscription_id}/change_plan",
+        response_model=SubscriptionStatusOut,
+        tags=["subscriptions"],
+        responses=update_responses,
+    )
+    async def change_plan(
+        subscription_id: str,
+        body: PlanChangeCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = any_key,
+    ) -> JSONResponse:
+        """The ``change_plan`` update: a dearer price now, a cheaper or equal one at the end
+        of the paid period (``pending_price_id`` until then).
+
+        An upgrade invoices the prorated difference and charges it at once. Same currency
+        and interval only (422 otherwise); refused (409) unless active or trialing.
+        """
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: do_update(
+                subscription_id,
+                "plan change",
+                lambda client: service.change_plan(
+                    client,
+                    sessions,
+                    subscription_id,
+                    price_id=body.price_id,
+                    requested_by=requester(key),
+                    reason=body.reason,
+                ),
+            ),
+        )
+
+    def do_preview(subscription_id: str, price_id: str) -> PlanChangePreview:
+        with sessions() as session:
+            current = load_subscription(session, subscription_id).price
+            new = load_price(session, price_id)
+            if new.currency != current.currency:
+                raise ApiError(
+                    422,
+                    f"Price is in {new.currency} but the subscription is billed in "
+                    f"{current.currency}",
+                )
+            if (new.interval, new.interval_count) != (current.interval, current.interval_count):
+                raise ApiError(
+                    422,
+                    "A plan change keeps the billing interval: "
+                    f"{current.interval_count} {current.interval} now, "
+                    f"{new.interval_count} {new.interval} asked",
+                )
+            currency = current.currency
+        proration = service.preview_plan_change(
+            sessions, subscription_id, price_id=price_id, at=datetime.now(UTC)
+        )
+        if proration is None:
+            return PlanChangePreview(
+                price_id=price_id,
+                applies="at_period_end",
+                credit=0,
+                charge=0,
+                net=0,
+                currency=currency,
+            )
+        return PlanChangePreview(
+            price_id=price_id,
+            applies="now",
+            credit=proration.credit,
+            charge=proration.charge,
+            net=proration.net,
+            currency=currency,
+        )
+
+    @v1.get(
+        "/subscriptions/{subscription_id}/change_plan/preview",
+        response_model=PlanChangePreview,
+        tags=["subscriptions"],
+    )
+    def preview_plan_change(
+        subscription_id: str,
+        price_id: Annotated[str, Query(min_length=1, max_length=40)],
+        _: KeyInfo = any_key,
+    ) -> PlanChangePreview:
+        """What ``change_plan`` to ``price_id`` would charge if asked now (nothing changes).
+
+        ``applies: now`` with the prorated credit, charge and net for a dearer price;
+        ``at_period_end`` with zeros for a cheaper or equal one.
+        """
+        return do_preview(subscription_id, price_id)
+
+    @v1.post(
+        "/subscriptions/{subscription_id}/grace",
+        response_model=SubscriptionStatusOut,
+        tags=["subscriptions"],
+        responses=update_responses,
+    )
+    async def grant_grace(
+        subscription_id: str,
+        body: GraceCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = support_key,
+    ) -> JSONResponse:
+        """The ``grant_grace`` update (support, admin): every remaining dunning step waits
+        ``days`` (1 to 60) longer. Refused (409) unless the subscription is in dunning."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: do_update(
+                subscription_id,
+                "grace period",
+                lambda client: service.grant_grace(
+                    client,
+                    subscription_id,
+                    days=body.days,
+                    reason=body.reason,
+                    requested_by=requester(key),
+                ),
+            ),
+        )
+
     # -- invoices ------------------------------------------------------------------------
 
     def load_invoice(session: Session, invoice_id: str) -> Invoice:
@@ -794,6 +933,163 @@ def create_app(
             if not row.html:
                 raise ApiError(404, f"Invoice {invoice_id!r} has not been rendered yet")
             return HTMLResponse(row.html)
+
+    def invoice_subscription(invoice_id: str) -> tuple[str, str, str]:
+        """The invoice's subscription id, the invoice's status and the subscription's."""
+        with sessions() as session:
+            row = load_invoice(session, invoice_id)
+            subscription = load_subscription(session, row.subscription_id)
+            return row.subscription_id, row.status, subscription.status
+
+    async def check_in_collection(invoice_id: str, done: str) -> str:
+        """The invoice's subscription, if the invoice is the one in dunning; else 409."""
+        subscription_id, invoice_status, subscription_status = await run_in_threadpool(
+            invoice_subscription, invoice_id
+        )
+        not_it = ApiError(
+            409,
+            f"Invoice {invoice_id!r} is not the one in collection; "
+            f"only an invoice in dunning can be {done}",
+        )
+        if (
+            invoice_status != InvoiceStatus.OPEN
+            or subscription_status == SubscriptionStatus.CANCELED
+        ):
+            raise not_it
+        client = await connected()
+        try:
+            view = await service.subscription_status(client, subscription_id)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise ApiError(
+                    409, f"Subscription {subscription_id!r} has ended; its workflow no longer runs"
+                ) from None
+            log.warning("Temporal did not answer the status query: %s", error)
+            raise ApiError(503, "Temporal did not answer; try again") from None
+        outstanding = view.outstanding_invoice
+        if outstanding is None or outstanding.invoice_id != invoice_id:
+            raise not_it
+        return subscription_id
+
+    def read_invoice(invoice_id: str) -> InvoiceDetail:
+        with sessions() as session:
+            return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
+
+    async def do_waive(
+        invoice_id: str, body: InvoiceActionCreate, key: KeyInfo, mark_as: InvoiceStatus
+    ) -> InvoiceDetail:
+        done = "voided" if mark_as == InvoiceStatus.VOID else "marked uncollectible"
+        subscription_id = await check_in_collection(invoice_id, done)
+        await do_update(
+            subscription_id,
+            "void" if mark_as == InvoiceStatus.VOID else "write-off",
+            lambda client: service.waive_invoice(
+                client,
+                subscription_id,
+                reason=body.reason,
+                requested_by=requester(key),
+                mark_as=mark_as,
+                invoice_id=invoice_id,  # the workflow refuses if another took its place
+            ),
+        )
+        return await run_in_threadpool(read_invoice, invoice_id)
+
+    invoice_action_responses: dict[int | str, dict[str, Any]] = {
+        409: {
+            "model": ErrorBody,
+            "description": "not the invoice in dunning, refused by the subscription (the "
+            "message says why), the workflow has ended, or the Idempotency-Key was used "
+            "otherwise",
+        }
+    }
+
+    @v1.post(
+        "/invoices/{invoice_id}/void",
+        response_model=InvoiceDetail,
+        tags=["invoices"],
+        responses=invoice_action_responses,
+    )
+    async def void_invoice(
+        invoice_id: str,
+        body: InvoiceActionCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = support_key,
+    ) -> JSONResponse:
+        """Void the invoice in dunning (support, admin): nothing more is charged for it and
+        the subscription is active again (the ``waive_invoice`` update)."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: do_waive(invoice_id, body, key, InvoiceStatus.VOID),
+        )
+
+    @v1.post(
+        "/invoices/{invoice_id}/mark_uncollectible",
+        response_model=InvoiceDetail,
+        tags=["invoices"],
+        responses=invoice_action_responses,
+    )
+    async def mark_invoice_uncollectible(
+        invoice_id: str,
+        body: InvoiceActionCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = support_key,
+    ) -> JSONResponse:
+        """Write the invoice in dunning off as ``uncollectible`` (support, admin); the
+        subscription is active again (the ``waive_invoice`` update)."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=200,
+            work=lambda: do_waive(invoice_id, body, key, InvoiceStatus.UNCOLLECTIBLE),
+        )
+
+    async def do_retry(invoice_id: str, key: KeyInfo) -> RetryAccepted:
+        subscription_id = await check_in_collection(invoice_id, "retried")
+        client = await connected()
+        try:
+            await service.retry_payment_now(client, subscription_id, requested_by=requester(key))
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise ApiError(
+                    409, f"Subscription {subscription_id!r} has ended; its workflow no longer runs"
+                ) from None
+            log.warning("Temporal did not take a retry signal: %s", error)
+            raise ApiError(503, "Temporal did not take the retry; try again") from None
+        return RetryAccepted(invoice_id=invoice_id, subscription_id=subscription_id)
+
+    @v1.post(
+        "/invoices/{invoice_id}/retry",
+        status_code=202,
+        response_model=RetryAccepted,
+        tags=["invoices"],
+        responses=invoice_action_responses,
+    )
+    async def retry_invoice(
+        invoice_id: str,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = support_key,
+    ) -> JSONResponse:
+        """Charge the invoice in dunning again now, with the card on file (support, admin).
+
+        Accepted (202): the workflow charges it; a decline keeps the dunning schedule.
+        """
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=202,
+            work=lambda: do_retry(invoice_id, key),
+        )
 
     # -- Stripe webhooks ------------------------------------------------------------------
 

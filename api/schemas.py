@@ -367,6 +367,63 @@ class ResumeCreate(Request):
     pass
 
 
+def check_reason(value: str, what: str) -> str:
+    if not value.strip():
+        raise ValueError(f"give the reason for {what}")
+    return value.strip()
+
+
+class PlanChangeCreate(Request):
+    price_id: str = Field(min_length=1, max_length=40)
+    reason: str = Field(default="", max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return value.strip()
+
+
+class PlanChangePreview(BaseModel):
+    """What a change to ``price_id`` would do if asked now."""
+
+    object: Literal["plan_change_preview"] = "plan_change_preview"
+    price_id: str
+    applies: Literal["now", "at_period_end"] = Field(
+        description="now: a dearer price, charged the prorated net at once; "
+        "at_period_end: a cheaper or equal one, nothing charged now"
+    )
+    credit: int = Field(description="unused time on the current price")
+    charge: int = Field(description="the same time on the new price")
+    net: int = Field(description="charge - credit, charged now")
+    currency: str
+
+
+class GraceCreate(Request):
+    days: int = Field(ge=1, le=60, description="how much longer the dunning ladder waits")
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return check_reason(value, "the grace period")
+
+
+class InvoiceActionCreate(Request):
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return check_reason(value, "writing the invoice off")
+
+
+class RetryAccepted(BaseModel):
+    object: Literal["payment_retry"] = "payment_retry"
+    invoice_id: str
+    subscription_id: str
+    retrying: Literal[True] = True
+
+
 class SubscriptionStatusOut(BaseModel):
     """The workflow's status right after a pause or resume (the ``status`` query's fields)."""
 

@@ -385,12 +385,15 @@ async def waive_invoice(
     reason: str,
     requested_by: str,
     mark_as: InvoiceStatus = InvoiceStatus.VOID,
+    invoice_id: str | None = None,
 ) -> StatusView:
     """The ``waive_invoice`` update: the invoice in dunning is marked ``void`` (or
     ``uncollectible``: written off) and the subscription is active again."""
     return await handle(client, subscription_id).execute_update(
         "waive_invoice",
-        WaiveRequest(reason=reason, requested_by=requested_by, mark_as=mark_as),
+        WaiveRequest(
+            reason=reason, requested_by=requested_by, mark_as=mark_as, invoice_id=invoice_id
+        ),
         result_type=StatusView,
     )
 

@@ -181,6 +181,9 @@ class WaiveRequest:
     requested_by: str = "unknown"
     # void: the charge is withdrawn; uncollectible: the debt stands but is written off.
     mark_as: InvoiceStatus = InvoiceStatus.VOID
+    # When set, only this invoice may be waived: a caller that checked which invoice is
+    # in collection cannot write off another one that took its place meanwhile.
+    invoice_id: str | None = None
 
 
 @dataclass

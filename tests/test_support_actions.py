@@ -279,3 +279,23 @@ async def test_retry_now_and_writing_off_the_invoice(
     )  # fmt: skip
     assert view.status == "active"
     assert [i.status for i in observe(pg_sessions, subscription_id).invoices] == ["uncollectible"]
+
+
+async def test_waiving_names_its_invoice_and_never_writes_off_another(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=1))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await service.waive_invoice(
+            time_env.client, subscription_id, reason="x", requested_by="x",
+            invoice_id="in_some_other_invoice",
+        )  # fmt: skip
+    assert "is not the one in collection" in str(refused.value.cause)
+    assert [i.status for i in observe(pg_sessions, subscription_id).invoices] == ["open"]

@@ -200,6 +200,9 @@ class SubscriptionWorkflow:
             raise _invalid("there is no unpaid invoice to waive")
         if not request.reason.strip():
             raise _invalid("waiving an invoice needs a reason")
+        dunning = self._state.dunning
+        if request.invoice_id is not None and request.invoice_id != dunning.invoice_id:
+            raise _invalid(f"invoice {request.invoice_id} is not the one in collection")
         if request.mark_as not in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
             raise _invalid("a waived invoice is marked void or uncollectible")
         if self._pending():
@@ -654,6 +657,9 @@ class SubscriptionWorkflow:
         dunning = st.dunning
         if dunning is None:
             self._refused = "there is no unpaid invoice to waive"
+            return
+        if request.invoice_id is not None and request.invoice_id != dunning.invoice_id:
+            self._refused = f"invoice {request.invoice_id} is not the one in collection"
             return
         await workflow.execute_activity_method(
             BillingActivities.record_invoice_change,
