@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -192,3 +193,70 @@ async def time_worker(
         )
         async with worker:
             yield worker
+
+
+# -- a running API with its own worker, one per test module -------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_task_queue(request: pytest.FixtureRequest) -> str:
+    """A task queue of the module's own, so its workflows reach only its worker."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    return f"billing-{name}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="module")
+def url(
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    dev_env: WorkflowEnvironment,
+    module_task_queue: str,
+) -> Iterator[str]:
+    """The HTTP API, served for real (uvicorn in a thread), on the dev server."""
+    from api.app import create_app
+    from kakin.settings import Settings
+    from tests.test_api import connect_to, running
+
+    settings = Settings(
+        stripe_api_key="sk_test_kakin",
+        database_url="sqlite:///unused.db",
+        task_queue=module_task_queue,
+    )
+    app = create_app(
+        settings=settings,
+        sessions=pg_sessions,
+        temporal=connect_to(dev_env.client.service_client.config.target_host),
+        stripe=stripe_gateway,
+    )
+    with running(app) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+async def module_worker(
+    dev_env: WorkflowEnvironment,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_task_queue: str,
+) -> AsyncIterator[Worker]:
+    """A worker for the module's task queue, so subscriptions started by the API bill."""
+    activities = make_activities(pg_sessions, stripe_gateway, tmp_path_factory.mktemp("outbox"))
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        worker = build_worker(
+            dev_env.client, task_queue=module_task_queue, activities=activities, executor=executor
+        )
+        async with worker:
+            yield worker
+
+
+@pytest.fixture(scope="module")
+def made_keys(request: pytest.FixtureRequest, pg_sessions: sessionmaker[Session]) -> dict[str, Any]:
+    """One API key per role, named after the module that uses them."""
+    from kakin import api_keys
+
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    return {
+        role: api_keys.create_key(pg_sessions, name=f"{module} {role}", role=role)
+        for role in ("service", "support", "admin")
+    }

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from kakin import api_keys, service
+from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
 from models.tables import Customer
 from tests.helpers import OK_CARD, free_ports
@@ -97,6 +98,13 @@ def as_admin(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
 def client(base_url: str, key: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+
+def as_role(url: str, made_keys: dict[str, CreatedKey], role: str) -> httpx.AsyncClient:
+    """An async client that calls the API with the key made for ``role``."""
+    return httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {made_keys[role].secret}"}, timeout=60
+    )
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, str]:

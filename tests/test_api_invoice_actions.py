@@ -2,80 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
-from api.app import create_app
-from kakin import api_keys
 from kakin.api_keys import CreatedKey
-from kakin.settings import Settings
 from models.tables import Invoice
-from tests.conftest import make_activities
 from tests.helpers import DECLINED_CARD, eventually
-from tests.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
+from tests.test_api import CUSTOMER, PRICE, as_role, client, error_of
 from tests.test_api_subscriptions import stored_subscription
-from worker import build_worker
 
 pytestmark = pytest.mark.devserver
-
-TASK_QUEUE = f"billing-invoice-api-{secrets.token_hex(4)}"
-
-
-@pytest.fixture(scope="module")
-def url(
-    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, dev_env: WorkflowEnvironment
-) -> Iterator[str]:
-    settings = Settings(
-        stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db", task_queue=TASK_QUEUE
-    )
-    app = create_app(
-        settings=settings,
-        sessions=pg_sessions,
-        temporal=connect_to(dev_env.client.service_client.config.target_host),
-        stripe=stripe_gateway,
-    )
-    with running(app) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-async def dunning_worker(
-    dev_env: WorkflowEnvironment,
-    pg_sessions: sessionmaker[Session],
-    stripe_gateway: StripeGateway,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Worker]:
-    activities = make_activities(pg_sessions, stripe_gateway, tmp_path_factory.mktemp("outbox"))
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = build_worker(
-            dev_env.client, task_queue=TASK_QUEUE, activities=activities, executor=executor
-        )
-        async with worker:
-            yield worker
-
-
-@pytest.fixture(scope="module")
-def made_keys(pg_sessions: sessionmaker[Session]) -> dict[str, CreatedKey]:
-    return {
-        role: api_keys.create_key(pg_sessions, name=f"invoice actions {role}", role=role)
-        for role in ("service", "support", "admin")
-    }
-
-
-def as_role(url: str, made_keys: dict[str, CreatedKey], role: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {made_keys[role].secret}"}, timeout=60
-    )
 
 
 def declined_customer_and_price(url: str, made_keys: dict[str, CreatedKey]) -> tuple[str, str]:
@@ -107,7 +48,7 @@ async def live(http: httpx.AsyncClient, subscription_id: str) -> dict[str, Any]:
 
 
 async def test_support_acts_on_invoices_in_dunning(
-    url: str, made_keys: dict[str, CreatedKey], dunning_worker: Worker
+    url: str, made_keys: dict[str, CreatedKey], module_worker: Worker
 ) -> None:
     async with (
         as_role(url, made_keys, "admin") as admin,

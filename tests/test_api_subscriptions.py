@@ -3,79 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
-from api.app import create_app
-from kakin import api_keys
 from kakin.api_keys import CreatedKey
-from kakin.settings import Settings
 from models.tables import AuditLog, Customer, Invoice, Price, Product, Subscription
-from tests.conftest import make_activities
 from tests.helpers import OK_CARD, eventually
-from tests.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
-from worker import build_worker
+from tests.test_api import CUSTOMER, PRICE, as_role, client, error_of
 
 pytestmark = pytest.mark.devserver
-
-TASK_QUEUE = f"billing-api-{secrets.token_hex(4)}"
-
-
-@pytest.fixture(scope="module")
-def url(
-    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, dev_env: WorkflowEnvironment
-) -> Iterator[str]:
-    settings = Settings(
-        stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db", task_queue=TASK_QUEUE
-    )
-    app = create_app(
-        settings=settings,
-        sessions=pg_sessions,
-        temporal=connect_to(dev_env.client.service_client.config.target_host),
-        stripe=stripe_gateway,
-    )
-    with running(app) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-async def api_worker(
-    dev_env: WorkflowEnvironment,
-    pg_sessions: sessionmaker[Session],
-    stripe_gateway: StripeGateway,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Worker]:
-    activities = make_activities(pg_sessions, stripe_gateway, tmp_path_factory.mktemp("outbox"))
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = build_worker(
-            dev_env.client, task_queue=TASK_QUEUE, activities=activities, executor=executor
-        )
-        async with worker:
-            yield worker
-
-
-@pytest.fixture(scope="module")
-def made_keys(pg_sessions: sessionmaker[Session]) -> dict[str, CreatedKey]:
-    return {
-        role: api_keys.create_key(pg_sessions, name=f"subscriptions {role}", role=role)
-        for role in ("service", "support", "admin")
-    }
-
-
-def as_role(url: str, made_keys: dict[str, CreatedKey], role: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {made_keys[role].secret}"}, timeout=30
-    )
 
 
 def customer_and_price(url: str, made_keys: dict[str, CreatedKey]) -> tuple[str, str]:
@@ -93,7 +34,7 @@ def customer_and_price(url: str, made_keys: dict[str, CreatedKey]) -> tuple[str,
 async def test_start_bill_read_and_cancel_a_subscription(
     url: str,
     made_keys: dict[str, CreatedKey],
-    api_worker: Worker,
+    module_worker: Worker,
     pg_sessions: sessionmaker[Session],
 ) -> None:
     customer_id, price_id = customer_and_price(url, made_keys)
