@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from billing.money import normalize_currency
 from models.payloads import StatusView
-from models.tables import Customer, Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
+from models.tables import Customer, Invoice, Subscription
 
 Locale = Literal["ja", "en"]
 IntervalName = Literal["day", "week", "month", "year"]
@@ -74,6 +74,16 @@ class CustomerUpdate(Request):
         return None if value is None else check_time_zone(value)
 
 
+class FromRow(BaseModel):
+    """A response read straight off a table row, field by field of the same name."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, row: Any) -> Any:
+        return cls.model_validate(row)
+
+
 class CustomerOut(BaseModel):
     object: Literal["customer"] = "customer"
     id: str
@@ -110,12 +120,12 @@ class PriceCreate(Request):
     _currency = field_validator("currency")(check_currency)
 
 
-class ProductOut(BaseModel):
+class ProductOut(FromRow):
     id: str
     name: str
 
 
-class PriceOut(BaseModel):
+class PriceOut(FromRow):
     object: Literal["price"] = "price"
     id: str
     product: ProductOut
@@ -127,22 +137,8 @@ class PriceOut(BaseModel):
     active: bool
     created_at: datetime
 
-    @classmethod
-    def of(cls, row: Price) -> PriceOut:
-        return cls(
-            id=row.id,
-            product=ProductOut(id=row.product.id, name=row.product.name),
-            nickname=row.nickname,
-            currency=row.currency,
-            unit_amount=row.unit_amount,
-            interval=row.interval,
-            interval_count=row.interval_count,
-            active=row.active,
-            created_at=row.created_at,
-        )
 
-
-class InvoiceOut(BaseModel):
+class InvoiceOut(FromRow):
     object: Literal["invoice"] = "invoice"
     id: str
     number: str | None
@@ -159,27 +155,8 @@ class InvoiceOut(BaseModel):
     finalized_at: datetime | None
     paid_at: datetime | None
 
-    @classmethod
-    def of(cls, row: Invoice) -> InvoiceOut:
-        return cls(
-            id=row.id,
-            number=row.number,
-            subscription_id=row.subscription_id,
-            customer_id=row.customer_id,
-            status=row.status,
-            currency=row.currency,
-            subtotal=row.subtotal,
-            total=row.total,
-            amount_paid=row.amount_paid,
-            period_start=row.period_start,
-            period_end=row.period_end,
-            issued_at=row.issued_at,
-            finalized_at=row.finalized_at,
-            paid_at=row.paid_at,
-        )
 
-
-class PaymentOut(BaseModel):
+class PaymentOut(FromRow):
     object: Literal["payment"] = "payment"
     id: int
     invoice_id: str
@@ -191,39 +168,14 @@ class PaymentOut(BaseModel):
     failure_message: str | None
     attempted_at: datetime
 
-    @classmethod
-    def of(cls, row: PaymentAttempt) -> PaymentOut:
-        return cls(
-            id=row.id,
-            invoice_id=row.invoice_id,
-            attempt=row.attempt,
-            amount=row.amount,
-            currency=row.currency,
-            status=row.status,
-            decline_code=row.decline_code,
-            failure_message=row.failure_message,
-            attempted_at=row.attempted_at,
-        )
 
-
-class InvoiceLineOut(BaseModel):
+class InvoiceLineOut(FromRow):
     description: str
     unit_amount: int
     quantity: int
     amount: int
     period_start: datetime
     period_end: datetime
-
-    @classmethod
-    def of(cls, row: InvoiceLine) -> InvoiceLineOut:
-        return cls(
-            description=row.description,
-            unit_amount=row.unit_amount,
-            quantity=row.quantity,
-            amount=row.amount,
-            period_start=row.period_start,
-            period_end=row.period_end,
-        )
 
 
 class InvoiceDetail(InvoiceOut):
