@@ -310,7 +310,7 @@ class BillingActivities:
                     business_key=key,
                     invoice_id=invoice.id,
                     attempt=request.attempt,
-                    amount=invoice.total - invoice.amount_paid,
+                    amount=invoice.amount_due,
                     currency=invoice.currency,
                     status="pending",
                     attempted_at=request.attempted_at,
@@ -385,7 +385,7 @@ class BillingActivities:
         if status == "succeeded":
             previous = invoice.status
             invoice.status = InvoiceStatus.PAID
-            invoice.amount_paid = invoice.total
+            invoice.amount_paid = invoice.total - invoice.credit_applied
             invoice.paid_at = attempt.attempted_at
             repo.audit(
                 session,
@@ -417,7 +417,7 @@ class BillingActivities:
             invoice = repo.invoice_for_update(session, payment.invoice_id)
             if invoice.status == InvoiceStatus.PAID:
                 return True
-            due = invoice.total - invoice.amount_paid
+            due = invoice.amount_due
             if (
                 state.status != "succeeded"
                 or state.invoice_id != invoice.id
@@ -610,7 +610,7 @@ class BillingActivities:
             subtotal=invoice.subtotal,
             total=invoice.total,
             amount_paid=invoice.amount_paid,
-            amount_due=invoice.total - invoice.amount_paid,
+            amount_due=invoice.amount_due,
         )
 
     def activities(self) -> list[Any]:
@@ -634,7 +634,7 @@ def _ref(invoice: Invoice) -> InvoiceRef:
         invoice_id=invoice.id,
         number=invoice.number,
         status=InvoiceStatus(invoice.status),
-        amount_due=invoice.total - invoice.amount_paid,
+        amount_due=invoice.amount_due,
         currency=invoice.currency,
     )
 

@@ -246,7 +246,7 @@ def _invoices_show(args: argparse.Namespace) -> int:
         if args.json:
             data = InvoiceDetail.with_lines(row).model_dump(mode="json")
             data["customer"] = {"id": customer.id, "name": customer.name, "locale": customer.locale}
-            data["amount_due"] = row.total - row.amount_paid
+            data["amount_due"] = row.amount_due
             _print_json(data)
             return 0
 
@@ -277,7 +277,7 @@ def _invoices_show(args: argparse.Namespace) -> int:
             ["subtotal", money(row.subtotal)],
             ["total", money(row.total)],
             ["paid", money(row.amount_paid)],
-            ["due", money(row.total - row.amount_paid)],
+            ["due", money(row.amount_due)],
         ]
     label = max(_width(f[0]) for f in facts)
     for name, value in facts:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -75,6 +76,8 @@ class Customer(Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
     stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    # Tax rates applied to this customer's lines whose price names none (ids of tax_rates).
+    tax_rate_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -99,9 +102,67 @@ class Price(Base):
     interval: Mapped[str] = mapped_column(String(8))
     interval_count: Mapped[int] = mapped_column(Integer, default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # flat | per_unit | graduated | volume | package (billing/rating.py). A price with a
+    # metric is metered: billed in arrears on the period's usage; others in advance.
+    pricing_model: Mapped[str] = mapped_column(String(20), default="flat")
+    metric_id: Mapped[str | None] = mapped_column(ForeignKey("billable_metrics.id"))
+    # Per-unit and package prices may be finer than the minor unit ("0.015" yen per
+    # call); kept as a decimal string so nothing rounds before the invoice total.
+    unit_amount_decimal: Mapped[str | None] = mapped_column(String(40))
+    package_size: Mapped[int | None] = mapped_column(Integer)
+    # [{"up_to": "1000" | null, "unit_amount": "0.5", "flat_amount": 0}, ...]
+    tiers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    tax_rate_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     product: Mapped[Product] = relationship()
+    metric: Mapped[BillableMetric | None] = relationship()
+
+
+class BillableMetric(Base):
+    """What usage events of one code add up to over a period (billing/metering.py)."""
+
+    __tablename__ = "billable_metrics"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    code: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    aggregation: Mapped[str] = mapped_column(String(20))  # count|sum|max|unique_count|latest
+    # The event property aggregated; None for count.
+    property: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TaxRate(Base):
+    __tablename__ = "tax_rates"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))  # 消費税, VAT, Sales tax
+    percentage: Mapped[str] = mapped_column(String(12))  # a decimal string: "10", "8"
+    inclusive: Mapped[bool] = mapped_column(Boolean, default=False)
+    jurisdiction: Mapped[str] = mapped_column(String(100), default="")
+    # Japan's reduced rate (軽減税率, 8% on food and newspapers): its lines carry ※.
+    reduced: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Coupon(Base):
+    __tablename__ = "coupons"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    code: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    percent_off: Mapped[str | None] = mapped_column(String(12))  # decimal string
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))  # with amount_off
+    duration: Mapped[str] = mapped_column(String(10))  # once | repeating | forever
+    duration_periods: Mapped[int | None] = mapped_column(Integer)  # with repeating
+    redeem_by: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    times_redeemed: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Subscription(Base):
@@ -127,6 +188,70 @@ class Subscription(Base):
 
     customer: Mapped[Customer] = relationship()
     price: Mapped[Price] = relationship()
+    items: Mapped[list[SubscriptionItem]] = relationship(
+        order_by="SubscriptionItem.created_at", cascade="all, delete-orphan"
+    )
+    discounts: Mapped[list[SubscriptionDiscount]] = relationship(
+        order_by="SubscriptionDiscount.redeemed_at", cascade="all, delete-orphan"
+    )
+
+
+class SubscriptionItem(Base):
+    """A price a subscription holds besides its plan (``price_id``): metered charges."""
+
+    __tablename__ = "subscription_items"
+    __table_args__ = (UniqueConstraint("subscription_id", "price_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    price_id: Mapped[str] = mapped_column(ForeignKey("prices.id"))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    price: Mapped[Price] = relationship()
+
+
+class SubscriptionDiscount(Base):
+    """A coupon redeemed on a subscription. How many periods it has covered is read
+    from the invoices that carry it, so a retried invoice never uses a period twice."""
+
+    __tablename__ = "subscription_discounts"
+    __table_args__ = (UniqueConstraint("subscription_id", "coupon_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    coupon_id: Mapped[str] = mapped_column(ForeignKey("coupons.id"))
+    redeemed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    coupon: Mapped[Coupon] = relationship()
+
+
+class UsageEvent(Base):
+    """One usage event, accepted once per (customer, event id).
+
+    ``value`` is the aggregated property scaled by 10**6 (``billing.metering``): exact
+    integer sums and maxima in SQL on PostgreSQL and SQLite alike, where a NUMERIC
+    column would be a float on SQLite.
+    """
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "event_id"),
+        Index("ix_usage_events_period", "subscription_id", "metric_id", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    metric_id: Mapped[str] = mapped_column(ForeignKey("billable_metrics.id"))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    value: Mapped[int | None] = mapped_column(BigInteger)  # property x 10**6
+    group_key: Mapped[str | None] = mapped_column(String(255))  # for unique_count
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Invoice(Base):
@@ -143,8 +268,17 @@ class Invoice(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     currency: Mapped[str] = mapped_column(String(3))
     subtotal: Mapped[int] = mapped_column(BigInteger, default=0)
+    discount_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    tax_total: Mapped[int] = mapped_column(BigInteger, default=0)  # exclusive and inclusive
     total: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Customer credit (from credit notes) used by this invoice; charged: total - credit.
+    credit_applied: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Per tax rate: [{"tax_rate_id", "name", "percentage", "inclusive", "reduced",
+    # "taxable", "tax"}] -- the qualified invoice's subtotal and tax per rate.
+    tax_breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The seller's registration number (T + 13 digits) as it was when finalized.
+    registration_number: Mapped[str] = mapped_column(String(20), default="")
     period_start: Mapped[datetime] = mapped_column(UTCDateTime())
     period_end: Mapped[datetime] = mapped_column(UTCDateTime())
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -159,6 +293,10 @@ class Invoice(Base):
     customer: Mapped[Customer] = relationship()
     subscription: Mapped[Subscription] = relationship()
 
+    @property
+    def amount_due(self) -> int:
+        return self.total - self.credit_applied - self.amount_paid
+
 
 class InvoiceLine(Base):
     __tablename__ = "invoice_lines"
@@ -172,8 +310,53 @@ class InvoiceLine(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     period_start: Mapped[datetime] = mapped_column(UTCDateTime())
     period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    # subscription (in advance) | usage (in arrears) | proration | discount
+    kind: Mapped[str] = mapped_column(String(20), default="subscription")
+    # Metered quantity as a decimal string ("12.5"); ``quantity`` holds seats.
+    usage_quantity: Mapped[str | None] = mapped_column(String(60))
+    tax_rate_id: Mapped[str | None] = mapped_column(String(40))
+    # Tiers, metric, coupon: how the amount was reached, for the reader of the invoice.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class CreditNote(Base):
+    """Money given back on a finalized invoice: refunded through Stripe or kept as credit."""
+
+    __tablename__ = "credit_notes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)  # series CN, gapless
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)  # tax included
+    tax_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    reason: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(10))  # refund | credit
+    status: Mapped[str] = mapped_column(String(20))  # pending_refund | refunded | credited
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    invoice: Mapped[Invoice] = relationship()
+
+
+class CreditTransaction(Base):
+    """A customer's credit balance, as a ledger: + from credit notes, - used by invoices."""
+
+    __tablename__ = "credit_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # credit:<credit note id> or applied:<invoice id> -- one entry per business event.
+    business_key: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    credit_note_id: Mapped[str | None] = mapped_column(String(40))
+    invoice_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class InvoiceNumberSequence(Base):

@@ -1,0 +1,198 @@
+"""Usage ingestion: each event is checked on its own, stored once, and counted once.
+
+A batch is never all-or-nothing: a bad event is refused with its reason and the good
+ones beside it are kept, so a client resends only what was refused. An event id a
+customer already sent is acknowledged as ``duplicate`` and not counted again, so a
+client that timed out can resend the whole batch safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import usage as usage_sql
+from models.tables import BillableMetric, Subscription
+
+MAX_BATCH = 1000
+_MAX_VALUE = Decimal(10) ** 12  # keeps sums of scaled values far from 64-bit overflow
+
+
+class BatchTooLargeError(ValueError):
+    """More events than one request may carry."""
+
+
+@dataclass(frozen=True)
+class UsageEventIn:
+    """One usage event as a service sends it: for a customer or for a subscription."""
+
+    event_id: str
+    metric: str  # the billable metric's code
+    timestamp: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+    customer_id: str | None = None
+    subscription_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str = ""
+    subscription_id: str | None = None
+
+
+def measured_value(
+    metric: BillableMetric, properties: dict[str, Any]
+) -> tuple[int | None, str | None]:
+    """(value x 10**6, group key) an event adds to its metric; ValueError says what is wrong."""
+    if metric.aggregation == "count":
+        return None, None
+    name = metric.property or ""
+    if name not in properties:
+        raise ValueError(f"metric {metric.code!r} needs the property {name!r}")
+    raw = properties[name]
+    if metric.aggregation == "unique_count":
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or str(raw) == "":
+            raise ValueError(f"property {name!r} must be a non-empty string or an integer")
+        if len(str(raw)) > 255:
+            raise ValueError(f"property {name!r} is longer than 255 characters")
+        return None, str(raw)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
+        raise ValueError(f"property {name!r} must be a number, got {type(raw).__name__}")
+    try:
+        # A JSON float is read back by its shortest repr: 12.5, not 12.4999999...
+        value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"property {name!r} must be a number, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"property {name!r} must be a finite number of zero or more")
+    if value >= _MAX_VALUE:
+        raise ValueError(f"property {name!r} must be below 10^12")
+    scaled = value.scaleb(usage_sql.VALUE_DECIMALS)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"property {name!r} has more than {usage_sql.VALUE_DECIMALS} decimals")
+    return int(scaled), None
+
+
+def _shape_problem(event: UsageEventIn) -> str | None:
+    if not event.event_id or len(event.event_id) > 255:
+        return "event_id must be 1 to 255 characters"
+    if (event.customer_id is None) == (event.subscription_id is None):
+        return "give exactly one of customer_id and subscription_id"
+    if event.timestamp.tzinfo is None:
+        return "timestamp needs a time zone, e.g. 2026-11-01T09:00:00+09:00"
+    return None
+
+
+def _period_problem(subscription: Subscription, at: datetime) -> str | None:
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if start is None or end is None:
+        return f"subscription {subscription.id} has no open billing period yet"
+    if not start <= at < end:
+        return (
+            f"timestamp {at.isoformat()} is outside the open period "
+            f"{start.isoformat()} to {end.isoformat()} of subscription {subscription.id}"
+        )
+    return None
+
+
+def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEventIn]) -> list[EventResult]:
+    """Store the valid events once each; one result per event, in the order given."""
+    if len(events) > MAX_BATCH:
+        raise BatchTooLargeError(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+    with sessions() as session:
+        metrics = usage_sql.metrics_by_code(session, {event.metric for event in events})
+        held = usage_sql.metered_subscriptions(
+            session,
+            customer_ids={e.customer_id for e in events if e.customer_id},
+            subscription_ids={e.subscription_id for e in events if e.subscription_id},
+        )
+        by_subscription = {(sub.id, metric_id): sub for sub, metric_id in held}
+        by_customer: dict[tuple[str, str], list[Subscription]] = {}
+        for sub, metric_id in held:
+            by_customer.setdefault((sub.customer_id, metric_id), []).append(sub)
+
+        results: list[EventResult | None] = [None] * len(events)
+        pending: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        for index, event in enumerate(events):
+            outcome = _prepare(event, metrics, by_subscription, by_customer)
+            if isinstance(outcome, EventResult):
+                results[index] = outcome
+                continue
+            pair = (outcome["customer_id"], event.event_id)
+            if pair in pending:  # the same event twice in one batch
+                results[index] = EventResult(event.event_id, "duplicate", "repeated in this batch")
+                continue
+            pending[pair] = (index, outcome)
+        inserted = usage_sql.insert_once(session, [row for _, row in pending.values()])
+        session.commit()
+    for pair, (index, row) in pending.items():
+        if pair in inserted:
+            results[index] = EventResult(pair[1], "accepted", "", row["subscription_id"])
+        else:
+            results[index] = EventResult(
+                pair[1], "duplicate", "already received; counted once", row["subscription_id"]
+            )
+    return [result for result in results if result is not None]
+
+
+def _prepare(
+    event: UsageEventIn,
+    metrics: dict[str, BillableMetric],
+    by_subscription: dict[tuple[str, str], Subscription],
+    by_customer: dict[tuple[str, str], list[Subscription]],
+) -> dict[str, Any] | EventResult:
+    """The row to insert for an event, or its rejection."""
+
+    def rejected(reason: str) -> EventResult:
+        return EventResult(event.event_id, "rejected", reason)
+
+    problem = _shape_problem(event)
+    if problem:
+        return rejected(problem)
+    metric = metrics.get(event.metric)
+    if metric is None:
+        return rejected(f"unknown metric {event.metric!r}")
+    if event.subscription_id is not None:
+        subscription = by_subscription.get((event.subscription_id, metric.id))
+        if subscription is None:
+            return rejected(
+                f"subscription {event.subscription_id!r} does not exist, is canceled, "
+                f"or has no price metered on {metric.code!r}"
+            )
+    else:
+        candidates = by_customer.get((event.customer_id or "", metric.id), [])
+        if not candidates:
+            return rejected(
+                f"customer {event.customer_id!r} has no active subscription "
+                f"metered on {metric.code!r}"
+            )
+        if len(candidates) > 1:
+            return rejected(
+                f"customer {event.customer_id!r} has {len(candidates)} subscriptions metered "
+                f"on {metric.code!r}; send subscription_id instead"
+            )
+        subscription = candidates[0]
+    problem = _period_problem(subscription, event.timestamp)
+    if problem:
+        return rejected(problem)
+    try:
+        value, group_key = measured_value(metric, event.properties)
+    except ValueError as error:
+        return rejected(str(error))
+    return {
+        "event_id": event.event_id,
+        "customer_id": subscription.customer_id,
+        "subscription_id": subscription.id,
+        "metric_id": metric.id,
+        "timestamp": event.timestamp,
+        "properties": event.properties,
+        "value": value,
+        "group_key": group_key,
+    }

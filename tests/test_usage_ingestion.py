@@ -1,0 +1,177 @@
+"""Usage events are kept per event, counted once, and only inside an open period."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from kakin.usage import MAX_BATCH, BatchTooLargeError, UsageEventIn, ingest
+from models import repositories as repo
+from models import usage as usage_sql
+from models.db import make_engine, make_session_factory
+from models.tables import (
+    BillableMetric,
+    Customer,
+    Price,
+    Product,
+    Subscription,
+    SubscriptionItem,
+    UsageEvent,
+)
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(database_url))
+
+
+def metered_subscription(
+    sessions: sessionmaker[Session], *, aggregation: str = "sum", prop: str | None = "gb"
+) -> tuple[str, str, str]:
+    """(customer id, subscription id, metric code) of a subscription in its Nov period."""
+    code = f"storage_{repo.new_id('m')}"
+    with sessions() as session:
+        customer = Customer(
+            id=repo.new_id("cus"), email="ops@example.jp", name="株式会社テスト", currency="JPY"
+        )
+        product = Product(id=repo.new_id("prod"), name="Storage")
+        metric = BillableMetric(
+            id=repo.new_id("bm"), code=code, name="Storage", aggregation=aggregation, property=prop
+        )
+        base = Price(
+            id=repo.new_id("price"), product=product, currency="JPY", unit_amount=1000,
+            interval="month",
+        )  # fmt: skip
+        metered = Price(
+            id=repo.new_id("price"), product=product, currency="JPY", unit_amount=0,
+            interval="month", pricing_model="per_unit", unit_amount_decimal="2", metric=metric,
+        )  # fmt: skip
+        subscription = Subscription(
+            id=repo.new_id("sub"),
+            customer=customer,
+            price=base,
+            status="active",
+            workflow_id=repo.new_id("wf"),
+            current_period_start=START,
+            current_period_end=END,
+            items=[SubscriptionItem(id=repo.new_id("si"), price=metered)],
+        )
+        session.add_all([customer, product, metric, base, metered, subscription])
+        session.commit()
+        return customer.id, subscription.id, code
+
+
+def at(days: float) -> datetime:
+    return START + timedelta(days=days)
+
+
+def total(sessions: sessionmaker[Session], subscription_id: str, code: str) -> Decimal:
+    with sessions() as session:
+        metric = usage_sql.metrics_by_code(session, {code})[code]
+        return usage_sql.aggregate(
+            session, subscription_id=subscription_id, metric=metric, start=START, end=END
+        )
+
+
+def test_a_batch_keeps_its_good_events_and_says_why_each_bad_one_was_refused(
+    sessions: sessionmaker[Session],
+) -> None:
+    customer_id, subscription_id, code = metered_subscription(sessions)
+    batch = [
+        UsageEventIn("e1", code, at(1), {"gb": 10}, customer_id=customer_id),
+        UsageEventIn("e2", code, at(2), {"gb": "2.5"}, subscription_id=subscription_id),
+        UsageEventIn("e3", "no_such_metric", at(2), {"gb": 1}, customer_id=customer_id),
+        UsageEventIn("e4", code, at(40), {"gb": 1}, customer_id=customer_id),
+        UsageEventIn("e5", code, at(3), {"size": 1}, customer_id=customer_id),
+        UsageEventIn("e6", code, at(3), {"gb": -1}, customer_id=customer_id),
+        UsageEventIn("e7", code, at(3), {"gb": 1}, customer_id="cus_unknown"),
+        UsageEventIn("e8", code, at(3).replace(tzinfo=None), {"gb": 1}, customer_id=customer_id),
+        UsageEventIn("e1", code, at(5), {"gb": 99}, customer_id=customer_id),
+        UsageEventIn("e9", code, at(4), {"gb": 0.1}, customer_id=customer_id),
+    ]
+
+    results = ingest(sessions, batch)
+
+    assert [(r.event_id, r.status) for r in results] == [
+        ("e1", "accepted"),
+        ("e2", "accepted"),
+        ("e3", "rejected"),
+        ("e4", "rejected"),
+        ("e5", "rejected"),
+        ("e6", "rejected"),
+        ("e7", "rejected"),
+        ("e8", "rejected"),
+        ("e1", "duplicate"),
+        ("e9", "accepted"),
+    ]
+    reasons = {r.event_id: r.reason for r in results if r.status == "rejected"}
+    assert "unknown metric 'no_such_metric'" in reasons["e3"]
+    assert "outside the open period" in reasons["e4"]
+    assert "needs the property 'gb'" in reasons["e5"]
+    assert "zero or more" in reasons["e6"]
+    assert "no active subscription" in reasons["e7"]
+    assert "time zone" in reasons["e8"]
+    assert total(sessions, subscription_id, code) == Decimal("12.6")
+
+
+def test_resending_a_batch_counts_nothing_twice(sessions: sessionmaker[Session]) -> None:
+    customer_id, subscription_id, code = metered_subscription(sessions)
+    batch = [
+        UsageEventIn(f"evt-{n}", code, at(n % 29), {"gb": n}, customer_id=customer_id)
+        for n in range(1, 301)
+    ]
+    first = ingest(sessions, batch)
+    again = ingest(sessions, batch)
+
+    assert {r.status for r in first} == {"accepted"}
+    assert {r.status for r in again} == {"duplicate"}
+    assert total(sessions, subscription_id, code) == sum(range(1, 301))
+    with sessions() as session:
+        stored = session.scalar(
+            select(func.count()).where(UsageEvent.subscription_id == subscription_id)
+        )
+    assert stored == 300
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "prop", "expected"),
+    [
+        ("count", None, Decimal(5)),
+        ("sum", "gb", Decimal("16.5")),
+        ("max", "gb", Decimal(7)),
+        ("unique_count", "user", Decimal(3)),
+        ("latest", "gb", Decimal("2.5")),
+    ],
+)
+def test_each_aggregation_adds_up_the_period(
+    sessions: sessionmaker[Session], aggregation: str, prop: str | None, expected: Decimal
+) -> None:
+    customer_id, subscription_id, code = metered_subscription(
+        sessions, aggregation=aggregation, prop=prop
+    )
+    rows = [(1, "3", "a"), (2, 7, "b"), (3, "1", "a"), (5, "2.5", "c"), (4, 3, "b")]
+    ingest(
+        sessions,
+        [
+            UsageEventIn(f"e{n}", code, at(day), {"gb": gb, "user": user}, customer_id=customer_id)
+            for n, (day, gb, user) in enumerate(rows)
+        ],
+    )
+    assert total(sessions, subscription_id, code) == expected
+
+
+def test_an_oversized_batch_is_refused_whole(sessions: sessionmaker[Session]) -> None:
+    customer_id, _, code = metered_subscription(sessions)
+    batch = [
+        UsageEventIn(f"e{n}", code, at(1), {"gb": 1}, customer_id=customer_id)
+        for n in range(MAX_BATCH + 1)
+    ]
+    with pytest.raises(BatchTooLargeError, match="at most 1000"):
+        ingest(sessions, batch)
