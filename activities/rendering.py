@@ -48,6 +48,27 @@ class DocumentLine:
     amount: int
     period_start: datetime
     period_end: datetime
+    # subscription | usage | proration | discount; usage lines show a decimal quantity.
+    kind: str = "subscription"
+    usage_quantity: str | None = None
+    tax_label: str = ""  # "10%", "8%※" (※ marks Japan's reduced rate)
+    reduced_rate: bool = False
+
+
+@dataclass(frozen=True)
+class TaxSummary:
+    """One tax rate's share of an invoice: what it applied to, and the tax it gave.
+
+    A qualified invoice (適格請求書) must show both per rate; ``taxable`` excludes the
+    tax for exclusive rates and includes it for inclusive ones, as the rate is quoted.
+    """
+
+    label: str  # "消費税 10%"
+    percentage: str
+    inclusive: bool
+    reduced: bool
+    taxable: int
+    tax: int
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,10 @@ class InvoiceDocument:
     total: int
     amount_paid: int
     amount_due: int
+    discount_total: int = 0
+    tax_total: int = 0
+    credit_applied: int = 0
+    taxes: tuple[TaxSummary, ...] = ()
 
 
 @dataclass(frozen=True)
