@@ -21,12 +21,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import links
+from activities.invoice_builder import closing_period, line_rows, period_draft
 from activities.mailer import Mailer, OutgoingEmail, PermanentEmailError
-from activities.rendering import DocumentLine, InvoiceDocument, render_email, render_invoice_html
+from activities.rendering import (
+    DocumentLine,
+    InvoiceDocument,
+    TaxSummary,
+    render_email,
+    render_invoice_html,
+)
 from activities.stripe_gateway import StripeGateway
-from billing.pricing import flat_rate_line
 from billing.proration import prorate
+from billing.rounding import RoundingMode
 from models import repositories as repo
+from models import usage as usage_sql
 from models.payloads import (
     ChargeOutcome,
     ChargeRequest,
@@ -43,7 +51,14 @@ from models.payloads import (
     RenderInvoiceRequest,
     SubscriptionChange,
 )
-from models.tables import Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
+from models.tables import (
+    CreditTransaction,
+    Invoice,
+    InvoiceLine,
+    PaymentAttempt,
+    Price,
+    Subscription,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +74,9 @@ class Seller:
     email_from: str = "billing@kakin.example"
     email_from_name: str = "kakin billing"
     link_secret: str = "kakin-embedded-link-secret"  # signs links in emails (KAKIN_LINK_SECRET)
+    # How tax is rounded, once per rate per invoice (KAKIN_TAX_ROUNDING): down is
+    # 切り捨て, the usual choice of Japanese sellers.
+    tax_rounding: str = "down"
 
 
 class BillingActivities:
@@ -83,18 +101,25 @@ class BillingActivities:
 
     @activity.defn
     def create_invoice(self, request: CreateInvoiceRequest) -> InvoiceRef:
-        """Create the draft invoice for one period (once per period, whatever retries)."""
+        """Create the draft invoice for one period (once per period, whatever retries).
+
+        It bills the plan for the new period and the usage of the period it closes.
+        The subscription row is locked first: usage ingestion holds it shared, so an
+        event is either in this invoice or refused as late, never lost in between.
+        """
         key = f"invoice:{request.subscription_id}:{request.period_index}"
         with self._sessions() as session:
             existing = repo.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
-            subscription = repo.subscription(session, request.subscription_id)
-            price = subscription.price
-            line = flat_rate_line(
-                description=price.nickname or price.product.name,
-                unit_amount=price.unit_amount,
-                quantity=subscription.quantity,
+            subscription = usage_sql.lock_subscription(session, request.subscription_id)
+            draft = period_draft(
+                session,
+                subscription,
+                period_start=request.period_start,
+                period_end=request.period_end,
+                usage_period=closing_period(subscription, request.period_start),
+                rounding=RoundingMode(self._seller.tax_rounding),
             )
             invoice = Invoice(
                 id=repo.new_id("in"),
@@ -102,25 +127,30 @@ class BillingActivities:
                 subscription_id=subscription.id,
                 customer_id=subscription.customer_id,
                 status=InvoiceStatus.DRAFT,
-                currency=price.currency,
-                subtotal=line.amount,
-                total=line.amount,
+                currency=draft.currency,
+                subtotal=draft.totals.subtotal,
+                discount_total=draft.totals.discount_total,
+                tax_total=draft.totals.exclusive_tax + draft.totals.inclusive_tax,
+                total=draft.totals.total,
+                credit_applied=draft.totals.credit_applied,
+                tax_breakdown=draft.tax_breakdown,
                 period_start=request.period_start,
                 period_end=request.period_end,
                 issued_at=request.issued_at,
-                lines=[
-                    InvoiceLine(
-                        position=0,
-                        description=line.description,
-                        unit_amount=line.unit_amount,
-                        quantity=line.quantity,
-                        amount=line.amount,
-                        period_start=request.period_start,
-                        period_end=request.period_end,
-                    )
-                ],
+                lines=line_rows(draft),
             )
             session.add(invoice)
+            if draft.totals.credit_applied:
+                # Spent in the same transaction as the invoice: credit is used once.
+                session.add(
+                    CreditTransaction(
+                        business_key=f"applied:{key}",
+                        customer_id=subscription.customer_id,
+                        currency=draft.currency,
+                        amount=-draft.totals.credit_applied,
+                        invoice_id=invoice.id,
+                    )
+                )
             # The subscription's current period is the one just invoiced.
             subscription.current_period_start = request.period_start
             subscription.current_period_end = request.period_end
@@ -139,6 +169,7 @@ class BillingActivities:
             invoice = repo.invoice_for_update(session, request.invoice_id)
             if invoice.number is None:
                 invoice.number = repo.take_invoice_number(session, request.finalized_at)
+                invoice.registration_number = self._seller.registration_number
                 invoice.status = InvoiceStatus.OPEN
                 invoice.finalized_at = request.finalized_at
                 repo.audit(
@@ -581,37 +612,7 @@ class BillingActivities:
     # -- helpers ------------------------------------------------------------------------
 
     def _document(self, invoice: Invoice) -> InvoiceDocument:
-        customer = invoice.customer
-        return InvoiceDocument(
-            number=invoice.number,
-            status=invoice.status,
-            currency=invoice.currency,
-            locale=customer.locale,
-            time_zone=customer.time_zone,
-            customer_name=customer.name,
-            customer_email=customer.email,
-            seller_name=self._seller.name,
-            seller_address=self._seller.address,
-            seller_registration_number=self._seller.registration_number,
-            issued_at=invoice.finalized_at or invoice.issued_at,
-            period_start=invoice.period_start,
-            period_end=invoice.period_end,
-            lines=[
-                DocumentLine(
-                    description=line.description,
-                    unit_amount=line.unit_amount,
-                    quantity=line.quantity,
-                    amount=line.amount,
-                    period_start=line.period_start,
-                    period_end=line.period_end,
-                )
-                for line in invoice.lines
-            ],
-            subtotal=invoice.subtotal,
-            total=invoice.total,
-            amount_paid=invoice.amount_paid,
-            amount_due=invoice.amount_due,
-        )
+        return invoice_document(invoice, self._seller)
 
     def activities(self) -> list[Any]:
         """Every activity method, for ``Worker(activities=...)``."""
@@ -649,4 +650,69 @@ def _result(attempt: PaymentAttempt) -> ChargeResult:
         payment_intent_id=attempt.stripe_payment_intent_id,
         decline_code=attempt.decline_code,
         message=attempt.failure_message or "",
+    )
+
+
+def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:
+    """The invoice as printed (HTML, PDF, emails), resolved from its rows."""
+    customer = invoice.customer
+    rates = {item["tax_rate_id"]: item for item in invoice.tax_breakdown}
+
+    def tax_label(line: InvoiceLine) -> tuple[str, bool]:
+        rate = rates.get(line.tax_rate_id or "")
+        if rate is None:
+            return "", False
+        return f"{rate['percentage']}%{'※' if rate['reduced'] else ''}", bool(rate["reduced"])
+
+    lines = []
+    for line in invoice.lines:
+        label, reduced = tax_label(line)
+        lines.append(
+            DocumentLine(
+                description=line.description,
+                unit_amount=line.unit_amount,
+                quantity=line.quantity,
+                amount=line.amount,
+                period_start=line.period_start,
+                period_end=line.period_end,
+                kind=line.kind,
+                usage_quantity=line.usage_quantity,
+                tax_label=label,
+                reduced_rate=reduced,
+            )
+        )
+    return InvoiceDocument(
+        number=invoice.number,
+        status=invoice.status,
+        currency=invoice.currency,
+        locale=customer.locale,
+        time_zone=customer.time_zone,
+        customer_name=customer.name,
+        customer_email=customer.email,
+        seller_name=seller.name,
+        seller_address=seller.address,
+        # As finalized: an invoice keeps the number it was issued under.
+        seller_registration_number=invoice.registration_number or seller.registration_number,
+        issued_at=invoice.finalized_at or invoice.issued_at,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        lines=lines,
+        subtotal=invoice.subtotal,
+        total=invoice.total,
+        amount_paid=invoice.amount_paid,
+        amount_due=invoice.amount_due,
+        discount_total=invoice.discount_total,
+        tax_total=invoice.tax_total,
+        credit_applied=invoice.credit_applied,
+        taxes=tuple(
+            TaxSummary(
+                label=item["name"],
+                percentage=item["percentage"],
+                inclusive=item["inclusive"],
+                reduced=item["reduced"],
+                taxable=item["taxable"],
+                tax=item["tax"],
+            )
+            for item in invoice.tax_breakdown
+        ),
     )

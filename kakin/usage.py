@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing import metering
 from models import usage as usage_sql
 from models.tables import BillableMetric, Subscription
 
@@ -50,33 +51,35 @@ class EventResult:
 def measured_value(
     metric: BillableMetric, properties: dict[str, Any]
 ) -> tuple[int | None, str | None]:
-    """(value x 10**6, group key) an event adds to its metric; ValueError says what is wrong."""
-    if metric.aggregation == "count":
+    """(value x 10**6, group key) an event adds to its metric; ValueError says what is wrong.
+
+    ``billing.metering`` decides what a valid event is; here are only the limits of
+    storing it (six decimals, below 10^12, keys up to 255 characters).
+    """
+    terms = metering.BillableMetric(
+        code=metric.code,
+        aggregation=metering.Aggregation(metric.aggregation),
+        property=metric.property,
+    )
+    reason = metering.validate_event(terms, properties)
+    if reason is not None:
+        raise ValueError(reason)
+    if terms.aggregation is metering.Aggregation.COUNT:
         return None, None
-    name = metric.property or ""
-    if name not in properties:
-        raise ValueError(f"metric {metric.code!r} needs the property {name!r}")
-    raw = properties[name]
-    if metric.aggregation == "unique_count":
-        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or str(raw) == "":
-            raise ValueError(f"property {name!r} must be a non-empty string or an integer")
+    raw = properties[metric.property or ""]
+    if terms.aggregation is metering.Aggregation.UNIQUE_COUNT:
         if len(str(raw)) > 255:
-            raise ValueError(f"property {name!r} is longer than 255 characters")
+            raise ValueError(f"property {metric.property!r} is longer than 255 characters")
         return None, str(raw)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
-        raise ValueError(f"property {name!r} must be a number, got {type(raw).__name__}")
-    try:
-        # A JSON float is read back by its shortest repr: 12.5, not 12.4999999...
-        value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(f"property {name!r} must be a number, got {raw!r}") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"property {name!r} must be a finite number of zero or more")
+    value = metering.numeric_value(raw)
+    assert value is not None  # validate_event checked it
     if value >= _MAX_VALUE:
-        raise ValueError(f"property {name!r} must be below 10^12")
+        raise ValueError(f"property {metric.property!r} must be below 10^12")
     scaled = value.scaleb(usage_sql.VALUE_DECIMALS)
     if scaled != scaled.to_integral_value():
-        raise ValueError(f"property {name!r} has more than {usage_sql.VALUE_DECIMALS} decimals")
+        raise ValueError(
+            f"property {metric.property!r} has more than {usage_sql.VALUE_DECIMALS} decimals"
+        )
     return int(scaled), None
 
 
@@ -115,7 +118,7 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEventIn]) -> l
         )
         by_subscription = {(sub.id, metric_id): sub for sub, metric_id in held}
         by_customer: dict[tuple[str, str], list[Subscription]] = {}
-        for sub, metric_id in held:
+        for (_, metric_id), sub in by_subscription.items():  # one per subscription and metric
             by_customer.setdefault((sub.customer_id, metric_id), []).append(sub)
 
         results: list[EventResult | None] = [None] * len(events)

@@ -210,6 +210,9 @@ class StatusView:
     now: datetime  # billing time (differs from wall time under a test clock)
     price_id: str = ""  # the plan billed now
     pending_price_id: str | None = None  # a downgrade that applies at the renewal
+    # The period the next renewal invoice bills in advance (the upcoming invoice).
+    next_period_start: datetime | None = None
+    next_period_end: datetime | None = None
 
 
 # --- activity requests and results ----------------------------------------------

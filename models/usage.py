@@ -74,6 +74,12 @@ def insert_once(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[s
     return {(row[0], row[1]) for row in session.execute(statement)}
 
 
+def _codepoint_order(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return UsageEvent.event_id.collate("C")
+    return UsageEvent.event_id  # SQLite compares text byte by byte: code-point order
+
+
 def aggregate(
     session: Session,
     *,
@@ -102,7 +108,9 @@ def aggregate(
         scaled = session.scalar(
             select(UsageEvent.value)
             .where(*in_period)
-            .order_by(UsageEvent.timestamp.desc(), UsageEvent.event_id.desc())
+            # Ties go to the greatest event id in code-point order, as in
+            # billing.metering; PostgreSQL's default collation would sort otherwise.
+            .order_by(UsageEvent.timestamp.desc(), _codepoint_order(session).desc())
             .limit(1)
         )
     else:

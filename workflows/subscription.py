@@ -233,6 +233,13 @@ class SubscriptionWorkflow:
     def status(self) -> StatusView:
         st = self._state
         action, at = self._next_action()
+        # A query is not recorded in the history, so what it computes needs no patch.
+        upcoming = calendar.period(
+            st.anchor,
+            self._input.interval,
+            self._input.interval_count,
+            st.period_index + 1 - st.anchor_index,
+        )
         outstanding = None
         if st.dunning is not None:
             outstanding = OutstandingInvoice(
@@ -254,6 +261,8 @@ class SubscriptionWorkflow:
             now=self._now(),
             price_id=self._plan(),
             pending_price_id=st.pending_price_id,
+            next_period_start=upcoming.start,
+            next_period_end=upcoming.end,
         )
 
     # -- main loop ------------------------------------------------------------------------
