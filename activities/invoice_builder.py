@@ -63,6 +63,7 @@ class Draft:
     lines: tuple[DraftLine, ...]  # charges first, then one discount line per coupon
     totals: InvoiceTotals
     rates: dict[str, TaxRate]
+    rounding: RoundingMode = RoundingMode.DOWN
 
     @property
     def tax_breakdown(self) -> list[dict[str, Any]]:
@@ -76,6 +77,7 @@ class Draft:
                 "reduced": self.rates[item.rate.id].reduced,
                 "taxable": item.gross_amount if item.rate.inclusive else item.net_amount,
                 "tax": item.tax,
+                "rounding": str(self.rounding),
             }
             for item in self.totals.taxes
         ]
@@ -310,7 +312,13 @@ def compose(
         )
         for line in totals.discounts
     ]
-    return Draft(currency=currency, lines=(*charges, *discounts), totals=totals, rates=rates)
+    return Draft(
+        currency=currency,
+        lines=(*charges, *discounts),
+        totals=totals,
+        rates=rates,
+        rounding=rounding,
+    )
 
 
 def period_draft(
@@ -351,10 +359,10 @@ def line_rows(draft: Draft) -> list[InvoiceLine]:
             quantity=line.quantity,
             amount=line.amount,
             usage_quantity=line.usage_quantity,
-            # A line with several exclusive rates keeps the first here; the invoice's
-            # tax_breakdown holds every rate.
+            # The first rate is the one printed beside the line; details keep them all
+            # (a line may carry several exclusive rates) for stored_totals.
             tax_rate_id=line.tax_rate_ids[0] if line.tax_rate_ids else None,
-            details=line.details,
+            details={**line.details, "tax_rate_ids": list(line.tax_rate_ids)},
             period_start=line.period_start,
             period_end=line.period_end,
         )
@@ -393,3 +401,59 @@ def current_usage(session: Session, subscription: Subscription) -> list[DraftLin
     if start is None or end is None:
         return []
     return usage_lines(session, subscription, start=start, end=end)
+
+
+def stored_totals(invoice: Invoice) -> InvoiceTotals:
+    """An invoice's arithmetic (tax groups, per-rate tax), recomposed from its rows.
+
+    Credit notes split across the invoice's tax groups and rates
+    (``billing.credit_notes``). Each discount line is replayed as a fixed amount:
+    the allocation depends only on the amounts, so the groups come out as they were.
+    The stored taxes must come out again too, or this raises instead of guessing.
+    """
+    charges, coupons = [], []
+    for line in invoice.lines:
+        if line.kind == "discount":
+            coupons.append(
+                CouponTerms(
+                    code=line.description,
+                    duration="once",  # type: ignore[arg-type]
+                    amount_off=-line.amount,
+                    currency=invoice.currency,
+                )
+            )
+            continue
+        ids = line.details.get("tax_rate_ids")
+        if ids is None:
+            ids = [line.tax_rate_id] if line.tax_rate_id else []
+        charges.append(
+            MathLine(
+                description=line.description,
+                amount=line.amount,
+                tax_rate_ids=tuple(ids),
+                discountable=line.amount >= 0,
+            )
+        )
+    breakdown = invoice.tax_breakdown
+    totals = compose_invoice(
+        currency=invoice.currency,
+        lines=charges,
+        tax_rates=[
+            RateTerms(
+                id=item["tax_rate_id"],
+                name=item["name"],
+                percentage=Decimal(item["percentage"]),
+                inclusive=item["inclusive"],
+            )
+            for item in breakdown
+        ],
+        coupons=coupons,
+        tax_rounding=RoundingMode(breakdown[0].get("rounding", "down"))
+        if breakdown
+        else RoundingMode.DOWN,
+    )
+    if totals.total != invoice.total or [t.tax for t in totals.taxes] != [
+        item["tax"] for item in breakdown
+    ]:
+        raise ValueError(f"invoice {invoice.id}'s stored amounts do not recompose")
+    return totals

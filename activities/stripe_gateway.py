@@ -148,6 +148,37 @@ class StripeGateway:
             return state
         return _state(intent)
 
+    # -- refunds ----------------------------------------------------------------------
+
+    def find_refund(self, *, payment_intent_id: str, kakin_key: str) -> str | None:
+        """The refund made for ``kakin_key`` on this payment, if one was made.
+
+        Refunds carry their business key in metadata, so a retry after a lost answer
+        finds the first refund instead of refunding twice (no idempotency keys needed).
+        """
+        refunds = self._client.v1.refunds.list(
+            params={"payment_intent": payment_intent_id, "limit": 100}
+        )
+        for refund in refunds.data:
+            metadata = refund.to_dict().get("metadata") or {}
+            if metadata.get("kakin_key") == kakin_key:
+                return str(refund.id)
+        return None
+
+    def refund(
+        self, *, payment_intent_id: str, amount: int, kakin_key: str, idempotency_key: str
+    ) -> str:
+        """Refund ``amount`` of a succeeded payment; returns the refund id."""
+        refund = self._client.v1.refunds.create(
+            params={
+                "payment_intent": payment_intent_id,
+                "amount": amount,
+                "metadata": {"kakin_key": kakin_key},
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+        return str(refund.id)
+
 
 def _state(intent: Any) -> IntentState:
     data = intent.to_dict()

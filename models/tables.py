@@ -333,11 +333,16 @@ class CreditNote(Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[int] = mapped_column(BigInteger)  # tax included
     tax_amount: Mapped[int] = mapped_column(BigInteger, default=0)
-    reason: Mapped[str] = mapped_column(Text)
+    # duplicate | fraudulent | order_change | product_unsatisfactory (as Stripe)
+    reason: Mapped[str] = mapped_column(String(40))
+    memo: Mapped[str] = mapped_column(Text, default="")  # for the customer: why, in words
     method: Mapped[str] = mapped_column(String(10))  # refund | credit
     status: Mapped[str] = mapped_column(String(20))  # pending_refund | refunded | credited
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
     actor: Mapped[str] = mapped_column(String(200))
+    # Per tax group and rate (billing.credit_notes): a return invoice (返還インボイス)
+    # shows the credited amount and tax per rate, and the next note splits the rest.
+    breakdown: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     invoice: Mapped[Invoice] = relationship()

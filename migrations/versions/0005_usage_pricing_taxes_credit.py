@@ -117,11 +117,13 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('tax_amount', sa.BigInteger(), nullable=False),
-    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('reason', sa.String(length=40), nullable=False),
+    sa.Column('memo', sa.Text(), nullable=False),
     sa.Column('method', sa.String(length=10), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('stripe_refund_id', sa.String(length=255), nullable=True),
     sa.Column('actor', sa.String(length=200), nullable=False),
+    sa.Column('breakdown', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_credit_notes_customer_id_customers')),
     sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_credit_notes_invoice_id_invoices')),
@@ -129,6 +131,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('number', name=op.f('uq_credit_notes_number'))
     )
     op.create_index(op.f('ix_credit_notes_customer_id'), 'credit_notes', ['customer_id'], unique=False)
+    # Credit notes are numbered gaplessly like invoices, in a series of their own.
+    op.bulk_insert(
+        sa.table("invoice_number_sequences", sa.column("series"), sa.column("next_value")),
+        [{"series": "credit_note", "next_value": 1}],
+    )
     op.create_index(op.f('ix_credit_notes_invoice_id'), 'credit_notes', ['invoice_id'], unique=False)
     op.add_column('customers', sa.Column('tax_rate_ids', sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
     op.add_column('invoice_lines', sa.Column('kind', sa.String(length=20), nullable=False, server_default='subscription'))
@@ -168,6 +175,7 @@ def downgrade() -> None:
     op.drop_column('invoice_lines', 'usage_quantity')
     op.drop_column('invoice_lines', 'kind')
     op.drop_column('customers', 'tax_rate_ids')
+    op.execute("DELETE FROM invoice_number_sequences WHERE series = 'credit_note'")
     op.drop_index(op.f('ix_credit_notes_invoice_id'), table_name='credit_notes')
     op.drop_index(op.f('ix_credit_notes_customer_id'), table_name='credit_notes')
     op.drop_table('credit_notes')
