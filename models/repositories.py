@@ -107,20 +107,24 @@ def new_email(session: Session, **fields: Any) -> EmailMessage:
 
 
 def take_invoice_number(session: Session, finalized_at: datetime) -> str:
-    """Take the next number of the series, locking it until the caller commits.
+    return take_number(session, "invoice", "INV")
 
-    ``FOR UPDATE`` serializes finalizations on PostgreSQL (SQLite serializes writers
-    anyway); because the increment commits with the invoice, an aborted transaction
+
+def take_number(session: Session, series: str, prefix: str) -> str:
+    """Take the next number of a series (``INV-000042``), locked until the caller commits.
+
+    ``FOR UPDATE`` serializes the takers on PostgreSQL (SQLite serializes writers
+    anyway); because the increment commits with the document, an aborted transaction
     gives its number back and the series stays gapless.
     """
     sequence = session.scalars(
         select(InvoiceNumberSequence)
-        .where(InvoiceNumberSequence.series == "invoice")
+        .where(InvoiceNumberSequence.series == series)
         .with_for_update()
     ).one()
     value = sequence.next_value
     sequence.next_value = value + 1
-    return f"INV-{value:06d}"
+    return f"{prefix}-{value:06d}"
 
 
 def audited(session: Session, entity_id: str, action: str, occurred_at: datetime) -> bool:
