@@ -22,7 +22,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities import links
 from activities.invoice_builder import closing_period, line_rows, period_draft
-from activities.mailer import Mailer, OutgoingEmail, PermanentEmailError
+from activities.mailer import Attachment, Mailer, OutgoingEmail, PermanentEmailError
+from activities.pdf import html_to_pdf
 from activities.rendering import (
     DocumentLine,
     InvoiceDocument,
@@ -77,6 +78,8 @@ class Seller:
     # How tax is rounded, once per rate per invoice (KAKIN_TAX_ROUNDING): down is
     # 切り捨て, the usual choice of Japanese sellers.
     tax_rounding: str = "down"
+    # The invoice PDF goes with every email about an invoice (KAKIN_ATTACH_INVOICE_PDF).
+    attach_invoice_pdf: bool = True
 
 
 class BillingActivities:
@@ -597,6 +600,7 @@ class BillingActivities:
                 subject=content.subject,
                 html=content.html,
                 text=content.text,
+                attachments=self._invoice_pdf(invoice),
             )
             try:
                 provider_id = self._mailer.send(message)
@@ -610,6 +614,14 @@ class BillingActivities:
             session.commit()
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _invoice_pdf(self, invoice: Invoice | None) -> tuple[Attachment, ...]:
+        """The finalized invoice as a PDF, for the emails about it (if configured)."""
+        if invoice is None or invoice.number is None or not self._seller.attach_invoice_pdf:
+            return ()
+        # Rendered now, not the stored page: a receipt's PDF says paid.
+        html = render_invoice_html(self._templates, self._document(invoice))
+        return (Attachment(f"{invoice.number}.pdf", "application/pdf", html_to_pdf(html)),)
 
     def _document(self, invoice: Invoice) -> InvoiceDocument:
         return invoice_document(invoice, self._seller)

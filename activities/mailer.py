@@ -9,6 +9,7 @@ idempotent by file name, while SendGrid has no idempotency key at all.
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import hashlib
 import http.client
@@ -27,7 +28,26 @@ from typing import Any, Protocol
 
 import python_http_client.exceptions
 import sendgrid
-from sendgrid.helpers.mail import CustomArg, From, Mail, To
+from sendgrid.helpers.mail import Attachment as SendGridAttachment
+from sendgrid.helpers.mail import (
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    From,
+    Mail,
+    To,
+)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with an email, e.g. the invoice PDF."""
+
+    filename: str
+    content_type: str  # "application/pdf"
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class OutgoingEmail:
     subject: str
     html: str
     text: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 class TransientEmailError(Exception):
@@ -123,6 +144,11 @@ def to_rfc5322(message: OutgoingEmail) -> bytes:
     msg["X-Kakin-Key"] = message.key
     msg.set_content(message.text, charset="utf-8")
     msg.add_alternative(message.html, subtype="html", charset="utf-8")
+    for attachment in message.attachments:  # the message becomes multipart/mixed
+        maintype, _, subtype = attachment.content_type.partition("/")
+        msg.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
@@ -172,6 +198,15 @@ class SendGridMailer:
         )
         # Comes back in SendGrid's event webhooks, tying events to our email row.
         mail.custom_arg = CustomArg("kakin_key", message.key)
+        for attachment in message.attachments:
+            mail.add_attachment(
+                SendGridAttachment(
+                    FileContent(base64.b64encode(attachment.data).decode("ascii")),
+                    FileName(attachment.filename),
+                    FileType(attachment.content_type),
+                    Disposition("attachment"),
+                )
+            )
         try:
             response = self._client.send(mail)
         except python_http_client.exceptions.HTTPError as error:

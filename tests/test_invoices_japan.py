@@ -6,7 +6,11 @@ localstripe; refunds are looked up at localstripe afterwards.
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
 
 import pymupdf
 import pytest
@@ -87,6 +91,7 @@ async def test_tax_is_rounded_once_per_rate_and_both_rates_are_shown(
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
     task_queue: str,
+    outbox: Path,
 ) -> None:
     standard, reduced = add_tax_rates(pg_sessions)
     subscription_id = await start(
@@ -118,6 +123,16 @@ async def test_tax_is_rounded_once_per_rate_and_both_rates_are_shown(
     for text in ("登録番号: T1234567890123", "315円", "31円", "540円", "43円", "929円"):
         assert text in printed
     assert missing_glyphs(page, printed) == set()
+
+    # The receipt email carries the invoice as a PDF that says it is paid.
+    (eml,) = outbox.glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_filename() == f"{invoice.number}.pdf"
+    attached = pymupdf.open(stream=attachment.get_content(), filetype="pdf")[0].get_text()
+    assert "支払済み" in attached and "929円" in attached
 
 
 async def test_credit_notes_refund_or_credit_and_the_next_invoice_uses_credit_first(

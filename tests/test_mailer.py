@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from activities.mailer import (
+    Attachment,
     OutboxMailer,
     OutgoingEmail,
     PermanentEmailError,
@@ -127,6 +129,28 @@ def test_sendgrid_sends_the_whole_email_and_returns_the_message_id(sendgrid_api)
     ]
     assert body["custom_args"] == {"kakin_key": MESSAGE.key}
     assert message_id == "loopback000001.filter0001.0.0"
+
+
+def test_attachments_reach_sendgrid_and_the_outbox(sendgrid_api, tmp_path):
+    pdf = b"%PDF-1.7 invoice"
+    message = replace(MESSAGE, attachments=(Attachment("INV-0001.pdf", "application/pdf", pdf),))
+
+    SendGridMailer(API_KEY, host=sendgrid_api.url).send(message)
+    [request] = sendgrid_api.requests
+    assert request.body["attachments"] == [
+        {
+            "content": base64.b64encode(pdf).decode(),
+            "filename": "INV-0001.pdf",
+            "type": "application/pdf",
+            "disposition": "attachment",
+        }
+    ]
+
+    OutboxMailer(tmp_path).send(message)
+    parsed = parse(next(tmp_path.glob("*.eml")))
+    (attached,) = list(parsed.iter_attachments())
+    assert (attached.get_filename(), attached.get_content()) == ("INV-0001.pdf", pdf)
+    assert "12,000円" in parsed.get_body(preferencelist=("plain",)).get_content()
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
