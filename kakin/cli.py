@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import starter
 from billing.money import format_amount
 from kakin import api_keys, service, wiring
+from kakin.codec import EncryptionKeyError
 from kakin.settings import get_settings
 from models import repositories as repo
 from models.db import migrate
@@ -398,6 +399,22 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from kakin.codec_server import build_codec_app
+
+    uvicorn.run(build_codec_app(get_settings()), host=args.host, port=args.port)
+    return 0
+
+
+def _encryption_key(args: argparse.Namespace) -> int:
+    from kakin.codec import new_key_entry
+
+    print(new_key_entry(args.id))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kakin", description="kakin (課金) subscription billing")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -492,6 +509,18 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(handler=_api)
 
+    codec_server = commands.add_parser(
+        "codec-server", help="decrypt payloads for the Temporal UI (support and admin keys)"
+    )
+    codec_server.add_argument("--host", default="127.0.0.1")
+    codec_server.add_argument("--port", type=int, default=8081)
+    codec_server.set_defaults(handler=_codec_server)
+    encryption_key = commands.add_parser(
+        "encryption-key", help="print a new payload-encryption key entry (id:base64)"
+    )
+    encryption_key.add_argument("--id", help="the key id (default: k<date>-<random>)")
+    encryption_key.set_defaults(handler=_encryption_key)
+
     starter.add_subscription_commands(commands)
     starter.add_connection_options(parser)
     return parser
@@ -500,11 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command in ("start", "cancel", "pause", "resume", "status", "update-card"):
-        starter.exit_process(asyncio.run(starter.run_command(args)))
     try:
+        if args.command in ("start", "cancel", "pause", "resume", "status", "update-card"):
+            starter.exit_process(asyncio.run(starter.run_command(args)))
         return int(args.handler(args))
-    except service.InvalidRequestError as error:
+    except (service.InvalidRequestError, EncryptionKeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

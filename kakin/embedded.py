@@ -277,10 +277,12 @@ async def start_temporal_dev_server(
     log_dir: Path,
     search_attributes: Mapping[str, str] = SEARCH_ATTRIBUTES,
     timeout: float = 60,
+    ui_codec_endpoint: str | None = None,
 ) -> ManagedProcess:
     """Start ``temporal server start-dev`` on ``data_dir/temporal.db`` and wait until ready.
 
-    The search attributes are ensured even when the database already exists.
+    The search attributes are ensured even when the database already exists. With
+    ``ui_codec_endpoint``, the Web UI asks that codec endpoint to decrypt payloads.
     """
     binary = find_binary("temporal")
     if port_is_open(LOCALHOST, port):
@@ -307,6 +309,8 @@ async def start_temporal_dev_server(
     ]  # fmt: skip
     for name, kind in search_attributes.items():
         args += ["--search-attribute", f"{name}={kind}"]
+    if ui_codec_endpoint:
+        args += ["--ui-codec-endpoint", ui_codec_endpoint]
 
     process = ManagedProcess("temporal", args, log_dir=log_dir)
     try:
@@ -394,8 +398,11 @@ class EmbeddedStack:
         temporal_port: int = 7233,
         ui_port: int = 8233,
         stripe_port: int = 8420,
+        *,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.temporal_port = temporal_port
         self.ui_port = ui_port
         self.stripe_port = stripe_port
@@ -434,6 +441,7 @@ class EmbeddedStack:
                 port=self.temporal_port,
                 ui_port=self.ui_port,
                 log_dir=self.log_dir,
+                ui_codec_endpoint=self.ui_codec_endpoint,
             )
 
         async def localstripe() -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.dunning import DunningPolicy, parse_policy
+from billing.tax import normalize_registration_number
 
 EMBEDDED_LINK_SECRET = "kakin-embedded-link-secret"
 DEFAULT_DUNNING = "3:retry,7:retry,14:suspend,21:retry,30:cancel"
@@ -52,12 +53,31 @@ class Settings(BaseSettings):
     seller_address: str = "1-1 Chiyoda, Chiyoda-ku, Tokyo"
     # 適格請求書発行事業者登録番号 (T + 13 digits); printed on invoices when set.
     seller_registration_number: str = ""
+    # Consumption tax is computed once per rate per invoice and rounded this way:
+    # down (切り捨て, the usual choice), half_up (四捨五入), half_even or up (切り上げ).
+    tax_rounding: Literal["down", "half_up", "half_even", "up"] = "down"
+    # Attach the invoice PDF to every email about an invoice (about 0.2 s of CPU each).
+    attach_invoice_pdf: bool = True
     payment_update_url: str = "http://localhost:8000/pay/update"
     # Signs the card-update links in emails. The default is for the embedded setup
     # only: kakin refuses it with a live Stripe key.
     link_secret: str = Field(default=EMBEDDED_LINK_SECRET, repr=False)
 
     dunning_schedule: str = DEFAULT_DUNNING
+
+    # Temporal payload encryption (AES-GCM, see kakin/codec.py): "id:base64key" entries,
+    # comma-separated; the first (or encryption_key_id) encrypts, all of them decrypt.
+    encryption_keys: str = Field(default="", repr=False)
+    # A file of the same entries, one per line (e.g. a mounted secret); merged with the above.
+    encryption_keys_file: str = ""
+    # The id of the key that encrypts new payloads; empty: the first key listed.
+    encryption_key_id: str = ""
+
+    @field_validator("seller_registration_number")
+    @classmethod
+    def _valid_registration_number(cls, value: str) -> str:
+        # T + 13 digits with a valid check digit; printed on every qualified invoice.
+        return normalize_registration_number(value) if value.strip() else ""
 
     @field_validator("dunning_schedule")
     @classmethod

@@ -22,6 +22,8 @@ import uvicorn
 
 from api.app import build_app
 from kakin import wiring
+from kakin.codec import EncryptionKeyError, ensure_dev_key_file, keyring_from_settings
+from kakin.codec_server import build_codec_app
 from kakin.demo import Demo, ui_link
 from kakin.embedded import LOCALHOST, EmbeddedStack, port_is_open
 from kakin.settings import Settings, get_settings
@@ -63,11 +65,26 @@ def run_up(
         settings = settings.model_copy(
             update={"payment_update_url": f"http://localhost:{api_port}/pay/update"}
         )
+    # Payloads are encrypted here too. Without configured keys, a development key is
+    # kept next to the other state (created once, mode 0600): only this data dir's
+    # Temporal payloads are readable with it.
+    if not settings.encryption_keys.strip() and not settings.encryption_keys_file.strip():
+        keys_file = ensure_dev_key_file(data_dir / "encryption.keys")
+        settings = settings.model_copy(update={"encryption_keys_file": str(keys_file)})
+    try:
+        keyring_from_settings(settings)
+    except EncryptionKeyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # The Web UI decrypts through the codec endpoint mounted on the API port.
+    codec_endpoint = f"http://localhost:{api_port}/codec"
     try:
         return asyncio.run(
             _up(
                 settings,
-                EmbeddedStack(data_dir, temporal_port, ui_port, stripe_port),
+                EmbeddedStack(
+                    data_dir, temporal_port, ui_port, stripe_port, ui_codec_endpoint=codec_endpoint
+                ),
                 api_port=api_port,
                 demo=demo,
                 exit_after_demo=exit_after_demo,
@@ -135,10 +152,11 @@ async def _up(
         )
         client = await wiring.temporal_client(settings)
         worker = asyncio.create_task(run_worker(settings, client=client, stop=worker_stop))
+        app = build_app(settings)
+        app.mount("/codec", build_codec_app(settings))  # the UI's --ui-codec-endpoint
         api = _ApiServer(
             uvicorn.Config(
-                build_app(settings), host=LOCALHOST, port=api_port,
-                log_level="warning", lifespan="off",
+                app, host=LOCALHOST, port=api_port, log_level="warning", lifespan="off",
             )
         )  # fmt: skip
         serving = asyncio.create_task(api.serve())
@@ -247,6 +265,13 @@ def _where_to_look(settings: Settings, stack: EmbeddedStack) -> str:
     def shown(path: Path) -> str:
         return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
+    # Every Temporal client needs the payload keys (kakin/codec.py).
+    keys = (
+        f"\n  export KAKIN_ENCRYPTION_KEYS_FILE={settings.encryption_keys_file}"
+        if settings.encryption_keys_file
+        else ""
+    )
+
     return f"""
 kakin is up (test mode: localstripe, test clocks). Where to look:
   Temporal UI     {ui_link(stack.ui_url, ns)}
@@ -256,8 +281,10 @@ kakin is up (test mode: localstripe, test clocks). Where to look:
   database        {settings.database_url}
   logs            {shown(stack.log_dir)}/  (temporal.log, localstripe.log)
   Temporal        {address}, namespace {ns}, task queue {settings.task_queue}
+  payload keys    {settings.encryption_keys_file or "KAKIN_ENCRYPTION_KEYS"} (AES-GCM)
+    UI decryption {stack.ui_codec_endpoint}/login  (a support or admin API key)
   Stripe          {stack.stripe_api_base} (localstripe)
-From another terminal:
+From another terminal:{keys}
   kakin --temporal-address {address} status <sub id>
   python starter.py --temporal-address {address} cancel <sub id> \\
       --reason "..." --requested-by support:you

@@ -9,6 +9,7 @@ from activities.billing import BillingActivities, Seller
 from activities.mailer import Mailer, OutboxMailer, SendGridMailer
 from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
+from kakin import codec
 from kakin.settings import EMBEDDED_LINK_SECRET, Settings
 from models.db import make_engine, make_session_factory
 
@@ -44,6 +45,8 @@ def seller(settings: Settings) -> Seller:
         email_from=settings.email_from,
         email_from_name=settings.email_from_name,
         link_secret=settings.link_secret,
+        tax_rounding=settings.tax_rounding,
+        attach_invoice_pdf=settings.attach_invoice_pdf,
     )
 
 
@@ -64,4 +67,12 @@ def billing_activities(
 
 
 async def temporal_client(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    """A client whose payloads are encrypted with the configured keys (kakin/codec.py).
+
+    Raises ``EncryptionKeyError`` (a ValueError) naming what to set when no key is configured.
+    """
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=codec.data_converter_from_settings(settings),
+    )

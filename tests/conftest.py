@@ -30,10 +30,16 @@ from kakin.binaries import find_binary
 from kakin.embedded import start_localstripe
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import free_ports
+from tests.support.encryption import TEST_KEYS, converter_for_tests
 from worker import build_worker
 from workflows import search_attributes as sa
 
 PG_ADMIN_URL = os.environ.get("KAKIN_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+# Payloads are encrypted in tests as in production: the fixtures' clients use these
+# keys, and subprocesses (starter.py, kakin.cli) inherit them from the environment.
+os.environ["KAKIN_ENCRYPTION_KEYS"] = TEST_KEYS
+os.environ.pop("KAKIN_ENCRYPTION_KEYS_FILE", None)
+os.environ.pop("KAKIN_ENCRYPTION_KEY_ID", None)
 
 _SA_TYPES = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -125,7 +131,8 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     hold the shared clock while the next test skips time.
     """
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server")
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=converter_for_tests(),
     )
     await register_search_attributes(env.client)
     async with env:
@@ -139,6 +146,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=find_binary("temporal"),
         search_attributes=list(sa.ALL),
         ui=False,
+        data_converter=converter_for_tests(),
     )
     async with env:
         yield env

@@ -24,6 +24,7 @@ from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
 from models.tables import Customer
 from tests.helpers import OK_CARD, free_ports
+from tests.support.encryption import converter_for_tests
 
 SETTINGS = Settings(stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db")
 
@@ -50,7 +51,7 @@ def running(app: FastAPI) -> Iterator[str]:
 
 def connect_to(target: str) -> Callable[[], Any]:
     # Connect lazily, inside the server's own event loop.
-    return lambda: Client.connect(target)
+    return lambda: Client.connect(target, data_converter=converter_for_tests())
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pymupdf
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -23,6 +24,7 @@ from activities.pdf import html_to_pdf
 from activities.stripe_gateway import StripeGateway
 from kakin import service
 from kakin.credit_notes import CreditNoteRefusedError, issue_credit_note
+from kakin.settings import Settings
 from models import repositories as repo
 from models.tables import CreditNote, CreditTransaction, Price, SubscriptionItem, TaxRate
 from tests.helpers import customer_and_price, observe
@@ -224,3 +226,14 @@ async def test_an_open_invoice_takes_no_credit_note(
             pg_sessions, stripe_gateway, invoice_id=invoice.id, reason="duplicate",
             method="credit", actor="support:ken",
         )  # fmt: skip
+
+
+def test_the_sellers_registration_number_is_checked_when_kakin_starts() -> None:
+    # 7000012050002 is the National Tax Agency's own corporate number.
+    typed = Settings(seller_registration_number="Ｔ７０００-０１２０-５０００２")
+    assert typed.seller_registration_number == "T7000012050002"
+    with pytest.raises(ValidationError, match="wrong check digit"):
+        Settings(seller_registration_number="T8000012050002")
+    with pytest.raises(ValidationError, match="not T followed by 13 digits"):
+        Settings(seller_registration_number="7000012050002")
+    assert Settings(seller_registration_number="").seller_registration_number == ""
