@@ -7,13 +7,24 @@ gets 409. When the work ends with a response below 500 it is stored, and replays
 the same key, method, path and body get it back (same status, same body, header
 ``Idempotent-Replayed: true``). A different body or path with a used key is a 409.
 A 5xx or an unexpected error removes the row, so the client may retry with the key.
+
+Keys are kept for ``RETENTION`` (24 hours, as Stripe does): a retry comes within
+minutes, and a table that only grew would keep every response body forever. An
+expired key is free again the moment it is reused (one DELETE by the unique key); the
+rest are deleted by ``prune``, which ``once`` runs at most every ``PRUNE_EVERY`` per
+database, so the sweep is one DELETE now and then rather than one per request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import time
+import weakref
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -26,9 +37,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import ApiError, ErrorBody, error_body
 from kakin.api_keys import KeyInfo
 from models import repositories as repo
-from models.tables import IdempotencyKey
+from models.tables import IdempotencyKey, utcnow
+
+log = logging.getLogger("kakin.api")
 
 MAX_KEY_LENGTH = 255
+RETENTION = timedelta(hours=24)
+PRUNE_EVERY = 600.0  # seconds between sweeps of expired keys, per database
 RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorBody,
@@ -54,7 +69,9 @@ def _claim(
     sessions: sessionmaker[Session], api_key: KeyInfo, key: str, method: str, path: str, digest: str
 ) -> IdempotencyKey | None:
     """Insert the processing row; if the key is taken, return the row that holds it."""
-    for _ in range(3):  # the holder may release the key between our insert and our lookup
+    # The holder may release the key (or we may delete its expired row) between our
+    # insert and our lookup: then the insert is tried again.
+    for _ in range(3):
         with sessions() as session:
             session.add(
                 IdempotencyKey(
@@ -70,11 +87,52 @@ def _claim(
                 return None
             except IntegrityError:
                 session.rollback()
+            # Expired but not swept yet: as good as gone, whatever it answered.
+            if repo.delete_idempotency_keys(
+                session, created_before=utcnow() - RETENTION, api_key_id=api_key.id, key=key
+            ):
+                session.commit()
+                continue
             existing = repo.idempotency_key(session, api_key.id, key)
             if existing is not None:
                 session.expunge(existing)
                 return existing
     raise ApiError(409, "A request with this Idempotency-Key is still in progress")
+
+
+def prune(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:
+    """Delete the keys older than ``RETENTION``; returns how many went."""
+    with sessions() as session:
+        deleted = repo.delete_idempotency_keys(
+            session, created_before=(now or utcnow()) - RETENTION
+        )
+        session.commit()
+    return deleted
+
+
+# When each database (by its session factory) is next due a sweep, in monotonic time.
+_next_prune: weakref.WeakKeyDictionary[sessionmaker[Session], float] = weakref.WeakKeyDictionary()
+_prune_lock = threading.Lock()
+
+
+def _prune_now_and_then(sessions: sessionmaker[Session]) -> None:
+    """``prune`` if this database has not been swept for ``PRUNE_EVERY`` seconds.
+
+    Best effort: a failed sweep is logged and tried again later; it never fails the
+    request that happened to trigger it.
+    """
+    with _prune_lock:
+        due = _next_prune.get(sessions, 0.0)
+        if time.monotonic() < due:
+            return
+        _next_prune[sessions] = time.monotonic() + PRUNE_EVERY
+    try:
+        deleted = prune(sessions)
+    except Exception:
+        log.warning("expired idempotency keys were not pruned", exc_info=True)
+        return
+    if deleted:
+        log.info("pruned %d expired idempotency keys", deleted)
 
 
 def _finish(
@@ -110,6 +168,7 @@ async def once(
         return JSONResponse((await work()).model_dump(mode="json"), status_code=status)
     method, path = request.method, request.url.path
     digest = request_digest(await request.body())
+    await run_in_threadpool(_prune_now_and_then, sessions)
     held = await run_in_threadpool(_claim, sessions, api_key, key, method, path, digest)
     if held is not None:
         if (held.method, held.path) != (method, path):

@@ -109,13 +109,31 @@ class CustomerOut(BaseModel):
         )
 
 
+class TierIn(Request):
+    up_to: str | None = Field(description="the tier's last unit (inclusive); null: no limit")
+    unit_amount: str = Field(default="0", description="per unit, minor units, may be fractional")
+    flat_amount: int = Field(default=0, ge=0, description="a flat fee for reaching the tier")
+
+
 class PriceCreate(Request):
     product_name: str = Field(min_length=1, max_length=200)
     nickname: str = Field(default="", max_length=200)
     currency: str
-    unit_amount: int = Field(ge=0, le=10**15, description="in minor units (JPY: yen)")
+    unit_amount: int = Field(
+        default=0, ge=0, le=10**15, description="in minor units (JPY: yen); flat per seat"
+    )
     interval: IntervalName = "month"
     interval_count: int = Field(default=1, ge=1, le=365)
+    pricing_model: Literal["flat", "per_unit", "graduated", "volume", "package"] = "flat"
+    unit_amount_decimal: str | None = Field(
+        default=None, max_length=40, description='per unit or package, e.g. "0.015" yen per call'
+    )
+    package_size: int | None = Field(default=None, ge=1)
+    tiers: list[TierIn] | None = Field(default=None, min_length=1, max_length=50)
+    metric: str | None = Field(
+        default=None, max_length=100, description="a metric code: billed in arrears on usage"
+    )
+    tax_rate_ids: list[str] = Field(default_factory=list, max_length=5)
 
     _currency = field_validator("currency")(check_currency)
 
@@ -135,6 +153,12 @@ class PriceOut(FromRow):
     interval: str
     interval_count: int
     active: bool
+    pricing_model: str
+    unit_amount_decimal: str | None
+    package_size: int | None
+    tiers: list[dict[str, Any]] | None
+    metric_id: str | None
+    tax_rate_ids: list[str]
     created_at: datetime
 
 
@@ -392,6 +416,10 @@ class SubscriptionStatusOut(BaseModel):
     now: datetime = Field(description="billing time (differs from wall time under a test clock)")
     price_id: str
     pending_price_id: str | None
+    next_period_start: datetime | None = Field(
+        description="the period the next renewal invoice bills (in advance)"
+    )
+    next_period_end: datetime | None
 
     @classmethod
     def of(cls, view: StatusView) -> SubscriptionStatusOut:
@@ -411,6 +439,8 @@ class SubscriptionStatusOut(BaseModel):
             now=view.now,
             price_id=view.price_id,
             pending_price_id=view.pending_price_id,
+            next_period_start=view.next_period_start,
+            next_period_end=view.next_period_end,
         )
 
 
@@ -432,3 +462,11 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+
+
+class WebhookReceived(BaseModel):
+    """A Stripe event acknowledged; ``duplicate``: seen before, so nothing changed."""
+
+    received: Literal[True] = True
+    id: str
+    duplicate: bool

@@ -31,7 +31,11 @@ from models.tables import (
 )
 
 
-class CatalogError(ValueError):
+class InvalidRequestError(ValueError):
+    """The request cannot be carried out; the message says why in one sentence."""
+
+
+class CatalogError(InvalidRequestError):
     """A catalog request that cannot be carried out; the message says why."""
 
 

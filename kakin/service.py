@@ -17,6 +17,7 @@ from billing.calendar import Interval
 from billing.dunning import DunningPolicy
 from billing.money import normalize_currency
 from billing.proration import Proration, prorate
+from kakin import catalog
 from models import repositories as repo
 from models.payloads import (
     CancelRequest,
@@ -32,13 +33,14 @@ from models.payloads import (
     SubscriptionStatus,
     WaiveRequest,
 )
-from models.tables import Customer, Price, Product, Subscription
+from models.tables import Customer, Price, Subscription
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
 
+InvalidRequestError = catalog.InvalidRequestError
 
-class InvalidRequestError(ValueError):
-    """The request cannot be carried out; the message says why in one sentence."""
+# Prices of every model are made in kakin.catalog; starters and tests find it here too.
+create_price = catalog.create_price
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -90,40 +92,6 @@ def create_customer(
     return customer_id
 
 
-def create_price(
-    sessions: sessionmaker[Session],
-    *,
-    product_name: str,
-    currency: str,
-    unit_amount: int,
-    interval: str = "month",
-    interval_count: int = 1,
-    nickname: str = "",
-) -> str:
-    """Create a product with one flat-rate price; returns the price id."""
-    try:
-        currency = normalize_currency(currency)
-        interval = Interval(interval)
-    except ValueError as error:
-        raise InvalidRequestError(f"{error}; intervals are day, week, month, year") from None
-    if unit_amount < 0 or interval_count < 1:
-        raise InvalidRequestError("unit_amount must be >= 0 and interval_count >= 1")
-    with sessions() as session:
-        product = Product(id=repo.new_id("prod"), name=product_name)
-        price = Price(
-            id=repo.new_id("price"),
-            product=product,
-            nickname=nickname,
-            currency=currency,
-            unit_amount=unit_amount,
-            interval=interval,
-            interval_count=interval_count,
-        )
-        session.add_all([product, price])
-        session.commit()
-        return price.id
-
-
 async def start_subscription(
     client: Client,
     sessions: sessionmaker[Session],
@@ -137,8 +105,14 @@ async def start_subscription(
     test_clock_speed: float | None = None,
     live_mode: bool = False,
     dunning: DunningPolicy | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> str:
-    """Record the subscription and start its workflow; returns the subscription id."""
+    """Record the subscription and start its workflow; returns the subscription id.
+
+    ``metadata`` (the caller's own keys and values) is written with the row, in the
+    same transaction: no moment or crash leaves the subscription without it, and no
+    write after the workflow has started can fail and make a retry start another one.
+    """
     if test_clock_speed is not None and live_mode:
         raise InvalidRequestError("test clocks are refused with a live Stripe key")
     if quantity < 1:
@@ -173,6 +147,7 @@ async def start_subscription(
                 billing_cycle_anchor=start_at,
                 workflow_id=workflow_id(subscription_id),
                 test_clock=test_clock_speed is not None,
+                metadata_=dict(metadata or {}),
             )
         )
         session.commit()

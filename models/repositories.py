@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from sqlalchemy import ColumnElement, and_, or_, select, text
+from sqlalchemy import ColumnElement, and_, delete, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.tables import (
@@ -320,3 +320,25 @@ def idempotency_key(session: Session, api_key_id: str, key: str) -> IdempotencyK
             IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key
         )
     ).one_or_none()
+
+
+def delete_idempotency_keys(
+    session: Session,
+    *,
+    created_before: datetime,
+    api_key_id: str | None = None,
+    key: str | None = None,
+) -> int:
+    """Delete the idempotency keys created before ``created_before`` (all of them, or
+    the one ``key`` of ``api_key_id``); returns how many went.
+
+    A bulk DELETE rather than ``session.delete``: when two requests remove the same
+    row at once, the second deletes nothing instead of failing.
+    """
+    query = delete(IdempotencyKey).where(IdempotencyKey.created_at < created_before)
+    if api_key_id is not None:
+        query = query.where(IdempotencyKey.api_key_id == api_key_id)
+    if key is not None:
+        query = query.where(IdempotencyKey.key == key)
+    result = session.execute(query)
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,13 +15,16 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+import api.routers
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
+from api.deps import Deps
 from kakin import api_keys, service
 from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
@@ -181,6 +187,78 @@ def test_openapi_lists_the_paths(api_url: str) -> None:
         assert path in paths, path
     assert set(paths["/v1/customers/{customer_id}"]) == {"get", "patch"}
     assert "HTTPBearer" in document["components"]["securitySchemes"]
+
+
+def refs(node: Any) -> Iterator[str]:
+    """Every ``$ref`` in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+NO_BODY = {("post", "/v1/prices/{price_id}/archive"), ("post", "/v1/invoices/{invoice_id}/retry")}
+
+
+def test_the_openapi_document_describes_every_endpoint_with_its_schemas(
+    api_url: str, pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway
+) -> None:
+    with client(api_url) as http:
+        document = http.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    # Every route of every router module is listed (the card-update page, for people,
+    # is not a router module and stays out).
+    deps = Deps(
+        settings=SETTINGS, sessions=pg_sessions, temporal=connect_to("x:1"), stripe=stripe_gateway
+    )
+    served = set()
+    for module in pkgutil.iter_modules(api.routers.__path__, "api.routers."):
+        router = importlib.import_module(module.name).router(deps)
+        routes = [route for route in router.routes if isinstance(route, APIRoute)]
+        served |= {
+            (method.lower(), route.path) for route in routes for method in route.methods or ()
+        }
+    assert {(method, path) for path, ops in paths.items() for method in ops} == served
+
+    for ref in refs(document):  # the document holds together
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+    assert "HTTPValidationError" not in schemas, "a 422 documented in FastAPI's shape, not ours"
+
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            assert op["operationId"] and op["summary"] and op["tags"], where
+            in_path = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert in_path == set(re.findall(r"\{(\w+)\}", path)), where
+            assert all("schema" in p for p in op.get("parameters", [])), where
+            successes = [r for code, r in op["responses"].items() if code.startswith("2")]
+            assert len(successes) == 1, where
+            assert all("schema" in c for c in successes[0]["content"].values()), where
+            for code, response in op["responses"].items():
+                if code.startswith(("4", "5")) and path != "/v1/ready":
+                    error = response["content"]["application/json"]["schema"]
+                    assert error == {"$ref": "#/components/schemas/ErrorBody"}, (where, code)
+            if method in {"post", "patch"} and (method, path) not in NO_BODY:
+                body = op["requestBody"]["content"]["application/json"]["schema"]
+                assert "$ref" in body or body.get("type") == "object" or "anyOf" in body, where
+            if path not in {"/v1/health", "/v1/ready", "/v1/webhooks/stripe"}:
+                assert op["security"] == [{"HTTPBearer": []}], where
+                assert {"401", "403"} <= set(op["responses"]), where
+
+    # The request bodies name their fields and refuse others.
+    for name in ("CustomerCreate", "PriceCreate", "SubscriptionCreate", "CancelCreate"):
+        assert schemas[name]["properties"], name
+        assert schemas[name]["additionalProperties"] is False, name
+    assert {"customer_id", "price_id", "metadata"} <= set(
+        schemas["SubscriptionCreate"]["properties"]
+    )
 
 
 def test_an_unknown_path_is_a_json_404(as_admin: httpx.Client) -> None:

@@ -6,6 +6,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -15,9 +16,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
-from api.idempotency import request_digest
+from api.idempotency import RETENTION, prune, request_digest
 from kakin import api_keys
 from kakin.settings import Settings
+from models.db import make_engine, make_session_factory
 from models.tables import ApiKey, Customer, IdempotencyKey, Subscription
 from tests.helpers import eventually
 from tests.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
@@ -262,3 +264,110 @@ def test_spacing_and_key_order_do_not_make_a_different_body(url: str, service_ke
     assert first.status_code == 201, first.text
     assert (again.status_code, again.json()) == (201, first.json())
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+# -- retention: keys are forgotten after a day -------------------------------------------
+
+
+def age_key(sessions: sessionmaker[Session], owner: str, key: str, age: timedelta) -> None:
+    """Move a stored key's creation back by ``age``, as if it had been used that long ago."""
+    with sessions() as session:
+        row = session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.api_key_id == owner, IdempotencyKey.key == key
+            )
+        ).one()
+        row.created_at = datetime.now(UTC) - age
+        session.commit()
+
+
+def test_a_key_older_than_a_day_is_a_new_request(
+    url: str, service_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    owner = owner_of(pg_sessions, service_key)
+    renamed = {**CUSTOMER, "name": "次の日の顧客"}
+    with client(url, service_key) as http:
+        first = http.post("/v1/customers", json=CUSTOMER, headers=idem("daily"))
+        assert first.status_code == 201, first.text
+        age_key(pg_sessions, owner, "daily", RETENTION - timedelta(hours=1))
+        still_held = http.post("/v1/customers", json=renamed, headers=idem("daily"))
+        age_key(pg_sessions, owner, "daily", RETENTION + timedelta(hours=1))
+        later = http.post("/v1/customers", json=renamed, headers=idem("daily"))
+        replay = http.post("/v1/customers", json=renamed, headers=idem("daily"))
+    assert "different request body" in error_of(still_held, 409)["message"]
+    assert later.status_code == 201, later.text
+    assert "Idempotent-Replayed" not in later.headers
+    assert later.json()["id"] != first.json()["id"]
+    assert later.json()["name"] == "次の日の顧客"
+    # The key now holds the new request: its replay gets the new answer.
+    assert (replay.status_code, replay.json()) == (201, later.json())
+    assert replay.headers["Idempotent-Replayed"] == "true"
+
+
+def stored_keys(sessions: sessionmaker[Session], owner: str) -> set[str]:
+    with sessions() as session:
+        return set(
+            session.scalars(select(IdempotencyKey.key).where(IdempotencyKey.api_key_id == owner))
+        )
+
+
+def test_expired_keys_are_deleted_when_the_api_next_takes_a_keyed_request(
+    postgres_url: str,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    dev_env: WorkflowEnvironment,
+    service_key: str,
+) -> None:
+    # An idle API key's old keys: nobody will reuse them, so only a sweep removes them.
+    idle = owner_of(pg_sessions, new_key(pg_sessions, "service"))
+    with pg_sessions() as session:
+        for key, age in (("old", RETENTION + timedelta(minutes=5)), ("recent", timedelta(hours=1))):
+            session.add(
+                IdempotencyKey(
+                    api_key_id=idle,
+                    key=key,
+                    method="POST",
+                    path="/v1/customers",
+                    request_hash="0" * 64,
+                    response_status=201,
+                    response_body={},
+                    created_at=datetime.now(UTC) - age,
+                )
+            )
+        session.commit()
+    # A new app on its own session factory: its first keyed request is due a sweep.
+    app = create_app(
+        settings=Settings(stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db"),
+        sessions=make_session_factory(make_engine(postgres_url)),
+        temporal=connect_to(dev_env.client.service_client.config.target_host),
+        stripe=stripe_gateway,
+    )
+    with running(app) as base, client(base, service_key) as http:
+        assert stored_keys(pg_sessions, idle) == {"old", "recent"}
+        response = http.post("/v1/customers", json=CUSTOMER, headers=idem("sweeper"))
+    assert response.status_code == 201, response.text
+    assert stored_keys(pg_sessions, idle) == {"recent"}
+    assert stored_keys(pg_sessions, owner_of(pg_sessions, service_key)) == {"sweeper"}
+
+
+def test_prune_deletes_only_expired_keys(database_url: str) -> None:
+    sessions = make_session_factory(make_engine(database_url))
+    owner = api_keys.create_key(sessions, name="prune", role="service").info.id
+    now = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    second = timedelta(seconds=1)
+    ages = {"expired": RETENTION + second, "just-under": RETENTION - second, "fresh": second}
+    with sessions() as session:
+        for key, age in ages.items():
+            session.add(
+                IdempotencyKey(
+                    api_key_id=owner,
+                    key=key,
+                    method="POST",
+                    path="/v1/prices",
+                    request_hash="0" * 64,
+                    created_at=now - age,
+                )
+            )
+        session.commit()
+    assert prune(sessions, now=now) >= 1
+    assert stored_keys(sessions, owner) == {"just-under", "fresh"}

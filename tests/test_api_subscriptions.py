@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.stripe_gateway import StripeGateway
+from kakin import service
 from kakin.api_keys import CreatedKey
+from models.db import make_engine, make_session_factory
 from models.tables import AuditLog, Customer, Invoice, Price, Product, Subscription
+from tests import helpers
 from tests.helpers import OK_CARD, eventually
 from tests.test_api import CUSTOMER, PRICE, as_role, client, error_of
 
@@ -362,3 +368,38 @@ def test_the_openapi_document_lists_the_new_paths(url: str) -> None:
         "/v1/invoices/{invoice_id}/html",
     ):
         assert path in paths, path
+
+
+async def test_metadata_is_written_with_the_subscription_row(
+    postgres_url: str, stripe_gateway: StripeGateway, dev_env: WorkflowEnvironment
+) -> None:
+    # An engine of the test's own, so only this start's statements are seen.
+    engine = make_engine(postgres_url)
+    sessions = make_session_factory(engine)
+    customer_id, price_id = helpers.customer_and_price(sessions, stripe_gateway)
+    writes: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if re.match(r"\s*(INSERT INTO|UPDATE) subscriptions\b", statement):
+            writes.append(statement.split()[0])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        subscription_id = await service.start_subscription(
+            dev_env.client,
+            sessions,
+            task_queue=f"billing-nobody-{secrets.token_hex(4)}",  # the workflow need only exist
+            customer_id=customer_id,
+            price_id=price_id,
+            metadata={"order": "A-7", "channel": "web"},
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # One INSERT carries the metadata: no second write that could fail after the
+    # workflow has started and leave a subscription without it.
+    assert writes == ["INSERT"]
+    with sessions() as session:
+        row = session.get(Subscription, subscription_id)
+        assert row is not None
+        assert row.metadata_ == {"order": "A-7", "channel": "web"}
+    engine.dispose()

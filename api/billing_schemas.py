@@ -1,0 +1,292 @@
+"""Bodies of the usage, tax, coupon, credit-note and upcoming-invoice endpoints.
+
+Amounts are integers in the currency's minor unit; quantities and percentages that
+may be fractional are decimal strings ("12.5", "0.015"), never floats.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+
+from activities.invoice_builder import Draft, DraftLine
+from api.schemas import FromRow, Request, check_currency
+from billing.rounding import parse_decimal
+from kakin.usage import MAX_BATCH, EventResult
+
+Aggregation = Literal["count", "sum", "max", "unique_count", "latest"]
+PricingModel = Literal["flat", "per_unit", "graduated", "volume", "package"]
+
+
+def check_decimal(value: str | None) -> str | None:
+    if value is not None:
+        parse_decimal(value, what="the value")  # ValueError says what is wrong
+    return value
+
+
+# -- usage -------------------------------------------------------------------------------
+
+
+class UsageEventBody(Request):
+    event_id: str = Field(min_length=1, max_length=255, description="counted once per customer")
+    metric: str = Field(min_length=1, max_length=100, description="the billable metric's code")
+    timestamp: AwareDatetime
+    properties: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    customer_id: str | None = Field(default=None, max_length=40)
+    subscription_id: str | None = Field(default=None, max_length=40)
+
+
+class UsageBatch(Request):
+    """``{"events": [...]}`` with 1 to 1,000 events; a single event object also works."""
+
+    events: list[UsageEventBody] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_event(cls, data: Any) -> Any:
+        # A lone event is a batch of one: one shape to validate, one set of messages.
+        if isinstance(data, dict) and "events" not in data and "event_id" in data:
+            return {"events": [data]}
+        return data
+
+
+class UsageResult(BaseModel):
+    event_id: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str = ""
+    subscription_id: str | None = None
+
+    @classmethod
+    def of(cls, result: EventResult) -> UsageResult:
+        return cls(
+            event_id=result.event_id,
+            status=result.status,
+            reason=result.reason,
+            subscription_id=result.subscription_id,
+        )
+
+
+class UsageReceipt(BaseModel):
+    """Per event: accepted, a duplicate (already counted), or rejected with the reason."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[UsageResult]
+
+
+class LineOut(BaseModel):
+    description: str
+    kind: str
+    amount: int
+    period_start: datetime
+    period_end: datetime
+    unit_amount: int
+    quantity: int
+    usage_quantity: str | None
+    tax_rate_ids: list[str]
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, line: DraftLine) -> LineOut:
+        return cls(
+            description=line.description,
+            kind=line.kind,
+            amount=line.amount,
+            period_start=line.period_start,
+            period_end=line.period_end,
+            unit_amount=line.unit_amount,
+            quantity=line.quantity,
+            usage_quantity=line.usage_quantity,
+            tax_rate_ids=list(line.tax_rate_ids),
+            details=line.details,
+        )
+
+
+class CurrentUsage(BaseModel):
+    """The open period's usage so far and what it costs so far (before discounts and tax)."""
+
+    subscription_id: str
+    currency: str
+    period_start: datetime | None
+    period_end: datetime | None
+    lines: list[LineOut]
+    amount: int
+
+
+class TaxOut(BaseModel):
+    tax_rate_id: str
+    name: str
+    percentage: str
+    inclusive: bool
+    reduced: bool
+    taxable: int
+    tax: int
+
+
+class UpcomingInvoice(BaseModel):
+    """The invoice the next renewal will create, computed now and stored nowhere."""
+
+    subscription_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    lines: list[LineOut]
+    subtotal: int
+    discount_total: int
+    tax_total: int
+    total: int
+    credit_applied: int
+    amount_due: int
+    taxes: list[TaxOut]
+
+    @classmethod
+    def of(
+        cls, subscription_id: str, start: datetime, end: datetime, draft: Draft
+    ) -> UpcomingInvoice:
+        totals = draft.totals
+        return cls(
+            subscription_id=subscription_id,
+            currency=draft.currency,
+            period_start=start,
+            period_end=end,
+            lines=[LineOut.of(line) for line in draft.lines],
+            subtotal=totals.subtotal,
+            discount_total=totals.discount_total,
+            tax_total=totals.exclusive_tax + totals.inclusive_tax,
+            total=totals.total,
+            credit_applied=totals.credit_applied,
+            amount_due=totals.amount_due,
+            taxes=[
+                TaxOut(**{k: v for k, v in item.items() if k != "rounding"})
+                for item in draft.tax_breakdown
+            ],
+        )
+
+
+# -- metrics, tax rates, coupons, items ---------------------------------------------------
+
+
+class MetricCreate(Request):
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    aggregation: Aggregation
+    property: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class MetricOut(FromRow):
+    id: str
+    code: str
+    name: str
+    aggregation: str
+    property: str | None
+    created_at: datetime
+
+
+class TaxRateCreate(Request):
+    name: str = Field(min_length=1, max_length=100, description="printed: 消費税, VAT")
+    percentage: str = Field(description='a decimal string, e.g. "10" or "8"')
+    inclusive: bool = False
+    jurisdiction: str = Field(default="", max_length=100)
+    reduced: bool = Field(default=False, description="Japan's reduced rate (marked ※)")
+
+    _percentage = field_validator("percentage")(check_decimal)
+
+
+class TaxRateOut(FromRow):
+    id: str
+    name: str
+    percentage: str
+    inclusive: bool
+    jurisdiction: str
+    reduced: bool
+    active: bool
+    created_at: datetime
+
+
+class CouponCreate(Request):
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    duration: Literal["once", "repeating", "forever"]
+    percent_off: str | None = None
+    amount_off: int | None = Field(default=None, gt=0)
+    currency: str | None = None
+    duration_in_periods: int | None = Field(default=None, ge=1, le=1200)
+    redeem_by: AwareDatetime | None = None
+    max_redemptions: int | None = Field(default=None, ge=1)
+
+    _percent = field_validator("percent_off")(check_decimal)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return None if value is None else check_currency(value)
+
+
+class CouponOut(FromRow):
+    id: str
+    code: str
+    name: str
+    duration: str
+    percent_off: str | None
+    amount_off: int | None
+    currency: str | None
+    duration_periods: int | None
+    redeem_by: datetime | None
+    max_redemptions: int | None
+    times_redeemed: int
+    active: bool
+    created_at: datetime
+
+
+class CouponRedeem(Request):
+    code: str = Field(min_length=1, max_length=100)
+
+
+class Redemption(BaseModel):
+    id: str
+    subscription_id: str
+    coupon: str
+
+
+class ItemCreate(Request):
+    price_id: str = Field(min_length=1, max_length=40)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class ItemOut(BaseModel):
+    id: str
+    subscription_id: str
+    price_id: str
+    quantity: int
+
+
+# -- credit notes ------------------------------------------------------------------------
+
+
+class CreditNoteCreate(Request):
+    reason: Literal["duplicate", "fraudulent", "order_change", "product_unsatisfactory"]
+    method: Literal["refund", "credit"] = Field(
+        description="refund through Stripe, or keep as credit the next invoices use first"
+    )
+    amount: int | None = Field(default=None, gt=0, description="omit for the whole remainder")
+    memo: str = Field(default="", max_length=500)
+
+
+class CreditNoteOut(FromRow):
+    id: str
+    number: str
+    invoice_id: str
+    customer_id: str
+    currency: str
+    amount: int
+    tax_amount: int
+    reason: str
+    memo: str
+    method: str
+    status: str
+    stripe_refund_id: str | None
+    breakdown: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,123 @@
+"""What every router shares: the app's dependencies, API-key roles, request parameters.
+
+One ``Deps`` is built per app by ``create_app``; routers take it, so tests (which build
+several apps in one process) never share a database or a Temporal client by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.stripe_gateway import StripeGateway
+from api.errors import ApiError
+from api.idempotency import MAX_KEY_LENGTH
+from kakin import api_keys
+from kakin.api_keys import KeyInfo, Role
+from kakin.settings import Settings
+
+log = logging.getLogger("kakin.api")
+
+TemporalSource = Client | Callable[[], Awaitable[Client]]
+CONNECT_TIMEOUT = 5.0  # a request waits this long for Temporal before answering 503
+
+Limit = Annotated[int, Query(ge=1, le=100, description="page size, at most 100")]
+After = Annotated[str | None, Query(description="the last id of the previous page")]
+AfterPayment = Annotated[int | None, Query(description="the last id of the previous page")]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="a retry with the same key and body gets the first response back",
+    ),
+]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: kakin keys create")
+
+
+class Deps:
+    """The database, Temporal and Stripe an app serves with, and its key checks.
+
+    ``any_key``, ``service_key``, ``support_key`` and ``admin_key`` are FastAPI
+    dependencies: a parameter defaulting to one of them receives the caller's
+    ``KeyInfo``, or the request ends with 401 (no valid key) or 403 (wrong role).
+    Admin keys pass every check.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        temporal: TemporalSource,
+        stripe: StripeGateway,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.stripe = stripe
+        self._temporal = temporal
+        self._clients: list[Client] = []
+        # Created outside any loop on purpose: a lock binds to the loop that first waits.
+        self._client_lock = asyncio.Lock()
+        self.any_key: Any = Depends(self.require(Role.SERVICE, Role.SUPPORT))
+        self.service_key: Any = Depends(self.require(Role.SERVICE))
+        self.support_key: Any = Depends(self.require(Role.SUPPORT))
+        self.admin_key: Any = Depends(self.require())
+
+    async def temporal_client(self) -> Client:
+        """The Temporal client, connected on first use (inside the server's event loop)."""
+        if isinstance(self._temporal, Client):
+            return self._temporal
+        async with self._client_lock:
+            if not self._clients:
+                made = self._temporal()
+                self._clients.append(await made if inspect.isawaitable(made) else made)
+            return self._clients[0]
+
+    async def connected(self) -> Client:
+        """The Temporal client, or a 503 when Temporal cannot be reached."""
+        try:
+            return await asyncio.wait_for(self.temporal_client(), CONNECT_TIMEOUT)
+        except Exception as error:
+            log.warning("temporal unavailable: %s", error)
+            raise ApiError(503, "Temporal cannot be reached; try again shortly") from None
+
+    def require(self, *roles: Role) -> Callable[..., KeyInfo]:
+        """A dependency admitting keys with one of ``roles`` (or admin)."""
+        allowed = {Role.ADMIN, *roles}
+        sessions = self.sessions
+
+        def dependency(
+            request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> KeyInfo:
+            if credentials is None:
+                raise ApiError(401, "The request needs an API key in 'Authorization: Bearer'")
+            with sessions() as session:
+                key = api_keys.authenticate(session, credentials.credentials)
+            if key is None:
+                raise ApiError(401, "The API key is unknown or revoked")
+            if key.role not in allowed:
+                raise ApiError(
+                    403,
+                    f"A {key.role} key may not call {request.method} {request.url.path}; "
+                    f"this needs a key with the role {' or '.join(sorted(allowed))}",
+                )
+            return key
+
+        return dependency
+
+
+def requester(key: KeyInfo) -> str:
+    """Who asked, as the audit log and the workflow's ``requested_by`` keep it."""
+    return f"api-key:{key.id} ({key.name})"[:200]

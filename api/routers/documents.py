@@ -1,0 +1,102 @@
+"""The papers an accountant files: invoice PDFs, and credit notes against paid invoices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from activities.billing import invoice_document
+from activities.pdf import html_to_pdf
+from activities.rendering import make_template_env, render_invoice_html
+from api.billing_schemas import CreditNoteCreate, CreditNoteOut
+from api.deps import Deps, IdemKey, requester
+from api.errors import RESPONSES, ApiError
+from api.idempotency import RESPONSES as IDEMPOTENT
+from api.idempotency import once
+from api.lookups import load_invoice
+from api.routers.invoices import JSON_ERRORS
+from kakin import wiring
+from kakin.api_keys import KeyInfo
+from kakin.credit_notes import CreditNoteRefusedError, credit_notes_of, issue_credit_note
+from models.tables import CreditNote
+
+PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/pdf": {}}, "description": "the invoice as PDF"}
+}
+
+
+class PdfResponse(Response):
+    media_type = "application/pdf"
+
+
+def router(deps: Deps) -> APIRouter:
+    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
+    sessions = deps.sessions
+    templates = make_template_env()
+
+    @v1.get(
+        "/invoices/{invoice_id}/pdf",
+        response_class=PdfResponse,
+        responses={**PDF_RESPONSE, **JSON_ERRORS},
+    )
+    def get_invoice_pdf(invoice_id: str, _: KeyInfo = deps.any_key) -> Response:
+        """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
+        with sessions() as session:
+            invoice = load_invoice(session, invoice_id)
+            html = render_invoice_html(
+                templates, invoice_document(invoice, wiring.seller(deps.settings))
+            )
+            name = invoice.number or f"draft-{invoice.id}"
+        return PdfResponse(
+            html_to_pdf(html),
+            headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+        )
+
+    @v1.post(
+        "/invoices/{invoice_id}/credit-notes",
+        status_code=201,
+        response_model=CreditNoteOut,
+        responses=IDEMPOTENT,
+    )
+    async def create_credit_note(
+        invoice_id: str,
+        body: CreditNoteCreate,
+        request: Request,
+        idempotency_key: IdemKey = None,
+        key: KeyInfo = deps.support_key,
+    ) -> JSONResponse:
+        """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
+        credit that the customer's next invoices use first (support)."""
+        return await once(
+            request,
+            sessions,
+            key,
+            idempotency_key,
+            status=201,
+            work=lambda: run_in_threadpool(do_credit, invoice_id, body, requester(key)),
+        )
+
+    def do_credit(invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
+        with sessions() as session:
+            load_invoice(session, invoice_id)
+        try:
+            note_id = issue_credit_note(
+                sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
+                method=body.method, actor=actor, amount=body.amount, memo=body.memo,
+            )  # fmt: skip
+        except CreditNoteRefusedError as error:
+            message = str(error)
+            raise ApiError(409, message[:1].upper() + message[1:]) from None
+        with sessions() as session:
+            return CreditNoteOut.model_validate(session.get(CreditNote, note_id))
+
+    @v1.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
+    def list_credit_notes(invoice_id: str, _: KeyInfo = deps.any_key) -> list[CreditNoteOut]:
+        with sessions() as session:
+            load_invoice(session, invoice_id)
+            return [CreditNoteOut.model_validate(n) for n in credit_notes_of(session, invoice_id)]
+
+    return v1

@@ -1,0 +1,83 @@
+"""Stripe webhooks: authenticated by ``Stripe-Signature``, not by an API key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request
+from temporalio.service import RPCError
+
+from api.deps import CONNECT_TIMEOUT, Deps
+from api.errors import ApiError, ErrorBody
+from api.schemas import WebhookReceived
+from api.workflow_calls import capitalized
+from kakin import stripe_webhooks
+
+log = logging.getLogger("kakin.api")
+
+
+def router(deps: Deps) -> APIRouter:
+    public = APIRouter(prefix="/v1", tags=["webhooks"])
+
+    @public.post(
+        "/webhooks/stripe",
+        response_model=WebhookReceived,
+        responses={
+            400: {"model": ErrorBody, "description": "bad or stale signature, or not an event"},
+            503: {"model": ErrorBody, "description": "not configured, or Temporal unreachable"},
+        },
+        # The body is read raw (the signature covers its exact bytes) and a missing
+        # signature is our 400, not a validation 422: so both are described by hand.
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "Stripe-Signature",
+                    "in": "header",
+                    "required": True,
+                    "description": "Stripe's signature of the body and its timestamp",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "a Stripe event, as Stripe sent it",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+        },
+    )
+    async def stripe_webhook(request: Request) -> WebhookReceived:
+        """Stripe events, authenticated by their ``Stripe-Signature`` (no API key).
+
+        400 for a bad signature, a stale timestamp or a body that is not an event;
+        200 for a replayed event id (acknowledged, nothing changes); 503 while no
+        webhook secret is set or when Temporal cannot be told (Stripe redelivers, and
+        the event is processed then).
+        """
+        if not deps.settings.stripe_webhook_secret:
+            # Our configuration, not Stripe's request, is at fault: a 503 makes Stripe
+            # redeliver, so events sent before the secret is set are not lost.
+            raise ApiError(503, "Webhooks are disabled: KAKIN_STRIPE_WEBHOOK_SECRET is not set")
+        payload = await request.body()
+        try:
+            client = await asyncio.wait_for(deps.temporal_client(), CONNECT_TIMEOUT)
+        except Exception as error:
+            log.warning("webhook: Temporal unavailable: %s", error)
+            raise ApiError(503, "Temporal cannot be reached; Stripe will redeliver") from None
+        try:
+            outcome = await stripe_webhooks.receive(
+                client,
+                deps.sessions,
+                payload,
+                request.headers.get("Stripe-Signature"),
+                secret=deps.settings.stripe_webhook_secret,
+                tolerance=deps.settings.stripe_webhook_tolerance,
+            )
+        except stripe_webhooks.WebhookRejectedError as error:
+            raise ApiError(400, capitalized(str(error))) from None
+        except RPCError as error:
+            log.warning("webhook: signalling failed: %s", error)
+            raise ApiError(503, "Temporal cannot be reached; Stripe will redeliver") from None
+        return WebhookReceived(id=outcome.event_id, duplicate=outcome.duplicate)
+
+    return public
