@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 
-import pymupdf
-
 _MARGIN = 36  # points: half an inch around the page
 # Paper has its own margins: drop the page background and the card look of the sheet.
 # A smaller type than on screen, so a typical invoice fits one A4 page.
@@ -31,6 +29,8 @@ table.totals tr.due th, table.totals tr.due td { font-size: 14px; }
 
 def html_to_pdf(html: str) -> bytes:
     """Lay ``html`` out on as many A4 pages as it needs and return the PDF bytes."""
+    # Imported here: loading PyMuPDF takes seconds, and only PDF makers should wait.
+    import pymupdf
     story = pymupdf.Story(html=html, user_css=_PRINT_CSS)
     buffer = io.BytesIO()
     writer = pymupdf.DocumentWriter(buffer)

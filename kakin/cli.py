@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import starter
 from billing.money import format_amount
-from kakin import api_keys, service, wiring
+from kakin import api_keys, cli_billing, service, wiring
 from kakin.codec import EncryptionKeyError
 from kakin.settings import get_settings
 from models import repositories as repo
@@ -69,19 +69,6 @@ def _customer_create(args: argparse.Namespace) -> int:
         card_number=args.card,
     )
     print(customer_id)
-    return 0
-
-
-def _price_create(args: argparse.Namespace) -> int:
-    price_id = service.create_price(
-        wiring.session_factory(get_settings()),
-        product_name=args.product,
-        currency=args.currency,
-        unit_amount=args.unit_amount,
-        interval=args.interval,
-        interval_count=args.interval_count,
-    )
-    print(price_id)
     return 0
 
 
@@ -444,15 +431,6 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--card", help="a Stripe test card number (test mode only)")
     create.set_defaults(handler=_customer_create)
 
-    price = commands.add_parser("price", help="prices").add_subparsers(dest="action", required=True)
-    create = price.add_parser("create", help="create a product with a flat-rate price")
-    create.add_argument("--product", required=True)
-    create.add_argument("--currency", default="JPY")
-    create.add_argument("--unit-amount", type=int, required=True, help="in minor units (JPY: yen)")
-    create.add_argument("--interval", default="month", choices=["day", "week", "month", "year"])
-    create.add_argument("--interval-count", type=int, default=1)
-    create.set_defaults(handler=_price_create)
-
     keys = commands.add_parser("keys", help="API keys for the HTTP API").add_subparsers(
         dest="action", required=True
     )
@@ -487,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     html.add_argument("invoice_id")
     html.add_argument("--open", action="store_true", help="open it in a web browser")
     html.set_defaults(handler=_invoices_html)
+    cli_billing.add_commands(commands, invoices)
 
     customers = commands.add_parser("customers", help="read customers").add_subparsers(
         dest="action", required=True

@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from activities.invoice_builder import stored_totals
 from activities.stripe_gateway import StripeGateway
 from billing import credit_notes as rules
+from kakin.catalog import InvalidRequestError
 from models import repositories as repo
 from models.payloads import InvoiceStatus
 from models.tables import CreditNote, CreditTransaction, Invoice, PaymentAttempt
 
 
-class CreditNoteRefusedError(ValueError):
+class CreditNoteRefusedError(InvalidRequestError):
     """The credit note cannot be issued; the message says why in one sentence."""
 
 

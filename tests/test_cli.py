@@ -1,10 +1,11 @@
-"""The read-only ``kakin`` commands (invoices, customers, subscriptions), run as a person would:
-``python -m kakin.cli ...`` in a subprocess against the test PostgreSQL database."""
+"""The ``kakin`` operations commands (invoices, customers, subscriptions, usage billing),
+run as a person would: ``python -m kakin.cli ...`` in a subprocess against PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -198,3 +199,71 @@ def test_a_limit_out_of_range_exits_2(postgres_url: str) -> None:
     result = kakin(postgres_url, "customers", "list", "--limit", "1000")
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: --limit must be between 1 and 100"]
+
+
+# -- usage billing: metrics, prices of any model, usage, PDFs, credit notes ----------------
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_from_metric_to_usage_so_far_and_a_pdf(
+    postgres_url: str, billed: Billed, tmp_path: Path
+) -> None:
+    code = f"storage_{secrets.token_hex(3)}"
+    metric = kakin(postgres_url, "metric", "create", "--code", code, "--aggregation", "sum",
+                   "--property", "gb")  # fmt: skip
+    assert ok(metric).startswith("bm_")
+    rate = ok(kakin(postgres_url, "tax-rate", "create", "--name", "消費税", "--percentage", "10"))
+    price = ok(
+        kakin(postgres_url, "price", "create", "--product", "Storage", "--model", "graduated",
+              "--metric", code, "--tier", "10:0", "--tier", "inf:5", "--tax-rate", rate)
+    )  # fmt: skip
+    assert price.startswith("price_")
+    assert ok(kakin(postgres_url, "item", "add", billed.subscription_id, price)).startswith("si_")
+
+    # The billed subscription's open period is 2027-01-31 to 2027-02-28.
+    one = kakin(postgres_url, "usage", "report", "--event-id", "e1", "--metric", code,
+                "--subscription", billed.subscription_id,
+                "--timestamp", "2027-02-01T00:00:00+00:00", "--property", "gb=12")  # fmt: skip
+    assert ok(one).split() == ["accepted", "e1"]
+    events = [
+        {"event_id": "e1", "metric": code, "timestamp": "2027-02-02T00:00:00+00:00",
+         "subscription_id": billed.subscription_id, "properties": {"gb": 99}},
+        {"event_id": "e2", "metric": "nope", "timestamp": "2027-02-02T00:00:00+00:00",
+         "subscription_id": billed.subscription_id},
+    ]  # fmt: skip
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("\n".join(json.dumps(event) for event in events))
+    batch = kakin(postgres_url, "usage", "report", "--file", str(lines))
+    assert batch.returncode == 1  # something was rejected
+    assert batch.stdout.splitlines() == [
+        "duplicate  e1  already received; counted once",
+        "rejected   e2  unknown metric 'nope'",
+    ]
+
+    shown = json.loads(ok(kakin(postgres_url, "usage", "show", billed.subscription_id, "--json")))
+    assert [(x["quantity"], x["amount"]) for x in shown["lines"]] == [("12", 10)]
+    table = ok(kakin(postgres_url, "usage", "show", billed.subscription_id))
+    assert "Storage" in table and "10円" in table
+
+    pdf = tmp_path / "invoice.pdf"
+    assert ok(kakin(postgres_url, "invoices", "pdf", billed.invoice_id, "--output", str(pdf)))
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_refused_billing_requests_are_one_line_and_exit_2(
+    postgres_url: str, billed: Billed
+) -> None:
+    refused = kakin(postgres_url, "credit-note", "create", billed.invoice_id, "--reason",
+                    "duplicate", "--method", "credit", "--requested-by", "support:ken")  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: invoice ") and "only paid invoices" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    bad = kakin(postgres_url, "price", "create", "--product", "x", "--model", "volume",
+                "--tier", "10:1")  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: the last tier must be open-ended (up_to=None)"
