@@ -21,7 +21,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import links
-from activities.invoice_builder import closing_period, line_rows, period_draft
+from activities.invoice_builder import (
+    Draft,
+    closing_period,
+    compose,
+    line_rows,
+    period_draft,
+    usage_lines,
+)
 from activities.mailer import Attachment, Mailer, OutgoingEmail, PermanentEmailError
 from activities.pdf import html_to_pdf
 from activities.rendering import (
@@ -43,6 +50,7 @@ from models.payloads import (
     CreateInvoiceRequest,
     EmailRequest,
     ExternalPayment,
+    FinalInvoiceRequest,
     FinalizeInvoiceRequest,
     InvoiceChange,
     InvoiceRef,
@@ -124,36 +132,15 @@ class BillingActivities:
                 usage_period=closing_period(subscription, request.period_start),
                 rounding=RoundingMode(self._seller.tax_rounding),
             )
-            invoice = Invoice(
-                id=repo.new_id("in"),
-                business_key=key,
-                subscription_id=subscription.id,
-                customer_id=subscription.customer_id,
-                status=InvoiceStatus.DRAFT,
-                currency=draft.currency,
-                subtotal=draft.totals.subtotal,
-                discount_total=draft.totals.discount_total,
-                tax_total=draft.totals.exclusive_tax + draft.totals.inclusive_tax,
-                total=draft.totals.total,
-                credit_applied=draft.totals.credit_applied,
-                tax_breakdown=draft.tax_breakdown,
+            invoice = self._store_draft(
+                session,
+                key,
+                subscription,
+                draft,
                 period_start=request.period_start,
                 period_end=request.period_end,
                 issued_at=request.issued_at,
-                lines=line_rows(draft),
             )
-            session.add(invoice)
-            if draft.totals.credit_applied:
-                # Spent in the same transaction as the invoice: credit is used once.
-                session.add(
-                    CreditTransaction(
-                        business_key=f"applied:{key}",
-                        customer_id=subscription.customer_id,
-                        currency=draft.currency,
-                        amount=-draft.totals.credit_applied,
-                        invoice_id=invoice.id,
-                    )
-                )
             # The subscription's current period is the one just invoiced.
             subscription.current_period_start = request.period_start
             subscription.current_period_end = request.period_end
@@ -163,6 +150,84 @@ class BillingActivities:
                 session.rollback()
                 return _ref(repo.invoice_by_key(session, key, required=True))
             return _ref(invoice)
+
+    @activity.defn
+    def create_final_invoice(self, request: FinalInvoiceRequest) -> InvoiceRef | None:
+        """The usage of an ended subscription's last period, billed in arrears.
+
+        None when there is nothing to bill (no metered prices, or no usage cost). The
+        subscription is canceled already, so ingestion refuses new events; every event
+        it accepted in the open period is on this invoice.
+        """
+        key = f"invoice:{request.subscription_id}:{request.period_index}"
+        with self._sessions() as session:
+            existing = repo.invoice_by_key(session, key)
+            if existing is not None:
+                return _ref(existing)
+            subscription = usage_sql.lock_subscription(session, request.subscription_id)
+            start, end = subscription.current_period_start, subscription.current_period_end
+            if start is None or end is None:
+                return None
+            charges = usage_lines(session, subscription, start=start, end=end)
+            if sum(line.amount for line in charges) <= 0:
+                return None
+            draft = compose(
+                session, subscription, charges, rounding=RoundingMode(self._seller.tax_rounding)
+            )
+            invoice = self._store_draft(
+                session, key, subscription, draft,
+                period_start=start, period_end=end, issued_at=request.ended_at,
+            )  # fmt: skip
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent try of this same activity won
+                session.rollback()
+                return _ref(repo.invoice_by_key(session, key, required=True))
+            return _ref(invoice)
+
+    def _store_draft(
+        self,
+        session: Session,
+        key: str,
+        subscription: Subscription,
+        draft: Draft,
+        *,
+        period_start: datetime,
+        period_end: datetime,
+        issued_at: datetime,
+    ) -> Invoice:
+        """Add the draft as an invoice (and the credit it spends) to the session."""
+        invoice = Invoice(
+            id=repo.new_id("in"),
+            business_key=key,
+            subscription_id=subscription.id,
+            customer_id=subscription.customer_id,
+            status=InvoiceStatus.DRAFT,
+            currency=draft.currency,
+            subtotal=draft.totals.subtotal,
+            discount_total=draft.totals.discount_total,
+            tax_total=draft.totals.exclusive_tax + draft.totals.inclusive_tax,
+            total=draft.totals.total,
+            credit_applied=draft.totals.credit_applied,
+            tax_breakdown=draft.tax_breakdown,
+            period_start=period_start,
+            period_end=period_end,
+            issued_at=issued_at,
+            lines=line_rows(draft),
+        )
+        session.add(invoice)
+        if draft.totals.credit_applied:
+            # Spent in the same transaction as the invoice: credit is used once.
+            session.add(
+                CreditTransaction(
+                    business_key=f"applied:{key}",
+                    customer_id=subscription.customer_id,
+                    currency=draft.currency,
+                    amount=-draft.totals.credit_applied,
+                    invoice_id=invoice.id,
+                )
+            )
+        return invoice
 
     @activity.defn
     def finalize_invoice(self, request: FinalizeInvoiceRequest) -> InvoiceRef:
@@ -630,6 +695,7 @@ class BillingActivities:
         """Every activity method, for ``Worker(activities=...)``."""
         return [
             self.create_invoice,
+            self.create_final_invoice,
             self.finalize_invoice,
             self.render_invoice,
             self.record_invoice_change,

@@ -228,6 +228,15 @@ class CreateInvoiceRequest:
 
 
 @dataclass
+class FinalInvoiceRequest:
+    """The last invoice of an ended subscription: the usage of its last period."""
+
+    subscription_id: str
+    period_index: int  # the index after the last period billed: a key never used before
+    ended_at: datetime
+
+
+@dataclass
 class InvoiceRef:
     invoice_id: str
     number: str | None

@@ -22,7 +22,7 @@ from kakin import service
 from kakin.usage import UsageEventIn, ingest
 from models import repositories as repo
 from models.tables import BillableMetric, Price, SubscriptionItem
-from tests.helpers import customer_and_price, observe
+from tests.helpers import customer_and_price, observe, record_histories
 
 TIERS: list[dict[str, Any]] = [
     {"up_to": "1000", "unit_amount": "1", "flat_amount": 0},
@@ -194,3 +194,57 @@ async def test_a_month_of_usage_is_billed_once_per_aggregation_in_both_tier_mode
         (x.description, x.usage_quantity, x.amount) for x in renewal.lines
     ]
     assert preview.totals.total == renewal.total
+
+
+async def test_cancelling_bills_the_usage_of_the_last_period(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    start = (await time_env.get_current_time()) + timedelta(hours=1)
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=1000)
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue, customer_id=customer_id,
+        price_id=price_id, start_at=start,
+    )  # fmt: skip
+    codes = add_metered_prices(pg_sessions, subscription_id)
+    await time_env.sleep(start + timedelta(days=3) - await time_env.get_current_time())
+    first = observe(pg_sessions, subscription_id).invoices[0]
+    calls = [
+        UsageEventIn(f"c{n}", codes["count"], first.period_start + timedelta(days=1),
+                     customer_id=customer_id)
+        for n in range(1500)
+    ]  # fmt: skip
+    results = ingest(pg_sessions, calls[:1000]) + ingest(pg_sessions, calls[1000:])
+    assert {r.status for r in results} == {"accepted"}
+
+    await service.cancel_subscription(
+        time_env.client, subscription_id, reason="closing the account", at_period_end=False,
+        requested_by="support:ken",
+    )  # fmt: skip
+    await time_env.sleep(timedelta(hours=1))
+
+    seen = observe(pg_sessions, subscription_id)
+    assert seen.status == "canceled"
+    assert len(seen.invoices) == 2
+    final = seen.invoices[1]
+    usage = {line.description: line.amount for line in final.lines}
+    # 1,500 calls: graduated 1,000 x 1 + 500 x 0.5 = 1,250; volume 1,500 x 0.5 = 750.
+    assert usage == {"count (graduated)": 1250, "count (volume)": 750} | {
+        f"{aggregation} ({model})": 0
+        for aggregation, _ in METRICS[1:]
+        for model in ("graduated", "volume")
+    }
+    assert (final.total, final.status) == (2000, "paid")
+    assert (final.period_start, final.period_end) == (first.period_start, first.period_end)
+    assert seen.email_kinds == ["receipt", "receipt", "canceled"]
+    # Events after the end are refused: the subscription takes no more usage.
+    late = ingest(
+        pg_sessions,
+        [UsageEventIn("late", codes["count"], first.period_start + timedelta(days=2),
+                      customer_id=customer_id)],
+    )  # fmt: skip
+    assert late[0].status == "rejected"
+    await record_histories(time_env.client, subscription_id, "final_usage")

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         DunningState,
         EmailRequest,
         ExternalPayment,
+        FinalInvoiceRequest,
         FinalizeInvoiceRequest,
         GraceRequest,
         InvoiceChange,
@@ -62,6 +63,10 @@ with workflow.unsafe.imports_passed_through():
         WaiveRequest,
     )
     from workflows import search_attributes as sa
+
+# workflow.patched ids: each guards a change that running subscriptions' histories
+# do not have (README, "Changing workflow code").
+FINAL_USAGE_INVOICE = "final-usage-invoice"
 
 # Database and email activities: short, retried until they succeed.
 QUICK_TIMEOUT = timedelta(seconds=30)
@@ -733,8 +738,42 @@ class SubscriptionWorkflow:
                 InvoiceStatus.UNCOLLECTIBLE, at, f"subscription canceled: {reason}"
             )
         await self._change_status(SubscriptionStatus.CANCELED, at, reason=reason, actor=actor)
+        # Metered usage is billed in arrears: the last period's usage is still owed.
+        # (Not in dunning: that card is failing, and the debt is written off.)
+        if st.dunning is None and st.period_index >= 0 and workflow.patched(FINAL_USAGE_INVOICE):
+            await self._bill_final_usage(at)
         if email:
             await self._email("canceled", f"email:canceled:{self._input.subscription_id}", at)
+
+    async def _bill_final_usage(self, at: datetime) -> None:
+        """One invoice for the last period's usage, charged once (no dunning after the end)."""
+        st = self._state
+        invoice = await workflow.execute_activity_method(
+            BillingActivities.create_final_invoice,
+            FinalInvoiceRequest(
+                subscription_id=self._input.subscription_id,
+                period_index=st.period_index + 1,
+                ended_at=at,
+            ),
+            summary="final invoice: usage of the last period",
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        if invoice is None:
+            return
+        invoice = await workflow.execute_activity_method(
+            BillingActivities.finalize_invoice,
+            FinalizeInvoiceRequest(invoice_id=invoice.invoice_id, finalized_at=at),
+            summary=f"finalize {invoice.invoice_id}",
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        result = await self._charge(invoice.invoice_id, invoice.number, 1, at)
+        await self._render(invoice.invoice_id, invoice.number)
+        if result.outcome == ChargeOutcome.SUCCEEDED:
+            await self._email(
+                "receipt", f"email:receipt:{invoice.invoice_id}", at, invoice.invoice_id
+            )
 
     def _cancel_actor(self) -> str:
         return self._state.cancel_requested_by or "unknown"
