@@ -107,6 +107,7 @@ async def _start(args: argparse.Namespace, settings: Settings, client: Client) -
         test_clock_speed=args.test_clock_speed,
         live_mode=settings.live_mode,
         dunning=settings.dunning_policy,
+        stripe_task_queue=settings.stripe_task_queue,
     )
     print(subscription_id)
     return 0

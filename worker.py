@@ -7,6 +7,7 @@ the task queue KAKIN_TASK_QUEUE (default ``billing``) until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,29 @@ def build_worker(
     )
 
 
+def build_stripe_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: BillingActivities,
+    executor: ThreadPoolExecutor,
+    stripe_rate_limit: float,
+) -> Worker:
+    """A worker for the charge task queue, held to 80% of Stripe's rate limit.
+
+    The limit is the task queue's, enforced by the Temporal server across every worker
+    polling it: a month-start spike of renewals queues charges instead of earning 429s.
+    """
+    return Worker(
+        client,
+        task_queue=task_queue,
+        activities=[activities.charge_invoice],
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        max_task_queue_activities_per_second=0.8 * stripe_rate_limit,
+    )
+
+
 async def run_worker(
     settings: Settings, *, client: Client | None = None, stop: asyncio.Event | None = None
 ) -> None:
@@ -53,12 +77,28 @@ async def run_worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="kakin-activity") as executor:
-        worker = build_worker(
-            client, task_queue=settings.task_queue, activities=activities, executor=executor
-        )
-        async with worker:
+        workers = [
+            build_worker(
+                client, task_queue=settings.task_queue, activities=activities, executor=executor
+            )
+        ]
+        if settings.stripe_task_queue:
+            workers.append(
+                build_stripe_worker(
+                    client,
+                    task_queue=settings.stripe_task_queue,
+                    activities=activities,
+                    executor=executor,
+                    stripe_rate_limit=settings.stripe_rate_limit,
+                )
+            )
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
             log.info(
-                "worker polling task queue %r at %s", settings.task_queue, settings.temporal_address
+                "worker polling task queue(s) %s at %s",
+                ", ".join(repr(w.task_queue) for w in workers),
+                settings.temporal_address,
             )
             await stop.wait()
 

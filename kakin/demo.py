@@ -212,6 +212,7 @@ class Demo:
                 test_clock_speed=self.clock_speed,
                 live_mode=self.settings.live_mode,
                 dunning=self.settings.dunning_policy,
+                stripe_task_queue=self.settings.stripe_task_queue,
             )
             self.subscriptions[who.role] = subscription_id
             self._names[subscription_id] = who.name

@@ -106,6 +106,7 @@ async def start_subscription(
     live_mode: bool = False,
     dunning: DunningPolicy | None = None,
     metadata: dict[str, str] | None = None,
+    stripe_task_queue: str | None = None,
 ) -> str:
     """Record the subscription and start its workflow; returns the subscription id.
 
@@ -165,6 +166,7 @@ async def start_subscription(
                 trial_days=trial_days,
                 dunning=dunning or DunningPolicy(),
                 test_clock_speed=test_clock_speed,
+                stripe_task_queue=stripe_task_queue or None,
             ),
             id=workflow_id(subscription_id),
             task_queue=task_queue,

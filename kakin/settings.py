@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = Field(default="", repr=False)
     # How old (seconds) a signed webhook may be before it counts as a replay.
     stripe_webhook_tolerance: int = 300
+    # Charges run on this task queue when set, by workers that keep them under
+    # stripe_rate_limit (operations per second; Stripe allows 100 live, 25 in test mode).
+    stripe_task_queue: str = ""
+    stripe_rate_limit: float = Field(default=25.0, gt=0)
 
     email_backend: Literal["outbox", "sendgrid"] = "outbox"
     outbox_dir: Path = Path("var/outbox")

@@ -103,6 +103,9 @@ class SubscriptionInput:
     dunning: DunningPolicy = field(default_factory=DunningPolicy)
     test_clock_speed: float | None = None
     state: SubscriptionState | None = None  # set by continue-as-new only
+    # Charges go to this task queue, whose workers hold Stripe's rate limit
+    # (KAKIN_STRIPE_TASK_QUEUE); None: the workflow's own task queue.
+    stripe_task_queue: str | None = None
 
 
 @dataclass

@@ -7,6 +7,7 @@ statuses), not how the workflow got there.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.billing import BillingActivities
 from activities.stripe_gateway import StripeGateway
 from billing import calendar
 from kakin import service
@@ -25,7 +27,9 @@ from tests.helpers import (
     observe,
     outbox_files,
     record_histories,
+    run_histories,
 )
+from worker import build_stripe_worker
 
 
 def next_jan_31(now: datetime) -> datetime:
@@ -352,3 +356,37 @@ async def test_trial_then_first_invoice(
     )
     assert seen.email_kinds == ["receipt"]
     await record_histories(time_env.client, subscription_id, "trial")
+
+
+async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    activities: BillingActivities,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    stripe_queue = f"{task_queue}-stripe"
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        async with build_stripe_worker(
+            time_env.client, task_queue=stripe_queue, activities=activities, executor=executor,
+            stripe_rate_limit=25,
+        ):  # fmt: skip
+            subscription_id = await service.start_subscription(
+                time_env.client, pg_sessions, task_queue=task_queue, customer_id=customer_id,
+                price_id=price_id, stripe_task_queue=stripe_queue,
+                start_at=(await time_env.get_current_time()) + timedelta(hours=1),
+            )  # fmt: skip
+            await time_env.sleep(timedelta(hours=2))
+            assert [i.status for i in observe(pg_sessions, subscription_id).invoices] == ["paid"]
+    queues = {
+        event.activity_task_scheduled_event_attributes.activity_type.name: (
+            event.activity_task_scheduled_event_attributes.task_queue.name
+        )
+        for history in await run_histories(time_env.client, f"subscription-{subscription_id}")
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert queues["charge_invoice"] == stripe_queue
+    assert queues["create_invoice"] == task_queue

@@ -300,6 +300,7 @@ class SubscriptionWorkflow:
                         dunning=input.dunning,
                         test_clock_speed=input.test_clock_speed,
                         state=self._state,
+                        stripe_task_queue=input.stripe_task_queue,
                     ),
                     # Set here, the search attributes cost no extra action per cycle.
                     search_attributes=TypedSearchAttributes(self._search_attribute_pairs()),
@@ -414,6 +415,8 @@ class SubscriptionWorkflow:
                 test_clock=self._state.clock is not None,
             ),
             summary=f"charge {number or invoice_id}, attempt {attempt}",
+            # A queue of its own, rate-limited below Stripe's limit, when configured.
+            task_queue=self._input.stripe_task_queue,
             start_to_close_timeout=CHARGE_TIMEOUT,
             retry_policy=CHARGE_RETRY,
         )

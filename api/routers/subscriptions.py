@@ -74,6 +74,7 @@ def router(deps: Deps) -> APIRouter:
                 start_at=body.start_at,
                 live_mode=settings.live_mode,
                 dunning=settings.dunning_policy,
+                stripe_task_queue=settings.stripe_task_queue,
                 metadata=body.metadata,
             )
         except service.InvalidRequestError as error:
