@@ -32,6 +32,8 @@ SERVICES = {
     "temporal-ui",
     "migrate",
     "worker",
+    "api",
+    "codec",
 }
 SEARCH_ATTRIBUTES = {
     "SubscriptionStatus": "Keyword",
@@ -331,6 +333,25 @@ def test_secrets_are_required_rather_than_defaulted(raw_compose: dict[str, Any])
             resolve(services[name], {})
     with pytest.raises(KeyError, match="KAKIN_STRIPE_API_KEY"):
         resolve(services["worker"]["environment"]["KAKIN_STRIPE_API_KEY"], {})
+    # Every process that talks to Temporal needs the payload keys: none starts without.
+    for name in ("worker", "api", "codec"):
+        with pytest.raises(KeyError, match="KAKIN_ENCRYPTION_KEYS"):
+            resolve(services[name]["environment"]["KAKIN_ENCRYPTION_KEYS"], {})
+
+
+def test_api_and_codec_endpoint_run_the_kakin_image_beside_the_worker(
+    services: dict[str, Any],
+) -> None:
+    api, codec, ui = services["api"], services["codec"], services["temporal-ui"]
+    assert api["command"][:2] == ["kakin", "api"] and "127.0.0.1:8000:8000" in api["ports"]
+    assert codec["command"][:2] == ["kakin", "codec-server"]
+    assert "127.0.0.1:8081:8081" in codec["ports"]
+    assert environment(ui)["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8081"
+    for service in (api, codec, services["worker"]):
+        assert depends_on(service)["migrate"] == "service_completed_successfully"
+        assert environment(service)["KAKIN_TEMPORAL_ADDRESS"] == "temporal:7233"
+    # Charges go to their own rate-limited queue, polled by the worker.
+    assert environment(services["worker"])["KAKIN_STRIPE_TASK_QUEUE"] == "billing-stripe"
 
 
 # --- variables ------------------------------------------------------------------------
