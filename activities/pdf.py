@@ -31,6 +31,7 @@ def html_to_pdf(html: str) -> bytes:
     """Lay ``html`` out on as many A4 pages as it needs and return the PDF bytes."""
     # Imported here: loading PyMuPDF takes seconds, and only PDF makers should wait.
     import pymupdf
+
     story = pymupdf.Story(html=html, user_css=_PRINT_CSS)
     buffer = io.BytesIO()
     writer = pymupdf.DocumentWriter(buffer)
