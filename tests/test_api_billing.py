@@ -75,7 +75,7 @@ async def test_a_metered_subscription_over_http_from_catalog_to_credit_note(
         )
         assert response.status_code == 201, response.text
 
-        # A service starts the subscription, adds the metered price and a coupon.
+        # A service starts the subscription.
         response = await service.post("/v1/customers", json={**CUSTOMER, "card_number": OK_CARD})
         customer = response.json()["id"]
         response = await service.post(
@@ -83,6 +83,14 @@ async def test_a_metered_subscription_over_http_from_catalog_to_credit_note(
         )
         assert response.status_code == 201, response.text
         subscription = response.json()["id"]
+        # The first invoice (the plan, 1,000 + 10%) is paid.
+        await eventually(
+            lambda: [i.status for i in observe(pg_sessions, subscription).invoices] == ["paid"],
+            what="the first invoice paid",
+        )
+        first = observe(pg_sessions, subscription).invoices[0]
+        assert (first.total, first.tax_total) == (1100, 100)
+        # From the next invoice on: a metered price and a coupon.
         response = await service.post(
             f"/v1/subscriptions/{subscription}/items", json={"price_id": metered}
         )
@@ -91,14 +99,6 @@ async def test_a_metered_subscription_over_http_from_catalog_to_credit_note(
             f"/v1/subscriptions/{subscription}/discounts", json={"code": coupon}
         )
         assert response.status_code == 201, response.text
-
-        # The first invoice (the plan, 1,000 + 10%) is paid.
-        await eventually(
-            lambda: [i.status for i in observe(pg_sessions, subscription).invoices] == ["paid"],
-            what="the first invoice paid",
-        )
-        first = observe(pg_sessions, subscription).invoices[0]
-        assert (first.total, first.tax_total) == (1100, 100)
 
         # Usage: good events kept, bad ones refused with their reasons, replays counted once.
         now = datetime.now(UTC)
