@@ -389,4 +389,4 @@ async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
         if event.HasField("activity_task_scheduled_event_attributes")
     }
     assert queues["charge_invoice"] == stripe_queue
-    assert queues["create_invoice"] == task_queue
+    assert queues["issue_invoice"] == task_queue
