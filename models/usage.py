@@ -10,13 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.tables import BillableMetric, Price, Subscription, SubscriptionItem, UsageEvent
+from models.tables import (
+    BillableMetric,
+    Price,
+    Subscription,
+    SubscriptionItem,
+    UsageEvent,
+    utcnow,
+)
 
 VALUE_DECIMALS = 6  # usage values keep up to six decimals
 VALUE_SCALE = 10**VALUE_DECIMALS
@@ -65,13 +72,17 @@ def insert_once(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[s
         return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, UsageEvent.__table__)
     statement = (
-        insert(UsageEvent)
-        .values(list(rows))
+        insert(table)
         .on_conflict_do_nothing(index_elements=["customer_id", "event_id"])
-        .returning(UsageEvent.customer_id, UsageEvent.event_id)
+        .returning(table.c.customer_id, table.c.event_id)
     )
-    return {(row[0], row[1]) for row in session.execute(statement)}
+    # One statement compiled once (and cached) for the whole batch: SQLAlchemy sends
+    # the rows as multi-row VALUES ("insertmanyvalues") and collects every RETURNING row.
+    defaults = {"received_at": utcnow()}
+    params = [defaults | row for row in rows]
+    return {(row[0], row[1]) for row in session.connection().execute(statement, params)}
 
 
 def _codepoint_order(session: Session) -> Any:
