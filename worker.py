@@ -21,6 +21,8 @@ from kakin.settings import Settings, get_settings
 from workflows.subscription import SubscriptionWorkflow
 
 WORKFLOWS = [SubscriptionWorkflow]
+# create + confirm for a first try (charge_invoice); a retry adds a retrieve.
+STRIPE_REQUESTS_PER_CHARGE = 2
 log = logging.getLogger("kakin.worker")
 
 
@@ -54,6 +56,8 @@ def build_stripe_worker(
 
     The limit is the task queue's, enforced by the Temporal server across every worker
     polling it: a month-start spike of renewals queues charges instead of earning 429s.
+    A charge makes up to STRIPE_REQUESTS_PER_CHARGE requests, so the queue runs that
+    many times fewer charges per second than Stripe takes requests.
     """
     return Worker(
         client,
@@ -61,7 +65,7 @@ def build_stripe_worker(
         activities=[activities.charge_invoice],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
-        max_task_queue_activities_per_second=0.8 * stripe_rate_limit,
+        max_task_queue_activities_per_second=0.8 * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,
     )
 
 

@@ -452,7 +452,8 @@ class BillingActivities:
                     "the customer has no payment method on file",
                 )  # fmt: skip
 
-            if attempt.stripe_payment_intent_id is None:
+            fresh = attempt.stripe_payment_intent_id is None
+            if fresh:
                 attempt.stripe_payment_intent_id = self._stripe.create_intent(
                     amount=attempt.amount,
                     currency=attempt.currency,
@@ -468,10 +469,13 @@ class BillingActivities:
                 # Stored before confirming: a retry after a crash resumes this intent.
                 session.commit()
 
-            state = self._stripe.retrieve_intent(attempt.stripe_payment_intent_id)
-            if state.status == "requires_confirmation":
-                activity.heartbeat("confirming")
-                state = self._stripe.confirm_intent(state.id, idempotency_key=f"{key}:confirm")
+            intent_id = attempt.stripe_payment_intent_id
+            assert intent_id is not None
+            # Two Stripe requests per charge: a fresh intent is confirmed at once; only a
+            # retry, which cannot know how far the last try got, asks Stripe first.
+            state = None if fresh else self._stripe.retrieve_intent(intent_id)
+            if state is None or state.status == "requires_confirmation":
+                state = self._stripe.confirm_intent(intent_id, idempotency_key=f"{key}:confirm")
             if state.status == "succeeded":
                 return self._settle(session, invoice, attempt, "succeeded", None, "")
             if state.status == "processing":
