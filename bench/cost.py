@@ -1,0 +1,331 @@
+"""Figure 2: what a billing cycle costs on Temporal Cloud, from recorded histories.
+
+Billable actions are counted as Temporal Cloud defines them
+(https://docs.temporal.io/cloud/actions): a workflow start (client start,
+continue-as-new, child workflow), every activity attempt (start or retry), every
+timer started (including the implicit timer of ``wait_condition(timeout=...)``),
+every UpsertWorkflowSearchAttributes command (search attributes given at start or
+at continue-as-new are free), every signal, query, update, side effect/marker, and
+heartbeats that reach the server. Queries, rejected updates and heartbeats leave no
+event in the history; the charge activity's one heartbeat per attempt is added as an
+estimate and shown on its own line.
+
+The histories are kakin's recorded ones (tests/histories, one file per run; a run is
+one cycle because the workflow continues as new after every renewal). The baseline
+is a fresh bare cycle (one timer, one no-op activity) run on a dev server now.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import History, HistoryEvent
+from temporalio.client import WorkflowHistory
+
+from bench import stack
+from bench.common import Figure, Report, dev_server, progress, temp_dir
+
+HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
+GOAL_HAPPY = 5
+GOAL_DUNNED = 25
+GOAL_BYTES = 4096
+
+# Activities that call activity.heartbeat() once per attempt (charge_invoice heartbeats
+# "confirming" before it confirms the PaymentIntent).
+HEARTBEATING_ACTIVITIES = {"charge_invoice": 1}
+
+E = EventType
+
+
+@dataclass
+class Cost:
+    """Billable actions by kind, events and bytes of one or more runs."""
+
+    actions: Counter[str] = field(default_factory=Counter)
+    activities: Counter[str] = field(default_factory=Counter)  # attempts by activity type
+    events: int = 0
+    bytes: int = 0
+    bytes_by_event: Counter[str] = field(default_factory=Counter)
+    runs: int = 0
+    # Paid once per subscription, not per cycle (left out of ``actions``).
+    once: Counter[str] = field(default_factory=Counter)
+    # In the history but not billed (patch markers and their TemporalChangeVersion).
+    free: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.actions.values())
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.actions + other.actions,
+            self.activities + other.activities,
+            self.events + other.events,
+            self.bytes + other.bytes,
+            self.bytes_by_event + other.bytes_by_event,
+            self.runs + other.runs,
+            self.once + other.once,
+            self.free + other.free,
+        )
+
+    def per_run(self) -> dict[str, Any]:
+        n = max(self.runs, 1)
+        return {
+            "runs": self.runs,
+            "actions": self.total / n,
+            "actions_by_kind": {k: v / n for k, v in sorted(self.actions.items())},
+            "activity_attempts_by_type": {k: v / n for k, v in sorted(self.activities.items())},
+            "once_per_subscription": dict(self.once),
+            "not_billed": {k: v / n for k, v in self.free.items()},
+            "events": self.events / n,
+            "history_bytes": self.bytes / n,
+            "history_bytes_by_event": {
+                k: round(v / n) for k, v in self.bytes_by_event.most_common()
+            },
+        }
+
+
+def _short(event_type: int) -> str:
+    return EventType.Name(event_type).removeprefix("EVENT_TYPE_")  # type: ignore[arg-type]
+
+
+def cost_of_run(events: Sequence[HistoryEvent], *, first_run: bool = False) -> Cost:
+    """Count one run's billable actions. ``first_run``: its creation upsert is left out
+    (it is paid once per subscription, not per cycle) and reported as ``once``."""
+    cost = Cost(runs=1, events=len(events), bytes=History(events=events).ByteSize())
+    activity_types: dict[int, str] = {}
+    seen_timer_or_activity = False
+    for event in events:
+        kind = event.event_type
+        cost.bytes_by_event[_short(kind)] += event.ByteSize()
+        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            cost.actions["workflow started (start or continue-as-new)"] += 1
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            activity_types[event.event_id] = name
+            seen_timer_or_activity = True
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attrs = event.activity_task_started_event_attributes
+            name = activity_types.get(attrs.scheduled_event_id, "?")
+            attempts = max(attrs.attempt, 1)
+            cost.actions["activity attempts"] += attempts
+            cost.activities[name] += attempts
+            if name in HEARTBEATING_ACTIVITIES:
+                cost.actions["heartbeats (estimated, not in history)"] += (
+                    attempts * HEARTBEATING_ACTIVITIES[name]
+                )
+        elif kind == E.EVENT_TYPE_TIMER_STARTED:
+            cost.actions["timers started"] += 1
+            seen_timer_or_activity = True
+        elif kind == E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if set(fields.indexed_fields) <= {"TemporalChangeVersion"}:
+                cost.free["TemporalChangeVersion upsert (workflow.patched)"] += 1
+            elif first_run and not seen_timer_or_activity:
+                cost.once["search attribute upsert at creation"] += 1
+            else:
+                cost.actions["search attribute upserts"] += 1
+        elif kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            cost.actions["signals"] += 1
+        elif kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            cost.actions["updates"] += 1
+        elif kind == E.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes.marker_name
+            if marker == "core_patch":
+                cost.free["patch markers (workflow.patched)"] += 1
+            else:
+                cost.actions["markers (local activities, side effects)"] += 1
+        elif kind == E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            cost.actions["child workflows started"] += 1
+        elif kind == E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+            cost.actions["signals"] += 1
+    return cost
+
+
+def _runs(scenario: str, version: str = "") -> list[Path]:
+    """The runs of ``scenario`` in order; ``version`` ".v1" picks histories recorded
+    before a patched workflow change (kept beside the current ones for replay)."""
+
+    def number(path: Path) -> int:
+        match = re.search(r"\.run(\d+)\.json$", path.name)
+        return int(match.group(1)) if match else 0
+
+    return sorted(HISTORIES.glob(f"{scenario}{version}.run*.json"), key=number)
+
+
+def _events(path: Path) -> list[HistoryEvent]:
+    return list(WorkflowHistory.from_json("bench", path.read_text()).events)
+
+
+def _closed(events: Sequence[HistoryEvent]) -> bool:
+    return bool(events) and events[-1].event_type in (
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    )
+
+
+def happy_path(version: str = "") -> tuple[Cost, Cost]:
+    """(a steady renewal, the first cycle): ``renewals`` runs that billed and closed."""
+    runs = [(i, _events(p)) for i, p in enumerate(_runs("renewals", version))]
+    steady = [cost_of_run(ev) for i, ev in runs if i > 0 and _closed(ev)]
+    first = cost_of_run(runs[0][1], first_run=True)
+    return sum(steady, Cost()), first
+
+
+def fully_dunned(version: str = "") -> Cost:
+    """``dunning_to_cancel``: the cycle whose charge is declined, then the whole ladder
+    (retries, reminders, suspension) to cancellation, all its runs together."""
+    paths = _runs("dunning_to_cancel", version)
+    total = Cost()
+    for i, path in enumerate(paths):
+        total = total + cost_of_run(_events(path), first_run=i == 0)
+    total.runs = 1  # one cycle spread over its runs
+    return total
+
+
+def scenarios() -> dict[str, dict[str, Any]]:
+    """Every recorded scenario, summed over its runs (for the details)."""
+    names = sorted({p.name.split(".")[0] for p in HISTORIES.glob("*.run*.json")})
+    out = {}
+    for name in names:
+        total = Cost()
+        for i, path in enumerate(_runs(name)):
+            total = total + cost_of_run(_events(path), first_run=i == 0)
+        runs = total.runs
+        total.runs = 1
+        out[name] = {**total.per_run(), "runs": runs}
+    return out
+
+
+async def bare_cycle() -> Cost:
+    """Run one bare cycle on a fresh dev server and count its history the same way."""
+    with temp_dir("cost") as work:
+        async with dev_server(work) as server:
+            queue = f"bench-cost-{secrets.token_hex(3)}"
+            async with stack.bare_worker(server.client, queue):
+                due = stack.due_after(1)
+                handle = await server.client.start_workflow(
+                    "BenchBareCycle", due.isoformat(), id=f"bare-cost-{queue}", task_queue=queue
+                )
+                await handle.result()
+                history = await handle.fetch_history()
+    return cost_of_run(list(history.events))
+
+
+def _figures(
+    what: str, cost: Cost, bare: Cost, goal_actions: int, *, per: str = "cycle"
+) -> list[Figure]:
+    summary = cost.per_run()
+    base = bare.per_run()
+    bare_what = "bare cycle: timer + no-op activity"
+    return [
+        Figure(
+            f"actions per {what} {per}",
+            summary["actions"],
+            "actions",
+            baseline=base["actions"],
+            baseline_what=bare_what,
+            goal=f"≤ {goal_actions}",
+            met=summary["actions"] <= goal_actions,
+            notes=", ".join(f"{k}: {v:g}" for k, v in summary["actions_by_kind"].items() if v),
+        ),
+        Figure(
+            f"events per {what} {per}",
+            summary["events"],
+            "events",
+            baseline=base["events"],
+            baseline_what=bare_what,
+        ),
+        Figure(
+            f"history bytes per {what} {per}",
+            summary["history_bytes"],
+            "bytes",
+            baseline=base["history_bytes"],
+            baseline_what=bare_what,
+            goal=f"< {GOAL_BYTES}" if what == "happy-path" else "",
+            met=summary["history_bytes"] < GOAL_BYTES if what == "happy-path" else None,
+        ),
+    ]
+
+
+def breakdown(cost: Cost) -> str:
+    """Text lines: actions by kind and activity attempts by type (per run)."""
+    summary = cost.per_run()
+    lines = [f"    {v:5.2f}  {k}" for k, v in summary["actions_by_kind"].items()]
+    lines += [
+        f"    {v:5.2f}  activity {k}" for k, v in summary["activity_attempts_by_type"].items()
+    ]
+    top = list(summary["history_bytes_by_event"].items())[:5]
+    lines.append("    bytes by event: " + ", ".join(f"{k} {v}" for k, v in top))
+    return "\n".join(lines)
+
+
+async def run() -> Report:
+    started = time.monotonic()
+    progress(f"counting recorded histories in {HISTORIES}")
+    steady, first = happy_path()
+    dunned = fully_dunned()
+    progress("running one bare cycle for the baseline")
+    bare = await bare_cycle()
+    progress("happy-path cycle (steady renewal), per cycle:\n" + breakdown(steady))
+    progress("fully dunned cycle (decline → cancel):\n" + breakdown(dunned))
+    progress("bare cycle:\n" + breakdown(bare))
+    figures = [
+        *_figures("happy-path", steady, bare, GOAL_HAPPY),
+        *_figures("fully dunned", dunned, bare, GOAL_DUNNED),
+    ]
+    before: dict[str, Any] = {}
+    if _runs("renewals", ".v1"):
+        # Histories of the workflow before its last patched change: before → after.
+        steady_v1, _ = happy_path(".v1")
+        dunned_v1 = fully_dunned(".v1")
+        before = {"happy_path_steady": steady_v1.per_run(), "fully_dunned": dunned_v1.per_run()}
+        progress(
+            "v1 histories (before the patched change): happy path "
+            f"{steady_v1.per_run()['actions']:g} actions, "
+            f"fully dunned {dunned_v1.per_run()['actions']:g}"
+        )
+        figures += [
+            Figure(
+                "actions per happy-path cycle (v1 histories)",
+                steady_v1.per_run()["actions"],
+                "actions",
+                baseline=bare.per_run()["actions"],
+                baseline_what="bare cycle: timer + no-op activity",
+                goal=f"≤ {GOAL_HAPPY}",
+                met=steady_v1.per_run()["actions"] <= GOAL_HAPPY,
+            ),
+            Figure(
+                "actions per fully dunned cycle (v1 histories)",
+                dunned_v1.per_run()["actions"],
+                "actions",
+                baseline=bare.per_run()["actions"],
+                baseline_what="bare cycle: timer + no-op activity",
+                goal=f"≤ {GOAL_DUNNED}",
+                met=dunned_v1.per_run()["actions"] <= GOAL_DUNNED,
+            ),
+        ]
+    return Report(
+        command="cost",
+        params={"histories": "tests/histories"},
+        figures=figures,
+        details={
+            "definition": "https://docs.temporal.io/cloud/actions",
+            "happy_path_steady": steady.per_run(),
+            "happy_path_first_cycle": first.per_run(),
+            "fully_dunned": dunned.per_run(),
+            "bare_cycle": bare.per_run(),
+            "scenarios": scenarios(),
+            "v1_histories": before,
+            "state_transitions": "not in histories; see `cycles` (DescribeWorkflowExecution)",
+        },
+        seconds=time.monotonic() - started,
+    )

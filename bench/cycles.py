@@ -1,0 +1,190 @@
+"""Figure 1: billing cycles per second, end to end, against a bare timer+activity cycle.
+
+N subscriptions are started with their billing date ``due`` a little in the future,
+so each one sleeps on a timer, wakes at ``due`` and runs the real cycle: create and
+finalize the invoice (PostgreSQL), charge it (stripe SDK → localstripe), render it,
+email the receipt (outbox), continue as new. Every cycle starts at ``due``; the rate
+is N ÷ (last receipt written − due). The bare baseline does the same with N
+workflows of one timer and one no-op activity, on the same server with the same
+worker settings, right before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from datetime import datetime
+
+from bench import stack
+from bench.common import (
+    CpuMeter,
+    Figure,
+    Report,
+    dev_server,
+    localstripe,
+    percentile,
+    postgres_database,
+    progress,
+    temp_dir,
+)
+
+SIZES = {"tiny": 10, "small": 50, "full": 2000}
+GOAL_RATIO = 0.5
+
+
+def _lead(n: int) -> float:
+    """Seconds between starting and ``due``: every start lands before anything is due."""
+    return 5.0 + n / 20.0
+
+
+async def _sleep_until(due: datetime) -> None:
+    """Until ``due``: CPU is metered over the cycles' window only."""
+    await asyncio.sleep(max(0.0, due.timestamp() - time.time()))
+
+
+def _rate(n: int, due: datetime, done_at: list[float]) -> tuple[float, float]:
+    """(cycles per second, window seconds) from completion wall times."""
+    window = max(done_at) - due.timestamp()
+    return n / window, window
+
+
+async def run(n: int, *, customers: int | None = None) -> Report:
+    started = time.monotonic()
+    params = {"subscriptions": n, "lead_s": _lead(n)}
+    with temp_dir("cycles") as work:
+        async with dev_server(work) as server, localstripe(work) as stripe:
+            client = server.client
+            tag = secrets.token_hex(3)
+
+            # -- bare baseline ------------------------------------------------------------
+            bare_queue = f"bench-bare-{tag}"
+            due = stack.due_after(_lead(n))
+            progress(f"bare: starting {n} workflows (timer → no-op activity) due at {due:%X}")
+            pids = {"temporal": server.process.pid, "localstripe": stripe.pid,
+                    "bench_worker": os.getpid()}  # fmt: skip
+            async with stack.bare_worker(client, bare_queue):
+                await stack.start_bare(
+                    client, task_queue=bare_queue, count=n, due=due, prefix=f"bare-{tag}"
+                )
+                await _sleep_until(due)
+                meter = CpuMeter(pids)
+                bare_late = time.time() - due.timestamp()
+                if bare_late > 0:
+                    progress(f"  warning: starting ended {bare_late:.1f} s after due")
+                done: list[float] = []
+
+                def bare_count() -> int:
+                    done.extend(stack.take_done())
+                    return len(done)
+
+                await stack.wait_until(bare_count, n, what="bare cycles", timeout=60 + n)
+                bare_cpu = meter.stop()
+            bare_rate, bare_window = _rate(n, due, done)
+            progress(f"bare: {bare_rate:.1f} cycles/s ({n} in {bare_window:.1f} s)")
+            bare_runs = await stack.sample_runs(
+                client, 'WorkflowType = "BenchBareCycle" AND ExecutionStatus = "Completed"'
+            )
+
+            # -- kakin ---------------------------------------------------------------------
+            with postgres_database("cycles") as database:
+                kakin = stack.make_kakin(database.url, stripe.url, work / "outbox")
+                database.before_drop.append(kakin.close)
+                pool = customers or min(n, 100)
+                progress(f"kakin: creating {pool} customers (Stripe + database) and a price")
+                customer_ids, price_id = await stack.make_customers(kakin, pool)
+                queue = f"bench-billing-{tag}"
+                async with stack.kakin_worker(client, kakin, queue):
+                    due = stack.due_after(_lead(n))
+                    progress(f"kakin: starting {n} subscriptions due at {due:%X}")
+                    await stack.start_subscriptions(
+                        client, kakin, task_queue=queue, customers=customer_ids,
+                        price_id=price_id, count=n, due=due,
+                    )  # fmt: skip
+                    late = time.time() - due.timestamp()
+                    if late > 0:
+                        progress(f"  warning: starting ended {late:.1f} s after due")
+                    await _sleep_until(due)
+                    meter = CpuMeter(pids)
+                    await stack.wait_until(
+                        lambda: stack.count_eml(kakin.outbox), n,
+                        what="kakin cycles (receipts in the outbox)", timeout=120 + 2 * n,
+                    )  # fmt: skip
+                    sent = stack.outbox_times(kakin.outbox)
+                    kakin_cpu = meter.stop()
+                    # The last step of a cycle is continue-as-new: let the runs close.
+                    await asyncio.sleep(1.0)
+                kakin_rate, kakin_window = _rate(n, due, sent)
+                latencies = [t - due.timestamp() for t in sent]
+                progress(f"kakin: {kakin_rate:.1f} cycles/s ({n} in {kakin_window:.1f} s)")
+                kakin_runs = await stack.sample_runs(
+                    client,
+                    'WorkflowType = "SubscriptionWorkflow" AND ExecutionStatus = "ContinuedAsNew"',
+                )
+    ratio = kakin_rate / bare_rate
+    figures = [
+        Figure(
+            "cycles per second",
+            kakin_rate,
+            "cycles/s",
+            baseline=bare_rate,
+            baseline_what="timer + no-op activity",
+            goal=f"ratio ≥ {GOAL_RATIO}",
+            met=ratio >= GOAL_RATIO,
+        ),
+        Figure(
+            "p50 due → receipt",
+            percentile(latencies, 50),
+            "s",
+            notes="all cycles due at once: queueing, not a single cycle's latency",
+        ),
+    ]
+    if kakin_runs and bare_runs:
+        figures.append(
+            Figure(
+                "state transitions per cycle",
+                kakin_runs["state_transitions"],
+                "transitions",
+                baseline=bare_runs["state_transitions"],
+                baseline_what="timer + no-op activity",
+                notes="DescribeWorkflowExecution of closed runs (one run = one cycle)",
+            )
+        )
+        figures.append(
+            Figure(
+                "history bytes per cycle (live)",
+                kakin_runs["history_bytes"],
+                "bytes",
+                baseline=bare_runs["history_bytes"],
+                baseline_what="timer + no-op activity",
+                goal="< 4096",
+                met=kakin_runs["history_bytes"] < 4096,
+            )
+        )
+    return Report(
+        command="cycles",
+        params=params,
+        figures=figures,
+        details={
+            "bare": {
+                "rate": bare_rate,
+                "window_s": bare_window,
+                "runs": bare_runs,
+                "cpu": bare_cpu,
+            },
+            "kakin": {
+                "rate": kakin_rate,
+                "window_s": kakin_window,
+                "runs": kakin_runs,
+                "cpu": kakin_cpu,
+                "starts_ended_after_due_s": max(0.0, late),
+                "customers": customers or min(n, 100),
+                "p99_due_to_receipt_s": percentile(latencies, 99),
+            },
+            "stripe": "localstripe (no added latency)",
+            "email": "outbox",
+            "database": "PostgreSQL (private database, dropped after the run)",
+        },
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,292 @@
+"""kakin's real pipeline for the timed benchmarks: customers, subscriptions, workers.
+
+The subscription workflow and billing activities are the production ones, built the
+way worker.py builds them (``build_worker``, a 16-thread activity pool); only the
+addresses differ (a private PostgreSQL database, a private localstripe, an outbox in
+a temp dir). The bare baseline gets a worker with the same settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities, Seller
+from activities.mailer import OutboxMailer
+from activities.rendering import make_template_env
+from activities.stripe_gateway import StripeGateway
+from bench.bare import BareCycleWorkflow, noop, take_done
+from bench.common import progress
+from kakin import service
+from models.db import make_engine, make_session_factory
+from worker import build_stripe_worker, build_worker
+
+# As worker.run_worker: the production worker's activity pool.
+ACTIVITY_THREADS = 16
+STRIPE_KEY = "sk_test_kakin_bench"
+OK_CARD = "4242424242424242"
+
+SELLER = Seller(
+    name="kakin bench K.K.",
+    address="1-1 Chiyoda, Tokyo",
+    registration_number="T1234567890123",
+    payment_update_url="http://localhost:8000/pay/update",
+)
+
+
+@dataclass
+class Kakin:
+    """The pieces a run of real subscriptions needs."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    setup_stripe: StripeGateway  # for creating customers (never rate limited)
+    charge_stripe: StripeGateway  # what the activities use (maybe through a limiter)
+    outbox: Path
+
+    def close(self) -> None:
+        """Close the pool before the database is dropped (no half-dead connections)."""
+        self.engine.dispose()
+
+    def activities(self) -> BillingActivities:
+        return BillingActivities(
+            session_factory=self.sessions,
+            stripe=self.charge_stripe,
+            mailer=OutboxMailer(self.outbox),
+            templates=make_template_env(),
+            seller=SELLER,
+        )
+
+
+def make_kakin(
+    database_url: str, stripe_url: str, outbox: Path, *, charge_url: str | None = None
+) -> Kakin:
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+
+    def gateway(url: str) -> StripeGateway:
+        # localstripe rejects off_session on confirm (as `kakin up` configures it).
+        return StripeGateway(api_key=STRIPE_KEY, api_base=url, confirm_off_session=False)
+
+    return Kakin(
+        engine=engine,
+        sessions=sessions,
+        setup_stripe=gateway(stripe_url),
+        charge_stripe=gateway(charge_url or stripe_url),
+        outbox=outbox,
+    )
+
+
+async def make_customers(kakin: Kakin, count: int) -> tuple[list[str], str]:
+    """``count`` JPY customers with a good card, and one monthly price; returns their ids."""
+    price_id = service.create_price(
+        kakin.sessions, product_name="bench plan", currency="JPY", unit_amount=3980
+    )
+    semaphore = asyncio.Semaphore(8)
+    made = 0
+
+    async def one(number: int) -> str:
+        nonlocal made
+        async with semaphore:
+            customer = await asyncio.to_thread(
+                service.create_customer, kakin.sessions, kakin.setup_stripe,
+                email=f"bench{number}@example.jp", name=f"ベンチ {number}", currency="JPY",
+                locale="ja", time_zone="Asia/Tokyo", card_number=OK_CARD,
+            )  # fmt: skip
+        made += 1
+        if made % 50 == 0:
+            progress(f"  {made}/{count} customers created")
+        return customer
+
+    customers = await asyncio.gather(*(one(n) for n in range(count)))
+    return list(customers), price_id
+
+
+async def start_subscriptions(
+    client: Client,
+    kakin: Kakin,
+    *,
+    task_queue: str,
+    customers: Sequence[str],
+    price_id: str,
+    count: int,
+    due: datetime,
+    stripe_task_queue: str | None = None,
+) -> list[str]:
+    """Start ``count`` subscriptions (round-robin over ``customers``) all due at ``due``.
+
+    service.start_subscription writes to the database synchronously: run on this
+    loop it would stall the worker's loop for seconds (workflow tasks time out). So
+    the starts run on a loop of their own in a thread, with their own client.
+    """
+    address = client.service_client.config.target_host
+    namespace = client.namespace
+
+    async def start_all() -> list[str]:
+        own = await Client.connect(address, namespace=namespace)
+        semaphore = asyncio.Semaphore(16)
+        started: list[str] = []
+
+        async def one(number: int) -> None:
+            async with semaphore:
+                sub_id = await service.start_subscription(
+                    own,
+                    kakin.sessions,
+                    task_queue=task_queue,
+                    customer_id=customers[number % len(customers)],
+                    price_id=price_id,
+                    start_at=due,
+                    stripe_task_queue=stripe_task_queue,
+                )
+            started.append(sub_id)
+            if len(started) % 250 == 0:
+                progress(f"  {len(started)}/{count} subscriptions started")
+
+        await asyncio.gather(*(one(n) for n in range(count)))
+        return started
+
+    return await asyncio.to_thread(asyncio.run, start_all())
+
+
+async def start_bare(
+    client: Client, *, task_queue: str, count: int, due: datetime, prefix: str
+) -> None:
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(number: int) -> None:
+        async with semaphore:
+            await client.start_workflow(
+                BareCycleWorkflow.run,
+                due.isoformat(),
+                id=f"{prefix}-{number}",
+                task_queue=task_queue,
+            )
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+
+
+@contextlib.asynccontextmanager
+async def kakin_worker(
+    client: Client,
+    kakin: Kakin,
+    task_queue: str,
+    *,
+    stripe_task_queue: str | None = None,
+    stripe_rate_limit: float = 25.0,
+) -> AsyncIterator[Worker]:
+    """The production worker (worker.build_worker) on ``task_queue``; with
+    ``stripe_task_queue``, also worker.build_stripe_worker's charge worker, as
+    worker.run_worker runs them when KAKIN_STRIPE_TASK_QUEUE is set."""
+    activities = kakin.activities()
+    with contextlib.ExitStack() as pools:
+        executor = pools.enter_context(
+            ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="kakin-activity")
+        )
+        worker = build_worker(
+            client, task_queue=task_queue, activities=activities, executor=executor
+        )
+        async with contextlib.AsyncExitStack() as workers:
+            await workers.enter_async_context(worker)
+            if stripe_task_queue:
+                stripe_executor = pools.enter_context(
+                    ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="kakin-stripe")
+                )
+                stripe_worker = build_stripe_worker(
+                    client,
+                    task_queue=stripe_task_queue,
+                    activities=activities,
+                    executor=stripe_executor,
+                    stripe_rate_limit=stripe_rate_limit,
+                )
+                await workers.enter_async_context(stripe_worker)
+            yield worker
+
+
+@contextlib.asynccontextmanager
+async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    """The bare workflow's worker, with the same settings as worker.build_worker."""
+    take_done()  # forget completions of an earlier phase
+    with ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="bare-activity") as executor:
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[BareCycleWorkflow],
+            activities=[noop],
+            activity_executor=executor,
+            max_concurrent_activities=ACTIVITY_THREADS,
+        )
+        async with worker:
+            yield worker
+
+
+def due_after(seconds: float) -> datetime:
+    """A due time ``seconds`` from now, whole second (UTC)."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
+
+
+async def wait_until(
+    count_done: Any, total: int, *, what: str, timeout: float, poll: float = 0.25
+) -> None:
+    """Poll ``count_done()`` (sync, run in a thread) until it reaches ``total``."""
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while True:
+        done = await asyncio.to_thread(count_done)
+        if done >= total:
+            progress(f"  {what}: {done}/{total} done")
+            return
+        if time.monotonic() - last_report > 5:
+            progress(f"  {what}: {done}/{total} done")
+            last_report = time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: only {done}/{total} done within {timeout:.0f} s")
+        await asyncio.sleep(poll)
+
+
+def outbox_times(outbox: Path) -> list[float]:
+    """Modification times of the outbox's .eml files: when each email was 'sent'."""
+    if not outbox.exists():
+        return []
+    return [entry.stat().st_mtime for entry in os.scandir(outbox) if entry.name.endswith(".eml")]
+
+
+def count_eml(outbox: Path) -> int:
+    if not outbox.exists():
+        return 0
+    return sum(1 for entry in os.scandir(outbox) if entry.name.endswith(".eml"))
+
+
+async def sample_runs(client: Client, query: str, limit: int = 20) -> dict[str, float] | None:
+    """Mean state transitions, events and history bytes of up to ``limit`` closed runs."""
+    rows: list[tuple[int, int, int]] = []
+    async for execution in client.list_workflows(query, limit=limit):
+        described = await client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).describe()
+        info = described.raw_description.workflow_execution_info
+        rows.append((info.state_transition_count, info.history_length, info.history_size_bytes))
+    if not rows:
+        return None
+    n = len(rows)
+    return {
+        "runs_sampled": n,
+        "state_transitions": sum(r[0] for r in rows) / n,
+        "events": sum(r[1] for r in rows) / n,
+        "history_bytes": sum(r[2] for r in rows) / n,
+    }
+
+
+__all__ = ["take_done"]
