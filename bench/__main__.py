@@ -50,7 +50,7 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
         "cost": lambda: cost.run(),
         "spike": lambda: spike.run(args.m or spike.SIZES[args.size], limit=args.stripe_limit),
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),
-        "usage": lambda: usage.run(),
+        "usage": lambda: usage.run(args.size),
     }
 
 
