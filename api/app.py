@@ -9,11 +9,16 @@ authenticate with ``Authorization: Bearer kk_<role>_...`` (``kakin keys create``
 | support | read everything; cancel, pause, resume, change plan, grace; act on dunning |
 | admin | everything, including the catalog (prices) |
 
-POST endpoints accept ``Idempotency-Key`` (see ``api.idempotency``). The endpoints
-live in ``api.routers``, one module per resource; what they share is in ``api.deps``.
+POST endpoints accept ``Idempotency-Key`` (see ``api.idempotency``). Every request
+passes ``api.middleware``: a request id and an access-log line, a body size limit, and
+the refusal of card numbers (``api.pan_guard``); keys are rate limited
+(``api.rate_limit``). The endpoints live in ``api.routers``, one module per resource;
+what they share is in ``api.deps``.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +28,7 @@ from activities.stripe_gateway import StripeGateway
 from api import payment_page
 from api.deps import Deps, TemporalSource
 from api.errors import install
+from api.middleware import AccessLog, BodyGuard
 from api.routers import (
     catalog,
     customers,
@@ -57,6 +63,9 @@ def create_app(
         redoc_url=None,
     )
     install(app)
+    # Added innermost first: AccessLog wraps BodyGuard, so refusals are logged with an id.
+    app.add_middleware(BodyGuard, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(AccessLog)
     deps = Deps(settings=settings, sessions=sessions, temporal=temporal, stripe=stripe)
     for module in (
         health,
@@ -88,6 +97,10 @@ def build_app(settings: Settings) -> FastAPI:
     """The API wired to the real dependencies from settings (``kakin api``)."""
     from kakin import wiring
 
+    # One JSON line per request (api.middleware), shown even where the root is at WARNING;
+    # it replaces uvicorn's access log, which would log query strings and client addresses.
+    logging.getLogger("kakin.api.access").setLevel(logging.INFO)
+    logging.getLogger("uvicorn.access").disabled = True
     return create_app(
         settings=settings,
         sessions=wiring.session_factory(settings),

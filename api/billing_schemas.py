@@ -6,15 +6,26 @@ may be fractional are decimal strings ("12.5", "0.015"), never floats.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from activities.invoice_builder import Draft, DraftLine
-from api.schemas import FromRow, Request, check_currency
+from api.schemas import (
+    CURRENCY_LENGTH,
+    MAX_AMOUNT,
+    FromRow,
+    Moment,
+    Request,
+    check_currency,
+)
 from billing.rounding import parse_decimal
 from kakin.usage import MAX_BATCH, EventResult
+
+PROPERTY_KEY_LENGTH = 100
+PROPERTIES_BYTES = 4096
 
 Aggregation = Literal["count", "sum", "max", "unique_count", "latest"]
 PricingModel = Literal["flat", "per_unit", "graduated", "volume", "package"]
@@ -32,10 +43,23 @@ def check_decimal(value: str | None) -> str | None:
 class UsageEventBody(Request):
     event_id: str = Field(min_length=1, max_length=255, description="counted once per customer")
     metric: str = Field(min_length=1, max_length=100, description="the billable metric's code")
-    timestamp: AwareDatetime
-    properties: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    timestamp: Moment
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="at most 50 keys of 1 to 100 characters, 4 KiB as JSON",
+    )
     customer_id: str | None = Field(default=None, max_length=40)
     subscription_id: str | None = Field(default=None, max_length=40)
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if any(not key or len(key) > PROPERTY_KEY_LENGTH for key in value):
+            raise ValueError(f"keys must be 1 to {PROPERTY_KEY_LENGTH} characters long")
+        if len(json.dumps(value, ensure_ascii=False).encode()) > PROPERTIES_BYTES:
+            raise ValueError(f"they are larger than {PROPERTIES_BYTES // 1024} KiB as JSON")
+        return value
 
 
 class UsageBatch(Request):
@@ -187,7 +211,7 @@ class MetricOut(FromRow):
 
 class TaxRateCreate(Request):
     name: str = Field(min_length=1, max_length=100, description="printed: 消費税, VAT")
-    percentage: str = Field(description='a decimal string, e.g. "10" or "8"')
+    percentage: str = Field(max_length=20, description='a decimal string, e.g. "10" or "8"')
     inclusive: bool = False
     jurisdiction: str = Field(default="", max_length=100)
     reduced: bool = Field(default=False, description="Japan's reduced rate (marked ※)")
@@ -210,12 +234,12 @@ class CouponCreate(Request):
     code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     name: str = Field(min_length=1, max_length=200)
     duration: Literal["once", "repeating", "forever"]
-    percent_off: str | None = None
-    amount_off: int | None = Field(default=None, gt=0)
-    currency: str | None = None
+    percent_off: str | None = Field(default=None, max_length=20)
+    amount_off: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
+    currency: str | None = Field(default=None, max_length=CURRENCY_LENGTH)
     duration_in_periods: int | None = Field(default=None, ge=1, le=1200)
-    redeem_by: AwareDatetime | None = None
-    max_redemptions: int | None = Field(default=None, ge=1)
+    redeem_by: Moment | None = None
+    max_redemptions: int | None = Field(default=None, ge=1, le=1_000_000_000)
 
     _percent = field_validator("percent_off")(check_decimal)
 
@@ -271,7 +295,9 @@ class CreditNoteCreate(Request):
     method: Literal["refund", "credit"] = Field(
         description="refund through Stripe, or keep as credit the next invoices use first"
     )
-    amount: int | None = Field(default=None, gt=0, description="omit for the whole remainder")
+    amount: int | None = Field(
+        default=None, gt=0, le=MAX_AMOUNT, description="omit for the whole remainder"
+    )
     memo: str = Field(default="", max_length=500)
 
 

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from activities.stripe_gateway import StripeGateway
 from api.errors import ApiError
 from api.idempotency import MAX_KEY_LENGTH
+from api.rate_limit import TokenBuckets, parse_rate, retry_after
 from kakin import api_keys
 from kakin.api_keys import KeyInfo, Role
 from kakin.settings import Settings
@@ -30,8 +31,11 @@ TemporalSource = Client | Callable[[], Awaitable[Client]]
 CONNECT_TIMEOUT = 5.0  # a request waits this long for Temporal before answering 503
 
 Limit = Annotated[int, Query(ge=1, le=100, description="page size, at most 100")]
-After = Annotated[str | None, Query(description="the last id of the previous page")]
-AfterPayment = Annotated[int | None, Query(description="the last id of the previous page")]
+After = Annotated[str | None, Query(max_length=40, description="the last id of the previous page")]
+AfterPayment = Annotated[
+    int | None,
+    Query(ge=0, le=2**31 - 1, description="the last id of the previous page"),  # an INTEGER id
+]
 IdemKey = Annotated[
     str | None,
     Header(
@@ -50,8 +54,8 @@ class Deps:
 
     ``any_key``, ``service_key``, ``support_key`` and ``admin_key`` are FastAPI
     dependencies: a parameter defaulting to one of them receives the caller's
-    ``KeyInfo``, or the request ends with 401 (no valid key) or 403 (wrong role).
-    Admin keys pass every check.
+    ``KeyInfo``, or the request ends with 401 (no valid key), 429 (the key is over
+    its rate, ``api.rate_limit``) or 403 (wrong role). Admin keys pass every check.
     """
 
     def __init__(
@@ -69,6 +73,10 @@ class Deps:
         self._clients: list[Client] = []
         # Created outside any loop on purpose: a lock binds to the loop that first waits.
         self._client_lock = asyncio.Lock()
+        rate = parse_rate(settings.api_rate_limit)
+        self.rate_limits = (
+            None if rate is None else TokenBuckets(rate=rate, burst=settings.api_rate_burst)
+        )
         self.any_key: Any = Depends(self.require(Role.SERVICE, Role.SUPPORT))
         self.service_key: Any = Depends(self.require(Role.SERVICE))
         self.support_key: Any = Depends(self.require(Role.SUPPORT))
@@ -96,6 +104,7 @@ class Deps:
         """A dependency admitting keys with one of ``roles`` (or admin)."""
         allowed = {Role.ADMIN, *roles}
         sessions = self.sessions
+        limits = self.rate_limits
 
         def dependency(
             request: Request,
@@ -107,6 +116,14 @@ class Deps:
                 key = api_keys.authenticate(session, credentials.credentials)
             if key is None:
                 raise ApiError(401, "The API key is unknown or revoked")
+            request.state.key_id = key.id  # for the access log
+            wait = 0.0 if limits is None else limits.take(key.id)
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "This API key is over its rate limit; retry after the Retry-After seconds",
+                    headers={"Retry-After": retry_after(wait)},
+                )
             if key.role not in allowed:
                 raise ApiError(
                     403,

@@ -7,6 +7,7 @@ field); no stack trace or internal detail ever reaches the client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.pan_guard import redact
+from api.request_context import request_id
 
 log = logging.getLogger("kakin.api")
 
@@ -24,7 +28,9 @@ STATUS_TYPES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "invalid_request",
     422: "invalid_request",
+    429: "rate_limit_error",
     502: "upstream_error",
     503: "unavailable",
 }
@@ -42,11 +48,19 @@ class ErrorBody(BaseModel):
 class ApiError(Exception):
     """Raised by endpoints; becomes the JSON error body with ``status``."""
 
-    def __init__(self, status: int, message: str, *, type: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type or STATUS_TYPES.get(status, "api_error")
+        self.headers = headers
 
 
 def error_body(status: int, message: str, *, type: str | None = None) -> dict[str, Any]:
@@ -55,10 +69,18 @@ def error_body(status: int, message: str, *, type: str | None = None) -> dict[st
     return {"error": {"type": kind, "message": _sentence(message)}}
 
 
-def error_response(status: int, message: str, *, type: str | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body = error_body(status, message, type=type)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _sentence(text: str) -> str:
@@ -91,7 +113,9 @@ def describe_validation_error(error: dict[str, Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, _sentence(error.message), type=error.type)
+        return error_response(
+            error.status, _sentence(error.message), type=error.type, headers=error.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -102,16 +126,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
-            message = f"There is no endpoint at {request.method} {request.url.path}."
+            message = f"There is no endpoint at {request.method} {redact(request.url.path)}."
         elif error.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}."
+            message = f"{request.method} is not allowed on {redact(request.url.path)}."
         else:
             message = _sentence(str(error.detail))
-        return error_response(error.status_code, message)
+        return error_response(error.status_code, message, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception(
+            "unhandled error on %s %s (request %s)",
+            request.method,
+            redact(request.url.path),
+            request_id.get(),
+        )
         return error_response(
             500, "An internal error occurred; it has been logged.", type="api_error"
         )

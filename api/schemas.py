@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from billing.money import normalize_currency
 from models.payloads import StatusView
@@ -40,15 +40,42 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Every free string in a request body has a length limit (the body as a whole is limited
+# by KAKIN_API_MAX_BODY_BYTES); these are the ones several bodies share.
+EMAIL_LENGTH = 320
+CURRENCY_LENGTH = 10
+ZONE_LENGTH = 64
+# Amounts in minor units: 10^15 is far beyond any real price and well inside BIGINT.
+MAX_AMOUNT = 10**15
+Id = Annotated[str, Field(min_length=1, max_length=40)]
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def check_moment(value: datetime) -> datetime:
+    # Year 1 or 9999 in a far time zone overflows on the way to UTC, and billing
+    # arithmetic (periods, trials) on either end would overflow later.
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = EARLIEST - timedelta(days=1)
+    if not EARLIEST <= in_utc < LATEST:
+        raise ValueError("the time must be between 1900 and 2200")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(check_moment)]
+
+
 class CustomerCreate(Request):
-    email: str
+    email: str = Field(max_length=EMAIL_LENGTH)
     name: str = Field(min_length=1, max_length=200)
-    currency: str
+    currency: str = Field(max_length=CURRENCY_LENGTH)
     locale: Locale = "en"
-    time_zone: str = "UTC"
+    time_zone: str = Field(default="UTC", max_length=ZONE_LENGTH)
     payment_method_id: str | None = Field(default=None, max_length=255)
     card_number: str | None = Field(
         default=None,
+        max_length=40,
         description="a Stripe test card number, test mode only; sent to Stripe, never stored",
     )
 
@@ -58,10 +85,10 @@ class CustomerCreate(Request):
 
 
 class CustomerUpdate(Request):
-    email: str | None = None
+    email: str | None = Field(default=None, max_length=EMAIL_LENGTH)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     locale: Locale | None = None
-    time_zone: str | None = None
+    time_zone: str | None = Field(default=None, max_length=ZONE_LENGTH)
 
     @field_validator("email")
     @classmethod
@@ -110,17 +137,23 @@ class CustomerOut(BaseModel):
 
 
 class TierIn(Request):
-    up_to: str | None = Field(description="the tier's last unit (inclusive); null: no limit")
-    unit_amount: str = Field(default="0", description="per unit, minor units, may be fractional")
-    flat_amount: int = Field(default=0, ge=0, description="a flat fee for reaching the tier")
+    up_to: str | None = Field(
+        max_length=40, description="the tier's last unit (inclusive); null: no limit"
+    )
+    unit_amount: str = Field(
+        default="0", max_length=40, description="per unit, minor units, may be fractional"
+    )
+    flat_amount: int = Field(
+        default=0, ge=0, le=MAX_AMOUNT, description="a flat fee for reaching the tier"
+    )
 
 
 class PriceCreate(Request):
     product_name: str = Field(min_length=1, max_length=200)
     nickname: str = Field(default="", max_length=200)
-    currency: str
+    currency: str = Field(max_length=CURRENCY_LENGTH)
     unit_amount: int = Field(
-        default=0, ge=0, le=10**15, description="in minor units (JPY: yen); flat per seat"
+        default=0, ge=0, le=MAX_AMOUNT, description="in minor units (JPY: yen); flat per seat"
     )
     interval: IntervalName = "month"
     interval_count: int = Field(default=1, ge=1, le=365)
@@ -128,12 +161,12 @@ class PriceCreate(Request):
     unit_amount_decimal: str | None = Field(
         default=None, max_length=40, description='per unit or package, e.g. "0.015" yen per call'
     )
-    package_size: int | None = Field(default=None, ge=1)
+    package_size: int | None = Field(default=None, ge=1, le=1_000_000_000)
     tiers: list[TierIn] | None = Field(default=None, min_length=1, max_length=50)
     metric: str | None = Field(
         default=None, max_length=100, description="a metric code: billed in arrears on usage"
     )
-    tax_rate_ids: list[str] = Field(default_factory=list, max_length=5)
+    tax_rate_ids: list[Id] = Field(default_factory=list, max_length=5)
 
     _currency = field_validator("currency")(check_currency)
 
@@ -214,6 +247,8 @@ class InvoiceDetail(InvoiceOut):
 
 
 METADATA_KEYS = 50
+MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, Field(max_length=500)]
 
 
 def check_metadata(value: dict[str, str]) -> dict[str, str]:
@@ -232,11 +267,14 @@ class SubscriptionCreate(Request):
     price_id: str = Field(min_length=1, max_length=40)
     quantity: int = Field(default=1, ge=1, le=1_000_000)
     trial_days: int = Field(default=0, ge=0, le=730)
-    start_at: AwareDatetime | None = Field(
+    start_at: Moment | None = Field(
         default=None, description="the billing-cycle anchor, ISO 8601 with a zone"
     )
-    metadata: dict[str, str] = Field(
-        default_factory=dict, description="your own string keys and values, stored as given"
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=METADATA_KEYS,
+        description="your own string keys and values, stored as given: at most 50 keys "
+        "of 1 to 40 characters, values of at most 500",
     )
 
     _metadata = field_validator("metadata")(check_metadata)

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     # The id of the key that encrypts new payloads; empty: the first key listed.
     encryption_key_id: str = ""
 
+    # The HTTP API's limits (api/middleware.py, api/rate_limit.py): the largest request
+    # body in bytes (413 beyond), and per API key a token bucket refilled at
+    # api_rate_limit ("100/s", "6000/min", "1000/h" or "off") holding api_rate_burst
+    # requests (429 with Retry-After beyond). The buckets are per API process.
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    api_rate_limit: str = Field(
+        default="100/s",
+        pattern=r"^\s*(off|\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour))\s*$",
+    )
+    api_rate_burst: int = Field(default=200, ge=1)
+
     @field_validator("seller_registration_number")
     @classmethod
     def _valid_registration_number(cls, value: str) -> str:

@@ -60,6 +60,10 @@ def router(deps: Deps) -> APIRouter:
             raise ApiError(503, "Webhooks are disabled: KAKIN_STRIPE_WEBHOOK_SECRET is not set")
         payload = await request.body()
         try:
+            payload.decode("utf-8")  # the stripe SDK decodes it to check the signature
+        except UnicodeDecodeError:
+            raise ApiError(400, "The body is not a Stripe event: it is not UTF-8 text") from None
+        try:
             client = await asyncio.wait_for(deps.temporal_client(), CONNECT_TIMEOUT)
         except Exception as error:
             log.warning("webhook: Temporal unavailable: %s", error)
