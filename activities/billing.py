@@ -635,9 +635,10 @@ class BillingActivities:
     def send_email(self, request: EmailRequest) -> None:
         """Send one email per business event; a retry never sends a second one.
 
-        The outbox backend is idempotent by file name. With SendGrid, the only window
-        for a duplicate is a crash between SendGrid accepting the message and our
-        commit, because SendGrid has no idempotency key.
+        The row is committed as ``sending`` before the provider is called. A retry that
+        finds ``sending`` cannot know whether the last try's send went out before it
+        died, so it asks the provider (``Mailer.find``: the outbox file, or SendGrid's
+        message search by our key) and sends only if nothing was found.
         """
         with self._sessions() as session:
             sent = repo.email_by_key(session, request.business_key)
@@ -692,7 +693,13 @@ class BillingActivities:
                 attachments=self._invoice_pdf(invoice),
             )
             try:
-                provider_id = self._mailer.send(message)
+                provider_id = None
+                if sent.status == "sending":  # an earlier try may have sent it
+                    provider_id = self._mailer.find(request.business_key)
+                if provider_id is None:
+                    sent.status = "sending"
+                    session.commit()
+                    provider_id = self._mailer.send(message)
             except PermanentEmailError as error:
                 raise ApplicationError(
                     str(error), type="PermanentEmailError", non_retryable=True

@@ -4,7 +4,8 @@ Both backends raise only two error types, so the email activity can decide witho
 knowing the backend: ``TransientEmailError`` (try again later) and
 ``PermanentEmailError`` (retrying cannot help; mark the email failed). Exactly-once is
 the caller's job (a unique business key in the database); the outbox is also
-idempotent by file name, while SendGrid has no idempotency key at all.
+idempotent by file name, while SendGrid has no idempotency key at all: ``find`` asks
+it whether a message with the key went out, for a try that died after sending.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import email.policy
 import hashlib
 import http.client
 import json
+import logging
 import os
 import re
 import tempfile
@@ -39,6 +41,8 @@ from sendgrid.helpers.mail import (
     Mail,
     To,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class Mailer(Protocol):
         """Send ``message`` and return the provider's message id."""
         ...
 
+    def find(self, key: str) -> str | None:
+        """The provider's id of the message sent with business key ``key``, if it was."""
+        ...
+
 
 def safe_key(key: str) -> str:
     """The business key as a file name: anything outside ``[A-Za-z0-9._-]`` becomes ``_``."""
@@ -113,6 +121,14 @@ class OutboxMailer:
             raise TransientEmailError(
                 f"could not write {name} to the outbox {self.directory}: {error.strerror}"
             ) from error
+        return f"outbox:{name}"
+
+    def find(self, key: str) -> str | None:
+        name = safe_key(key)
+        path = self.directory / f"{name}.eml"
+        if not path.exists():
+            return None
+        self._check_same_key(path, key)
         return f"outbox:{name}"
 
     @staticmethod
@@ -225,6 +241,32 @@ class SendGridMailer:
                 f"the connection to SendGrid at {self.host} failed: {self._scrub(error)}"
             ) from error
         return str(response.headers.get("X-Message-Id") or "")
+
+    def find(self, key: str) -> str | None:
+        """Ask SendGrid's Email Activity API for a message carrying ``kakin_key``.
+
+        Used when an earlier try may have sent the email and died before recording
+        it. Without the Email Activity add-on (403/404), or while SendGrid has not
+        indexed the message yet, the answer is None and the email is sent again: the
+        window for a duplicate narrows to what SendGrid has not indexed.
+        """
+        query = {"query": f"unique_args['kakin_key']=\"{key}\"", "limit": 1}
+        try:
+            response = self._client.client.messages.get(query_params=query)
+        except python_http_client.exceptions.HTTPError as error:
+            failure = self._http_error(error)
+            if isinstance(failure, TransientEmailError):
+                raise failure from error
+            log.warning("SendGrid message search unavailable: %s", failure)
+            return None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            raise TransientEmailError(
+                f"could not search SendGrid at {self.host}: {self._scrub(error)}"
+            ) from error
+        messages = json.loads(response.body or b"{}").get("messages") or []
+        if not messages:
+            return None
+        return str(messages[0].get("msg_id") or "") or None
 
     def _timed_out(self) -> TransientEmailError:
         return TransientEmailError(

@@ -406,7 +406,8 @@ class EmailMessage(Base):
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500))
     locale: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(20))  # pending | sent
+    # pending | sending (handed to the provider, not yet confirmed) | sent
+    status: Mapped[str] = mapped_column(String(20))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

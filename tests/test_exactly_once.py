@@ -10,19 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.billing import BillingActivities
+from activities.mailer import OutgoingEmail, SendGridMailer
+from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
 from kakin import service
-from tests.conftest import make_activities
+from models import repositories as repo
+from models.payloads import EmailRequest
+from models.tables import Subscription
+from tests.conftest import SELLER, make_activities
 from tests.helpers import customer_and_price, observe, outbox_files
 from tests.support.fault_proxy import FaultProxy
+from tests.support.sendgrid_loopback import SendGridLoopback
 from worker import build_worker
 
 
@@ -118,3 +125,61 @@ async def test_a_lost_answer_never_charges_twice(
     assert succeeded[0].amount == invoice.total
     assert seen.email_kinds == ["receipt"]
     assert len(outbox_files(outbox)) == 1
+
+
+def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway
+) -> None:
+    """The crash window: SendGrid took the message, the worker died before recording it."""
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    subscription_id = repo.new_id("sub")
+    with pg_sessions() as session:
+        session.add(
+            Subscription(
+                id=subscription_id, customer_id=customer_id, price_id=price_id,
+                status="canceled", workflow_id=service.workflow_id(subscription_id),
+            )
+        )  # fmt: skip
+        session.commit()
+    request = EmailRequest(
+        kind="canceled", business_key=f"email:canceled:{subscription_id}",
+        subscription_id=subscription_id, occurred_at=datetime.now(UTC),
+    )  # fmt: skip
+    with SendGridLoopback() as sendgrid:
+        activities = BillingActivities(
+            session_factory=pg_sessions,
+            stripe=stripe_gateway,
+            mailer=SendGridMailer("SG.test", host=sendgrid.url),
+            templates=make_template_env(),
+            seller=SELLER,
+        )
+        dying = DiesAfterSending(SendGridMailer("SG.test", host=sendgrid.url))
+        first = BillingActivities(
+            session_factory=pg_sessions, stripe=stripe_gateway, mailer=dying,
+            templates=make_template_env(), seller=SELLER,
+        )  # fmt: skip
+        with pytest.raises(WorkerDied):
+            ActivityEnvironment().run(first.send_email, request)
+        ActivityEnvironment().run(activities.send_email, request)  # Temporal's retry
+
+        assert sendgrid.accepted_keys() == [request.business_key]
+    with pg_sessions() as session:
+        row = repo.email_by_key(session, request.business_key)
+        assert row is not None and row.status == "sent"
+        assert row.provider_message_id == "loopback000001.filter0001.0.0"
+
+
+class WorkerDied(Exception):
+    """Stands for SIGKILL: nothing after the send runs."""
+
+
+class DiesAfterSending:
+    def __init__(self, mailer: SendGridMailer) -> None:
+        self._mailer = mailer
+
+    def send(self, message: OutgoingEmail) -> str:
+        self._mailer.send(message)
+        raise WorkerDied
+
+    def find(self, key: str) -> str | None:
+        return self._mailer.find(key)

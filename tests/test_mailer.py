@@ -198,3 +198,18 @@ def test_sendgrid_timeout_is_applied_and_transient(sendgrid_api):
 def test_sendgrid_needs_an_api_key():
     with pytest.raises(ValueError, match="API key"):
         SendGridMailer("")
+
+
+def test_sendgrid_finds_a_sent_message_by_its_key(sendgrid_api):
+    mailer = SendGridMailer(API_KEY, host=sendgrid_api.url)
+    assert mailer.find(MESSAGE.key) is None
+    message_id = mailer.send(MESSAGE)
+    assert mailer.find(MESSAGE.key) == message_id
+    assert mailer.find("email:receipt:in_other:0") is None
+
+
+def test_outbox_finds_a_written_message_by_its_key(tmp_path):
+    mailer = OutboxMailer(tmp_path)
+    assert mailer.find(MESSAGE.key) is None
+    sent = mailer.send(MESSAGE)
+    assert mailer.find(MESSAGE.key) == sent

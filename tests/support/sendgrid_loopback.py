@@ -15,12 +15,14 @@ so a test cannot pass with a request the real API would refuse.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 _REASONS = {
     400: "Bad Request",
@@ -42,6 +44,7 @@ class RecordedRequest:
     body: Any  # the parsed JSON body, or None when it was not JSON
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0  # time.monotonic() when it was answered
 
 
 class SendGridLoopback:
@@ -52,7 +55,10 @@ class SendGridLoopback:
         self._lock = threading.Lock()
         self._failures: list[int] = []
         self._stalls: list[float] = []
+        self._outage_until = 0.0
+        self._outage_status = 503
         self._sent = 0
+        self._message_ids: dict[str, str] = {}  # kakin_key -> X-Message-Id of its send
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._thread: threading.Thread | None = None
 
@@ -65,6 +71,26 @@ class SendGridLoopback:
         """Answer the next ``n`` requests with ``status`` and a SendGrid error body."""
         with self._lock:
             self._failures.extend([status] * n)
+
+    def fail_for(self, seconds: float, status: int = 503) -> None:
+        """Answer every request with ``status`` for the next ``seconds`` (an outage)."""
+        with self._lock:
+            self._outage_until = time.monotonic() + seconds
+            self._outage_status = status
+
+    def accepted_keys(self) -> list[str]:
+        """The ``kakin_key`` custom arg of every accepted (202) send, one per send."""
+        return [key for key, _ in self.accepted()]
+
+    def accepted(self) -> list[tuple[str, float]]:
+        """(``kakin_key``, when) of every accepted (202) send, in the order received."""
+        with self._lock:
+            sent = [r for r in self.requests if r.status == 202]
+        found = []
+        for request in sent:
+            custom = (request.body or {}).get("custom_args") or {}
+            found.append((str(custom.get("kakin_key", "")), request.at))
+        return found
 
     def stall_next(self, n: int, seconds: float) -> None:
         """Wait ``seconds`` before answering the next ``n`` requests (client timeouts)."""
@@ -104,13 +130,27 @@ class SendGridLoopback:
         with self._lock:
             stall = self._stalls.pop(0) if self._stalls else 0.0
             forced = self._failures.pop(0) if self._failures else None
+            if forced is None and time.monotonic() < self._outage_until:
+                forced = self._outage_status
         if stall:
             time.sleep(stall)
 
         extra: dict[str, str] = {}
         payload: Any = None
         auth = headers.get("authorization")
-        if method != "POST" or path != "/v3/mail/send":
+        if method == "GET" and path.startswith("/v3/messages") and forced is None:
+            # The Email Activity API: messages found by a custom arg (kakin_key).
+            query = parse_qs(urlsplit(path).query).get("query", [""])[0]
+            match = re.fullmatch(r"unique_args\['kakin_key'\]=\"(.*)\"", query)
+            with self._lock:
+                found = self._message_ids.get(match.group(1)) if match else None
+            status = 200 if match else 400
+            payload = (
+                {"messages": [{"msg_id": found, "status": "delivered"}] if found else []}
+                if match
+                else _errors("query must be unique_args['kakin_key']=\"...\"")
+            )
+        elif method != "POST" or path != "/v3/mail/send":
             status, payload = 404, _errors("not found")
         elif forced is not None:
             status, payload = forced, _errors(_REASONS.get(forced, "failure"))
@@ -124,10 +164,15 @@ class SendGridLoopback:
             with self._lock:
                 self._sent += 1
                 message_id = f"loopback{self._sent:06d}.filter0001.0.0"
+                key = ((body or {}).get("custom_args") or {}).get("kakin_key")
+                if key:
+                    self._message_ids.setdefault(str(key), message_id)
             status, extra = 202, {"X-Message-Id": message_id}
 
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, auth, body, status, headers))
+            self.requests.append(
+                RecordedRequest(method, path, auth, body, status, headers, time.monotonic())
+            )
         return status, extra, payload
 
 
