@@ -715,9 +715,8 @@ class BillingActivities:
         """The finalized invoice as a PDF, for the emails about it (if configured)."""
         if invoice is None or invoice.number is None or not self._seller.attach_invoice_pdf:
             return ()
-        # Rendered now, not the stored page: a receipt's PDF says paid.
-        html = render_invoice_html(self._templates, self._document(invoice))
-        return (Attachment(f"{invoice.number}.pdf", "application/pdf", html_to_pdf(html)),)
+        pdf = invoice_pdf(invoice, self._seller, self._templates)
+        return (Attachment(f"{invoice.number}.pdf", "application/pdf", pdf),)
 
     def _document(self, invoice: Invoice) -> InvoiceDocument:
         return invoice_document(invoice, self._seller)
@@ -762,6 +761,12 @@ def _result(attempt: PaymentAttempt) -> ChargeResult:
         decline_code=attempt.decline_code,
         message=attempt.failure_message or "",
     )
+
+
+def invoice_pdf(invoice: Invoice, seller: Seller, templates: jinja2.Environment) -> bytes:
+    """The invoice as a PDF, rendered from its rows now (not the stored page: a receipt's
+    PDF says paid). Emails, the API and the CLI all print it through here."""
+    return html_to_pdf(render_invoice_html(templates, invoice_document(invoice, seller)))
 
 
 def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:

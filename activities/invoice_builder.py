@@ -19,7 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing import rating
@@ -29,14 +28,13 @@ from billing.invoice_math import InvoiceLine as MathLine
 from billing.invoice_math import InvoiceTotals, compose_invoice
 from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
+from models import repositories as repo
 from models import usage as usage_sql
 from models.tables import (
-    CreditTransaction,
     Invoice,
     InvoiceLine,
     Price,
     Subscription,
-    SubscriptionDiscount,
     TaxRate,
 )
 
@@ -205,16 +203,6 @@ def usage_lines(
     return lines
 
 
-def credit_balance(session: Session, customer_id: str, currency: str) -> int:
-    """What the customer's credit notes left to spend on their next invoices."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(CreditTransaction.amount), 0)).where(
-            CreditTransaction.customer_id == customer_id, CreditTransaction.currency == currency
-        )
-    )
-    return int(total or 0)
-
-
 def _coupons_due(session: Session, subscription: Subscription) -> list[CouponTerms]:
     """The redeemed coupons that discount the subscription's next period invoice.
 
@@ -225,7 +213,7 @@ def _coupons_due(session: Session, subscription: Subscription) -> list[CouponTer
     due = []
     for redemption in subscription.discounts:
         coupon = redemption.coupon
-        used = _period_invoices_since(session, subscription.id, redemption)
+        used = repo.period_invoices_since(session, subscription.id, redemption.redeemed_at)
         terms = CouponTerms(
             code=coupon.code,
             duration=coupon.duration,  # type: ignore[arg-type]
@@ -239,26 +227,6 @@ def _coupons_due(session: Session, subscription: Subscription) -> list[CouponTer
     return due
 
 
-def _period_invoices_since(
-    session: Session, subscription_id: str, redemption: SubscriptionDiscount
-) -> int:
-    count = session.scalar(
-        select(func.count()).where(
-            Invoice.subscription_id == subscription_id,
-            Invoice.business_key.like(f"invoice:{subscription_id}:%"),
-            Invoice.created_at >= redemption.redeemed_at,
-        )
-    )
-    return int(count or 0)
-
-
-def _rates(session: Session, lines: list[DraftLine]) -> dict[str, TaxRate]:
-    ids = {rate_id for line in lines for rate_id in line.tax_rate_ids}
-    if not ids:
-        return {}
-    return {row.id: row for row in session.scalars(select(TaxRate).where(TaxRate.id.in_(ids)))}
-
-
 def compose(
     session: Session,
     subscription: Subscription,
@@ -269,7 +237,7 @@ def compose(
 ) -> Draft:
     """Discounts, tax per rate and credit on top of the charge lines."""
     currency = subscription.price.currency
-    rates = _rates(session, charges)
+    rates = repo.tax_rates(session, {rate_id for line in charges for rate_id in line.tax_rate_ids})
     # Higher rates first: Japanese invoices list 10% before 8%.
     ordered = sorted(rates.values(), key=lambda row: (-Decimal(row.percentage), row.id))
     coupons = _coupons_due(session, subscription) if with_coupons else []
@@ -295,7 +263,7 @@ def compose(
             for row in ordered
         ],
         coupons=coupons,
-        credit_balance=max(credit_balance(session, subscription.customer_id, currency), 0),
+        credit_balance=max(repo.credit_balance(session, subscription.customer_id, currency), 0),
         tax_rounding=rounding,
     )
     start = min((line.period_start for line in charges), default=None)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,7 +141,9 @@ def create_price(
             raise CatalogError(f"product {product_id!r} does not exist")
         metric = None
         if metric_code is not None:
-            metric = metric_by_code(session, metric_code)
+            metric = repo.metric_by_code(session, metric_code)
+            if metric is None:
+                raise CatalogError(f"unknown metric {metric_code!r}")
             if pricing_model == "flat":
                 raise CatalogError("a metered price needs a usage pricing model, not flat")
         price = Price(
@@ -163,13 +165,6 @@ def create_price(
         session.add(price)
         session.commit()
         return price.id
-
-
-def metric_by_code(session: Session, code: str) -> BillableMetric:
-    metric = session.scalars(select(BillableMetric).where(BillableMetric.code == code)).first()
-    if metric is None:
-        raise CatalogError(f"unknown metric {code!r}")
-    return metric
 
 
 def add_item(
@@ -254,7 +249,7 @@ def redeem_coupon(
     at = at or datetime.now(UTC)
     with sessions() as session:
         subscription = repo.subscription(session, subscription_id)
-        coupon = session.scalars(select(Coupon).where(Coupon.code == code)).first()
+        coupon = repo.coupon_by_code(session, code)
         if coupon is None or not coupon.active:
             raise CatalogError(f"coupon {code!r} does not exist or is archived")
         terms = discounts.Coupon(

@@ -259,19 +259,15 @@ def _invoices_upcoming(args: argparse.Namespace) -> int:
 
 
 def _invoices_pdf(args: argparse.Namespace) -> int:
-    from activities.billing import invoice_document
-    from activities.pdf import html_to_pdf
-    from activities.rendering import make_template_env, render_invoice_html
+    from activities.billing import invoice_pdf
+    from activities.rendering import make_template_env
 
-    settings = get_settings()
     with _sessions()() as session:
         invoice = repo.invoice(session, args.invoice_id)
-        html = render_invoice_html(
-            make_template_env(), invoice_document(invoice, wiring.seller(settings))
-        )
+        pdf = invoice_pdf(invoice, wiring.seller(get_settings()), make_template_env())
         name = invoice.number or invoice.id
     path = Path(args.output or Path(tempfile.gettempdir()) / f"kakin-invoice-{name}.pdf")
-    path.write_bytes(html_to_pdf(html))
+    path.write_bytes(pdf)
     print(path)
     if args.open:
         webbrowser.open(path.resolve().as_uri())

@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.invoice_builder import stored_totals
@@ -25,7 +24,7 @@ from billing import credit_notes as rules
 from kakin.catalog import InvalidRequestError
 from models import repositories as repo
 from models.payloads import InvoiceStatus
-from models.tables import CreditNote, CreditTransaction, Invoice, PaymentAttempt
+from models.tables import CreditNote, CreditTransaction
 
 
 class CreditNoteRefusedError(InvalidRequestError):
@@ -54,24 +53,6 @@ def _previous(notes: list[CreditNote]) -> list[rules.CreditNote]:
     ]
 
 
-def credit_notes_of(session: Session, invoice_id: str) -> list[CreditNote]:
-    return list(
-        session.scalars(
-            select(CreditNote)
-            .where(CreditNote.invoice_id == invoice_id)
-            .order_by(CreditNote.created_at, CreditNote.number)
-        )
-    )
-
-
-def _paid_intent(session: Session, invoice_id: str) -> str | None:
-    return session.scalar(
-        select(PaymentAttempt.stripe_payment_intent_id).where(
-            PaymentAttempt.invoice_id == invoice_id, PaymentAttempt.status == "succeeded"
-        )
-    )
-
-
 def issue_credit_note(
     sessions: sessionmaker[Session],
     stripe: StripeGateway,
@@ -96,7 +77,7 @@ def issue_credit_note(
                 f"invoice {invoice.id} is {invoice.status}: only paid invoices take credit "
                 "notes (void or waive an open one instead)"
             )
-        notes = credit_notes_of(session, invoice.id)
+        notes = repo.credit_notes_of(session, invoice.id)
         try:
             note = rules.create_credit_note(
                 invoice=stored_totals(invoice),
@@ -117,7 +98,7 @@ def issue_credit_note(
                     f"only {invoice.amount_paid - refunded} was paid by card and not yet "
                     "refunded; credit the rest to the customer's balance"
                 )
-            if _paid_intent(session, invoice.id) is None:
+            if repo.paid_intent(session, invoice.id) is None:
                 raise CreditNoteRefusedError(
                     f"invoice {invoice.id} was not paid through Stripe; credit it instead"
                 )
@@ -179,7 +160,7 @@ def settle_refund(
             raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
         if note.status != "pending_refund":
             return
-        intent = _paid_intent(session, note.invoice_id)
+        intent = repo.paid_intent(session, note.invoice_id)
         assert intent is not None  # checked when the note was issued
         key = f"refund:{note.id}"
         refund_id = stripe.find_refund(payment_intent_id=intent, kakin_key=key)
@@ -190,8 +171,3 @@ def settle_refund(
         note.stripe_refund_id = refund_id
         note.status = "refunded"
         session.commit()
-
-
-def invoice_credited(session: Session, invoice: Invoice) -> int:
-    """How much of an invoice credit notes gave back so far."""
-    return sum(note.amount for note in credit_notes_of(session, invoice.id))

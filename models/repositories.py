@@ -6,12 +6,16 @@ import secrets
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, text
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.tables import (
     ApiKey,
     AuditLog,
+    BillableMetric,
+    Coupon,
+    CreditNote,
+    CreditTransaction,
     Customer,
     EmailMessage,
     IdempotencyKey,
@@ -20,6 +24,7 @@ from models.tables import (
     PaymentAttempt,
     Price,
     Subscription,
+    TaxRate,
 )
 
 
@@ -342,3 +347,61 @@ def delete_idempotency_keys(
         query = query.where(IdempotencyKey.key == key)
     result = session.execute(query)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- usage billing: credit, coupons, tax rates, credit notes -------------------------------
+
+
+def credit_balance(session: Session, customer_id: str, currency: str) -> int:
+    """What the customer's credit notes left to spend on their next invoices."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(CreditTransaction.amount), 0)).where(
+            CreditTransaction.customer_id == customer_id, CreditTransaction.currency == currency
+        )
+    )
+    return int(total or 0)
+
+
+def period_invoices_since(session: Session, subscription_id: str, since: datetime) -> int:
+    """How many period invoices (not prorations) the subscription got since ``since``."""
+    count = session.scalar(
+        select(func.count()).where(
+            Invoice.subscription_id == subscription_id,
+            Invoice.business_key.like(f"invoice:{subscription_id}:%"),
+            Invoice.created_at >= since,
+        )
+    )
+    return int(count or 0)
+
+
+def tax_rates(session: Session, ids: set[str]) -> dict[str, TaxRate]:
+    if not ids:
+        return {}
+    return {row.id: row for row in session.scalars(select(TaxRate).where(TaxRate.id.in_(ids)))}
+
+
+def metric_by_code(session: Session, code: str) -> BillableMetric | None:
+    return session.scalars(select(BillableMetric).where(BillableMetric.code == code)).first()
+
+
+def coupon_by_code(session: Session, code: str) -> Coupon | None:
+    return session.scalars(select(Coupon).where(Coupon.code == code)).first()
+
+
+def credit_notes_of(session: Session, invoice_id: str) -> list[CreditNote]:
+    return list(
+        session.scalars(
+            select(CreditNote)
+            .where(CreditNote.invoice_id == invoice_id)
+            .order_by(CreditNote.created_at, CreditNote.number)
+        )
+    )
+
+
+def paid_intent(session: Session, invoice_id: str) -> str | None:
+    """The PaymentIntent that paid the invoice, if our charge did."""
+    return session.scalar(
+        select(PaymentAttempt.stripe_payment_intent_id).where(
+            PaymentAttempt.invoice_id == invoice_id, PaymentAttempt.status == "succeeded"
+        )
+    )

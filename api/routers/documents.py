@@ -8,9 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from activities.billing import invoice_document
-from activities.pdf import html_to_pdf
-from activities.rendering import make_template_env, render_invoice_html
+from activities.billing import invoice_pdf
+from activities.rendering import make_template_env
 from api.billing_schemas import CreditNoteCreate, CreditNoteOut
 from api.deps import Deps, IdemKey, requester
 from api.errors import RESPONSES, ApiError
@@ -20,7 +19,8 @@ from api.lookups import load_invoice
 from api.routers.invoices import JSON_ERRORS
 from kakin import wiring
 from kakin.api_keys import KeyInfo
-from kakin.credit_notes import CreditNoteRefusedError, credit_notes_of, issue_credit_note
+from kakin.credit_notes import CreditNoteRefusedError, issue_credit_note
+from models import repositories as repo
 from models.tables import CreditNote
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -46,12 +46,10 @@ def router(deps: Deps) -> APIRouter:
         """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
         with sessions() as session:
             invoice = load_invoice(session, invoice_id)
-            html = render_invoice_html(
-                templates, invoice_document(invoice, wiring.seller(deps.settings))
-            )
+            pdf = invoice_pdf(invoice, wiring.seller(deps.settings), templates)
             name = invoice.number or f"draft-{invoice.id}"
         return PdfResponse(
-            html_to_pdf(html),
+            pdf,
             headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
         )
 
@@ -97,6 +95,8 @@ def router(deps: Deps) -> APIRouter:
     def list_credit_notes(invoice_id: str, _: KeyInfo = deps.any_key) -> list[CreditNoteOut]:
         with sessions() as session:
             load_invoice(session, invoice_id)
-            return [CreditNoteOut.model_validate(n) for n in credit_notes_of(session, invoice_id)]
+            return [
+                CreditNoteOut.model_validate(n) for n in repo.credit_notes_of(session, invoice_id)
+            ]
 
     return v1
