@@ -8,7 +8,11 @@ idempotency record, no workflow payload and no log line. The refusal names the f
 never the value.
 
 "Looks like a card": a maximal run of 13 to 19 digits, single spaces or dashes allowed
-between them, that passes the Luhn check. Integers in JSON count as runs too.
+between them, that passes the Luhn check and stands on its own (not glued to a letter
+or an underscore: ``cus_3f9c1234567890123`` is an id, not a card). Integers in JSON
+count as runs too. Identifier fields (``id``, ``*_id``, ``starting_after``) are not
+scanned: about one random id in a thousand holds a Luhn-valid run, and clients'
+event ids are often 13-digit epoch milliseconds.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ MAX_DIGITS = 19
 MAX_DEPTH = 32  # JSON nesting kakin's bodies never come near
 
 # A maximal run: no digit (or digit + one separator) right before or after it.
-_RUN = re.compile(r"(?<![0-9])(?<![0-9][ -])[0-9](?:[ -]?[0-9])*(?![ -]?[0-9])")
+_RUN = re.compile(r"(?<![0-9A-Za-z_])(?<![0-9][ -])[0-9](?:[ -]?[0-9])*(?![ -]?[0-9])(?![A-Za-z_])")
 _SEPARATORS = str.maketrans("", "", " -")
 
 # The one place a card number is accepted: (method, path, top-level field).
@@ -100,12 +104,17 @@ def find_in_json(value: Any, *, method: str = "", path: str = "") -> str | None:
     """
     allowed = {(field,) for m, p, field in ALLOWED if (m, p) == (method, path)}
     for where, item in scalars(value):
-        if where in allowed:
+        if where in allowed or _is_identifier(where):
             continue
         text = item if isinstance(item, str) else str(abs(item))
         if has_card_number(text):
             return _place(where)
     return None
+
+
+def _is_identifier(where: tuple[str, ...]) -> bool:
+    name = where[-1] if where else ""
+    return name in ("id", "starting_after") or name.endswith("_id")
 
 
 def _place(where: tuple[str, ...]) -> str:

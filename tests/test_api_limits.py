@@ -36,6 +36,7 @@ from api.rate_limit import TokenBuckets, parse_rate, retry_after
 from kakin import api_keys
 from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
+from models import repositories as repo
 from tests.helpers import OK_CARD, free_ports
 from tests.test_api import CUSTOMER, PRICE, connect_to, running
 
@@ -169,10 +170,28 @@ def test_card_numbers_are_recognized(value: str) -> None:
         "evt_000123",
         "12345678-1234-1234-1234-123456789012",  # a run longer than 19 digits
         "INV-000042",
+        # Our own ids hold Luhn-valid digit runs now and then; glued to letters or "_".
+        "cus_4242424242424242",
+        "sub_ab4242424242424242cd",
     ],
 )
 def test_other_numbers_are_not(value: str) -> None:
     assert not pan_guard.has_card_number(value)
+
+
+def test_random_ids_are_never_taken_for_card_numbers() -> None:
+    """About one id in a thousand held a Luhn-valid run before ids were exempt."""
+    assert not any(pan_guard.has_card_number(repo.new_id("cus")) for _ in range(20_000))
+
+
+def test_identifier_fields_are_not_scanned() -> None:
+    # A client's event id of epoch milliseconds that happens to pass Luhn is still an id.
+    millis = next(
+        str(n) for n in range(1_732_400_000_000, 1_732_400_000_100) if pan_guard.luhn(str(n))
+    )
+    body = {"events": [{"event_id": millis, "customer_id": "cus_x", "metric": "calls"}]}
+    assert pan_guard.find_in_json(body, method="POST", path="/v1/usage") is None
+    assert pan_guard.find_in_json({"reason": millis}, method="POST", path="/x") == "reason"
 
 
 def test_the_card_number_field_is_allowed_only_on_customer_create() -> None:
