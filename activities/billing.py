@@ -376,22 +376,7 @@ class BillingActivities:
     @activity.defn
     def record_invoice_change(self, change: InvoiceChange) -> None:
         with self._sessions() as session:
-            invoice = repo.invoice(session, change.invoice_id)
-            if invoice.status == change.status:
-                return
-            previous = invoice.status
-            invoice.status = change.status
-            repo.audit(
-                session,
-                entity_type="invoice",
-                entity_id=invoice.id,
-                action=f"marked_{change.status}",
-                from_status=previous,
-                to_status=change.status,
-                actor=change.actor,
-                reason=change.reason,
-                occurred_at=change.occurred_at,
-            )
+            _apply_invoice_change(session, change)
             session.commit()
 
     # -- payments -----------------------------------------------------------------------
@@ -597,36 +582,7 @@ class BillingActivities:
     def record_subscription_change(self, change: SubscriptionChange) -> None:
         """Write a status change to the subscription row and the audit log (once)."""
         with self._sessions() as session:
-            subscription = repo.subscription(session, change.subscription_id)
-            previous = subscription.status
-            if change.period_start is not None:
-                subscription.current_period_start = change.period_start
-                subscription.current_period_end = change.period_end
-            if change.cancel_at_period_end is not None:
-                subscription.cancel_at_period_end = change.cancel_at_period_end
-            if (
-                previous == change.status
-                and change.cancel_at_period_end is None
-                and not change.action
-            ):
-                session.commit()
-                return
-            subscription.status = change.status
-            if change.status == "canceled":
-                subscription.canceled_at = change.occurred_at
-                subscription.cancel_reason = change.reason
-            repo.audit(
-                session,
-                entity_type="subscription",
-                entity_id=subscription.id,
-                action=change.action
-                or ("status_changed" if previous != change.status else "cancel_scheduled"),
-                from_status=previous,
-                to_status=change.status,
-                actor=change.actor,
-                reason=change.reason,
-                occurred_at=change.occurred_at,
-            )
+            _apply_subscription_change(session, change)
             session.commit()
 
     # -- email --------------------------------------------------------------------------
@@ -640,6 +596,14 @@ class BillingActivities:
         died, so it asks the provider (``Mailer.find``: the outbox file, or SendGrid's
         message search by our key) and sends only if nothing was found.
         """
+        if request.invoice_change is not None or request.status_change is not None:
+            # What the email announces is recorded first (each change is safe to repeat).
+            with self._sessions() as session:
+                if request.invoice_change is not None:
+                    _apply_invoice_change(session, request.invoice_change)
+                if request.status_change is not None:
+                    _apply_subscription_change(session, request.status_change)
+                session.commit()
         with self._sessions() as session:
             sent = repo.email_by_key(session, request.business_key)
             if sent is not None and sent.status == "sent":
@@ -831,4 +795,53 @@ def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:
             )
             for item in invoice.tax_breakdown
         ),
+    )
+
+
+def _apply_invoice_change(session: Session, change: InvoiceChange) -> None:
+    """Mark an invoice void or uncollectible, with its audit row; nothing if it already is."""
+    invoice = repo.invoice(session, change.invoice_id)
+    if invoice.status == change.status:
+        return
+    previous = invoice.status
+    invoice.status = change.status
+    repo.audit(
+        session,
+        entity_type="invoice",
+        entity_id=invoice.id,
+        action=f"marked_{change.status}",
+        from_status=previous,
+        to_status=change.status,
+        actor=change.actor,
+        reason=change.reason,
+        occurred_at=change.occurred_at,
+    )
+
+
+def _apply_subscription_change(session: Session, change: SubscriptionChange) -> None:
+    """Write a status change to the subscription row and the audit log."""
+    subscription = repo.subscription(session, change.subscription_id)
+    previous = subscription.status
+    if change.period_start is not None:
+        subscription.current_period_start = change.period_start
+        subscription.current_period_end = change.period_end
+    if change.cancel_at_period_end is not None:
+        subscription.cancel_at_period_end = change.cancel_at_period_end
+    if previous == change.status and change.cancel_at_period_end is None and not change.action:
+        return
+    subscription.status = change.status
+    if change.status == "canceled":
+        subscription.canceled_at = change.occurred_at
+        subscription.cancel_reason = change.reason
+    repo.audit(
+        session,
+        entity_type="subscription",
+        entity_id=subscription.id,
+        action=change.action
+        or ("status_changed" if previous != change.status else "cancel_scheduled"),
+        from_status=previous,
+        to_status=change.status,
+        actor=change.actor,
+        reason=change.reason,
+        occurred_at=change.occurred_at,
     )

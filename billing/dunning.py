@@ -69,6 +69,11 @@ class DunningPolicy:
         return STEP_EMAIL[DunningAction.RETRY] if later_retries else LAST_RETRY_EMAIL
 
 
+def format_policy(policy: DunningPolicy) -> str:
+    """The text form ``parse_policy`` reads: ``"3:retry,7:retry,...,30:cancel"``."""
+    return ",".join(f"{step.day}:{step.action}" for step in policy.steps)
+
+
 def parse_policy(text: str) -> DunningPolicy:
     """Parse ``"3:retry,7:retry,14:suspend,21:retry,30:cancel"`` into a policy.
 

@@ -53,6 +53,8 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from kakin.payload_json import CompactPayloadConverter
+
 if TYPE_CHECKING:
     from kakin.settings import Settings
 
@@ -291,9 +293,11 @@ def _associated(key_id: str) -> bytes:
 
 def data_converter(codec: PayloadCodec) -> DataConverter:
     """The default converter with ``codec``; failure messages and stack traces are
-    moved into encoded attributes, so they are encrypted too."""
+    moved into encoded attributes, so they are encrypted too. JSON is written without
+    empty defaults (``kakin.payload_json``), to keep histories small."""
     return dataclasses.replace(
         DataConverter.default,
+        payload_converter_class=CompactPayloadConverter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

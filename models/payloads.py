@@ -89,6 +89,10 @@ class SubscriptionState:
     # the end of the period.
     price_id: str | None = None
     pending_price_id: str | None = None
+    # workflow.patched ids this subscription has taken: asked once per subscription,
+    # not once per run, so a renewal's history carries no patch marker (see
+    # SubscriptionCore._patched).
+    patches: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -286,6 +290,10 @@ class EmailRequest:
     occurred_at: datetime | None = None
     next_retry_at: datetime | None = None  # when dunning tries the card again, if it will
     cancel_at: datetime | None = None  # when dunning will cancel, if it will
+    # Written before the email is sent, in the same activity (one Temporal action for
+    # both; patch "records-with-email"): the change the email tells the customer about.
+    invoice_change: InvoiceChange | None = None
+    status_change: SubscriptionChange | None = None
 
 
 @dataclass
