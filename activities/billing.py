@@ -260,12 +260,70 @@ class BillingActivities:
         """Create a period's invoice and finalize it, in one activity.
 
         Two steps, each safe to repeat, under one activity: a renewal costs one
-        Temporal action less (billed per action on Temporal Cloud).
+        Temporal action less (billed per action on Temporal Cloud). The first try
+        creates, numbers and opens the invoice in one transaction (one session, one
+        commit); a retry that finds the invoice finishes it as finalize_invoice does.
         """
-        draft = self.create_invoice(request)
+        key = f"invoice:{request.subscription_id}:{request.period_index}"
+        with self._sessions() as session:
+            existing = repo.invoice_by_key(session, key)
+            if existing is None:
+                issued = self._issue_new(session, key, request)
+                try:
+                    session.commit()  # number, invoice and audit together: gapless
+                    return _ref(issued)
+                except IntegrityError:  # a concurrent try of this same activity won
+                    session.rollback()  # (and gives the number it took back)
+                    existing = repo.invoice_by_key(session, key, required=True)
+            if existing.number is not None:
+                return _ref(existing)
+            invoice_id = existing.id
         return self.finalize_invoice(
-            FinalizeInvoiceRequest(invoice_id=draft.invoice_id, finalized_at=request.issued_at)
+            FinalizeInvoiceRequest(invoice_id=invoice_id, finalized_at=request.issued_at)
         )
+
+    def _issue_new(self, session: Session, key: str, request: CreateInvoiceRequest) -> Invoice:
+        """create_invoice then finalize_invoice's changes, unflushed, for issue_invoice."""
+        subscription = usage_sql.lock_subscription(session, request.subscription_id)
+        draft = period_draft(
+            session,
+            subscription,
+            period_start=request.period_start,
+            period_end=request.period_end,
+            usage_period=closing_period(subscription, request.period_start),
+            rounding=RoundingMode(self._seller.tax_rounding),
+        )
+        # Taken before the invoice is added (no autoflush of a numberless row), locked
+        # until the commit: numbers go out in commit order.
+        number = repo.take_invoice_number(session, request.issued_at)
+        invoice = self._store_draft(
+            session,
+            key,
+            subscription,
+            draft,
+            period_start=request.period_start,
+            period_end=request.period_end,
+            issued_at=request.issued_at,
+        )
+        invoice.number = number
+        invoice.registration_number = self._seller.registration_number
+        invoice.status = InvoiceStatus.OPEN
+        invoice.finalized_at = request.issued_at
+        repo.audit(
+            session,
+            entity_type="invoice",
+            entity_id=invoice.id,
+            action="finalized",
+            from_status=InvoiceStatus.DRAFT,
+            to_status=InvoiceStatus.OPEN,
+            actor="workflow",
+            occurred_at=request.issued_at,
+            details={"number": invoice.number, "total": invoice.total},
+        )
+        # The subscription's current period is the one just invoiced.
+        subscription.current_period_start = request.period_start
+        subscription.current_period_end = request.period_end
+        return invoice
 
     @activity.defn
     def render_and_email(self, request: EmailRequest) -> None:

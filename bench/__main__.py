@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         "--stripe-limit", type=float, default=25.0,
         help="spike: Stripe's rate limit in requests/s (25 test mode, 100 live)",
     )  # fmt: skip
+    parser.add_argument(
+        "--activity-workers", type=int, default=None, metavar="K",
+        help="cycles: activity-only worker processes beside the workflow worker (0: one process)",
+    )  # fmt: skip
     return parser
 
 
@@ -46,7 +50,14 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
     from bench import cost, cycles, memory, spike, usage
 
     return {
-        "cycles": lambda: cycles.run(args.n or cycles.SIZES[args.size]),
+        "cycles": lambda: cycles.run(
+            args.n or cycles.SIZES[args.size],
+            activity_workers=(
+                cycles.DEFAULT_ACTIVITY_WORKERS
+                if args.activity_workers is None
+                else args.activity_workers
+            ),
+        ),
         "cost": lambda: cost.run(),
         "spike": lambda: spike.run(args.m or spike.SIZES[args.size], limit=args.stripe_limit),
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import activity, workflow
@@ -18,13 +19,18 @@ from temporalio import activity, workflow
 # reads them to time the baseline the way it reads the outbox for kakin).
 _done_lock = threading.Lock()
 DONE_AT: list[float] = []
+# In an activity-only process (bench.activity_worker), how a completion is reported.
+ON_DONE: Callable[[float], None] | None = None
 
 
 @activity.defn(name="bench_noop")
 def noop(due_iso: str) -> None:
     """A synchronous no-op, run in the worker's thread pool like kakin's activities."""
+    now = time.time()
     with _done_lock:
-        DONE_AT.append(time.time())
+        DONE_AT.append(now)
+        if ON_DONE is not None:
+            ON_DONE(now)
 
 
 def take_done() -> list[float]:

@@ -336,23 +336,29 @@ def postgres_database(label: str) -> Iterator[Database]:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads); with
+    ``children``, also of its children that exited and were waited for."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICK
 
 
 def _postgres_seconds() -> float:
+    """CPU of every postgres process, plus what exited backends used (the postmaster's
+    reaped children), so a connection closed in between does not count negative."""
     total = 0.0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError), open(f"/proc/{entry.name}/comm") as comm:
                 if comm.read().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
+                    total += cpu_seconds(int(entry.name), children=True)
     return total
 
 

@@ -7,6 +7,13 @@ email the receipt (outbox), continue as new. Every cycle starts at ``due``; the 
 is N ÷ (last receipt written − due). The bare baseline does the same with N
 workflows of one timer and one no-op activity, on the same server with the same
 worker settings, right before.
+
+Both phases use the same worker layout (``--activity-workers K``, printed in the
+parameters): K = 0 is one process running workflows and activities, as one
+``python worker.py`` does; K > 0 keeps the workflows in the bench process and runs the
+activities in K processes (``python worker.py --role activities``), so the activities'
+CPU (invoice PDFs above all) is not held to one GIL. The CPU of every worker process is
+in the details, with per-cycle figures.
 """
 
 from __future__ import annotations
@@ -32,6 +39,11 @@ from bench.common import (
 
 SIZES = {"tiny": 10, "small": 50, "full": 2000}
 GOAL_RATIO = 0.5
+# Activity-only worker processes beside the bench's workflow worker (--activity-workers);
+# 0 runs workflows and activities in the bench process, as one `python worker.py` does.
+# 2 measured best on the 2-core machine (-n 300, 2026-11-24): 0 holds every activity to
+# the workflow worker's GIL, 3 adds a process more than there are cores.
+DEFAULT_ACTIVITY_WORKERS = 2
 
 
 def _lead(n: int) -> float:
@@ -50,9 +62,37 @@ def _rate(n: int, due: datetime, done_at: list[float]) -> tuple[float, float]:
     return n / window, window
 
 
-async def run(n: int, *, customers: int | None = None) -> Report:
+def _layout(activity_workers: int) -> str:
+    if not activity_workers:
+        return "1 process: workflows + activities (16 threads)"
+    return (
+        f"1 workflow process (the bench) + {activity_workers} activity process(es) "
+        "(worker.build_worker role=activities, 16 threads each)"
+    )
+
+
+def _per_cycle(cpu: dict[str, float], n: int) -> dict[str, float]:
+    """CPU ms per cycle of the worker processes (bench + activity workers) and the server."""
+    workers = sum(v for k, v in cpu.items() if k.startswith(("bench_worker", "activity_worker")))
+    return {
+        "worker_processes_cpu_ms_per_cycle": round(1000 * workers / n, 1),
+        "temporal_cpu_ms_per_cycle": round(1000 * cpu.get("temporal_cpu_s", 0.0) / n, 1),
+    }
+
+
+async def run(
+    n: int, *, customers: int | None = None, activity_workers: int = DEFAULT_ACTIVITY_WORKERS
+) -> Report:
     started = time.monotonic()
-    params = {"subscriptions": n, "lead_s": _lead(n)}
+    layout = _layout(activity_workers)
+    params = {
+        "subscriptions": n,
+        "lead_s": _lead(n),
+        "activity_workers": activity_workers,
+        "kakin_worker": layout,
+        "bare_worker": _layout(activity_workers).replace("role=activities", "the no-op activity"),
+    }
+    progress(f"worker layout (both phases): {layout}")
     with temp_dir("cycles") as work:
         async with dev_server(work) as server, localstripe(work) as stripe:
             client = server.client
@@ -64,12 +104,15 @@ async def run(n: int, *, customers: int | None = None) -> Report:
             progress(f"bare: starting {n} workflows (timer → no-op activity) due at {due:%X}")
             pids = {"temporal": server.process.pid, "localstripe": stripe.pid,
                     "bench_worker": os.getpid()}  # fmt: skip
-            async with stack.bare_worker(client, bare_queue):
+            bare_pids = dict(pids)
+            async with stack.bare_worker(
+                client, bare_queue, activity_workers=activity_workers, pids=bare_pids
+            ):
                 await stack.start_bare(
                     client, task_queue=bare_queue, count=n, due=due, prefix=f"bare-{tag}"
                 )
                 await _sleep_until(due)
-                meter = CpuMeter(pids)
+                meter = CpuMeter(bare_pids)
                 bare_late = time.time() - due.timestamp()
                 if bare_late > 0:
                     progress(f"  warning: starting ended {bare_late:.1f} s after due")
@@ -95,7 +138,10 @@ async def run(n: int, *, customers: int | None = None) -> Report:
                 progress(f"kakin: creating {pool} customers (Stripe + database) and a price")
                 customer_ids, price_id = await stack.make_customers(kakin, pool)
                 queue = f"bench-billing-{tag}"
-                async with stack.kakin_worker(client, kakin, queue):
+                kakin_pids = dict(pids)
+                async with stack.kakin_worker(
+                    client, kakin, queue, activity_workers=activity_workers, pids=kakin_pids
+                ):
                     due = stack.due_after(_lead(n))
                     progress(f"kakin: starting {n} subscriptions due at {due:%X}")
                     await stack.start_subscriptions(
@@ -106,7 +152,7 @@ async def run(n: int, *, customers: int | None = None) -> Report:
                     if late > 0:
                         progress(f"  warning: starting ended {late:.1f} s after due")
                     await _sleep_until(due)
-                    meter = CpuMeter(pids)
+                    meter = CpuMeter(kakin_pids)
                     await stack.wait_until(
                         lambda: stack.count_eml(kakin.outbox), n,
                         what="kakin cycles (receipts in the outbox)", timeout=120 + 2 * n,
@@ -172,12 +218,14 @@ async def run(n: int, *, customers: int | None = None) -> Report:
                 "window_s": bare_window,
                 "runs": bare_runs,
                 "cpu": bare_cpu,
+                "cpu_per_cycle": _per_cycle(bare_cpu, n),
             },
             "kakin": {
                 "rate": kakin_rate,
                 "window_s": kakin_window,
                 "runs": kakin_runs,
                 "cpu": kakin_cpu,
+                "cpu_per_cycle": _per_cycle(kakin_cpu, n),
                 "starts_ended_after_due_s": max(0.0, late),
                 "customers": customers or min(n, 100),
                 "p99_due_to_receipt_s": percentile(latencies, 99),

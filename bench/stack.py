@@ -4,6 +4,11 @@ The subscription workflow and billing activities are the production ones, built 
 way worker.py builds them (``build_worker``, a 16-thread activity pool); only the
 addresses differ (a private PostgreSQL database, a private localstripe, an outbox in
 a temp dir). The bare baseline gets a worker with the same settings.
+
+``activity_workers`` K > 0 lays the workers out as a deployment with
+KAKIN_WORKER_ROLE does: this process runs the workflows (role ``workflows``) and K
+processes (bench.activity_worker, role ``activities``) run the activities, each with
+its own 16-thread pool; the bare baseline gets the same layout with its no-op activity.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,16 +30,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import pdf
 from activities.billing import BillingActivities, Seller
 from activities.mailer import OutboxMailer
 from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
+from bench import bare as bare_module
 from bench.bare import BareCycleWorkflow, noop, take_done
 from bench.common import progress
 from kakin import service
 from models.db import make_engine, make_session_factory
 from worker import build_stripe_worker, build_worker
 
+ROOT = Path(__file__).resolve().parent.parent
 # As worker.run_worker: the production worker's activity pool.
 ACTIVITY_THREADS = 16
 STRIPE_KEY = "sk_test_kakin_bench"
@@ -56,6 +65,9 @@ class Kakin:
     setup_stripe: StripeGateway  # for creating customers (never rate limited)
     charge_stripe: StripeGateway  # what the activities use (maybe through a limiter)
     outbox: Path
+    # Where they are, for activity worker processes (bench.activity_worker).
+    database_url: str = ""
+    charge_url: str = ""
 
     def close(self) -> None:
         """Close the pool before the database is dropped (no half-dead connections)."""
@@ -87,6 +99,8 @@ def make_kakin(
         setup_stripe=gateway(stripe_url),
         charge_stripe=gateway(charge_url or stripe_url),
         outbox=outbox,
+        database_url=database_url,
+        charge_url=charge_url or stripe_url,
     )
 
 
@@ -178,6 +192,71 @@ async def start_bare(
     await asyncio.gather(*(one(n) for n in range(count)))
 
 
+@dataclass
+class ActivityProcess:
+    """An activity-only worker process (bench.activity_worker) polling a task queue."""
+
+    process: asyncio.subprocess.Process
+    reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+async def _read_done(process: asyncio.subprocess.Process) -> None:
+    """Collect a bare activity process's ``done <time>`` lines as take_done() results."""
+    assert process.stdout is not None
+    while line := await process.stdout.readline():
+        word, _, value = line.decode().partition(" ")
+        if word == "done":
+            with bare_module._done_lock:
+                bare_module.DONE_AT.append(float(value))
+
+
+@contextlib.asynccontextmanager
+async def activity_processes(
+    client: Client, task_queue: str, count: int, *, kind: str, kakin: Kakin | None = None
+) -> AsyncIterator[list[ActivityProcess]]:
+    """``count`` activity-only worker processes on ``task_queue``, as ``python worker.py
+    --role activities`` runs them; stopped (stdin closed, then waited for) on exit."""
+    address = client.service_client.config.target_host
+    extra: list[str] = []
+    if kind == "kakin":
+        assert kakin is not None
+        extra = ["--database-url", kakin.database_url, "--stripe-url", kakin.charge_url,
+                 "--outbox", str(kakin.outbox)]  # fmt: skip
+    children: list[ActivityProcess] = []
+    try:
+        for _ in range(count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.activity_worker", "--address", address,
+                "--task-queue", task_queue, "--kind", kind,
+                "--threads", str(ACTIVITY_THREADS), *extra,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT),
+            )  # fmt: skip
+            children.append(ActivityProcess(process))
+        for child in children:
+            assert child.process.stdout is not None
+            line = await asyncio.wait_for(child.process.stdout.readline(), 120)
+            if line.decode().strip() != "ready":
+                raise RuntimeError(f"activity worker did not start: {line!r}")
+            child.reader = asyncio.create_task(_read_done(child.process))
+        yield children
+    finally:
+        for child in children:
+            if child.process.stdin is not None and not child.process.stdin.is_closing():
+                child.process.stdin.close()
+        for child in children:
+            try:
+                await asyncio.wait_for(child.process.wait(), 30)
+            except TimeoutError:
+                child.process.kill()
+                await child.process.wait()
+            if child.reader is not None:
+                child.reader.cancel()
+
+
 @contextlib.asynccontextmanager
 async def kakin_worker(
     client: Client,
@@ -186,19 +265,39 @@ async def kakin_worker(
     *,
     stripe_task_queue: str | None = None,
     stripe_rate_limit: float = 25.0,
+    activity_workers: int = 0,
+    pids: dict[str, int] | None = None,
 ) -> AsyncIterator[Worker]:
     """The production worker (worker.build_worker) on ``task_queue``; with
     ``stripe_task_queue``, also worker.build_stripe_worker's charge worker, as
-    worker.run_worker runs them when KAKIN_STRIPE_TASK_QUEUE is set."""
+    worker.run_worker runs them when KAKIN_STRIPE_TASK_QUEUE is set.
+
+    With ``activity_workers`` K > 0 this process runs the workflows only (role
+    ``workflows``) and K processes run the activities (role ``activities``), each with
+    its own 16-thread pool; their pids go into ``pids``."""
     activities = kakin.activities()
     with contextlib.ExitStack() as pools:
-        executor = pools.enter_context(
-            ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="kakin-activity")
-        )
+        executor = None
+        if not activity_workers:
+            await asyncio.to_thread(pdf.warm_up)  # as worker.run_worker does before polling
+            executor = pools.enter_context(
+                ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="kakin-activity")
+            )
         worker = build_worker(
-            client, task_queue=task_queue, activities=activities, executor=executor
+            client,
+            task_queue=task_queue,
+            activities=activities,
+            executor=executor,
+            role="workflows" if activity_workers else "all",
         )
         async with contextlib.AsyncExitStack() as workers:
+            if activity_workers:
+                children = await workers.enter_async_context(
+                    activity_processes(
+                        client, task_queue, activity_workers, kind="kakin", kakin=kakin
+                    )
+                )
+                _add_pids(pids, children)
             await workers.enter_async_context(worker)
             if stripe_task_queue:
                 stripe_executor = pools.enter_context(
@@ -215,21 +314,45 @@ async def kakin_worker(
             yield worker
 
 
+def _add_pids(pids: dict[str, int] | None, children: Sequence[ActivityProcess]) -> None:
+    if pids is not None:
+        for number, child in enumerate(children, 1):
+            pids[f"activity_worker_{number}"] = child.pid
+
+
 @contextlib.asynccontextmanager
-async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
-    """The bare workflow's worker, with the same settings as worker.build_worker."""
+async def bare_worker(
+    client: Client,
+    task_queue: str,
+    *,
+    activity_workers: int = 0,
+    pids: dict[str, int] | None = None,
+) -> AsyncIterator[Worker]:
+    """The bare workflow's worker, with the same settings as worker.build_worker; with
+    ``activity_workers`` K > 0, laid out as kakin_worker lays it out (workflows here, the
+    no-op activity in K processes, their pids into ``pids``)."""
     take_done()  # forget completions of an earlier phase
-    with ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="bare-activity") as executor:
-        worker = Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[BareCycleWorkflow],
-            activities=[noop],
-            activity_executor=executor,
-            max_concurrent_activities=ACTIVITY_THREADS,
-        )
-        async with worker:
-            yield worker
+    async with contextlib.AsyncExitStack() as stack:
+        if activity_workers:
+            worker = Worker(client, task_queue=task_queue, workflows=[BareCycleWorkflow])
+            children = await stack.enter_async_context(
+                activity_processes(client, task_queue, activity_workers, kind="bare")
+            )
+            _add_pids(pids, children)
+        else:
+            executor = stack.enter_context(
+                ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="bare-activity")
+            )
+            worker = Worker(
+                client,
+                task_queue=task_queue,
+                workflows=[BareCycleWorkflow],
+                activities=[noop],
+                activity_executor=executor,
+                max_concurrent_activities=ACTIVITY_THREADS,
+            )
+        await stack.enter_async_context(worker)
+        yield worker
 
 
 def due_after(seconds: float) -> datetime:

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "billing"
+    # What `python worker.py` runs: workflows and activities (all), or one of them, so
+    # activity work (PDFs, Stripe, email) can be spread over more processes or hosts
+    # polling the same task queue(s). Every queue needs both kinds of worker somewhere.
+    worker_role: Literal["all", "workflows", "activities"] = "all"
     temporal_ui_url: str = "http://localhost:8233"
 
     stripe_api_key: str = Field(default="sk_test_kakin", repr=False)
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
     # Consumption tax is computed once per rate per invoice and rounded this way:
     # down (切り捨て, the usual choice), half_up (四捨五入), half_even or up (切り上げ).
     tax_rounding: Literal["down", "half_up", "half_even", "up"] = "down"
-    # Attach the invoice PDF to every email about an invoice (about 0.2 s of CPU each).
+    # Attach the invoice PDF to every email about an invoice (about 20 ms of CPU each).
     attach_invoice_pdf: bool = True
     payment_update_url: str = "http://localhost:8000/pay/update"
     # Signs the card-update links in emails. The default is for the embedded setup

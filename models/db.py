@@ -48,8 +48,11 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # pool_size covers a worker's 16 activity threads: connections past pool_size are
+    # opened and closed on every checkout. pre_ping keeps a PostgreSQL restart from
+    # failing the first request on each pooled connection.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        url, pool_pre_ping=True, pool_size=16, max_overflow=16, hide_parameters=True
     )
 
 

@@ -139,7 +139,7 @@ class WorkerProcess:
         while self.polling_since is None:
             with self.log.open("rb") as log:
                 log.seek(self._log_offset)
-                if b"worker polling" in log.read():
+                if b" polling task queue" in log.read():  # "worker (all) polling task queue(s)"
                     self.polling_since = time.monotonic()
                     return
             if not self.alive():
