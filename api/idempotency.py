@@ -51,7 +51,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     }
 }
 
-Work = Callable[[], Awaitable[BaseModel]]
+# The response: a model, or (for large bodies built in bulk) its JSON-ready dict.
+Work = Callable[[], Awaitable[BaseModel | dict[str, Any]]]
+
+
+def _json_content(result: BaseModel | dict[str, Any]) -> Any:
+    return result if isinstance(result, dict) else result.model_dump(mode="json")
 
 
 def request_digest(body: bytes) -> str:
@@ -165,7 +170,7 @@ async def once(
 ) -> JSONResponse:
     """Run ``work`` and answer ``status`` with its result, at most once per ``key``."""
     if key is None:
-        return JSONResponse((await work()).model_dump(mode="json"), status_code=status)
+        return JSONResponse(_json_content(await work()), status_code=status)
     method, path = request.method, request.url.path
     digest = request_digest(await request.body())
     await run_in_threadpool(_prune_now_and_then, sessions)
@@ -191,7 +196,7 @@ async def once(
             headers={"Idempotent-Replayed": "true"},
         )
     try:
-        content = (await work()).model_dump(mode="json")
+        content = _json_content(await work())
     except ApiError as error:
         if error.status >= 500:
             await run_in_threadpool(_release, sessions, api_key, key)

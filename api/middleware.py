@@ -172,6 +172,13 @@ class BodyGuard:
 
 def scan_body(body: bytes, *, method: str, path: str) -> str | None:
     """The refusal message when ``body`` holds a card number (or nests absurdly), else None."""
+    if pan_guard.plainly_clean(body):  # most bodies: no parsing, no walk over every string
+        return None
+    return scan_body_fully(body, method=method, path=path)
+
+
+def scan_body_fully(body: bytes, *, method: str, path: str) -> str | None:
+    """``scan_body`` without the fast path: parse the body and look at every string."""
     try:
         parsed: Any = json.loads(body)
     except RecursionError:

@@ -17,6 +17,7 @@ event ids are often 13-digit epoch milliseconds.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,20 @@ MESSAGE = (
     "{where} looks like a card number; kakin never takes card numbers except in the "
     "test-mode card_number field of POST /v1/customers (a Stripe test card)"
 )
+
+
+# The cheap look at a raw body before any parsing (``plainly_clean``). A card in a parsed
+# value is a run of 13+ digits; the same digits stand in the raw bytes, unless a \u
+# escape spells them (or a NUL), or, in a form body, %-escapes or "+" (a space) join
+# them, or the body is JSON in UTF-16 or UTF-32 (which has NUL bytes). So with no \u,
+# no % and no NUL byte, a card needs 13 bytes in a row of digits, " ", "+" and "-"
+# somewhere in the raw body; without them there is nothing to find.
+_RUN_BYTES = bytes(ord("1") if byte in b"0123456789 +-" else ord(".") for byte in range(256))
+_RUN_SPAN = b"1" * MIN_DIGITS
+_JSON_SPACE = b" \t\r\n"
+# A JSON string (or an unterminated one, to the end): its brackets are not nesting.
+_RAW_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
 class TooDeepError(ValueError):
@@ -94,6 +109,102 @@ def scalars(value: Any) -> Iterator[tuple[tuple[str, ...], str | int]]:
             stack.extend((child, (*where, str(index))) for index, child in enumerate(item))
         elif isinstance(item, str | int) and not isinstance(item, bool):
             yield where, item
+
+
+def plainly_clean(body: bytes) -> bool:
+    """True when a raw body can hold no card number, NUL or deep nesting, unparsed.
+
+    A fast path for large bodies (a batch of usage events): when it says True, the
+    full scan (``find_in_json`` on the parsed JSON, or the text of a body that is not
+    JSON) would have found nothing; when it says False, the full scan decides. It is
+    conservative: a ``\\u`` escape, a ``%``, 13 digits in a row (separators allowed)
+    anywhere but in the plain string value of an identifier field, or nesting past
+    ``MAX_DEPTH`` send the body to the full scan.
+    """
+    if b"\\u" in body or b"%" in body or b"\x00" in body:  # NUL: UTF-16 or 32 JSON
+        return False
+    marks = body.translate(_RUN_BYTES)
+    at = marks.find(_RUN_SPAN)
+    cardlike_ids = False
+    while at >= 0:
+        # Identifiers are not scanned (random ids, epoch-millisecond event ids): a span
+        # in the plain string value of one is no card, in valid JSON.
+        start, end = _identifier_value(body, at)
+        if end < 0:
+            return False
+        value = body[start + 1 : end]
+        cardlike_ids = cardlike_ids or _has_card_bytes(value)
+        at = marks.find(_RUN_SPAN, end)
+    if cardlike_ids:
+        # An id that looks like a card passes only in JSON: a body that is not JSON is
+        # scanned as text, ids and all. (Other spans hold no card either way.)
+        try:
+            json.loads(body)
+        except (ValueError, RecursionError):
+            return False
+    return _nests_at_most(body, MAX_DEPTH)
+
+
+def _has_card_bytes(value: bytes) -> bool:
+    """``has_card_number`` of an ASCII-compatible value, as text and as a form value."""
+    text = value.decode("utf-8", "replace")
+    return has_card_number(text) or has_card_number(text.replace("+", " "))
+
+
+def _identifier_value(body: bytes, at: int) -> tuple[int, int]:
+    """The quotes around the identifier's plain string value holding byte ``at``, or -1s.
+
+    Without ``\\u`` escapes, a value or key with any other escape is not looked into.
+    In valid JSON quotes then pair up, so the quote before ``at`` opens a value when a
+    colon and, before it, an identifier key stand right before it.
+    """
+    start = body.rfind(b'"', 0, at)
+    end = body.find(b'"', at)
+    if start < 0 or end < 0 or b"\\" in body[start:end]:
+        return -1, -1
+    colon = _skip_space_back(body, start - 1)
+    if colon < 0 or body[colon] != ord(":"):
+        return -1, -1
+    key_end = _skip_space_back(body, colon - 1)
+    if key_end < 0 or body[key_end] != ord('"'):
+        return -1, -1
+    key_start = body.rfind(b'"', 0, key_end)
+    key = body[key_start + 1 : key_end]
+    if key_start < 0 or b"\\" in key:
+        return -1, -1
+    if key in (b"id", b"starting_after") or key.endswith(b"_id"):
+        return start, end
+    return -1, -1
+
+
+def _skip_space_back(body: bytes, index: int) -> int:
+    while index >= 0 and body[index] in _JSON_SPACE:
+        index -= 1
+    return index
+
+
+def _nests_at_most(body: bytes, limit: int) -> bool:
+    """Whether the brackets outside strings nest at most ``limit`` deep (JSON or not)."""
+    # Without escapes quotes alternate: every other piece is outside the strings.
+    plain = b"\\" not in body
+    outside = b"".join(body.split(b'"')[0::2]) if plain else _RAW_STRING.sub(b"", body)
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    # Each replace takes away at most one level (it does not look again at what it
+    # joined): emptied within ``limit`` of them, the brackets nest at most that deep.
+    left = brackets
+    for _ in range(limit // 2):
+        left = left.replace(b"{}", b"").replace(b"[]", b"")
+        if not left:
+            return True
+    depth = 0
+    for byte in brackets:  # deep, or unbalanced (not JSON): count them all
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
 
 
 def find_in_json(value: Any, *, method: str = "", path: str = "") -> str | None:

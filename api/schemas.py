@@ -54,6 +54,8 @@ EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo
 def check_moment(value: datetime) -> datetime:
     # Year 1 or 9999 in a far time zone overflows on the way to UTC, and billing
     # arithmetic (periods, trials) on either end would overflow later.
+    if EARLIEST.year < value.year < LATEST.year - 1:
+        return value  # inside whatever its offset (under a day): no conversion needed
     try:
         in_utc = value.astimezone(UTC)
     except OverflowError:

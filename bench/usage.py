@@ -1,9 +1,13 @@
 """Figure 4: usage ingestion and aggregation.
 
 - **Ingestion**: events per second through ``POST /v1/usage`` (the real app, served by
-  uvicorn, batches of 1,000, a few clients at once), then the same events again (all
-  duplicates: the de-duplication path); beside them, raw ``COPY`` of the same rows
-  into a table shaped like ``usage_events``, in the same run, as the baseline.
+  uvicorn in its own process as ``kakin api`` runs it, batches of 1,000, a few clients
+  at once), then the same events again (all duplicates: the de-duplication path);
+  beside them, raw ``COPY`` of the same rows into a table shaped like ``usage_events``,
+  in the same run, as the baseline. The server runs in processes of its own
+  (``SERVER_WORKERS``, printed with the parameters), the clients in the bench's; one
+  untimed batch per client warms it up first (``WARMUP``), as the baseline's clock
+  starts after its connection is made.
 - **Aggregation**: ``models.usage.aggregate`` (the query invoices use) for one
   subscription's period, and for every subscription's period, over M events loaded
   with ``COPY``.
@@ -14,10 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -35,6 +44,15 @@ SIZES = {
 }
 BATCH = 1_000
 CLIENTS = 4
+# uvicorn processes serving the API, apart from the clients' process: 1, as ``kakin api``
+# runs (docker-compose's ``api`` service). KAKIN_BENCH_USAGE_WORKERS=2 runs uvicorn
+# --workers 2 (one API process per core of a 2-core machine); 0 serves from a thread of
+# the bench's own process, sharing one interpreter with the clients (the old setup).
+SERVER_WORKERS = int(os.environ.get("KAKIN_BENCH_USAGE_WORKERS", "1"))
+_ROOT = Path(__file__).resolve().parent.parent
+# One untimed batch per client first (KAKIN_BENCH_USAGE_WARMUP=0: none, every batch timed).
+WARMUP = os.environ.get("KAKIN_BENCH_USAGE_WARMUP", "1") != "0"
+_DATABASE_ENV = "KAKIN_BENCH_USAGE_DATABASE_URL"
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -55,6 +73,51 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def app_from_environment() -> Any:
+    """The app a server process of the bench serves (``uvicorn --factory``): the one
+    ``kakin api`` serves (``build_app``), on the bench's database, without a rate limit."""
+    from api.app import build_app
+    from kakin.settings import Settings
+
+    url = os.environ[_DATABASE_ENV]
+    return build_app(Settings(stripe_api_key="sk_test_bench", database_url=url,
+                              api_rate_limit="off"))  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving_processes(database_url: str, workers: int) -> Iterator[str]:
+    """``uvicorn --workers`` serving the app on a free port, for as long as the block runs."""
+    port = free_ports(1)[0]
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.usage:app_from_environment", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+    ]  # fmt: skip
+    environment = {**os.environ, _DATABASE_ENV: database_url}
+    server = subprocess.Popen(command, env=environment, cwd=_ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the API server exited with {server.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start within 60 s")
+            time.sleep(0.1)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(workers * 4):  # every worker imported and answering
+            httpx.get(f"{base}/v1/health", timeout=30).raise_for_status()
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def _setup(url: str, subscriptions: int) -> tuple[Any, list[tuple[str, str]], str, str]:
@@ -116,28 +179,46 @@ def _events(pairs: list[tuple[str, str]], count: int, prefix: str) -> list[dict[
 async def _post_all(
     base: str, key: str, events: list[dict[str, Any]]
 ) -> tuple[float, dict[str, int]]:
-    """Seconds to POST every batch (CLIENTS at a time) and the per-status counts."""
-    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    """Seconds to POST every batch (CLIENTS at a time) and the per-status counts.
+
+    The bodies are encoded before the clock starts, as the clients' payloads would be
+    ready: the bench's own JSON encoding shares the machine's cores with the API.
+    """
+    bodies = [  # the bytes httpx's json= would send
+        json.dumps({"events": events[i : i + BATCH]}, ensure_ascii=False,
+                   separators=(",", ":"), allow_nan=False).encode()
+        for i in range(0, len(events), BATCH)
+    ]  # fmt: skip
     counts = {"accepted": 0, "duplicates": 0, "rejected": 0}
-    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
-    for batch in batches:
-        queue.put_nowait(batch)
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
 
-    async def client() -> None:
-        async with httpx.AsyncClient(
-            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        ) as http:
-            while not queue.empty():
-                batch = queue.get_nowait()
-                response = await http.post("/v1/usage", json={"events": batch})
-                response.raise_for_status()
-                body = response.json()
-                for name in counts:
-                    counts[name] += body[name]
+    async def client(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            response = await http.post(
+                "/v1/usage", content=body, headers={"Content-Type": "application/json"}
+            )
+            response.raise_for_status()
+            receipt = response.json()
+            for name in counts:
+                counts[name] += receipt[name]
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    return time.perf_counter() - started, counts
+    # The clients are made before the clock starts: making one (its TLS context) takes
+    # ~50 ms of the bench's CPU, which is no part of the API's time.
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+                )
+            )
+            for _ in range(CLIENTS)
+        ]
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for http in clients))
+        return time.perf_counter() - started, counts
 
 
 def _copy_rows(url: str, table: str, rows: list[tuple[Any, ...]]) -> float:
@@ -169,6 +250,14 @@ def _rows(
     ]  # fmt: skip
 
 
+def _served_by() -> str:
+    if SERVER_WORKERS == 0:
+        return "uvicorn in a thread of the bench process"
+    if SERVER_WORKERS == 1:
+        return "1 API process (uvicorn, as kakin api)"
+    return f"{SERVER_WORKERS} API processes (uvicorn --workers {SERVER_WORKERS})"
+
+
 async def _no_temporal() -> Any:
     raise RuntimeError("the usage bench runs without Temporal")
 
@@ -184,18 +273,30 @@ async def run(size: str) -> Report:
     with postgres_database("usage") as database:
         progress(f"{subscriptions} metered subscriptions")
         sessions, pairs, metric_id, key = _setup(database.url, subscriptions)
-        settings = Settings(stripe_api_key="sk_test_bench", database_url=database.url,
-                            api_rate_limit="off")  # fmt: skip
-        app = create_app(
-            settings=settings,
-            sessions=sessions,
-            temporal=_no_temporal,
-            stripe=StripeGateway(api_key="sk_test_bench"),
-        )
         events = _events(pairs, through_api, "api")
-        with serving(app) as base:
+        if SERVER_WORKERS == 0:
+            settings = Settings(stripe_api_key="sk_test_bench", database_url=database.url,
+                                api_rate_limit="off")  # fmt: skip
+            app = create_app(
+                settings=settings,
+                sessions=sessions,
+                temporal=_no_temporal,
+                stripe=StripeGateway(api_key="sk_test_bench"),
+            )
+            server = serving(app)
+        else:
+            server = serving_processes(database.url, SERVER_WORKERS)
+        with server as base:
+            if WARMUP:
+                # Untimed: each client's first batch meets a cold server (its database
+                # connections, their PostgreSQL backends, first-use caches), a cost a
+                # running service paid long ago. Removed again before the aggregation.
+                progress(f"warm-up: {CLIENTS} batches, not timed")
+                await _post_all(base, key, _events(pairs, CLIENTS * BATCH, "warm-up"))
+                with psycopg.connect(database.url, autocommit=True) as connection:
+                    connection.execute("DELETE FROM usage_events WHERE event_id LIKE 'warm-up-%'")
             progress(f"POST /v1/usage: {through_api:,} events, batches of {BATCH}, "
-                     f"{CLIENTS} clients")  # fmt: skip
+                     f"{CLIENTS} clients, {_served_by()}")  # fmt: skip
             first, counts = await _post_all(base, key, events)
             progress(f"  {through_api / first:,.0f} events/s {counts}")
             progress("the same events again (all duplicates)")
@@ -243,6 +344,8 @@ async def run(size: str) -> Report:
             "subscriptions": subscriptions,
             "batch": BATCH,
             "clients": CLIENTS,
+            "server": _served_by(),
+            "warm-up": f"{CLIENTS} batches, untimed" if WARMUP else "none",
         },
         figures=[
             Figure(

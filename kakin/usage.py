@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
 from models import usage as usage_sql
-from models.tables import BillableMetric, Subscription
+from models.tables import BillableMetric
 
 MAX_BATCH = 1000
 _MAX_VALUE = Decimal(10) ** 12  # keeps sums of scaled values far from 64-bit overflow
@@ -40,6 +40,24 @@ class UsageEventIn:
     subscription_id: str | None = None
 
 
+class UsageEvent(Protocol):
+    """What ``ingest`` reads of an event: a ``UsageEventIn``, or the API's parsed body
+    (``api.billing_schemas.UsageEventBody``) as it is, without a copy per event."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def properties(self) -> dict[str, Any]: ...
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def subscription_id(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class EventResult:
     event_id: str
@@ -56,34 +74,87 @@ def measured_value(
     ``billing.metering`` decides what a valid event is; here are only the limits of
     storing it (six decimals, below 10^12, keys up to 255 characters).
     """
-    terms = metering.BillableMetric(
-        code=metric.code,
-        aggregation=metering.Aggregation(metric.aggregation),
-        property=metric.property,
-    )
-    reason = metering.validate_event(terms, properties)
-    if reason is not None:
-        raise ValueError(reason)
-    if terms.aggregation is metering.Aggregation.COUNT:
-        return None, None
-    raw = properties[metric.property or ""]
-    if terms.aggregation is metering.Aggregation.UNIQUE_COUNT:
-        if len(str(raw)) > 255:
-            raise ValueError(f"property {metric.property!r} is longer than 255 characters")
-        return None, str(raw)
-    value = metering.numeric_value(raw)
-    assert value is not None  # validate_event checked it
-    if value >= _MAX_VALUE:
-        raise ValueError(f"property {metric.property!r} must be below 10^12")
-    scaled = value.scaleb(usage_sql.VALUE_DECIMALS)
-    if scaled != scaled.to_integral_value():
-        raise ValueError(
-            f"property {metric.property!r} has more than {usage_sql.VALUE_DECIMALS} decimals"
+    return _Measure(metric)(properties)
+
+
+class _Measure:
+    """``measured_value`` for one metric, its terms built once for a whole batch."""
+
+    def __init__(self, metric: BillableMetric) -> None:
+        self.terms = metering.BillableMetric(
+            code=metric.code,
+            aggregation=metering.Aggregation(metric.aggregation),
+            property=metric.property,
         )
-    return int(scaled), None
+        self.counts = self.terms.aggregation is metering.Aggregation.COUNT
+        self.property = metric.property or ""
+
+    def __call__(self, properties: dict[str, Any]) -> tuple[int | None, str | None]:
+        if self.counts:  # validate_event accepts any properties of a count metric
+            return None, None
+        terms, name = self.terms, self.property
+        reason = metering.validate_event(terms, properties)
+        if reason is not None:
+            raise ValueError(reason)
+        raw = properties[name]
+        if terms.aggregation is metering.Aggregation.UNIQUE_COUNT:
+            if len(str(raw)) > 255:
+                raise ValueError(f"property {name!r} is longer than 255 characters")
+            return None, str(raw)
+        value = metering.numeric_value(raw)
+        assert value is not None  # validate_event checked it
+        if value >= _MAX_VALUE:
+            raise ValueError(f"property {name!r} must be below 10^12")
+        scaled = value.scaleb(usage_sql.VALUE_DECIMALS)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"property {name!r} has more than {usage_sql.VALUE_DECIMALS} decimals")
+        return int(scaled), None
 
 
-def _shape_problem(event: UsageEventIn) -> str | None:
+@dataclass(frozen=True)
+class _Held:
+    """A subscription's open period, held FOR SHARE, in UTC.
+
+    In UTC like the events' timestamps here: datetimes with the very same tzinfo
+    compare without asking either for its offset.
+    """
+
+    id: str
+    customer_id: str
+    start: datetime | None
+    end: datetime | None
+
+    @classmethod
+    def of(cls, period: usage_sql.HeldPeriod) -> _Held:
+        start, end = period.start, period.end
+        return cls(
+            period.subscription_id,
+            period.customer_id,
+            None if start is None else start.astimezone(UTC),
+            None if end is None else end.astimezone(UTC),
+        )
+
+    def problem(self, at: datetime, in_utc: datetime) -> str | None:
+        """Why an event at ``at`` (``in_utc``) is not in the open period, or None."""
+        start, end = self.start, self.end
+        if start is None or end is None:
+            return f"subscription {self.id} has no open billing period yet"
+        if not start <= in_utc < end:
+            return (
+                f"timestamp {at.isoformat()} is outside the open period "
+                f"{start.isoformat()} to {end.isoformat()} of subscription {self.id}"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class _Metric:
+    id: str
+    code: str
+    measure: _Measure
+
+
+def _shape_problem(event: UsageEvent) -> str | None:
     if not event.event_id or len(event.event_id) > 255:
         return "event_id must be 1 to 255 characters"
     if (event.customer_id is None) == (event.subscription_id is None):
@@ -93,31 +164,31 @@ def _shape_problem(event: UsageEventIn) -> str | None:
     return None
 
 
-def _period_problem(subscription: Subscription, at: datetime) -> str | None:
-    start, end = subscription.current_period_start, subscription.current_period_end
-    if start is None or end is None:
-        return f"subscription {subscription.id} has no open billing period yet"
-    if not start <= at < end:
-        return (
-            f"timestamp {at.isoformat()} is outside the open period "
-            f"{start.isoformat()} to {end.isoformat()} of subscription {subscription.id}"
-        )
-    return None
+def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> list[EventResult]:
+    """Store the valid events once each; one result per event, in the order given.
 
-
-def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEventIn]) -> list[EventResult]:
-    """Store the valid events once each; one result per event, in the order given."""
+    The lookups (metrics by code, the subscriptions with their open periods) are one
+    query each per batch, the subscriptions locked ``FOR SHARE`` until the events are
+    stored and committed (``models.usage.metered_periods``); each event is then checked
+    against them in memory.
+    """
     if len(events) > MAX_BATCH:
         raise BatchTooLargeError(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
     with sessions() as session:
-        metrics = usage_sql.metrics_by_code(session, {event.metric for event in events})
-        held = usage_sql.metered_subscriptions(
+        metrics = {
+            code: _Metric(row.id, row.code, _Measure(row))
+            for code, row in usage_sql.metrics_by_code(
+                session, {event.metric for event in events}
+            ).items()
+        }
+        held = usage_sql.metered_periods(
             session,
             customer_ids={e.customer_id for e in events if e.customer_id},
             subscription_ids={e.subscription_id for e in events if e.subscription_id},
         )
-        by_subscription = {(sub.id, metric_id): sub for sub, metric_id in held}
-        by_customer: dict[tuple[str, str], list[Subscription]] = {}
+        by_subscription = {(period.subscription_id, period.metric_id): _Held.of(period)
+                           for period in held}  # fmt: skip
+        by_customer: dict[tuple[str, str], list[_Held]] = {}
         for (_, metric_id), sub in by_subscription.items():  # one per subscription and metric
             by_customer.setdefault((sub.customer_id, metric_id), []).append(sub)
 
@@ -125,8 +196,8 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEventIn]) -> l
         pending: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         for index, event in enumerate(events):
             outcome = _prepare(event, metrics, by_subscription, by_customer)
-            if isinstance(outcome, EventResult):
-                results[index] = outcome
+            if isinstance(outcome, str):
+                results[index] = EventResult(event.event_id, "rejected", outcome)
                 continue
             pair = (outcome["customer_id"], event.event_id)
             if pair in pending:  # the same event twice in one batch
@@ -146,56 +217,55 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEventIn]) -> l
 
 
 def _prepare(
-    event: UsageEventIn,
-    metrics: dict[str, BillableMetric],
-    by_subscription: dict[tuple[str, str], Subscription],
-    by_customer: dict[tuple[str, str], list[Subscription]],
-) -> dict[str, Any] | EventResult:
-    """The row to insert for an event, or its rejection."""
-
-    def rejected(reason: str) -> EventResult:
-        return EventResult(event.event_id, "rejected", reason)
-
+    event: UsageEvent,
+    metrics: dict[str, _Metric],
+    by_subscription: dict[tuple[str, str], _Held],
+    by_customer: dict[tuple[str, str], list[_Held]],
+) -> dict[str, Any] | str:
+    """The row to insert for an event, or why it is rejected."""
     problem = _shape_problem(event)
     if problem:
-        return rejected(problem)
+        return problem
     metric = metrics.get(event.metric)
     if metric is None:
-        return rejected(f"unknown metric {event.metric!r}")
+        return f"unknown metric {event.metric!r}"
     if event.subscription_id is not None:
         subscription = by_subscription.get((event.subscription_id, metric.id))
         if subscription is None:
-            return rejected(
+            return (
                 f"subscription {event.subscription_id!r} does not exist, is canceled, "
                 f"or has no price metered on {metric.code!r}"
             )
     else:
         candidates = by_customer.get((event.customer_id or "", metric.id), [])
         if not candidates:
-            return rejected(
+            return (
                 f"customer {event.customer_id!r} has no active subscription "
                 f"metered on {metric.code!r}"
             )
         if len(candidates) > 1:
-            return rejected(
+            return (
                 f"customer {event.customer_id!r} has {len(candidates)} subscriptions metered "
                 f"on {metric.code!r}; send subscription_id instead"
             )
         subscription = candidates[0]
-    problem = _period_problem(subscription, event.timestamp)
+    timestamp = event.timestamp
+    in_utc = timestamp.astimezone(UTC)
+    problem = subscription.problem(timestamp, in_utc)
     if problem:
-        return rejected(problem)
+        return problem
+    properties = event.properties
     try:
-        value, group_key = measured_value(metric, event.properties)
+        value, group_key = metric.measure(properties)
     except ValueError as error:
-        return rejected(str(error))
+        return str(error)
     return {
         "event_id": event.event_id,
         "customer_id": subscription.customer_id,
         "subscription_id": subscription.id,
         "metric_id": metric.id,
-        "timestamp": event.timestamp,
-        "properties": event.properties,
+        "timestamp": in_utc,
+        "properties": properties,
         "value": value,
         "group_key": group_key,
     }

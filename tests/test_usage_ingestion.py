@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
-from kakin.usage import MAX_BATCH, BatchTooLargeError, UsageEventIn, ingest
+from kakin.usage import MAX_BATCH, BatchTooLargeError, EventResult, UsageEventIn, ingest
 from models import repositories as repo
 from models import usage as usage_sql
 from models.db import make_engine, make_session_factory
@@ -213,3 +214,65 @@ def test_the_database_adds_usage_up_as_billing_metering_does(
         events=[metering.UsageEvent(e.event_id, e.timestamp, e.properties) for e in events],
     )
     assert total(sessions, subscription_id, code) == reference.quantity
+
+
+def test_an_event_in_any_time_zone_is_judged_and_stored_in_utc(
+    sessions: sessionmaker[Session],
+) -> None:
+    customer_id, subscription_id, code = metered_subscription(sessions)
+    tokyo = timezone(timedelta(hours=9))
+    inside = datetime(2026, 11, 1, 8, 0, tzinfo=tokyo)  # Oct 31 23:00 UTC: before the period
+    first = datetime(2026, 11, 1, 9, 0, tzinfo=tokyo)  # Nov 1 00:00 UTC: its first instant
+    results = ingest(
+        sessions,
+        [
+            UsageEventIn("early", code, inside, {"gb": 1}, customer_id=customer_id),
+            UsageEventIn("first", code, first, {"gb": 2}, customer_id=customer_id),
+        ],
+    )
+    assert [r.status for r in results] == ["rejected", "accepted"]
+    assert "2026-11-01T08:00:00+09:00 is outside the open period" in results[0].reason
+    with sessions() as session:
+        stored = session.scalars(select(UsageEvent).where(UsageEvent.event_id == "first")).one()
+    assert stored.timestamp == START and stored.timestamp.utcoffset() == timedelta(0)
+    assert total(sessions, subscription_id, code) == 2
+
+
+def test_a_batch_of_1000_is_stored_whole_and_a_replay_counts_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    customer_id, subscription_id, code = metered_subscription(sessions)
+    batch = [
+        UsageEventIn(f"b{n}", code, at(n / 40), {"gb": f"{n}.000001"}, customer_id=customer_id)
+        for n in range(MAX_BATCH)
+    ]
+    assert {r.status for r in ingest(sessions, batch)} == {"accepted"}
+    again = ingest(sessions, batch[::-1])  # the same events, another order
+    assert {r.status for r in again} == {"duplicate"}
+    assert [r.event_id for r in again] == [e.event_id for e in batch[::-1]]
+    expected = sum(Decimal(f"{n}.000001") for n in range(MAX_BATCH))
+    assert total(sessions, subscription_id, code) == expected
+
+
+def test_the_invoice_closing_a_period_makes_ingestion_wait_then_refuse_as_late(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """The locking rule: ingestion reads the period FOR SHARE; the invoice that closes it
+    holds the row FOR UPDATE, so an event waits and is judged against the next period:
+    refused as late, never stored in a period already invoiced."""
+    customer_id, subscription_id, code = metered_subscription(pg_sessions)
+    results: list[list[EventResult]] = []
+    event = UsageEventIn("racing", code, at(20), {"gb": 5}, customer_id=customer_id)
+    with pg_sessions() as invoicing:
+        subscription = usage_sql.lock_subscription(invoicing, subscription_id)
+        worker = threading.Thread(target=lambda: results.append(ingest(pg_sessions, [event])))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive(), "ingestion did not wait for the invoice's lock"
+        subscription.current_period_start = END
+        subscription.current_period_end = END + timedelta(days=31)
+        invoicing.commit()
+    worker.join(timeout=30)
+    [[result]] = results
+    assert result.status == "rejected" and "outside the open period" in result.reason
+    assert total(pg_sessions, subscription_id, code) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -19,7 +20,6 @@ from api.billing_schemas import (
     UsageBatch,
     UsageEventBody,
     UsageReceipt,
-    UsageResult,
 )
 from api.deps import Deps, IdemKey
 from api.errors import RESPONSES, ApiError
@@ -30,7 +30,7 @@ from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure
 from billing.rounding import RoundingMode
 from kakin import service
 from kakin.api_keys import KeyInfo
-from kakin.usage import UsageEventIn, ingest
+from kakin.usage import ingest
 from models.tables import Price
 
 STATUS_TIMEOUT = 5.0
@@ -63,28 +63,25 @@ def router(deps: Deps) -> APIRouter:
             work=lambda: run_in_threadpool(do_ingest, events),
         )
 
-    def do_ingest(events: list[UsageEventBody]) -> UsageReceipt:
-        results = ingest(
-            sessions,
-            [
-                UsageEventIn(
-                    event_id=event.event_id,
-                    metric=event.metric,
-                    timestamp=event.timestamp,
-                    properties=event.properties,
-                    customer_id=event.customer_id,
-                    subscription_id=event.subscription_id,
-                )
-                for event in events
-            ],
-        )
+    def do_ingest(events: list[UsageEventBody]) -> dict[str, Any]:
+        # The parsed events go in as they are (they have UsageEventIn's fields), and the
+        # receipt (a UsageReceipt) comes out as JSON-ready dicts: no model per event.
+        results = ingest(sessions, events)
         statuses = [result.status for result in results]
-        return UsageReceipt(
-            accepted=statuses.count("accepted"),
-            duplicates=statuses.count("duplicate"),
-            rejected=statuses.count("rejected"),
-            results=[UsageResult.of(result) for result in results],
-        )
+        return {
+            "accepted": statuses.count("accepted"),
+            "duplicates": statuses.count("duplicate"),
+            "rejected": statuses.count("rejected"),
+            "results": [
+                {
+                    "event_id": result.event_id,
+                    "status": result.status,
+                    "reason": result.reason,
+                    "subscription_id": result.subscription_id,
+                }
+                for result in results
+            ],
+        }
 
     @v1.get("/subscriptions/{subscription_id}/usage", response_model=CurrentUsage)
     def get_usage(subscription_id: str, _: KeyInfo = deps.any_key) -> CurrentUsage:
