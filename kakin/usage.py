@@ -8,6 +8,7 @@ client that timed out can resend the whole batch safely.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -255,6 +256,10 @@ def _prepare(
     if problem:
         return problem
     properties = event.properties
+    if not _all_finite(properties):
+        # JSON from clients may carry NaN or Infinity; PostgreSQL's jsonb refuses them,
+        # which would fail the whole batch instead of this one event.
+        return "properties must not hold NaN or Infinity"
     try:
         value, group_key = metric.measure(properties)
     except ValueError as error:
@@ -269,3 +274,14 @@ def _prepare(
         "value": value,
         "group_key": group_key,
     }
+
+
+def _all_finite(value: Any) -> bool:
+    """No NaN or infinite number anywhere inside ``value`` (nested dicts and lists too)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(item) for item in value)
+    return True

@@ -72,3 +72,34 @@ def test_a_full_batch_is_judged_event_by_event_and_replays_safely(
     assert replayed.json() == first.json()
     assert (again.json()["accepted"], again.json()["duplicates"]) == (0, MAX_BATCH - 2)
     assert total(pg_sessions, subscription_id, code) == Decimal(MAX_BATCH - 4) / 2 + 2
+
+
+def test_nan_or_infinity_in_properties_refuses_that_event_not_the_batch(
+    base: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    customer_id, subscription_id, code = metered_subscription(pg_sessions)
+    key = api_keys.create_key(pg_sessions, name="usage nan", role="service")
+
+    def event(event_id: str, properties: str) -> str:
+        return (
+            f'{{"event_id": "{event_id}", "metric": "{code}", "customer_id": "{customer_id}", '
+            f'"timestamp": "{at(1).isoformat()}", "properties": {properties}}}'
+        )
+
+    # Python's JSON reader (and so the API's) accepts these tokens; jsonb does not.
+    events = [
+        event("fine", '{"gb": 1}'),
+        event("nan", '{"gb": 1, "note": NaN}'),
+        event("deep", '{"gb": 1, "tags": [{"x": -Infinity}]}'),
+    ]
+    body = '{"events": [' + ", ".join(events) + "]}"
+    headers = {"Authorization": f"Bearer {key.secret}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+        answer = http.post("/v1/usage", content=body)
+    assert answer.status_code == 200, answer.text
+    results = {r["event_id"]: r for r in answer.json()["results"]}
+    assert results["fine"]["status"] == "accepted"
+    for refused in ("nan", "deep"):
+        assert results[refused]["status"] == "rejected"
+        assert results[refused]["reason"] == "properties must not hold NaN or Infinity"
+    assert total(pg_sessions, subscription_id, code) == 1
