@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         help="spike: Stripe's rate limit in requests/s (25 test mode, 100 live)",
     )  # fmt: skip
     parser.add_argument(
+        "--spike-queue", choices=["both", "main_queue", "stripe_queue"], default="both",
+        help="spike: where the charges run (both: one variant after the other)",
+    )  # fmt: skip
+    parser.add_argument(
         "--activity-workers", type=int, default=None, metavar="K",
         help="cycles: activity-only worker processes beside the workflow worker (0: one process)",
     )  # fmt: skip
@@ -59,7 +63,11 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
             ),
         ),
         "cost": lambda: cost.run(),
-        "spike": lambda: spike.run(args.m or spike.SIZES[args.size], limit=args.stripe_limit),
+        "spike": lambda: spike.run(
+            args.m or spike.SIZES[args.size],
+            limit=args.stripe_limit,
+            variants=[v for v in spike.VARIANTS if args.spike_queue in ("both", v.key)],
+        ),
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),
         "usage": lambda: usage.run(args.size),
     }
