@@ -236,21 +236,8 @@ class BillingActivities:
             # Locked, so a retry racing a slow first try waits and then sees its number.
             invoice = repo.invoice_for_update(session, request.invoice_id)
             if invoice.number is None:
-                invoice.number = repo.take_invoice_number(session, request.finalized_at)
-                invoice.registration_number = self._seller.registration_number
-                invoice.status = InvoiceStatus.OPEN
-                invoice.finalized_at = request.finalized_at
-                repo.audit(
-                    session,
-                    entity_type="invoice",
-                    entity_id=invoice.id,
-                    action="finalized",
-                    from_status=InvoiceStatus.DRAFT,
-                    to_status=InvoiceStatus.OPEN,
-                    actor="workflow",
-                    occurred_at=request.finalized_at,
-                    details={"number": invoice.number, "total": invoice.total},
-                )
+                number = repo.take_invoice_number(session, request.finalized_at)
+                self._open(session, invoice, number, request.finalized_at)
                 # Number, status and audit commit together: a rollback frees the number.
                 session.commit()
             return _ref(invoice)
@@ -282,6 +269,24 @@ class BillingActivities:
             FinalizeInvoiceRequest(invoice_id=invoice_id, finalized_at=request.issued_at)
         )
 
+    def _open(self, session: Session, invoice: Invoice, number: str, at: datetime) -> None:
+        """A draft becomes an open invoice under ``number`` (uncommitted), with its audit row."""
+        invoice.number = number
+        invoice.registration_number = self._seller.registration_number
+        invoice.status = InvoiceStatus.OPEN
+        invoice.finalized_at = at
+        repo.audit(
+            session,
+            entity_type="invoice",
+            entity_id=invoice.id,
+            action="finalized",
+            from_status=InvoiceStatus.DRAFT,
+            to_status=InvoiceStatus.OPEN,
+            actor="workflow",
+            occurred_at=at,
+            details={"number": invoice.number, "total": invoice.total},
+        )
+
     def _issue_new(self, session: Session, key: str, request: CreateInvoiceRequest) -> Invoice:
         """create_invoice then finalize_invoice's changes, unflushed, for issue_invoice."""
         subscription = usage_sql.lock_subscription(session, request.subscription_id)
@@ -305,21 +310,7 @@ class BillingActivities:
             period_end=request.period_end,
             issued_at=request.issued_at,
         )
-        invoice.number = number
-        invoice.registration_number = self._seller.registration_number
-        invoice.status = InvoiceStatus.OPEN
-        invoice.finalized_at = request.issued_at
-        repo.audit(
-            session,
-            entity_type="invoice",
-            entity_id=invoice.id,
-            action="finalized",
-            from_status=InvoiceStatus.DRAFT,
-            to_status=InvoiceStatus.OPEN,
-            actor="workflow",
-            occurred_at=request.issued_at,
-            details={"number": invoice.number, "total": invoice.total},
-        )
+        self._open(session, invoice, number, request.issued_at)
         # The subscription's current period is the one just invoiced.
         subscription.current_period_start = request.period_start
         subscription.current_period_end = request.period_end
