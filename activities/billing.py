@@ -38,7 +38,7 @@ from activities.rendering import (
     render_email,
     render_invoice_html,
 )
-from activities.stripe_gateway import IntentState, NothingCharged, StripeGateway
+from activities.stripe_gateway import IntentState, StripeGateway
 from billing.proration import prorate
 from billing.rounding import RoundingMode
 from models import repositories as repo
@@ -492,18 +492,10 @@ class BillingActivities:
                     "the customer has no payment method on file",
                 )  # fmt: skip
 
-            try:
-                state = self._charge_state(
-                    attempt, customer.stripe_customer_id, customer.stripe_payment_method_id,
-                    key=key, invoice=invoice, first_try=first_try,
-                )  # fmt: skip
-            except NothingCharged:
-                # Rate-limited before Stripe acted: no intent exists, so the retry may
-                # start afresh (one request) instead of listing intents to look for
-                # one. Under a month-start spike that listing multiplied the 429s.
-                session.delete(attempt)
-                session.commit()
-                raise
+            state = self._charge_state(
+                attempt, customer.stripe_customer_id, customer.stripe_payment_method_id,
+                key=key, invoice=invoice, first_try=first_try,
+            )  # fmt: skip
             if state.id:
                 attempt.stripe_payment_intent_id = state.id  # committed with the outcome
             if state.status == "succeeded":

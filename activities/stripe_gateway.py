@@ -44,10 +44,6 @@ class IntentState:
     invoice_id: str = ""  # our invoice, from the intent's kakin_invoice_id metadata
 
 
-class NothingCharged(Exception):
-    """Stripe refused a charge before acting on it (HTTP 429): no PaymentIntent exists."""
-
-
 class StripeGateway:
     """Thin, injectable wrapper: activities depend on this, tests point it anywhere."""
 
@@ -125,8 +121,7 @@ class StripeGateway:
 
         A decline comes back as a state (with the intent's id), transport faults as
         exceptions: the caller cannot know whether Stripe made the intent, and must
-        look for it (find_intent) before trying again. Except after a 429, which
-        raises ``NothingCharged``: Stripe refuses a rate-limited request before acting.
+        look for it (find_intent) before trying again.
         """
         params: PaymentIntentCreateParams = {
             "amount": amount,
@@ -144,8 +139,6 @@ class StripeGateway:
             )
         except stripe.CardError as error:
             return self._declined(error, intent_id=None)
-        except stripe.RateLimitError as error:
-            raise NothingCharged(str(error)) from error
         return _state(intent)
 
     def find_intent(self, *, stripe_customer_id: str, kakin_key: str) -> IntentState | None:

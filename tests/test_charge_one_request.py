@@ -233,28 +233,3 @@ def test_an_unconfirmed_intent_of_the_two_request_charge_is_confirmed_not_repeat
     [intent] = intents_for_invoice(localstripe_url, invoice_id)
     assert intent.id == old.id and intent.status == "succeeded"
     assert (result.outcome, result.payment_intent_id) == (ChargeOutcome.SUCCEEDED, old.id)
-
-
-def test_a_rate_limited_charge_is_retried_without_looking_for_an_intent(
-    pg_sessions: sessionmaker[Session], gateway: StripeGateway, proxy: FaultProxy,
-    localstripe_url: str, tmp_path: Path,
-) -> None:  # fmt: skip
-    # A 429 means Stripe did nothing: the retry creates at once. (Looking for an intent
-    # first lists every intent in test mode, which under a spike earned more 429s.)
-    billing = make_activities(pg_sessions, gateway, tmp_path / "outbox")
-    invoice_id = open_invoice(pg_sessions, billing, gateway, OK_CARD)
-    request = ChargeRequest(invoice_id=invoice_id, attempt=1, attempted_at=START)
-    proxy.add("POST", r"/v1/payment_intents$", 429)
-
-    before = proxy.requests
-    with pytest.raises(Exception, match="injected fault"):
-        ActivityEnvironment().run(billing.charge_invoice, request)
-    assert stored(pg_sessions, invoice_id) == ("open", [])  # no attempt left pending
-    result = ActivityEnvironment().run(billing.charge_invoice, request)  # Temporal's retry
-
-    assert proxy.requests - before == 2  # the refused create, then one create
-    assert result.outcome == ChargeOutcome.SUCCEEDED
-    [intent] = intents_for_invoice(localstripe_url, invoice_id)
-    status, attempts = stored(pg_sessions, invoice_id)
-    assert status == "paid"
-    assert [(a.status, a.stripe_payment_intent_id) for a in attempts] == [("succeeded", intent.id)]
