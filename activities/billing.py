@@ -38,7 +38,7 @@ from activities.rendering import (
     render_email,
     render_invoice_html,
 )
-from activities.stripe_gateway import IntentState, StripeGateway
+from activities.stripe_gateway import StripeGateway
 from billing.proration import prorate
 from billing.rounding import RoundingMode
 from models import repositories as repo
@@ -434,12 +434,9 @@ class BillingActivities:
     def charge_invoice(self, request: ChargeRequest) -> ChargeResult:
         """Charge an open invoice off-session; a decline is an answer, not an error.
 
-        One Stripe request on the happy path: the PaymentIntent is created and confirmed
-        at once, and its id is stored with the outcome in one commit. Network errors,
-        5xx and 429 from Stripe raise, and Temporal retries them with backoff: the retry
-        is the *same* attempt (same key), so it resumes the stored PaymentIntent, or,
-        with no id stored, finds the intent by its key at Stripe, rather than creating
-        a second charge.
+        Network errors, 5xx and 429 from Stripe raise, and Temporal retries them with
+        backoff: the retry is the *same* attempt (same key), so it resumes the stored
+        PaymentIntent rather than creating a second charge.
         """
         key = f"charge:{request.invoice_id}:{request.attempt}"
         if request.test_clock and self._stripe.live_mode:
@@ -461,8 +458,6 @@ class BillingActivities:
                     type="InvoiceNotOpen",
                     non_retryable=True,
                 )
-            # Only a try that wrote the pending row knows no earlier try reached Stripe.
-            first_try = attempt is None
             if attempt is None:
                 attempt = PaymentAttempt(
                     business_key=key,
@@ -478,7 +473,6 @@ class BillingActivities:
                     session.commit()
                 except IntegrityError:
                     session.rollback()
-                    first_try = False
                     attempt = repo.payment_attempt(session, key, required=True)
             if attempt.status != "pending":
                 return _result(attempt)
@@ -492,16 +486,33 @@ class BillingActivities:
                     "the customer has no payment method on file",
                 )  # fmt: skip
 
-            state = self._charge_state(
-                attempt, customer.stripe_customer_id, customer.stripe_payment_method_id,
-                key=key, invoice=invoice, first_try=first_try,
-            )  # fmt: skip
-            if state.id:
-                attempt.stripe_payment_intent_id = state.id  # committed with the outcome
+            fresh = attempt.stripe_payment_intent_id is None
+            if fresh:
+                attempt.stripe_payment_intent_id = self._stripe.create_intent(
+                    amount=attempt.amount,
+                    currency=attempt.currency,
+                    stripe_customer_id=customer.stripe_customer_id,
+                    payment_method_id=customer.stripe_payment_method_id,
+                    metadata={
+                        "kakin_key": key,
+                        "kakin_invoice_id": invoice.id,
+                        "kakin_invoice_number": invoice.number or "",
+                    },
+                    idempotency_key=f"{key}:create",
+                )
+                # Stored before confirming: a retry after a crash resumes this intent.
+                session.commit()
+
+            intent_id = attempt.stripe_payment_intent_id
+            assert intent_id is not None
+            # Two Stripe requests per charge: a fresh intent is confirmed at once; only a
+            # retry, which cannot know how far the last try got, asks Stripe first.
+            state = None if fresh else self._stripe.retrieve_intent(intent_id)
+            if state is None or state.status == "requires_confirmation":
+                state = self._stripe.confirm_intent(intent_id, idempotency_key=f"{key}:confirm")
             if state.status == "succeeded":
                 return self._settle(session, invoice, attempt, "succeeded", None, "")
             if state.status == "processing":
-                session.commit()  # the retry retrieves the stored intent
                 raise ApplicationError("payment is still processing at Stripe", type="Processing")
             if state.status == "requires_action":
                 return self._settle(
@@ -512,46 +523,6 @@ class BillingActivities:
                 session, invoice, attempt, "declined",
                 state.decline_code or "card_declined", state.message,
             )  # fmt: skip
-
-    def _charge_state(
-        self,
-        attempt: PaymentAttempt,
-        stripe_customer_id: str,
-        payment_method_id: str,
-        *,
-        key: str,
-        invoice: Invoice,
-        first_try: bool,
-    ) -> IntentState:
-        """Where the attempt's PaymentIntent stands, charging the card if nothing did yet.
-
-        A first try creates and confirms the intent in one request. A retry cannot know
-        how far the last try got: it retrieves the stored intent or, with none stored
-        (the last try died or lost the answer after sending the create), looks for one
-        carrying the attempt's key, and creates one only if there is none.
-        """
-        state: IntentState | None = None
-        if attempt.stripe_payment_intent_id is not None:
-            state = self._stripe.retrieve_intent(attempt.stripe_payment_intent_id)
-        elif not first_try:
-            state = self._stripe.find_intent(stripe_customer_id=stripe_customer_id, kakin_key=key)
-        if state is None:
-            return self._stripe.charge(
-                amount=attempt.amount,
-                currency=attempt.currency,
-                stripe_customer_id=stripe_customer_id,
-                payment_method_id=payment_method_id,
-                metadata={
-                    "kakin_key": key,
-                    "kakin_invoice_id": invoice.id,
-                    "kakin_invoice_number": invoice.number or "",
-                },
-                idempotency_key=f"{key}:charge",
-            )
-        if state.status == "requires_confirmation":
-            # Created unconfirmed (by a try of the two-request charge, before an upgrade).
-            return self._stripe.confirm_intent(state.id, idempotency_key=f"{key}:confirm")
-        return state
 
     def _settle(
         self,

@@ -1,30 +1,22 @@
 """The Stripe calls kakin makes, through the real ``stripe`` SDK.
 
-A charge is one request: the PaymentIntent is created and confirmed at once
-(``confirm=True``), with the attempt's business key in its metadata (``kakin_key``).
-If the worker dies, or the answer is lost, after Stripe accepted the charge, the
-retried activity has no intent id stored; it *finds* the intent by listing the
-customer's PaymentIntents and matching ``kakin_key``, and creates one only if there
-is none. So exactly-once does not depend on Stripe honouring idempotency keys (the
-localstripe emulator ignores them). The keys are still sent, for real Stripe's own
-protection.
+A charge is two calls on purpose: create the PaymentIntent (unconfirmed), store its
+id, then confirm it. If the worker dies after Stripe accepted the charge, the retried
+activity finds the stored id, retrieves the PaymentIntent and sees it succeeded, so
+exactly-once does not depend on Stripe honouring idempotency keys (the localstripe
+emulator ignores them). The keys are still sent, for real Stripe's own protection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import stripe
-from stripe.params import PaymentIntentConfirmParams, PaymentIntentCreateParams
+from stripe.params import PaymentIntentConfirmParams
 
 # Stripe's test cards, accepted only in test mode (see create_test_payment_method).
 TEST_CARDS = {"4242424242424242", "4000000000000341", "4000000000000002", "4000000000009995"}
-
-# When several intents carry the same business key (only possible if a lost create was
-# not found and was sent again), the one that took the money decides.
-_PRECEDENCE = {"succeeded": 4, "processing": 3, "requires_action": 2, "requires_confirmation": 1}
 
 
 class LiveModeRefusedError(Exception):
@@ -69,9 +61,6 @@ class StripeGateway:
         # localstripe rejects off_session on confirm; real Stripe needs it for
         # charges made while the customer is away.
         self._confirm_off_session = confirm_off_session
-        # Real Stripe lists a customer's PaymentIntents; localstripe answers "Unexpected
-        # customer" to the filter, and is then scanned whole (see find_intent).
-        self._intents_by_customer = True
 
     # -- customers and payment methods ------------------------------------------
 
@@ -107,7 +96,7 @@ class StripeGateway:
 
     # -- charges --------------------------------------------------------------------
 
-    def charge(
+    def create_intent(
         self,
         *,
         amount: int,
@@ -116,65 +105,18 @@ class StripeGateway:
         payment_method_id: str,
         metadata: dict[str, str],
         idempotency_key: str,
-    ) -> IntentState:
-        """Create the PaymentIntent and confirm it in the same request.
-
-        A decline comes back as a state (with the intent's id), transport faults as
-        exceptions: the caller cannot know whether Stripe made the intent, and must
-        look for it (find_intent) before trying again.
-        """
-        params: PaymentIntentCreateParams = {
-            "amount": amount,
-            "currency": currency.lower(),
-            "customer": stripe_customer_id,
-            "payment_method": payment_method_id,
-            "metadata": metadata,
-            "confirm": True,
-        }
-        if self._confirm_off_session:
-            params["off_session"] = True
-        try:
-            intent = self._client.v1.payment_intents.create(
-                params=params, options={"idempotency_key": idempotency_key}
-            )
-        except stripe.CardError as error:
-            return self._declined(error, intent_id=None)
-        return _state(intent)
-
-    def find_intent(self, *, stripe_customer_id: str, kakin_key: str) -> IntentState | None:
-        """The PaymentIntent created for ``kakin_key``, if one was.
-
-        For a retry whose last try may have sent the create but never stored the id:
-        intents carry their business key in metadata, so the retry finds the first
-        intent instead of charging twice (no idempotency keys needed).
-        """
-        found = [
-            intent
-            for intent in self._intents_of(stripe_customer_id)
-            if (intent.to_dict().get("metadata") or {}).get("kakin_key") == kakin_key
-        ]
-        if not found:
-            return None
-        return _state(max(found, key=lambda intent: _PRECEDENCE.get(intent.status, 0)))
-
-    def _intents_of(self, stripe_customer_id: str) -> Iterable[Any]:
-        if self._intents_by_customer:
-            try:
-                page = self._client.v1.payment_intents.list(
-                    params={"customer": stripe_customer_id, "limit": 100}
-                )
-                return page.auto_paging_iter()
-            except stripe.InvalidRequestError as error:
-                # localstripe has no customer filter on this list; real Stripe has.
-                if self.live_mode or "Unexpected customer" not in str(error):
-                    raise
-                self._intents_by_customer = False
-        page = self._client.v1.payment_intents.list(params={"limit": 100})
-        return (
-            intent
-            for intent in page.auto_paging_iter()
-            if intent.to_dict().get("customer") == stripe_customer_id
+    ) -> str:
+        intent = self._client.v1.payment_intents.create(
+            params={
+                "amount": amount,
+                "currency": currency.lower(),
+                "customer": stripe_customer_id,
+                "payment_method": payment_method_id,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
         )
+        return intent.id
 
     def retrieve_intent(self, intent_id: str) -> IntentState:
         return _state(self._client.v1.payment_intents.retrieve(intent_id))
@@ -191,7 +133,13 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.CardError as error:
-            return self._declined(error, intent_id=intent_id)
+            body = error.error
+            return IntentState(
+                id=intent_id,
+                status="requires_payment_method",
+                decline_code=(body.decline_code if body else None) or error.code or "card_declined",
+                message=error.user_message or str(error),
+            )
         except stripe.InvalidRequestError:
             # Already confirmed by a try whose answer we lost: Stripe's state decides.
             state = self.retrieve_intent(intent_id)
@@ -199,24 +147,6 @@ class StripeGateway:
                 raise
             return state
         return _state(intent)
-
-    def _declined(self, error: stripe.CardError, *, intent_id: str | None) -> IntentState:
-        """A card error as a declined state, naming the intent it declined."""
-        body = error.error
-        status = "requires_payment_method"
-        if body is not None and body.payment_intent is not None:
-            intent_id = body.payment_intent.id
-            status = body.payment_intent.status or status
-        elif intent_id is None and body is not None and body.charge:
-            # localstripe names only the charge; real Stripe sends the intent itself.
-            charge = self._client.v1.charges.retrieve(body.charge)
-            intent_id = _id(charge.to_dict().get("payment_intent"))
-        return IntentState(
-            id=intent_id or "",
-            status=status,
-            decline_code=(body.decline_code if body else None) or error.code or "card_declined",
-            message=error.user_message or str(error),
-        )
 
     # -- refunds ----------------------------------------------------------------------
 
@@ -262,10 +192,3 @@ def _state(intent: Any) -> IntentState:
         currency=str(data.get("currency") or "").upper(),
         invoice_id=str((data.get("metadata") or {}).get("kakin_invoice_id") or ""),
     )
-
-
-def _id(value: Any) -> str | None:
-    """An expandable field's id, whether Stripe sent the id or the object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return str(value) if value else None

@@ -1,10 +1,9 @@
 """A charge Stripe accepted but whose answer we lost is charged once, not twice.
 
 A fault-injecting proxy sits in front of the real Stripe emulator: it forwards the
-request, lets the emulator charge the card, then drops the connection or answers 500
-(or answers 500/429 without forwarding). Temporal retries the activity; with no
-intent id stored, the retry must find the PaymentIntent by its key instead of
-charging again.
+request, lets the emulator charge the card, then drops the connection (or answers
+500/429 without forwarding). Temporal retries the activity; the retry must resume
+the stored PaymentIntent instead of charging again.
 """
 
 from __future__ import annotations
@@ -68,27 +67,19 @@ async def activity_attempts(env: WorkflowEnvironment, subscription_id: str) -> l
             return attempts
 
 
-CREATE = r"^/v1/payment_intents$"  # created and confirmed in one request
-FIND = r"^/v1/payment_intents\?"  # a retry with no intent id stored looks for it
+CONFIRM = r"/v1/payment_intents/pi_\w+/confirm"
 
 
 @pytest.mark.parametrize(
     "faults",
     [
-        [("POST", CREATE, "drop_after_forward")],
-        [("POST", CREATE, "500_after_forward")],
-        [("POST", CREATE, 500)],
-        [("POST", CREATE, 429)],
+        [("POST", CONFIRM, "drop_after_forward")],
+        [("POST", r"/v1/payment_intents$", 500)],
+        [("POST", CONFIRM, 429)],
         # Only a retry asks Stripe where the intent stands; lose that answer too.
-        [("POST", CREATE, "drop_after_forward"), ("GET", FIND, "drop_after_forward")],
+        [("POST", CONFIRM, 500), ("GET", r"/v1/payment_intents/pi_\w+$", "drop_after_forward")],
     ],
-    ids=[
-        "charge-accepted-answer-lost",
-        "charge-accepted-500",
-        "charge-500",
-        "charge-429",
-        "retry-find-dropped",
-    ],
+    ids=["confirm-accepted-answer-lost", "create-500", "confirm-429", "retry-retrieve-dropped"],
 )
 async def test_a_lost_answer_never_charges_twice(
     time_env: WorkflowEnvironment,

@@ -133,13 +133,13 @@ async def _pay_elsewhere(
     method = stripe.create_test_payment_method(
         card_number=OK_CARD, stripe_customer_id=stripe_customer
     )
-    intent = stripe.charge(
+    intent = stripe.create_intent(
         amount=amount, currency="JPY", stripe_customer_id=stripe_customer,
         payment_method_id=method, metadata={"kakin_invoice_id": invoice_id},
         idempotency_key=f"test-pay-elsewhere:{invoice_id}:{amount}",
     )  # fmt: skip
-    assert intent.status == "succeeded"
-    return intent.id
+    assert stripe.confirm_intent(intent, idempotency_key=f"{intent}:confirm").status == "succeeded"
+    return intent
 
 
 async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
