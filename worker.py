@@ -31,9 +31,8 @@ from workflows.subscription import SubscriptionWorkflow
 
 WORKFLOWS = [SubscriptionWorkflow]
 ROLES = ("all", "workflows", "activities")
-# One request for a charge: charge_invoice creates the PaymentIntent with confirm=True.
-# Only a retry asks more (a retrieve, or a list to find the intent of a lost answer).
-STRIPE_REQUESTS_PER_CHARGE = 1
+# create + confirm for a first try (charge_invoice); a retry adds a retrieve.
+STRIPE_REQUESTS_PER_CHARGE = 2
 log = logging.getLogger("kakin.worker")
 
 
