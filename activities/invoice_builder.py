@@ -50,7 +50,9 @@ class DraftLine:
     """One line of a draft invoice, in the invoice currency's minor unit."""
 
     description: str
-    kind: str  # subscription (plan, add-ons) | usage | discount | proration | rounding
+    # subscription (the plan and add-ons: details["price_id"] tells which) | usage |
+    # discount | proration | rounding
+    kind: str
     amount: int
     period_start: datetime
     period_end: datetime
@@ -142,6 +144,7 @@ def _advance_line(
             period_start=start,
             period_end=end,
             tax_rate_ids=_rates_for(subscription, price),
+            details={"price_id": price.id},
         )
     rated = rating.rate(price=rating_price(price), quantity=quantity, currency=price.currency)
     return DraftLine(
@@ -152,7 +155,7 @@ def _advance_line(
         period_start=start,
         period_end=end,
         tax_rate_ids=_rates_for(subscription, price),
-        details=_explain(rated),
+        details={"price_id": price.id, **_explain(rated)},
     )
 
 
@@ -206,7 +209,7 @@ def usage_lines(
                 period_end=end,
                 usage_quantity=f"{quantity.normalize():f}",
                 tax_rate_ids=_rates_for(subscription, price),
-                details={"metric": price.metric.code, **_explain(rated)},
+                details={"price_id": price.id, "metric": price.metric.code, **_explain(rated)},
             )
         )
     return lines

@@ -229,7 +229,8 @@ class PaymentOut(FromRow):
 
 
 LINE_KINDS = (
-    "``subscription`` (the plan and add-ons, in advance), ``usage`` (metered, in "
+    "``subscription`` (the plan and add-ons, in advance; ``details.price_id`` says "
+    "which price), ``usage`` (metered, in "
     "arrears: ``usage_quantity`` holds the units), ``discount``, ``proration`` (a plan "
     "change: the credit for unused time is negative) or ``rounding`` (a three-decimal "
     "currency's amount due down to what Stripe charges)"

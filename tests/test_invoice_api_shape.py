@@ -67,8 +67,9 @@ def shape(value: Any) -> Any:
 
 def metered_renewal(
     sessions: sessionmaker[Session], stripe_gateway: StripeGateway, outbox: Path
-) -> tuple[str, dict[str, Any], str]:
-    """A metered subscription's renewal: (invoice id, the upcoming invoice JSON, rate id)."""
+) -> tuple[str, dict[str, Any], tuple[str, str, str]]:
+    """A metered subscription's renewal: its invoice id, the upcoming invoice's JSON, and
+    the ids of the tax rate, the plan and the metered price."""
     rate = catalog.create_tax_rate(sessions, name="消費税", percentage="10", jurisdiction="JP")
     metric = f"calls_{repo.new_id('m')}"
     catalog.create_metric(sessions, code=metric, name="API calls", aggregation="sum",
@@ -115,7 +116,7 @@ def metered_renewal(
             subscription_id, renewal.period_start, renewal.period_end, draft
         ).model_dump(mode="json")
     ref = env.run(billing.issue_invoice, renewal)
-    return ref.invoice_id, upcoming, rate
+    return ref.invoice_id, upcoming, (rate, plan, metered)
 
 
 def test_a_metered_invoice_over_the_api_shows_kinds_usage_and_tax_as_the_upcoming_one(
@@ -126,7 +127,9 @@ def test_a_metered_invoice_over_the_api_shows_kinds_usage_and_tax_as_the_upcomin
     postgres_url: str,
     tmp_path: Path,
 ) -> None:
-    invoice_id, upcoming, rate = metered_renewal(pg_sessions, stripe_gateway, tmp_path)
+    invoice_id, upcoming, (rate, plan, metered) = metered_renewal(
+        pg_sessions, stripe_gateway, tmp_path
+    )
 
     with client(no_temporal_api, made_keys["service"].secret) as http:
         response = http.get(f"/v1/invoices/{invoice_id}")
@@ -140,7 +143,9 @@ def test_a_metered_invoice_over_the_api_shows_kinds_usage_and_tax_as_the_upcomin
         ("API calls", "1500", 6000)
     ]
     assert usage[0]["tax_rate_ids"] == [rate] and usage[0]["details"]["metric"].startswith("calls_")
-    assert [line["kind"] for line in body["lines"]] == ["subscription", "usage"]
+    assert [(x["kind"], x["details"]["price_id"]) for x in body["lines"]] == [
+        ("subscription", plan), ("usage", metered),
+    ]  # fmt: skip
     assert [(t["tax_rate_id"], t["percentage"], t["taxable"], t["tax"]) for t in body["taxes"]] == [
         (rate, "10", 7000, 700)
     ]
