@@ -42,7 +42,7 @@ from activities.stripe_gateway import StripeGateway
 from billing.money import format_amount
 from billing.proration import prorate
 from billing.rounding import RoundingMode
-from billing.stripe_rules import charge_step, settle
+from billing.stripe_rules import charge_step, chargeable, minimum_charge, settle
 from models import repositories as repo
 from models import usage as usage_sql
 from models.payloads import (
@@ -495,6 +495,20 @@ class BillingActivities:
                 return _result(attempt)
             if attempt.amount <= 0:
                 return self._settle(session, invoice, attempt, "succeeded", None, "")
+
+            currency = attempt.currency
+            if attempt.stripe_payment_intent_id is None and not chargeable(
+                attempt.amount, currency
+            ):
+                # Invoices are composed chargeable (billing.stripe_rules); one finalized
+                # before that rule would only be refused by Stripe, retry after retry.
+                # Declined with the reason instead, so support can void it or write it off.
+                least = minimum_charge(currency)
+                return self._settle(
+                    session, invoice, attempt, "declined", "amount_not_chargeable",
+                    f"Stripe cannot charge {attempt.amount} minor units of {currency} "
+                    f"(steps of {charge_step(currency)}{f', at least {least}' if least else ''})",
+                )  # fmt: skip
 
             customer = invoice.customer
             if not customer.stripe_customer_id or not customer.stripe_payment_method_id:

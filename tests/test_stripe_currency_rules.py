@@ -181,3 +181,31 @@ async def test_a_subscription_below_the_minimum_is_charged_every_other_period(
     charged = [[x.amount for x in intents_for_invoice(localstripe_url, i.id)] for i in invoices]
     assert charged == [[], [80], [], [80]]
     assert seen.email_kinds[:4] == ["receipt"] * 4
+
+
+def test_an_open_invoice_stripe_would_refuse_is_declined_with_the_reason_not_sent(
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    localstripe_url: str,
+    tmp_path: Path,
+) -> None:
+    """An invoice finalized before the rounding rule (1.235 KWD due) never reaches Stripe,
+    which would refuse it on every retry: the attempt is declined with why."""
+    billing = make_activities(pg_sessions, stripe_gateway, tmp_path / "outbox")
+    env = ActivityEnvironment()
+    subscription_id = subscribe(pg_sessions, stripe_gateway, currency="KWD", unit_amount=1235)
+    ref = env.run(billing.issue_invoice, invoice_request(subscription_id, 0))
+    with pg_sessions() as session:  # as such an invoice was stored before
+        invoice = repo.invoice(session, ref.invoice_id)
+        invoice.lines = [line for line in invoice.lines if line.kind != "rounding"]
+        invoice.total = 1235
+        session.commit()
+
+    result = env.run(billing.charge_invoice, ChargeRequest(ref.invoice_id, 1, START))
+
+    assert (result.outcome, result.decline_code) == (
+        ChargeOutcome.DECLINED,
+        "amount_not_chargeable",
+    )
+    assert "1235 minor units of KWD (steps of 10" in result.message
+    assert intents_for_invoice(localstripe_url, ref.invoice_id) == []
