@@ -39,8 +39,10 @@ from activities.rendering import (
     render_invoice_html,
 )
 from activities.stripe_gateway import StripeGateway
+from billing.money import format_amount
 from billing.proration import prorate
 from billing.rounding import RoundingMode
+from billing.stripe_rules import charge_step, chargeable, minimum_charge, settle
 from models import repositories as repo
 from models import usage as usage_sql
 from models.payloads import (
@@ -209,6 +211,7 @@ class BillingActivities:
             tax_total=draft.totals.exclusive_tax + draft.totals.inclusive_tax,
             total=draft.totals.total,
             credit_applied=draft.totals.credit_applied,
+            carried_forward=draft.carried_forward,
             tax_breakdown=draft.tax_breakdown,
             period_start=period_start,
             period_end=period_end,
@@ -217,7 +220,8 @@ class BillingActivities:
         )
         session.add(invoice)
         if draft.totals.credit_applied:
-            # Spent in the same transaction as the invoice: credit is used once.
+            # Spent in the same transaction as the invoice: credit is used once (and a
+            # debit, a negative credit_applied, is collected once).
             session.add(
                 CreditTransaction(
                     business_key=f"applied:{key}",
@@ -227,6 +231,7 @@ class BillingActivities:
                     invoice_id=invoice.id,
                 )
             )
+        _carry_forward(session, key, invoice)
         return invoice
 
     @activity.defn
@@ -369,6 +374,7 @@ class BillingActivities:
                 )  # fmt: skip
                 if invoice is not None:
                     session.add(invoice)
+                    _carry_forward(session, key, invoice)
             session.commit()
             return _ref(invoice) if invoice is not None else None
 
@@ -393,10 +399,18 @@ class BillingActivities:
         if result.net <= 0:
             return None  # nothing owed now (customer credit comes with credit notes)
         lines = [
-            (f"Unused time on {old.nickname or old.product.name}", -result.credit),
-            (f"Remaining time on {new.nickname or new.product.name}", result.charge),
+            (f"Unused time on {old.nickname or old.product.name}", -result.credit, "proration"),
+            (f"Remaining time on {new.nickname or new.product.name}", result.charge, "proration"),
         ]
-        return Invoice(
+        # Charged at once, so Stripe's rules apply as to a period's invoice.
+        settled = settle(result.net, new.currency)
+        if settled.rounding:
+            step = format_amount(charge_step(new.currency), new.currency)
+            lines.append(
+                (f"Rounding (Stripe charges {new.currency} in steps of {step})",
+                 settled.rounding, "rounding")
+            )  # fmt: skip
+        invoice = Invoice(
             id=repo.new_id("in"),
             business_key=key,
             subscription_id=subscription.id,
@@ -404,7 +418,8 @@ class BillingActivities:
             status=InvoiceStatus.DRAFT,
             currency=new.currency,
             subtotal=result.net,
-            total=result.net,
+            total=result.net + settled.rounding,
+            carried_forward=settled.carried_forward,
             period_start=at,
             period_end=period_end,
             issued_at=at,
@@ -412,15 +427,17 @@ class BillingActivities:
                 InvoiceLine(
                     position=position,
                     description=description,
+                    kind=kind,
                     unit_amount=amount,
                     quantity=1,
                     amount=amount,
                     period_start=at,
                     period_end=period_end,
                 )
-                for position, (description, amount) in enumerate(lines)
+                for position, (description, amount, kind) in enumerate(lines)
             ],
         )
+        return invoice
 
     @activity.defn
     def record_invoice_change(self, change: InvoiceChange) -> None:
@@ -478,6 +495,20 @@ class BillingActivities:
                 return _result(attempt)
             if attempt.amount <= 0:
                 return self._settle(session, invoice, attempt, "succeeded", None, "")
+
+            currency = attempt.currency
+            if attempt.stripe_payment_intent_id is None and not chargeable(
+                attempt.amount, currency
+            ):
+                # Invoices are composed chargeable (billing.stripe_rules); one finalized
+                # before that rule would only be refused by Stripe, retry after retry.
+                # Declined with the reason instead, so support can void it or write it off.
+                least = minimum_charge(currency)
+                return self._settle(
+                    session, invoice, attempt, "declined", "amount_not_chargeable",
+                    f"Stripe cannot charge {attempt.amount} minor units of {currency} "
+                    f"(steps of {charge_step(currency)}{f', at least {least}' if least else ''})",
+                )  # fmt: skip
 
             customer = invoice.customer
             if not customer.stripe_customer_id or not customer.stripe_payment_method_id:
@@ -542,7 +573,7 @@ class BillingActivities:
         if status == "succeeded":
             previous = invoice.status
             invoice.status = InvoiceStatus.PAID
-            invoice.amount_paid = invoice.total - invoice.credit_applied
+            invoice.amount_paid = invoice.total - invoice.credit_applied - invoice.carried_forward
             invoice.paid_at = attempt.attempted_at
             repo.audit(
                 session,
@@ -833,6 +864,7 @@ def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:
         discount_total=invoice.discount_total,
         tax_total=invoice.tax_total,
         credit_applied=invoice.credit_applied,
+        carried_forward=invoice.carried_forward,
         taxes=tuple(
             TaxSummary(
                 label=item["name"],
@@ -845,6 +877,22 @@ def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:
             for item in invoice.tax_breakdown
         ),
     )
+
+
+def _carry_forward(session: Session, key: str, invoice: Invoice) -> None:
+    """An invoice below Stripe's minimum charge moves its amount due to the customer's
+    balance, as a debit the next invoice collects (as Stripe does); in the invoice's
+    transaction, once."""
+    if invoice.carried_forward:
+        session.add(
+            CreditTransaction(
+                business_key=f"carried:{key}",
+                customer_id=invoice.customer_id,
+                currency=invoice.currency,
+                amount=-invoice.carried_forward,
+                invoice_id=invoice.id,
+            )
+        )
 
 
 def _apply_invoice_change(session: Session, change: InvoiceChange) -> None:

@@ -6,7 +6,11 @@ An invoice issued at the start of a period carries:
 - every metered item **in arrears**, on the usage of the period that just ended
   (the subscription's current period until this invoice replaces it);
 - one discount line per coupon that still applies, then tax once per rate on the
-  whole invoice (``billing.invoice_math``), then the customer's credit balance.
+  whole invoice (``billing.invoice_math``), then the customer's balance (a credit
+  spent, or a debit carried from an earlier invoice added);
+- then what Stripe can charge (``billing.stripe_rules``): a rounding line takes a
+  three-decimal currency's amount due down to a multiple of 10, and an amount due
+  below Stripe's minimum charge is carried forward to the customer's balance.
 
 The draft is pure data: ``create_invoice`` stores it, and the upcoming-invoice preview
 shows it without storing anything, so the two cannot disagree.
@@ -14,7 +18,7 @@ shows it without storing anything, so the two cannot disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -26,7 +30,9 @@ from billing.discounts import Coupon as CouponTerms
 from billing.discounts import applies
 from billing.invoice_math import InvoiceLine as MathLine
 from billing.invoice_math import InvoiceTotals, compose_invoice
+from billing.money import format_amount
 from billing.rounding import RoundingMode
+from billing.stripe_rules import charge_step, settle
 from billing.tax import TaxRate as RateTerms
 from models import repositories as repo
 from models import usage as usage_sql
@@ -44,7 +50,9 @@ class DraftLine:
     """One line of a draft invoice, in the invoice currency's minor unit."""
 
     description: str
-    kind: str  # subscription | usage | discount
+    # subscription (the plan and add-ons: details["price_id"] tells which) | usage |
+    # discount | proration | rounding
+    kind: str
     amount: int
     period_start: datetime
     period_end: datetime
@@ -62,6 +70,9 @@ class Draft:
     totals: InvoiceTotals
     rates: dict[str, TaxRate]
     rounding: RoundingMode = RoundingMode.DOWN
+    # Below Stripe's minimum charge: moved to the customer's balance, not charged.
+    carried_forward: int = 0
+    customer_id: str = ""
 
     @property
     def tax_breakdown(self) -> list[dict[str, Any]]:
@@ -133,6 +144,7 @@ def _advance_line(
             period_start=start,
             period_end=end,
             tax_rate_ids=_rates_for(subscription, price),
+            details={"price_id": price.id},
         )
     rated = rating.rate(price=rating_price(price), quantity=quantity, currency=price.currency)
     return DraftLine(
@@ -143,7 +155,7 @@ def _advance_line(
         period_start=start,
         period_end=end,
         tax_rate_ids=_rates_for(subscription, price),
-        details=_explain(rated),
+        details={"price_id": price.id, **_explain(rated)},
     )
 
 
@@ -197,7 +209,7 @@ def usage_lines(
                 period_end=end,
                 usage_quantity=f"{quantity.normalize():f}",
                 tax_rate_ids=_rates_for(subscription, price),
-                details={"metric": price.metric.code, **_explain(rated)},
+                details={"price_id": price.id, "metric": price.metric.code, **_explain(rated)},
             )
         )
     return lines
@@ -241,6 +253,7 @@ def compose(
     # Higher rates first: Japanese invoices list 10% before 8%.
     ordered = sorted(rates.values(), key=lambda row: (-Decimal(row.percentage), row.id))
     coupons = _coupons_due(session, subscription) if with_coupons else []
+    balance = repo.credit_balance(session, subscription.customer_id, currency)
     totals = compose_invoice(
         currency=currency,
         lines=[
@@ -263,7 +276,7 @@ def compose(
             for row in ordered
         ],
         coupons=coupons,
-        credit_balance=max(repo.credit_balance(session, subscription.customer_id, currency), 0),
+        credit_balance=max(balance, 0),
         tax_rounding=rounding,
     )
     start = min((line.period_start for line in charges), default=None)
@@ -280,13 +293,56 @@ def compose(
         )
         for line in totals.discounts
     ]
+    if balance < 0:
+        # A debit (an earlier invoice below the minimum charge) is collected now: the
+        # balance applied is negative, so the amount due grows by it.
+        totals = replace(totals, credit_applied=balance, amount_due=totals.amount_due - balance)
+    totals, extra, carried = chargeable_totals(
+        totals,
+        period_start=start or subscription.created_at,
+        period_end=end or subscription.created_at,
+    )
     return Draft(
         currency=currency,
-        lines=(*charges, *discounts),
+        lines=(*charges, *discounts, *extra),
         totals=totals,
         rates=rates,
         rounding=rounding,
+        carried_forward=carried,
+        customer_id=subscription.customer_id,
     )
+
+
+def chargeable_totals(
+    totals: InvoiceTotals, *, period_start: datetime, period_end: datetime
+) -> tuple[InvoiceTotals, list[DraftLine], int]:
+    """The totals with an amount due Stripe can charge, the rounding line, and the
+    amount carried forward (``billing.stripe_rules.settle``).
+
+    The rounding line is outside the subtotal (as discounts are) and untaxed: the tax
+    stays what the lines owe; only the total and the amount due move, by less than
+    the currency's step.
+    """
+    settled = settle(totals.amount_due, totals.currency)
+    lines = []
+    if settled.rounding:
+        step = format_amount(charge_step(totals.currency), totals.currency)
+        lines.append(
+            DraftLine(
+                description=f"Rounding (Stripe charges {totals.currency} in steps of {step})",
+                kind="rounding",
+                amount=settled.rounding,
+                unit_amount=settled.rounding,
+                period_start=period_start,
+                period_end=period_end,
+            )
+        )
+    totals = replace(
+        totals,
+        total=totals.total + settled.rounding,
+        amount_due=settled.charge,
+    )
+    return totals, lines, settled.carried_forward
 
 
 def period_draft(
@@ -380,7 +436,13 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
     The stored taxes must come out again too, or this raises instead of guessing.
     """
     charges, coupons = [], []
+    rounded = 0
     for line in invoice.lines:
+        if line.kind == "rounding":
+            # Outside the tax groups: a credit note splits over what the lines and
+            # taxes were, and credits at most the (rounded) total.
+            rounded += line.amount
+            continue
         if line.kind == "discount":
             coupons.append(
                 CouponTerms(
@@ -420,8 +482,8 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
         if breakdown
         else RoundingMode.DOWN,
     )
-    if totals.total != invoice.total or [t.tax for t in totals.taxes] != [
+    if totals.total + rounded != invoice.total or [t.tax for t in totals.taxes] != [
         item["tax"] for item in breakdown
     ]:
         raise ValueError(f"invoice {invoice.id}'s stored amounts do not recompose")
-    return totals
+    return replace(totals, total=invoice.total)

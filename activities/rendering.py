@@ -48,7 +48,8 @@ class DocumentLine:
     amount: int
     period_start: datetime
     period_end: datetime
-    # subscription | usage | proration | discount; usage lines show a decimal quantity.
+    # subscription | usage | proration | discount | rounding; usage lines show a decimal
+    # quantity, rounding lines print among the totals.
     kind: str = "subscription"
     usage_quantity: str | None = None
     tax_label: str = ""  # "10%", "8%※" (※ marks Japan's reduced rate)
@@ -99,8 +100,9 @@ class InvoiceDocument:
     amount_due: int
     discount_total: int = 0
     tax_total: int = 0
-    credit_applied: int = 0
+    credit_applied: int = 0  # negative: a debit carried from an earlier invoice
     taxes: tuple[TaxSummary, ...] = ()
+    carried_forward: int = 0  # below Stripe's minimum charge: on the next invoice
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from activities.invoice_builder import Draft, DraftLine
 from api.schemas import (
     CURRENCY_LENGTH,
+    LINE_KINDS,
     MAX_AMOUNT,
     FromRow,
     Moment,
     Request,
+    TaxOut,
     check_currency,
 )
 from billing.rounding import parse_decimal
@@ -102,16 +104,18 @@ class UsageReceipt(BaseModel):
 
 
 class LineOut(BaseModel):
+    """One line, the same shape as a finalized invoice's (``api.schemas.InvoiceLineOut``)."""
+
     description: str
-    kind: str
+    kind: str = Field(description=LINE_KINDS)
     amount: int
     period_start: datetime
     period_end: datetime
     unit_amount: int
-    quantity: int
-    usage_quantity: str | None
+    quantity: int = Field(description="seats; a usage line's units are in usage_quantity")
+    usage_quantity: str | None = Field(description="a usage line's units, a decimal string")
     tax_rate_ids: list[str]
-    details: dict[str, Any]
+    details: dict[str, Any] = Field(description="tiers, metric, coupon: how it was reached")
 
     @classmethod
     def of(cls, line: DraftLine) -> LineOut:
@@ -140,29 +144,38 @@ class CurrentUsage(BaseModel):
     amount: int
 
 
-class TaxOut(BaseModel):
-    tax_rate_id: str
-    name: str
-    percentage: str
-    inclusive: bool
-    reduced: bool
-    taxable: int
-    tax: int
-
-
 class UpcomingInvoice(BaseModel):
-    """The invoice the next renewal will create, computed now and stored nowhere."""
+    """The invoice the next renewal will create, computed now and stored nowhere.
 
+    The same shape as a finalized invoice (``GET /v1/invoices/{id}``), field for field;
+    what only a stored invoice has (id, number, finalized_at, paid_at) is null.
+    """
+
+    object: Literal["invoice"] = "invoice"
+    id: None = None
+    number: None = None
     subscription_id: str
+    customer_id: str
+    status: Literal["draft"] = Field(default="draft", description="as it will be created")
     currency: str
+    subtotal: int
+    total: int
+    amount_paid: int = 0
     period_start: datetime
     period_end: datetime
+    issued_at: datetime = Field(description="when the renewal will issue it")
+    finalized_at: None = None
+    paid_at: None = None
     lines: list[LineOut]
-    subtotal: int
     discount_total: int
     tax_total: int
-    total: int
-    credit_applied: int
+    credit_applied: int = Field(
+        description="the customer's balance used: credit spent, or negative, a debit "
+        "carried from an earlier invoice"
+    )
+    carried_forward: int = Field(
+        description="below Stripe's minimum charge: not charged, added to the next invoice"
+    )
     amount_due: int
     taxes: list[TaxOut]
 
@@ -173,20 +186,20 @@ class UpcomingInvoice(BaseModel):
         totals = draft.totals
         return cls(
             subscription_id=subscription_id,
+            customer_id=draft.customer_id,
             currency=draft.currency,
             period_start=start,
             period_end=end,
+            issued_at=start,
             lines=[LineOut.of(line) for line in draft.lines],
             subtotal=totals.subtotal,
             discount_total=totals.discount_total,
             tax_total=totals.exclusive_tax + totals.inclusive_tax,
             total=totals.total,
             credit_applied=totals.credit_applied,
+            carried_forward=draft.carried_forward,
             amount_due=totals.amount_due,
-            taxes=[
-                TaxOut(**{k: v for k, v in item.items() if k != "rounding"})
-                for item in draft.tax_breakdown
-            ],
+            taxes=[TaxOut.of(item) for item in draft.tax_breakdown],
         )
 
 

@@ -228,23 +228,93 @@ class PaymentOut(FromRow):
     attempted_at: datetime
 
 
+LINE_KINDS = (
+    "``subscription`` (the plan and add-ons, in advance; ``details.price_id`` says "
+    "which price), ``usage`` (metered, in "
+    "arrears: ``usage_quantity`` holds the units), ``discount``, ``proration`` (a plan "
+    "change: the credit for unused time is negative) or ``rounding`` (a three-decimal "
+    "currency's amount due down to what Stripe charges)"
+)
+
+
 class InvoiceLineOut(FromRow):
+    """One line, the same shape as a line of the upcoming invoice."""
+
     description: str
-    unit_amount: int
-    quantity: int
+    kind: str = Field(description=LINE_KINDS)
     amount: int
     period_start: datetime
     period_end: datetime
+    unit_amount: int
+    quantity: int = Field(description="seats; a usage line's units are in usage_quantity")
+    usage_quantity: str | None = Field(description="a usage line's units, a decimal string")
+    tax_rate_ids: list[str]
+    details: dict[str, Any] = Field(description="tiers, metric, coupon: how it was reached")
+
+    @classmethod
+    def of(cls, row: Any) -> InvoiceLineOut:
+        details = dict(row.details or {})
+        # Stored in details for the tax arithmetic (billing.invoice_math); a field here.
+        ids = details.pop("tax_rate_ids", None)
+        if ids is None:
+            ids = [row.tax_rate_id] if row.tax_rate_id else []
+        return cls(
+            description=row.description,
+            kind=row.kind,
+            amount=row.amount,
+            period_start=row.period_start,
+            period_end=row.period_end,
+            unit_amount=row.unit_amount,
+            quantity=row.quantity,
+            usage_quantity=row.usage_quantity,
+            tax_rate_ids=list(ids),
+            details=details,
+        )
+
+
+class TaxOut(BaseModel):
+    """One tax rate's block of a qualified invoice: what it applies to and its tax."""
+
+    tax_rate_id: str
+    name: str
+    percentage: str
+    inclusive: bool
+    reduced: bool
+    taxable: int
+    tax: int
+
+    @classmethod
+    def of(cls, item: dict[str, Any]) -> TaxOut:
+        return cls(**{k: v for k, v in item.items() if k in cls.model_fields})
 
 
 class InvoiceDetail(InvoiceOut):
+    """An invoice with its lines, tax per rate and balance: the upcoming invoice's shape."""
+
     lines: list[InvoiceLineOut]
+    discount_total: int
+    tax_total: int
+    credit_applied: int = Field(
+        description="the customer's balance used: credit spent, or negative, a debit "
+        "carried from an earlier invoice"
+    )
+    carried_forward: int = Field(
+        description="below Stripe's minimum charge: not charged, added to the next invoice"
+    )
+    amount_due: int
+    taxes: list[TaxOut]
 
     @classmethod
     def with_lines(cls, row: Invoice) -> InvoiceDetail:
         return cls(
             **InvoiceOut.of(row).model_dump(),
             lines=[InvoiceLineOut.of(line) for line in row.lines],
+            discount_total=row.discount_total,
+            tax_total=row.tax_total,
+            credit_applied=row.credit_applied,
+            carried_forward=row.carried_forward,
+            amount_due=row.amount_due,
+            taxes=[TaxOut.of(item) for item in row.tax_breakdown or []],
         )
 
 

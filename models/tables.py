@@ -271,8 +271,12 @@ class Invoice(Base):
     discount_total: Mapped[int] = mapped_column(BigInteger, default=0)
     tax_total: Mapped[int] = mapped_column(BigInteger, default=0)  # exclusive and inclusive
     total: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Customer credit (from credit notes) used by this invoice; charged: total - credit.
+    # The customer's balance used by this invoice: credit (from credit notes) spent, or
+    # negative, a debit carried from an earlier invoice. Charged: total - credit.
     credit_applied: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Positive but below Stripe's minimum charge (billing.stripe_rules): not charged,
+    # moved to the customer's balance as a debit that the next invoice collects.
+    carried_forward: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
     # Per tax rate: [{"tax_rate_id", "name", "percentage", "inclusive", "reduced",
     # "taxable", "tax"}] -- the qualified invoice's subtotal and tax per rate.
@@ -295,7 +299,7 @@ class Invoice(Base):
 
     @property
     def amount_due(self) -> int:
-        return self.total - self.credit_applied - self.amount_paid
+        return self.total - self.credit_applied - self.carried_forward - self.amount_paid
 
 
 class InvoiceLine(Base):
@@ -310,7 +314,8 @@ class InvoiceLine(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     period_start: Mapped[datetime] = mapped_column(UTCDateTime())
     period_end: Mapped[datetime] = mapped_column(UTCDateTime())
-    # subscription (in advance) | usage (in arrears) | proration | discount
+    # subscription (the plan and add-ons, in advance) | usage (in arrears) | proration
+    # | discount | rounding (to the step Stripe charges the currency in)
     kind: Mapped[str] = mapped_column(String(20), default="subscription")
     # Metered quantity as a decimal string ("12.5"); ``quantity`` holds seats.
     usage_quantity: Mapped[str | None] = mapped_column(String(60))
@@ -349,7 +354,11 @@ class CreditNote(Base):
 
 
 class CreditTransaction(Base):
-    """A customer's credit balance, as a ledger: + from credit notes, - used by invoices."""
+    """A customer's balance, as a ledger: + from credit notes, - used by invoices.
+
+    A negative balance is a debit: an invoice below Stripe's minimum charge moved its
+    amount here (``carried:<invoice key>``), and the next invoice adds it.
+    """
 
     __tablename__ = "credit_transactions"
 
