@@ -3,7 +3,9 @@
 No database and no clock: callers hand over plain dataclasses and a context dict, so
 the same input always renders the same output, and tests need nothing but files.
 Amounts go through ``billing.money.format_amount`` (JPY never shows ``.00``) and dates
-are shown in the customer's time zone, while everything stored stays UTC.
+are shown in the customer's time zone, while everything stored stays UTC. A period's
+end is printed as its inclusive last day in Japanese (``periodend``: 2026年12月31日〜
+2027年1月30日) and as the next period's first day in English, as Stripe prints it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -22,7 +24,7 @@ from activities.stripe_gateway import StripeGateway
 from billing import calendar
 from kakin import service
 from models.payloads import StatusView
-from models.tables import Customer, Invoice
+from models.tables import Customer, Invoice, Subscription
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
@@ -541,3 +543,31 @@ async def test_a_trial_across_dst_ends_at_the_local_time_it_started(
     ]
     assert all(i.period_start.astimezone(la).time() == time(9) for i in seen.invoices)
     await record_histories(time_env.client, subscription_id, "local_trial")
+
+
+async def test_a_customer_zone_the_tz_database_does_not_know_is_refused_at_start(
+    time_env: WorkflowEnvironment,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    """Refused with a sentence, before anything is stored: a workflow could compute no
+    period on it (the API checks zones; rows written otherwise may hold anything)."""
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    with pg_sessions() as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+        customer.time_zone = "Mars/Olympus"
+        session.commit()
+    with pytest.raises(service.InvalidRequestError, match="'Mars/Olympus' is not an IANA"):
+        await service.start_subscription(
+            time_env.client, pg_sessions, task_queue=task_queue,
+            customer_id=customer_id, price_id=price_id,
+        )  # fmt: skip
+    with pg_sessions() as session:
+        assert (
+            session.scalars(
+                select(Subscription).where(Subscription.customer_id == customer_id)
+            ).all()
+            == []
+        )
