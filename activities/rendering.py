@@ -157,7 +157,9 @@ def last_day(end: datetime, time_zone: str = "UTC", start: datetime | None = Non
     tile the calendar with no day in two (12/31〜1/30, 1/31〜2/27), which is how a
     Japanese accountant reads ご利用期間; the day belongs to the period that begins on
     it. Never before ``start``'s day: a period inside one local day (a proration from
-    10:00 to 20:00) is that one day.
+    10:00 to 20:00) is that one day. The same rule holds for an end nothing follows (a
+    cancellation at 15:00 prints the day before): one rule for every document, so a
+    printed range never depends on what came next; the API keeps the exact instants.
     """
     day = _local_day(end, time_zone) - timedelta(days=1)
     return day if start is None else max(day, _local_day(start, time_zone))
