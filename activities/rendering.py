@@ -3,14 +3,16 @@
 No database and no clock: callers hand over plain dataclasses and a context dict, so
 the same input always renders the same output, and tests need nothing but files.
 Amounts go through ``billing.money.format_amount`` (JPY never shows ``.00``) and dates
-are shown in the customer's time zone, while everything stored stays UTC.
+are shown in the customer's time zone, while everything stored stays UTC. A period's
+end is printed as its inclusive last day in Japanese (``periodend``: 2026年12月31日〜
+2027年1月30日) and as the next period's first day in English, as Stripe prints it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -124,18 +126,59 @@ def money(amount: int, currency: str, locale: str) -> str:
     return format_amount(amount, currency, locale=locale)
 
 
+def _local_day(dt: datetime, time_zone: str) -> date:
+    # A naive datetime is UTC: SQLite hands stored UTC values back without a zone.
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(ZoneInfo(time_zone)).date()
+
+
+def _format_day(day: date, locale: str) -> str:
+    if language(locale) == "ja":
+        return f"{day.year}年{day.month}月{day.day}日"
+    return f"{_EN_MONTHS[day.month - 1]} {day.day}, {day.year}"
+
+
 def localdate(dt: datetime, time_zone: str = "UTC", locale: str = "en") -> str:
     """Jinja filter: the calendar date of a UTC instant in the customer's time zone.
 
     ``2024年2月29日`` for Japanese, ``Feb 29, 2024`` otherwise. A naive datetime is
     taken as UTC, because SQLite hands stored UTC values back without a zone.
     """
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    local = dt.astimezone(ZoneInfo(time_zone))
+    return _format_day(_local_day(dt, time_zone), locale)
+
+
+def last_day(end: datetime, time_zone: str = "UTC", start: datetime | None = None) -> date:
+    """The last local day of the half-open period ``[start, end)``, for an inclusive range.
+
+    The day before the local date of ``end``, whatever its time of day. For an end at
+    local midnight that is the day ``end - 1 µs`` falls on. For an end at any other time
+    (a renewal at 08:00 JST) ``end - 1 µs`` would fall on the end's own day, which is
+    also the first day of the next period, printed from that day: the two periods would
+    share a day (12/31〜1/31, 1/31〜2/28). The day before instead makes printed periods
+    tile the calendar with no day in two (12/31〜1/30, 1/31〜2/27), which is how a
+    Japanese accountant reads ご利用期間; the day belongs to the period that begins on
+    it. Never before ``start``'s day: a period inside one local day (a proration from
+    10:00 to 20:00) is that one day. The same rule holds for an end nothing follows (a
+    cancellation at 15:00 prints the day before): one rule for every document, so a
+    printed range never depends on what came next; the API keeps the exact instants.
+    """
+    day = _local_day(end, time_zone) - timedelta(days=1)
+    return day if start is None else max(day, _local_day(start, time_zone))
+
+
+def periodend(
+    end: datetime, time_zone: str = "UTC", locale: str = "en", start: datetime | None = None
+) -> str:
+    """Jinja filter: a period's end as printed after its start, in the customer's language.
+
+    Japanese documents print the inclusive last day (:func:`last_day`): ご利用期間
+    2026年12月31日〜2027年1月30日. English ones print the end's own date, half-open as
+    Stripe's invoices do: Dec 31, 2026 – Jan 31, 2027. The API keeps the instants.
+    """
     if language(locale) == "ja":
-        return f"{local.year}年{local.month}月{local.day}日"
-    return f"{_EN_MONTHS[local.month - 1]} {local.day}, {local.year}"
+        return _format_day(last_day(end, time_zone, start), locale)
+    return localdate(end, time_zone, locale)
 
 
 def make_template_env(templates_dir: Path | None = None) -> jinja2.Environment:
@@ -158,6 +201,7 @@ def make_template_env(templates_dir: Path | None = None) -> jinja2.Environment:
     )
     env.filters["money"] = money
     env.filters["localdate"] = localdate
+    env.filters["periodend"] = periodend
     return env
 
 

@@ -69,6 +69,10 @@ def router(
                 "currency": customer.currency,
                 "amount_due": oldest.total - oldest.amount_paid if oldest else None,
                 "invoice_number": oldest.number if oldest else None,
+                # The period the unpaid invoice bills, on the customer's calendar.
+                "time_zone": customer.time_zone,
+                "period_start": oldest.period_start if oldest else None,
+                "period_end": oldest.period_end if oldest else None,
             }
 
     def check(values: dict[str, str]) -> tuple[str, dict[str, Any] | None, str | None]:

@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.stripe_gateway import StripeGateway
-from billing.calendar import Interval
+from billing.calendar import Interval, zone
 from billing.dunning import DunningPolicy
 from billing.money import normalize_currency
 from billing.proration import Proration, prorate
@@ -138,6 +138,17 @@ async def start_subscription(
             raise InvalidRequestError(
                 f"price is in {price.currency} but the customer is billed in {customer.currency}"
             )
+        # The periods follow the customer's calendar as it is now (billing.calendar): the
+        # workflow keeps this snapshot, so a later change of the customer's zone moves no
+        # renewal, past or future. Checked here: the workflow could not compute a period
+        # on a zone the tz database does not know.
+        time_zone = customer.time_zone or "UTC"
+        try:
+            zone(time_zone)
+        except ValueError:
+            raise InvalidRequestError(
+                f"the customer's time zone {time_zone!r} is not an IANA time zone"
+            ) from None
         session.add(
             Subscription(
                 id=subscription_id,
@@ -167,6 +178,7 @@ async def start_subscription(
                 dunning=dunning or DunningPolicy(),
                 test_clock_speed=test_clock_speed,
                 stripe_task_queue=stripe_task_queue or None,
+                time_zone="" if time_zone == "UTC" else time_zone,
             ),
             id=workflow_id(subscription_id),
             task_queue=task_queue,

@@ -93,6 +93,11 @@ class SubscriptionState:
     # not once per run, so a renewal's history carries no patch marker (see
     # SubscriptionCore._patched).
     patches: list[str] = field(default_factory=list)
+    # The IANA zone whose calendar the periods follow (billing.calendar): the anchor's
+    # local day, month-end clamping and time of day. Taken from the input's time_zone
+    # when the first run starts (patch "local-calendar") and kept for the life of the
+    # subscription. "": UTC (subscriptions started before the patch, or in UTC).
+    time_zone: str = ""
 
 
 @dataclass
@@ -110,6 +115,10 @@ class SubscriptionInput:
     # Charges go to this task queue, whose workers hold Stripe's rate limit
     # (KAKIN_STRIPE_TASK_QUEUE); None: the workflow's own task queue.
     stripe_task_queue: str | None = None
+    # The customer's time zone when the subscription starts (a snapshot: a later change
+    # of the customer's zone moves no period, past or future). Only the first run reads
+    # it, into SubscriptionState.time_zone. "": UTC, as every input before this field.
+    time_zone: str = ""
 
 
 @dataclass

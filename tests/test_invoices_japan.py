@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pymupdf
 import pytest
@@ -204,6 +205,52 @@ async def test_credit_notes_refund_or_credit_and_the_next_invoice_uses_credit_fi
         ).all()
     assert sum(left) == 0
     assert "クレジット充当" in (renewal.html or "")
+
+
+async def test_japanese_documents_print_the_last_day_of_the_period(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+    outbox: Path,
+) -> None:
+    """Started 12月31日 09:00 JST, the month ends on 1月30日: ご利用期間 2026年12月31日〜
+    2027年1月30日, not 〜1月31日 (the next period's first day), in the invoice, its PDF
+    and the receipt email. The API's instants stay half-open."""
+    jst = ZoneInfo("Asia/Tokyo")
+    now = await time_env.get_current_time()
+    year = now.astimezone(jst).year
+    start = datetime(year, 12, 31, 9, tzinfo=jst)
+    if start <= now:
+        start = start.replace(year=year + 1)
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start,
+    )  # fmt: skip
+    await time_env.sleep(start + timedelta(hours=1) - now)
+
+    (invoice,) = observe(pg_sessions, subscription_id).invoices
+    assert invoice.period_end == datetime(start.year + 1, 1, 31, 9, tzinfo=jst)  # half-open
+    period = f"{start.year}年12月31日〜{start.year + 1}年1月30日"
+    next_first_day = f"{start.year + 1}年1月31日"
+    html = invoice.html or ""
+    assert "ご利用期間" in html and period in html and next_first_day not in html
+    printed = pymupdf.open(stream=html_to_pdf(html), filetype="pdf")[0].get_text()
+    assert period in printed and next_first_day not in printed
+
+    (eml,) = outbox.glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    text = message.get_body(preferencelist=("plain",))
+    body = message.get_body(preferencelist=("html",))
+    assert text is not None and body is not None
+    assert f"ご利用期間　：{period}" in text.get_content()
+    assert period in body.get_content() and next_first_day not in body.get_content()
+    (attachment,) = list(message.iter_attachments())
+    attached = pymupdf.open(stream=attachment.get_content(), filetype="pdf")[0].get_text()
+    assert period in attached
 
 
 async def test_an_open_invoice_takes_no_credit_note(

@@ -26,6 +26,9 @@ PATHS = (
     "renewals", "dunning_to_cancel", "recovery_from_past_due", "recovery_from_suspended",
     "cancel_now", "cancel_at_period_end", "trial", "pause_resume", "payment_received",
     "upgrade", "downgrade", "grace", "waive", "final_usage",
+    # Periods on the customer's calendar (patch "local-calendar"): Tokyo month ends, a
+    # trial across a DST change in Los Angeles.
+    "local_calendar", "local_trial",
 )  # fmt: skip
 
 

@@ -7,10 +7,14 @@ statuses), not how the workflow got there.
 
 from __future__ import annotations
 
+import calendar as monthrange
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -20,6 +24,7 @@ from activities.stripe_gateway import StripeGateway
 from billing import calendar
 from kakin import service
 from models.payloads import StatusView
+from models.tables import Customer, Invoice, Subscription
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
@@ -390,3 +395,179 @@ async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
     }
     assert queues["charge_invoice"] == stripe_queue
     assert queues["issue_invoice"] == task_queue
+
+
+# -- the customer's calendar (issue 11, item 0) -----------------------------------------
+
+JST = ZoneInfo("Asia/Tokyo")
+
+
+def next_local(now: datetime, month: int, day: int, at: time, tz: ZoneInfo) -> datetime:
+    """The next ``month``/``day`` at local time ``at`` in ``tz`` after ``now``."""
+    year = now.astimezone(tz).year
+    while (moment := datetime.combine(date(year, month, day), at, tzinfo=tz)) <= now:
+        year += 1
+    return moment
+
+
+def local_days(invoices: list[Invoice], tz: ZoneInfo) -> list[tuple[date, date, time]]:
+    """Each invoice's period as the customer's calendar has it: first day, the day the
+    next period starts, and the renewal's local time."""
+    return [
+        (
+            i.period_start.astimezone(tz).date(),
+            i.period_end.astimezone(tz).date(),
+            i.period_start.astimezone(tz).time(),
+        )
+        for i in invoices
+    ]
+
+
+def ja(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+async def test_a_tokyo_month_end_renews_on_the_local_month_end(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+    outbox: Path,
+) -> None:
+    """2027-01-31 08:00 JST is 2027-01-30 23:00 UTC: on the UTC calendar the anchor is
+    the 30th, and February had no renewal. On Tokyo's: 2月28日, then 3月31日."""
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    start = next_local(await time_env.get_current_time(), 1, 31, time(8), JST)
+    year = start.year
+    feb = date(year, 2, monthrange.monthrange(year, 2)[1])  # 28, or 29 in leap years
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start,
+    )  # fmt: skip
+    # Three invoices: issued 1月31日, 2月28日 and 3月31日, each at 08:00 JST.
+    await advance_to(time_env, datetime.combine(date(year, 3, 31), time(9), tzinfo=JST))
+
+    seen = observe(pg_sessions, subscription_id)
+    eight = time(8)
+    assert local_days(seen.invoices, JST) == [
+        (date(year, 1, 31), feb, eight),
+        (feb, date(year, 3, 31), eight),
+        (date(year, 3, 31), date(year, 4, 30), eight),
+    ]
+    # What the customer reads: ご利用期間 with the last day, on the invoice and the receipt.
+    printed = [
+        f"{ja(date(year, 1, 31))}〜{ja(feb - timedelta(days=1))}",
+        f"{ja(feb)}〜{ja(date(year, 3, 30))}",
+        f"{ja(date(year, 3, 31))}〜{ja(date(year, 4, 29))}",
+    ]
+    for invoice, period in zip(seen.invoices, printed, strict=True):
+        assert "ご利用期間" in (invoice.html or "") and period in (invoice.html or "")
+    receipts = [page.read_text() for page in outbox.glob("email_receipt_*.html")]
+    assert [sum(period in page for page in receipts) for period in printed] == [1, 1, 1]
+    # The upcoming invoice (the status query) is on the same calendar: 4月30日〜5月31日.
+    status = await status_of(time_env, subscription_id)
+    assert status.next_period_start is not None and status.next_period_end is not None
+    assert status.next_period_start.astimezone(JST) == datetime(year, 4, 30, 8, tzinfo=JST)
+    assert status.next_period_end.astimezone(JST) == datetime(year, 5, 31, 8, tzinfo=JST)
+    await record_histories(time_env.client, subscription_id, "local_calendar")
+
+
+async def test_a_tokyo_first_of_the_month_renews_on_the_first_local(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    """2027-03-01 08:00 JST is Feb 28 23:00 UTC: on the UTC calendar it renewed on the
+    29th (JST) of every month from March on."""
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    start = next_local(await time_env.get_current_time(), 3, 1, time(8), JST)
+    year = start.year
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start,
+    )  # fmt: skip
+    await advance_to(time_env, datetime.combine(date(year, 5, 1), time(9), tzinfo=JST))
+
+    seen = observe(pg_sessions, subscription_id)
+    assert local_days(seen.invoices, JST) == [
+        (date(year, 3, 1), date(year, 4, 1), time(8)),
+        (date(year, 4, 1), date(year, 5, 1), time(8)),
+        (date(year, 5, 1), date(year, 6, 1), time(8)),
+    ]
+    assert f"{ja(date(year, 4, 1))}〜{ja(date(year, 4, 30))}" in (seen.invoices[1].html or "")
+
+
+async def test_a_trial_across_dst_ends_at_the_local_time_it_started(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    """A 14-day trial in Los Angeles from 09:00 PST ends at 09:00 PDT (13 days 23 hours
+    later), and the subscription renews at 09:00 local from then on."""
+    la = ZoneInfo("America/Los_Angeles")
+    customer_id, price_id = customer_and_price(
+        pg_sessions, stripe_gateway, currency="USD", unit_amount=1250, locale="en"
+    )
+    with pg_sessions() as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+        customer.time_zone = "America/Los_Angeles"
+        session.commit()
+    # From the first Sunday of March: the second Sunday (DST begins) is inside the trial.
+    start = next_local(await time_env.get_current_time(), 3, 1, time(9), la)
+    start += timedelta(days=(6 - start.weekday()) % 7)
+    subscription_id = await service.start_subscription(
+        time_env.client, pg_sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start, trial_days=14,
+    )  # fmt: skip
+    # The customer changes zone during the trial: the subscription keeps the calendar
+    # it started with (the snapshot), past and future periods alike.
+    with pg_sessions() as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+        customer.time_zone = "Asia/Tokyo"
+        session.commit()
+    trial_end = datetime.combine(start.date() + timedelta(days=14), time(9), tzinfo=la)
+    assert trial_end.astimezone(UTC) - start.astimezone(UTC) == timedelta(days=13, hours=23)
+    await advance_to(time_env, trial_end + timedelta(days=31, hours=1))
+
+    seen = observe(pg_sessions, subscription_id)
+    assert [i.period_start for i in seen.invoices] == [
+        trial_end.astimezone(UTC),
+        datetime(trial_end.year, 4, 21, 9, tzinfo=la).astimezone(UTC),  # a month later
+    ]
+    assert all(i.period_start.astimezone(la).time() == time(9) for i in seen.invoices)
+    await record_histories(time_env.client, subscription_id, "local_trial")
+
+
+async def test_a_customer_zone_the_tz_database_does_not_know_is_refused_at_start(
+    time_env: WorkflowEnvironment,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    """Refused with a sentence, before anything is stored: a workflow could compute no
+    period on it (the API checks zones; rows written otherwise may hold anything)."""
+    customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
+    with pg_sessions() as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+        customer.time_zone = "Mars/Olympus"
+        session.commit()
+    with pytest.raises(service.InvalidRequestError, match="'Mars/Olympus' is not an IANA"):
+        await service.start_subscription(
+            time_env.client, pg_sessions, task_queue=task_queue,
+            customer_id=customer_id, price_id=price_id,
+        )  # fmt: skip
+    with pg_sessions() as session:
+        assert (
+            session.scalars(
+                select(Subscription).where(Subscription.customer_id == customer_id)
+            ).all()
+            == []
+        )

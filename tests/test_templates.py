@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 import pytest
@@ -14,6 +15,7 @@ from activities.rendering import (
     EMAIL_KINDS,
     DocumentLine,
     InvoiceDocument,
+    last_day,
     localdate,
     make_template_env,
     render_email,
@@ -84,7 +86,7 @@ def test_japanese_jpy_invoice_is_a_japanese_invoice_in_yen_without_decimals():
     html = render_invoice_html(ENV, invoice(locale="ja"))
 
     assert '<html lang="ja">' in html
-    for label in ("請求書", "請求書番号", "発行日", "請求期間", "品目", "単価", "数量", "金額"):
+    for label in ("請求書", "請求書番号", "発行日", "ご利用期間", "品目", "単価", "数量", "金額"):
         assert label in html
     for label in ("小計", "合計", "お支払い済み", "未払い残高"):
         assert label in html
@@ -242,7 +244,9 @@ def test_canceled_on_request_at_period_end_or_at_once():
     now = email_context("canceled", None)
 
     ja_later = render_email(ENV, "canceled", "ja", later)
-    assert "2024年4月1日" in ja_later.text and "Too expensive" in ja_later.html
+    # Japanese: the last day of service, inclusive (the period ends at 00:00 on Apr 1).
+    assert "2024年3月31日をもって終了" in ja_later.text and "Too expensive" in ja_later.html
+    assert "2024年3月31日をもって終了" in ja_later.html and "4月1日" not in ja_later.text
     en_later = render_email(ENV, "canceled", "en", later)
     assert "Apr 1, 2024" in en_later.subject and "Too expensive" in en_later.text
     en_now = render_email(ENV, "canceled", "en", now)
@@ -278,3 +282,84 @@ def test_email_html_escapes_the_customer_name_but_text_keeps_it():
     assert "<script>" not in email.html
     assert "&lt;script&gt;" in email.html
     assert "Dear <script>alert(1)</script>," in email.text
+
+
+# -- periods: Japanese documents print the inclusive last day (issue 11, item 11) -------
+
+JST = ZoneInfo("Asia/Tokyo")
+# A monthly period renewed at 08:00 JST: [2026-12-31 08:00, 2027-01-31 08:00).
+DEC_31 = datetime(2026, 12, 31, 8, tzinfo=JST)
+JAN_31 = datetime(2027, 1, 31, 8, tzinfo=JST)
+
+
+def december_invoice(locale: str) -> InvoiceDocument:
+    doc = invoice(locale=locale, paid=True)
+    line = replace(doc.lines[0], period_start=DEC_31, period_end=JAN_31)
+    return replace(doc, issued_at=DEC_31, period_start=DEC_31, period_end=JAN_31, lines=[line])
+
+
+def test_japanese_invoice_prints_the_last_day_of_the_period():
+    html = render_invoice_html(ENV, december_invoice("ja"))
+
+    assert "ご利用期間" in html
+    # The header and the line: 1月30日 is the last day; 1月31日 is the next period's first.
+    assert html.count("2026年12月31日〜2027年1月30日") == 2
+    assert "2027年1月31日" not in html
+    # A period ending at local midnight: the day before (2024-04-01 00:00 JST -> 3月31日).
+    midnight = render_invoice_html(ENV, invoice(locale="ja"))
+    assert midnight.count("2024年2月29日〜2024年3月31日") == 2
+    assert "2024年4月1日" not in midnight
+
+
+def test_english_invoice_keeps_the_half_open_end_as_stripe_prints_it():
+    html = render_invoice_html(ENV, december_invoice("en"))
+    assert html.count("Dec 31, 2026 – Jan 31, 2027") == 2
+
+
+@pytest.mark.parametrize("kind", sorted(set(EMAIL_KINDS) - {"canceled"}))
+def test_japanese_emails_print_the_last_day_of_the_period(kind):
+    doc = december_invoice("ja")
+    email = render_email(ENV, kind, "ja", email_context(kind, doc))
+    assert "ご利用期間　：2026年12月31日〜2027年1月30日" in email.text
+    assert "ご利用期間" in email.html and "2026年12月31日〜2027年1月30日" in email.html
+    assert "2027年1月31日" not in email.text + email.html
+    english = render_email(ENV, kind, "en", email_context(kind, december_invoice("en")))
+    assert "Dec 31, 2026 – Jan 31, 2027" in english.text
+    assert "Dec 31, 2026 – Jan 31, 2027" in english.html
+
+
+def test_the_card_page_shows_the_unpaid_period_with_its_last_day():
+    page = ENV.get_template("pay_update.html.j2")
+    context = {
+        "locale": "ja", "seller_name": "kakin K.K.", "form": True, "message": "",
+        "error": False, "customer_name": "山田 太郎", "currency": "JPY", "amount_due": 3000,
+        "invoice_number": "INV-000007", "subscription_id": "sub_1", "expires": "1",
+        "token": "t", "time_zone": "Asia/Tokyo", "period_start": DEC_31.astimezone(UTC),
+        "period_end": JAN_31.astimezone(UTC),
+    }  # fmt: skip
+    assert "ご利用期間 2026年12月31日〜2027年1月30日" in page.render(context)
+    assert "Period Dec 31, 2026 – Jan 31, 2027" in page.render(context | {"locale": "en"})
+    # No unpaid invoice, no period (and the old context without these keys still renders).
+    old = {k: v for k, v in context.items() if not k.startswith(("period", "time_zone"))}
+    assert "ご利用期間" not in page.render(old | {"amount_due": None})
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        # Half-open period ending at local midnight: the day before the end.
+        (datetime(2027, 1, 1, tzinfo=JST), datetime(2027, 2, 1, tzinfo=JST), date(2027, 1, 31)),
+        # Ending at 08:00: the end's day is the next period's first day, not this one's.
+        (DEC_31, JAN_31, date(2027, 1, 30)),
+        # One microsecond past midnight: the service ran on Jan 31, but so does the next period.
+        (DEC_31, datetime(2027, 1, 31, 0, 0, 0, 1, tzinfo=JST), date(2027, 1, 30)),
+        # A proration within one local day: that day, never a last day before the first.
+        (
+            datetime(2027, 1, 15, 10, tzinfo=JST),
+            datetime(2027, 1, 15, 20, tzinfo=JST),
+            date(2027, 1, 15),
+        ),
+    ],
+)
+def test_last_day_of_a_half_open_period(start, end, expected):
+    assert last_day(end.astimezone(UTC), "Asia/Tokyo", start.astimezone(UTC)) == expected

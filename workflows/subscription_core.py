@@ -83,6 +83,11 @@ COMPACT_CYCLE = "compact-cycle"
 # activity that announces them, not by an activity of their own: a fully dunned cycle
 # costs four Temporal actions less.
 RECORDS_WITH_EMAIL = "records-with-email"
+# Periods on the customer's local calendar (SubscriptionInput.time_zone), not UTC's.
+# Asked once, when a subscription's first run starts with a zone other than UTC (the
+# UTC calendar is the old one); the answer is kept as SubscriptionState.time_zone, so
+# running subscriptions keep their UTC calendar for good and later runs never ask.
+LOCAL_CALENDAR = "local-calendar"
 
 # Database and email activities: short, retried until they succeed.
 QUICK_TIMEOUT = timedelta(seconds=30)
@@ -107,7 +112,11 @@ class SubscriptionCore:
 
     def __init__(self, input: SubscriptionInput) -> None:
         self._input = input
-        self._state = input.state or _initial_state(input, workflow.now())
+        if input.state is not None:
+            self._state = input.state
+        else:
+            local = input.time_zone not in ("", "UTC") and workflow.patched(LOCAL_CALENDAR)
+            self._state = _initial_state(input, workflow.now(), input.time_zone if local else "")
         self._cancel: CancelRequest | None = None
         self._payment_methods: list[PaymentMethodUpdated] = []
         self._payments: list[PaymentReceived] = []
@@ -260,6 +269,7 @@ class SubscriptionCore:
             self._input.interval,
             self._input.interval_count,
             st.period_index + 1 - st.anchor_index,
+            time_zone=st.time_zone,
         )
         outstanding = None
         if st.dunning is not None:
@@ -362,8 +372,9 @@ class SubscriptionCore:
         st = self._state
         index = st.period_index + 1
         period = calendar.period(
-            st.anchor, self._input.interval, self._input.interval_count, index - st.anchor_index
-        )
+            st.anchor, self._input.interval, self._input.interval_count, index - st.anchor_index,
+            time_zone=st.time_zone,
+        )  # fmt: skip
         if st.status == SubscriptionStatus.TRIALING:
             await self._change_status(SubscriptionStatus.ACTIVE, now, reason="trial ended")
         if st.pending_price_id is not None:
@@ -1062,17 +1073,25 @@ _DUNNING_ACTIONS = {
 }
 
 
-def _initial_state(input: SubscriptionInput, now: datetime) -> SubscriptionState:
+def _initial_state(input: SubscriptionInput, now: datetime, time_zone: str) -> SubscriptionState:
+    """The first run's state; ``time_zone`` is the calendar's ("": UTC)."""
     clock = None
     start = input.start_at or now
     if input.test_clock_speed:
         clock = TestClock(speed=input.test_clock_speed, real_origin=now, virtual_origin=start)
-    trial_end = start + timedelta(days=input.trial_days) if input.trial_days > 0 else None
+    trial_end = None
+    if input.trial_days > 0:
+        # Local days: the trial (and so the first period) ends at the start's local time
+        # of day even across a DST change. On UTC, start + trial_days * 24 h as before.
+        trial_end = calendar.boundary(
+            start, calendar.Interval.DAY, input.trial_days, 1, time_zone=time_zone
+        )
     return SubscriptionState(
         status=SubscriptionStatus.TRIALING if trial_end else SubscriptionStatus.ACTIVE,
         anchor=trial_end or start,
         trial_end=trial_end,
         clock=clock,
+        time_zone=time_zone,
     )
 
 
