@@ -34,6 +34,7 @@ STATUS_TYPES = {
     502: "upstream_error",
     503: "unavailable",
 }
+INTERNAL_ERROR = "An internal error occurred; it has been logged."
 
 
 class ErrorDetail(BaseModel):
@@ -133,6 +134,8 @@ def install(app: FastAPI) -> None:
             message = _sentence(str(error.detail))
         return error_response(error.status_code, message, headers=error.headers)
 
+    # The last resort: api.middleware.AccessLog logs and answers an unhandled error with
+    # its request id first; this only sees one raised outside it.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception(
@@ -141,9 +144,7 @@ def install(app: FastAPI) -> None:
             redact(request.url.path),
             request_id.get(),
         )
-        return error_response(
-            500, "An internal error occurred; it has been logged.", type="api_error"
-        )
+        return error_response(500, INTERNAL_ERROR, type="api_error")
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib
+import json
+import logging
 import pkgutil
 import re
 import threading
@@ -10,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -28,6 +32,7 @@ from api.deps import Deps
 from kakin import api_keys, service
 from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
+from models.db import make_engine, make_session_factory
 from models.tables import Customer
 from tests.helpers import OK_CARD, free_ports
 from tests.support.encryption import converter_for_tests
@@ -575,3 +580,36 @@ def test_a_used_key_records_when(
             select(ApiKey).where(ApiKey.secret_hash == api_keys.hash_secret(keys["support"]))
         ).one()
         assert row.last_used_at is not None
+
+
+def test_an_unexpected_error_is_logged_with_its_request_id_and_keeps_the_connection(
+    stripe_gateway: StripeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real fault: the database is not there, so checking the key fails unexpectedly.
+    gone = make_session_factory(make_engine(f"postgresql://127.0.0.1:{free_ports(1)[0]}/x"))
+    app = create_app(
+        settings=SETTINGS, sessions=gone, temporal=connect_to("x:1"), stripe=stripe_gateway
+    )
+    with running(app) as url, caplog.at_level(logging.INFO):
+        host, port = urlsplit(url).hostname or "", urlsplit(url).port or 0
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", "/v1/customers", headers={"Authorization": "Bearer kk_service_x"})
+        failed = connection.getresponse()
+        body = json.loads(failed.read())
+        kept = connection.sock
+        connection.request("GET", "/v1/health")
+        health = connection.getresponse()
+        health.read()
+        assert connection.sock is kept, "the server dropped the kept-alive connection"
+        connection.close()
+    assert failed.status == 500
+    assert body == {
+        "error": {"type": "api_error", "message": "An internal error occurred; it has been logged."}
+    }
+    request_id = failed.getheader("X-Request-Id") or ""
+    assert request_id.startswith("req_")
+    assert health.status == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["kakin.api"]  # no bare traceback from uvicorn
+    assert request_id in errors[0].getMessage()
+    assert "GET /v1/customers" in errors[0].getMessage()
