@@ -371,22 +371,15 @@ def test_an_unknown_endpoint_is_404(url: str, made_keys: dict[str, CreatedKey]) 
     [
         ("service", "/v1/customers", {**CUSTOMER, "name": "A"}, {**CUSTOMER, "name": "B"}),
         ("admin", "/v1/prices", PRICE, {**PRICE, "unit_amount": 1}),
-        (
-            "service",
-            "/v1/subscriptions",
-            {"customer_id": "cus_unknown", "price_id": "price_unknown"},
-            {"customer_id": "cus_unknown", "price_id": "price_other"},
-        ),
-        ("service", "/v1/subscriptions/sub_unknown/cancel", {"reason": "a"}, {"reason": "b"}),
-        ("support", "/v1/invoices/in_unknown/void", {"reason": "a"}, {"reason": "b"}),
     ],
 )
 def test_an_idempotency_key_reused_with_another_body_is_409(
     url: str, made_keys: dict[str, CreatedKey], role: str, path: str, first: Any, second: Any
 ) -> None:
+    # The first request succeeded (a refused one would have left the key free).
     key = {"Idempotency-Key": f"errors-{secrets.token_hex(6)}"}
     secret = made_keys[role].secret
-    call(url, secret, "POST", path, first, **key)
+    assert call(url, secret, "POST", path, first, **key).status_code == 201
     response = call(url, secret, "POST", path, second, **key)
     assert sentence(response, 409) == (
         "This Idempotency-Key was used with a different request body; "
