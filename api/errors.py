@@ -84,6 +84,15 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
+SHOWN_PATH = 120  # the most of a request's path an error message repeats
+
+
+def shown_path(path: str) -> str:
+    """The path as a message repeats it: card-like numbers masked, cut to ``SHOWN_PATH``."""
+    path = redact(path)
+    return path if len(path) <= SHOWN_PATH else f"{path[: SHOWN_PATH - 1]}…"
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith(".") else f"{text}."
@@ -127,9 +136,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
-            message = f"There is no endpoint at {request.method} {redact(request.url.path)}."
+            message = f"There is no endpoint at {request.method} {shown_path(request.url.path)}."
         elif error.status_code == 405:
-            message = f"{request.method} is not allowed on {redact(request.url.path)}."
+            message = f"{request.method} is not allowed on {shown_path(request.url.path)}."
         else:
             message = _sentence(str(error.detail))
         return error_response(error.status_code, message, headers=error.headers)

@@ -20,12 +20,15 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+import api.billing_schemas
 import api.routers
+import api.schemas
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from api.deps import Deps
@@ -514,6 +517,14 @@ def test_an_unknown_price_is_404(as_admin: httpx.Client, path: str) -> None:
         ({"unit_amount": 12.5}, "unit_amount"),
         ({"interval_count": 0}, "interval_count"),
         ({"product_name": None}, "product_name"),
+        # An amount is an integer, never a string, a float or a boolean.
+        ({"unit_amount": "1000"}, "unit_amount is invalid: input should be a valid integer"),
+        ({"unit_amount": 1000.0}, "unit_amount is invalid: input should be a valid integer"),
+        ({"unit_amount": True}, "unit_amount is invalid: input should be a valid integer"),
+        (
+            {"pricing_model": "graduated", "tiers": [{"up_to": None, "flat_amount": "100"}]},
+            "tiers.0.flat_amount is invalid: input should be a valid integer",
+        ),
     ],
 )
 def test_invalid_prices_are_422_naming_the_field(
@@ -522,6 +533,62 @@ def test_invalid_prices_are_422_naming_the_field(
     body = {k: v for k, v in {**PRICE, **change}.items() if v is not None}
     error = error_of(as_admin.post("/v1/prices", json=body), 422)
     assert field in error["message"]
+
+
+# Amount-like fields that are decimal strings by design (they may be fractional).
+DECIMAL_AMOUNTS = {("TierIn", "unit_amount")}
+NOT_INTEGERS = ["1000", "1e3", 1000.0, 1000.5, True, None, [1000], {"value": 1000}]
+
+
+def request_models() -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    for module in (api.schemas, api.billing_schemas):
+        for name, item in vars(module).items():
+            if isinstance(item, type) and issubclass(item, api.schemas.Request):
+                found[name] = item
+    return found
+
+
+def amount_fields(document: dict[str, Any]) -> set[tuple[str, str, bool]]:
+    """(schema, field, is an integer) for every amount-like field of every request body."""
+    schemas = document["components"]["schemas"]
+    seen: set[str] = set()
+    found: set[tuple[str, str, bool]] = set()
+    todo = [ref for op in (o for ops in document["paths"].values() for o in ops.values())
+            for ref in refs(op.get("requestBody", {}))]  # fmt: skip
+    while todo:
+        name = todo.pop().removeprefix("#/components/schemas/")
+        if name in seen:
+            continue
+        seen.add(name)
+        for field, schema in schemas[name].get("properties", {}).items():
+            todo.extend(refs(schema))
+            if "amount" in field and not field.endswith("_decimal"):
+                kinds = [schema, *schema.get("anyOf", [])]
+                found.add((name, field, any(k.get("type") == "integer" for k in kinds)))
+    return found
+
+
+def test_every_amount_of_every_request_body_takes_only_an_integer(api_url: str) -> None:
+    with client(api_url) as http:
+        document = http.get("/openapi.json").json()
+    fields = amount_fields(document)
+    assert {("PriceCreate", "unit_amount", True), ("CouponCreate", "amount_off", True)} <= fields
+    assert {(name, field) for name, field, integer in fields if not integer} == DECIMAL_AMOUNTS
+    models = request_models()
+    for name, field, integer in sorted(fields):
+        if not integer:
+            continue
+        for value in NOT_INTEGERS:
+            if value is None and not models[name].model_fields[field].is_required():
+                continue  # an optional amount may be left out (or null)
+            try:
+                models[name].model_validate({field: value})
+            except ValidationError as error:
+                mine = [e for e in error.errors() if e["loc"][:1] == (field,)]
+                assert mine and all(e["type"] != "missing" for e in mine), (name, field, value)
+            else:
+                raise AssertionError(f"{name}.{field} took {value!r}")
 
 
 # -- authentication and roles -------------------------------------------------------------

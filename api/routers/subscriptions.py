@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from api.deps import After, Deps, IdemKey, Limit, requester
+from api.deps import After, Deps, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -94,7 +94,7 @@ def router(deps: Deps) -> APIRouter:
         body: SubscriptionCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.service_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Start a subscription: its row, then its workflow, which bills it from now on."""
         return await once(
@@ -108,7 +108,7 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/subscriptions", response_model=Page[SubscriptionOut])
     def list_subscriptions(
-        _: KeyInfo = deps.any_key,
+        _: KeyInfo = deps.key,
         status: SubscriptionStatus | None = None,
         customer_id: str | None = None,
         price_id: str | None = None,
@@ -162,7 +162,7 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/subscriptions/{subscription_id}", response_model=SubscriptionDetail)
     async def get_subscription(
-        subscription_id: str, _: KeyInfo = deps.any_key
+        subscription_id: PathId, _: KeyInfo = deps.key
     ) -> SubscriptionDetail:
         """The stored subscription, with ``live``: its workflow's status query right now.
 
@@ -221,11 +221,11 @@ def router(deps: Deps) -> APIRouter:
         },
     )
     async def cancel_subscription(
-        subscription_id: str,
+        subscription_id: PathId,
         body: CancelCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.any_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Send the ``cancel`` signal; ``at_period_end: false`` ends it now.
 
