@@ -355,8 +355,11 @@ class LiveStatus(BaseModel):
 
 
 class SubscriptionDetail(SubscriptionOut):
+    """The stored subscription (every top-level field is the row's) and its live status."""
+
     live: LiveStatus | None = Field(
-        description="the running workflow's status query; null when it cannot be queried"
+        description="the running workflow's status query, which may be a moment ahead of "
+        "the stored fields (a cancel it has not recorded yet); null when it cannot be queried"
     )
 
 

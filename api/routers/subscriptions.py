@@ -166,20 +166,17 @@ def router(deps: Deps) -> APIRouter:
     ) -> SubscriptionDetail:
         """The stored subscription, with ``live``: its workflow's status query right now.
 
-        While the workflow runs, its answer also sets ``status``, the current period and
-        ``cancel_at_period_end`` (the workflow is ahead of the database by a moment).
+        The top-level fields are the stored row, all of them, as the workflow last
+        recorded it: a status and the fields that go with it (``canceled`` with its
+        ``canceled_at`` and reason) always come together. ``live`` is the workflow's own
+        answer, which may be a moment ahead: right after a cancel it already says
+        ``canceled`` while the row still has the status before, until the workflow
+        records the cancellation (then both say so). Mixing the two would show a
+        ``canceled`` status with no ``canceled_at`` or reason.
         """
         row = await run_in_threadpool(read_subscription, subscription_id)
         live = await live_status(subscription_id)
-        merged = row.model_dump()
-        if live is not None:
-            merged.update(
-                status=live.status,
-                current_period_start=live.current_period_start,
-                current_period_end=live.current_period_end,
-                cancel_at_period_end=live.cancel_at_period_end,
-            )
-        return SubscriptionDetail(**merged, live=live)
+        return SubscriptionDetail(**row.model_dump(), live=live)
 
     def check_cancellable(subscription_id: str) -> None:
         with sessions() as session:
