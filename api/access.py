@@ -7,10 +7,11 @@ endpoint with every role against it and check the README's role table and the
 OpenAPI document against it, so the code and the docs cannot drift apart.
 
 Admin keys may call everything. A ``service`` key (a shop's backend) runs the
-customer's side: it creates customers and subscriptions, reports usage, and cancels
-or changes a plan on its customer's request (as Stripe lets a secret key do). A
-``support`` key (staff) reads everything and runs the support actions: pause,
-resume, cancel, change plan, grace, and acting on an invoice in dunning.
+customer's side: it creates customers and subscriptions, reports usage, reads
+everything, and cancels or changes a plan on its customer's request (as Stripe lets a
+secret key do). A ``support`` key (staff) reads everything and runs the support
+actions: pause, resume, cancel, change plan, grace, acting on an invoice in dunning,
+credit notes. Both may apply coupons and add items; only admin changes the catalog.
 """
 
 from __future__ import annotations
