@@ -38,7 +38,8 @@ def verify(
         until = int(expires)
     except ValueError:
         return "This link is not valid."
-    if not hmac.compare_digest(token(subscription_id, until, secret), given):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+    if not hmac.compare_digest(token(subscription_id, until, secret).encode(), given.encode()):
         return "This link is not valid."
     if until < now:
         return "This link has expired; the newest email from us has a fresh one."

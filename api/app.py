@@ -1,13 +1,11 @@
 """The HTTP API: ``create_app`` takes its dependencies, so tests pass their own.
 
 Everything is under ``/v1``; the OpenAPI document is at ``/openapi.json``. Callers
-authenticate with ``Authorization: Bearer kk_<role>_...`` (``kakin keys create``):
-
-| role | may |
-|---|---|
-| service | customers and subscriptions (start, read, cancel, change plan); reads prices, invoices |
-| support | read everything; cancel, pause, resume, change plan, grace; act on dunning |
-| admin | everything, including the catalog (prices) |
+authenticate with ``Authorization: Bearer kk_<role>_...`` (``kakin keys create``);
+which roles may call each endpoint is the one table in ``api.access`` (in short:
+``service`` runs the shop's side, creating customers, subscriptions and usage and
+cancelling or changing plans on its customer's request; ``support`` reads everything
+and runs the support actions; ``admin`` may do everything, the catalog included).
 
 POST endpoints accept ``Idempotency-Key`` (see ``api.idempotency``). Every request
 passes ``api.middleware``: a request id and an access-log line, a body size limit, and
@@ -26,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
-from api import payment_page
+from api import access, payment_page
 from api.deps import Deps, TemporalSource
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
@@ -80,7 +78,9 @@ def create_app(
         usage,
         documents,
     ):
-        app.include_router(module.router(deps))
+        routes = module.router(deps)
+        access.document(routes, deps.key.dependency)
+        app.include_router(routes)
     # The card-update page that dunning emails link to (outside /v1: it is for people).
     app.include_router(
         payment_page.router(

@@ -17,6 +17,7 @@ from api.schemas import (
     CURRENCY_LENGTH,
     LINE_KINDS,
     MAX_AMOUNT,
+    Amount,
     FromRow,
     Moment,
     Request,
@@ -248,7 +249,7 @@ class CouponCreate(Request):
     name: str = Field(min_length=1, max_length=200)
     duration: Literal["once", "repeating", "forever"]
     percent_off: str | None = Field(default=None, max_length=20)
-    amount_off: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
+    amount_off: Amount | None = Field(default=None, gt=0, le=MAX_AMOUNT)
     currency: str | None = Field(default=None, max_length=CURRENCY_LENGTH)
     duration_in_periods: int | None = Field(default=None, ge=1, le=1200)
     redeem_by: Moment | None = None
@@ -308,7 +309,7 @@ class CreditNoteCreate(Request):
     method: Literal["refund", "credit"] = Field(
         description="refund through Stripe, or keep as credit the next invoices use first"
     )
-    amount: int | None = Field(
+    amount: Amount | None = Field(
         default=None, gt=0, le=MAX_AMOUNT, description="omit for the whole remainder"
     )
     memo: str = Field(default="", max_length=500)

@@ -12,13 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.stripe_gateway import StripeGateway
-from api.errors import ApiError
+from api import access
+from api.errors import ApiError, shown_path
 from api.idempotency import MAX_KEY_LENGTH
 from api.rate_limit import TokenBuckets, parse_rate, retry_after
 from kakin import api_keys
@@ -36,6 +37,9 @@ AfterPayment = Annotated[
     int | None,
     Query(ge=0, le=2**31 - 1, description="the last id of the previous page"),  # an INTEGER id
 ]
+# An id in a path is bounded like an id in a body (40 characters), so a 5,000-character
+# one is a 422 naming the parameter, never echoed whole in a 404.
+PathId = Annotated[str, Path(min_length=1, max_length=40, description="an id")]
 IdemKey = Annotated[
     str | None,
     Header(
@@ -52,10 +56,12 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: kakin keys creat
 class Deps:
     """The database, Temporal and Stripe an app serves with, and its key checks.
 
-    ``any_key``, ``service_key``, ``support_key`` and ``admin_key`` are FastAPI
-    dependencies: a parameter defaulting to one of them receives the caller's
-    ``KeyInfo``, or the request ends with 401 (no valid key), 429 (the key is over
-    its rate, ``api.rate_limit``) or 403 (wrong role). Admin keys pass every check.
+    ``key`` is a FastAPI dependency: a parameter defaulting to it receives the
+    caller's ``KeyInfo``, or the request ends with 401 (no valid key), 429 (the key is
+    over its rate, ``api.rate_limit``) or 403 (a role that ``api.access.ROLES`` does not
+    admit for the endpoint). ``any_key``, ``service_key``, ``support_key`` and
+    ``admin_key`` check fixed roles instead (admin keys pass every check); an endpoint
+    belongs in the table, so its routers use ``key``.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class Deps:
         self.rate_limits = (
             None if rate is None else TokenBuckets(rate=rate, burst=settings.api_rate_burst)
         )
+        self.key: Any = Depends(self.by_endpoint())
         self.any_key: Any = Depends(self.require(Role.SERVICE, Role.SUPPORT))
         self.service_key: Any = Depends(self.require(Role.SERVICE))
         self.support_key: Any = Depends(self.require(Role.SUPPORT))
@@ -100,15 +107,42 @@ class Deps:
             log.warning("temporal unavailable: %s", error)
             raise ApiError(503, "Temporal cannot be reached; try again shortly") from None
 
-    def require(self, *roles: Role) -> Callable[..., KeyInfo]:
-        """A dependency admitting keys with one of ``roles`` (or admin)."""
-        allowed = {Role.ADMIN, *roles}
-        sessions = self.sessions
-        limits = self.rate_limits
+    def by_endpoint(self) -> Callable[..., KeyInfo]:
+        """A dependency admitting the roles ``api.access.ROLES`` lists for the endpoint."""
+        check = self._checker()
 
         def dependency(
             request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> KeyInfo:
+            route = request.scope["route"]  # the matched APIRoute, its path with {names}
+            return check(request, credentials, access.allowed(request.method, route.path))
+
+        return dependency
+
+    def require(self, *roles: Role) -> Callable[..., KeyInfo]:
+        """A dependency admitting keys with one of ``roles`` (or admin)."""
+        allowed = frozenset({Role.ADMIN, *roles})
+        check = self._checker()
+
+        def dependency(
+            request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> KeyInfo:
+            return check(request, credentials, allowed)
+
+        return dependency
+
+    def _checker(
+        self,
+    ) -> Callable[[Request, HTTPAuthorizationCredentials | None, frozenset[Role]], KeyInfo]:
+        sessions = self.sessions
+        limits = self.rate_limits
+
+        def check(
+            request: Request,
+            credentials: HTTPAuthorizationCredentials | None,
+            allowed: frozenset[Role],
         ) -> KeyInfo:
             if credentials is None:
                 raise ApiError(401, "The request needs an API key in 'Authorization: Bearer'")
@@ -124,15 +158,16 @@ class Deps:
                     "This API key is over its rate limit; retry after the Retry-After seconds",
                     headers={"Retry-After": retry_after(wait)},
                 )
-            if key.role not in allowed:
+            if key.role not in allowed and key.role != Role.ADMIN:
+                called = f"{request.method} {shown_path(request.url.path)}"
                 raise ApiError(
                     403,
-                    f"A {key.role} key may not call {request.method} {request.url.path}; "
+                    f"A {key.role} key may not call {called}; "
                     f"this needs a key with the role {' or '.join(sorted(allowed))}",
                 )
             return key
 
-        return dependency
+        return check
 
 
 def requester(key: KeyInfo) -> str:

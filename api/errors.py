@@ -34,6 +34,7 @@ STATUS_TYPES = {
     502: "upstream_error",
     503: "unavailable",
 }
+INTERNAL_ERROR = "An internal error occurred; it has been logged."
 
 
 class ErrorDetail(BaseModel):
@@ -83,6 +84,15 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
+SHOWN_PATH = 120  # the most of a request's path an error message repeats
+
+
+def shown_path(path: str) -> str:
+    """The path as a message repeats it: card-like numbers masked, cut to ``SHOWN_PATH``."""
+    path = redact(path)
+    return path if len(path) <= SHOWN_PATH else f"{path[: SHOWN_PATH - 1]}…"
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith(".") else f"{text}."
@@ -126,13 +136,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
-            message = f"There is no endpoint at {request.method} {redact(request.url.path)}."
+            message = f"There is no endpoint at {request.method} {shown_path(request.url.path)}."
         elif error.status_code == 405:
-            message = f"{request.method} is not allowed on {redact(request.url.path)}."
+            message = f"{request.method} is not allowed on {shown_path(request.url.path)}."
         else:
             message = _sentence(str(error.detail))
         return error_response(error.status_code, message, headers=error.headers)
 
+    # The last resort: api.middleware.AccessLog logs and answers an unhandled error with
+    # its request id first; this only sees one raised outside it.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception(
@@ -141,9 +153,7 @@ def install(app: FastAPI) -> None:
             redact(request.url.path),
             request_id.get(),
         )
-        return error_response(
-            500, "An internal error occurred; it has been logged.", type="api_error"
-        )
+        return error_response(500, INTERNAL_ERROR, type="api_error")
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -3,10 +3,14 @@
 Keys are scoped per API key. The key's row is inserted and committed *before* the
 work runs (the pair API key + Idempotency-Key is unique), so of two concurrent
 duplicates exactly one runs the work; the other finds the row still processing and
-gets 409. When the work ends with a response below 500 it is stored, and replays with
-the same key, method, path and body get it back (same status, same body, header
+gets 409. When the work succeeds its response is stored, and replays with the same
+key, method, path and body get it back (same status, same body, header
 ``Idempotent-Replayed: true``). A different body or path with a used key is a 409.
-A 5xx or an unexpected error removes the row, so the client may retry with the key.
+A refusal (any 4xx), a 5xx or an unexpected error removes the row, so the client may
+retry with the key: the corrected request, or the same one once the server is back.
+Every endpoint checks before it acts, so a refusal has changed nothing and there is
+no effect to protect from a second run (as Stripe does not keep a result for a
+request that failed validation).
 
 Keys are kept for ``RETENTION`` (24 hours, as Stripe does): a retry comes within
 minutes, and a table that only grew would keep every response body forever. An
@@ -34,7 +38,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import ApiError, ErrorBody, error_body
+from api.errors import ApiError, ErrorBody
 from kakin.api_keys import KeyInfo
 from models import repositories as repo
 from models.tables import IdempotencyKey, utcnow
@@ -197,14 +201,7 @@ async def once(
         )
     try:
         content = _json_content(await work())
-    except ApiError as error:
-        if error.status >= 500:
-            await run_in_threadpool(_release, sessions, api_key, key)
-            raise
-        body = error_body(error.status, error.message, type=error.type)
-        await run_in_threadpool(_finish, sessions, api_key, key, error.status, body)
-        raise
-    except BaseException:
+    except BaseException:  # a refusal (ApiError) changed nothing: the key is free again
         await run_in_threadpool(_release, sessions, api_key, key)
         raise
     await run_in_threadpool(_finish, sessions, api_key, key, status, content)

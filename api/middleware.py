@@ -5,7 +5,9 @@ from the caller, or a new one; a card-like one is replaced), echoes it in the
 response's ``X-Request-Id``, and writes one JSON line per request to the
 ``kakin.api.access`` logger: request id, method, path, status, the API key's id and
 the duration. Nothing else: no query string, no body, no email or name; a card-like
-number in the path is masked.
+number in the path is masked. An exception that escapes an endpoint is logged here,
+with the request id, and answered with the one-sentence 500 (the connection stays
+open for the client's next request).
 
 ``BodyGuard`` refuses, before any endpoint runs (so nothing is stored, replayed or
 logged): a body over the size limit (413); a card number anywhere in the path, the
@@ -31,10 +33,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import pan_guard
-from api.errors import error_response
+from api.errors import INTERNAL_ERROR, error_response
 from api.request_context import request_id
 
 access_log = logging.getLogger("kakin.api.access")
+log = logging.getLogger("kakin.api")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _GOOD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -67,16 +70,32 @@ class AccessLog:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500  # unless a response starts: an exception escaped
+        responding = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responding
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responding = message["status"], True
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Caught here, inside the request: Starlette's last-resort handler runs after
+            # this middleware has let go of the request id, and re-raises, which makes
+            # uvicorn log a bare traceback and drop the kept-alive connection.
+            log.exception(
+                "unhandled error on %s %s (request %s)",
+                scope["method"],
+                pan_guard.redact(scope["path"])[:300],
+                rid,
+            )
+            if responding:
+                raise  # half a response has gone out: only closing the connection ends it
+            await error_response(500, INTERNAL_ERROR, type="api_error")(
+                scope, receive, send_with_id
+            )
         finally:
             access_log.info(
                 "%s",

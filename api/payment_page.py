@@ -4,7 +4,9 @@ GET shows the amount due and a form; POST turns a Stripe *test* card number into
 payment method through the Stripe API (never stored, logged or echoed by kakin) and
 sends ``payment_method_updated``, so the workflow retries the charge at once. The
 link is signed (``activities.links``); an altered or expired link is refused. With a
-live key the form is refused: live card entry belongs to Stripe's own hosted forms.
+live key the form is refused: live card entry belongs to Stripe's own hosted forms. A
+form that is not UTF-8 is a 400 page in the customer's language (the browser's, when
+the link does not name a customer).
 """
 
 from __future__ import annotations
@@ -30,6 +32,35 @@ from models import repositories as repo
 from models.payloads import InvoiceStatus
 
 log = logging.getLogger("kakin.api.payment_page")
+LOCALES = ("ja", "en")
+
+
+def read_form(body: bytes) -> dict[str, str] | None:
+    """The form's fields (the first value of each), or None when it is not UTF-8.
+
+    Browsers send the form in the page's charset, UTF-8; anything else (raw or
+    percent-encoded) is not a form this page wrote, and is answered with a 400.
+    """
+    try:
+        fields = parse_qs(body.decode("utf-8"), errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return {k: v[0] for k, v in fields.items()}
+
+
+def preferred_locale(request: Request) -> str:
+    """The page's language the browser prefers (``Accept-Language``); English otherwise."""
+    best, best_q = "en", 0.0
+    for part in request.headers.get("accept-language", "").split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        language = tag.strip().lower().split("-", 1)[0]
+        try:
+            q = float(params.strip().removeprefix("q=")) if params.strip().startswith("q=") else 1
+        except ValueError:
+            continue
+        if language in LOCALES and q > best_q:
+            best, best_q = language, q
+    return best
 
 
 def router(
@@ -99,9 +130,30 @@ def router(
             expires=values["expires"], token=values["token"], **context,
         )  # fmt: skip
 
+    async def unreadable(request: Request, body: bytes) -> HTMLResponse:
+        """The 400 page for a form that is not UTF-8, in the customer's language if known."""
+        # The link's own fields are ASCII, so they can still be read to find the customer.
+        fields = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
+        subscription_id, context, refusal = await run_in_threadpool(check, fields)
+        locale = context["locale"] if context else preferred_locale(request)
+        message = (
+            "フォームを読み取れませんでした。もう一度入力してください。"
+            if locale.startswith("ja")
+            else "We could not read the form; please enter your card again."
+        )
+        if refusal or context is None:
+            return page(400, error=True, message=message, locale=locale)
+        return page(
+            400, error=True, message=message, form=True, subscription_id=subscription_id,
+            expires=fields["expires"], token=fields["token"], **context,
+        )  # fmt: skip
+
     @pages.post(path, response_class=HTMLResponse)
     async def submit(request: Request) -> HTMLResponse:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        body = await request.body()
+        form = read_form(body)
+        if form is None:
+            return await unreadable(request, body)
         subscription_id, context, refusal = await run_in_threadpool(check, form)
         if refusal or context is None:
             return page(403, message=refusal, error=True)

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+)
 
 from billing.money import normalize_currency
 from models.payloads import StatusView
@@ -47,6 +55,10 @@ CURRENCY_LENGTH = 10
 ZONE_LENGTH = 64
 # Amounts in minor units: 10^15 is far beyond any real price and well inside BIGINT.
 MAX_AMOUNT = 10**15
+# An amount is a JSON integer and nothing else: lax parsing would take "1000", 1000.0 or
+# true as 1000 (or 1); money is never a float or a string (decimal strings have fields of
+# their own, named *_decimal, and tiers' unit_amount, which may be fractional).
+Amount = Annotated[int, Strict()]
 Id = Annotated[str, Field(min_length=1, max_length=40)]
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -145,7 +157,7 @@ class TierIn(Request):
     unit_amount: str = Field(
         default="0", max_length=40, description="per unit, minor units, may be fractional"
     )
-    flat_amount: int = Field(
+    flat_amount: Amount = Field(
         default=0, ge=0, le=MAX_AMOUNT, description="a flat fee for reaching the tier"
     )
 
@@ -154,7 +166,7 @@ class PriceCreate(Request):
     product_name: str = Field(min_length=1, max_length=200)
     nickname: str = Field(default="", max_length=200)
     currency: str = Field(max_length=CURRENCY_LENGTH)
-    unit_amount: int = Field(
+    unit_amount: Amount = Field(
         default=0, ge=0, le=MAX_AMOUNT, description="in minor units (JPY: yen); flat per seat"
     )
     interval: IntervalName = "month"
@@ -413,8 +425,11 @@ class LiveStatus(BaseModel):
 
 
 class SubscriptionDetail(SubscriptionOut):
+    """The stored subscription (every top-level field is the row's) and its live status."""
+
     live: LiveStatus | None = Field(
-        description="the running workflow's status query; null when it cannot be queried"
+        description="the running workflow's status query, which may be a moment ahead of "
+        "the stored fields (a cancel it has not recorded yet); null when it cannot be queried"
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib
+import json
+import logging
 import pkgutil
 import re
 import threading
@@ -10,24 +13,29 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+import api.billing_schemas
 import api.routers
+import api.schemas
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from api.deps import Deps
 from kakin import api_keys, service
 from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
+from models.db import make_engine, make_session_factory
 from models.tables import Customer
 from tests.helpers import OK_CARD, free_ports
 from tests.support.encryption import converter_for_tests
@@ -509,6 +517,14 @@ def test_an_unknown_price_is_404(as_admin: httpx.Client, path: str) -> None:
         ({"unit_amount": 12.5}, "unit_amount"),
         ({"interval_count": 0}, "interval_count"),
         ({"product_name": None}, "product_name"),
+        # An amount is an integer, never a string, a float or a boolean.
+        ({"unit_amount": "1000"}, "unit_amount is invalid: input should be a valid integer"),
+        ({"unit_amount": 1000.0}, "unit_amount is invalid: input should be a valid integer"),
+        ({"unit_amount": True}, "unit_amount is invalid: input should be a valid integer"),
+        (
+            {"pricing_model": "graduated", "tiers": [{"up_to": None, "flat_amount": "100"}]},
+            "tiers.0.flat_amount is invalid: input should be a valid integer",
+        ),
     ],
 )
 def test_invalid_prices_are_422_naming_the_field(
@@ -517,6 +533,62 @@ def test_invalid_prices_are_422_naming_the_field(
     body = {k: v for k, v in {**PRICE, **change}.items() if v is not None}
     error = error_of(as_admin.post("/v1/prices", json=body), 422)
     assert field in error["message"]
+
+
+# Amount-like fields that are decimal strings by design (they may be fractional).
+DECIMAL_AMOUNTS = {("TierIn", "unit_amount")}
+NOT_INTEGERS = ["1000", "1e3", 1000.0, 1000.5, True, None, [1000], {"value": 1000}]
+
+
+def request_models() -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    for module in (api.schemas, api.billing_schemas):
+        for name, item in vars(module).items():
+            if isinstance(item, type) and issubclass(item, api.schemas.Request):
+                found[name] = item
+    return found
+
+
+def amount_fields(document: dict[str, Any]) -> set[tuple[str, str, bool]]:
+    """(schema, field, is an integer) for every amount-like field of every request body."""
+    schemas = document["components"]["schemas"]
+    seen: set[str] = set()
+    found: set[tuple[str, str, bool]] = set()
+    todo = [ref for op in (o for ops in document["paths"].values() for o in ops.values())
+            for ref in refs(op.get("requestBody", {}))]  # fmt: skip
+    while todo:
+        name = todo.pop().removeprefix("#/components/schemas/")
+        if name in seen:
+            continue
+        seen.add(name)
+        for field, schema in schemas[name].get("properties", {}).items():
+            todo.extend(refs(schema))
+            if "amount" in field and not field.endswith("_decimal"):
+                kinds = [schema, *schema.get("anyOf", [])]
+                found.add((name, field, any(k.get("type") == "integer" for k in kinds)))
+    return found
+
+
+def test_every_amount_of_every_request_body_takes_only_an_integer(api_url: str) -> None:
+    with client(api_url) as http:
+        document = http.get("/openapi.json").json()
+    fields = amount_fields(document)
+    assert {("PriceCreate", "unit_amount", True), ("CouponCreate", "amount_off", True)} <= fields
+    assert {(name, field) for name, field, integer in fields if not integer} == DECIMAL_AMOUNTS
+    models = request_models()
+    for name, field, integer in sorted(fields):
+        if not integer:
+            continue
+        for value in NOT_INTEGERS:
+            if value is None and not models[name].model_fields[field].is_required():
+                continue  # an optional amount may be left out (or null)
+            try:
+                models[name].model_validate({field: value})
+            except ValidationError as error:
+                mine = [e for e in error.errors() if e["loc"][:1] == (field,)]
+                assert mine and all(e["type"] != "missing" for e in mine), (name, field, value)
+            else:
+                raise AssertionError(f"{name}.{field} took {value!r}")
 
 
 # -- authentication and roles -------------------------------------------------------------
@@ -575,3 +647,36 @@ def test_a_used_key_records_when(
             select(ApiKey).where(ApiKey.secret_hash == api_keys.hash_secret(keys["support"]))
         ).one()
         assert row.last_used_at is not None
+
+
+def test_an_unexpected_error_is_logged_with_its_request_id_and_keeps_the_connection(
+    stripe_gateway: StripeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real fault: the database is not there, so checking the key fails unexpectedly.
+    gone = make_session_factory(make_engine(f"postgresql://127.0.0.1:{free_ports(1)[0]}/x"))
+    app = create_app(
+        settings=SETTINGS, sessions=gone, temporal=connect_to("x:1"), stripe=stripe_gateway
+    )
+    with running(app) as url, caplog.at_level(logging.INFO):
+        host, port = urlsplit(url).hostname or "", urlsplit(url).port or 0
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", "/v1/customers", headers={"Authorization": "Bearer kk_service_x"})
+        failed = connection.getresponse()
+        body = json.loads(failed.read())
+        kept = connection.sock
+        connection.request("GET", "/v1/health")
+        health = connection.getresponse()
+        health.read()
+        assert connection.sock is kept, "the server dropped the kept-alive connection"
+        connection.close()
+    assert failed.status == 500
+    assert body == {
+        "error": {"type": "api_error", "message": "An internal error occurred; it has been logged."}
+    }
+    request_id = failed.getheader("X-Request-Id") or ""
+    assert request_id.startswith("req_")
+    assert health.status == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["kakin.api"]  # no bare traceback from uvicorn
+    assert request_id in errors[0].getMessage()
+    assert "GET /v1/customers" in errors[0].getMessage()

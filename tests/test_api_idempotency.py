@@ -127,14 +127,58 @@ def test_a_replay_returns_the_stored_response_even_when_things_changed_since(
         assert len(row.request_hash) == 64
 
 
-def test_an_error_response_is_replayed_too(url: str, service_key: str) -> None:
-    body = {"customer_id": "cus_nope", "price_id": "price_nope"}
+def test_a_refusal_does_not_use_up_the_key_so_the_corrected_retry_succeeds(
+    url: str, service_key: str, admin_key: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    customer_id, price_id = customer_and_price(url, service_key, admin_key)
+    past = (datetime.now(UTC) - timedelta(days=3)).isoformat()
     with client(url, service_key) as http:
-        first = http.post("/v1/subscriptions", json=body, headers=idem("bad-1"))
-        again = http.post("/v1/subscriptions", json=body, headers=idem("bad-1"))
-    assert error_of(first, 404)["message"] == "Customer 'cus_nope' does not exist."
-    assert (again.status_code, again.json()) == (404, first.json())
-    assert again.headers["Idempotent-Replayed"] == "true"
+        in_the_past = http.post(
+            "/v1/subscriptions",
+            json={"customer_id": customer_id, "price_id": price_id, "start_at": past},
+            headers=idem("start-1"),
+        )
+        unknown = http.post(
+            "/v1/subscriptions",
+            json={"customer_id": "cus_nope", "price_id": price_id},
+            headers=idem("start-1"),
+        )
+        corrected = http.post(
+            "/v1/subscriptions",
+            json={"customer_id": customer_id, "price_id": price_id},
+            headers=idem("start-1"),
+        )
+        replay = http.post(
+            "/v1/subscriptions",
+            json={"customer_id": customer_id, "price_id": price_id},
+            headers=idem("start-1"),
+        )
+    assert "start_at is in the past" in error_of(in_the_past, 422)["message"]
+    assert error_of(unknown, 404)["message"] == "Customer 'cus_nope' does not exist."
+    assert "Idempotent-Replayed" not in unknown.headers
+    assert corrected.status_code == 201, corrected.text
+    assert (replay.status_code, replay.json()) == (201, corrected.json())
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    with pg_sessions() as session:
+        started = session.scalars(
+            select(Subscription.id).where(Subscription.customer_id == customer_id)
+        ).all()
+    assert started == [corrected.json()["id"]]
+
+
+def test_a_refused_cancel_holds_no_claim_on_its_key(url: str, service_key: str) -> None:
+    # Refused (no such subscription): not replayed, and another body with the key is
+    # not a "used with a different request body" 409 but a request of its own.
+    with client(url, service_key) as http:
+        first = http.post(
+            "/v1/subscriptions/sub_nope/cancel", json={"reason": "a"}, headers=idem("cancel-1")
+        )
+        other = http.post(
+            "/v1/subscriptions/sub_nope/cancel", json={"reason": "b"}, headers=idem("cancel-1")
+        )
+    assert error_of(first, 404)["message"] == "Subscription 'sub_nope' does not exist."
+    assert error_of(other, 404) == error_of(first, 404)
+    assert "Idempotent-Replayed" not in other.headers
 
 
 def test_the_same_key_with_a_different_body_or_path_is_409(

@@ -158,6 +158,60 @@ async def test_start_bill_read_and_cancel_a_subscription(
         }
 
 
+def consistent(body: dict[str, Any]) -> None:
+    """A subscription read never contradicts itself: a status comes with its fields."""
+    if body["status"] == "canceled":
+        assert body["canceled_at"] is not None and body["cancel_reason"], body
+    else:
+        assert body["canceled_at"] is None, body
+
+
+async def test_a_read_right_after_a_cancel_does_not_contradict_itself(
+    url: str,
+    made_keys: dict[str, CreatedKey],
+    module_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    customer_id, price_id = customer_and_price(url, made_keys)
+    async with as_role(url, made_keys, "service") as shop:
+        started = await shop.post(
+            "/v1/subscriptions",
+            json={"customer_id": customer_id, "price_id": price_id, "trial_days": 14},
+        )
+        assert started.status_code == 201, started.text
+        subscription_id = started.json()["id"]
+        path = f"/v1/subscriptions/{subscription_id}"
+
+        async def live_says(status: str) -> bool:
+            live = (await shop.get(path)).json()["live"]
+            return live is not None and live["status"] == status
+
+        await eventually(lambda: live_says("trialing"), what="the trial running")
+        # The workflow's record of the cancel waits behind this row lock: the moment
+        # between the workflow knowing and the row saying so, held open to look at.
+        with pg_sessions() as holder:
+            holder.execute(
+                select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+            )
+            canceled = await shop.post(f"{path}/cancel", json={"reason": "the shop closed"})
+            assert canceled.status_code == 202, canceled.text
+            await eventually(lambda: live_says("canceled"), what="the workflow canceled")
+            ahead = (await shop.get(path)).json()
+            holder.rollback()
+        assert ahead["live"]["status"] == "canceled"
+        consistent(ahead)
+        assert (ahead["status"], ahead["canceled_at"]) == ("trialing", None)  # the row, as stored
+
+        async def recorded() -> bool:
+            body = (await shop.get(path)).json()
+            consistent(body)
+            return bool(body["status"] == "canceled")
+
+        await eventually(recorded, timeout=30, what="the cancel recorded")
+        body = (await shop.get(path)).json()
+        assert body["cancel_reason"] == "the shop closed"
+
+
 # -- refusals ------------------------------------------------------------------------------
 
 

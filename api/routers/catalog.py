@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import After, Deps, IdemKey, Limit
+from api.deps import After, Deps, IdemKey, Limit, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -27,7 +27,7 @@ def router(deps: Deps) -> APIRouter:
         body: PriceCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.admin_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Create a product and its price: flat, per unit, graduated, volume or package,
         metered when it names a metric (admin)."""
@@ -64,7 +64,7 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/prices", response_model=Page[PriceOut])
     def list_prices(
-        _: KeyInfo = deps.any_key, limit: Limit = 10, starting_after: After = None
+        _: KeyInfo = deps.key, limit: Limit = 10, starting_after: After = None
     ) -> Page[PriceOut]:
         with sessions() as session:
             rows, more = paged(
@@ -73,16 +73,16 @@ def router(deps: Deps) -> APIRouter:
             return Page[PriceOut](data=[PriceOut.of(row) for row in rows], has_more=more)
 
     @v1.get("/prices/{price_id}", response_model=PriceOut)
-    def get_price(price_id: str, _: KeyInfo = deps.any_key) -> PriceOut:
+    def get_price(price_id: PathId, _: KeyInfo = deps.key) -> PriceOut:
         with sessions() as session:
             return PriceOut.of(load_price(session, price_id))
 
     @v1.post("/prices/{price_id}/archive", response_model=PriceOut, responses=IDEMPOTENT)
     async def archive_price(
-        price_id: str,
+        price_id: PathId,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.admin_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Archive a price: it takes no new subscriptions; running ones continue."""
         return await once(

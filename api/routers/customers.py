@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from activities.stripe_gateway import TEST_CARDS
-from api.deps import After, AfterPayment, Deps, IdemKey, Limit
+from api.deps import After, AfterPayment, Deps, IdemKey, Limit, PathId
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -41,7 +41,7 @@ def router(deps: Deps) -> APIRouter:
         body: CustomerCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.service_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Create a customer here and at Stripe. A card number is never stored or echoed."""
         return await once(
@@ -85,7 +85,7 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/customers", response_model=Page[CustomerOut])
     def list_customers(
-        _: KeyInfo = deps.any_key, limit: Limit = 10, starting_after: After = None
+        _: KeyInfo = deps.key, limit: Limit = 10, starting_after: After = None
     ) -> Page[CustomerOut]:
         with sessions() as session:
             rows, more = paged(
@@ -97,13 +97,13 @@ def router(deps: Deps) -> APIRouter:
             )
 
     @v1.get("/customers/{customer_id}", response_model=CustomerOut)
-    def get_customer(customer_id: str, _: KeyInfo = deps.any_key) -> CustomerOut:
+    def get_customer(customer_id: PathId, _: KeyInfo = deps.key) -> CustomerOut:
         with sessions() as session:
             return CustomerOut.of(load_customer(session, customer_id))
 
     @v1.patch("/customers/{customer_id}", response_model=CustomerOut)
     def update_customer(
-        customer_id: str, body: CustomerUpdate, _: KeyInfo = deps.service_key
+        customer_id: PathId, body: CustomerUpdate, _: KeyInfo = deps.key
     ) -> CustomerOut:
         """Change email, name, locale or time zone; fields left out stay as they are."""
         with sessions() as session:
@@ -117,8 +117,8 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/customers/{customer_id}/invoices", response_model=Page[InvoiceOut])
     def customer_invoices(
-        customer_id: str,
-        _: KeyInfo = deps.any_key,
+        customer_id: PathId,
+        _: KeyInfo = deps.key,
         limit: Limit = 10,
         starting_after: After = None,
     ) -> Page[InvoiceOut]:
@@ -133,8 +133,8 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/customers/{customer_id}/payments", response_model=Page[PaymentOut])
     def customer_payments(
-        customer_id: str,
-        _: KeyInfo = deps.any_key,
+        customer_id: PathId,
+        _: KeyInfo = deps.key,
         limit: Limit = 10,
         starting_after: AfterPayment = None,
     ) -> Page[PaymentOut]:

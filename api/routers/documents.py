@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from activities.billing import invoice_pdf
 from activities.rendering import make_template_env
 from api.billing_schemas import CreditNoteCreate, CreditNoteOut
-from api.deps import Deps, IdemKey, requester
+from api.deps import Deps, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -42,7 +42,7 @@ def router(deps: Deps) -> APIRouter:
         response_class=PdfResponse,
         responses={**PDF_RESPONSE, **JSON_ERRORS},
     )
-    def get_invoice_pdf(invoice_id: str, _: KeyInfo = deps.any_key) -> Response:
+    def get_invoice_pdf(invoice_id: PathId, _: KeyInfo = deps.key) -> Response:
         """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
         with sessions() as session:
             invoice = load_invoice(session, invoice_id)
@@ -60,11 +60,11 @@ def router(deps: Deps) -> APIRouter:
         responses=IDEMPOTENT,
     )
     async def create_credit_note(
-        invoice_id: str,
+        invoice_id: PathId,
         body: CreditNoteCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
         credit that the customer's next invoices use first (support)."""
@@ -92,7 +92,7 @@ def router(deps: Deps) -> APIRouter:
             return CreditNoteOut.model_validate(session.get(CreditNote, note_id))
 
     @v1.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
-    def list_credit_notes(invoice_id: str, _: KeyInfo = deps.any_key) -> list[CreditNoteOut]:
+    def list_credit_notes(invoice_id: PathId, _: KeyInfo = deps.key) -> list[CreditNoteOut]:
         with sessions() as session:
             load_invoice(session, invoice_id)
             return [

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import After, Deps, IdemKey, Limit, requester
+from api.deps import After, Deps, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import once
 from api.lookups import load_invoice, load_subscription, paged
@@ -54,7 +54,7 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/invoices", response_model=Page[InvoiceOut])
     def list_invoices(
-        _: KeyInfo = deps.any_key,
+        _: KeyInfo = deps.key,
         customer_id: str | None = None,
         subscription_id: str | None = None,
         status: InvoiceStatus | None = None,
@@ -75,7 +75,7 @@ def router(deps: Deps) -> APIRouter:
             return Page[InvoiceOut](data=[InvoiceOut.of(row) for row in rows], has_more=more)
 
     @v1.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
-    def get_invoice(invoice_id: str, _: KeyInfo = deps.any_key) -> InvoiceDetail:
+    def get_invoice(invoice_id: PathId, _: KeyInfo = deps.key) -> InvoiceDetail:
         with sessions() as session:
             return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
 
@@ -87,7 +87,7 @@ def router(deps: Deps) -> APIRouter:
             **JSON_ERRORS,
         },
     )
-    def invoice_html(invoice_id: str, _: KeyInfo = deps.any_key) -> HTMLResponse:
+    def invoice_html(invoice_id: PathId, _: KeyInfo = deps.key) -> HTMLResponse:
         """The invoice as rendered for the customer (their language and time zone)."""
         with sessions() as session:
             row = load_invoice(session, invoice_id)
@@ -158,11 +158,11 @@ def router(deps: Deps) -> APIRouter:
         "/invoices/{invoice_id}/void", response_model=InvoiceDetail, responses=ACTION_RESPONSES
     )
     async def void_invoice(
-        invoice_id: str,
+        invoice_id: PathId,
         body: InvoiceActionCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Void the invoice in dunning (support, admin): nothing more is charged for it and
         the subscription is active again (the ``waive_invoice`` update)."""
@@ -181,11 +181,11 @@ def router(deps: Deps) -> APIRouter:
         responses=ACTION_RESPONSES,
     )
     async def mark_invoice_uncollectible(
-        invoice_id: str,
+        invoice_id: PathId,
         body: InvoiceActionCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Write the invoice in dunning off as ``uncollectible`` (support, admin); the
         subscription is active again (the ``waive_invoice`` update)."""
@@ -214,10 +214,10 @@ def router(deps: Deps) -> APIRouter:
         responses=ACTION_RESPONSES,
     )
     async def retry_invoice(
-        invoice_id: str,
+        invoice_id: PathId,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Charge the invoice in dunning again now, with the card on file (support, admin).
 

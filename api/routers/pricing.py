@@ -23,7 +23,7 @@ from api.billing_schemas import (
     TaxRateCreate,
     TaxRateOut,
 )
-from api.deps import After, Deps, IdemKey, Limit
+from api.deps import After, Deps, IdemKey, Limit, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -85,7 +85,7 @@ def router(deps: Deps) -> APIRouter:
         body: MetricCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.admin_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Define what usage events of one code add up to over a period (admin)."""
 
@@ -100,12 +100,12 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/metrics", response_model=Page[MetricOut])
     def list_metrics(
-        _: KeyInfo = deps.any_key, limit: Limit = 10, starting_after: After = None
+        _: KeyInfo = deps.key, limit: Limit = 10, starting_after: After = None
     ) -> Page[MetricOut]:
         return listed(BillableMetric, MetricOut, limit, starting_after)
 
     @v1.get("/metrics/{metric_id}", response_model=MetricOut)
-    def get_metric(metric_id: str, _: KeyInfo = deps.any_key) -> MetricOut:
+    def get_metric(metric_id: PathId, _: KeyInfo = deps.key) -> MetricOut:
         return one(BillableMetric, MetricOut, metric_id, "Metric")
 
     # -- tax rates --------------------------------------------------------------------
@@ -115,7 +115,7 @@ def router(deps: Deps) -> APIRouter:
         body: TaxRateCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.admin_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """A tax rate for prices or customers, e.g. 消費税 10% or 8% (reduced) (admin)."""
 
@@ -130,12 +130,12 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/tax-rates", response_model=Page[TaxRateOut])
     def list_tax_rates(
-        _: KeyInfo = deps.any_key, limit: Limit = 10, starting_after: After = None
+        _: KeyInfo = deps.key, limit: Limit = 10, starting_after: After = None
     ) -> Page[TaxRateOut]:
         return listed(TaxRate, TaxRateOut, limit, starting_after)
 
     @v1.get("/tax-rates/{tax_rate_id}", response_model=TaxRateOut)
-    def get_tax_rate(tax_rate_id: str, _: KeyInfo = deps.any_key) -> TaxRateOut:
+    def get_tax_rate(tax_rate_id: PathId, _: KeyInfo = deps.key) -> TaxRateOut:
         return one(TaxRate, TaxRateOut, tax_rate_id, "Tax rate")
 
     # -- coupons ----------------------------------------------------------------------
@@ -145,7 +145,7 @@ def router(deps: Deps) -> APIRouter:
         body: CouponCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.admin_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """A percentage or fixed-amount coupon, once, for N periods or forever (admin)."""
 
@@ -162,12 +162,12 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/coupons", response_model=Page[CouponOut])
     def list_coupons(
-        _: KeyInfo = deps.any_key, limit: Limit = 10, starting_after: After = None
+        _: KeyInfo = deps.key, limit: Limit = 10, starting_after: After = None
     ) -> Page[CouponOut]:
         return listed(Coupon, CouponOut, limit, starting_after)
 
     @v1.get("/coupons/{coupon_id}", response_model=CouponOut)
-    def get_coupon(coupon_id: str, _: KeyInfo = deps.any_key) -> CouponOut:
+    def get_coupon(coupon_id: PathId, _: KeyInfo = deps.key) -> CouponOut:
         return one(Coupon, CouponOut, coupon_id, "Coupon")
 
     # -- what a subscription holds ------------------------------------------------------
@@ -179,11 +179,11 @@ def router(deps: Deps) -> APIRouter:
         responses=IDEMPOTENT,
     )
     async def redeem_coupon(
-        subscription_id: str,
+        subscription_id: PathId,
         body: CouponRedeem,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.any_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Apply a coupon from the subscription's next period invoice."""
 
@@ -204,11 +204,11 @@ def router(deps: Deps) -> APIRouter:
         responses=IDEMPOTENT,
     )
     async def add_item(
-        subscription_id: str,
+        subscription_id: PathId,
         body: ItemCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.any_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Add a price (a metered charge or an add-on) from the next invoice on."""
 

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import Deps, IdemKey, requester
+from api.deps import Deps, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
 from api.idempotency import once
 from api.lookups import load_price, load_subscription
@@ -40,11 +40,11 @@ def router(deps: Deps) -> APIRouter:
         responses=UPDATE_RESPONSES,
     )
     async def pause_subscription(
-        subscription_id: str,
+        subscription_id: PathId,
         body: PauseCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """The ``pause`` update (support, admin): no invoices until resumed.
 
@@ -73,11 +73,11 @@ def router(deps: Deps) -> APIRouter:
         responses=UPDATE_RESPONSES,
     )
     async def resume_subscription(
-        subscription_id: str,
+        subscription_id: PathId,
         request: Request,
         body: ResumeCreate | None = None,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """The ``resume`` update (support, admin): refused (409) unless paused.
 
@@ -105,11 +105,11 @@ def router(deps: Deps) -> APIRouter:
         responses=UPDATE_RESPONSES,
     )
     async def change_plan(
-        subscription_id: str,
+        subscription_id: PathId,
         body: PlanChangeCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.any_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """The ``change_plan`` update: a dearer price now, a cheaper or equal one at the end
         of the paid period (``pending_price_id`` until then).
@@ -182,9 +182,9 @@ def router(deps: Deps) -> APIRouter:
         response_model=PlanChangePreview,
     )
     def preview_plan_change(
-        subscription_id: str,
+        subscription_id: PathId,
         price_id: Annotated[str, Query(min_length=1, max_length=40)],
-        _: KeyInfo = deps.any_key,
+        _: KeyInfo = deps.key,
     ) -> PlanChangePreview:
         """What ``change_plan`` to ``price_id`` would charge if asked now (nothing changes).
 
@@ -199,11 +199,11 @@ def router(deps: Deps) -> APIRouter:
         responses=UPDATE_RESPONSES,
     )
     async def grant_grace(
-        subscription_id: str,
+        subscription_id: PathId,
         body: GraceCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.support_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """The ``grant_grace`` update (support, admin): every remaining dunning step waits
         ``days`` (1 to 60) longer. Refused (409) unless the subscription is in dunning."""

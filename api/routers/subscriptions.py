@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from api.deps import After, Deps, IdemKey, Limit, requester
+from api.deps import After, Deps, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -94,7 +94,7 @@ def router(deps: Deps) -> APIRouter:
         body: SubscriptionCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.service_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Start a subscription: its row, then its workflow, which bills it from now on."""
         return await once(
@@ -108,7 +108,7 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/subscriptions", response_model=Page[SubscriptionOut])
     def list_subscriptions(
-        _: KeyInfo = deps.any_key,
+        _: KeyInfo = deps.key,
         status: SubscriptionStatus | None = None,
         customer_id: str | None = None,
         price_id: str | None = None,
@@ -162,24 +162,21 @@ def router(deps: Deps) -> APIRouter:
 
     @v1.get("/subscriptions/{subscription_id}", response_model=SubscriptionDetail)
     async def get_subscription(
-        subscription_id: str, _: KeyInfo = deps.any_key
+        subscription_id: PathId, _: KeyInfo = deps.key
     ) -> SubscriptionDetail:
         """The stored subscription, with ``live``: its workflow's status query right now.
 
-        While the workflow runs, its answer also sets ``status``, the current period and
-        ``cancel_at_period_end`` (the workflow is ahead of the database by a moment).
+        The top-level fields are the stored row, all of them, as the workflow last
+        recorded it: a status and the fields that go with it (``canceled`` with its
+        ``canceled_at`` and reason) always come together. ``live`` is the workflow's own
+        answer, which may be a moment ahead: right after a cancel it already says
+        ``canceled`` while the row still has the status before, until the workflow
+        records the cancellation (then both say so). Mixing the two would show a
+        ``canceled`` status with no ``canceled_at`` or reason.
         """
         row = await run_in_threadpool(read_subscription, subscription_id)
         live = await live_status(subscription_id)
-        merged = row.model_dump()
-        if live is not None:
-            merged.update(
-                status=live.status,
-                current_period_start=live.current_period_start,
-                current_period_end=live.current_period_end,
-                cancel_at_period_end=live.cancel_at_period_end,
-            )
-        return SubscriptionDetail(**merged, live=live)
+        return SubscriptionDetail(**row.model_dump(), live=live)
 
     def check_cancellable(subscription_id: str) -> None:
         with sessions() as session:
@@ -221,11 +218,11 @@ def router(deps: Deps) -> APIRouter:
         },
     )
     async def cancel_subscription(
-        subscription_id: str,
+        subscription_id: PathId,
         body: CancelCreate,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.any_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Send the ``cancel`` signal; ``at_period_end: false`` ends it now.
 

@@ -21,7 +21,7 @@ from api.billing_schemas import (
     UsageEventBody,
     UsageReceipt,
 )
-from api.deps import Deps, IdemKey
+from api.deps import Deps, IdemKey, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -45,7 +45,7 @@ def router(deps: Deps) -> APIRouter:
         body: UsageBatch,
         request: Request,
         idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.service_key,
+        key: KeyInfo = deps.key,
     ) -> JSONResponse:
         """Report one usage event, or a batch of up to 1,000 (service).
 
@@ -84,7 +84,7 @@ def router(deps: Deps) -> APIRouter:
         }
 
     @v1.get("/subscriptions/{subscription_id}/usage", response_model=CurrentUsage)
-    def get_usage(subscription_id: str, _: KeyInfo = deps.any_key) -> CurrentUsage:
+    def get_usage(subscription_id: PathId, _: KeyInfo = deps.key) -> CurrentUsage:
         """Usage of the open period so far, per metered price, and its cost so far."""
         with sessions() as session:
             subscription = load_subscription(session, subscription_id)
@@ -104,7 +104,7 @@ def router(deps: Deps) -> APIRouter:
         responses=TEMPORAL_DOWN,
     )
     async def get_upcoming_invoice(
-        subscription_id: str, _: KeyInfo = deps.any_key
+        subscription_id: PathId, _: KeyInfo = deps.key
     ) -> UpcomingInvoice:
         """The invoice the next renewal will create, with the usage received so far."""
         await run_in_threadpool(check_exists, subscription_id)

@@ -1,0 +1,119 @@
+"""Who may call what: every endpoint of the API and the key roles it admits, one table.
+
+``ROLES`` is the only place the answer is written. The routers' key dependency
+(``Deps.key``) looks the request's endpoint up in it; ``document`` writes each
+endpoint's roles into its OpenAPI description (and ``x-roles``); the tests call every
+endpoint with every role against it and check the README's role table and the
+OpenAPI document against it, so the code and the docs cannot drift apart.
+
+Admin keys may call everything. A ``service`` key (a shop's backend) runs the
+customer's side: it creates customers and subscriptions, reports usage, reads
+everything, and cancels or changes a plan on its customer's request (as Stripe lets a
+secret key do). A ``support`` key (staff) reads everything and runs the support
+actions: pause, resume, cancel, change plan, grace, acting on an invoice in dunning,
+credit notes. Both may apply coupons and add items; only admin changes the catalog.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+
+from kakin.api_keys import Role
+
+SERVICE, SUPPORT, ADMIN = Role.SERVICE, Role.SUPPORT, Role.ADMIN
+ORDER = (SERVICE, SUPPORT, ADMIN)  # how the roles are listed in messages and docs
+ANY_KEY = frozenset(ORDER)
+SERVICE_KEYS = frozenset({SERVICE, ADMIN})
+SUPPORT_KEYS = frozenset({SUPPORT, ADMIN})
+ADMIN_KEYS = frozenset({ADMIN})
+
+ROLES: dict[tuple[str, str], frozenset[Role]] = {
+    # customers
+    ("POST", "/v1/customers"): SERVICE_KEYS,
+    ("GET", "/v1/customers"): ANY_KEY,
+    ("GET", "/v1/customers/{customer_id}"): ANY_KEY,
+    ("PATCH", "/v1/customers/{customer_id}"): SERVICE_KEYS,
+    ("GET", "/v1/customers/{customer_id}/invoices"): ANY_KEY,
+    ("GET", "/v1/customers/{customer_id}/payments"): ANY_KEY,
+    # the catalog
+    ("POST", "/v1/prices"): ADMIN_KEYS,
+    ("GET", "/v1/prices"): ANY_KEY,
+    ("GET", "/v1/prices/{price_id}"): ANY_KEY,
+    ("POST", "/v1/prices/{price_id}/archive"): ADMIN_KEYS,
+    ("POST", "/v1/metrics"): ADMIN_KEYS,
+    ("GET", "/v1/metrics"): ANY_KEY,
+    ("GET", "/v1/metrics/{metric_id}"): ANY_KEY,
+    ("POST", "/v1/tax-rates"): ADMIN_KEYS,
+    ("GET", "/v1/tax-rates"): ANY_KEY,
+    ("GET", "/v1/tax-rates/{tax_rate_id}"): ANY_KEY,
+    ("POST", "/v1/coupons"): ADMIN_KEYS,
+    ("GET", "/v1/coupons"): ANY_KEY,
+    ("GET", "/v1/coupons/{coupon_id}"): ANY_KEY,
+    # subscriptions
+    ("POST", "/v1/subscriptions"): SERVICE_KEYS,
+    ("GET", "/v1/subscriptions"): ANY_KEY,
+    ("GET", "/v1/subscriptions/{subscription_id}"): ANY_KEY,
+    ("POST", "/v1/subscriptions/{subscription_id}/cancel"): ANY_KEY,
+    ("POST", "/v1/subscriptions/{subscription_id}/change_plan"): ANY_KEY,
+    ("GET", "/v1/subscriptions/{subscription_id}/change_plan/preview"): ANY_KEY,
+    ("POST", "/v1/subscriptions/{subscription_id}/discounts"): ANY_KEY,
+    ("POST", "/v1/subscriptions/{subscription_id}/items"): ANY_KEY,
+    ("POST", "/v1/subscriptions/{subscription_id}/pause"): SUPPORT_KEYS,
+    ("POST", "/v1/subscriptions/{subscription_id}/resume"): SUPPORT_KEYS,
+    ("POST", "/v1/subscriptions/{subscription_id}/grace"): SUPPORT_KEYS,
+    # usage
+    ("POST", "/v1/usage"): SERVICE_KEYS,
+    ("GET", "/v1/subscriptions/{subscription_id}/usage"): ANY_KEY,
+    ("GET", "/v1/subscriptions/{subscription_id}/upcoming-invoice"): ANY_KEY,
+    # invoices
+    ("GET", "/v1/invoices"): ANY_KEY,
+    ("GET", "/v1/invoices/{invoice_id}"): ANY_KEY,
+    ("GET", "/v1/invoices/{invoice_id}/html"): ANY_KEY,
+    ("GET", "/v1/invoices/{invoice_id}/pdf"): ANY_KEY,
+    ("POST", "/v1/invoices/{invoice_id}/void"): SUPPORT_KEYS,
+    ("POST", "/v1/invoices/{invoice_id}/mark_uncollectible"): SUPPORT_KEYS,
+    ("POST", "/v1/invoices/{invoice_id}/retry"): SUPPORT_KEYS,
+    ("POST", "/v1/invoices/{invoice_id}/credit-notes"): SUPPORT_KEYS,
+    ("GET", "/v1/invoices/{invoice_id}/credit-notes"): ANY_KEY,
+}
+
+# No key: probes ask for health and readiness, and Stripe signs its webhooks instead.
+PUBLIC = frozenset({("GET", "/v1/health"), ("GET", "/v1/ready"), ("POST", "/v1/webhooks/stripe")})
+
+
+def listed(roles: frozenset[Role]) -> list[str]:
+    """The roles in the order the docs list them."""
+    return [str(role) for role in ORDER if role in roles]
+
+
+def allowed(method: str, path: str) -> frozenset[Role]:
+    """The roles that may call ``method path`` (a route's path, with its ``{names}``)."""
+    try:
+        return ROLES[(method, path)]
+    except KeyError:
+        # A route using Deps.key without a row here: create_app refuses to build the app.
+        raise LookupError(f"{method} {path} is not in api.access.ROLES") from None
+
+
+def document(router: APIRouter, dependency: object) -> None:
+    """Write the roles of each of the router's endpoints into its OpenAPI description
+    and ``x-roles`` (before the router is included in the app).
+
+    Raises ``LookupError`` when a route that checks keys with ``dependency`` (the
+    table's own, ``Deps.key``) has no row in ``ROLES``: the app is not built at all,
+    rather than answer that endpoint with an error.
+    """
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for method in sorted(route.methods or ()):
+            if (method, route.path) not in ROLES:
+                calls = {d.call for d in route.dependant.dependencies}
+                if dependency in calls:
+                    allowed(method, route.path)  # raises, naming the route
+                continue
+            roles = listed(ROLES[(method, route.path)])
+            line = f"Roles: {', '.join(roles)}."
+            route.description = f"{route.description}\n\n{line}" if route.description else line
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": roles}
