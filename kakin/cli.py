@@ -20,7 +20,7 @@ import starter
 from billing.money import format_amount
 from kakin import api_keys, cli_billing, service, wiring
 from kakin.codec import EncryptionKeyError
-from kakin.settings import get_settings
+from kakin.settings import ConfigurationError, get_settings
 from models import repositories as repo
 from models.db import migrate
 from models.payloads import InvoiceStatus, SubscriptionStatus
@@ -35,11 +35,13 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(_: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace) -> int:
     import worker
 
-    worker.main()
-    return 0
+    # The connection options, before or after `worker`, become python worker.py's.
+    options = {"--temporal-address": args.temporal_address, "--namespace": args.namespace,
+               "--task-queue": args.task_queue}  # fmt: skip
+    return worker.main([part for name, value in options.items() if value for part in (name, value)])
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -378,20 +380,17 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api.app import build_app
 
-    uvicorn.run(build_app(get_settings()), host=args.host, port=args.port)
+    settings = starter.settings_from(args)  # the API signals and queries Temporal too
+    wiring.serve_http(build_app(settings), host=args.host, port=args.port)
     return 0
 
 
 def _codec_server(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from kakin.codec_server import build_codec_app
 
-    uvicorn.run(build_codec_app(get_settings()), host=args.host, port=args.port)
+    wiring.serve_http(build_codec_app(get_settings()), host=args.host, port=args.port)
     return 0
 
 
@@ -416,7 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--exit-after-demo", action="store_true", help="stop when the demo has played")
     up.set_defaults(handler=_up)
 
-    commands.add_parser("worker", help="run a worker").set_defaults(handler=_worker)
+    worker = commands.add_parser("worker", help="run a worker")
+    starter.add_connection_options(worker, after_command=True)
+    worker.set_defaults(handler=_worker)
     commands.add_parser("migrate", help="migrate the database").set_defaults(handler=_migrate)
 
     customer = commands.add_parser("customer", help="customers").add_subparsers(
@@ -486,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="run the HTTP API")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    starter.add_connection_options(api, after_command=True)
     api.set_defaults(handler=_api)
 
     codec_server = commands.add_parser(
@@ -512,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("start", "cancel", "pause", "resume", "status", "update-card"):
             starter.exit_process(asyncio.run(starter.run_command(args)))
         return int(args.handler(args))
-    except (service.InvalidRequestError, EncryptionKeyError) as error:
+    except (service.InvalidRequestError, EncryptionKeyError, ConfigurationError) as error:
+        # A bad KAKIN_* setting is one line naming it, from every command (not a traceback).
         print(f"error: {error}", file=sys.stderr)
         return 2
 
