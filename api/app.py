@@ -31,6 +31,7 @@ from api.deps import Deps, TemporalSource
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
 from api.routers import (
+    audit,
     catalog,
     customers,
     documents,
@@ -79,6 +80,7 @@ def create_app(
         pricing,
         usage,
         documents,
+        audit,
     ):
         app.include_router(module.router(deps))
     # The card-update page that dunning emails link to (outside /v1: it is for people).
