@@ -316,7 +316,6 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             ) from None
         return Payload.FromString(plain)
 
-
     def _report_plaintext(self, payload: Payload) -> None:
         where = self._workflow_id or "(no workflow)"
         if where in _REPORTED_PLAINTEXT:

@@ -30,12 +30,16 @@ SPACED_CARD = "4111+1111+1111+1111"  # as a form-encoded query carries it
 EMAIL = "hanako.suzuki@example.jp"
 
 
+HEALTH = {"api": "/v1/health", "codec-server": "/login"}  # a page that answers 200
+
+
 @dataclass
 class Api:
     process: subprocess.Popen[bytes]
     base: str
     log: Path
     key: str
+    command: str
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -46,8 +50,10 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    """``python -m kakin.cli api`` with a support key; its stdout and stderr in one file."""
+def api(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Api]:
+    """``python -m kakin.cli api`` (or ``codec-server``, the parameter) with a support key;
+    its stdout and stderr in one file."""
+    command = getattr(request, "param", "api")
     url = f"sqlite:///{tmp_path / 'kakin.db'}"
     migrate(url)
     engine = make_engine(url)
@@ -57,17 +63,24 @@ def api(tmp_path: Path) -> Iterator[Api]:
     log = tmp_path / "api.log"
     env = {**os.environ, "KAKIN_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kakin.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = Api(process, f"http://127.0.0.1:{port}", log, key.secret)
+        argv = [
+            sys.executable,
+            "-m",
+            "kakin.cli",
+            command,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    running = Api(process, f"http://127.0.0.1:{port}", log, key.secret, command)
     try:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, f"kakin api exited early:\n{running.output()}"
             try:
-                httpx.get(f"{running.base}/v1/health", timeout=2).raise_for_status()
+                httpx.get(f"{running.base}{HEALTH[command]}", timeout=2).raise_for_status()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, f"kakin api never answered:\n{running.output()}"
@@ -122,8 +135,9 @@ def test_the_access_log_holds_no_query_string_card_number_or_email(api: Api) -> 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("api", ["api", "codec-server"], indirect=True)
 def test_a_clean_stop_exits_0(api: Api, signum: signal.Signals) -> None:
-    answered = httpx.get(f"{api.base}/v1/health", timeout=10)
+    answered = httpx.get(f"{api.base}{HEALTH[api.command]}", timeout=10)
     assert answered.status_code == 200
     code = api.stop(signum)
     output = api.output()
