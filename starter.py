@@ -8,7 +8,8 @@
     python starter.py status sub_... [--json]
     python starter.py update-card sub_... --card 4242424242424242
 
-Works against any Temporal address (``--temporal-address`` or KAKIN_TEMPORAL_ADDRESS).
+Works against any Temporal address (``--temporal-address`` or KAKIN_TEMPORAL_ADDRESS);
+the connection options go before the command or after it.
 ``start`` and ``update-card`` also need the database (KAKIN_DATABASE_URL) and, for the
 card, Stripe; ``cancel`` and ``status`` need only Temporal.
 """
@@ -28,7 +29,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
 
 from kakin import service, wiring
-from kakin.settings import Settings, get_settings
+from kakin.codec import EncryptionKeyError
+from kakin.settings import ConfigurationError, Settings, get_settings
 
 
 def add_subscription_commands(commands: Any) -> None:
@@ -78,20 +80,39 @@ def add_subscription_commands(commands: Any) -> None:
     card.add_argument("--requested-by", default="cli")
     card.set_defaults(handler=_update_card)
 
-
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--temporal-address", help="host:port (default KAKIN_TEMPORAL_ADDRESS)")
-    parser.add_argument("--namespace", help="Temporal namespace (default KAKIN_TEMPORAL_NAMESPACE)")
-    parser.add_argument("--task-queue", help="task queue (default KAKIN_TASK_QUEUE)")
+    for command in (start, cancel, pause, resume, status, card):
+        add_connection_options(command, after_command=True)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def add_connection_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """``--temporal-address``, ``--namespace`` and ``--task-queue`` on ``parser``.
+
+    The program's parser takes them before the command (``kakin --namespace N status
+    ...``); each command that talks to Temporal takes them after it as well
+    (``after_command``: ``kakin status ... --namespace N``). There they default to
+    SUPPRESS, so a command without them keeps what was given before it, and one given
+    after the command wins.
+    """
+    default = argparse.SUPPRESS if after_command else None
+    parser.add_argument(
+        "--temporal-address", default=default, help="host:port (default KAKIN_TEMPORAL_ADDRESS)"
+    )
+    parser.add_argument(
+        "--namespace", default=default, help="Temporal namespace (default KAKIN_TEMPORAL_NAMESPACE)"
+    )
+    parser.add_argument(
+        "--task-queue", default=default, help="task queue (default KAKIN_TASK_QUEUE)"
+    )
+
+
+def settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    """``base`` (default: the KAKIN_* settings) with the connection options given in ``args``."""
     overrides = {
         "temporal_address": getattr(args, "temporal_address", None),
         "temporal_namespace": getattr(args, "namespace", None),
         "task_queue": getattr(args, "task_queue", None),
     }
-    return get_settings().model_copy(update={k: v for k, v in overrides.items() if v})
+    return (base or get_settings()).model_copy(update={k: v for k, v in overrides.items() if v})
 
 
 async def _start(args: argparse.Namespace, settings: Settings, client: Client) -> int:
@@ -170,9 +191,12 @@ async def _update_card(args: argparse.Namespace, settings: Settings, client: Cli
 
 async def run_command(args: argparse.Namespace) -> int:
     """Connect to Temporal and run the chosen handler; errors become one clear line."""
-    settings = settings_from(args)
     try:
+        settings = settings_from(args)
         client = await wiring.temporal_client(settings)
+    except (ConfigurationError, EncryptionKeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except RuntimeError as error:
         print(
             f"error: cannot reach Temporal at {settings.temporal_address}: {error}", file=sys.stderr
@@ -209,11 +233,15 @@ def exit_process(code: int) -> NoReturn:
     os._exit(code)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n")[0])
     add_connection_options(parser)
     add_subscription_commands(parser.add_subparsers(dest="command", required=True))
-    return asyncio.run(run_command(parser.parse_args(argv)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run_command(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import starter
 from activities import pdf
 from activities.billing import BillingActivities
 from kakin import wiring
-from kakin.settings import Settings, get_settings
+from kakin.codec import EncryptionKeyError
+from kakin.settings import ConfigurationError, Settings, get_settings
 from workflows.subscription import SubscriptionWorkflow
 
 WORKFLOWS = [SubscriptionWorkflow]
@@ -94,8 +96,10 @@ async def run_worker(
     settings: Settings, *, client: Client | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Run until ``stop`` is set (or, without one, until SIGINT/SIGTERM)."""
-    client = client or await wiring.temporal_client(settings)
+    # The activities first: a refused setting (ConfigurationError) is reported before
+    # anything connects, not after the worker has reached Temporal.
     activities = wiring.billing_activities(settings)
+    client = client or await wiring.temporal_client(settings)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -136,20 +140,30 @@ async def run_worker(
             await stop.wait()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Run a worker; ``argv`` is ``python worker.py``'s arguments (``kakin worker`` passes
-    none: it takes the role from KAKIN_WORKER_ROLE)."""
+    none: it takes the role from KAKIN_WORKER_ROLE).
+
+    Returns the exit code: 0 when stopped, 2 when the configuration is refused (one
+    line naming the setting on stderr, no traceback).
+    """
     parser = argparse.ArgumentParser(prog="python worker.py", description=__doc__)
     parser.add_argument(
         "--role", choices=ROLES, help="what to run (default KAKIN_WORKER_ROLE, else all)"
     )
+    starter.add_connection_options(parser)
     args = parser.parse_args(argv or [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = get_settings()
-    if args.role:
-        settings = settings.model_copy(update={"worker_role": args.role})
-    asyncio.run(run_worker(settings))
+    try:
+        settings = starter.settings_from(args, get_settings())  # KAKIN_* and the options
+        if args.role:
+            settings = settings.model_copy(update={"worker_role": args.role})
+        asyncio.run(run_worker(settings))
+    except (ConfigurationError, EncryptionKeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

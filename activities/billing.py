@@ -43,6 +43,7 @@ from billing.money import format_amount
 from billing.proration import prorate
 from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, chargeable, minimum_charge, settle
+from billing.tax import normalize_registration_number
 from models import repositories as repo
 from models import usage as usage_sql
 from models.payloads import (
@@ -90,6 +91,14 @@ class Seller:
     tax_rounding: str = "down"
     # The invoice PDF goes with every email about an invoice (KAKIN_ATTACH_INVOICE_PDF).
     attach_invoice_pdf: bool = True
+
+    def __post_init__(self) -> None:
+        # Checked wherever a Seller is built (settings, tests, the bench), not only in
+        # Settings: the number is printed on every qualified invoice, so a wrong check
+        # digit must never reach one. Stored canonical (T + 13 ASCII digits).
+        if self.registration_number.strip():
+            number = normalize_registration_number(self.registration_number)
+            object.__setattr__(self, "registration_number", number)
 
 
 class BillingActivities:

@@ -76,6 +76,7 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/invoices/{invoice_id}/retry"): SUPPORT_KEYS,
     ("POST", "/v1/invoices/{invoice_id}/credit-notes"): SUPPORT_KEYS,
     ("GET", "/v1/invoices/{invoice_id}/credit-notes"): ANY_KEY,
+    ("GET", "/v1/audit-log"): SUPPORT_KEYS,
 }
 
 # No key: probes ask for health and readiness, and Stripe signs its webhooks instead.

@@ -29,6 +29,7 @@ from api.deps import Deps, TemporalSource
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
 from api.routers import (
+    audit,
     catalog,
     customers,
     documents,
@@ -77,6 +78,7 @@ def create_app(
         pricing,
         usage,
         documents,
+        audit,
     ):
         routes = module.router(deps)
         access.document(routes, deps.key.dependency)

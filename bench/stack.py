@@ -51,7 +51,7 @@ OK_CARD = "4242424242424242"
 SELLER = Seller(
     name="kakin bench K.K.",
     address="1-1 Chiyoda, Tokyo",
-    registration_number="T1234567890123",
+    registration_number="T9234567890123",
     payment_update_url="http://localhost:8000/pay/update",
 )
 

@@ -35,6 +35,7 @@ import psycopg
 import uvicorn
 
 from bench.common import Figure, Report, free_ports, postgres_database, progress
+from kakin import wiring
 
 # (events through the API, events for the aggregation, subscriptions)
 SIZES = {
@@ -62,8 +63,11 @@ def serving(app: Any) -> Iterator[str]:
     """The app on a free port (uvicorn in a thread) for as long as the block runs."""
     port = free_ports(1)[0]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="off",
+            **wiring.uvicorn_options(log_level="warning"),
+        )
+    )  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -86,15 +90,20 @@ def app_from_environment() -> Any:
                               api_rate_limit="off"))  # fmt: skip
 
 
+def serve_processes(port: int, workers: int) -> None:
+    """What a server process of the bench runs: ``uvicorn --workers`` with the options
+    ``kakin api`` serves with (``wiring.uvicorn_options``: no uvicorn access log)."""
+    uvicorn.run(
+        "bench.usage:app_from_environment", factory=True, host="127.0.0.1", port=port,
+        workers=workers, lifespan="off", **wiring.uvicorn_options(log_level="warning"),
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
 def serving_processes(database_url: str, workers: int) -> Iterator[str]:
     """``uvicorn --workers`` serving the app on a free port, for as long as the block runs."""
     port = free_ports(1)[0]
-    command = [
-        sys.executable, "-m", "uvicorn", "bench.usage:app_from_environment", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log", "--lifespan", "off",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "bench.usage", str(port), str(workers)]
     environment = {**os.environ, _DATABASE_ENV: database_url}
     server = subprocess.Popen(command, env=environment, cwd=_ROOT)
     try:
@@ -383,3 +392,7 @@ async def run(size: str) -> Report:
         ],
         details={"first": counts, "again": repeat, "copy_seconds": copied},
     )
+
+
+if __name__ == "__main__":  # the bench's API server processes (serving_processes)
+    serve_processes(int(sys.argv[1]), int(sys.argv[2]))

@@ -20,7 +20,7 @@ import starter
 from billing.money import format_amount
 from kakin import api_keys, cli_billing, service, wiring
 from kakin.codec import EncryptionKeyError
-from kakin.settings import get_settings
+from kakin.settings import ConfigurationError, get_settings
 from models import repositories as repo
 from models.db import migrate
 from models.payloads import InvoiceStatus, SubscriptionStatus
@@ -35,11 +35,13 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(_: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace) -> int:
     import worker
 
-    worker.main()
-    return 0
+    # The connection options, before or after `worker`, become python worker.py's.
+    options = {"--temporal-address": args.temporal_address, "--namespace": args.namespace,
+               "--task-queue": args.task_queue}  # fmt: skip
+    return worker.main([part for name, value in options.items() if value for part in (name, value)])
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -377,21 +379,71 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api(args: argparse.Namespace) -> int:
-    import uvicorn
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time for --since/--until; a date alone is midnight UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return value if len(text) > 10 else value.replace(tzinfo=ZoneInfo("UTC"))
 
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if _width(text) <= width else text[: width - 1] + "…"
+
+
+def _audit_list(args: argparse.Namespace) -> int:
+    from api.routers.audit import AuditEntryOut
+    from kakin import audit
+
+    with wiring.session_factory(get_settings())() as session:
+        rows, more = audit.list_entries(
+            session,
+            limit=_limit(args),
+            starting_after=args.starting_after,
+            subscription_id=args.subscription,
+            customer_id=args.customer,
+            actor=args.actor,
+            action=args.audit_action,
+            since=args.since,
+            until=args.until,
+        )
+        if args.json:
+            data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]
+            _print_json({"object": "list", "data": data, "has_more": more})
+            return 0
+        table = [
+            [
+                str(row.id),
+                _when(row.occurred_at, time=True) + "Z",
+                f"{row.entity_type} {row.entity_id}",
+                row.action,
+                f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
+                row.actor,
+                _short(row.reason),
+            ]
+            for row in rows
+        ]
+    if table:
+        headers = ["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"]
+        print(_table(headers, table, right=(0,)))
+    _more(len(table), more, "audit entries")
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
     from api.app import build_app
 
-    uvicorn.run(build_app(get_settings()), host=args.host, port=args.port)
+    settings = starter.settings_from(args)  # the API signals and queries Temporal too
+    wiring.serve_http(build_app(settings), host=args.host, port=args.port)
     return 0
 
 
 def _codec_server(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from kakin.codec_server import build_codec_app
 
-    uvicorn.run(build_codec_app(get_settings()), host=args.host, port=args.port)
+    wiring.serve_http(build_codec_app(get_settings()), host=args.host, port=args.port)
     return 0
 
 
@@ -416,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--exit-after-demo", action="store_true", help="stop when the demo has played")
     up.set_defaults(handler=_up)
 
-    commands.add_parser("worker", help="run a worker").set_defaults(handler=_worker)
+    worker = commands.add_parser("worker", help="run a worker")
+    starter.add_connection_options(worker, after_command=True)
+    worker.set_defaults(handler=_worker)
     commands.add_parser("migrate", help="migrate the database").set_defaults(handler=_migrate)
 
     customer = commands.add_parser("customer", help="customers").add_subparsers(
@@ -483,9 +537,31 @@ def build_parser() -> argparse.ArgumentParser:
     listing(listed)
     listed.set_defaults(handler=_subscriptions_list)
 
+    audit = commands.add_parser("audit", help="read the audit log").add_subparsers(
+        dest="action", required=True
+    )
+    listed = audit.add_parser("list", help="who did what and why, newest first")
+    listed.add_argument(
+        "--subscription", help="a subscription's entries and its invoices' (sub_...)"
+    )
+    listed.add_argument(
+        "--customer", help="a customer's, its subscriptions' and invoices' (cus_...)"
+    )
+    listed.add_argument("--actor", help="e.g. support:ken; an API key's by api-key:<key id>")
+    listed.add_argument("--action", dest="audit_action", help="e.g. canceled, paused, paid")
+    listed.add_argument(
+        "--since", type=_moment, help="occurred at or after (ISO 8601; a date is UTC)"
+    )
+    listed.add_argument("--until", type=_moment, help="occurred before (ISO 8601; a date is UTC)")
+    listed.add_argument("--limit", type=int, default=20, help=f"at most {MAX_LIMIT}")
+    listed.add_argument("--starting-after", type=int, help="the last id of the previous page")
+    listed.add_argument("--json", action="store_true", help="print the HTTP API's JSON")
+    listed.set_defaults(handler=_audit_list)
+
     api = commands.add_parser("api", help="run the HTTP API")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    starter.add_connection_options(api, after_command=True)
     api.set_defaults(handler=_api)
 
     codec_server = commands.add_parser(
@@ -512,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("start", "cancel", "pause", "resume", "status", "update-card"):
             starter.exit_process(asyncio.run(starter.run_command(args)))
         return int(args.handler(args))
-    except (service.InvalidRequestError, EncryptionKeyError) as error:
+    except (service.InvalidRequestError, EncryptionKeyError, ConfigurationError) as error:
+        # A bad KAKIN_* setting is one line naming it, from every command (not a traceback).
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,16 @@ encrypts, every configured key decrypts by id, so old histories stay readable as
 long as their key stays configured. A payload without ``binary/encrypted`` passes
 through unchanged: histories recorded before encryption still decode and replay.
 
+Plaintext that arrives from outside is passed through too, and logged. A signal sent with
+the plain ``temporal`` CLI (no ``--codec-endpoint``) reaches the server unencrypted and is
+stored so before any kakin process sees it: refusing it in the worker would protect
+nothing already stored, and would fail every workflow task of that subscription (the
+payload stays in its history), while the codec cannot tell it from a history recorded
+before encryption. So it is applied, and the first plaintext payload of each workflow
+in a process is logged as a warning (``kakin.codec``) naming the workflow and the
+encoding, never the contents, so operations can find who signalled past the codec.
+Staff signal through the codec endpoint instead (README, Encryption).
+
 Keys come from settings (never logged, never in a repr):
 
 * ``KAKIN_ENCRYPTION_KEYS``: ``id1:base64key,id2:base64key`` (commas or newlines);
@@ -34,7 +44,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
+import logging
 import os
 import re
 import secrets
@@ -51,6 +63,8 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
 )
 
 from kakin.payload_json import CompactPayloadConverter
@@ -68,6 +82,10 @@ KEY_BYTES = (16, 24, 32)  # AES-128/192/256; generated keys are 32 bytes
 DEV_KEYS_FILE = Path("var/encryption.keys")
 
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+log = logging.getLogger("kakin.codec")
+# Workflows whose plaintext payloads this process has reported (each once; bounded).
+_REPORTED_PLAINTEXT: set[str] = set()
+_MAX_REPORTED = 10_000
 
 
 class EncryptionKeyError(ValueError):
@@ -227,12 +245,22 @@ def keyring_from_settings(settings: Settings) -> Keyring:
     return Keyring(keys=keys, current=current)
 
 
-class EncryptionCodec(PayloadCodec):
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-GCM payload codec with key ids in the metadata, for key rotation."""
 
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keyring.keys.items()}
+        self._workflow_id: str | None = None  # set by with_context, for the warning only
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """This codec (same keys and ciphers) knowing which workflow its payloads are for."""
+        workflow_id = getattr(context, "workflow_id", None)
+        if not workflow_id or workflow_id == self._workflow_id:
+            return self
+        bound = copy.copy(self)
+        bound._workflow_id = workflow_id
+        return bound
 
     def __repr__(self) -> str:
         return f"EncryptionCodec(current={self._keyring.current!r}, keys={len(self._ciphers)})"
@@ -264,8 +292,10 @@ class EncryptionCodec(PayloadCodec):
         )
 
     def decrypt(self, payload: Payload) -> Payload:
-        """The original payload; one that is not encrypted is returned unchanged."""
+        """The original payload; one that is not encrypted is returned unchanged (and
+        reported: see the module's docstring)."""
         if payload.metadata.get(METADATA_ENCODING) != ENCODING:
+            self._report_plaintext(payload)
             return payload
         raw_id = payload.metadata.get(METADATA_KEY_ID)
         if raw_id is None:
@@ -285,6 +315,24 @@ class EncryptionCodec(PayloadCodec):
                 "altered, or the key under that id is not the one that encrypted it"
             ) from None
         return Payload.FromString(plain)
+
+    def _report_plaintext(self, payload: Payload) -> None:
+        where = self._workflow_id or "(no workflow)"
+        if where in _REPORTED_PLAINTEXT:
+            return
+        if len(_REPORTED_PLAINTEXT) >= _MAX_REPORTED:
+            _REPORTED_PLAINTEXT.clear()
+        _REPORTED_PLAINTEXT.add(where)
+        encoding = payload.metadata.get(METADATA_ENCODING, b"").decode("ascii", "replace")
+        log.warning(
+            "an unencrypted payload (encoding %s) was read for workflow %s: the Temporal "
+            "server stores it as plaintext. Unless it is from a history recorded before "
+            "encryption, someone sent it past the codec: signal with `temporal workflow "
+            "signal ... --codec-endpoint <codec URL> --codec-auth 'Bearer kk_support_...'` "
+            "or kakin's own commands (README, Encryption)",
+            encoding[:40] or "(none)",
+            where,
+        )
 
 
 def _associated(key_id: str) -> bytes:

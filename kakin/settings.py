@@ -10,19 +10,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.dunning import DunningPolicy, parse_policy
 from billing.tax import normalize_registration_number
 
 EMBEDDED_LINK_SECRET = "kakin-embedded-link-secret"
+ENV_PREFIX = "KAKIN_"
 DEFAULT_DUNNING = "3:retry,7:retry,14:suspend,21:retry,30:cancel"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="KAKIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     database_url: str = "sqlite:///var/kakin.db"
@@ -114,6 +115,35 @@ class Settings(BaseSettings):
         return parse_policy(self.dunning_schedule)
 
 
+class ConfigurationError(ValueError):
+    """A ``KAKIN_*`` setting is missing or invalid: one line naming the setting and why.
+
+    Every entry point (the ``kakin`` commands, ``worker.py``, ``starter.py``) prints it
+    as ``error: <message>`` and exits with 2, as for any other refused request.
+    """
+
+
+def describe(error: ValidationError) -> str:
+    """``KAKIN_<NAME>: <why>`` for each invalid field, on one line (never the input:
+    it may be a secret)."""
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = f"{ENV_PREFIX}{field.upper()}" if field else f"the {ENV_PREFIX}* settings"
+        why = " ".join(str(item["msg"]).removeprefix("Value error, ").split())
+        problems.append(f"{name}: {why}")
+    return "; ".join(problems) or " ".join(str(error).split())
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment and ``.env``.
+
+    Raises:
+        ConfigurationError: a setting is invalid; the message names it in one line,
+            instead of pydantic's many-line report around the same sentence.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigurationError(describe(error)) from None

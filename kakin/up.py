@@ -26,7 +26,7 @@ from kakin.codec import EncryptionKeyError, ensure_dev_key_file, keyring_from_se
 from kakin.codec_server import build_codec_app
 from kakin.demo import Demo, ui_link
 from kakin.embedded import LOCALHOST, EmbeddedStack, port_is_open
-from kakin.settings import Settings, get_settings
+from kakin.settings import ConfigurationError, Settings, get_settings
 from models.db import migrate
 from worker import run_worker
 
@@ -73,7 +73,11 @@ def run_up(
         settings = settings.model_copy(update={"encryption_keys_file": str(keys_file)})
     try:
         keyring_from_settings(settings)
-    except EncryptionKeyError as error:
+        # What the worker builds from the settings, checked before anything starts: a
+        # refusal here is one line and exit 2, not a failed worker task after the stack is up.
+        wiring.seller(settings)
+        wiring.mailer(settings)
+    except (EncryptionKeyError, ConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     # The Web UI decrypts through the codec endpoint mounted on the API port.
@@ -156,7 +160,8 @@ async def _up(
         app.mount("/codec", build_codec_app(settings))  # the UI's --ui-codec-endpoint
         api = _ApiServer(
             uvicorn.Config(
-                app, host=LOCALHOST, port=api_port, log_level="warning", lifespan="off",
+                app, host=LOCALHOST, port=api_port, lifespan="off",
+                **wiring.uvicorn_options(log_level="warning"),
             )
         )  # fmt: skip
         serving = asyncio.create_task(api.serve())

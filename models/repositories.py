@@ -174,6 +174,65 @@ def audit(
     )
 
 
+def audit_entries(
+    session: Session,
+    *,
+    limit: int,
+    starting_after: int | None = None,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[AuditLog], bool]:
+    """One page of the audit log, newest first (as recorded: by id), and whether more follow.
+
+    ``subscription_id``: the subscription's rows and its invoices'. ``customer_id``: the
+    customer's rows, its subscriptions' and its invoices'. ``actor``: exactly that actor,
+    or an API key's rows by its id alone (``api-key:key_1`` matches ``api-key:key_1 (shop
+    backend)``). ``since``/``until``: when it happened (``occurred_at``), from ``since``
+    included to ``until`` excluded. ``starting_after``: the last id of the previous page.
+    """
+    entity, entity_id = AuditLog.entity_type, AuditLog.entity_id
+    conditions: list[ColumnElement[bool]] = []
+    if subscription_id:
+        invoices = select(Invoice.id).where(Invoice.subscription_id == subscription_id)
+        conditions.append(
+            or_(
+                and_(entity == "subscription", entity_id == subscription_id),
+                and_(entity == "invoice", entity_id.in_(invoices)),
+            )
+        )
+    if customer_id:
+        subscriptions = select(Subscription.id).where(Subscription.customer_id == customer_id)
+        invoices = select(Invoice.id).where(Invoice.customer_id == customer_id)
+        conditions.append(
+            or_(
+                and_(entity == "customer", entity_id == customer_id),
+                and_(entity == "subscription", entity_id.in_(subscriptions)),
+                and_(entity == "invoice", entity_id.in_(invoices)),
+            )
+        )
+    if actor:
+        conditions.append(
+            or_(AuditLog.actor == actor, AuditLog.actor.startswith(f"{actor} (", autoescape=True))
+        )
+    if action:
+        conditions.append(AuditLog.action == action)
+    if since is not None:
+        conditions.append(AuditLog.occurred_at >= since)
+    if until is not None:
+        conditions.append(AuditLog.occurred_at < until)
+    if starting_after is not None:
+        if session.get(AuditLog, starting_after) is None:
+            raise InvalidCursorError(f"starting_after {starting_after!r} is not an id in this list")
+        conditions.append(AuditLog.id < starting_after)
+    query = select(AuditLog).where(*conditions).order_by(AuditLog.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
 # -- lists (newest first, cursor pagination) ----------------------------------------
 
 

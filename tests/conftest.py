@@ -157,7 +157,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 SELLER = Seller(
     name="kakin test K.K.",
     address="1-1 Chiyoda, Tokyo",
-    registration_number="T1234567890123",
+    registration_number="T9234567890123",
     payment_update_url="http://localhost:8000/pay/update",
 )
 

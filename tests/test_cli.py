@@ -267,3 +267,82 @@ def test_refused_billing_requests_are_one_line_and_exit_2(
                 "--tier", "10:1")  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: the last tier must be open-ended (up_to=None)"
+
+
+# -- the connection options, before or after the command --------------------------------
+
+CONNECTION = ["--temporal-address", "temporal.internal:7233", "--namespace", "billing-prod",
+              "--task-queue", "billing-blue"]  # fmt: skip
+SUBSCRIPTION_COMMANDS = [
+    ["start", "--customer", "cus_1", "--price", "price_1", "--trial-days", "14"],
+    ["cancel", "sub_1", "--reason", "asked", "--requested-by", "support:ken", "--at-period-end"],
+    ["pause", "sub_1", "--reason", "travel", "--requested-by", "support:ken"],
+    ["resume", "sub_1", "--requested-by", "support:ken"],
+    ["status", "sub_1", "--json"],
+    ["update-card", "sub_1", "--card", "4242424242424242"],
+]
+
+
+@pytest.mark.parametrize("command", SUBSCRIPTION_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("program", ["kakin", "starter.py"])
+def test_connection_options_parse_the_same_before_and_after_the_command(
+    program: str, command: list[str]
+) -> None:
+    import starter
+    from kakin.cli import build_parser
+
+    parser = build_parser if program == "kakin" else starter.build_parser
+    before = parser().parse_args([*CONNECTION, *command])
+    after = parser().parse_args([*command, *CONNECTION])
+    assert vars(before) == vars(after)
+    settings = starter.settings_from(after)
+    assert (settings.temporal_address, settings.temporal_namespace, settings.task_queue) == (
+        "temporal.internal:7233", "billing-prod", "billing-blue",
+    )  # fmt: skip
+    # Given in both places, the one after the command wins; given in neither, the setting.
+    both = parser().parse_args(["--namespace", "first", *command, "--namespace", "second"])
+    assert starter.settings_from(both).temporal_namespace == "second"
+    neither = starter.settings_from(parser().parse_args(command))
+    assert neither.temporal_address == starter.get_settings().temporal_address
+
+
+@pytest.mark.parametrize("command", [["worker"], ["api", "--port", "8001"]], ids=["worker", "api"])
+def test_the_worker_and_the_api_take_the_connection_options_too(command: list[str]) -> None:
+    from kakin.cli import build_parser
+
+    before = build_parser().parse_args([*CONNECTION, *command])
+    after = build_parser().parse_args([*command, *CONNECTION])
+    assert vars(before) == vars(after)
+    assert after.temporal_address == "temporal.internal:7233" and after.task_queue == "billing-blue"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "kakin.cli", "--temporal-address", "{address}", "status", "sub_x"],
+        ["-m", "kakin.cli", "status", "sub_x", "--temporal-address", "{address}"],
+        ["starter.py", "status", "sub_x", "--temporal-address", "{address}"],
+        [
+            "starter.py",
+            "cancel",
+            "sub_x",
+            "--temporal-address",
+            "{address}",
+            "--reason",
+            "r",
+            "--requested-by",
+            "support:ken",
+        ],
+    ],
+    ids=["kakin-before", "kakin-after", "starter-after", "starter-between"],
+)
+def test_the_address_given_after_the_command_is_the_one_dialled(argv: list[str]) -> None:
+    from tests.helpers import free_ports
+
+    address = f"127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, *(part.format(address=address) for part in argv)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: cannot reach Temporal at {address}: "), result.stderr
