@@ -84,6 +84,7 @@ async def test_a_stale_or_wrongly_keyed_signature_is_refused(
     payload = event("payment_intent.succeeded", {})
     for signature in (
         sign(payload, at=int(time.time()) - 3600),  # an hour old: outside the window
+        sign(payload, at=int(time.time()) + 3600),  # an hour ahead: outside it too
         sign(payload, secret="whsec_someone_else"),
     ):
         with pytest.raises(stripe_webhooks.WebhookRejectedError, match="does not verify"):
@@ -149,14 +150,19 @@ async def test_a_new_default_card_retries_at_once(
     card = stripe_gateway.create_test_payment_method(
         card_number=OK_CARD, stripe_customer_id=stripe_customer
     )
+    # Made the default at Stripe (as a dashboard or Checkout would): that is what counts.
+    stripe_gateway.set_default_payment_method(
+        stripe_customer_id=stripe_customer, payment_method_id=card
+    )
     payload = event(
         "customer.updated",
         {"id": stripe_customer, "object": "customer",
          "invoice_settings": {"default_payment_method": card}},
     )  # fmt: skip
     outcome = await stripe_webhooks.receive(
-        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET
-    )
+        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
+        stripe_gateway=stripe_gateway,
+    )  # fmt: skip
     assert outcome.signals == 1
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
 
