@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import stripe
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from temporalio.service import RPCError
@@ -97,6 +98,10 @@ def router(deps: Deps) -> APIRouter:
             # Temporal itself failing.
             log.warning("webhook: signalling failed: %s", error)
             raise ApiError(503, "Temporal cannot be reached; Stripe will redeliver") from None
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
+            # Asking Stripe (the current default card, a late payment) failed.
+            log.warning("webhook: Stripe unavailable: %s", type(error).__name__)
+            raise ApiError(503, "Stripe cannot be reached; Stripe will redeliver") from None
         except (OperationalError, InterfaceError) as error:
             log.warning("webhook: database unavailable: %s", type(error).__name__)
             raise ApiError(503, "The database cannot be reached; Stripe will redeliver") from None

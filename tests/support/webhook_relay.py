@@ -140,6 +140,19 @@ class WebhookRelay:
         with self._lock:
             return [d for d in self.deliveries if d.event_id == event_id]
 
+    def settle(self, quiet: float = 3.0, timeout: float = 180.0) -> bool:
+        """Wait until no event has arrived for ``quiet`` seconds and none is in flight
+        (the emulator sends each event a second after it happened)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = len(self.events)
+            time.sleep(quiet)
+            if not self.idle(max(deadline - time.monotonic(), 0.1)):
+                return False
+            if len(self.events) == seen:
+                return True
+        return False
+
     def unanswered(self) -> list[str]:
         """Event ids that never got a 2xx."""
         with self._lock:
@@ -209,6 +222,8 @@ class WebhookRelay:
                     status, body = response.status_code, response.text
                 except httpx.HTTPError as error:
                     status, body = 0, repr(error)
+                except RuntimeError:  # the relay was closed: nobody is listening any more
+                    return
                 with self._lock:
                     self.deliveries.append(
                         Delivery(event["id"], event.get("type", ""), status, body, time.monotonic())
