@@ -251,9 +251,11 @@ async def update_payment_method(
         )
         session.commit()
     if claimed:
+        # No id in the signal: the card is on file already (an id would make the
+        # workflow record it again, later, possibly over a newer card).
         await handle(client, subscription_id).signal(
             SubscriptionWorkflow.payment_method_updated,
-            PaymentMethodUpdated(payment_method_id=payment_method_id, requested_by=requested_by),
+            PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
         )
     return payment_method_id
 

@@ -311,6 +311,43 @@ def _late_payment(
     return f"subscription ended; {previous} invoice {invoice_id} marked paid"
 
 
+def _follow_default(
+    sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway | None,
+    customer_id: str,
+    stripe_customer: str,
+    hinted: str | None,
+    event_id: str,
+) -> tuple[str | None, bool]:
+    """(Stripe's current default card, whether this call made it kakin's card).
+
+    The customer's row is locked while Stripe is asked (PostgreSQL): two card events
+    of one customer processed at once ask one after the other, so the later claim
+    is never an older answer. Stripe's current default decides, not the event:
+    events arrive late and out of order, and attaching a card does not make it the
+    default.
+    """
+    with sessions() as session:
+        session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+        if stripe_gateway is not None:
+            method = stripe_gateway.default_payment_method(stripe_customer)
+        else:
+            method = hinted
+        if not method:
+            return None, False
+        claimed = service.claim_payment_method(
+            session, customer_id, method, actor=ACTOR, occurred_at=utcnow()
+        )
+        if claimed:  # in the same transaction: a crash before the signals is redone
+            session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id)
+                .values(outcome=f"applying {method}")
+            )
+        session.commit()
+    return method, claimed
+
+
 async def _card_event(
     client: Client,
     sessions: sessionmaker[Session],
@@ -329,25 +366,12 @@ async def _card_event(
         if customer is None:
             return 0, "not one of our customers"
         customer_id = customer.id
-    # Stripe's current default decides, not the event: events arrive late and out of
-    # order, and attaching a card does not make it the default.
-    if stripe_gateway is not None:
-        method = await asyncio.to_thread(stripe_gateway.default_payment_method, stripe_customer)
-    else:
-        method = hinted
+    method, claimed = await asyncio.to_thread(
+        _follow_default, sessions, stripe_gateway, customer_id, stripe_customer, hinted, event_id
+    )
     if not method:
         return 0, "no default card at Stripe"
-    applying = f"applying {method}"
-    with sessions() as session:
-        claimed = service.claim_payment_method(
-            session, customer_id, method, actor=ACTOR, occurred_at=utcnow()
-        )
-        if claimed:  # in the same transaction: a crash before the signals is redone
-            session.execute(
-                update(WebhookEvent).where(WebhookEvent.id == event_id).values(outcome=applying)
-            )
-        session.commit()
-    if not claimed and previous != applying:
+    if not claimed and previous != f"applying {method}":
         return 0, f"card {method} already current"
     with sessions() as session:
         subscriptions = _live_subscriptions(session, customer_id)
@@ -356,7 +380,10 @@ async def _card_event(
         try:
             await service.handle(client, subscription_id).signal(
                 SubscriptionWorkflow.payment_method_updated,
-                PaymentMethodUpdated(payment_method_id=method, requested_by=ACTOR),
+                # No id: the card is on file already. With one, the workflow would
+                # record it again when it gets to the signal, and of two changes close
+                # together it could put back the older card for a moment.
+                PaymentMethodUpdated(payment_method_id=None, requested_by=ACTOR),
             )
             told += 1
         except RPCError as error:
