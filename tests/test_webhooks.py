@@ -330,3 +330,46 @@ async def test_an_attached_card_changes_nothing_until_it_is_the_default(
     assert outcome.signals == 1
     await advance_to(time_env, start + timedelta(days=1, minutes=2))
     assert (await status_of(time_env, subscription_id)).status == "active"
+
+
+async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_redelivery(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    from kakin import service
+    from models.tables import utcnow
+
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=1))
+    with pg_sessions() as session:
+        customer = repo.subscription(session, subscription_id).customer
+        customer_id, stripe_customer = customer.id, customer.stripe_customer_id
+    assert stripe_customer
+    card = stripe_gateway.create_test_payment_method(
+        card_number=OK_CARD, stripe_customer_id=stripe_customer
+    )
+    stripe_gateway.set_default_payment_method(
+        stripe_customer_id=stripe_customer, payment_method_id=card
+    )
+    payload = event("customer.updated", {"id": stripe_customer, "object": "customer"})
+    # The first delivery wrote the card and its row's outcome, then died before signalling.
+    assert stripe_webhooks.store_once(pg_sessions, json.loads(payload))
+    with pg_sessions() as session:
+        assert service.claim_payment_method(
+            session, customer_id, card, actor="stripe-webhook", occurred_at=utcnow()
+        )
+        session.get_one(WebhookEvent, json.loads(payload)["id"]).outcome = f"applying {card}"
+        session.commit()
+
+    again = await stripe_webhooks.receive(
+        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
+        stripe_gateway=stripe_gateway,
+    )  # fmt: skip
+    assert (again.duplicate, again.signals) == (False, 1)
+    await advance_to(time_env, start + timedelta(days=1, minutes=1))
+    assert (await status_of(time_env, subscription_id)).status == "active"
