@@ -94,6 +94,29 @@ class StripeGateway:
         self._client.v1.payment_methods.attach(method.id, params={"customer": stripe_customer_id})
         return method.id
 
+    def set_default_payment_method(
+        self, *, stripe_customer_id: str, payment_method_id: str
+    ) -> None:
+        """Make an attached card the customer's default at Stripe (for invoices and events).
+
+        Stripe's default is the one source of truth for "the customer's card": a
+        ``customer.updated`` event is checked against it, so a card kakin switched to
+        must be Stripe's default too, or the next unrelated event would switch back.
+        """
+        self._client.v1.customers.update(
+            stripe_customer_id,
+            params={"invoice_settings": {"default_payment_method": payment_method_id}},
+        )
+
+    def default_payment_method(self, stripe_customer_id: str) -> str | None:
+        """The customer's current default card at Stripe (None if it has none)."""
+        customer = self._client.v1.customers.retrieve(stripe_customer_id)
+        settings = customer.to_dict().get("invoice_settings") or {}
+        method = settings.get("default_payment_method")
+        if isinstance(method, dict):  # expanded
+            method = method.get("id")
+        return str(method) if method else None
+
     # -- charges --------------------------------------------------------------------
 
     def create_intent(

@@ -14,12 +14,19 @@ no heartbeat).
 The histories are kakin's recorded ones (tests/histories, one file per run; a run is
 one cycle because the workflow continues as new after every renewal). The baseline
 is a fresh bare cycle (one timer, one no-op activity) run on a dev server now.
+
+Recorded histories have no webhooks, so a production renewal is also measured: one
+subscription renews on a test clock while localstripe sends its signed webhooks to
+kakin's API (as Stripe does: ``payment_intent.succeeded`` a second after each charge),
+and its runs are counted the same way, with whatever signals the webhooks caused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -31,10 +38,19 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History, HistoryEvent
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
 from bench import stack
-from bench.common import Figure, Report, dev_server, progress, temp_dir
+from bench.common import (
+    Figure,
+    Report,
+    dev_server,
+    free_ports,
+    localstripe,
+    postgres_database,
+    progress,
+    temp_dir,
+)
 
 HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
 GOAL_HAPPY = 5
@@ -261,6 +277,99 @@ async def bare_cycle() -> Cost:
     return cost_of_run(list(history.events))
 
 
+WEBHOOK_SECRET = "whsec_bench_cost"
+
+
+async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
+    """Steady renewals of one subscription with Stripe's webhooks on (see the module doc):
+    (their cost, webhook events by outcome)."""
+    import httpx
+    import uvicorn
+    from sqlalchemy import select
+
+    from api.app import create_app
+    from kakin import service
+    from kakin.settings import Settings
+    from models.tables import WebhookEvent
+
+    seconds_per_month = 4.0
+    with temp_dir("cost-webhooks") as work, postgres_database("cost") as database:
+        async with dev_server(work) as server, localstripe(work) as emulator:
+            kakin = stack.make_kakin(database.url, emulator.url, work / "outbox")
+            database.before_drop.append(kakin.close)
+            queue = f"bench-cost-webhooks-{secrets.token_hex(3)}"
+            settings = Settings(
+                stripe_api_key=stack.STRIPE_KEY, database_url=database.url, task_queue=queue,
+                stripe_webhook_secret=WEBHOOK_SECRET,
+            )  # fmt: skip
+            app = create_app(
+                settings=settings, sessions=kakin.sessions, stripe=kakin.setup_stripe,
+                temporal=lambda: Client.connect(server.address),
+            )  # fmt: skip
+            port = free_ports(1)[0]
+            api = uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+            )
+            thread = threading.Thread(target=api.run, daemon=True)
+            thread.start()
+            try:
+                while not api.started:
+                    await asyncio.sleep(0.05)
+                httpx.post(
+                    f"{emulator.url}/_config/webhooks/kakin",
+                    json={"url": f"http://127.0.0.1:{port}/v1/webhooks/stripe",
+                          "secret": WEBHOOK_SECRET},
+                    timeout=10,
+                ).raise_for_status()  # fmt: skip
+                async with stack.kakin_worker(server.client, kakin, queue):
+                    customers, price_id = await stack.make_customers(kakin, 1)
+                    sub_id = await service.start_subscription(
+                        server.client, kakin.sessions, task_queue=queue,
+                        customer_id=customers[0], price_id=price_id,
+                        test_clock_speed=30 * 86_400 / seconds_per_month,
+                    )  # fmt: skip
+                    wid = service.workflow_id(sub_id)
+                    query = f"WorkflowId = '{wid}' AND ExecutionStatus = 'ContinuedAsNew'"
+                    deadline = time.monotonic() + 30 + renewals * seconds_per_month * 3
+                    while time.monotonic() < deadline:
+                        done = (await server.client.count_workflows(query)).count
+                        if done >= renewals + 1:
+                            break
+                        await asyncio.sleep(0.5)
+                    await asyncio.sleep(2)  # the last charge's webhook (a second later)
+                    await service.cancel_subscription(
+                        server.client, sub_id, reason="bench", at_period_end=False,
+                        requested_by="bench",
+                    )  # fmt: skip
+                    handle = server.client.get_workflow_handle(wid)
+                    while (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(2)
+                    runs = [
+                        execution
+                        async for execution in server.client.list_workflows(f"WorkflowId = '{wid}'")
+                    ]
+                    runs.sort(key=lambda e: e.start_time)
+                    steady = Cost()
+                    for i, execution in enumerate(runs):
+                        history = await server.client.get_workflow_handle(
+                            wid, run_id=execution.run_id
+                        ).fetch_history()
+                        events = list(history.events)
+                        last = events[-1].event_type if events else None
+                        if i > 0 and last == E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                            steady = steady + cost_of_run(events)
+            finally:
+                api.should_exit = True
+                thread.join(timeout=10)
+            with kakin.sessions() as session:
+                outcomes = Counter(
+                    re.sub(r"\b(in|pm|cus|sub)_\w+", "…", row.outcome or "?")
+                    for row in session.scalars(select(WebhookEvent))
+                )
+    return steady, dict(outcomes)
+
+
 def _figures(
     what: str, cost: Cost, bare: Cost, goal_actions: int, *, per: str = "cycle"
 ) -> list[Figure]:
@@ -317,12 +426,26 @@ async def run() -> Report:
     dunned = fully_dunned()
     progress("running one bare cycle for the baseline")
     bare = await bare_cycle()
+    progress("renewing one subscription with Stripe's webhooks on (production traffic)")
+    hooked, outcomes = await webhook_renewals()
+    progress("happy-path renewal with webhooks, per cycle:\n" + breakdown(hooked))
     progress("happy-path cycle (steady renewal), per cycle:\n" + breakdown(steady))
     progress("fully dunned cycle (decline → cancel):\n" + breakdown(dunned))
     progress("bare cycle:\n" + breakdown(bare))
     figures = [
         *_figures("happy-path", steady, bare, GOAL_HAPPY),
         *_figures("fully dunned", dunned, bare, GOAL_DUNNED),
+        Figure(
+            "actions per happy-path cycle with Stripe webhooks",
+            hooked.per_run()["actions"] if hooked.runs else None,
+            "actions",
+            baseline=bare.per_run()["actions"],
+            baseline_what="bare cycle: timer + no-op activity",
+            goal=f"≤ {GOAL_HAPPY}",
+            met=hooked.runs > 0 and hooked.per_run()["actions"] <= GOAL_HAPPY,
+            notes=f"{hooked.runs} renewals measured; webhook events: "
+            + ", ".join(f"{k}: {v}" for k, v in outcomes.items()),
+        ),
     ]
     before: dict[str, Any] = {}
     if _runs("renewals", ".v1"):
@@ -365,6 +488,8 @@ async def run() -> Report:
             "happy_path_first_cycle": first.per_run(),
             "fully_dunned": dunned.per_run(),
             "bare_cycle": bare.per_run(),
+            "happy_path_with_webhooks": hooked.per_run(),
+            "webhook_outcomes": outcomes,
             "scenarios": scenarios(),
             "v1_histories": before,
             "state_transitions": "not in histories; see `cycles` (DescribeWorkflowExecution)",

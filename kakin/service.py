@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -33,7 +34,7 @@ from models.payloads import (
     SubscriptionStatus,
     WaiveRequest,
 )
-from models.tables import Customer, Price, Subscription
+from models.tables import Customer, Price, Subscription, utcnow
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
 
@@ -238,20 +239,67 @@ async def update_payment_method(
     card_number: str,
     requested_by: str,
 ) -> str:
-    """Attach a new (test) card and tell the workflow, which retries at once if unpaid."""
+    """Attach a new (test) card, make it Stripe's default, tell the workflow (retries if unpaid).
+
+    Stripe's default is set too: it is the source of truth that ``customer.updated``
+    events are checked against, so a later unrelated event does not switch back. The
+    change is claimed once (``claim_payment_method``): the ``customer.updated`` that
+    Stripe sends for it then finds the card current and signals nothing more.
+    """
     with sessions() as session:
         customer = repo.subscription(session, subscription_id).customer
-        stripe_customer_id = customer.stripe_customer_id
+        customer_id, stripe_customer_id = customer.id, customer.stripe_customer_id
     if not stripe_customer_id:
         raise InvalidRequestError("the customer has no Stripe customer to attach a card to")
     payment_method_id = stripe.create_test_payment_method(
         card_number=card_number, stripe_customer_id=stripe_customer_id
     )
-    await handle(client, subscription_id).signal(
-        SubscriptionWorkflow.payment_method_updated,
-        PaymentMethodUpdated(payment_method_id=payment_method_id, requested_by=requested_by),
+    stripe.set_default_payment_method(
+        stripe_customer_id=stripe_customer_id, payment_method_id=payment_method_id
     )
+    with sessions() as session:
+        claimed = claim_payment_method(
+            session, customer_id, payment_method_id, actor=requested_by, occurred_at=utcnow()
+        )
+        session.commit()
+    if claimed:
+        # No id in the signal: the card is on file already (an id would make the
+        # workflow record it again, later, possibly over a newer card).
+        await handle(client, subscription_id).signal(
+            SubscriptionWorkflow.payment_method_updated,
+            PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
+        )
     return payment_method_id
+
+
+def claim_payment_method(
+    session: Session, customer_id: str, payment_method_id: str, *, actor: str, occurred_at: datetime
+) -> bool:
+    """Make ``payment_method_id`` the customer's card here, once; False if it already is.
+
+    One conditional UPDATE, so of two callers applying the same card change at once
+    (the CLI and the webhook Stripe sends for it, or two copies of one event) exactly
+    one gets True and tells the workflows: one charge retry per card change. The
+    workflow's ``record_payment_method`` then finds the card current and does nothing.
+    """
+    changed = session.execute(
+        update(Customer)
+        .where(
+            Customer.id == customer_id,
+            or_(
+                Customer.stripe_payment_method_id.is_(None),
+                Customer.stripe_payment_method_id != payment_method_id,
+            ),
+        )
+        .values(stripe_payment_method_id=payment_method_id)
+    )
+    if getattr(changed, "rowcount", 0) != 1:
+        return False
+    repo.audit(
+        session, entity_type="customer", entity_id=customer_id, action="payment_method_updated",
+        actor=actor, occurred_at=occurred_at, details={"payment_method_id": payment_method_id},
+    )  # fmt: skip
+    return True
 
 
 async def pause_subscription(

@@ -484,7 +484,10 @@ class WebhookEvent(Base):
     """A Stripe event, stored once by its id; processed_at is set once its signals went out.
 
     An event stored but not processed (Temporal was down) is processed again when
-    Stripe redelivers it; a processed one is a replay and changes nothing.
+    Stripe redelivers it; a processed one is a replay and changes nothing. A delivery
+    processes it only while it holds the claim (``claim_token`` until ``claimed_until``):
+    a concurrent copy waits, and a claim left by a crashed process runs out.
+    ``outcome`` says what the event did (or why it did nothing).
     """
 
     __tablename__ = "webhook_events"
@@ -494,3 +497,6 @@ class WebhookEvent(Base):
     payload: Mapped[Any] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claim_token: Mapped[str | None] = mapped_column(String(40))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(200))

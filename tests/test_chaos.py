@@ -4,8 +4,11 @@
 SIGKILLed and restarted, Stripe (localstripe behind tests/support/fault_proxy.py)
 times out, answers 500 and 429 and drops connections -- also after it accepted a
 charge -- PostgreSQL (a private cluster) is stopped for seconds and SendGrid (the
-loopback) answers 503 for a while. ``python -m tests.chaos`` runs the same thing from
-the command line, at this size or larger (README, "Fault injection").
+loopback) answers 503 for a while. Stripe's webhooks (the emulator's own sender) reach
+the API through a relay that delays, duplicates (also at once) and reorders them,
+while some customers' cards change at Stripe or through kakin. ``python -m tests.chaos``
+runs the same thing from the command line, at this size or larger (README, "Fault
+injection").
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ async def test_nothing_lost_nobody_charged_twice_under_faults() -> None:
         > 0
     ), "no fault after Stripe accepted a request"
     assert faults.db_outages == 1 and faults.email_failures > 0
+    # The emulator's own webhooks, with copies at once, later copies and reordering.
+    assert faults.webhook_deliveries > faults.webhook_events > SUBSCRIPTIONS
+    assert faults.card_changes > 0
     assert result.report.figures["paid_period_invoices"] >= SUBSCRIPTIONS * 0.9 * (RENEWALS + 1)
     broken = {item.name: item.examples for item in result.report.invariants if item.violations}
     assert not broken, format_result(result)

@@ -6,6 +6,7 @@ the endpoint secret) and verified by the real stripe SDK.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -84,6 +85,7 @@ async def test_a_stale_or_wrongly_keyed_signature_is_refused(
     payload = event("payment_intent.succeeded", {})
     for signature in (
         sign(payload, at=int(time.time()) - 3600),  # an hour old: outside the window
+        sign(payload, at=int(time.time()) + 3600),  # an hour ahead: outside it too
         sign(payload, secret="whsec_someone_else"),
     ):
         with pytest.raises(stripe_webhooks.WebhookRejectedError, match="does not verify"):
@@ -149,14 +151,19 @@ async def test_a_new_default_card_retries_at_once(
     card = stripe_gateway.create_test_payment_method(
         card_number=OK_CARD, stripe_customer_id=stripe_customer
     )
+    # Made the default at Stripe (as a dashboard or Checkout would): that is what counts.
+    stripe_gateway.set_default_payment_method(
+        stripe_customer_id=stripe_customer, payment_method_id=card
+    )
     payload = event(
         "customer.updated",
         {"id": stripe_customer, "object": "customer",
          "invoice_settings": {"default_payment_method": card}},
     )  # fmt: skip
     outcome = await stripe_webhooks.receive(
-        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET
-    )
+        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
+        stripe_gateway=stripe_gateway,
+    )  # fmt: skip
     assert outcome.signals == 1
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
 
@@ -221,3 +228,148 @@ def test_the_http_endpoint_refuses_bad_signatures_and_acknowledges_replays(
     assert (first.status_code, first.json()["duplicate"]) == (200, False)
     assert (again.status_code, again.json()["duplicate"]) == (200, True)
     assert stored(pg_sessions) == before + 1
+
+
+async def test_copies_at_once_are_processed_once_and_a_crashed_claim_runs_out(
+    database_url: str, stripe_gateway: StripeGateway
+) -> None:
+    """On PostgreSQL and on SQLite (``kakin up``): the claim is one conditional UPDATE."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+    from temporalio.client import Client
+
+    from models.db import make_engine, make_session_factory
+
+    pg_sessions = make_session_factory(make_engine(database_url))
+
+    stripe_customer = stripe_gateway.create_customer(
+        email="x@example.jp", name="x", kakin_customer_id="cus_not_in_kakin"
+    )
+    payload = event("customer.updated", {"id": stripe_customer, "object": "customer"})
+    unreachable: Client = None  # type: ignore[assignment]  # not ours: never called
+    outcomes = await asyncio.gather(
+        *(
+            stripe_webhooks.receive(
+                unreachable,
+                pg_sessions,
+                payload,
+                sign(payload),
+                secret=SECRET,
+                stripe_gateway=stripe_gateway,
+            )
+            for _ in range(5)
+        )
+    )
+    assert sorted(o.duplicate for o in outcomes) == [False, True, True, True, True]
+
+    # A delivery that claimed the event and died: a copy inside its lease is told to
+    # come back (503), one after the lease ran out does the work.
+    crashed = event(
+        "customer.updated", {"id": "cus_unknown"}, event_id=f"evt_claimed_and_died_{time.time_ns()}"
+    )
+    assert await stripe_webhooks.claim(pg_sessions, json.loads(crashed)) is not None
+    with pytest.raises(stripe_webhooks.WebhookBusyError):
+        await stripe_webhooks.receive(
+            unreachable, pg_sessions, crashed, sign(crashed), secret=SECRET, wait=0.3
+        )
+    with pg_sessions() as session:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == json.loads(crashed)["id"])
+            .values(claimed_until=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+        session.commit()
+    late = await stripe_webhooks.receive(
+        unreachable, pg_sessions, crashed, sign(crashed), secret=SECRET, wait=0.3
+    )
+    assert (late.duplicate, late.result) == (False, "not one of our customers")
+
+
+async def test_an_attached_card_changes_nothing_until_it_is_the_default(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=1))
+    with pg_sessions() as session:
+        customer = repo.subscription(session, subscription_id).customer
+        stripe_customer, before = customer.stripe_customer_id, customer.stripe_payment_method_id
+    assert stripe_customer
+    card = stripe_gateway.create_test_payment_method(
+        card_number=OK_CARD, stripe_customer_id=stripe_customer
+    )
+    attached = {"id": card, "object": "payment_method", "customer": stripe_customer}
+    payload = event("payment_method.attached", attached)
+    outcome = await stripe_webhooks.receive(
+        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
+        stripe_gateway=stripe_gateway,
+    )  # fmt: skip
+    assert (outcome.signals, outcome.result) == (0, "no default card at Stripe")
+    await advance_to(time_env, start + timedelta(days=1, minutes=1))
+    assert (await status_of(time_env, subscription_id)).status == "past_due"
+    with pg_sessions() as session:
+        assert (
+            repo.subscription(session, subscription_id).customer.stripe_payment_method_id == before
+        )
+
+    # Made the default at Stripe, the next such event (or customer.updated) applies it.
+    stripe_gateway.set_default_payment_method(
+        stripe_customer_id=stripe_customer, payment_method_id=card
+    )
+    payload = event("payment_method.attached", attached)
+    outcome = await stripe_webhooks.receive(
+        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
+        stripe_gateway=stripe_gateway,
+    )  # fmt: skip
+    assert outcome.signals == 1
+    await advance_to(time_env, start + timedelta(days=1, minutes=2))
+    assert (await status_of(time_env, subscription_id)).status == "active"
+
+
+async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_redelivery(
+    time_env: WorkflowEnvironment,
+    time_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    from kakin import service
+    from models.tables import utcnow
+
+    subscription_id, start = await _start(
+        time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
+    )
+    await advance_to(time_env, start + timedelta(days=1))
+    with pg_sessions() as session:
+        customer = repo.subscription(session, subscription_id).customer
+        customer_id, stripe_customer = customer.id, customer.stripe_customer_id
+    assert stripe_customer
+    card = stripe_gateway.create_test_payment_method(
+        card_number=OK_CARD, stripe_customer_id=stripe_customer
+    )
+    stripe_gateway.set_default_payment_method(
+        stripe_customer_id=stripe_customer, payment_method_id=card
+    )
+    payload = event("customer.updated", {"id": stripe_customer, "object": "customer"})
+    # The first delivery wrote the card and its row's outcome, then died before signalling.
+    assert stripe_webhooks.store_once(pg_sessions, json.loads(payload))
+    with pg_sessions() as session:
+        assert service.claim_payment_method(
+            session, customer_id, card, actor="stripe-webhook", occurred_at=utcnow()
+        )
+        session.get_one(WebhookEvent, json.loads(payload)["id"]).outcome = f"applying {card}"
+        session.commit()
+
+    again = await stripe_webhooks.receive(
+        time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
+        stripe_gateway=stripe_gateway,
+    )  # fmt: skip
+    assert (again.duplicate, again.signals) == (False, 1)
+    await advance_to(time_env, start + timedelta(days=1, minutes=1))
+    assert (await status_of(time_env, subscription_id)).status == "active"

@@ -49,6 +49,11 @@ def format_result(result: ChaosResult) -> str:
         f"  usage client          {faults.usage_batches} batches, {faults.usage_resends} resent, "
         f"{faults.usage_errors} tries failed and retried"
     )
+    lines.append(
+        f"  Stripe webhooks       {faults.webhook_events} events, {faults.webhook_deliveries} "
+        f"deliveries (copies at once, later copies, reordered, retried), "
+        f"{faults.webhook_not_2xx} not 2xx; {faults.card_changes} card changes"
+    )
     lines.append("")
     lines.append("figures: " + json.dumps(result.report.figures, ensure_ascii=False))
     lines.append(

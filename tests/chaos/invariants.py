@@ -20,12 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import (
+    AuditLog,
+    Customer,
     EmailMessage,
     Invoice,
     InvoiceLine,
     InvoiceNumberSequence,
     Subscription,
     UsageEvent,
+    WebhookEvent,
 )
 
 SHOWN = 5  # examples kept per invariant
@@ -275,6 +278,71 @@ def check_usage(
     return stored, billed
 
 
+@dataclass(frozen=True)
+class WebhookTry:
+    """One delivery try of the relay (tests/support/webhook_relay.py) to the API."""
+
+    event_id: str
+    type: str
+    status: int
+    duplicate: bool | None  # the answer's "duplicate", for a 2xx
+
+
+def check_webhooks(
+    events: Sequence[dict[str, Any]], tries: Sequence[WebhookTry], rows: Sequence[WebhookEvent]
+) -> tuple[Invariant, Invariant]:
+    """Every event the emulator sent got a 2xx (after Stripe-like retries); exactly one
+    of its deliveries, however many copies and in whatever order, did the work."""
+    answered = Invariant("webhook events answered 2xx (duplicated, reordered, retried)")
+    once = Invariant("webhook events processed once (one delivery did the work)")
+    by_event: dict[str, list[WebhookTry]] = defaultdict(list)
+    for attempt in tries:
+        by_event[attempt.event_id].append(attempt)
+    processed = {row.id for row in rows if row.processed_at is not None}
+    for event_id in sorted({e["id"] for e in events}):
+        answered.checked += 1
+        once.checked += 1
+        mine = by_event.get(event_id, [])
+        ok = [t for t in mine if 200 <= t.status < 300]
+        if not ok:
+            answered.fail(f"{event_id}: {len(mine)} tries, statuses {[t.status for t in mine]}")
+            continue
+        workers = [t for t in ok if t.duplicate is False]
+        if len(workers) != 1 or event_id not in processed:
+            once.fail(
+                f"{event_id} ({mine[0].type}): {len(workers)} of {len(ok)} 2xx answers did the "
+                f"work; row processed: {event_id in processed}"
+            )
+    return answered, once
+
+
+def check_cards(
+    customers: Sequence[Customer],
+    stripe_defaults: Mapping[str, str | None],
+    changes: Sequence[AuditLog],
+) -> Invariant:
+    """Customers whose card changed: kakin's card is Stripe's current default, and no
+    card was applied twice (a stale card put back by a late event would be)."""
+    result = Invariant("card on file = Stripe's default; each card change applied once")
+    applied: dict[str, list[str]] = defaultdict(list)
+    for row in changes:
+        applied[row.entity_id].append(str((row.details or {}).get("payment_method_id")))
+    for customer in customers:
+        if customer.id not in stripe_defaults:
+            continue
+        result.checked += 1
+        default = stripe_defaults[customer.id]
+        cards = applied.get(customer.id, [])
+        if default is not None and customer.stripe_payment_method_id != default:
+            result.fail(
+                f"{customer.id}: kakin charges {customer.stripe_payment_method_id}, Stripe's "
+                f"default is {default} (applied {cards})"
+            )
+        elif len(cards) != len(set(cards)):
+            result.fail(f"{customer.id}: a card applied twice: {cards}")
+    return result
+
+
 @dataclass
 class WorkflowView:
     """What Temporal says of a subscription at the end: running (status) or closed."""
@@ -338,9 +406,24 @@ def check(
     planned: Sequence[Planned],
     renewals: int,
     explain: Callable[[float], str] = str,
+    webhook_events: Sequence[dict[str, Any]] = (),
+    webhook_tries: Sequence[WebhookTry] = (),
+    stripe_defaults: Mapping[str, str | None] | None = None,
 ) -> Report:
-    """Every invariant, from the database after the run and the records passed in."""
+    """Every invariant, from the database after the run and the records passed in.
+
+    ``stripe_defaults``: Stripe's default card of each customer whose card changed.
+    """
     with sessions() as session:
+        hooks = list(session.scalars(select(WebhookEvent)))
+        customers = list(session.scalars(select(Customer)))
+        changes = list(
+            session.scalars(
+                select(AuditLog)
+                .where(AuditLog.action == "payment_method_updated")
+                .order_by(AuditLog.id)
+            )
+        )
         invoices = list(session.scalars(select(Invoice)))
         emails = list(session.scalars(select(EmailMessage)))
         events = list(session.scalars(select(UsageEvent)))
@@ -370,6 +453,8 @@ def check(
     stored, billed = check_usage(usage, events, usage_lines, ended)
     agree, healthy = check_states(views, {k: v.status for k, v in subscriptions.items()})
     script = check_script(planned, paid_periods, invoices, renewals)
+    answered, once = check_webhooks(webhook_events, webhook_tries, hooks)
+    cards = check_cards(customers, stripe_defaults or {}, changes)
     statuses = Counter(i.status for i in invoices)
     figures = {
         "subscriptions": len(planned),
@@ -385,8 +470,33 @@ def check(
         "usage_events_rejected": sum(1 for s in usage.answers.values() if s == "rejected"),
         "usage_events_stored": len(events),
         "usage_lines": len(lines),
+        "webhook_events": len(webhook_events),
+        "webhook_deliveries": len(webhook_tries),
+        "webhook_deliveries_not_2xx": sum(1 for t in webhook_tries if not 200 <= t.status < 300),
+        "webhook_outcomes": dict(
+            Counter(_outcome_kind(row.outcome) for row in hooks if row.outcome).most_common()
+        ),
+        "card_changes_applied": len(changes),
     }
     return Report(
-        invariants=[charges, numbers, per_key, receipts, stored, billed, agree, healthy, script],
+        invariants=[
+            charges,
+            numbers,
+            per_key,
+            receipts,
+            stored,
+            billed,
+            agree,
+            healthy,
+            script,
+            answered,
+            once,
+            cards,
+        ],
         figures=figures,
     )
+
+
+def _outcome_kind(outcome: str) -> str:
+    """An outcome without its ids: "invoice already paid", "card applied"..."""
+    return " ".join(w for w in outcome.split() if not re.match(r"^(in|pm|cus|sub|evt)_", w))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -22,16 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import stripe
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.stripe_gateway import StripeGateway
+from api.app import create_app
 from billing.dunning import DunningPolicy
 from kakin import catalog, service, usage
 from kakin.binaries import find_binary
 from kakin.embedded import ManagedProcess, start_localstripe
+from kakin.settings import Settings
 from models.db import make_engine, make_session_factory, migrate
 from tests.chaos import invariants
 from tests.chaos.invariants import Planned, Report, StripeIntent, UsageLog, WorkflowView
@@ -41,11 +46,14 @@ from tests.support import fault_proxy
 from tests.support.encryption import TEST_KEYS, converter_for_tests
 from tests.support.fault_proxy import FaultProxy
 from tests.support.sendgrid_loopback import SendGridLoopback
+from tests.support.webhook_relay import WebhookRelay, register
+from tests.test_api import connect_to, running
 from workflows import search_attributes as sa
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
 METRIC = "chaos_api_calls"
+WEBHOOK_SECRET = "whsec_chaos"
 
 
 @dataclass
@@ -67,6 +75,14 @@ class ChaosConfig:
     db_outage_seconds: float = 5.0
     email_outage_seconds: float = 10.0
     attach_pdf: bool = False  # PDFs cost ~0.2 s of CPU per email
+    # Stripe's webhooks, sent by the emulator through tests/support/webhook_relay.py:
+    # each event delayed up to this many seconds (so they overtake each other), and
+    # with these shares sent twice at once, or again later.
+    webhook_max_delay: float = 3.0
+    webhook_concurrent: float = 0.2
+    webhook_duplicate: float = 0.2
+    card_change_share: float = 0.1  # good subscriptions whose card changes, twice
+    card_change_at: tuple[float, float] = (0.25, 0.6)
     seed: int = 5
     timeout: float = 900.0  # the chaos phase gives up after this many seconds
     stalled_after: float = 150.0  # ...or when nothing got paid or ended for this long
@@ -88,6 +104,10 @@ class FaultCounts:
     usage_batches: int = 0
     usage_resends: int = 0
     usage_errors: int = 0
+    webhook_events: int = 0  # sent by the emulator
+    webhook_deliveries: int = 0  # tries by the relay (copies and retries included)
+    webhook_not_2xx: int = 0  # tries answered otherwise (the database was down...)
+    card_changes: int = 0
 
 
 @dataclass
@@ -121,6 +141,7 @@ class _Run:
         self.usage = UsageLog()
         self.planned: list[Planned] = []
         self.cancel_sent: set[str] = set()
+        self.card_changed: dict[str, str] = {}  # kakin customer id -> Stripe customer id
         self.stop = asyncio.Event()
         self.db_down = False
         self.t0 = time.monotonic()
@@ -134,6 +155,8 @@ class _Run:
         self.pg: PrivatePostgres
         self.proxy: FaultProxy
         self.mail: SendGridLoopback
+        self.relay: WebhookRelay
+        self.stripe_direct: StripeGateway
 
     def explain(self, moment: float) -> str:
         """A moment as run time, with the faults from 60 s before to 5 s after it (evidence)."""
@@ -241,6 +264,65 @@ class _Run:
         while not self.stop.is_set() and self.progress < share:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), 0.5)
+
+    # -- card changes (webhook traffic) --------------------------------------------------------
+
+    async def _card_changes(self) -> None:
+        """Cards change twice, a moment apart: at Stripe (as its hosted pages would; kakin
+        learns from customer.updated, late, duplicated and reordered) or through kakin
+        (``kakin update-card``: Stripe's default is set, its event must change nothing)."""
+        good = [p for p in self.planned if not p.declined]
+        chosen = self.rng.sample(good, round(len(good) * self.config.card_change_share))
+        for at in self.config.card_change_at:
+            await self._at_progress(at)
+            if self.stop.is_set():
+                return
+            for n, plan in enumerate(chosen):
+                try:
+                    await self._change_card(plan, through_kakin=n % 2 == 1)
+                except Exception as error:  # the database is down: this change is skipped
+                    self.say(f"card change of {plan.subscription_id} failed: {error!r}")
+            self.say(f"{len(chosen)} cards changed (progress {self.progress:.0%})")
+
+    async def _change_card(self, plan: Planned, *, through_kakin: bool) -> None:
+        with self.sessions() as session:
+            stripe_customer = session.execute(
+                text("SELECT stripe_customer_id FROM customers WHERE id = :id"),
+                {"id": plan.customer_id},
+            ).scalar_one()
+        self.card_changed[plan.customer_id] = stripe_customer
+        if through_kakin:
+            await service.update_payment_method(
+                self.client, self.sessions, self.stripe_direct, plan.subscription_id,
+                card_number=OK_CARD, requested_by="chaos",
+            )  # fmt: skip
+        else:
+            for _ in range(2):  # two changes in a row: their events may arrive swapped
+                method = await asyncio.to_thread(
+                    self.stripe_direct.create_test_payment_method,
+                    card_number=OK_CARD, stripe_customer_id=stripe_customer,
+                )  # fmt: skip
+                await asyncio.to_thread(
+                    self.stripe_direct.set_default_payment_method,
+                    stripe_customer_id=stripe_customer, payment_method_id=method,
+                )  # fmt: skip
+        self.faults.card_changes += 1
+
+    def _stripe_defaults(self) -> dict[str, str | None]:
+        return {
+            customer_id: self.stripe_direct.default_payment_method(stripe_customer)
+            for customer_id, stripe_customer in self.card_changed.items()
+        }
+
+    def _webhook_tries(self) -> list[invariants.WebhookTry]:
+        tries = []
+        for d in self.relay.deliveries:
+            duplicate = None
+            if 200 <= d.status < 300:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    duplicate = bool(json.loads(d.body)["duplicate"])
+            tries.append(invariants.WebhookTry(d.event_id, d.type, d.status, duplicate))
+        return tries
 
     # -- usage traffic ------------------------------------------------------------------------
 
@@ -450,10 +532,12 @@ class _Run:
         env: WorkflowEnvironment | None = None
         self.worker = WorkerProcess({}, cwd=self.run_dir, log=logs / "worker.log")
         stripe_url = f"http://127.0.0.1:{stripe_port}"
+        self.stripe_url = stripe_url
         self.proxy = FaultProxy(stripe_url, stall_seconds=21)
         self.mail = SendGridLoopback()
         self.proxy.__enter__()
         self.mail.start()
+        stack = contextlib.ExitStack()
         try:
             self.say(f"private PostgreSQL on port {pg_port} in {self.pg.base}")
             await asyncio.to_thread(self.pg.init)
@@ -474,12 +558,29 @@ class _Run:
             env = started
             self.client = env.client
             self.worker.env = self._worker_env(env)
+            api_url = stack.enter_context(running(self._api(env)))
+            self.relay = stack.enter_context(
+                WebhookRelay(
+                    f"{api_url}/v1/webhooks/stripe",
+                    secret=WEBHOOK_SECRET,
+                    retry_delay=1.0,
+                    max_tries=120,
+                )
+            )
+            self.relay.chaos(
+                random.Random(config.seed + 1),
+                max_delay=config.webhook_max_delay,
+                duplicate=config.webhook_duplicate,
+                concurrent=config.webhook_concurrent,
+            )
+            await asyncio.to_thread(register, stripe_url, self.relay)
             seconds["start_services"] = time.monotonic() - self.t0
 
             began = time.monotonic()
             stripe_direct = StripeGateway(
                 api_key="sk_test_kakin", api_base=stripe_url, confirm_off_session=False
             )
+            self.stripe_direct = stripe_direct
             await asyncio.to_thread(
                 catalog.create_metric,
                 self.sessions, code=METRIC, name="API calls", aggregation="count",
@@ -522,6 +623,7 @@ class _Run:
                 asyncio.create_task(self._email_outage(config.email_outage_at)),
                 asyncio.create_task(self._db_outage(config.db_outage_at)),
                 asyncio.create_task(self._usage_traffic()),
+                asyncio.create_task(self._card_changes()),
             ]
             try:
                 await self._drive()
@@ -552,7 +654,18 @@ class _Run:
                             at_period_end=False, requested_by="chaos",
                         )  # fmt: skip
             began = time.monotonic()
+            if not await asyncio.to_thread(self.relay.settle):
+                self.say("webhook deliveries still in flight after 180 s")
+            refused = Counter(
+                f"{d.status} {d.body[:80]}"
+                for d in self.relay.deliveries
+                if not 200 <= d.status < 300
+            )
+            self.say(f"webhook answers other than 2xx: {dict(refused.most_common(8))}")
+            seconds["webhooks_idle"] = time.monotonic() - began
+            began = time.monotonic()
             intents = await asyncio.to_thread(self._intents, stripe_url)
+            defaults = await asyncio.to_thread(self._stripe_defaults)
             seconds["list_stripe"] = time.monotonic() - began
             began = time.monotonic()
             report = await asyncio.to_thread(
@@ -565,10 +678,14 @@ class _Run:
                 planned=self.planned,
                 renewals=config.renewals,
                 explain=self.explain,
+                webhook_events=list(self.relay.events),
+                webhook_tries=self._webhook_tries(),
+                stripe_defaults=defaults,
             )
             seconds["check"] = time.monotonic() - began
         finally:
             await asyncio.to_thread(self.worker.stop)
+            await asyncio.to_thread(stack.close)  # the API and the webhook relay
             self.proxy.__exit__()
             with contextlib.suppress(Exception):
                 self.mail.stop()
@@ -583,9 +700,30 @@ class _Run:
         self.faults.usage_batches = self.usage.batches
         self.faults.usage_resends = self.usage.resends
         self.faults.usage_errors = self.usage.errors
+        if hasattr(self, "relay"):
+            self.faults.webhook_events = len(self.relay.events)
+            self.faults.webhook_deliveries = len(self.relay.deliveries)
+            self.faults.webhook_not_2xx = sum(
+                1 for d in self.relay.deliveries if not 200 <= d.status < 300
+            )
         seconds["total"] = time.monotonic() - self.t0
         shown = {k: v for k, v in asdict(config).items() if k != "log"}
         return ChaosResult(shown, report, self.faults, seconds, str(self.run_dir))
+
+    def _api(self, env: WorkflowEnvironment) -> FastAPI:
+        """kakin's HTTP API (served in a thread), for the webhooks: Stripe reached directly."""
+        settings = Settings(
+            stripe_api_key="sk_test_kakin", database_url=self.pg.url, task_queue="billing",
+            stripe_webhook_secret=WEBHOOK_SECRET,
+        )  # fmt: skip
+        return create_app(
+            settings=settings,
+            sessions=self.sessions,
+            temporal=connect_to(env.client.service_client.config.target_host),
+            stripe=StripeGateway(
+                api_key="sk_test_kakin", api_base=self.stripe_url, confirm_off_session=False
+            ),
+        )
 
     def _worker_env(self, env: WorkflowEnvironment) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("KAKIN_")}
