@@ -56,7 +56,7 @@ def test_upgrading_keeps_invoices_and_names_proration_lines(
             connection.execute(text(row), {"at": AT})
     engine.dispose()
 
-    command.upgrade(config, "0009")
+    command.upgrade(config, "0007")
 
     engine = make_engine(empty_database)
     with make_session_factory(engine)() as session:
