@@ -76,6 +76,11 @@ def create_customer(
         payment_method_id = stripe.create_test_payment_method(
             card_number=card_number, stripe_customer_id=stripe_customer_id
         )
+        # Stripe's default is the card on file (see update_payment_method): a first
+        # card left as merely attached would be dropped by the next customer.updated.
+        stripe.set_default_payment_method(
+            stripe_customer_id=stripe_customer_id, payment_method_id=payment_method_id
+        )
     with sessions() as session:
         session.add(
             Customer(

@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
-from kakin import stripe_webhooks
+from kakin import service, stripe_webhooks
 from models import repositories as repo
 from models.tables import WebhookEvent
 from tests.helpers import DECLINED_CARD, OK_CARD, observe
@@ -373,3 +373,24 @@ async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_
     assert (again.duplicate, again.signals) == (False, 1)
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
     assert (await status_of(time_env, subscription_id)).status == "active"
+
+
+def test_a_customer_created_with_a_card_has_it_as_stripes_default(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway
+) -> None:
+    # Otherwise the first unrelated customer.updated (Stripe's default: none) would not
+    # match the card kakin holds, and kakin would act on a card change nobody made.
+    customer_id = service.create_customer(
+        pg_sessions,
+        stripe_gateway,
+        email="hanako@example.jp",
+        name="佐藤 花子",
+        currency="JPY",
+        card_number=OK_CARD,
+    )
+    customer = repo.customer(pg_sessions(), customer_id)
+    assert customer.stripe_payment_method_id is not None
+    assert (
+        stripe_gateway.default_payment_method(customer.stripe_customer_id)
+        == customer.stripe_payment_method_id
+    )
