@@ -310,7 +310,8 @@ async def test_an_attached_card_changes_nothing_until_it_is_the_default(
         time_env.client, pg_sessions, payload, sign(payload), secret=SECRET,
         stripe_gateway=stripe_gateway,
     )  # fmt: skip
-    assert (outcome.signals, outcome.result) == (0, "no default card at Stripe")
+    # The customer's first card is Stripe's default (kakin made it so at sign-up).
+    assert (outcome.signals, outcome.result) == (0, f"card {before} already current")
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
     assert (await status_of(time_env, subscription_id)).status == "past_due"
     with pg_sessions() as session:
