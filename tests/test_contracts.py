@@ -64,10 +64,10 @@ def test_the_public_names_are_what_integrations_rely_on() -> None:
         "NextRenewalAt",
     ]
     assert [key.indexed_value_type.name for key in c.SEARCH_ATTRIBUTES] == [
-        "INDEXED_VALUE_TYPE_KEYWORD",
-        "INDEXED_VALUE_TYPE_KEYWORD",
-        "INDEXED_VALUE_TYPE_KEYWORD",
-        "INDEXED_VALUE_TYPE_DATETIME",
+        "KEYWORD",
+        "KEYWORD",
+        "KEYWORD",
+        "DATETIME",
     ]
 
 
