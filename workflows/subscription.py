@@ -15,16 +15,12 @@ with workflow.unsafe.imports_passed_through():
     # resolves the input dataclasses' type hints through it.
     import billing.calendar
     import billing.dunning  # noqa: F401
-
-    # Every part of the workflow, passed through like the core (one copy per worker).
-    import workflows.dunning
-    import workflows.renewals
-    import workflows.state
-    import workflows.status
-    import workflows.steps
-    import workflows.support  # noqa: F401
     from kakin.contracts import WORKFLOW_TYPE
     from models.payloads import SubscriptionInput
+
+    # The core arrives as the worker imported it, with the parts it is made of
+    # (workflows/state.py lists them): none of them runs in the sandbox. Listing the
+    # parts here too would only add their entries to every workflow's module table.
     from workflows.subscription_core import SubscriptionCore
 
 

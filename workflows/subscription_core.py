@@ -11,16 +11,17 @@ service); a suspended one whose paid period is over starts a fresh cycle at the
 moment of recovery (the suspended time is not billed). If dunning ends in
 cancellation, nothing more is billed.
 
-This module and the parts it is made of (``workflows/state.py`` lists them) are passed
-through the workflow sandbox (``workflows/subscription.py`` imports each with
-``imports_passed_through``): the sandbox re-imports the module that defines a workflow
-class for every workflow it loads, and with this code in that module every cached
-subscription cost about 120 KiB more than a bare workflow (``bench memory``). Passed
-through, the sandbox no longer checks them for non-deterministic calls, so keep to the
-rules by hand: time from ``self._now()`` / ``workflow.now()``, waits through
-``workflow`` timers, no I/O, no randomness, and no module-level state (one copy is
-shared by every workflow in the worker). The replay tests (tests/test_replay.py) check
-recorded histories against it.
+This module is passed through the workflow sandbox (``workflows/subscription.py``
+imports it with ``imports_passed_through``), and so are the parts it is made of
+(``workflows/state.py`` lists them): the sandbox takes the module the worker imported,
+whose own imports brought the parts, and runs none of their code. The sandbox
+re-imports the module that defines a workflow class for every workflow it loads, and
+with this code in that module every cached subscription cost about 120 KiB more than
+a bare workflow (``bench memory``). Passed through, the sandbox no longer checks them
+for non-deterministic calls, so keep to the rules by hand: time from ``self._now()`` /
+``workflow.now()``, waits through ``workflow`` timers, no I/O, no randomness, and no
+module-level state (one copy is shared by every workflow in the worker). The replay
+tests (tests/test_replay.py) check recorded histories against it.
 """
 
 from __future__ import annotations
