@@ -4,7 +4,7 @@ Everything kakin hands to Temporal (workflow inputs, activity arguments and resu
 signals, updates, queries, failure messages) goes through :class:`EncryptionCodec`
 on its way out, so the Temporal server, its database and anyone reading histories
 see only ciphertext. Search attributes are not payloads and are never encrypted:
-they carry ids and statuses only (see ``workflows/search_attributes.py``).
+they carry ids and statuses only (see ``kakin/contracts.py``).
 
 An encrypted payload looks like::
 

@@ -18,7 +18,7 @@ from billing.calendar import Interval, zone
 from billing.dunning import DunningPolicy
 from billing.money import normalize_currency
 from billing.proration import Proration, prorate
-from kakin import catalog
+from kakin import catalog, contracts
 from models import repositories as repo
 from models.payloads import (
     CancelRequest,
@@ -35,7 +35,6 @@ from models.payloads import (
     WaiveRequest,
 )
 from models.tables import Customer, Price, Subscription, utcnow
-from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
 
 InvalidRequestError = catalog.InvalidRequestError
@@ -191,10 +190,10 @@ async def start_subscription(
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(
-                        sa.SUBSCRIPTION_STATUS, "trialing" if trial_days else "active"
+                        contracts.SUBSCRIPTION_STATUS, "trialing" if trial_days else "active"
                     ),
-                    SearchAttributePair(sa.CUSTOMER_ID, customer_id),
-                    SearchAttributePair(sa.PLAN_ID, price_id),
+                    SearchAttributePair(contracts.CUSTOMER_ID, customer_id),
+                    SearchAttributePair(contracts.PLAN_ID, price_id),
                 ]
             ),
             static_summary=(

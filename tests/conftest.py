@@ -26,13 +26,13 @@ from activities.billing import BillingActivities, Seller
 from activities.mailer import OutboxMailer
 from activities.rendering import make_template_env
 from activities.stripe_gateway import StripeGateway
+from kakin import contracts
 from kakin.binaries import find_binary
 from kakin.embedded import start_localstripe
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import free_ports
 from tests.support.encryption import TEST_KEYS, converter_for_tests
 from worker import build_worker
-from workflows import search_attributes as sa
 
 PG_ADMIN_URL = os.environ.get("KAKIN_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 # Payloads are encrypted in tests as in production: the fixtures' clients use these
@@ -114,13 +114,15 @@ async def register_search_attributes(client: Client) -> None:
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace="default",
-            search_attributes={key.name: _SA_TYPES[_type_name(key)] for key in sa.ALL},
+            search_attributes={
+                key.name: _SA_TYPES[_type_name(key)] for key in contracts.SEARCH_ATTRIBUTES
+            },
         )
     )
 
 
 def _type_name(key: object) -> str:
-    return "Datetime" if key is sa.NEXT_RENEWAL_AT else "Keyword"
+    return "Datetime" if key is contracts.NEXT_RENEWAL_AT else "Keyword"
 
 
 @pytest.fixture
@@ -144,7 +146,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real dev server: visibility (list by search attribute), real signals."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
-        search_attributes=list(sa.ALL),
+        search_attributes=list(contracts.SEARCH_ATTRIBUTES),
         ui=False,
         data_converter=converter_for_tests(),
     )

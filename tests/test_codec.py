@@ -30,7 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.stripe_gateway import StripeGateway
-from kakin import api_keys, codec, service
+from kakin import api_keys, codec, contracts, service
 from kakin.api_keys import CreatedKey
 from kakin.codec import (
     ENCODING,
@@ -46,7 +46,6 @@ from kakin.settings import Settings
 from models.payloads import SubscriptionStatus
 from tests.helpers import HISTORIES, customer_and_price
 from tests.support.encryption import TEST_KEY, TEST_KEY_ID, codec_for_tests, converter_for_tests
-from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
 
 EMAIL = "taro@example.jp"  # the customer tests.helpers.customer_and_price creates
@@ -254,7 +253,7 @@ def all_payloads(message: Message) -> Iterator[Payload]:
 
 
 # The workflow's patch ids (workflow.patched): public names, in the clear by design.
-PATCH_IDS = {"final-usage-invoice", "compact-cycle", "records-with-email", "local-calendar"}
+PATCH_IDS = set(contracts.PATCHES)
 
 
 def patch_marker_payloads(history: WorkflowHistory) -> list[Payload]:
@@ -378,7 +377,8 @@ async def test_history_from_the_server_holds_only_ciphertext(
     ]
     names = {name for upsert in upserts for name in upsert.indexed_fields}
     # TemporalChangeVersion is the SDK's own, listing the patch ids the workflow took.
-    assert names and names <= {key.name for key in sa.ALL} | {"TemporalChangeVersion"}
+    names_allowed = {key.name for key in contracts.SEARCH_ATTRIBUTES} | {"TemporalChangeVersion"}
+    assert names and names <= names_allowed
     converter = DataConverter.default.payload_converter
     statuses = {str(s) for s in SubscriptionStatus}
     for p in attributes:

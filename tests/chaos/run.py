@@ -33,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from billing.dunning import DunningPolicy
-from kakin import catalog, service, usage
+from kakin import catalog, contracts, service, usage
 from kakin.binaries import find_binary
 from kakin.embedded import ManagedProcess, start_localstripe
 from kakin.settings import Settings
@@ -48,7 +48,6 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.sendgrid_loopback import SendGridLoopback
 from tests.support.webhook_relay import WebhookRelay, register
 from tests.test_api import connect_to, running
-from workflows import search_attributes as sa
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
@@ -548,7 +547,7 @@ class _Run:
                 start_localstripe(port=stripe_port, log_dir=logs),
                 WorkflowEnvironment.start_local(
                     dev_server_existing_path=find_binary("temporal"),
-                    search_attributes=list(sa.ALL),
+                    search_attributes=list(contracts.SEARCH_ATTRIBUTES),
                     data_converter=converter_for_tests(),
                     ui=False,
                     # Its warnings about tasks of a killed worker would drown the figures.
