@@ -24,11 +24,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import starter
-from activities import pdf
 from activities.billing import BillingActivities
 from kakin import wiring
-from kakin.codec import EncryptionKeyError
-from kakin.settings import ConfigurationError, Settings, get_settings
+from kakin.adapters import pdf
+from kakin.platform.codec import EncryptionKeyError
+from kakin.platform.settings import ConfigurationError, Settings, get_settings
 from workflows.subscription import SubscriptionWorkflow
 
 WORKFLOWS = [SubscriptionWorkflow]

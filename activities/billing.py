@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,30 +19,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import links
-from activities.invoice_builder import (
+from billing.money import format_amount
+from billing.proration import prorate
+from billing.rounding import RoundingMode
+from billing.stripe_rules import charge_step, chargeable, minimum_charge, settle
+from kakin.adapters import links
+from kakin.adapters.mailer import Attachment, Mailer, OutgoingEmail, PermanentEmailError
+from kakin.adapters.rendering import (
+    InvoiceDocument,
+    render_email,
+    render_invoice_html,
+)
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services.invoice_documents import Seller, invoice_document, invoice_pdf
+from kakin.services.invoices import (
     Draft,
+    apply_invoice_change,
     closing_period,
     compose,
     line_rows,
     period_draft,
     usage_lines,
 )
-from activities.mailer import Attachment, Mailer, OutgoingEmail, PermanentEmailError
-from activities.pdf import html_to_pdf
-from activities.rendering import (
-    DocumentLine,
-    InvoiceDocument,
-    TaxSummary,
-    render_email,
-    render_invoice_html,
-)
-from activities.stripe_gateway import StripeGateway
-from billing.money import format_amount
-from billing.proration import prorate
-from billing.rounding import RoundingMode
-from billing.stripe_rules import charge_step, chargeable, minimum_charge, settle
-from billing.tax import normalize_registration_number
+from kakin.services.subscriptions import apply_subscription_change
 from models import repositories as repo
 from models import usage as usage_sql
 from models.payloads import (
@@ -73,32 +71,6 @@ from models.tables import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Seller:
-    """Who issues the invoices (printed on every invoice and email)."""
-
-    name: str
-    address: str
-    registration_number: str = ""
-    payment_update_url: str = ""
-    email_from: str = "billing@kakin.example"
-    email_from_name: str = "kakin billing"
-    link_secret: str = "kakin-embedded-link-secret"  # signs links in emails (KAKIN_LINK_SECRET)
-    # How tax is rounded, once per rate per invoice (KAKIN_TAX_ROUNDING): down is
-    # 切り捨て, the usual choice of Japanese sellers.
-    tax_rounding: str = "down"
-    # The invoice PDF goes with every email about an invoice (KAKIN_ATTACH_INVOICE_PDF).
-    attach_invoice_pdf: bool = True
-
-    def __post_init__(self) -> None:
-        # Checked wherever a Seller is built (settings, tests, the bench), not only in
-        # Settings: the number is printed on every qualified invoice, so a wrong check
-        # digit must never reach one. Stored canonical (T + 13 ASCII digits).
-        if self.registration_number.strip():
-            number = normalize_registration_number(self.registration_number)
-            object.__setattr__(self, "registration_number", number)
 
 
 class BillingActivities:
@@ -451,7 +423,7 @@ class BillingActivities:
     @activity.defn
     def record_invoice_change(self, change: InvoiceChange) -> None:
         with self._sessions() as session:
-            _apply_invoice_change(session, change)
+            apply_invoice_change(session, change)
             session.commit()
 
     # -- payments -----------------------------------------------------------------------
@@ -671,7 +643,7 @@ class BillingActivities:
     def record_subscription_change(self, change: SubscriptionChange) -> None:
         """Write a status change to the subscription row and the audit log (once)."""
         with self._sessions() as session:
-            _apply_subscription_change(session, change)
+            apply_subscription_change(session, change)
             session.commit()
 
     # -- email --------------------------------------------------------------------------
@@ -689,9 +661,9 @@ class BillingActivities:
             # What the email announces is recorded first (each change is safe to repeat).
             with self._sessions() as session:
                 if request.invoice_change is not None:
-                    _apply_invoice_change(session, request.invoice_change)
+                    apply_invoice_change(session, request.invoice_change)
                 if request.status_change is not None:
-                    _apply_subscription_change(session, request.status_change)
+                    apply_subscription_change(session, request.status_change)
                 session.commit()
         with self._sessions() as session:
             sent = repo.email_by_key(session, request.business_key)
@@ -816,78 +788,6 @@ def _result(attempt: PaymentAttempt) -> ChargeResult:
     )
 
 
-def invoice_pdf(invoice: Invoice, seller: Seller, templates: jinja2.Environment) -> bytes:
-    """The invoice as a PDF, rendered from its rows now (not the stored page: a receipt's
-    PDF says paid). Emails, the API and the CLI all print it through here."""
-    return html_to_pdf(render_invoice_html(templates, invoice_document(invoice, seller)))
-
-
-def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:
-    """The invoice as printed (HTML, PDF, emails), resolved from its rows."""
-    customer = invoice.customer
-    rates = {item["tax_rate_id"]: item for item in invoice.tax_breakdown}
-
-    def tax_label(line: InvoiceLine) -> tuple[str, bool]:
-        rate = rates.get(line.tax_rate_id or "")
-        if rate is None:
-            return "", False
-        return f"{rate['percentage']}%{'※' if rate['reduced'] else ''}", bool(rate["reduced"])
-
-    lines = []
-    for line in invoice.lines:
-        label, reduced = tax_label(line)
-        lines.append(
-            DocumentLine(
-                description=line.description,
-                unit_amount=line.unit_amount,
-                quantity=line.quantity,
-                amount=line.amount,
-                period_start=line.period_start,
-                period_end=line.period_end,
-                kind=line.kind,
-                usage_quantity=line.usage_quantity,
-                tax_label=label,
-                reduced_rate=reduced,
-            )
-        )
-    return InvoiceDocument(
-        number=invoice.number,
-        status=invoice.status,
-        currency=invoice.currency,
-        locale=customer.locale,
-        time_zone=customer.time_zone,
-        customer_name=customer.name,
-        customer_email=customer.email,
-        seller_name=seller.name,
-        seller_address=seller.address,
-        # As finalized: an invoice keeps the number it was issued under.
-        seller_registration_number=invoice.registration_number or seller.registration_number,
-        issued_at=invoice.finalized_at or invoice.issued_at,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        lines=lines,
-        subtotal=invoice.subtotal,
-        total=invoice.total,
-        amount_paid=invoice.amount_paid,
-        amount_due=invoice.amount_due,
-        discount_total=invoice.discount_total,
-        tax_total=invoice.tax_total,
-        credit_applied=invoice.credit_applied,
-        carried_forward=invoice.carried_forward,
-        taxes=tuple(
-            TaxSummary(
-                label=item["name"],
-                percentage=item["percentage"],
-                inclusive=item["inclusive"],
-                reduced=item["reduced"],
-                taxable=item["taxable"],
-                tax=item["tax"],
-            )
-            for item in invoice.tax_breakdown
-        ),
-    )
-
-
 def _carry_forward(session: Session, key: str, invoice: Invoice) -> None:
     """An invoice below Stripe's minimum charge moves its amount due to the customer's
     balance, as a debit the next invoice collects (as Stripe does); in the invoice's
@@ -902,52 +802,3 @@ def _carry_forward(session: Session, key: str, invoice: Invoice) -> None:
                 invoice_id=invoice.id,
             )
         )
-
-
-def _apply_invoice_change(session: Session, change: InvoiceChange) -> None:
-    """Mark an invoice void or uncollectible, with its audit row; nothing if it already is."""
-    invoice = repo.invoice(session, change.invoice_id)
-    if invoice.status == change.status:
-        return
-    previous = invoice.status
-    invoice.status = change.status
-    repo.audit(
-        session,
-        entity_type="invoice",
-        entity_id=invoice.id,
-        action=f"marked_{change.status}",
-        from_status=previous,
-        to_status=change.status,
-        actor=change.actor,
-        reason=change.reason,
-        occurred_at=change.occurred_at,
-    )
-
-
-def _apply_subscription_change(session: Session, change: SubscriptionChange) -> None:
-    """Write a status change to the subscription row and the audit log."""
-    subscription = repo.subscription(session, change.subscription_id)
-    previous = subscription.status
-    if change.period_start is not None:
-        subscription.current_period_start = change.period_start
-        subscription.current_period_end = change.period_end
-    if change.cancel_at_period_end is not None:
-        subscription.cancel_at_period_end = change.cancel_at_period_end
-    if previous == change.status and change.cancel_at_period_end is None and not change.action:
-        return
-    subscription.status = change.status
-    if change.status == "canceled":
-        subscription.canceled_at = change.occurred_at
-        subscription.cancel_reason = change.reason
-    repo.audit(
-        session,
-        entity_type="subscription",
-        entity_id=subscription.id,
-        action=change.action
-        or ("status_changed" if previous != change.status else "cancel_scheduled"),
-        from_status=previous,
-        to_status=change.status,
-        actor=change.actor,
-        reason=change.reason,
-        occurred_at=change.occurred_at,
-    )

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.billing import BillingActivities, Seller
-from activities.mailer import Mailer, OutboxMailer, SendGridMailer
-from activities.rendering import make_template_env
-from activities.stripe_gateway import StripeGateway
-from kakin import codec
-from kakin.settings import EMBEDDED_LINK_SECRET, ConfigurationError, Settings
+from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform import codec
+from kakin.platform.settings import EMBEDDED_LINK_SECRET, ConfigurationError, Settings
 from models.db import make_engine, make_session_factory
 
 
