@@ -51,7 +51,12 @@ class Seller:
 def invoice_pdf(invoice: Invoice, seller: Seller, templates: jinja2.Environment) -> bytes:
     """The invoice as a PDF, rendered from its rows now (not the stored page: a receipt's
     PDF says paid). Emails, the API and the CLI all print it through here."""
-    return html_to_pdf(render_invoice_html(templates, invoice_document(invoice, seller)))
+    return html_to_pdf(invoice_html(invoice, seller, templates))
+
+
+def invoice_html(invoice: Invoice, seller: Seller, templates: jinja2.Environment) -> str:
+    """The invoice's page (kept with the invoice by ``render_invoice``), from its rows."""
+    return render_invoice_html(templates, invoice_document(invoice, seller))
 
 
 def invoice_document(invoice: Invoice, seller: Seller) -> InvoiceDocument:
