@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -20,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from billing.stripe_rules import charge_step, chargeable, minimum_charge
 from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
+from models import payments as payment_sql
 from models import repositories as repo
 from models.payloads import (
     ChargeOutcome,
@@ -216,9 +216,7 @@ class PaymentActivities:
                     state.amount, state.currency, due,
                 )  # fmt: skip
                 return False
-            attempt = session.scalars(
-                select(PaymentAttempt).where(PaymentAttempt.stripe_payment_intent_id == state.id)
-            ).one_or_none()
+            attempt = payment_sql.attempt_by_intent(session, state.id)
             if attempt is None:
                 attempt = PaymentAttempt(
                     business_key=f"external:{state.id}",

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -272,16 +271,7 @@ def redeem_coupon(
                 f"coupon {code!r} takes {coupon.currency} off, but the subscription bills "
                 f"in {subscription.price.currency}"
             )
-        taken = session.execute(
-            update(Coupon)
-            .where(Coupon.id == coupon.id)
-            .where(
-                (Coupon.max_redemptions.is_(None))
-                | (Coupon.times_redeemed < Coupon.max_redemptions)
-            )
-            .values(times_redeemed=Coupon.times_redeemed + 1)
-        )
-        if not getattr(taken, "rowcount", 0):
+        if not repo.take_coupon_redemption(session, coupon.id):
             raise CatalogError(f"coupon {code!r} has reached its limit of redemptions")
         redemption = SubscriptionDiscount(
             id=repo.new_id("di"), subscription_id=subscription.id, coupon_id=coupon.id,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
@@ -16,9 +15,10 @@ from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import InvalidRequestError
 from kakin.services.subscriptions import handle
+from models import payments as payment_sql
 from models import repositories as repo
 from models.payloads import PaymentMethodUpdated, PaymentReceived
-from models.tables import Customer, utcnow
+from models.tables import utcnow
 
 
 async def update_payment_method(
@@ -73,18 +73,7 @@ def claim_payment_method(
     one gets True and tells the workflows: one charge retry per card change. The
     workflow's ``record_payment_method`` then finds the card current and does nothing.
     """
-    changed = session.execute(
-        update(Customer)
-        .where(
-            Customer.id == customer_id,
-            or_(
-                Customer.stripe_payment_method_id.is_(None),
-                Customer.stripe_payment_method_id != payment_method_id,
-            ),
-        )
-        .values(stripe_payment_method_id=payment_method_id)
-    )
-    if getattr(changed, "rowcount", 0) != 1:
+    if not payment_sql.set_payment_method_if_other(session, customer_id, payment_method_id):
         return False
     repo.audit(
         session, entity_type="customer", entity_id=customer_id, action="payment_method_updated",

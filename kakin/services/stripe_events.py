@@ -34,7 +34,6 @@ from datetime import timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -45,9 +44,11 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments
 from kakin.services.errors import InvalidRequestError, UnavailableError
 from kakin.services.subscriptions import handle
+from models import payments as payment_sql
 from models import repositories as repo
-from models.payloads import InvoiceStatus, PaymentMethodUpdated, SubscriptionStatus
-from models.tables import Customer, Invoice, PaymentAttempt, Subscription, WebhookEvent, utcnow
+from models import webhooks as webhook_sql
+from models.payloads import InvoiceStatus, PaymentMethodUpdated
+from models.tables import Invoice, PaymentAttempt, WebhookEvent, utcnow
 
 ACTOR = "stripe-webhook"
 # A claim older than this belongs to a delivery that died (a signal takes well under
@@ -131,17 +132,9 @@ def _try_claim(sessions: sessionmaker[Session], event_id: str) -> str | None:
     token = secrets.token_hex(8)
     now = utcnow()
     with sessions() as session:
-        result = session.execute(
-            update(WebhookEvent)
-            .where(
-                WebhookEvent.id == event_id,
-                WebhookEvent.processed_at.is_(None),
-                or_(WebhookEvent.claimed_until.is_(None), WebhookEvent.claimed_until < now),
-            )
-            .values(claim_token=token, claimed_until=now + LEASE)
-        )
+        taken = webhook_sql.take_claim(session, event_id, token=token, now=now, until=now + LEASE)
         session.commit()
-    return token if getattr(result, "rowcount", 0) == 1 else None
+    return token if taken else None
 
 
 async def claim(
@@ -194,11 +187,7 @@ def mark_processed(
 def release(sessions: sessionmaker[Session], event_id: str, token: str) -> None:
     """Give the claim back (processing failed): Stripe's redelivery may process at once."""
     with sessions() as session:
-        session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id == event_id, WebhookEvent.claim_token == token)
-            .values(claim_token=None, claimed_until=None)
-        )
+        webhook_sql.give_back_claim(session, event_id, token)
         session.commit()
 
 
@@ -208,17 +197,6 @@ def release(sessions: sessionmaker[Session], event_id: str, token: str) -> None:
 def _ended(error: RPCError) -> bool:
     """Temporal's answer for a workflow that has completed (or never existed)."""
     return error.status == RPCStatusCode.NOT_FOUND
-
-
-def _live_subscriptions(session: Session, customer_id: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(Subscription.id).where(
-                Subscription.customer_id == customer_id,
-                Subscription.status != SubscriptionStatus.CANCELED,
-            )
-        )
-    )
 
 
 async def _payment_succeeded(
@@ -234,11 +212,7 @@ async def _payment_succeeded(
         if invoice is None:
             return 0, "not one of our invoices"
         subscription_id, status = invoice.subscription_id, invoice.status
-        own = session.scalars(
-            select(PaymentAttempt.status).where(
-                PaymentAttempt.stripe_payment_intent_id == intent_id
-            )
-        ).first()
+        own = payment_sql.attempt_status_by_intent(session, intent_id)
     if status == InvoiceStatus.PAID:
         # Our own charge (or an earlier event) recorded it: the workflow would ignore
         # the signal, which would cost a Temporal action and a task per renewal.
@@ -330,7 +304,7 @@ def _follow_default(
     default.
     """
     with sessions() as session:
-        session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+        payment_sql.lock_customer(session, customer_id)
         if stripe_gateway is not None:
             method = stripe_gateway.default_payment_method(stripe_customer)
         else:
@@ -341,11 +315,7 @@ def _follow_default(
             session, customer_id, method, actor=ACTOR, occurred_at=utcnow()
         )
         if claimed:  # in the same transaction: a crash before the signals is redone
-            session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id == event_id)
-                .values(outcome=f"applying {method}")
-            )
+            webhook_sql.set_outcome(session, event_id, f"applying {method}")
         session.commit()
     return method, claimed
 
@@ -362,9 +332,7 @@ async def _card_event(
 ) -> tuple[int, str]:
     """Follow Stripe's current default card; tell the live subscriptions once per change."""
     with sessions() as session:
-        customer = session.scalars(
-            select(Customer).where(Customer.stripe_customer_id == stripe_customer)
-        ).one_or_none()
+        customer = payment_sql.customer_by_stripe_id(session, stripe_customer)
         if customer is None:
             return 0, "not one of our customers"
         customer_id = customer.id
@@ -376,7 +344,7 @@ async def _card_event(
     if not claimed and previous != f"applying {method}":
         return 0, f"card {method} already current"
     with sessions() as session:
-        subscriptions = _live_subscriptions(session, customer_id)
+        subscriptions = repo.live_subscription_ids(session, customer_id)
     told = 0
     for subscription_id in subscriptions:
         try:
