@@ -28,9 +28,7 @@ from models import repositories as repo
 from models.payloads import (
     EmailRequest,
 )
-from models.tables import (
-    Invoice,
-)
+from models.tables import Invoice, Subscription
 
 
 class NotificationActivities:
@@ -84,28 +82,12 @@ class NotificationActivities:
             subscription = repo.subscription(session, request.subscription_id)
             customer = subscription.customer
             invoice = repo.invoice(session, request.invoice_id) if request.invoice_id else None
-            context: dict[str, Any] = {
-                "customer_name": customer.name,
-                "subscription_id": subscription.id,
-                "seller_name": self._seller.name,
-                "time_zone": customer.time_zone,
-                "invoice": self._document(invoice) if invoice else None,
-                # Link expiry is not a billing date: the real clock is right here.
-                "payment_update_url": links.payment_update_url(
-                    self._seller.payment_update_url,
-                    subscription.id,
-                    expires=int(time.time()) + links.LINK_LIFETIME_SECONDS,
-                    secret=self._seller.link_secret,
-                ),
-                "next_retry_at": request.next_retry_at,
-                "cancel_at": request.cancel_at,
-                "cancel_reason": subscription.cancel_reason,
-                # Only a cancellation at period end has an end date still to come.
-                "ends_at": (
-                    subscription.current_period_end if subscription.cancel_at_period_end else None
-                ),
-            }
-            content = render_email(self._templates, request.kind, customer.locale, context)
+            content = render_email(
+                self._templates,
+                request.kind,
+                customer.locale,
+                self._email_context(request, subscription, invoice),
+            )
             if sent is None:
                 sent = repo.new_email(
                     session,
@@ -145,6 +127,33 @@ class NotificationActivities:
             sent.provider_message_id = provider_id
             sent.sent_at = request.occurred_at
             session.commit()
+
+    def _email_context(
+        self, request: EmailRequest, subscription: Subscription, invoice: Invoice | None
+    ) -> dict[str, Any]:
+        """What the email's templates are given."""
+        customer = subscription.customer
+        return {
+            "customer_name": customer.name,
+            "subscription_id": subscription.id,
+            "seller_name": self._seller.name,
+            "time_zone": customer.time_zone,
+            "invoice": self._document(invoice) if invoice else None,
+            # Link expiry is not a billing date: the real clock is right here.
+            "payment_update_url": links.payment_update_url(
+                self._seller.payment_update_url,
+                subscription.id,
+                expires=int(time.time()) + links.LINK_LIFETIME_SECONDS,
+                secret=self._seller.link_secret,
+            ),
+            "next_retry_at": request.next_retry_at,
+            "cancel_at": request.cancel_at,
+            "cancel_reason": subscription.cancel_reason,
+            # Only a cancellation at period end has an end date still to come.
+            "ends_at": (
+                subscription.current_period_end if subscription.cancel_at_period_end else None
+            ),
+        }
 
     def _invoice_pdf(self, invoice: Invoice | None) -> tuple[Attachment, ...]:
         """The finalized invoice as a PDF, for the emails about it (if configured)."""

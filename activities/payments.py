@@ -90,67 +90,75 @@ class PaymentActivities:
                     attempt = repo.payment_attempt(session, key, required=True)
             if attempt.status != "pending":
                 return _result(attempt)
-            if attempt.amount <= 0:
-                return self._settle(session, invoice, attempt, "succeeded", None, "")
+            return self._charge(session, invoice, attempt, key)
 
-            currency = attempt.currency
-            if attempt.stripe_payment_intent_id is None and not chargeable(
-                attempt.amount, currency
-            ):
-                # Invoices are composed chargeable (billing.stripe_rules); one finalized
-                # before that rule would only be refused by Stripe, retry after retry.
-                # Declined with the reason instead, so support can void it or write it off.
-                least = minimum_charge(currency)
-                return self._settle(
-                    session, invoice, attempt, "declined", "amount_not_chargeable",
-                    f"Stripe cannot charge {attempt.amount} minor units of {currency} "
-                    f"(steps of {charge_step(currency)}{f', at least {least}' if least else ''})",
-                )  # fmt: skip
+    def _charge(
+        self, session: Session, invoice: Invoice, attempt: PaymentAttempt, key: str
+    ) -> ChargeResult:
+        """A pending attempt charged through Stripe (or declined before Stripe), settled.
 
-            customer = invoice.customer
-            if not customer.stripe_customer_id or not customer.stripe_payment_method_id:
-                return self._settle(
-                    session, invoice, attempt, "declined", "no_payment_method",
-                    "the customer has no payment method on file",
-                )  # fmt: skip
+        The PaymentIntent is stored before it is confirmed, so a retry after a crash
+        resumes it rather than create a second charge.
+        """
+        if attempt.amount <= 0:
+            return self._settle(session, invoice, attempt, "succeeded", None, "")
 
-            fresh = attempt.stripe_payment_intent_id is None
-            if fresh:
-                attempt.stripe_payment_intent_id = self._stripe.create_intent(
-                    amount=attempt.amount,
-                    currency=attempt.currency,
-                    stripe_customer_id=customer.stripe_customer_id,
-                    payment_method_id=customer.stripe_payment_method_id,
-                    metadata={
-                        "kakin_key": key,
-                        "kakin_invoice_id": invoice.id,
-                        "kakin_invoice_number": invoice.number or "",
-                    },
-                    idempotency_key=f"{key}:create",
-                )
-                # Stored before confirming: a retry after a crash resumes this intent.
-                session.commit()
-
-            intent_id = attempt.stripe_payment_intent_id
-            assert intent_id is not None
-            # Two Stripe requests per charge: a fresh intent is confirmed at once; only a
-            # retry, which cannot know how far the last try got, asks Stripe first.
-            state = None if fresh else self._stripe.retrieve_intent(intent_id)
-            if state is None or state.status == "requires_confirmation":
-                state = self._stripe.confirm_intent(intent_id, idempotency_key=f"{key}:confirm")
-            if state.status == "succeeded":
-                return self._settle(session, invoice, attempt, "succeeded", None, "")
-            if state.status == "processing":
-                raise ApplicationError("payment is still processing at Stripe", type="Processing")
-            if state.status == "requires_action":
-                return self._settle(
-                    session, invoice, attempt, "declined", "authentication_required",
-                    "the bank asks the customer to authenticate this payment",
-                )  # fmt: skip
+        currency = attempt.currency
+        if attempt.stripe_payment_intent_id is None and not chargeable(attempt.amount, currency):
+            # Invoices are composed chargeable (billing.stripe_rules); one finalized
+            # before that rule would only be refused by Stripe, retry after retry.
+            # Declined with the reason instead, so support can void it or write it off.
+            least = minimum_charge(currency)
             return self._settle(
-                session, invoice, attempt, "declined",
-                state.decline_code or "card_declined", state.message,
+                session, invoice, attempt, "declined", "amount_not_chargeable",
+                f"Stripe cannot charge {attempt.amount} minor units of {currency} "
+                f"(steps of {charge_step(currency)}{f', at least {least}' if least else ''})",
             )  # fmt: skip
+
+        customer = invoice.customer
+        if not customer.stripe_customer_id or not customer.stripe_payment_method_id:
+            return self._settle(
+                session, invoice, attempt, "declined", "no_payment_method",
+                "the customer has no payment method on file",
+            )  # fmt: skip
+
+        fresh = attempt.stripe_payment_intent_id is None
+        if fresh:
+            attempt.stripe_payment_intent_id = self._stripe.create_intent(
+                amount=attempt.amount,
+                currency=attempt.currency,
+                stripe_customer_id=customer.stripe_customer_id,
+                payment_method_id=customer.stripe_payment_method_id,
+                metadata={
+                    "kakin_key": key,
+                    "kakin_invoice_id": invoice.id,
+                    "kakin_invoice_number": invoice.number or "",
+                },
+                idempotency_key=f"{key}:create",
+            )
+            # Stored before confirming: a retry after a crash resumes this intent.
+            session.commit()
+
+        intent_id = attempt.stripe_payment_intent_id
+        assert intent_id is not None
+        # Two Stripe requests per charge: a fresh intent is confirmed at once; only a
+        # retry, which cannot know how far the last try got, asks Stripe first.
+        state = None if fresh else self._stripe.retrieve_intent(intent_id)
+        if state is None or state.status == "requires_confirmation":
+            state = self._stripe.confirm_intent(intent_id, idempotency_key=f"{key}:confirm")
+        if state.status == "succeeded":
+            return self._settle(session, invoice, attempt, "succeeded", None, "")
+        if state.status == "processing":
+            raise ApplicationError("payment is still processing at Stripe", type="Processing")
+        if state.status == "requires_action":
+            return self._settle(
+                session, invoice, attempt, "declined", "authentication_required",
+                "the bank asks the customer to authenticate this payment",
+            )  # fmt: skip
+        return self._settle(
+            session, invoice, attempt, "declined",
+            state.decline_code or "card_declined", state.message,
+        )  # fmt: skip
 
     def _settle(
         self,

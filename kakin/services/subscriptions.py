@@ -75,30 +75,12 @@ async def start_subscription(
     subscription_id = repo.new_id("sub")
     with sessions() as session:
         customer = session.get(Customer, customer_id)
-        price = session.get(Price, price_id)
         if customer is None:
             raise InvalidRequestError(f"customer {customer_id!r} does not exist")
-        if price is None:
-            raise InvalidRequestError(f"price {price_id!r} does not exist")
-        if not price.active:
-            raise InvalidRequestError(
-                f"price {price_id!r} is archived and takes no new subscriptions"
-            )
-        if price.currency != customer.currency:
-            raise InvalidRequestError(
-                f"price is in {price.currency} but the customer is billed in {customer.currency}"
-            )
-        # The periods follow the customer's calendar as it is now (billing.calendar): the
-        # workflow keeps this snapshot, so a later change of the customer's zone moves no
-        # renewal, past or future. Checked here: the workflow could not compute a period
-        # on a zone the tz database does not know.
-        time_zone = customer.time_zone or "UTC"
-        try:
-            zone(time_zone)
-        except ValueError:
-            raise InvalidRequestError(
-                f"the customer's time zone {time_zone!r} is not an IANA time zone"
-            ) from None
+        price = _offered(
+            session.get(Price, price_id), price_id, customer.currency, billed="the customer"
+        )
+        time_zone = _calendar_of(customer)
         session.add(
             Subscription(
                 id=subscription_id,
@@ -154,6 +136,37 @@ async def start_subscription(
                 session.commit()
         raise
     return subscription_id
+
+
+def _offered(price: Price | None, price_id: str, currency: str, *, billed: str) -> Price:
+    """The price, if it exists, takes new subscriptions and bills in ``currency``."""
+    if price is None:
+        raise InvalidRequestError(f"price {price_id!r} does not exist")
+    if not price.active:
+        raise InvalidRequestError(f"price {price_id!r} is archived and takes no new subscriptions")
+    if price.currency != currency:
+        raise InvalidRequestError(
+            f"price is in {price.currency} but {billed} is billed in {currency}"
+        )
+    return price
+
+
+def _calendar_of(customer: Customer) -> str:
+    """The customer's time zone, which the subscription's periods follow.
+
+    The periods follow the customer's calendar as it is now (billing.calendar): the
+    workflow keeps this snapshot, so a later change of the customer's zone moves no
+    renewal, past or future. Checked here: the workflow could not compute a period on
+    a zone the tz database does not know.
+    """
+    time_zone = customer.time_zone or "UTC"
+    try:
+        zone(time_zone)
+    except ValueError:
+        raise InvalidRequestError(
+            f"the customer's time zone {time_zone!r} is not an IANA time zone"
+        ) from None
+    return time_zone
 
 
 def handle(client: Client, subscription_id: str) -> WorkflowHandle[Any, str]:
@@ -216,17 +229,10 @@ async def change_plan(
     equal one at the end of the paid period. Same currency and interval only."""
     with sessions() as session:
         subscription = repo.subscription(session, subscription_id)
-        current, new = subscription.price, session.get(Price, price_id)
-        if new is None:
-            raise InvalidRequestError(f"price {price_id!r} does not exist")
-        if not new.active:
-            raise InvalidRequestError(
-                f"price {price_id!r} is archived and takes no new subscriptions"
-            )
-        if new.currency != current.currency:
-            raise InvalidRequestError(
-                f"price is in {new.currency} but the subscription is billed in {current.currency}"
-            )
+        current = subscription.price
+        new = _offered(
+            session.get(Price, price_id), price_id, current.currency, billed="the subscription"
+        )
         if (new.interval, new.interval_count) != (current.interval, current.interval_count):
             raise InvalidRequestError(
                 "a plan change keeps the billing interval: "
