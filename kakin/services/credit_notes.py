@@ -14,7 +14,7 @@ split per tax group and rate). This module keeps the promises around them:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +24,7 @@ from kakin.services.errors import ConflictError, InvalidRequestError
 from kakin.services.invoices import stored_totals
 from models import repositories as repo
 from models.payloads import InvoiceStatus
-from models.tables import CreditNote, CreditTransaction
+from models.tables import CreditNote, CreditTransaction, Invoice
 
 
 class CreditNoteRefusedError(ConflictError, InvalidRequestError):
@@ -51,6 +51,30 @@ def _previous(notes: list[CreditNote]) -> list[rules.CreditNote]:
         )
         for note in notes
     ]
+
+
+def _check_refundable(
+    session: Session, invoice: Invoice, notes: list[CreditNote], amount: int
+) -> None:
+    """A refund goes back to the card: no more than was paid by card and not refunded."""
+    refunded = sum(n.amount for n in notes if n.method == "refund")
+    if amount > invoice.amount_paid - refunded:
+        raise CreditNoteRefusedError(
+            f"only {invoice.amount_paid - refunded} was paid by card and not yet "
+            "refunded; credit the rest to the customer's balance"
+        )
+    if repo.paid_intent(session, invoice.id) is None:
+        raise CreditNoteRefusedError(
+            f"invoice {invoice.id} was not paid through Stripe; credit it instead"
+        )
+
+
+def _breakdown(note: rules.CreditNote) -> dict[str, Any]:
+    """What the note credits, per tax-rate group and per tax (stored with the row)."""
+    return {
+        "nets": [{"tax_rate_ids": list(n.tax_rate_ids), "amount": n.amount} for n in note.nets],
+        "taxes": [{"rate_id": t.rate_id, "amount": t.amount} for t in note.taxes],
+    }
 
 
 def issue_credit_note(
@@ -92,16 +116,7 @@ def issue_credit_note(
         except rules.CreditNoteError as error:
             raise CreditNoteRefusedError(str(error)) from None
         if method == "refund":
-            refunded = sum(n.amount for n in notes if n.method == "refund")
-            if note.amount > invoice.amount_paid - refunded:
-                raise CreditNoteRefusedError(
-                    f"only {invoice.amount_paid - refunded} was paid by card and not yet "
-                    "refunded; credit the rest to the customer's balance"
-                )
-            if repo.paid_intent(session, invoice.id) is None:
-                raise CreditNoteRefusedError(
-                    f"invoice {invoice.id} was not paid through Stripe; credit it instead"
-                )
+            _check_refundable(session, invoice, notes, note.amount)
         row = CreditNote(
             id=repo.new_id("cn"),
             number=repo.take_number(session, "credit_note", "CN"),
@@ -115,12 +130,7 @@ def issue_credit_note(
             method=method,
             status="pending_refund" if method == "refund" else "credited",
             actor=actor,
-            breakdown={
-                "nets": [
-                    {"tax_rate_ids": list(n.tax_rate_ids), "amount": n.amount} for n in note.nets
-                ],
-                "taxes": [{"rate_id": t.rate_id, "amount": t.amount} for t in note.taxes],
-            },
+            breakdown=_breakdown(note),
         )
         session.add(row)
         if method == "credit":

@@ -64,14 +64,10 @@ async def start_subscription(
     same transaction: no moment or crash leaves the subscription without it, and no
     write after the workflow has started can fail and make a retry start another one.
     """
-    if test_clock_speed is not None and live_mode:
-        raise InvalidRequestError("test clocks are refused with a live Stripe key")
-    if quantity < 1:
-        raise InvalidRequestError("quantity must be at least 1")
-    if trial_days < 0:
-        raise InvalidRequestError("trial_days must not be negative")
-    if start_at is not None and start_at.tzinfo is None:
-        raise InvalidRequestError("start_at needs a time zone, e.g. 2025-01-31T00:00:00+09:00")
+    _check_terms(
+        test_clock=test_clock_speed is not None, live_mode=live_mode, quantity=quantity,
+        trial_days=trial_days, start_at=start_at,
+    )  # fmt: skip
     subscription_id = repo.new_id("sub")
     with sessions() as session:
         customer = session.get(Customer, customer_id)
@@ -114,28 +110,54 @@ async def start_subscription(
             ),
             id=workflow_id(subscription_id),
             task_queue=task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(
-                        contracts.SUBSCRIPTION_STATUS, "trialing" if trial_days else "active"
-                    ),
-                    SearchAttributePair(contracts.CUSTOMER_ID, customer_id),
-                    SearchAttributePair(contracts.PLAN_ID, price_id),
-                ]
+            search_attributes=_search_attributes(
+                status="trialing" if trial_days else "active",
+                customer_id=customer_id,
+                price_id=price_id,
             ),
             static_summary=(
                 f"subscription {subscription_id} · customer {customer_id} · plan {price_id}"
             ),
         )
     except Exception:
-        # No workflow, no subscription: never leave a row that nothing will bill.
-        with sessions() as session:
-            row = session.get(Subscription, subscription_id)
-            if row is not None:
-                session.delete(row)
-                session.commit()
+        _forget(sessions, subscription_id)  # no workflow, no subscription
         raise
     return subscription_id
+
+
+def _check_terms(
+    *, test_clock: bool, live_mode: bool, quantity: int, trial_days: int, start_at: datetime | None
+) -> None:
+    """The terms of a new subscription that need no database to check."""
+    if test_clock and live_mode:
+        raise InvalidRequestError("test clocks are refused with a live Stripe key")
+    if quantity < 1:
+        raise InvalidRequestError("quantity must be at least 1")
+    if trial_days < 0:
+        raise InvalidRequestError("trial_days must not be negative")
+    if start_at is not None and start_at.tzinfo is None:
+        raise InvalidRequestError("start_at needs a time zone, e.g. 2025-01-31T00:00:00+09:00")
+
+
+def _search_attributes(*, status: str, customer_id: str, price_id: str) -> TypedSearchAttributes:
+    """The subscription's search attributes as its workflow starts (never personal data)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(contracts.SUBSCRIPTION_STATUS, status),
+            SearchAttributePair(contracts.CUSTOMER_ID, customer_id),
+            SearchAttributePair(contracts.PLAN_ID, price_id),
+        ]
+    )
+
+
+def _forget(sessions: sessionmaker[Session], subscription_id: str) -> None:
+    """Delete the row of a subscription whose workflow did not start: never leave a row
+    that nothing will bill."""
+    with sessions() as session:
+        row = session.get(Subscription, subscription_id)
+        if row is not None:
+            session.delete(row)
+            session.commit()
 
 
 def _offered(price: Price | None, price_id: str, currency: str, *, billed: str) -> Price:
