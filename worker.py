@@ -24,11 +24,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import starter
-from activities import pdf
 from activities.billing import BillingActivities
 from kakin import wiring
-from kakin.codec import EncryptionKeyError
-from kakin.settings import ConfigurationError, Settings, get_settings
+from kakin.adapters import pdf
+from kakin.platform.codec import EncryptionKeyError
+from kakin.platform.settings import ConfigurationError, Settings, get_settings
 from workflows.subscription import SubscriptionWorkflow
 
 WORKFLOWS = [SubscriptionWorkflow]
@@ -85,7 +85,7 @@ def build_stripe_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        activities=[activities.charge_invoice],
+        activities=[activities.payments.charge_invoice],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_task_queue_activities_per_second=0.8 * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,

@@ -12,12 +12,13 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from activities.billing import BillingActivities, Seller
-from activities.mailer import Mailer, OutboxMailer, SendGridMailer
-from activities.rendering import make_template_env
-from activities.stripe_gateway import StripeGateway
-from kakin import codec
-from kakin.settings import EMBEDDED_LINK_SECRET, ConfigurationError, Settings
+from activities.billing import BillingActivities
+from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform import codec
+from kakin.platform.settings import EMBEDDED_LINK_SECRET, ConfigurationError, Settings
+from kakin.services.invoice_documents import Seller
 from models.db import make_engine, make_session_factory
 
 
@@ -68,6 +69,7 @@ def billing_activities(
     stripe: StripeGateway | None = None,
     mail: Mailer | None = None,
 ) -> BillingActivities:
+    """The invoicing, payment and notification activities, built from the settings."""
     return BillingActivities(
         session_factory=sessions or session_factory(settings),
         stripe=stripe or stripe_gateway(settings),

@@ -6,9 +6,10 @@ import secrets
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from models.payloads import SubscriptionStatus
 from models.tables import (
     ApiKey,
     AuditLog,
@@ -464,3 +465,31 @@ def paid_intent(session: Session, invoice_id: str) -> str | None:
             PaymentAttempt.invoice_id == invoice_id, PaymentAttempt.status == "succeeded"
         )
     )
+
+
+def live_subscription_ids(session: Session, customer_id: str) -> list[str]:
+    """The customer's subscriptions that are not canceled."""
+    return list(
+        session.scalars(
+            select(Subscription.id).where(
+                Subscription.customer_id == customer_id,
+                Subscription.status != SubscriptionStatus.CANCELED,
+            )
+        )
+    )
+
+
+def take_coupon_redemption(session: Session, coupon_id: str) -> bool:
+    """Count one more redemption unless the coupon has reached its limit; True if counted.
+
+    One conditional UPDATE, so two redemptions at once cannot both take the last one.
+    """
+    taken = session.execute(
+        update(Coupon)
+        .where(Coupon.id == coupon_id)
+        .where(
+            (Coupon.max_redemptions.is_(None)) | (Coupon.times_redeemed < Coupon.max_redemptions)
+        )
+        .values(times_redeemed=Coupon.times_redeemed + 1)
+    )
+    return bool(getattr(taken, "rowcount", 0))

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from temporalio import activity, workflow
 
+from activities.invoicing import InvoicingActivities
+from activities.notifications import NotificationActivities
+from activities.payments import PaymentActivities
 from kakin import contracts as c
 from tests.conftest import make_activities
 from workflows.subscription import SubscriptionWorkflow
@@ -80,6 +83,15 @@ def test_the_workflow_registers_exactly_the_public_names() -> None:
 
 
 def test_the_worker_registers_exactly_the_public_activity_names(tmp_path: Path) -> None:
+    # Each activity class names its activities explicitly (name=contracts.ACTIVITY_...):
+    # together they define every public name, once.
+    defined = [
+        definition.name
+        for cls in (InvoicingActivities, PaymentActivities, NotificationActivities)
+        for attribute in vars(cls).values()
+        if (definition := activity._Definition.from_callable(attribute)) is not None
+    ]
+    assert sorted(defined) == sorted(c.ACTIVITIES)
     # Built as the worker builds them; nothing is called, so no database is touched.
     activities = make_activities(None, None, tmp_path)  # type: ignore[arg-type]
     names = sorted(

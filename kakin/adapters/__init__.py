@@ -1,0 +1,1 @@
+"""Adapters to the outside: Stripe, email, templates, PDF and signed links."""

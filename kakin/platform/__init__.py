@@ -1,0 +1,1 @@
+"""Configuration and the payload codec: what every layer above reads."""

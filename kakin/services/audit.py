@@ -1,0 +1,63 @@
+"""Reading the audit log: who did what to which subscription, invoice or customer, and why.
+
+Rows are written with the change they record (``repo.audit``, in the same transaction)
+by the activities and services; this is the one way the faces read them: ``GET
+/v1/audit-log`` (support and admin keys) and ``kakin audit list``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from kakin.services.errors import InvalidRequestError
+from models import repositories as repo
+from models.tables import AuditLog
+
+MAX_LIMIT = 100
+
+
+def list_entries(
+    session: Session,
+    *,
+    limit: int = 20,
+    starting_after: int | None = None,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[AuditLog], bool]:
+    """One page of audit entries, newest first, and whether more follow.
+
+    Filters combine (all must hold); see ``repo.audit_entries`` for what each matches.
+
+    Raises:
+        InvalidRequestError: a limit out of range, a time without a zone, an empty
+            range, or a ``starting_after`` that names no entry.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequestError(f"limit must be between 1 and {MAX_LIMIT}")
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            raise InvalidRequestError(
+                f"{name} needs a time zone, e.g. 2027-01-31T00:00:00+09:00 or ...Z"
+            )
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequestError("since must be before until")
+    try:
+        return repo.audit_entries(
+            session,
+            limit=limit,
+            starting_after=starting_after,
+            subscription_id=subscription_id or None,
+            customer_id=customer_id or None,
+            actor=actor or None,
+            action=action or None,
+            since=since,
+            until=until,
+        )
+    except repo.InvalidCursorError as error:
+        raise InvalidRequestError(str(error)) from None

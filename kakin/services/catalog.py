@@ -1,0 +1,287 @@
+"""The catalog beyond flat prices: billable metrics, priced usage, tax rates, coupons.
+
+Every entry point (HTTP API, CLI) creates these through here, so each is validated
+once, by the pure rules in billing/, with an error that says what is wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing import discounts, metering, tax
+from billing.calendar import Interval
+from billing.money import normalize_currency
+from billing.rounding import parse_decimal
+from kakin.services import errors
+from kakin.services.invoices import rating_price
+from models import repositories as repo
+from models.tables import (
+    BillableMetric,
+    Coupon,
+    Price,
+    Product,
+    SubscriptionDiscount,
+    SubscriptionItem,
+    TaxRate,
+)
+
+# The typed error itself (kept under this name: callers catch catalog.InvalidRequestError).
+InvalidRequestError = errors.InvalidRequestError
+
+
+class CatalogError(InvalidRequestError):
+    """A catalog request that cannot be carried out; the message says why."""
+
+
+def _rule(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a billing/ constructor, turning its ValueError/TypeError into CatalogError."""
+    try:
+        return check(*args, **kwargs)
+    except (ValueError, TypeError) as error:
+        raise CatalogError(str(error)) from None
+
+
+def create_metric(
+    sessions: sessionmaker[Session],
+    *,
+    code: str,
+    name: str,
+    aggregation: str,
+    property: str | None = None,
+) -> str:
+    _rule(metering.BillableMetric, code=code, aggregation=aggregation, property=property)
+    with sessions() as session:
+        metric = BillableMetric(
+            id=repo.new_id("bm"), code=code, name=name, aggregation=aggregation, property=property
+        )
+        session.add(metric)
+        try:
+            session.commit()
+        except IntegrityError:
+            raise CatalogError(f"a metric with code {code!r} exists already") from None
+        return metric.id
+
+
+def create_tax_rate(
+    sessions: sessionmaker[Session],
+    *,
+    name: str,
+    percentage: str,
+    inclusive: bool = False,
+    jurisdiction: str = "",
+    reduced: bool = False,
+) -> str:
+    terms = _rule(tax.TaxRate, id="new", name=name, percentage=percentage, inclusive=inclusive)
+    with sessions() as session:
+        rate = TaxRate(
+            id=repo.new_id("txr"),
+            name=name,
+            percentage=str(terms.percentage),
+            inclusive=inclusive,
+            jurisdiction=jurisdiction,
+            reduced=reduced,
+        )
+        session.add(rate)
+        session.commit()
+        return rate.id
+
+
+def _tax_rate_ids(session: Session, ids: list[str]) -> list[str]:
+    for rate_id in ids:
+        rate = session.get(TaxRate, rate_id)
+        if rate is None or not rate.active:
+            raise CatalogError(f"tax rate {rate_id!r} does not exist or is archived")
+    return list(ids)
+
+
+def create_price(
+    sessions: sessionmaker[Session],
+    *,
+    product_name: str | None = None,
+    product_id: str | None = None,
+    currency: str,
+    interval: str = "month",
+    interval_count: int = 1,
+    nickname: str = "",
+    pricing_model: str = "flat",
+    unit_amount: int = 0,
+    unit_amount_decimal: str | None = None,
+    package_size: int | None = None,
+    tiers: list[dict[str, Any]] | None = None,
+    metric_code: str | None = None,
+    tax_rate_ids: list[str] | None = None,
+) -> str:
+    """Create a price of any pricing model (a new product unless ``product_id``)."""
+    try:
+        currency = normalize_currency(currency)
+        interval = Interval(interval)
+    except ValueError as error:
+        raise CatalogError(f"{error}; intervals are day, week, month, year") from None
+    if interval_count < 1:
+        raise CatalogError("interval_count must be at least 1")
+    if unit_amount < 0:
+        raise CatalogError("unit_amount must not be negative")
+    if unit_amount_decimal is not None:
+        _rule(parse_decimal, unit_amount_decimal, what="unit_amount_decimal")
+    if (product_name is None) == (product_id is None):
+        raise CatalogError("give exactly one of product_name and product_id")
+    with sessions() as session:
+        product = (
+            Product(id=repo.new_id("prod"), name=product_name or "")
+            if product_id is None
+            else session.get(Product, product_id)
+        )
+        if product is None:
+            raise CatalogError(f"product {product_id!r} does not exist")
+        metric = None
+        if metric_code is not None:
+            metric = repo.metric_by_code(session, metric_code)
+            if metric is None:
+                raise CatalogError(f"unknown metric {metric_code!r}")
+            if pricing_model == "flat":
+                raise CatalogError("a metered price needs a usage pricing model, not flat")
+        price = Price(
+            id=repo.new_id("price"),
+            product=product,
+            nickname=nickname,
+            currency=currency,
+            unit_amount=unit_amount,
+            interval=interval,
+            interval_count=interval_count,
+            pricing_model=pricing_model,
+            unit_amount_decimal=unit_amount_decimal,
+            package_size=package_size,
+            tiers=tiers,
+            metric=metric,
+            tax_rate_ids=_tax_rate_ids(session, tax_rate_ids or []),
+        )
+        _rule(rating_price, price)  # the tiers, package size and amounts make sense
+        session.add(price)
+        session.commit()
+        return price.id
+
+
+def add_item(
+    sessions: sessionmaker[Session], *, subscription_id: str, price_id: str, quantity: int = 1
+) -> str:
+    """Add a price (a metered charge, an add-on) to a subscription from its next invoice."""
+    if quantity < 1:
+        raise CatalogError("quantity must be at least 1")
+    with sessions() as session:
+        subscription = repo.subscription(session, subscription_id)
+        price = repo.price(session, price_id)
+        if not price.active:
+            raise CatalogError(f"price {price_id!r} is archived and takes no new subscriptions")
+        if price.currency != subscription.price.currency:
+            raise CatalogError(
+                f"price is in {price.currency} but the subscription bills in "
+                f"{subscription.price.currency}"
+            )
+        if price.id == subscription.price_id or any(
+            item.price_id == price.id for item in subscription.items
+        ):
+            raise CatalogError(f"subscription {subscription_id} holds price {price_id} already")
+        item = SubscriptionItem(id=repo.new_id("si"), price=price, quantity=quantity)
+        subscription.items.append(item)
+        session.commit()
+        return item.id
+
+
+def create_coupon(
+    sessions: sessionmaker[Session],
+    *,
+    code: str,
+    name: str,
+    duration: str,
+    percent_off: str | None = None,
+    amount_off: int | None = None,
+    currency: str | None = None,
+    duration_in_periods: int | None = None,
+    redeem_by: datetime | None = None,
+    max_redemptions: int | None = None,
+) -> str:
+    terms = _rule(
+        discounts.Coupon,
+        code=code,
+        duration=duration,
+        percent_off=Decimal(percent_off) if percent_off is not None else None,
+        amount_off=amount_off,
+        currency=currency,
+        duration_in_periods=duration_in_periods,
+        redeem_by=redeem_by,
+        max_redemptions=max_redemptions,
+    )
+    with sessions() as session:
+        coupon = Coupon(
+            id=repo.new_id("co"),
+            code=code,
+            name=name,
+            percent_off=str(terms.percent_off) if terms.percent_off is not None else None,
+            amount_off=amount_off,
+            currency=terms.currency,
+            duration=str(terms.duration),
+            duration_periods=duration_in_periods,
+            redeem_by=redeem_by,
+            max_redemptions=max_redemptions,
+        )
+        session.add(coupon)
+        try:
+            session.commit()
+        except IntegrityError:
+            raise CatalogError(f"a coupon with code {code!r} exists already") from None
+        return coupon.id
+
+
+def redeem_coupon(
+    sessions: sessionmaker[Session], *, subscription_id: str, code: str, at: datetime | None = None
+) -> str:
+    """Apply a coupon to a subscription from its next period invoice.
+
+    The redemption count goes up in a conditional UPDATE, so two requests racing for
+    the last redemption cannot both win.
+    """
+    at = at or datetime.now(UTC)
+    with sessions() as session:
+        subscription = repo.subscription(session, subscription_id)
+        coupon = repo.coupon_by_code(session, code)
+        if coupon is None or not coupon.active:
+            raise CatalogError(f"coupon {code!r} does not exist or is archived")
+        terms = discounts.Coupon(
+            code=coupon.code,
+            duration=coupon.duration,  # type: ignore[arg-type]
+            percent_off=Decimal(coupon.percent_off) if coupon.percent_off else None,
+            amount_off=coupon.amount_off,
+            currency=coupon.currency,
+            duration_in_periods=coupon.duration_periods,
+            redeem_by=coupon.redeem_by,
+            max_redemptions=coupon.max_redemptions,
+        )
+        if any(held.coupon_id == coupon.id for held in subscription.discounts):
+            raise CatalogError(f"subscription {subscription_id} has coupon {code!r} already")
+        reason = discounts.redemption_error(terms, at=at, times_redeemed=coupon.times_redeemed)
+        if reason is not None:
+            raise CatalogError(reason)
+        if coupon.currency and coupon.currency != subscription.price.currency:
+            raise CatalogError(
+                f"coupon {code!r} takes {coupon.currency} off, but the subscription bills "
+                f"in {subscription.price.currency}"
+            )
+        if not repo.take_coupon_redemption(session, coupon.id):
+            raise CatalogError(f"coupon {code!r} has reached its limit of redemptions")
+        redemption = SubscriptionDiscount(
+            id=repo.new_id("di"), subscription_id=subscription.id, coupon_id=coupon.id,
+            redeemed_at=at,
+        )  # fmt: skip
+        session.add(redemption)
+        try:
+            session.commit()
+        except IntegrityError:
+            raise CatalogError(
+                f"subscription {subscription_id} has coupon {code!r} already"
+            ) from None
+        return redemption.id

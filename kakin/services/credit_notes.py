@@ -1,0 +1,183 @@
+"""Credit notes: give money back on a paid invoice, as a Stripe refund or as credit.
+
+The numbers come from ``billing.credit_notes`` (never more than remains creditable,
+split per tax group and rate). This module keeps the promises around them:
+
+- the note, its number and (for credit) the customer's balance entry commit in one
+  transaction, with the invoice row locked, so two requests cannot both credit the
+  last yen;
+- a refund is recorded as ``pending_refund`` *before* Stripe is called, and finding
+  the refund by the note's key in the refund's metadata makes a retry (after a crash
+  or a lost answer) settle the same refund instead of refunding twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing import credit_notes as rules
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services.errors import ConflictError, InvalidRequestError
+from kakin.services.invoices import stored_totals
+from models import repositories as repo
+from models.payloads import InvoiceStatus
+from models.tables import CreditNote, CreditTransaction, Invoice
+
+
+class CreditNoteRefusedError(ConflictError, InvalidRequestError):
+    """The credit note cannot be issued; the message says why in one sentence."""
+
+
+def _previous(notes: list[CreditNote]) -> list[rules.CreditNote]:
+    return [
+        rules.CreditNote(
+            amount=note.amount,
+            reason=rules.CreditNoteReason(note.reason),
+            settlement=rules.CreditSettlement.REFUND
+            if note.method == "refund"
+            else rules.CreditSettlement.CUSTOMER_BALANCE,
+            memo=note.memo,
+            nets=tuple(
+                rules.CreditedNet(tax_rate_ids=tuple(item["tax_rate_ids"]), amount=item["amount"])
+                for item in note.breakdown.get("nets", [])
+            ),
+            taxes=tuple(
+                rules.CreditedTax(rate_id=item["rate_id"], amount=item["amount"])
+                for item in note.breakdown.get("taxes", [])
+            ),
+        )
+        for note in notes
+    ]
+
+
+def _check_refundable(
+    session: Session, invoice: Invoice, notes: list[CreditNote], amount: int
+) -> None:
+    """A refund goes back to the card: no more than was paid by card and not refunded."""
+    refunded = sum(n.amount for n in notes if n.method == "refund")
+    if amount > invoice.amount_paid - refunded:
+        raise CreditNoteRefusedError(
+            f"only {invoice.amount_paid - refunded} was paid by card and not yet "
+            "refunded; credit the rest to the customer's balance"
+        )
+    if repo.paid_intent(session, invoice.id) is None:
+        raise CreditNoteRefusedError(
+            f"invoice {invoice.id} was not paid through Stripe; credit it instead"
+        )
+
+
+def _breakdown(note: rules.CreditNote) -> dict[str, Any]:
+    """What the note credits, per tax-rate group and per tax (stored with the row)."""
+    return {
+        "nets": [{"tax_rate_ids": list(n.tax_rate_ids), "amount": n.amount} for n in note.nets],
+        "taxes": [{"rate_id": t.rate_id, "amount": t.amount} for t in note.taxes],
+    }
+
+
+def issue_credit_note(
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    *,
+    invoice_id: str,
+    reason: str,
+    method: Literal["refund", "credit"],
+    actor: str,
+    amount: int | None = None,
+    memo: str = "",
+) -> str:
+    """Issue a full (``amount`` None) or partial credit note; returns its id."""
+    try:
+        reason = rules.CreditNoteReason(reason)
+    except ValueError:
+        known = ", ".join(r.value for r in rules.CreditNoteReason)
+        raise CreditNoteRefusedError(f"reason must be one of {known}") from None
+    with sessions() as session:
+        invoice = repo.invoice_for_update(session, invoice_id)
+        if invoice.status != InvoiceStatus.PAID:
+            raise CreditNoteRefusedError(
+                f"invoice {invoice.id} is {invoice.status}: only paid invoices take credit "
+                "notes (void or waive an open one instead)"
+            )
+        notes = repo.credit_notes_of(session, invoice.id)
+        try:
+            note = rules.create_credit_note(
+                invoice=stored_totals(invoice),
+                reason=reason,
+                amount=amount,
+                previous=_previous(notes),
+                settlement=rules.CreditSettlement.REFUND
+                if method == "refund"
+                else rules.CreditSettlement.CUSTOMER_BALANCE,
+                memo=memo or None,
+            )
+        except rules.CreditNoteError as error:
+            raise CreditNoteRefusedError(str(error)) from None
+        if method == "refund":
+            _check_refundable(session, invoice, notes, note.amount)
+        row = CreditNote(
+            id=repo.new_id("cn"),
+            number=repo.take_number(session, "credit_note", "CN"),
+            invoice_id=invoice.id,
+            customer_id=invoice.customer_id,
+            currency=invoice.currency,
+            amount=note.amount,
+            tax_amount=sum(item.amount for item in note.taxes),
+            reason=str(reason),
+            memo=memo,
+            method=method,
+            status="pending_refund" if method == "refund" else "credited",
+            actor=actor,
+            breakdown=_breakdown(note),
+        )
+        session.add(row)
+        if method == "credit":
+            session.add(
+                CreditTransaction(
+                    business_key=f"credit:{row.id}",
+                    customer_id=invoice.customer_id,
+                    currency=invoice.currency,
+                    amount=note.amount,
+                    credit_note_id=row.id,
+                )
+            )
+        repo.audit(
+            session,
+            entity_type="invoice",
+            entity_id=invoice.id,
+            action="credit_note_issued",
+            actor=actor,
+            reason=memo or str(reason),
+            occurred_at=datetime.now(UTC),
+            details={"credit_note": row.number, "amount": note.amount, "method": method},
+        )
+        session.commit()
+        note_id = row.id
+    if method == "refund":
+        settle_refund(sessions, stripe, credit_note_id=note_id)
+    return note_id
+
+
+def settle_refund(
+    sessions: sessionmaker[Session], stripe: StripeGateway, *, credit_note_id: str
+) -> None:
+    """Make the Stripe refund of a ``pending_refund`` note; safe to call again."""
+    with sessions() as session:
+        note = session.get(CreditNote, credit_note_id)
+        if note is None:
+            raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
+        if note.status != "pending_refund":
+            return
+        intent = repo.paid_intent(session, note.invoice_id)
+        assert intent is not None  # checked when the note was issued
+        key = f"refund:{note.id}"
+        refund_id = stripe.find_refund(payment_intent_id=intent, kakin_key=key)
+        if refund_id is None:
+            refund_id = stripe.refund(
+                payment_intent_id=intent, amount=note.amount, kakin_key=key, idempotency_key=key
+            )
+        note.stripe_refund_id = refund_id
+        note.status = "refunded"
+        session.commit()

@@ -1,0 +1,107 @@
+"""Payments outside the workflow's own charge: a new card, a payment Stripe reports.
+
+The card on file is claimed once here (``claim_payment_method``), so of the CLI, the
+API and the webhook Stripe sends for one change, exactly one tells the workflows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from kakin import contracts
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services.errors import InvalidRequestError
+from kakin.services.subscriptions import handle
+from models import payments as payment_sql
+from models import repositories as repo
+from models.payloads import PaymentMethodUpdated, PaymentReceived
+from models.tables import utcnow
+
+
+async def update_payment_method(
+    client: Client,
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    subscription_id: str,
+    *,
+    card_number: str,
+    requested_by: str,
+) -> str:
+    """Attach a new (test) card, make it Stripe's default, tell the workflow (retries if unpaid).
+
+    Stripe's default is set too: it is the source of truth that ``customer.updated``
+    events are checked against, so a later unrelated event does not switch back. The
+    change is claimed once (``claim_payment_method``): the ``customer.updated`` that
+    Stripe sends for it then finds the card current and signals nothing more.
+    """
+    with sessions() as session:
+        customer = repo.subscription(session, subscription_id).customer
+        customer_id, stripe_customer_id = customer.id, customer.stripe_customer_id
+    if not stripe_customer_id:
+        raise InvalidRequestError("the customer has no Stripe customer to attach a card to")
+    payment_method_id = stripe.create_test_payment_method(
+        card_number=card_number, stripe_customer_id=stripe_customer_id
+    )
+    stripe.set_default_payment_method(
+        stripe_customer_id=stripe_customer_id, payment_method_id=payment_method_id
+    )
+    with sessions() as session:
+        claimed = claim_payment_method(
+            session, customer_id, payment_method_id, actor=requested_by, occurred_at=utcnow()
+        )
+        session.commit()
+    if claimed:
+        # No id in the signal: the card is on file already (an id would make the
+        # workflow record it again, later, possibly over a newer card).
+        await handle(client, subscription_id).signal(
+            contracts.SIGNAL_PAYMENT_METHOD_UPDATED,
+            PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
+        )
+    return payment_method_id
+
+
+def claim_payment_method(
+    session: Session, customer_id: str, payment_method_id: str, *, actor: str, occurred_at: datetime
+) -> bool:
+    """Make ``payment_method_id`` the customer's card here, once; False if it already is.
+
+    One conditional UPDATE, so of two callers applying the same card change at once
+    (the CLI and the webhook Stripe sends for it, or two copies of one event) exactly
+    one gets True and tells the workflows: one charge retry per card change. The
+    workflow's ``record_payment_method`` then finds the card current and does nothing.
+    """
+    if not payment_sql.set_payment_method_if_other(session, customer_id, payment_method_id):
+        return False
+    repo.audit(
+        session, entity_type="customer", entity_id=customer_id, action="payment_method_updated",
+        actor=actor, occurred_at=occurred_at, details={"payment_method_id": payment_method_id},
+    )  # fmt: skip
+    return True
+
+
+async def report_payment(
+    client: Client,
+    subscription_id: str,
+    *,
+    invoice_id: str,
+    payment_intent_id: str,
+    requested_by: str = "stripe-webhook",
+) -> None:
+    """Tell the workflow Stripe took a payment outside our charge (e.g. from a webhook)."""
+    await handle(client, subscription_id).signal(
+        contracts.SIGNAL_PAYMENT_RECEIVED,
+        PaymentReceived(
+            invoice_id=invoice_id, payment_intent_id=payment_intent_id, requested_by=requested_by
+        ),
+    )
+
+
+async def retry_payment_now(client: Client, subscription_id: str, *, requested_by: str) -> None:
+    """Charge the invoice in dunning again at once, with the card on file."""
+    await handle(client, subscription_id).signal(
+        contracts.SIGNAL_PAYMENT_METHOD_UPDATED,
+        PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
+    )

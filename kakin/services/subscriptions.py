@@ -1,0 +1,360 @@
+"""Subscriptions: starting their workflows, and the support messages they take.
+
+Every face (HTTP API, CLI, starter.py, the demo) starts and signals a subscription's
+workflow through here, by the public names of ``kakin.contracts`` (never the workflow
+class: services do not import workflows/), so every entry point validates the same
+way and starts workflows with the same ids and search attributes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from billing.calendar import Interval, zone
+from billing.dunning import DunningPolicy
+from billing.proration import Proration, prorate
+from kakin import contracts
+from kakin.services.errors import InvalidRequestError
+from models import repositories as repo
+from models.payloads import (
+    CancelRequest,
+    ChangePlanRequest,
+    GraceRequest,
+    InvoiceStatus,
+    PauseRequest,
+    ResumeRequest,
+    StatusView,
+    SubscriptionChange,
+    SubscriptionInput,
+    SubscriptionStatus,
+    WaiveRequest,
+)
+from models.tables import Customer, Price, Subscription
+
+
+def workflow_id(subscription_id: str) -> str:
+    """The public workflow id of a subscription (a contract)."""
+    return contracts.workflow_id(subscription_id)
+
+
+async def start_subscription(
+    client: Client,
+    sessions: sessionmaker[Session],
+    *,
+    task_queue: str,
+    customer_id: str,
+    price_id: str,
+    quantity: int = 1,
+    trial_days: int = 0,
+    start_at: datetime | None = None,
+    test_clock_speed: float | None = None,
+    live_mode: bool = False,
+    dunning: DunningPolicy | None = None,
+    metadata: dict[str, str] | None = None,
+    stripe_task_queue: str | None = None,
+) -> str:
+    """Record the subscription and start its workflow; returns the subscription id.
+
+    ``metadata`` (the caller's own keys and values) is written with the row, in the
+    same transaction: no moment or crash leaves the subscription without it, and no
+    write after the workflow has started can fail and make a retry start another one.
+    """
+    _check_terms(
+        test_clock=test_clock_speed is not None, live_mode=live_mode, quantity=quantity,
+        trial_days=trial_days, start_at=start_at,
+    )  # fmt: skip
+    subscription_id = repo.new_id("sub")
+    with sessions() as session:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise InvalidRequestError(f"customer {customer_id!r} does not exist")
+        price = _offered(
+            session.get(Price, price_id), price_id, customer.currency, billed="the customer"
+        )
+        time_zone = _calendar_of(customer)
+        session.add(
+            Subscription(
+                id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                quantity=quantity,
+                status=SubscriptionStatus.TRIALING if trial_days else SubscriptionStatus.ACTIVE,
+                billing_cycle_anchor=start_at,
+                workflow_id=workflow_id(subscription_id),
+                test_clock=test_clock_speed is not None,
+                metadata_=dict(metadata or {}),
+            )
+        )
+        session.commit()
+        interval, interval_count = Interval(price.interval), price.interval_count
+    try:
+        await client.start_workflow(
+            contracts.WORKFLOW_TYPE,
+            SubscriptionInput(
+                subscription_id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                interval=interval,
+                interval_count=interval_count,
+                start_at=start_at,
+                trial_days=trial_days,
+                dunning=dunning or DunningPolicy(),
+                test_clock_speed=test_clock_speed,
+                stripe_task_queue=stripe_task_queue or None,
+                time_zone="" if time_zone == "UTC" else time_zone,
+            ),
+            id=workflow_id(subscription_id),
+            task_queue=task_queue,
+            search_attributes=_search_attributes(
+                status="trialing" if trial_days else "active",
+                customer_id=customer_id,
+                price_id=price_id,
+            ),
+            static_summary=(
+                f"subscription {subscription_id} · customer {customer_id} · plan {price_id}"
+            ),
+        )
+    except Exception:
+        _forget(sessions, subscription_id)  # no workflow, no subscription
+        raise
+    return subscription_id
+
+
+def _check_terms(
+    *, test_clock: bool, live_mode: bool, quantity: int, trial_days: int, start_at: datetime | None
+) -> None:
+    """The terms of a new subscription that need no database to check."""
+    if test_clock and live_mode:
+        raise InvalidRequestError("test clocks are refused with a live Stripe key")
+    if quantity < 1:
+        raise InvalidRequestError("quantity must be at least 1")
+    if trial_days < 0:
+        raise InvalidRequestError("trial_days must not be negative")
+    if start_at is not None and start_at.tzinfo is None:
+        raise InvalidRequestError("start_at needs a time zone, e.g. 2025-01-31T00:00:00+09:00")
+
+
+def _search_attributes(*, status: str, customer_id: str, price_id: str) -> TypedSearchAttributes:
+    """The subscription's search attributes as its workflow starts (never personal data)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(contracts.SUBSCRIPTION_STATUS, status),
+            SearchAttributePair(contracts.CUSTOMER_ID, customer_id),
+            SearchAttributePair(contracts.PLAN_ID, price_id),
+        ]
+    )
+
+
+def _forget(sessions: sessionmaker[Session], subscription_id: str) -> None:
+    """Delete the row of a subscription whose workflow did not start: never leave a row
+    that nothing will bill."""
+    with sessions() as session:
+        row = session.get(Subscription, subscription_id)
+        if row is not None:
+            session.delete(row)
+            session.commit()
+
+
+def _offered(price: Price | None, price_id: str, currency: str, *, billed: str) -> Price:
+    """The price, if it exists, takes new subscriptions and bills in ``currency``."""
+    if price is None:
+        raise InvalidRequestError(f"price {price_id!r} does not exist")
+    if not price.active:
+        raise InvalidRequestError(f"price {price_id!r} is archived and takes no new subscriptions")
+    if price.currency != currency:
+        raise InvalidRequestError(
+            f"price is in {price.currency} but {billed} is billed in {currency}"
+        )
+    return price
+
+
+def _calendar_of(customer: Customer) -> str:
+    """The customer's time zone, which the subscription's periods follow.
+
+    The periods follow the customer's calendar as it is now (billing.calendar): the
+    workflow keeps this snapshot, so a later change of the customer's zone moves no
+    renewal, past or future. Checked here: the workflow could not compute a period on
+    a zone the tz database does not know.
+    """
+    time_zone = customer.time_zone or "UTC"
+    try:
+        zone(time_zone)
+    except ValueError:
+        raise InvalidRequestError(
+            f"the customer's time zone {time_zone!r} is not an IANA time zone"
+        ) from None
+    return time_zone
+
+
+def handle(client: Client, subscription_id: str) -> WorkflowHandle[Any, str]:
+    """The subscription's workflow, by its public id (its result is its final status)."""
+    return client.get_workflow_handle(workflow_id(subscription_id), result_type=str)
+
+
+async def cancel_subscription(
+    client: Client,
+    subscription_id: str,
+    *,
+    reason: str,
+    at_period_end: bool,
+    requested_by: str,
+) -> None:
+    """Send the public ``cancel`` signal."""
+    await handle(client, subscription_id).signal(
+        contracts.SIGNAL_CANCEL,
+        CancelRequest(reason=reason, at_period_end=at_period_end, requested_by=requested_by),
+    )
+
+
+async def subscription_status(client: Client, subscription_id: str) -> StatusView:
+    return await handle(client, subscription_id).query(
+        contracts.QUERY_STATUS, result_type=StatusView
+    )
+
+
+async def pause_subscription(
+    client: Client, subscription_id: str, *, reason: str, requested_by: str
+) -> StatusView:
+    """The ``pause`` update: refused, with a reason, unless active or trialing."""
+    # By the update's public name; result_type keeps the answer a StatusView.
+    return await handle(client, subscription_id).execute_update(
+        contracts.UPDATE_PAUSE,
+        PauseRequest(reason=reason, requested_by=requested_by),
+        result_type=StatusView,
+    )
+
+
+async def resume_subscription(
+    client: Client, subscription_id: str, *, requested_by: str
+) -> StatusView:
+    """The ``resume`` update: refused unless paused."""
+    return await handle(client, subscription_id).execute_update(
+        contracts.UPDATE_RESUME, ResumeRequest(requested_by=requested_by), result_type=StatusView
+    )
+
+
+async def change_plan(
+    client: Client,
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    *,
+    price_id: str,
+    requested_by: str,
+    reason: str = "",
+) -> StatusView:
+    """Move a subscription to another price: a dearer one now (prorated), a cheaper or
+    equal one at the end of the paid period. Same currency and interval only."""
+    with sessions() as session:
+        subscription = repo.subscription(session, subscription_id)
+        current = subscription.price
+        new = _offered(
+            session.get(Price, price_id), price_id, current.currency, billed="the subscription"
+        )
+        if (new.interval, new.interval_count) != (current.interval, current.interval_count):
+            raise InvalidRequestError(
+                "a plan change keeps the billing interval: "
+                f"{current.interval_count} {current.interval} now, "
+                f"{new.interval_count} {new.interval} asked"
+            )
+        upgrade = new.unit_amount > current.unit_amount
+    return await handle(client, subscription_id).execute_update(
+        contracts.UPDATE_CHANGE_PLAN,
+        ChangePlanRequest(
+            price_id=price_id, at_period_end=not upgrade, reason=reason, requested_by=requested_by
+        ),
+        result_type=StatusView,
+    )
+
+
+def preview_plan_change(
+    sessions: sessionmaker[Session], subscription_id: str, *, price_id: str, at: datetime
+) -> Proration | None:
+    """What an upgrade to ``price_id`` at ``at`` would charge now (None: it would wait
+    for the renewal, so nothing is charged now).
+
+    ``at`` is the caller's: the present for a real subscription. (The ``status``
+    query's ``now`` is the time of the workflow's last step, not the present.)
+    """
+    with sessions() as session:
+        subscription = repo.subscription(session, subscription_id)
+        current, new = subscription.price, repo.price(session, price_id)
+        start, end = subscription.current_period_start, subscription.current_period_end
+        quantity = subscription.quantity
+    if new.unit_amount <= current.unit_amount or start is None or end is None:
+        return None
+    return prorate(
+        old_amount=current.unit_amount * quantity,
+        new_amount=new.unit_amount * quantity,
+        period_start=start,
+        period_end=end,
+        at=min(max(at, start), end),
+    )
+
+
+async def grant_grace(
+    client: Client, subscription_id: str, *, days: int, reason: str, requested_by: str
+) -> StatusView:
+    """The ``grant_grace`` update: the rest of the dunning ladder waits ``days`` longer."""
+    return await handle(client, subscription_id).execute_update(
+        contracts.UPDATE_GRANT_GRACE,
+        GraceRequest(days=days, reason=reason, requested_by=requested_by),
+        result_type=StatusView,
+    )
+
+
+async def waive_invoice(
+    client: Client,
+    subscription_id: str,
+    *,
+    reason: str,
+    requested_by: str,
+    mark_as: InvoiceStatus = InvoiceStatus.VOID,
+    invoice_id: str | None = None,
+) -> StatusView:
+    """The ``waive_invoice`` update: the invoice in dunning is marked ``void`` (or
+    ``uncollectible``: written off) and the subscription is active again."""
+    return await handle(client, subscription_id).execute_update(
+        contracts.UPDATE_WAIVE_INVOICE,
+        WaiveRequest(
+            reason=reason, requested_by=requested_by, mark_as=mark_as, invoice_id=invoice_id
+        ),
+        result_type=StatusView,
+    )
+
+
+def apply_subscription_change(session: Session, change: SubscriptionChange) -> None:
+    """Write a status change to the subscription row and the audit log (uncommitted).
+
+    Safe to repeat: a change already written adds no second audit row. The workflow's
+    activities call it (``record_subscription_change``, and ``send_email`` before the
+    email that announces it)."""
+    subscription = repo.subscription(session, change.subscription_id)
+    previous = subscription.status
+    if change.period_start is not None:
+        subscription.current_period_start = change.period_start
+        subscription.current_period_end = change.period_end
+    if change.cancel_at_period_end is not None:
+        subscription.cancel_at_period_end = change.cancel_at_period_end
+    if previous == change.status and change.cancel_at_period_end is None and not change.action:
+        return
+    subscription.status = change.status
+    if change.status == "canceled":
+        subscription.canceled_at = change.occurred_at
+        subscription.cancel_reason = change.reason
+    repo.audit(
+        session,
+        entity_type="subscription",
+        entity_id=subscription.id,
+        action=change.action
+        or ("status_changed" if previous != change.status else "cancel_scheduled"),
+        from_status=previous,
+        to_status=change.status,
+        actor=change.actor,
+        reason=change.reason,
+        occurred_at=change.occurred_at,
+    )
