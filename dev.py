@@ -2,7 +2,7 @@
 """The two commands a new machine needs; only Python 3.11+ must already be there.
 
     python3 dev.py up     # install what is missing, then run kakin on its embedded default
-    python3 dev.py test   # install what is missing, then ruff, mypy and the test suite
+    python3 dev.py test   # install what is missing, then ruff, mypy, lint-imports and the test suite
 
 Everything goes into ./.venv (created on first use). Extra arguments are passed on:
 ``python3 dev.py up --no-demo``, ``python3 dev.py test -k renewals``.
@@ -54,6 +54,8 @@ def test(extra: list[str]) -> int:
             ("ruff check", run("ruff", "check", ".")),
             ("ruff format", run("ruff", "format", "--check", ".")),
             ("mypy", run("mypy")),
+            # The layers and their import direction (pyproject.toml, docs/architecture.md).
+            ("lint-imports", run("lint-imports")),
         )
         if code != 0
     ]
