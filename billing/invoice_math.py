@@ -183,42 +183,9 @@ def compose_invoice(
     rates_by_id = {rate.id: rate for rate in tax_rates}
     if len(rates_by_id) != len(tax_rates):
         raise ValueError("tax rate ids must be unique")
-    amounts: dict[tuple[str, ...], int] = {}
-    discountable: dict[tuple[str, ...], int] = {}
-    for line in lines:
-        unknown = [rate_id for rate_id in line.tax_rate_ids if rate_id not in rates_by_id]
-        if unknown:
-            raise ValueError(f"line {line.description!r}: unknown tax rate(s) {unknown}")
-        reason = line_rate_error([rates_by_id[rate_id] for rate_id in line.tax_rate_ids])
-        if reason is not None:
-            raise ValueError(f"line {line.description!r}: {reason}")
-        key = tuple(sorted(line.tax_rate_ids))
-        amounts[key] = amounts.get(key, 0) + line.amount
-        if line.discountable:
-            discountable[key] = discountable.get(key, 0) + line.amount
+    amounts, discountable = _sums_by_rates(lines, rates_by_id)
     keys = sorted(amounts)
-    left = {key: discountable.get(key, 0) for key in keys}
-    discounted = dict.fromkeys(keys, 0)
-    discount_lines = []
-    for coupon in coupons:
-        off = discount_amount(coupon, subtotal=sum(left.values()), currency=code)
-        if off == 0:
-            continue
-        shares = allocate(off, [Fraction(left[key]) for key in keys])
-        for key, share in zip(keys, shares, strict=True):
-            left[key] -= share
-            discounted[key] += share
-        discount_lines.append(
-            DiscountLine(
-                coupon_code=coupon.code,
-                amount=off,
-                allocations=tuple(
-                    DiscountAllocation(tax_rate_ids=key, amount=share)
-                    for key, share in zip(keys, shares, strict=True)
-                    if share
-                ),
-            )
-        )
+    discounted, discount_lines = _apply_coupons(coupons, keys, discountable, code)
     groups = tuple(
         TaxGroup(
             tax_rate_ids=key,
@@ -255,3 +222,57 @@ def compose_invoice(
         amount_due=payable - credit_applied,
         excess_credit=max(-total, 0),
     )
+
+
+RateKey = tuple[
+    str, ...
+]  # a line's tax rate ids, sorted: lines with the same key are taxed together
+
+
+def _sums_by_rates(
+    lines: Sequence[InvoiceLine], rates_by_id: dict[str, TaxRate]
+) -> tuple[dict[RateKey, int], dict[RateKey, int]]:
+    """Each rate combination's amount, and how much of it coupons may discount."""
+    amounts: dict[RateKey, int] = {}
+    discountable: dict[RateKey, int] = {}
+    for line in lines:
+        unknown = [rate_id for rate_id in line.tax_rate_ids if rate_id not in rates_by_id]
+        if unknown:
+            raise ValueError(f"line {line.description!r}: unknown tax rate(s) {unknown}")
+        reason = line_rate_error([rates_by_id[rate_id] for rate_id in line.tax_rate_ids])
+        if reason is not None:
+            raise ValueError(f"line {line.description!r}: {reason}")
+        key = tuple(sorted(line.tax_rate_ids))
+        amounts[key] = amounts.get(key, 0) + line.amount
+        if line.discountable:
+            discountable[key] = discountable.get(key, 0) + line.amount
+    return amounts, discountable
+
+
+def _apply_coupons(
+    coupons: Sequence[Coupon], keys: list[RateKey], discountable: dict[RateKey, int], code: str
+) -> tuple[dict[RateKey, int], list[DiscountLine]]:
+    """Each coupon in order on what is left, split across rates by largest remainder."""
+    left = {key: discountable.get(key, 0) for key in keys}
+    discounted = dict.fromkeys(keys, 0)
+    discount_lines = []
+    for coupon in coupons:
+        off = discount_amount(coupon, subtotal=sum(left.values()), currency=code)
+        if off == 0:
+            continue
+        shares = allocate(off, [Fraction(left[key]) for key in keys])
+        for key, share in zip(keys, shares, strict=True):
+            left[key] -= share
+            discounted[key] += share
+        discount_lines.append(
+            DiscountLine(
+                coupon_code=coupon.code,
+                amount=off,
+                allocations=tuple(
+                    DiscountAllocation(tax_rate_ids=key, amount=share)
+                    for key, share in zip(keys, shares, strict=True)
+                    if share
+                ),
+            )
+        )
+    return discounted, discount_lines
