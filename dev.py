@@ -2,7 +2,7 @@
 """The two commands a new machine needs; only Python 3.11+ must already be there.
 
     python3 dev.py up     # install what is missing, then run kakin on its embedded default
-    python3 dev.py test   # install what is missing, then ruff, mypy, lint-imports and the test suite
+    python3 dev.py test   # install what is missing, then ruff, mypy, lint-imports, pytest
 
 Everything goes into ./.venv (created on first use). Extra arguments are passed on:
 ``python3 dev.py up --no-demo``, ``python3 dev.py test -k renewals``.
