@@ -10,9 +10,9 @@ from temporalio.worker import Worker
 
 from kakin.api_keys import CreatedKey
 from models.tables import Subscription
+from tests.api.test_api import PRICE, as_role, client, error_of
+from tests.api.test_api_subscriptions import customer_and_price, stored_subscription
 from tests.helpers import eventually
-from tests.test_api import PRICE, as_role, client, error_of
-from tests.test_api_subscriptions import customer_and_price, stored_subscription
 
 pytestmark = pytest.mark.devserver
 

@@ -25,8 +25,7 @@ from api import access
 from api.app import create_app
 from kakin.api_keys import CreatedKey
 from models.tables import Subscription
-from tests.helpers import OK_CARD, eventually
-from tests.test_api import (
+from tests.api.test_api import (
     CUSTOMER,
     PRICE,
     SETTINGS,
@@ -36,8 +35,9 @@ from tests.test_api import (
     error_of,
     running,
 )
-from tests.test_api_subscriptions import stored_subscription
-from tests.test_webhooks import SECRET, event, sign
+from tests.api.test_api_subscriptions import stored_subscription
+from tests.helpers import OK_CARD, eventually
+from tests.payments.test_webhooks import SECRET, event, sign
 
 pytestmark = pytest.mark.devserver
 
@@ -207,7 +207,7 @@ def test_the_openapi_document_states_the_roles_of_the_table(url: str) -> None:
 
 
 def test_the_readme_role_table_is_the_table() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     row = re.compile(r"^\| `(GET|POST|PATCH|PUT|DELETE) (/v1/\S+)` \|(.*)\|$", re.MULTILINE)
     header = "| endpoint | " + " | ".join(ROLE_NAMES) + " |"
     assert header in readme

@@ -21,8 +21,8 @@ from kakin import api_keys
 from kakin.settings import Settings
 from models.db import make_engine, make_session_factory
 from models.tables import ApiKey, Customer, IdempotencyKey, Subscription
+from tests.api.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
 from tests.helpers import eventually
-from tests.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
 
 pytestmark = pytest.mark.devserver
 

@@ -12,9 +12,9 @@ from temporalio.worker import Worker
 
 from kakin.api_keys import CreatedKey
 from models.tables import Invoice
+from tests.api.test_api import CUSTOMER, PRICE, as_role, client, error_of
+from tests.api.test_api_subscriptions import stored_subscription
 from tests.helpers import DECLINED_CARD, eventually
-from tests.test_api import CUSTOMER, PRICE, as_role, client, error_of
-from tests.test_api_subscriptions import stored_subscription
 
 pytestmark = pytest.mark.devserver
 

@@ -37,8 +37,8 @@ from kakin import api_keys
 from kakin.api_keys import CreatedKey
 from kakin.settings import Settings
 from models import repositories as repo
+from tests.api.test_api import CUSTOMER, PRICE, connect_to, running
 from tests.helpers import OK_CARD, free_ports
-from tests.test_api import CUSTOMER, PRICE, connect_to, running
 
 UNREACHABLE_TEMPORAL = f"127.0.0.1:{free_ports(1)[0]}"
 

@@ -24,7 +24,7 @@ from kakin import api_keys
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import free_ports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CARD = "4242424242424242"
 SPACED_CARD = "4111+1111+1111+1111"  # as a form-encoded query carries it
 EMAIL = "hanako.suzuki@example.jp"

@@ -14,9 +14,9 @@ from api.schemas import SubscriptionStatusOut
 from kakin.api_keys import CreatedKey
 from models.payloads import StatusView
 from models.tables import AuditLog
+from tests.api.test_api import as_role, client, error_of
+from tests.api.test_api_subscriptions import customer_and_price, stored_subscription
 from tests.helpers import eventually
-from tests.test_api import as_role, client, error_of
-from tests.test_api_subscriptions import customer_and_price, stored_subscription
 
 pytestmark = pytest.mark.devserver
 

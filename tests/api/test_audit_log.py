@@ -30,7 +30,7 @@ from models import repositories as repo
 from models.db import make_engine, make_session_factory
 from models.tables import Customer, Invoice, Subscription
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2027, 1, 31, 0, 0, tzinfo=UTC)
 SETTINGS = Settings(stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db")
 FIELDS = {

@@ -56,10 +56,10 @@ from api.app import create_app
 from kakin import api_keys
 from kakin.codec_server import create_codec_app
 from kakin.settings import Settings
+from tests.api.test_api import CUSTOMER, PRICE, connect_to, running
+from tests.api.test_api_subscriptions import stored_subscription
 from tests.helpers import OK_CARD
 from tests.support.encryption import codec_for_tests
-from tests.test_api import CUSTOMER, PRICE, connect_to, running
-from tests.test_api_subscriptions import stored_subscription
 
 pytestmark = pytest.mark.devserver
 

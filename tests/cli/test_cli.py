@@ -24,7 +24,7 @@ from models.payloads import CreateInvoiceRequest, FinalizeInvoiceRequest, Render
 from models.tables import Subscription
 from tests.helpers import customer_and_price
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kakin(postgres_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from billing.tax import corporate_number_check_digit
 from tests.conftest import SELLER
 from tests.helpers import free_ports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KAKIN = str(Path(sys.executable).with_name("kakin"))  # the console script pip installs
 PY = sys.executable
 BAD_NUMBER = "T1234567890123"  # the check digit should be 9

@@ -26,7 +26,7 @@ from tests.helpers import DECLINED_CARD, customer_and_price, eventually, observe
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

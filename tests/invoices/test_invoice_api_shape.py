@@ -28,11 +28,11 @@ from kakin.usage import UsageEventIn, ingest
 from models import repositories as repo
 from models.payloads import SubscriptionStatus
 from models.tables import Subscription
+from tests.api.test_api import client, running
+from tests.cli.test_cli import kakin
 from tests.conftest import make_activities
 from tests.helpers import OK_CARD
-from tests.test_api import client, running
-from tests.test_cli import kakin
-from tests.test_database import START, invoice_request
+from tests.models.test_database import START, invoice_request
 
 
 @pytest.fixture(scope="module")

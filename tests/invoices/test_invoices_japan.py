@@ -29,7 +29,7 @@ from kakin.settings import Settings
 from models import repositories as repo
 from models.tables import CreditNote, CreditTransaction, Price, SubscriptionItem, TaxRate
 from tests.helpers import customer_and_price, observe
-from tests.test_pdf import missing_glyphs
+from tests.invoices.test_pdf import missing_glyphs
 
 
 def add_tax_rates(sessions: sessionmaker[Session]) -> tuple[str, str]:

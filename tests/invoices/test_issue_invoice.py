@@ -14,7 +14,7 @@ from activities.stripe_gateway import StripeGateway
 from models.payloads import CreateInvoiceRequest, InvoiceRef, InvoiceStatus
 from models.tables import AuditLog, Invoice
 from tests.conftest import make_activities
-from tests.test_database import (  # noqa: F401 (sessions is a fixture)
+from tests.models.test_database import (  # noqa: F401 (sessions is a fixture)
     invoice_request,
     new_subscription,
     sessions,

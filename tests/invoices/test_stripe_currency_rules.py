@@ -28,7 +28,7 @@ from models.payloads import ChargeOutcome, ChargeRequest, RenderInvoiceRequest, 
 from models.tables import Subscription
 from tests.conftest import make_activities
 from tests.helpers import customer_and_price, observe
-from tests.test_database import START, invoice_request
+from tests.models.test_database import START, invoice_request
 
 THREE_DECIMALS = ["BHD", "JOD", "KWD", "OMR", "TND"]
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from models.db import make_engine, make_session_factory
 from models.tables import Invoice
-from tests.test_migrations import _config, empty_database  # noqa: F401 (a fixture)
+from tests.models.test_migrations import _config, empty_database  # noqa: F401 (a fixture)
 
 AT = datetime(2026, 1, 31, tzinfo=UTC)
 ROWS = [

@@ -19,11 +19,11 @@ from activities import links
 from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from models.tables import Subscription
+from tests.api.test_api import SETTINGS, connect_to, running
+from tests.api.test_api_subscriptions import stored_subscription
 from tests.helpers import DECLINED_CARD, observe
-from tests.test_api import SETTINGS, connect_to, running
-from tests.test_api_subscriptions import stored_subscription
-from tests.test_subscription_workflow import advance_to, status_of
-from tests.test_support_actions import _start
+from tests.subscriptions.test_subscription_workflow import advance_to, status_of
+from tests.subscriptions.test_support_actions import _start
 
 
 def link_in_outbox(outbox: Path, kind: str) -> str:

@@ -26,10 +26,10 @@ from api.app import create_app
 from kakin import service, stripe_webhooks
 from models import repositories as repo
 from models.tables import WebhookEvent
+from tests.api.test_api import SETTINGS, connect_to, error_of, running
 from tests.helpers import DECLINED_CARD, OK_CARD, observe
-from tests.test_api import SETTINGS, connect_to, error_of, running
-from tests.test_subscription_workflow import advance_to, status_of
-from tests.test_support_actions import _pay_elsewhere, _start
+from tests.subscriptions.test_subscription_workflow import advance_to, status_of
+from tests.subscriptions.test_support_actions import _pay_elsewhere, _start
 
 SECRET = "whsec_kakin_test_secret"
 

@@ -29,10 +29,10 @@ from api.app import create_app
 from kakin import service
 from models import repositories as repo
 from models.tables import AuditLog, WebhookEvent
+from tests.api.test_api import SETTINGS, connect_to, running
 from tests.helpers import DECLINED_CARD, OK_CARD, customer_and_price, eventually, observe
+from tests.subscriptions.test_support_actions import _pay_elsewhere
 from tests.support.webhook_relay import WebhookRelay, register, unregister
-from tests.test_api import SETTINGS, connect_to, running
-from tests.test_support_actions import _pay_elsewhere
 
 SECRET = "whsec_kakin_traffic"
 

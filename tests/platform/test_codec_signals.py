@@ -31,9 +31,9 @@ from kakin.api_keys import CreatedKey
 from kakin.binaries import find_binary
 from kakin.codec import ENCODING
 from kakin.codec_server import create_codec_app
+from tests.api.test_api import running
 from tests.helpers import customer_and_price, observe
 from tests.support.encryption import codec_for_tests
-from tests.test_api import running
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver

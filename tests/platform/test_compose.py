@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from kakin.settings import Settings
 from models.db import normalize_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"

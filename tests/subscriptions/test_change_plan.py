@@ -15,7 +15,7 @@ from activities.stripe_gateway import StripeGateway
 from billing.proration import prorate
 from kakin import service
 from tests.helpers import DECLINED_CARD, customer_and_price, observe, record_histories
-from tests.test_subscription_workflow import advance_to, status_of
+from tests.subscriptions.test_subscription_workflow import advance_to, status_of
 
 
 async def _subscribe(

@@ -25,7 +25,7 @@ from tests.helpers import (
     observe,
     record_histories,
 )
-from tests.test_subscription_workflow import advance_to, status_of
+from tests.subscriptions.test_subscription_workflow import advance_to, status_of
 
 
 async def _start(

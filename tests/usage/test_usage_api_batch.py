@@ -16,8 +16,8 @@ from activities.stripe_gateway import StripeGateway
 from api.billing_schemas import UsageReceipt
 from kakin import api_keys
 from kakin.usage import MAX_BATCH
-from tests.test_api_limits import serve
-from tests.test_usage_ingestion import at, metered_subscription, total
+from tests.api.test_api_limits import serve
+from tests.usage.test_usage_ingestion import at, metered_subscription, total
 
 
 @pytest.fixture(scope="module")
