@@ -4,7 +4,7 @@ A change to SubscriptionWorkflow that would make running subscriptions fail (a n
 activity, a reordered step, a removed timer) fails here, in CI, instead of in
 production. Re-record after an intended, patched change with:
 
-    KAKIN_RECORD_HISTORIES=1 python3 dev.py test tests/test_subscription_workflow.py
+    KAKIN_RECORD_HISTORIES=1 python3 dev.py test tests/subscriptions/test_subscription_workflow.py
 
 and keep the old files too: histories from before the change must still replay.
 """

@@ -1,4 +1,4 @@
-"""Replay catches an incompatible change: proof that tests/test_replay.py has teeth.
+"""Replay catches an incompatible change: proof that tests/subscriptions/test_replay.py has teeth.
 
 Each test replays a real recorded history (tests/histories/) against a test-only
 variant of SubscriptionWorkflow registered under the same workflow type name, the way
