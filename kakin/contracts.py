@@ -2,7 +2,7 @@
 
 Services start and signal workflows by these names, support scripts and the Temporal
 UI's saved searches use them, and recorded histories hold them: changing one breaks
-running subscriptions or somebody's integration. ``tests/test_contracts.py`` pins
+running subscriptions or somebody's integration. ``tests/subscriptions/test_contracts.py`` pins
 every value, so a change here is deliberate (and needs a migration path).
 
 This module imports nothing of kakin's and does no I/O: workflows, activities,

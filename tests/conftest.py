@@ -225,7 +225,7 @@ def url(
     """The HTTP API, served for real (uvicorn in a thread), on the dev server."""
     from api.app import create_app
     from kakin.settings import Settings
-    from tests.test_api import connect_to, running
+    from tests.api.test_api import connect_to, running
 
     settings = Settings(
         stripe_api_key="sk_test_kakin",

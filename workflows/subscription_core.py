@@ -21,7 +21,7 @@ a bare workflow (``bench memory``). Passed through, the sandbox no longer checks
 for non-deterministic calls, so keep to the rules by hand: time from ``self._now()`` /
 ``workflow.now()``, waits through ``workflow`` timers, no I/O, no randomness, and no
 module-level state (one copy is shared by every workflow in the worker). The replay
-tests (tests/test_replay.py) check recorded histories against it.
+tests (tests/subscriptions/test_replay.py) check recorded histories against it.
 """
 
 from __future__ import annotations

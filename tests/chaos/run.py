@@ -38,6 +38,7 @@ from kakin.binaries import find_binary
 from kakin.embedded import ManagedProcess, start_localstripe
 from kakin.settings import Settings
 from models.db import make_engine, make_session_factory, migrate
+from tests.api.test_api import connect_to, running
 from tests.chaos import invariants
 from tests.chaos.invariants import Planned, Report, StripeIntent, UsageLog, WorkflowView
 from tests.chaos.processes import PrivatePostgres, WorkerProcess
@@ -47,7 +48,6 @@ from tests.support.encryption import TEST_KEYS, converter_for_tests
 from tests.support.fault_proxy import FaultProxy
 from tests.support.sendgrid_loopback import SendGridLoopback
 from tests.support.webhook_relay import WebhookRelay, register
-from tests.test_api import connect_to, running
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"

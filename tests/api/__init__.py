@@ -1,0 +1,1 @@
+"""The HTTP API: resources, errors, idempotency, limits, keys, audit log, process, fuzzing."""

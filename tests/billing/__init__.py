@@ -1,0 +1,1 @@
+"""The pure domain (billing/): money, periods, rating, tax, discounts, proration, dunning."""

@@ -1,0 +1,1 @@
+"""The catalog: metrics, usage prices, tax rates and coupons."""

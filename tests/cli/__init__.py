@@ -1,0 +1,1 @@
+"""The kakin command line and its refusals of bad settings."""

@@ -1,0 +1,1 @@
+"""Whole stacks as people run them: kakin up, embedded, dev server, benchmark, chaos."""

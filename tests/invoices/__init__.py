@@ -1,0 +1,1 @@
+"""Invoices: issuing, Japanese invoices, PDFs, templates, API shape, Stripe currency rules."""

@@ -1,0 +1,1 @@
+"""The database: activities against PostgreSQL and SQLite, and the migrations."""

@@ -1,0 +1,1 @@
+"""Payments: Stripe webhooks (signed and real traffic) and the card-update page."""

@@ -1,0 +1,1 @@
+"""Platform pieces: payload encryption and the codec endpoint, compose, email delivery."""

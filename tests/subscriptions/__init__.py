@@ -1,0 +1,1 @@
+"""SubscriptionWorkflow: lifecycle, support, plan changes, workers, exactly-once, replay."""

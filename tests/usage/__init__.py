@@ -1,0 +1,1 @@
+"""Usage: ingestion, the batch endpoint, metered billing end to end."""
