@@ -27,17 +27,17 @@ from typing import TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from billing.money import format_amount
-from kakin import runtime, service
+from kakin import runtime
 from kakin.adapters.mailer import safe_key
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
-from models.payloads import InvoiceStatus, SubscriptionStatus
-from models.tables import AuditLog, Customer, EmailMessage, Invoice, PaymentAttempt, Subscription
+from kakin.services import catalog, customers, feed, subscriptions
+from models.payloads import SubscriptionStatus
+from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt
 
 # A month (30 days) of billing time in 16 real seconds: three invoices and the whole
 # dunning ladder up to suspension fit in well under a minute.
@@ -193,16 +193,16 @@ class Demo:
         for who in CAST:
             # Customers and prices talk to Stripe and the database: blocking calls.
             customer_id = await asyncio.to_thread(
-                service.create_customer, self.sessions, self.stripe,
+                customers.create_customer, self.sessions, self.stripe,
                 email=who.email, name=who.name, currency=who.currency,
                 locale=who.locale, time_zone=who.time_zone, card_number=who.card,
             )  # fmt: skip
             price_id = await asyncio.to_thread(
-                service.create_price, self.sessions,
+                catalog.create_price, self.sessions,
                 product_name=who.product, currency=who.currency,
                 unit_amount=who.unit_amount, interval="month",
             )  # fmt: skip
-            subscription_id = await service.start_subscription(
+            subscription_id = await subscriptions.start_subscription(
                 self.client,
                 self.sessions,
                 task_queue=self.settings.task_queue,
@@ -220,7 +220,7 @@ class Demo:
             self._say(
                 f"{who.name}  subscribed to {who.product}, {price}/month, card "
                 f"…{who.card[-4:]} → {subscription_id}\n"
-                f"        {self._ui(service.workflow_id(subscription_id))}"
+                f"        {self._ui(subscriptions.workflow_id(subscription_id))}"
             )
 
     async def end(self, *, timeout: float = 8.0) -> None:
@@ -241,7 +241,7 @@ class Demo:
         self._say(f"ending the demo's {len(running)} running test-clock subscription(s)")
         for sub_id in running:
             with contextlib.suppress(Exception):  # already completed: nothing to end
-                await service.cancel_subscription(
+                await subscriptions.cancel_subscription(
                     self.client, sub_id, reason="demo stopped (test clock)",
                     at_period_end=False, requested_by="kakin-up",
                 )  # fmt: skip
@@ -264,7 +264,7 @@ class Demo:
                 # Renewed twice (three paid invoices): support cancels at once.
                 self._cancel_sent = True
                 self._say(f"Jane Smith  support sends cancel: {CANCEL_REASON!r}")
-                await service.cancel_subscription(
+                await subscriptions.cancel_subscription(
                     self.client, self.subscriptions["usd"], reason=CANCEL_REASON,
                     at_period_end=False, requested_by=CANCELED_BY,
                 )  # fmt: skip
@@ -283,35 +283,16 @@ class Demo:
         sub_ids = list(self._names)
         lines: list[tuple[datetime, int, str]] = []  # (billing time, rank, text)
         with self.sessions() as session:
-            audit = session.scalars(
-                select(AuditLog).where(AuditLog.id > self._audit.floor).order_by(AuditLog.id)
-            ).all()
+            audit = feed.audit_entries_after(session, self._audit.floor)
             for row in self._audit.take(audit):
                 line = self._describe_audit(session, row, sub_ids)
                 if line:
                     lines.append((row.occurred_at, 1, line))
-            declines = session.scalars(
-                select(PaymentAttempt)
-                .join(Invoice, Invoice.id == PaymentAttempt.invoice_id)
-                .where(
-                    PaymentAttempt.id > self._declines.floor,
-                    PaymentAttempt.status == "declined",
-                    Invoice.subscription_id.in_(sub_ids),
-                )
-                .order_by(PaymentAttempt.id)
-            ).all()
+            declines = feed.declined_attempts_after(session, self._declines.floor, sub_ids)
             for attempt in self._declines.take(declines):
-                invoice = session.get_one(Invoice, attempt.invoice_id)
+                invoice = feed.invoice(session, attempt.invoice_id)
                 lines.append((attempt.attempted_at, 0, self._describe_decline(invoice, attempt)))
-            emails = session.scalars(
-                select(EmailMessage)
-                .where(
-                    EmailMessage.id > self._emails.floor,
-                    EmailMessage.status == "sent",
-                    EmailMessage.subscription_id.in_(sub_ids),
-                )
-                .order_by(EmailMessage.id)
-            ).all()
+            emails = feed.sent_emails_after(session, self._emails.floor, sub_ids)
             for email in self._emails.take(emails):
                 name = self._names.get(email.subscription_id or "", "?")
                 when = email.sent_at or email.created_at
@@ -328,31 +309,19 @@ class Demo:
 
     def _progress(self, session: Session) -> Progress:
         role_of = {sub_id: role for role, sub_id in self.subscriptions.items()}
-        paid = session.execute(
-            select(Invoice.subscription_id, func.count())
-            .where(Invoice.subscription_id.in_(role_of), Invoice.status == InvoiceStatus.PAID)
-            .group_by(Invoice.subscription_id)
-        ).all()
-        statuses = session.execute(
-            select(Subscription.id, Subscription.status).where(Subscription.id.in_(role_of))
-        ).all()
+        paid = feed.paid_invoice_counts(session, role_of)
+        statuses = feed.subscription_statuses(session, role_of)
         declined = self.subscriptions.get("declined")
         usd = self.subscriptions.get("usd")
-        suspended = declined is not None and session.scalar(
-            select(func.count()).where(
-                AuditLog.entity_id == declined, AuditLog.to_status == SubscriptionStatus.SUSPENDED
-            )
+        suspended = declined is not None and feed.reached_status(
+            session, declined, SubscriptionStatus.SUSPENDED
         )
-        canceled_by_support = usd is not None and session.scalar(
-            select(func.count()).where(
-                AuditLog.entity_id == usd,
-                AuditLog.to_status == SubscriptionStatus.CANCELED,
-                AuditLog.actor == CANCELED_BY,
-            )
+        canceled_by_support = usd is not None and feed.reached_status(
+            session, usd, SubscriptionStatus.CANCELED, actor=CANCELED_BY
         )
         return Progress(
-            paid={role_of[sub_id]: int(count) for sub_id, count in paid},
-            statuses={role_of[sub_id]: status for sub_id, status in statuses},
+            paid={role_of[sub_id]: count for sub_id, count in paid.items()},
+            statuses={role_of[sub_id]: status for sub_id, status in statuses.items()},
             declined_suspended=bool(suspended),
             usd_canceled_by_support=bool(canceled_by_support),
         )
@@ -369,10 +338,10 @@ class Demo:
             why = f" ({row.reason})" if row.reason else ""
             return f"{name}  {row.from_status} → {row.to_status}{why}"
         if row.entity_type == "invoice" and row.action in ("paid", "marked_uncollectible"):
-            invoice = session.get(Invoice, row.entity_id)
+            invoice = feed.find_invoice(session, row.entity_id)
             if invoice is None or invoice.subscription_id not in sub_ids:
                 return ""
-            customer = session.get_one(Customer, invoice.customer_id)
+            customer = feed.customer(session, invoice.customer_id)
             amount = format_amount(invoice.total, invoice.currency, locale=customer.locale)
             what = "paid" if row.action == "paid" else f"uncollectible ({row.reason})"
             return (
