@@ -43,7 +43,7 @@ def _audit_list(args: argparse.Namespace) -> int:
             until=args.until,
         )
         if args.json:
-            # The HTTP API's JSON shape; imported only for --json (not on every startup).
+            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
             from api.routers.audit import AuditEntryOut
 
             data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]

@@ -36,7 +36,7 @@ def _customers_list(args: argparse.Namespace) -> int:
             )
         )
         if args.json:
-            # The HTTP API's JSON shape; imported only for --json (not on every startup).
+            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
             from api.schemas import CustomerOut
 
             data = [CustomerOut.of(row).model_dump(mode="json") for row in rows]

@@ -54,7 +54,7 @@ def _invoices_list(args: argparse.Namespace) -> int:
             )
         )
         if args.json:
-            # The HTTP API's JSON shape; imported only for --json (not on every startup).
+            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
             from api.schemas import InvoiceOut
 
             data = [InvoiceOut.of(row).model_dump(mode="json") for row in rows]
@@ -86,7 +86,7 @@ def _invoices_show(args: argparse.Namespace) -> int:
         row = _load_invoice(session, args.invoice_id)
         customer, zone = row.customer, row.customer.time_zone
         if args.json:
-            # The HTTP API's JSON shape; imported only for --json (not on every startup).
+            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
             from api.schemas import InvoiceDetail
 
             data = InvoiceDetail.with_lines(row).model_dump(mode="json")

@@ -231,7 +231,7 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
             )
         )
         if args.json:
-            # The HTTP API's JSON shape; imported only for --json (not on every startup).
+            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
             from api.schemas import SubscriptionOut
 
             data = [SubscriptionOut.of(row).model_dump(mode="json") for row in rows]
