@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 from kakin.cli.output import (
     MAX_LIMIT,
-    _limit,
-    _more,
-    _print_json,
-    _short,
-    _table,
-    _when,
+    format_table,
+    format_when,
+    page_limit,
+    print_json,
+    print_more,
     sessions,
+    shorten,
 )
 from kakin.services import audit
 
@@ -33,7 +33,7 @@ def _audit_list(args: argparse.Namespace) -> int:
     with sessions()() as session:
         rows, more = audit.list_entries(
             session,
-            limit=_limit(args),
+            limit=page_limit(args),
             starting_after=args.starting_after,
             subscription_id=args.subscription,
             customer_id=args.customer,
@@ -47,24 +47,24 @@ def _audit_list(args: argparse.Namespace) -> int:
             from api.routers.audit import AuditEntryOut
 
             data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]
-            _print_json({"object": "list", "data": data, "has_more": more})
+            print_json({"object": "list", "data": data, "has_more": more})
             return 0
         table = [
             [
                 str(row.id),
-                _when(row.occurred_at, time=True) + "Z",
+                format_when(row.occurred_at, time=True) + "Z",
                 f"{row.entity_type} {row.entity_id}",
                 row.action,
                 f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
                 row.actor,
-                _short(row.reason),
+                shorten(row.reason),
             ]
             for row in rows
         ]
     if table:
         headers = ["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"]
-        print(_table(headers, table, right=(0,)))
-    _more(len(table), more, "audit entries")
+        print(format_table(headers, table, right=(0,)))
+    print_more(len(table), more, "audit entries")
     return 0
 
 

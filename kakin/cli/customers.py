@@ -6,7 +6,16 @@ import argparse
 from typing import Any
 
 from kakin import runtime
-from kakin.cli.output import _limit, _more, _page, _print_json, _table, _when, listing, sessions
+from kakin.cli.output import (
+    fetch_page,
+    format_table,
+    format_when,
+    listing,
+    page_limit,
+    print_json,
+    print_more,
+    sessions,
+)
 from kakin.platform.settings import get_settings
 from kakin.services import reads
 from kakin.services.customers import create_customer
@@ -30,9 +39,9 @@ def _customer_create(args: argparse.Namespace) -> int:
 
 def _customers_list(args: argparse.Namespace) -> int:
     with sessions()() as session:
-        rows, more = _page(
+        rows, more = fetch_page(
             lambda: reads.list_customers(
-                session, limit=_limit(args), starting_after=args.starting_after
+                session, limit=page_limit(args), starting_after=args.starting_after
             )
         )
         if args.json:
@@ -40,7 +49,7 @@ def _customers_list(args: argparse.Namespace) -> int:
             from api.schemas import CustomerOut
 
             data = [CustomerOut.of(row).model_dump(mode="json") for row in rows]
-            _print_json({"object": "list", "data": data, "has_more": more})
+            print_json({"object": "list", "data": data, "has_more": more})
             return 0
         table = [
             [
@@ -51,14 +60,14 @@ def _customers_list(args: argparse.Namespace) -> int:
                 row.locale,
                 row.time_zone,
                 "yes" if row.stripe_payment_method_id else "no",
-                _when(row.created_at, row.time_zone),
+                format_when(row.created_at, row.time_zone),
             ]
             for row in rows
         ]
     if table:
         headers = ["id", "name", "email", "currency", "locale", "time zone", "card", "created"]
-        print(_table(headers, table))
-    _more(len(table), more, "customers")
+        print(format_table(headers, table))
+    print_more(len(table), more, "customers")
     return 0
 
 

@@ -13,17 +13,17 @@ from billing.rounding import RoundingMode
 from kakin import runtime
 from kakin.adapters.rendering import make_template_env
 from kakin.cli.output import (
-    _limit,
-    _money,
-    _more,
-    _pad,
-    _page,
-    _print_json,
-    _table,
-    _when,
-    _width,
+    fetch_page,
+    format_money,
+    format_table,
+    format_when,
     listing,
+    pad_to,
+    page_limit,
+    print_json,
+    print_more,
     sessions,
+    text_width,
 )
 from kakin.platform.settings import get_settings
 from kakin.services import reads, subscriptions
@@ -43,10 +43,10 @@ def _load_invoice(session: Any, invoice_id: str) -> Invoice:
 
 def _invoices_list(args: argparse.Namespace) -> int:
     with sessions()() as session:
-        rows, more = _page(
+        rows, more = fetch_page(
             lambda: reads.list_invoices(
                 session,
-                limit=_limit(args),
+                limit=page_limit(args),
                 starting_after=args.starting_after,
                 status=args.status,
                 customer_id=args.customer,
@@ -58,17 +58,17 @@ def _invoices_list(args: argparse.Namespace) -> int:
             from api.schemas import InvoiceOut
 
             data = [InvoiceOut.of(row).model_dump(mode="json") for row in rows]
-            _print_json({"object": "list", "data": data, "has_more": more})
+            print_json({"object": "list", "data": data, "has_more": more})
             return 0
         table = [
             [
                 row.number or "-",
                 row.id,
                 row.status,
-                _money(row.total, row.currency, row.customer),
-                _money(row.amount_paid, row.currency, row.customer),
-                f"{_when(row.period_start, row.customer.time_zone)} – "
-                f"{_when(row.period_end, row.customer.time_zone)}",
+                format_money(row.total, row.currency, row.customer),
+                format_money(row.amount_paid, row.currency, row.customer),
+                f"{format_when(row.period_start, row.customer.time_zone)} – "
+                f"{format_when(row.period_end, row.customer.time_zone)}",
                 row.customer.name,
                 row.subscription_id,
             ]
@@ -76,8 +76,8 @@ def _invoices_list(args: argparse.Namespace) -> int:
         ]
     if table:
         headers = ["number", "id", "status", "total", "paid", "period", "customer", "subscription"]
-        print(_table(headers, table, right=(3, 4)))
-    _more(len(table), more, "invoices")
+        print(format_table(headers, table, right=(3, 4)))
+    print_more(len(table), more, "invoices")
     return 0
 
 
@@ -92,11 +92,11 @@ def _invoices_show(args: argparse.Namespace) -> int:
             data = InvoiceDetail.with_lines(row).model_dump(mode="json")
             data["customer"] = {"id": customer.id, "name": customer.name, "locale": customer.locale}
             data["amount_due"] = row.amount_due
-            _print_json(data)
+            print_json(data)
             return 0
 
         def money(amount: int) -> str:
-            return _money(amount, row.currency, customer)
+            return format_money(amount, row.currency, customer)
 
         lines = [
             [
@@ -104,19 +104,20 @@ def _invoices_show(args: argparse.Namespace) -> int:
                 money(line.unit_amount),
                 str(line.quantity),
                 money(line.amount),
-                f"{_when(line.period_start, zone)} – {_when(line.period_end, zone)}",
+                f"{format_when(line.period_start, zone)} – {format_when(line.period_end, zone)}",
             ]
             for line in row.lines
         ]
+        period = f"{format_when(row.period_start, zone)} – {format_when(row.period_end, zone)}"
         facts = [
             ["invoice", f"{row.number or '(not finalized)'}  {row.id}"],
             ["status", row.status],
             ["customer", f"{customer.name} <{customer.email}>  {customer.id}"],
             ["subscription", row.subscription_id],
-            ["period", f"{_when(row.period_start, zone)} – {_when(row.period_end, zone)} ({zone})"],
-            ["issued", _when(row.issued_at, zone, time=True)],
-            ["finalized", _when(row.finalized_at, zone, time=True)],
-            ["paid at", _when(row.paid_at, zone, time=True)],
+            ["period", f"{period} ({zone})"],
+            ["issued", format_when(row.issued_at, zone, time=True)],
+            ["finalized", format_when(row.finalized_at, zone, time=True)],
+            ["paid at", format_when(row.paid_at, zone, time=True)],
         ]
         totals = [
             ["subtotal", money(row.subtotal)],
@@ -124,20 +125,22 @@ def _invoices_show(args: argparse.Namespace) -> int:
             ["paid", money(row.amount_paid)],
             ["due", money(row.amount_due)],
         ]
-    label = max(_width(f[0]) for f in facts)
+    label = max(text_width(f[0]) for f in facts)
     for name, value in facts:
-        print(f"{_pad(name, label)}  {value}")
+        print(f"{pad_to(name, label)}  {value}")
     print()
     if lines:
         print(
-            _table(["description", "unit price", "qty", "amount", "period"], lines, right=(1, 2, 3))
+            format_table(
+                ["description", "unit price", "qty", "amount", "period"], lines, right=(1, 2, 3)
+            )
         )
     else:
         print("(no lines)")
     print()
-    amount = max(_width(t[1]) for t in totals)
+    amount = max(text_width(t[1]) for t in totals)
     for name, value in totals:
-        print(f"{_pad(name, label)}  {_pad(value, amount, right=True)}")
+        print(f"{pad_to(name, label)}  {pad_to(value, amount, right=True)}")
     return 0
 
 
@@ -179,7 +182,7 @@ def _invoices_upcoming(args: argparse.Namespace) -> int:
         )
         customer, totals = subscription.customer, draft.totals
     if args.json:
-        _print_json(
+        print_json(
             {
                 "subscription_id": args.subscription,
                 "period_start": view.next_period_start,
@@ -195,11 +198,11 @@ def _invoices_upcoming(args: argparse.Namespace) -> int:
     else:
 
         def money(amount: int) -> str:
-            return str(_money(amount, draft.currency, customer))
+            return str(format_money(amount, draft.currency, customer))
 
         rows = [[x.description, x.usage_quantity or str(x.quantity), money(x.amount)]
                 for x in draft.lines]  # fmt: skip
-        print(_table(["description", "qty", "amount"], rows, right=(1, 2)))
+        print(format_table(["description", "qty", "amount"], rows, right=(1, 2)))
         for item in draft.tax_breakdown:
             print(f"{item['name']} {item['percentage']}%  on {money(item['taxable'])}: "
                   f"{money(item['tax'])}")  # fmt: skip

@@ -25,59 +25,61 @@ def sessions() -> sessionmaker[Session]:
     return runtime.session_factory(get_settings())
 
 
-def _width(text: str) -> int:
+def text_width(text: str) -> int:
     """Columns a string takes in a terminal (CJK characters take two)."""
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
-def _pad(text: str, width: int, *, right: bool = False) -> str:
-    gap = " " * max(0, width - _width(text))
+def pad_to(text: str, width: int, *, right: bool = False) -> str:
+    gap = " " * max(0, width - text_width(text))
     return gap + text if right else text + gap
 
 
-def _table(
+def format_table(
     headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()
 ) -> str:
     """An aligned plain-text table; the columns numbered in ``right`` are right-aligned."""
-    widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    widths = [
+        max([text_width(h), *(text_width(r[i]) for r in rows)]) for i, h in enumerate(headers)
+    ]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            _pad(cell, widths[i], right=i in right) for i, cell in enumerate(cells)
+            pad_to(cell, widths[i], right=i in right) for i, cell in enumerate(cells)
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone_of(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
 
 
-def _when(value: datetime | None, zone: str = "UTC", *, time: bool = False) -> str:
+def format_when(value: datetime | None, zone: str = "UTC", *, time: bool = False) -> str:
     if value is None:
         return "-"
-    local = value.astimezone(_zone(zone))
+    local = value.astimezone(zone_of(zone))
     return f"{local:%Y-%m-%d %H:%M}" if time else f"{local:%Y-%m-%d}"
 
 
-def _money(amount: int, currency: str, customer: Customer | None) -> str:
+def format_money(amount: int, currency: str, customer: Customer | None) -> str:
     return format_amount(amount, currency, locale=customer.locale if customer else "en")
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
-def _limit(args: argparse.Namespace) -> int:
+def page_limit(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise InvalidRequestError(f"--limit must be between 1 and {MAX_LIMIT}")
     return int(args.limit)
 
 
-def _page(fetch: Callable[[], tuple[Sequence[Any], bool]]) -> tuple[list[Any], bool]:
+def fetch_page(fetch: Callable[[], tuple[Sequence[Any], bool]]) -> tuple[list[Any], bool]:
     try:
         rows, more = fetch()
     except InvalidCursorError as error:
@@ -85,16 +87,16 @@ def _page(fetch: Callable[[], tuple[Sequence[Any], bool]]) -> tuple[list[Any], b
     return list(rows), bool(more)
 
 
-def _more(shown: int, more: bool, what: str) -> None:
+def print_more(shown: int, more: bool, what: str) -> None:
     if not shown:
         print(f"no {what}")
     elif more:
         print(f"(the newest {shown} {what}; more with --limit or --starting-after)")
 
 
-def _short(text: str, width: int = 60) -> str:
+def shorten(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
-    return text if _width(text) <= width else text[: width - 1] + "…"
+    return text if text_width(text) <= width else text[: width - 1] + "…"
 
 
 def listing(parser: argparse.ArgumentParser) -> None:

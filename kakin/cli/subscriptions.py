@@ -16,14 +16,14 @@ from temporalio.exceptions import FailureError
 
 from kakin import runtime
 from kakin.cli.output import (
-    _limit,
-    _money,
-    _more,
-    _page,
-    _print_json,
-    _table,
-    _when,
+    fetch_page,
+    format_money,
+    format_table,
+    format_when,
     listing,
+    page_limit,
+    print_json,
+    print_more,
     sessions,
 )
 from kakin.platform.codec import EncryptionKeyError
@@ -221,10 +221,10 @@ def starter_main(argv: list[str] | None = None) -> int:
 
 def _subscriptions_list(args: argparse.Namespace) -> int:
     with sessions()() as session:
-        rows, more = _page(
+        rows, more = fetch_page(
             lambda: reads.list_subscriptions(
                 session,
-                limit=_limit(args),
+                limit=page_limit(args),
                 starting_after=args.starting_after,
                 status=args.status,
                 customer_id=args.customer,
@@ -235,7 +235,7 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
             from api.schemas import SubscriptionOut
 
             data = [SubscriptionOut.of(row).model_dump(mode="json") for row in rows]
-            _print_json({"object": "list", "data": data, "has_more": more})
+            print_json({"object": "list", "data": data, "has_more": more})
             return 0
         table = []
         for row in rows:
@@ -245,7 +245,7 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
                 if price.interval_count == 1
                 else (f"{price.interval_count} {price.interval}s")
             )
-            amount = _money(price.unit_amount * row.quantity, price.currency, customer)
+            amount = format_money(price.unit_amount * row.quantity, price.currency, customer)
             table.append(
                 [
                     row.id,
@@ -255,14 +255,14 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
                     if row.quantity > 1
                     else price.product.name,
                     f"{amount} / {every}",
-                    _when(row.current_period_end, customer.time_zone),
-                    _when(row.created_at, customer.time_zone),
+                    format_when(row.current_period_end, customer.time_zone),
+                    format_when(row.created_at, customer.time_zone),
                 ]
             )
     if table:
         headers = ["id", "status", "customer", "plan", "amount", "period end", "created"]
-        print(_table(headers, table, right=(4,)))
-    _more(len(table), more, "subscriptions")
+        print(format_table(headers, table, right=(4,)))
+    print_more(len(table), more, "subscriptions")
     return 0
 
 

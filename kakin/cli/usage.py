@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from kakin.cli.output import _money, _print_json, _table, _when, sessions
+from kakin.cli.output import format_money, format_table, format_when, print_json, sessions
 from kakin.services import reads
 from kakin.services.errors import InvalidRequestError
 from kakin.services.invoices import current_usage
@@ -60,7 +60,7 @@ def _usage_show(args: argparse.Namespace) -> int:
         currency, customer = subscription.price.currency, subscription.customer
         start, end = subscription.current_period_start, subscription.current_period_end
     if args.json:
-        _print_json(
+        print_json(
             {
                 "subscription_id": args.subscription,
                 "period_start": start,
@@ -80,11 +80,11 @@ def _usage_show(args: argparse.Namespace) -> int:
         )
         return 0
     zone = customer.time_zone
-    print(f"period  {_when(start, zone)} – {_when(end, zone)} ({zone})")
-    rows = [[x.description, x.usage_quantity or "", _money(x.amount, currency, customer)]
+    print(f"period  {format_when(start, zone)} – {format_when(end, zone)} ({zone})")
+    rows = [[x.description, x.usage_quantity or "", format_money(x.amount, currency, customer)]
             for x in lines]  # fmt: skip
-    print(_table(["metered price", "usage so far", "cost so far"], rows, right=(1, 2)))
-    print(f"total so far  {_money(sum(x.amount for x in lines), currency, customer)}")
+    print(format_table(["metered price", "usage so far", "cost so far"], rows, right=(1, 2)))
+    print(f"total so far  {format_money(sum(x.amount for x in lines), currency, customer)}")
     return 0
 
 
