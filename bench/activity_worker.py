@@ -41,7 +41,7 @@ async def main(argv: list[str] | None = None) -> None:
         if args.kind == "kakin":
             from activities.pdf import warm_up
             from bench.stack import make_kakin
-            from worker import build_worker
+            from kakin.runtime import build_worker
 
             kakin = make_kakin(args.database_url, args.stripe_url, args.outbox)
             warm_up()  # as worker.run_worker does before polling

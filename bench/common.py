@@ -26,7 +26,7 @@ import psycopg
 from temporalio.client import Client
 
 from kakin.binaries import find_binary
-from kakin.embedded import (
+from kakin.dev.embedded import (
     LOCALHOST,
     SEARCH_ATTRIBUTES,
     ManagedProcess,
@@ -248,9 +248,9 @@ class DevServer:
 async def dev_server(work: Path) -> AsyncIterator[DevServer]:
     """``temporal server start-dev`` file-backed with WAL, headless, on free ports.
 
-    kakin.embedded.start_temporal_dev_server has neither ``--headless`` nor a choice
+    kakin.dev.embedded.start_temporal_dev_server has neither ``--headless`` nor a choice
     of database file name, so the arguments are built here; readiness, search
-    attributes and stopping reuse kakin.embedded.
+    attributes and stopping reuse kakin.dev.embedded.
     """
     port, http_port, metrics_port = free_ports(3)
     db_path = work / "bench.db"

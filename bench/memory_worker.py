@@ -33,7 +33,7 @@ def _worker_kwargs(kind: str, work: Path) -> dict[str, Any]:
     # The production workflow and activity objects (never called: the workflows sit
     # in their timers), so the process holds what a real worker holds.
     from bench.stack import make_kakin
-    from worker import WORKFLOWS
+    from kakin.runtime import WORKFLOWS
 
     kakin = make_kakin(f"sqlite:///{work / 'unused.db'}", "http://127.0.0.1:9", work / "outbox")
     return {"workflows": WORKFLOWS, "activities": kakin.activities().activities()}

@@ -52,7 +52,7 @@ from bench.common import (
 )
 from bench.cycles import DEFAULT_ACTIVITY_WORKERS
 from bench.stripe_limiter import STATS_PATH
-from kakin.embedded import ManagedProcess, wait_for_port
+from kakin.dev.embedded import ManagedProcess, wait_for_port
 from models.tables import PaymentAttempt
 
 SIZES = {"tiny": 20, "small": 200, "full": 10_000}

@@ -39,8 +39,8 @@ from bench import bare as bare_module
 from bench.bare import BareCycleWorkflow, noop, take_done
 from bench.common import progress
 from kakin import service
+from kakin.runtime import build_stripe_worker, build_worker
 from models.db import make_engine, make_session_factory
-from worker import build_stripe_worker, build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 # As worker.run_worker: the production worker's activity pool.

@@ -35,7 +35,7 @@ import psycopg
 import uvicorn
 
 from bench.common import Figure, Report, free_ports, postgres_database, progress
-from kakin import wiring
+from kakin import runtime
 
 # (events through the API, events for the aggregation, subscriptions)
 SIZES = {
@@ -65,7 +65,7 @@ def serving(app: Any) -> Iterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, lifespan="off",
-            **wiring.uvicorn_options(log_level="warning"),
+            **runtime.uvicorn_options(log_level="warning"),
         )
     )  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
@@ -92,10 +92,10 @@ def app_from_environment() -> Any:
 
 def serve_processes(port: int, workers: int) -> None:
     """What a server process of the bench runs: ``uvicorn --workers`` with the options
-    ``kakin api`` serves with (``wiring.uvicorn_options``: no uvicorn access log)."""
+    ``kakin api`` serves with (``runtime.uvicorn_options``: no uvicorn access log)."""
     uvicorn.run(
         "bench.usage:app_from_environment", factory=True, host="127.0.0.1", port=port,
-        workers=workers, lifespan="off", **wiring.uvicorn_options(log_level="warning"),
+        workers=workers, lifespan="off", **runtime.uvicorn_options(log_level="warning"),
     )  # fmt: skip
 
 

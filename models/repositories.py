@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from models.payloads import SubscriptionStatus
+from models.payloads import InvoiceStatus, SubscriptionStatus
 from models.tables import (
     ApiKey,
     AuditLog,
@@ -493,3 +494,74 @@ def take_coupon_redemption(session: Session, coupon_id: str) -> bool:
         .values(times_redeemed=Coupon.times_redeemed + 1)
     )
     return bool(getattr(taken, "rowcount", 0))
+
+
+# -- what happened since: the feed `kakin up`'s demo narrates (kakin.services.feed) ------
+
+
+def audit_entries_after(session: Session, floor: int) -> list[AuditLog]:
+    """Audit entries with an id above ``floor``, oldest first."""
+    return list(session.scalars(select(AuditLog).where(AuditLog.id > floor).order_by(AuditLog.id)))
+
+
+def declined_attempts_after(
+    session: Session, floor: int, subscription_ids: Sequence[str]
+) -> list[PaymentAttempt]:
+    """Declined charges of these subscriptions' invoices with an id above ``floor``."""
+    return list(
+        session.scalars(
+            select(PaymentAttempt)
+            .join(Invoice, Invoice.id == PaymentAttempt.invoice_id)
+            .where(
+                PaymentAttempt.id > floor,
+                PaymentAttempt.status == "declined",
+                Invoice.subscription_id.in_(subscription_ids),
+            )
+            .order_by(PaymentAttempt.id)
+        )
+    )
+
+
+def sent_emails_after(
+    session: Session, floor: int, subscription_ids: Sequence[str]
+) -> list[EmailMessage]:
+    """Sent emails about these subscriptions with an id above ``floor``, oldest first."""
+    return list(
+        session.scalars(
+            select(EmailMessage)
+            .where(
+                EmailMessage.id > floor,
+                EmailMessage.status == "sent",
+                EmailMessage.subscription_id.in_(subscription_ids),
+            )
+            .order_by(EmailMessage.id)
+        )
+    )
+
+
+def paid_invoice_counts(session: Session, subscription_ids: Iterable[str]) -> dict[str, int]:
+    """Paid invoices per subscription (a subscription with none is left out)."""
+    rows = session.execute(
+        select(Invoice.subscription_id, func.count())
+        .where(Invoice.subscription_id.in_(subscription_ids), Invoice.status == InvoiceStatus.PAID)
+        .group_by(Invoice.subscription_id)
+    ).all()
+    return {sub_id: int(count) for sub_id, count in rows}
+
+
+def subscription_statuses(session: Session, subscription_ids: Iterable[str]) -> dict[str, str]:
+    """The stored status of each of these subscriptions."""
+    rows = session.execute(
+        select(Subscription.id, Subscription.status).where(Subscription.id.in_(subscription_ids))
+    ).all()
+    return {sub_id: status for sub_id, status in rows}
+
+
+def reached_status(
+    session: Session, entity_id: str, status: str, *, actor: str | None = None
+) -> bool:
+    """Whether the audit log records ``entity_id`` moving to ``status`` (by ``actor``)."""
+    conditions = [AuditLog.entity_id == entity_id, AuditLog.to_status == status]
+    if actor is not None:
+        conditions.append(AuditLog.actor == actor)
+    return bool(session.scalar(select(func.count()).where(*conditions)))

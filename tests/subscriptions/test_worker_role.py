@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-import worker as worker_module
 from activities.billing import BillingActivities
 from activities.stripe_gateway import StripeGateway
+from kakin import runtime as worker_module
 from kakin import service
 from kakin.settings import Settings
 from tests.helpers import customer_and_price, observe
@@ -58,8 +58,8 @@ def test_the_command_line_role_overrides_the_setting(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("KAKIN_WORKER_ROLE", "workflows")
     worker_module.get_settings.cache_clear()
     try:
-        worker_module.main(["--role", "activities"])
-        worker_module.main([])  # `kakin worker` passes no arguments: the setting decides
+        worker_module.worker_main(["--role", "activities"])
+        worker_module.worker_main([])  # `kakin worker` passes no arguments: the setting decides
     finally:
         worker_module.get_settings.cache_clear()
     assert seen == ["activities", "workflows"]

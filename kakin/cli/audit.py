@@ -1,0 +1,91 @@
+"""``kakin audit list``: who did what and why."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kakin.cli.output import (
+    MAX_LIMIT,
+    format_table,
+    format_when,
+    page_limit,
+    print_json,
+    print_more,
+    sessions,
+    shorten,
+)
+from kakin.services import audit
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time for --since/--until; a date alone is midnight UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return value if len(text) > 10 else value.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def _audit_list(args: argparse.Namespace) -> int:
+    with sessions()() as session:
+        rows, more = audit.list_entries(
+            session,
+            limit=page_limit(args),
+            starting_after=args.starting_after,
+            subscription_id=args.subscription,
+            customer_id=args.customer,
+            actor=args.actor,
+            action=args.audit_action,
+            since=args.since,
+            until=args.until,
+        )
+        if args.json:
+            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
+            from api.routers.audit import AuditEntryOut
+
+            data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]
+            print_json({"object": "list", "data": data, "has_more": more})
+            return 0
+        table = [
+            [
+                str(row.id),
+                format_when(row.occurred_at, time=True) + "Z",
+                f"{row.entity_type} {row.entity_id}",
+                row.action,
+                f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
+                row.actor,
+                shorten(row.reason),
+            ]
+            for row in rows
+        ]
+    if table:
+        headers = ["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"]
+        print(format_table(headers, table, right=(0,)))
+    print_more(len(table), more, "audit entries")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    audit_log = commands.add_parser("audit", help="read the audit log").add_subparsers(
+        dest="action", required=True
+    )
+    listed = audit_log.add_parser("list", help="who did what and why, newest first")
+    listed.add_argument(
+        "--subscription", help="a subscription's entries and its invoices' (sub_...)"
+    )
+    listed.add_argument(
+        "--customer", help="a customer's, its subscriptions' and invoices' (cus_...)"
+    )
+    listed.add_argument("--actor", help="e.g. support:ken; an API key's by api-key:<key id>")
+    listed.add_argument("--action", dest="audit_action", help="e.g. canceled, paused, paid")
+    listed.add_argument(
+        "--since", type=_moment, help="occurred at or after (ISO 8601; a date is UTC)"
+    )
+    listed.add_argument("--until", type=_moment, help="occurred before (ISO 8601; a date is UTC)")
+    listed.add_argument("--limit", type=int, default=20, help=f"at most {MAX_LIMIT}")
+    listed.add_argument("--starting-after", type=int, help="the last id of the previous page")
+    listed.add_argument("--json", action="store_true", help="print the HTTP API's JSON")
+    listed.set_defaults(handler=_audit_list)

@@ -1,0 +1,176 @@
+"""``kakin price|metric|tax-rate|coupon|item``: the catalog and what a subscription holds.
+
+They call the same functions as the HTTP API (kakin.services.catalog), so a rule holds
+the same at a terminal as over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+from kakin.cli.output import sessions
+from kakin.services import catalog
+
+
+def _tier(text: str) -> dict[str, Any]:
+    """``UP_TO:UNIT_AMOUNT[:FLAT]``; ``inf`` for the open last tier (``1000:0``, ``inf:0.5``)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"{text!r} is not UP_TO:UNIT_AMOUNT[:FLAT_FEE]")
+    up_to = None if parts[0] in ("inf", "") else parts[0]
+    flat = parts[2] if len(parts) == 3 else "0"
+    if not flat.isdigit():
+        raise argparse.ArgumentTypeError(f"the flat fee in {text!r} is whole minor units")
+    return {"up_to": up_to, "unit_amount": parts[1], "flat_amount": int(flat)}
+
+
+def _price_create(args: argparse.Namespace) -> int:
+    price_id = catalog.create_price(
+        sessions(),
+        product_name=args.product,
+        currency=args.currency,
+        unit_amount=args.unit_amount,
+        interval=args.interval,
+        interval_count=args.interval_count,
+        pricing_model=args.model,
+        unit_amount_decimal=args.unit_amount_decimal,
+        package_size=args.package_size,
+        tiers=args.tier or None,
+        metric_code=args.metric,
+        tax_rate_ids=args.tax_rate or [],
+    )
+    print(price_id)
+    return 0
+
+
+def _metric_create(args: argparse.Namespace) -> int:
+    print(
+        catalog.create_metric(
+            sessions(),
+            code=args.code,
+            name=args.name or args.code,
+            aggregation=args.aggregation,
+            property=args.property,
+        )
+    )
+    return 0
+
+
+def _tax_rate_create(args: argparse.Namespace) -> int:
+    print(
+        catalog.create_tax_rate(
+            sessions(),
+            name=args.name,
+            percentage=args.percentage,
+            inclusive=args.inclusive,
+            jurisdiction=args.jurisdiction,
+            reduced=args.reduced,
+        )
+    )
+    return 0
+
+
+def _coupon_create(args: argparse.Namespace) -> int:
+    print(
+        catalog.create_coupon(
+            sessions(),
+            code=args.code,
+            name=args.name or args.code,
+            duration=args.duration,
+            percent_off=args.percent_off,
+            amount_off=args.amount_off,
+            currency=args.currency,
+            duration_in_periods=args.periods,
+            redeem_by=args.redeem_by,
+            max_redemptions=args.max_redemptions,
+        )
+    )
+    return 0
+
+
+def _coupon_redeem(args: argparse.Namespace) -> int:
+    print(catalog.redeem_coupon(sessions(), subscription_id=args.subscription, code=args.code))
+    return 0
+
+
+def _item_add(args: argparse.Namespace) -> int:
+    print(
+        catalog.add_item(
+            sessions(),
+            subscription_id=args.subscription,
+            price_id=args.price,
+            quantity=args.quantity,
+        )
+    )
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    price = commands.add_parser("price", help="prices").add_subparsers(dest="action", required=True)
+    create = price.add_parser("create", help="create a product and its price (any model)")
+    create.add_argument("--product", required=True, help="product name")
+    create.add_argument("--currency", default="JPY", help="ISO 4217 (default JPY)")
+    create.add_argument("--unit-amount", type=int, default=0, help="minor units; flat per seat")
+    create.add_argument("--interval", default="month", choices=["day", "week", "month", "year"])
+    create.add_argument("--interval-count", type=int, default=1)
+    create.add_argument(
+        "--model", default="flat", choices=["flat", "per_unit", "graduated", "volume", "package"]
+    )
+    create.add_argument("--unit-amount-decimal", help='per unit or package, e.g. "0.015"')
+    create.add_argument("--package-size", type=int)
+    create.add_argument("--tier", type=_tier, action="append", help="UP_TO:UNIT[:FLAT], repeat")
+    create.add_argument("--metric", help="a metric code: the price is billed on usage")
+    create.add_argument("--tax-rate", action="append", help="a tax rate id (txr_...), repeat")
+    create.set_defaults(handler=_price_create)
+
+    metric = commands.add_parser("metric", help="billable metrics").add_subparsers(
+        dest="action", required=True
+    )
+    create = metric.add_parser("create", help="define what usage events add up to")
+    create.add_argument("--code", required=True)
+    create.add_argument("--name")
+    create.add_argument(
+        "--aggregation", required=True, choices=["count", "sum", "max", "unique_count", "latest"]
+    )
+    create.add_argument("--property", help="the event property aggregated (not for count)")
+    create.set_defaults(handler=_metric_create)
+
+    tax = commands.add_parser("tax-rate", help="tax rates").add_subparsers(
+        dest="action", required=True
+    )
+    create = tax.add_parser("create", help="a tax rate, e.g. 消費税 10%%")
+    create.add_argument("--name", required=True)
+    create.add_argument("--percentage", required=True)
+    create.add_argument("--inclusive", action="store_true")
+    create.add_argument("--reduced", action="store_true", help="Japan's reduced rate (※)")
+    create.add_argument("--jurisdiction", default="")
+    create.set_defaults(handler=_tax_rate_create)
+
+    coupon = commands.add_parser("coupon", help="coupons").add_subparsers(
+        dest="action", required=True
+    )
+    create = coupon.add_parser("create", help="a percentage or fixed-amount coupon")
+    create.add_argument("--code", required=True)
+    create.add_argument("--name")
+    create.add_argument("--duration", required=True, choices=["once", "repeating", "forever"])
+    create.add_argument("--percent-off")
+    create.add_argument("--amount-off", type=int)
+    create.add_argument("--currency")
+    create.add_argument("--periods", type=int, help="with repeating: how many invoices")
+    create.add_argument("--redeem-by", type=datetime.fromisoformat, help="ISO time with zone")
+    create.add_argument("--max-redemptions", type=int)
+    create.set_defaults(handler=_coupon_create)
+    redeem = coupon.add_parser("redeem", help="apply a coupon from the next invoice")
+    redeem.add_argument("subscription")
+    redeem.add_argument("code")
+    redeem.set_defaults(handler=_coupon_redeem)
+
+    item = commands.add_parser("item", help="prices a subscription holds besides its plan")
+    item_actions = item.add_subparsers(dest="action", required=True)
+    add = item_actions.add_parser("add", help="add a metered price or an add-on")
+    add.add_argument("subscription")
+    add.add_argument("price")
+    add.add_argument("--quantity", type=int, default=1)
+    add.set_defaults(handler=_item_add)

@@ -1,0 +1,1 @@
+"""The development stack of ``kakin up``: the embedded Temporal and localstripe, the demo."""

@@ -1,0 +1,300 @@
+"""``kakin up``: the embedded default on one machine, for a person watching the Temporal UI.
+
+Starts the Temporal dev server (with its Web UI) and localstripe as child processes,
+runs the worker in this process, plays the demo (``kakin.demo``) and prints where to
+look. Ctrl-C or SIGTERM stops everything in order: demo, worker, children.
+
+Test mode only: the stack talks to a Stripe emulator and the demo uses test clocks,
+so a live Stripe key is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+
+import uvicorn
+
+from api.app import build_app
+from kakin import runtime
+from kakin.codec_server import build_codec_app
+from kakin.dev.demo import Demo, ui_link
+from kakin.dev.embedded import LOCALHOST, EmbeddedStack, port_is_open
+from kakin.platform.codec import EncryptionKeyError, ensure_dev_key_file, keyring_from_settings
+from kakin.platform.settings import ConfigurationError, Settings, get_settings
+from kakin.runtime import run_worker
+from models.db import migrate
+
+
+def run_up(
+    *,
+    data_dir: Path,
+    temporal_port: int = 7233,
+    ui_port: int = 8233,
+    stripe_port: int = 8420,
+    api_port: int = 8000,
+    demo: bool = True,
+    exit_after_demo: bool = False,
+) -> int:
+    """Run the embedded stack until Ctrl-C/SIGTERM (or the demo's end); return the exit code.
+
+    0: stopped on request or the demo played; 1: something failed; 2: refused (live key).
+    """
+    settings = get_settings()
+    if settings.live_mode:
+        print(
+            "error: kakin up runs a test-mode stack (localstripe, test clocks) and refuses "
+            "a live Stripe key; unset KAKIN_STRIPE_API_KEY or use an sk_test_ key",
+            file=sys.stderr,
+        )
+        return 2
+    data_dir = Path(data_dir).resolve()
+    # An explicit KAKIN_DATABASE_URL (environment or .env) wins; otherwise a SQLite
+    # file next to the other state, so one data dir is one installation.
+    if "database_url" not in settings.model_fields_set:
+        settings = settings.model_copy(
+            update={"database_url": f"sqlite:///{data_dir / 'kakin.db'}"}
+        )
+    # The emails' card-update links point at the API this run serves.
+    if "payment_update_url" not in settings.model_fields_set:
+        settings = settings.model_copy(
+            update={"payment_update_url": f"http://localhost:{api_port}/pay/update"}
+        )
+    # Payloads are encrypted here too. Without configured keys, a development key is
+    # kept next to the other state (created once, mode 0600): only this data dir's
+    # Temporal payloads are readable with it.
+    if not settings.encryption_keys.strip() and not settings.encryption_keys_file.strip():
+        keys_file = ensure_dev_key_file(data_dir / "encryption.keys")
+        settings = settings.model_copy(update={"encryption_keys_file": str(keys_file)})
+    try:
+        keyring_from_settings(settings)
+        # What the worker builds from the settings, checked before anything starts: a
+        # refusal here is one line and exit 2, not a failed worker task after the stack is up.
+        runtime.seller(settings)
+        runtime.mailer(settings)
+    except (EncryptionKeyError, ConfigurationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # The Web UI decrypts through the codec endpoint mounted on the API port.
+    codec_endpoint = f"http://localhost:{api_port}/codec"
+    try:
+        return asyncio.run(
+            _up(
+                settings,
+                EmbeddedStack(
+                    data_dir, temporal_port, ui_port, stripe_port, ui_codec_endpoint=codec_endpoint
+                ),
+                api_port=api_port,
+                demo=demo,
+                exit_after_demo=exit_after_demo,
+            )
+        )
+    except KeyboardInterrupt:  # only before our handlers are installed: nothing runs yet
+        return 0
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ``kakin up`` owns Ctrl-C and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _up(
+    settings: Settings,
+    stack: EmbeddedStack,
+    *,
+    api_port: int,
+    demo: bool,
+    exit_after_demo: bool,
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    worker_stop = asyncio.Event()
+    worker: asyncio.Task[None] | None = None
+    api: _ApiServer | None = None
+    serving: asyncio.Task[None] | None = None
+    player: Demo | None = None
+    playing: asyncio.Task[object] | None = None
+    try:
+        stack.data_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
+        print(f"kakin up: migrating {settings.database_url}", flush=True)
+        if not await _unless(stop, asyncio.to_thread(migrate, settings.database_url)):
+            return 0
+        if port_is_open(LOCALHOST, api_port):
+            print(
+                f"error: port {api_port} is already in use; pick another with --api-port",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            return 1
+        print(f"kakin up: starting Temporal and localstripe (logs in {stack.log_dir})", flush=True)
+        try:
+            if not await _unless(stop, stack.start()):
+                return 0
+        except (RuntimeError, TimeoutError, FileNotFoundError) as error:
+            # A busy port, a missing binary, a child that would not start: the
+            # message says which and what to do; a traceback would only bury it.
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return 1
+        settings = settings.model_copy(
+            update={
+                "temporal_address": stack.temporal_address,
+                "temporal_ui_url": stack.ui_url,
+                "stripe_api_base": stack.stripe_api_base,
+                "stripe_confirm_off_session": False,  # localstripe rejects the parameter
+                "outbox_dir": stack.data_dir / "outbox",
+            }
+        )
+        client = await runtime.temporal_client(settings)
+        worker = asyncio.create_task(run_worker(settings, client=client, stop=worker_stop))
+        app = build_app(settings)
+        app.mount("/codec", build_codec_app(settings))  # the UI's --ui-codec-endpoint
+        api = _ApiServer(
+            uvicorn.Config(
+                app, host=LOCALHOST, port=api_port, lifespan="off",
+                **runtime.uvicorn_options(log_level="warning"),
+            )
+        )  # fmt: skip
+        serving = asyncio.create_task(api.serve())
+        print(_where_to_look(settings, stack), flush=True)
+        print(
+            f"  HTTP API        http://localhost:{api_port}/docs  "
+            "(create a key: kakin keys create --name you --role admin)",
+            flush=True,
+        )
+        if demo:
+            player = Demo(settings, client)
+            playing = asyncio.create_task(player.play(keep_watching=not exit_after_demo))
+        return await _supervise(stop, stack, worker, playing, exit_after_demo=exit_after_demo)
+    finally:
+        # In order: the demo stops narrating and ends its subscriptions while the
+        # worker still runs, then the worker finishes its activities, then the children.
+        if playing is not None:
+            playing.cancel()
+            with contextlib.suppress(BaseException):
+                await playing
+        if player is not None and worker is not None and not worker.done():
+            try:
+                await asyncio.wait_for(player.end(), timeout=10)
+            except Exception as error:  # shutting down anyway; say why it was not clean
+                print(f"kakin up: could not end the demo subscriptions: {error}", flush=True)
+        if api is not None and serving is not None:
+            api.should_exit = True
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(serving, timeout=10)
+        worker_stop.set()
+        if worker is not None:
+            with contextlib.suppress(BaseException):
+                await worker
+        await stack.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        print("kakin up: stopped", flush=True)
+
+
+async def _unless(stop: asyncio.Event, step: Awaitable[object]) -> bool:
+    """Await ``step`` unless ``stop`` is set first (then cancel it); True if it finished."""
+    task = asyncio.ensure_future(step)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        task.result()  # its error, if any, is the run's error
+        return True
+    task.cancel()
+    with contextlib.suppress(BaseException):  # we are stopping; how it ended no longer matters
+        await task
+    return False
+
+
+async def _supervise(
+    stop: asyncio.Event,
+    stack: EmbeddedStack,
+    worker: asyncio.Task[None],
+    playing: asyncio.Task[object] | None,
+    *,
+    exit_after_demo: bool,
+) -> int:
+    """Wait for a stop request; return early (1) if the worker, a child or the demo fails."""
+    while not stop.is_set():
+        if worker.done():
+            _report("the worker stopped", worker)
+            return 1
+        for process in stack.processes:
+            if not process.is_running():
+                print(
+                    f"kakin up: {process.name} exited with code {process.returncode}; "
+                    f"last lines of {process.log_path}:\n{process.log_tail()}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+        if playing is None and exit_after_demo:
+            return 0  # --no-demo --exit-after-demo: nothing to play, a start-and-stop check
+        if playing is not None and playing.done():
+            if playing.cancelled() or playing.exception() is not None:
+                _report("the demo failed", playing)
+                return 1
+            if exit_after_demo:
+                return 0
+            playing = None  # played; keep the stack running until Ctrl-C
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    return 0
+
+
+def _report(what: str, task: asyncio.Task[object] | asyncio.Task[None]) -> None:
+    error = None if task.cancelled() else task.exception()
+    detail = "".join(traceback.format_exception(error)) if error else "(no error)"
+    print(f"kakin up: {what}: {detail}", file=sys.stderr, flush=True)
+
+
+def _where_to_look(settings: Settings, stack: EmbeddedStack) -> str:
+    ns = settings.temporal_namespace
+    address = settings.temporal_address
+    here = Path.cwd()
+
+    def running(status: str) -> str:
+        # Closed continued-as-new runs keep their attributes: list live ones only.
+        return f'SubscriptionStatus="{status}" AND ExecutionStatus="Running"'
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+    # Every Temporal client needs the payload keys (kakin/codec.py).
+    keys = (
+        f"\n  export KAKIN_ENCRYPTION_KEYS_FILE={settings.encryption_keys_file}"
+        if settings.encryption_keys_file
+        else ""
+    )
+
+    return f"""
+kakin is up (test mode: localstripe, test clocks). Where to look:
+  Temporal UI     {ui_link(stack.ui_url, ns)}
+    past due      {ui_link(stack.ui_url, ns, query=running("past_due"))}
+    suspended     {ui_link(stack.ui_url, ns, query=running("suspended"))}
+  outbox          {shown(settings.outbox_dir)}/  (one .eml and .html per email)
+  database        {settings.database_url}
+  logs            {shown(stack.log_dir)}/  (temporal.log, localstripe.log)
+  Temporal        {address}, namespace {ns}, task queue {settings.task_queue}
+  payload keys    {settings.encryption_keys_file or "KAKIN_ENCRYPTION_KEYS"} (AES-GCM)
+    UI decryption {stack.ui_codec_endpoint}/login  (a support or admin API key)
+  Stripe          {stack.stripe_api_base} (localstripe)
+From another terminal:{keys}
+  kakin --temporal-address {address} status <sub id>
+  python starter.py --temporal-address {address} cancel <sub id> \\
+      --reason "..." --requested-by support:you
+  for start / update-card, first:
+  export KAKIN_DATABASE_URL={settings.database_url} \\
+      KAKIN_STRIPE_API_BASE={stack.stripe_api_base} KAKIN_STRIPE_CONFIRM_OFF_SESSION=false
+Ctrl-C stops everything.
+"""

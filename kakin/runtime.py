@@ -1,0 +1,349 @@
+"""The edge wiring: real dependencies built from settings, the worker, HTTP serving.
+
+Only the edges call this: the worker (``python worker.py``, ``kakin worker``), the
+CLI, ``kakin up``, the API process and the bench. It builds the clients (database,
+Temporal, Stripe, mailer), the seller and the activity objects, and runs workers
+and HTTP servers with the options every kakin process shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
+
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities
+from kakin.adapters import pdf
+from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform import codec
+from kakin.platform.codec import EncryptionKeyError
+from kakin.platform.settings import (
+    EMBEDDED_LINK_SECRET,
+    ConfigurationError,
+    Settings,
+    get_settings,
+)
+from kakin.services.invoice_documents import Seller
+from models.db import make_engine, make_session_factory
+from workflows.subscription import SubscriptionWorkflow
+
+WORKER_DOC = """The kakin worker: runs SubscriptionWorkflow and the billing activities.
+
+``python worker.py`` (or ``kakin worker``) connects to KAKIN_TEMPORAL_ADDRESS and polls
+the task queue KAKIN_TASK_QUEUE (default ``billing``) until Ctrl-C or SIGTERM.
+
+One process runs the workflows and the activities by default. ``--role workflows`` or
+``--role activities`` (KAKIN_WORKER_ROLE) runs only one kind, so the activities' CPU
+(invoice PDFs, Stripe calls, email) can be spread over more processes polling the same
+queues: e.g. ``python worker.py --role workflows`` once and ``python worker.py --role
+activities`` two or three times. Each queue needs a worker of each kind running.
+"""
+WORKFLOWS = [SubscriptionWorkflow]
+ROLES = ("all", "workflows", "activities")
+# create + confirm for a first try (charge_invoice); a retry adds a retrieve.
+STRIPE_REQUESTS_PER_CHARGE = 2
+log = logging.getLogger("kakin.worker")
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(settings.database_url))
+
+
+def stripe_gateway(settings: Settings) -> StripeGateway:
+    return StripeGateway(
+        api_key=settings.stripe_api_key,
+        api_base=settings.stripe_api_base,
+        confirm_off_session=settings.stripe_confirm_off_session,
+    )
+
+
+def mailer(settings: Settings) -> Mailer:
+    if settings.email_backend == "sendgrid":
+        if not settings.sendgrid_api_key:
+            raise ConfigurationError(
+                "KAKIN_SENDGRID_API_KEY must be set when KAKIN_EMAIL_BACKEND=sendgrid"
+            )
+        return SendGridMailer(api_key=settings.sendgrid_api_key, host=settings.sendgrid_host)
+    return OutboxMailer(settings.outbox_dir)
+
+
+def seller(settings: Settings) -> Seller:
+    if settings.live_mode and settings.link_secret == EMBEDDED_LINK_SECRET:
+        raise ConfigurationError(
+            "KAKIN_LINK_SECRET: set it to a long random value before using a live key"
+        )
+    return Seller(
+        name=settings.seller_name,
+        address=settings.seller_address,
+        registration_number=settings.seller_registration_number,
+        payment_update_url=settings.payment_update_url,
+        email_from=settings.email_from,
+        email_from_name=settings.email_from_name,
+        link_secret=settings.link_secret,
+        tax_rounding=settings.tax_rounding,
+        attach_invoice_pdf=settings.attach_invoice_pdf,
+    )
+
+
+def billing_activities(
+    settings: Settings,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    stripe: StripeGateway | None = None,
+    mail: Mailer | None = None,
+) -> BillingActivities:
+    """The invoicing, payment and notification activities, built from the settings."""
+    return BillingActivities(
+        session_factory=sessions or session_factory(settings),
+        stripe=stripe or stripe_gateway(settings),
+        mailer=mail or mailer(settings),
+        templates=make_template_env(),
+        seller=seller(settings),
+    )
+
+
+async def temporal_client(settings: Settings) -> Client:
+    """A client whose payloads are encrypted with the configured keys (kakin/codec.py).
+
+    Raises ``EncryptionKeyError`` (a ValueError) naming what to set when no key is configured.
+    """
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=codec.data_converter_from_settings(settings),
+    )
+
+
+# -- serving HTTP (kakin api, kakin codec-server, kakin up, the bench's API servers) ------
+
+
+def uvicorn_options(*, log_level: str = "info") -> dict[str, Any]:
+    """The uvicorn options every kakin HTTP server runs with.
+
+    uvicorn's access log writes the client's address and the raw path with its query
+    string: card numbers and emails typed into a URL. ``kakin.api.access``
+    (api.middleware) writes the fields it may instead, so uvicorn's is off
+    (``access_log=False``), and ``log_config=None`` leaves logging as the process set it
+    up: uvicorn's default config, applied when the server starts, would switch
+    ``uvicorn.access`` back on after ``build_app`` switched it off.
+    """
+    return {"access_log": False, "log_config": None, "log_level": log_level}
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn whose SIGTERM or Ctrl-C stops the server and ends the process with 0.
+
+    uvicorn raises the signal it caught again once it has shut down, so a clean stop
+    (``docker stop``, systemd, Ctrl-C) ended as "killed by SIGTERM" (-15, or 143 in a
+    container) and looked like a crash. Here the signal only asks the server to stop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only; whoever runs us there handles them
+            return
+        stopping = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self.handle_exit) for signum in stopping}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def serve_http(app: Any, *, host: str, port: int) -> None:
+    """Serve ``app`` until SIGTERM or Ctrl-C (``kakin api``, ``kakin codec-server``)."""
+    HttpServer(uvicorn.Config(app, host=host, port=port, **uvicorn_options())).run()
+
+
+# -- connection options (python worker.py, python starter.py, kakin) ---------------------
+
+
+def add_connection_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """``--temporal-address``, ``--namespace`` and ``--task-queue`` on ``parser``.
+
+    The program's parser takes them before the command (``kakin --namespace N status
+    ...``); each command that talks to Temporal takes them after it as well
+    (``after_command``: ``kakin status ... --namespace N``). There they default to
+    SUPPRESS, so a command without them keeps what was given before it, and one given
+    after the command wins.
+    """
+    default = argparse.SUPPRESS if after_command else None
+    parser.add_argument(
+        "--temporal-address", default=default, help="host:port (default KAKIN_TEMPORAL_ADDRESS)"
+    )
+    parser.add_argument(
+        "--namespace", default=default, help="Temporal namespace (default KAKIN_TEMPORAL_NAMESPACE)"
+    )
+    parser.add_argument(
+        "--task-queue", default=default, help="task queue (default KAKIN_TASK_QUEUE)"
+    )
+
+
+def settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    """``base`` (default: the KAKIN_* settings) with the connection options given in ``args``."""
+    overrides = {
+        "temporal_address": getattr(args, "temporal_address", None),
+        "temporal_namespace": getattr(args, "namespace", None),
+        "task_queue": getattr(args, "task_queue", None),
+    }
+    return (base or get_settings()).model_copy(update={k: v for k, v in overrides.items() if v})
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a short-lived Temporal client process without interpreter teardown.
+
+    The Temporal client's Rust threads can outlive the event loop and abort CPython's
+    finalization (SIGABRT, "PyGILState_Release ... finalizing"; temporalio/sdk-python
+    issue 300), turning a command that succeeded into a crash. The work is done and
+    the output flushed, so skip teardown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# -- the worker (python worker.py, kakin worker, kakin up) --------------------------------
+
+
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: BillingActivities,
+    executor: ThreadPoolExecutor | None,
+    role: str = "all",
+) -> Worker:
+    """A worker for the billing task queue; activities run in ``executor`` threads.
+
+    ``role`` (KAKIN_WORKER_ROLE): ``all`` runs the workflows and the activities,
+    ``workflows`` only the workflows (no executor needed), ``activities`` only the
+    activities. Workers of different roles polling one task queue share its work.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown worker role {role!r}; known roles: {', '.join(ROLES)}")
+    run_activities = role != "workflows"
+    if run_activities and executor is None:
+        raise ValueError(f"a worker with role {role!r} needs an activity executor")
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS if role != "activities" else [],
+        activities=activities.activities() if run_activities else [],
+        activity_executor=executor if run_activities else None,
+        max_concurrent_activities=executor._max_workers if run_activities and executor else None,
+    )
+
+
+def build_stripe_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: BillingActivities,
+    executor: ThreadPoolExecutor,
+    stripe_rate_limit: float,
+) -> Worker:
+    """A worker for the charge task queue, held to 80% of Stripe's rate limit.
+
+    The limit is the task queue's, enforced by the Temporal server across every worker
+    polling it: a month-start spike of renewals queues charges instead of earning 429s.
+    A charge makes STRIPE_REQUESTS_PER_CHARGE requests (retries aside), so the queue
+    runs that many times fewer charges per second than Stripe takes requests.
+    """
+    return Worker(
+        client,
+        task_queue=task_queue,
+        activities=[activities.payments.charge_invoice],
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        max_task_queue_activities_per_second=0.8 * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,
+    )
+
+
+async def run_worker(
+    settings: Settings, *, client: Client | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run until ``stop`` is set (or, without one, until SIGINT/SIGTERM)."""
+    # The activities first: a refused setting (ConfigurationError) is reported before
+    # anything connects, not after the worker has reached Temporal.
+    activities = billing_activities(settings)
+    client = client or await temporal_client(settings)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    if settings.worker_role != "workflows" and settings.attach_invoice_pdf:
+        await asyncio.to_thread(pdf.warm_up)  # before polling: no first receipt waits for it
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="kakin-activity") as executor:
+        workers = [
+            build_worker(
+                client,
+                task_queue=settings.task_queue,
+                activities=activities,
+                executor=executor,
+                role=settings.worker_role,
+            )
+        ]
+        # The charge queue has activities only: a workflow-only process leaves it alone.
+        if settings.stripe_task_queue and settings.worker_role != "workflows":
+            workers.append(
+                build_stripe_worker(
+                    client,
+                    task_queue=settings.stripe_task_queue,
+                    activities=activities,
+                    executor=executor,
+                    stripe_rate_limit=settings.stripe_rate_limit,
+                )
+            )
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            log.info(
+                "worker (%s) polling task queue(s) %s at %s",
+                settings.worker_role,
+                ", ".join(repr(w.task_queue) for w in workers),
+                settings.temporal_address,
+            )
+            await stop.wait()
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """Run a worker; ``argv`` is ``python worker.py``'s arguments (``kakin worker`` passes
+    none: it takes the role from KAKIN_WORKER_ROLE).
+
+    Returns the exit code: 0 when stopped, 2 when the configuration is refused (one
+    line naming the setting on stderr, no traceback).
+    """
+    parser = argparse.ArgumentParser(prog="python worker.py", description=WORKER_DOC)
+    parser.add_argument(
+        "--role", choices=ROLES, help="what to run (default KAKIN_WORKER_ROLE, else all)"
+    )
+    add_connection_options(parser)
+    args = parser.parse_args(argv or [])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = settings_from(args, get_settings())  # KAKIN_* and the options
+        if args.role:
+            settings = settings.model_copy(update={"worker_role": args.role})
+        asyncio.run(run_worker(settings))
+    except (ConfigurationError, EncryptionKeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
