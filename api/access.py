@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from kakin.api_keys import Role
+from kakin.services.api_keys import Role
 
 SERVICE, SUPPORT, ADMIN = Role.SERVICE, Role.SUPPORT, Role.ADMIN
 ORDER = (SERVICE, SUPPORT, ADMIN)  # how the roles are listed in messages and docs

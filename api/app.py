@@ -22,8 +22,6 @@ import logging
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.rendering import make_template_env
-from activities.stripe_gateway import StripeGateway
 from api import access, payment_page
 from api.deps import Deps, TemporalSource
 from api.errors import install
@@ -41,7 +39,9 @@ from api.routers import (
     usage,
     webhooks,
 )
-from kakin.settings import Settings
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
 
 __all__ = ["TemporalSource", "build_app", "create_app"]
 

@@ -17,14 +17,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from activities.stripe_gateway import StripeGateway
 from api import access
 from api.errors import ApiError, shown_path
 from api.idempotency import MAX_KEY_LENGTH
 from api.rate_limit import TokenBuckets, parse_rate, retry_after
-from kakin import api_keys
-from kakin.api_keys import KeyInfo, Role
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys
+from kakin.services.api_keys import KeyInfo, Role
 
 log = logging.getLogger("kakin.api")
 

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError, ErrorBody
-from kakin.api_keys import KeyInfo
+from kakin.services.api_keys import KeyInfo
 from models import repositories as repo
 from models.tables import IdempotencyKey, utcnow
 

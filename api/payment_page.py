@@ -24,10 +24,10 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from activities import links
-from activities.stripe_gateway import StripeGateway
-from kakin import service
-from kakin.settings import Settings
+from kakin.adapters import links
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import payments as payment_service
 from models import repositories as repo
 from models.payloads import InvoiceStatus
 
@@ -163,7 +163,7 @@ def router(
         if stripe.live_mode:
             return page(422, error=True, message="Card entry here is for test mode only.", **again)
         try:
-            await service.update_payment_method(
+            await payment_service.update_payment_method(
                 await temporal(), sessions, stripe, subscription_id,
                 card_number=form.get("card_number", ""), requested_by="customer",
             )  # fmt: skip

@@ -20,7 +20,7 @@ from api.deps import Deps
 from api.errors import ApiError, ErrorBody
 from api.lookups import load_subscription
 from api.schemas import SubscriptionStatusOut
-from kakin import service
+from kakin.services import errors as service_errors
 from models.payloads import StatusView, SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -80,7 +80,7 @@ async def run_update(
             log.warning("the %s update failed without a reason: %s", action, error)
             reason = f"the {action} was refused"
         raise ApiError(409, capitalized(reason)) from None
-    except service.InvalidRequestError as error:
+    except service_errors.InvalidRequestError as error:
         message = str(error)
         status = 404 if message.endswith("does not exist") else 422
         raise ApiError(status, capitalized(message)) from None

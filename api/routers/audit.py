@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query
 from api.deps import AfterPayment, Deps, Limit
 from api.errors import RESPONSES, ApiError
 from api.schemas import FromRow, Moment, Page
-from kakin import audit
-from kakin.api_keys import KeyInfo
-from kakin.catalog import InvalidRequestError
+from kakin.services import audit
+from kakin.services.api_keys import KeyInfo
+from kakin.services.catalog import InvalidRequestError
 
 
 class AuditEntryOut(FromRow):

@@ -12,8 +12,8 @@ from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
 from api.lookups import load_price, paged
 from api.schemas import Page, PriceCreate, PriceOut
-from kakin import catalog
-from kakin.api_keys import KeyInfo
+from kakin.services import catalog
+from kakin.services.api_keys import KeyInfo
 from models import repositories as repo
 from models.tables import Price
 

@@ -9,15 +9,16 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from activities.stripe_gateway import TEST_CARDS
 from api.deps import After, AfterPayment, Deps, IdemKey, Limit, PathId
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
 from api.lookups import load_customer, paged
 from api.schemas import CustomerCreate, CustomerOut, CustomerUpdate, InvoiceOut, Page, PaymentOut
-from kakin import service
-from kakin.api_keys import KeyInfo
+from kakin.adapters.stripe_gateway import TEST_CARDS
+from kakin.services import customers as customer_service
+from kakin.services import errors as service_errors
+from kakin.services.api_keys import KeyInfo
 from models import repositories as repo
 from models.tables import Customer
 
@@ -62,7 +63,7 @@ def router(deps: Deps) -> APIRouter:
             if body.card_number.replace(" ", "").replace("-", "") not in TEST_CARDS:
                 raise ApiError(422, "card_number is not a Stripe test card number")
         try:
-            customer_id = service.create_customer(
+            customer_id = customer_service.create_customer(
                 sessions,
                 deps.stripe,
                 email=body.email,
@@ -73,7 +74,7 @@ def router(deps: Deps) -> APIRouter:
                 card_number=body.card_number,
                 payment_method_id=body.payment_method_id,
             )
-        except service.InvalidRequestError as error:
+        except service_errors.InvalidRequestError as error:
             raise ApiError(422, str(error)) from None
         except stripe_sdk.StripeError as error:
             log.warning("Stripe refused a customer: %s", error.user_message or type(error))

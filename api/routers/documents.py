@@ -8,8 +8,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from activities.billing import invoice_pdf
-from activities.rendering import make_template_env
 from api.billing_schemas import CreditNoteCreate, CreditNoteOut
 from api.deps import Deps, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
@@ -18,8 +16,10 @@ from api.idempotency import once
 from api.lookups import load_invoice
 from api.routers.invoices import JSON_ERRORS
 from kakin import wiring
-from kakin.api_keys import KeyInfo
-from kakin.credit_notes import CreditNoteRefusedError, issue_credit_note
+from kakin.adapters.rendering import make_template_env
+from kakin.services.api_keys import KeyInfo
+from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
+from kakin.services.invoice_documents import invoice_pdf
 from models import repositories as repo
 from models.tables import CreditNote
 

@@ -20,8 +20,9 @@ from api.idempotency import once
 from api.lookups import load_invoice, load_subscription, paged
 from api.schemas import InvoiceActionCreate, InvoiceDetail, InvoiceOut, Page, RetryAccepted
 from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure, run_update
-from kakin import service
-from kakin.api_keys import KeyInfo
+from kakin.services import payments as payment_service
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
 from models import repositories as repo
 from models.payloads import InvoiceStatus, SubscriptionStatus
 
@@ -119,7 +120,7 @@ def router(deps: Deps) -> APIRouter:
             raise not_it
         client = await deps.connected()
         try:
-            view = await service.subscription_status(client, subscription_id)
+            view = await subscription_service.subscription_status(client, subscription_id)
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise ended(subscription_id) from None
@@ -143,7 +144,7 @@ def router(deps: Deps) -> APIRouter:
             deps,
             subscription_id,
             "void" if mark_as == InvoiceStatus.VOID else "write-off",
-            lambda client: service.waive_invoice(
+            lambda client: subscription_service.waive_invoice(
                 client,
                 subscription_id,
                 reason=body.reason,
@@ -202,7 +203,9 @@ def router(deps: Deps) -> APIRouter:
         subscription_id = await check_in_collection(invoice_id, "retried")
         client = await deps.connected()
         try:
-            await service.retry_payment_now(client, subscription_id, requested_by=requester(key))
+            await payment_service.retry_payment_now(
+                client, subscription_id, requested_by=requester(key)
+            )
         except RPCError as error:
             raise rpc_failure(error, subscription_id, "retry") from None
         return RetryAccepted(invoice_id=invoice_id, subscription_id=subscription_id)

@@ -29,8 +29,8 @@ from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
 from api.lookups import load_subscription, paged
 from api.schemas import Page
-from kakin import catalog
-from kakin.api_keys import KeyInfo
+from kakin.services import catalog
+from kakin.services.api_keys import KeyInfo
 from models import repositories as repo
 from models.tables import BillableMetric, Coupon, TaxRate
 

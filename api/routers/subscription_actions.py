@@ -26,8 +26,8 @@ from api.schemas import (
     SubscriptionStatusOut,
 )
 from api.workflow_calls import UPDATE_RESPONSES, run_update
-from kakin import service
-from kakin.api_keys import KeyInfo
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
 
 
 def router(deps: Deps) -> APIRouter:
@@ -61,7 +61,7 @@ def router(deps: Deps) -> APIRouter:
                 deps,
                 subscription_id,
                 "pause",
-                lambda client: service.pause_subscription(
+                lambda client: subscription_service.pause_subscription(
                     client, subscription_id, reason=body.reason, requested_by=requester(key)
                 ),
             ),
@@ -93,7 +93,7 @@ def router(deps: Deps) -> APIRouter:
                 deps,
                 subscription_id,
                 "resume",
-                lambda client: service.resume_subscription(
+                lambda client: subscription_service.resume_subscription(
                     client, subscription_id, requested_by=requester(key)
                 ),
             ),
@@ -127,7 +127,7 @@ def router(deps: Deps) -> APIRouter:
                 deps,
                 subscription_id,
                 "plan change",
-                lambda client: service.change_plan(
+                lambda client: subscription_service.change_plan(
                     client,
                     sessions,
                     subscription_id,
@@ -156,7 +156,7 @@ def router(deps: Deps) -> APIRouter:
                     f"{new.interval_count} {new.interval} asked",
                 )
             currency = current.currency
-        proration = service.preview_plan_change(
+        proration = subscription_service.preview_plan_change(
             sessions, subscription_id, price_id=price_id, at=datetime.now(UTC)
         )
         if proration is None:
@@ -217,7 +217,7 @@ def router(deps: Deps) -> APIRouter:
                 deps,
                 subscription_id,
                 "grace period",
-                lambda client: service.grant_grace(
+                lambda client: subscription_service.grant_grace(
                     client,
                     subscription_id,
                     days=body.days,

@@ -28,8 +28,9 @@ from api.schemas import (
     SubscriptionOut,
 )
 from api.workflow_calls import TEMPORAL_DOWN, capitalized, rpc_failure
-from kakin import service
-from kakin.api_keys import KeyInfo
+from kakin.services import errors as service_errors
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
 from models import repositories as repo
 from models.payloads import SubscriptionStatus
 
@@ -63,7 +64,7 @@ def router(deps: Deps) -> APIRouter:
         await run_in_threadpool(check_new_subscription, body)
         client = await deps.connected()
         try:
-            subscription_id = await service.start_subscription(
+            subscription_id = await subscription_service.start_subscription(
                 client,
                 sessions,
                 task_queue=settings.task_queue,
@@ -77,7 +78,7 @@ def router(deps: Deps) -> APIRouter:
                 stripe_task_queue=settings.stripe_task_queue,
                 metadata=body.metadata,
             )
-        except service.InvalidRequestError as error:
+        except service_errors.InvalidRequestError as error:
             raise ApiError(422, capitalized(str(error))) from None
         except RPCError as error:
             log.warning("Temporal did not start a subscription workflow: %s", error)
@@ -135,12 +136,12 @@ def router(deps: Deps) -> APIRouter:
             client = await asyncio.wait_for(deps.temporal_client(), LIVE_TIMEOUT)
             # A closed workflow (ended, or a run whose successor is gone) has no live status.
             described = await asyncio.wait_for(
-                service.handle(client, subscription_id).describe(), LIVE_TIMEOUT
+                subscription_service.handle(client, subscription_id).describe(), LIVE_TIMEOUT
             )
             if described.status != WorkflowExecutionStatus.RUNNING:
                 return None
             view = await asyncio.wait_for(
-                service.subscription_status(client, subscription_id), LIVE_TIMEOUT
+                subscription_service.subscription_status(client, subscription_id), LIVE_TIMEOUT
             )
         except Exception as error:
             log.info("no live status for %s: %s", subscription_id, error or type(error).__name__)
@@ -189,7 +190,7 @@ def router(deps: Deps) -> APIRouter:
         requested_by = requester(key)
         client = await deps.connected()
         try:
-            await service.cancel_subscription(
+            await subscription_service.cancel_subscription(
                 client,
                 subscription_id,
                 reason=body.reason,

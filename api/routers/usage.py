@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.invoice_builder import current_usage, upcoming_draft
 from api.billing_schemas import (
     CurrentUsage,
     LineOut,
@@ -28,9 +27,10 @@ from api.idempotency import once
 from api.lookups import load_subscription
 from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure
 from billing.rounding import RoundingMode
-from kakin import service
-from kakin.api_keys import KeyInfo
-from kakin.usage import ingest
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
+from kakin.services.invoices import current_usage, upcoming_draft
+from kakin.services.usage import ingest
 from models.tables import Price
 
 STATUS_TIMEOUT = 5.0
@@ -109,13 +109,13 @@ def router(deps: Deps) -> APIRouter:
         """The invoice the next renewal will create, with the usage received so far."""
         await run_in_threadpool(check_exists, subscription_id)
         client = await deps.connected()
-        handle = service.handle(client, subscription_id)
+        handle = subscription_service.handle(client, subscription_id)
         try:
             described = await asyncio.wait_for(handle.describe(), STATUS_TIMEOUT)
             if described.status != WorkflowExecutionStatus.RUNNING:
                 raise ended(subscription_id)
             view = await asyncio.wait_for(
-                service.subscription_status(client, subscription_id), STATUS_TIMEOUT
+                subscription_service.subscription_status(client, subscription_id), STATUS_TIMEOUT
             )
         except RPCError as error:
             raise rpc_failure(error, subscription_id, "status query") from None

@@ -14,7 +14,7 @@ from api.deps import CONNECT_TIMEOUT, Deps
 from api.errors import ApiError, ErrorBody
 from api.schemas import WebhookReceived
 from api.workflow_calls import capitalized
-from kakin import stripe_webhooks
+from kakin.services import stripe_events as stripe_webhooks
 
 log = logging.getLogger("kakin.api")
 
