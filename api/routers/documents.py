@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from api.billing_schemas import CreditNoteCreate, CreditNoteOut
-from api.deps import Deps, IdemKey, PathId, requester
+from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
@@ -32,71 +32,70 @@ class PdfResponse(Response):
     media_type = "application/pdf"
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
-    sessions = deps.sessions
-    templates = make_template_env()
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
+templates = make_template_env()
 
-    @v1.get(
-        "/invoices/{invoice_id}/pdf",
-        response_class=PdfResponse,
-        responses={**PDF_RESPONSE, **JSON_ERRORS},
+
+@router.get(
+    "/invoices/{invoice_id}/pdf",
+    response_class=PdfResponse,
+    responses={**PDF_RESPONSE, **JSON_ERRORS},
+)
+def get_invoice_pdf(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> Response:
+    """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
+    with deps.sessions() as session:
+        invoice = load_invoice(session, invoice_id)
+        pdf = invoice_pdf(invoice, wiring.seller(deps.settings), templates)
+        name = invoice.number or f"draft-{invoice.id}"
+    return PdfResponse(
+        pdf,
+        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
     )
-    def get_invoice_pdf(invoice_id: PathId, _: KeyInfo = deps.key) -> Response:
-        """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
-        with sessions() as session:
-            invoice = load_invoice(session, invoice_id)
-            pdf = invoice_pdf(invoice, wiring.seller(deps.settings), templates)
-            name = invoice.number or f"draft-{invoice.id}"
-        return PdfResponse(
-            pdf,
-            headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
-        )
 
-    @v1.post(
-        "/invoices/{invoice_id}/credit-notes",
-        status_code=201,
-        response_model=CreditNoteOut,
-        responses=IDEMPOTENT,
+
+@router.post(
+    "/invoices/{invoice_id}/credit-notes",
+    status_code=201,
+    response_model=CreditNoteOut,
+    responses=IDEMPOTENT,
+)
+async def create_credit_note(
+    deps: DepsDep,
+    invoice_id: PathId,
+    body: CreditNoteCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
+    credit that the customer's next invoices use first (support)."""
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=201,
+        work=lambda: run_in_threadpool(do_credit, deps, invoice_id, body, requester(key)),
     )
-    async def create_credit_note(
-        invoice_id: PathId,
-        body: CreditNoteCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
-        credit that the customer's next invoices use first (support)."""
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=201,
-            work=lambda: run_in_threadpool(do_credit, invoice_id, body, requester(key)),
-        )
 
-    def do_credit(invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
-        with sessions() as session:
-            load_invoice(session, invoice_id)
-        try:
-            note_id = issue_credit_note(
-                sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
-                method=body.method, actor=actor, amount=body.amount, memo=body.memo,
-            )  # fmt: skip
-        except CreditNoteRefusedError as error:
-            message = str(error)
-            raise ApiError(409, message[:1].upper() + message[1:]) from None
-        with sessions() as session:
-            return CreditNoteOut.model_validate(session.get(CreditNote, note_id))
 
-    @v1.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
-    def list_credit_notes(invoice_id: PathId, _: KeyInfo = deps.key) -> list[CreditNoteOut]:
-        with sessions() as session:
-            load_invoice(session, invoice_id)
-            return [
-                CreditNoteOut.model_validate(n) for n in repo.credit_notes_of(session, invoice_id)
-            ]
+def do_credit(deps: Deps, invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
+    with deps.sessions() as session:
+        load_invoice(session, invoice_id)
+    try:
+        note_id = issue_credit_note(
+            deps.sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
+            method=body.method, actor=actor, amount=body.amount, memo=body.memo,
+        )  # fmt: skip
+    except CreditNoteRefusedError as error:
+        message = str(error)
+        raise ApiError(409, message[:1].upper() + message[1:]) from None
+    with deps.sessions() as session:
+        return CreditNoteOut.model_validate(session.get(CreditNote, note_id))
 
-    return v1
+
+@router.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
+def list_credit_notes(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> list[CreditNoteOut]:
+    with deps.sessions() as session:
+        load_invoice(session, invoice_id)
+        return [CreditNoteOut.model_validate(n) for n in repo.credit_notes_of(session, invoice_id)]
