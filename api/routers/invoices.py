@@ -12,14 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import once
 from api.lookups import load_invoice, load_subscription, paged
 from api.schemas import InvoiceActionCreate, InvoiceDetail, InvoiceOut, Page, RetryAccepted
-from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure, run_update
+from api.workflow_calls import TEMPORAL_DOWN, run_update
 from kakin.services import payments as payment_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
@@ -120,13 +119,10 @@ async def check_in_collection(deps: Deps, invoice_id: str, done: str) -> str:
     if invoice_status != InvoiceStatus.OPEN or subscription_status == SubscriptionStatus.CANCELED:
         raise not_it
     client = await deps.connected()
-    try:
+    async with subscription_service.workflow_errors(
+        subscription_id, "status query", unavailable="Temporal did not answer; try again"
+    ):
         view = await subscription_service.subscription_status(client, subscription_id)
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise ended(subscription_id) from None
-        log.warning("Temporal did not answer the status query: %s", error)
-        raise ApiError(503, "Temporal did not answer; try again") from None
     outstanding = view.outstanding_invoice
     if outstanding is None or outstanding.invoice_id != invoice_id:
         raise not_it
@@ -214,12 +210,10 @@ async def mark_invoice_uncollectible(
 async def do_retry(deps: Deps, invoice_id: str, key: KeyInfo) -> RetryAccepted:
     subscription_id = await check_in_collection(deps, invoice_id, "retried")
     client = await deps.connected()
-    try:
+    async with subscription_service.workflow_errors(subscription_id, "retry"):
         await payment_service.retry_payment_now(
             client, subscription_id, requested_by=requester(key)
         )
-    except RPCError as error:
-        raise rpc_failure(error, subscription_id, "retry") from None
     return RetryAccepted(invoice_id=invoice_id, subscription_id=subscription_id)
 
 

@@ -37,17 +37,6 @@ from models.tables import BillableMetric, Coupon, TaxRate
 M = TypeVar("M", bound=BaseModel)
 
 
-def _refused(work: Callable[[], M]) -> M:
-    """Run a catalog change; its refusal is a 422 (a 404 when it names a missing row)."""
-    try:
-        return work()
-    except catalog.CatalogError as error:
-        message = str(error)
-        raise ApiError(404 if "does not exist" in message else 422, message) from None
-    except repo.NotFoundError as error:
-        raise ApiError(404, str(error)) from None
-
-
 router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["pricing"])
 
 
@@ -64,7 +53,8 @@ async def create(
         key,
         idempotency_key,
         status=201,
-        work=lambda: run_in_threadpool(_refused, work),
+        # A refusal is a typed error: api.errors maps it (422, or 404 naming a missing row).
+        work=lambda: run_in_threadpool(work),
     )
 
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
 
 from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
@@ -27,7 +26,7 @@ from api.schemas import (
     SubscriptionDetail,
     SubscriptionOut,
 )
-from api.workflow_calls import TEMPORAL_DOWN, capitalized, rpc_failure
+from api.workflow_calls import TEMPORAL_DOWN, capitalized
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
@@ -62,25 +61,28 @@ async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> Subscri
     await run_in_threadpool(check_new_subscription, deps, body)
     client = await deps.connected()
     try:
-        subscription_id = await subscription_service.start_subscription(
-            client,
-            deps.sessions,
-            task_queue=deps.settings.task_queue,
-            customer_id=body.customer_id,
-            price_id=body.price_id,
-            quantity=body.quantity,
-            trial_days=body.trial_days,
-            start_at=body.start_at,
-            live_mode=deps.settings.live_mode,
-            dunning=deps.settings.dunning_policy,
-            stripe_task_queue=deps.settings.stripe_task_queue,
-            metadata=body.metadata,
-        )
+        async with subscription_service.workflow_errors(
+            "", "start", unavailable="Temporal did not start the subscription; try again",
+            running=False,
+        ):  # fmt: skip
+            subscription_id = await subscription_service.start_subscription(
+                client,
+                deps.sessions,
+                task_queue=deps.settings.task_queue,
+                customer_id=body.customer_id,
+                price_id=body.price_id,
+                quantity=body.quantity,
+                trial_days=body.trial_days,
+                start_at=body.start_at,
+                live_mode=deps.settings.live_mode,
+                dunning=deps.settings.dunning_policy,
+                stripe_task_queue=deps.settings.stripe_task_queue,
+                metadata=body.metadata,
+            )
     except service_errors.InvalidRequestError as error:
+        # 422 even for a MissingError: the body names the customer and price (checked
+        # above, so this is one removed in between).
         raise ApiError(422, capitalized(str(error))) from None
-    except RPCError as error:
-        log.warning("Temporal did not start a subscription workflow: %s", error)
-        raise ApiError(503, "Temporal did not start the subscription; try again") from None
     return await run_in_threadpool(read_subscription, deps, subscription_id)
 
 
@@ -195,7 +197,7 @@ async def do_cancel(
     await run_in_threadpool(check_cancellable, deps, subscription_id)
     requested_by = requester(key)
     client = await deps.connected()
-    try:
+    async with subscription_service.workflow_errors(subscription_id, "cancellation"):
         await subscription_service.cancel_subscription(
             client,
             subscription_id,
@@ -203,8 +205,6 @@ async def do_cancel(
             at_period_end=body.at_period_end,
             requested_by=requested_by,
         )
-    except RPCError as error:
-        raise rpc_failure(error, subscription_id, "cancellation") from None
     return CancelAccepted(
         subscription_id=subscription_id,
         reason=body.reason,

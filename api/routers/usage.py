@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
 
 from api.billing_schemas import (
     CurrentUsage,
@@ -25,7 +24,7 @@ from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
 from api.lookups import load_subscription
-from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure
+from api.workflow_calls import TEMPORAL_DOWN, ended
 from billing.rounding import RoundingMode
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
@@ -114,14 +113,13 @@ async def get_upcoming_invoice(
     client = await deps.connected()
     handle = subscription_service.handle(client, subscription_id)
     try:
-        described = await asyncio.wait_for(handle.describe(), STATUS_TIMEOUT)
-        if described.status != WorkflowExecutionStatus.RUNNING:
-            raise ended(subscription_id)
-        view = await asyncio.wait_for(
-            subscription_service.subscription_status(client, subscription_id), STATUS_TIMEOUT
-        )
-    except RPCError as error:
-        raise rpc_failure(error, subscription_id, "status query") from None
+        async with subscription_service.workflow_errors(subscription_id, "status query"):
+            described = await asyncio.wait_for(handle.describe(), STATUS_TIMEOUT)
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                raise ended(subscription_id)
+            view = await asyncio.wait_for(
+                subscription_service.subscription_status(client, subscription_id), STATUS_TIMEOUT
+            )
     except TimeoutError:
         raise ApiError(503, "Temporal did not answer the status query; try again") from None
     if view.next_period_start is None or view.next_period_end is None:

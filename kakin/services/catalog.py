@@ -38,6 +38,10 @@ class CatalogError(InvalidRequestError):
     """A catalog request that cannot be carried out; the message says why."""
 
 
+class CatalogMissingError(errors.MissingError, CatalogError):
+    """A catalog request naming a product, tax rate or coupon that does not exist."""
+
+
 def _rule(check: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a billing/ constructor, turning its ValueError/TypeError into CatalogError."""
     try:
@@ -95,7 +99,7 @@ def _tax_rate_ids(session: Session, ids: list[str]) -> list[str]:
     for rate_id in ids:
         rate = session.get(TaxRate, rate_id)
         if rate is None or not rate.active:
-            raise CatalogError(f"tax rate {rate_id!r} does not exist or is archived")
+            raise CatalogMissingError(f"tax rate {rate_id!r} does not exist or is archived")
     return list(ids)
 
 
@@ -137,7 +141,7 @@ def create_price(
             else session.get(Product, product_id)
         )
         if product is None:
-            raise CatalogError(f"product {product_id!r} does not exist")
+            raise CatalogMissingError(f"product {product_id!r} does not exist")
         metric = None
         if metric_code is not None:
             metric = repo.metric_by_code(session, metric_code)
@@ -250,7 +254,7 @@ def redeem_coupon(
         subscription = repo.subscription(session, subscription_id)
         coupon = repo.coupon_by_code(session, code)
         if coupon is None or not coupon.active:
-            raise CatalogError(f"coupon {code!r} does not exist or is archived")
+            raise CatalogMissingError(f"coupon {code!r} does not exist or is archived")
         terms = discounts.Coupon(
             code=coupon.code,
             duration=coupon.duration,  # type: ignore[arg-type]
