@@ -10,12 +10,9 @@ from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_price, paged
 from api.schemas import Page, PriceCreate, PriceOut
 from kakin.services import catalog
 from kakin.services.api_keys import KeyInfo
-from models import repositories as repo
-from models.tables import Price
 
 router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["catalog"])
 
@@ -58,26 +55,24 @@ def do_create_price(deps: Deps, body: PriceCreate) -> PriceOut:
             tax_rate_ids=body.tax_rate_ids,
         )
     except catalog.CatalogError as error:
+        # 422 even for a missing product or tax rate: the body names them.
         raise ApiError(422, str(error)) from None
-    with deps.sessions() as session:
-        return PriceOut.of(load_price(session, price_id))
+    return catalog.get_price(deps.sessions, price_id, PriceOut.of)
 
 
 @router.get("/prices", response_model=Page[PriceOut])
 def list_prices(
     deps: DepsDep, _: KeyInfo = KEY, limit: Limit = 10, starting_after: After = None
 ) -> Page[PriceOut]:
-    with deps.sessions() as session:
-        rows, more = paged(
-            lambda: repo.page(session, Price, limit=limit, starting_after=starting_after)
-        )
-        return Page[PriceOut](data=[PriceOut.of(row) for row in rows], has_more=more)
+    rows, more = catalog.list_prices(
+        deps.sessions, PriceOut.of, limit=limit, starting_after=starting_after
+    )
+    return Page[PriceOut](data=rows, has_more=more)
 
 
 @router.get("/prices/{price_id}", response_model=PriceOut)
 def get_price(deps: DepsDep, price_id: PathId, _: KeyInfo = KEY) -> PriceOut:
-    with deps.sessions() as session:
-        return PriceOut.of(load_price(session, price_id))
+    return catalog.get_price(deps.sessions, price_id, PriceOut.of)
 
 
 @router.post("/prices/{price_id}/archive", response_model=PriceOut, responses=IDEMPOTENT)
@@ -95,13 +90,5 @@ async def archive_price(
         key,
         idempotency_key,
         status=200,
-        work=lambda: run_in_threadpool(do_archive_price, deps, price_id),
+        work=lambda: run_in_threadpool(catalog.archive_price, deps.sessions, price_id, PriceOut.of),
     )
-
-
-def do_archive_price(deps: Deps, price_id: str) -> PriceOut:
-    with deps.sessions() as session:
-        row = load_price(session, price_id)
-        row.active = False
-        session.commit()
-        return PriceOut.of(row)

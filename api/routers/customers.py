@@ -13,14 +13,11 @@ from api.deps import KEY, After, AfterPayment, Deps, DepsDep, IdemKey, Limit, Pa
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_customer, paged
 from api.schemas import CustomerCreate, CustomerOut, CustomerUpdate, InvoiceOut, Page, PaymentOut
 from kakin.adapters.stripe_gateway import TEST_CARDS
 from kakin.services import customers as customer_service
 from kakin.services import errors as service_errors
 from kakin.services.api_keys import KeyInfo
-from models import repositories as repo
-from models.tables import Customer
 
 log = logging.getLogger("kakin.api")
 
@@ -80,28 +77,22 @@ def do_create_customer(deps: Deps, body: CustomerCreate) -> CustomerOut:
     except stripe_sdk.StripeError as error:
         log.warning("Stripe refused a customer: %s", error.user_message or type(error))
         raise ApiError(502, "Stripe did not accept the customer or its payment method") from None
-    with deps.sessions() as session:
-        return CustomerOut.of(load_customer(session, customer_id))
+    return customer_service.get_customer(deps.sessions, customer_id, CustomerOut.of)
 
 
 @router.get("/customers", response_model=Page[CustomerOut])
 def list_customers(
     deps: DepsDep, _: KeyInfo = KEY, limit: Limit = 10, starting_after: After = None
 ) -> Page[CustomerOut]:
-    with deps.sessions() as session:
-        rows, more = paged(
-            lambda: repo.page(session, Customer, limit=limit, starting_after=starting_after)
-        )
-        return Page[CustomerOut](
-            data=[CustomerOut.of(row) for row in rows],
-            has_more=more,
-        )
+    rows, more = customer_service.list_customers(
+        deps.sessions, CustomerOut.of, limit=limit, starting_after=starting_after
+    )
+    return Page[CustomerOut](data=rows, has_more=more)
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
 def get_customer(deps: DepsDep, customer_id: PathId, _: KeyInfo = KEY) -> CustomerOut:
-    with deps.sessions() as session:
-        return CustomerOut.of(load_customer(session, customer_id))
+    return customer_service.get_customer(deps.sessions, customer_id, CustomerOut.of)
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
@@ -109,14 +100,8 @@ def update_customer(
     deps: DepsDep, customer_id: PathId, body: CustomerUpdate, _: KeyInfo = KEY
 ) -> CustomerOut:
     """Change email, name, locale or time zone; fields left out stay as they are."""
-    with deps.sessions() as session:
-        row = load_customer(session, customer_id)
-        for field, value in body.model_dump(exclude_unset=True).items():
-            if value is None:
-                raise ApiError(422, f"{field} cannot be null")
-            setattr(row, field, value)
-        session.commit()
-        return CustomerOut.of(row)
+    changes = body.model_dump(exclude_unset=True)
+    return customer_service.update_customer(deps.sessions, customer_id, changes, CustomerOut.of)
 
 
 @router.get("/customers/{customer_id}/invoices", response_model=Page[InvoiceOut])
@@ -127,14 +112,10 @@ def customer_invoices(
     limit: Limit = 10,
     starting_after: After = None,
 ) -> Page[InvoiceOut]:
-    with deps.sessions() as session:
-        load_customer(session, customer_id)
-        rows, more = paged(
-            lambda: repo.customer_invoices(
-                session, customer_id, limit=limit, starting_after=starting_after
-            )
-        )
-        return Page[InvoiceOut](data=[InvoiceOut.of(row) for row in rows], has_more=more)
+    rows, more = customer_service.list_customer_invoices(
+        deps.sessions, customer_id, InvoiceOut.of, limit=limit, starting_after=starting_after
+    )
+    return Page[InvoiceOut](data=rows, has_more=more)
 
 
 @router.get("/customers/{customer_id}/payments", response_model=Page[PaymentOut])
@@ -145,11 +126,7 @@ def customer_payments(
     limit: Limit = 10,
     starting_after: AfterPayment = None,
 ) -> Page[PaymentOut]:
-    with deps.sessions() as session:
-        load_customer(session, customer_id)
-        rows, more = paged(
-            lambda: repo.customer_payments(
-                session, customer_id, limit=limit, starting_after=starting_after
-            )
-        )
-        return Page[PaymentOut](data=[PaymentOut.of(row) for row in rows], has_more=more)
+    rows, more = customer_service.list_customer_payments(
+        deps.sessions, customer_id, PaymentOut.of, limit=limit, starting_after=starting_after
+    )
+    return Page[PaymentOut](data=rows, has_more=more)

@@ -6,9 +6,10 @@ once, by the pure rules in billing/, with an error that says what is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -289,3 +290,42 @@ def redeem_coupon(
                 f"subscription {subscription_id} has coupon {code!r} already"
             ) from None
         return redemption.id
+
+
+# --- price reads and archiving, for the faces (each shapes a row inside its session) ---
+
+T = TypeVar("T")
+
+
+def find_price(session: Session, price_id: str) -> Price:
+    """The price, or a ``NotFoundError`` naming the id."""
+    row = session.get(Price, price_id)
+    if row is None:
+        raise errors.NotFoundError(f"Price {price_id!r} does not exist")
+    return row
+
+
+def get_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
+    with sessions() as session:
+        return shape(find_price(session, price_id))
+
+
+def list_prices(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Price], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.page(session, Price, limit=limit, starting_after=starting_after)
+        return [shape(row) for row in rows], more
+
+
+def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
+    """Archive a price: it takes no new subscriptions; running ones continue."""
+    with sessions() as session:
+        row = find_price(session, price_id)
+        row.active = False
+        session.commit()
+        return shape(row)
