@@ -17,11 +17,10 @@ from temporalio.client import Client
 
 from api.deps import Deps
 from api.errors import ApiError, ErrorBody, status_of
-from api.lookups import load_subscription
 from api.schemas import SubscriptionStatusOut
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
-from models.payloads import StatusView, SubscriptionStatus
+from models.payloads import StatusView
 
 log = logging.getLogger("kakin.api")
 
@@ -47,13 +46,6 @@ def ended(subscription_id: str) -> ApiError:
     return ApiError(409, subscription_service.ended_message(subscription_id))
 
 
-def _check_running(deps: Deps, subscription_id: str) -> None:
-    with deps.sessions() as session:
-        row = load_subscription(session, subscription_id)
-        if row.status == SubscriptionStatus.CANCELED:
-            raise ApiError(409, f"Subscription {subscription_id!r} is canceled")
-
-
 async def run_update(
     deps: Deps,
     subscription_id: str,
@@ -61,7 +53,7 @@ async def run_update(
     send: Callable[[Client], Awaitable[StatusView]],
 ) -> SubscriptionStatusOut:
     """Run a validated update; the validator's refusal becomes a 409 with its reason."""
-    await run_in_threadpool(_check_running, deps, subscription_id)
+    await run_in_threadpool(subscription_service.check_not_canceled, deps.sessions, subscription_id)
     client = await deps.connected()
     try:
         async with subscription_service.workflow_errors(subscription_id, action):

@@ -15,7 +15,6 @@ from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requeste
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_customer, load_price, load_subscription, paged
 from api.schemas import (
     CancelAccepted,
     CancelCreate,
@@ -27,10 +26,11 @@ from api.schemas import (
     SubscriptionOut,
 )
 from api.workflow_calls import TEMPORAL_DOWN, capitalized
+from kakin.services import catalog
+from kakin.services import customers as customer_service
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
-from models import repositories as repo
 from models.payloads import SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -43,14 +43,12 @@ router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
 
 
 def read_subscription(deps: Deps, subscription_id: str) -> SubscriptionOut:
-    with deps.sessions() as session:
-        return SubscriptionOut.of(load_subscription(session, subscription_id))
+    return subscription_service.get_subscription(deps.sessions, subscription_id, SubscriptionOut.of)
 
 
 def check_new_subscription(deps: Deps, body: SubscriptionCreate) -> None:
-    with deps.sessions() as session:
-        load_customer(session, body.customer_id)
-        load_price(session, body.price_id)
+    customer_service.get_customer(deps.sessions, body.customer_id, lambda _: None)
+    catalog.get_price(deps.sessions, body.price_id, lambda _: None)
 
 
 async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> SubscriptionOut:
@@ -120,18 +118,16 @@ def list_subscriptions(
     limit: Limit = 10,
     starting_after: After = None,
 ) -> Page[SubscriptionOut]:
-    with deps.sessions() as session:
-        rows, more = paged(
-            lambda: repo.subscriptions(
-                session,
-                limit=limit,
-                starting_after=starting_after,
-                status=status,
-                customer_id=customer_id,
-                price_id=price_id,
-            )
-        )
-        return Page[SubscriptionOut](data=[SubscriptionOut.of(row) for row in rows], has_more=more)
+    rows, more = subscription_service.list_subscriptions(
+        deps.sessions,
+        SubscriptionOut.of,
+        limit=limit,
+        starting_after=starting_after,
+        status=status,
+        customer_id=customer_id,
+        price_id=price_id,
+    )
+    return Page[SubscriptionOut](data=rows, has_more=more)
 
 
 async def live_status(deps: Deps, subscription_id: str) -> LiveStatus | None:
@@ -185,10 +181,7 @@ async def get_subscription(
 
 
 def check_cancellable(deps: Deps, subscription_id: str) -> None:
-    with deps.sessions() as session:
-        row = load_subscription(session, subscription_id)
-        if row.status == SubscriptionStatus.CANCELED:
-            raise ApiError(409, f"Subscription {subscription_id!r} is already canceled")
+    subscription_service.check_not_canceled(deps.sessions, subscription_id, already=True)
 
 
 async def do_cancel(

@@ -9,10 +9,10 @@ way and starts workflows with the same ids and search attributes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -24,7 +24,14 @@ from billing.calendar import Interval, zone
 from billing.dunning import DunningPolicy
 from billing.proration import Proration, prorate
 from kakin import contracts
-from kakin.services.errors import InvalidRequestError, MissingError, RefusedError, UnavailableError
+from kakin.services.errors import (
+    ConflictError,
+    InvalidRequestError,
+    MissingError,
+    NotFoundError,
+    RefusedError,
+    UnavailableError,
+)
 from models import repositories as repo
 from models.payloads import (
     CancelRequest,
@@ -406,3 +413,56 @@ async def workflow_errors(
         raise UnavailableError(
             unavailable or f"Temporal did not take the {what}; try again"
         ) from None
+
+
+# --- subscription reads, for the faces (each shapes a row inside its session) ---
+
+T = TypeVar("T")
+
+
+def find_subscription(session: Session, subscription_id: str) -> Subscription:
+    """The subscription, or a ``NotFoundError`` naming the id."""
+    row = session.get(Subscription, subscription_id)
+    if row is None:
+        raise NotFoundError(f"Subscription {subscription_id!r} does not exist")
+    return row
+
+
+def get_subscription(
+    sessions: sessionmaker[Session], subscription_id: str, shape: Callable[[Subscription], T]
+) -> T:
+    with sessions() as session:
+        return shape(find_subscription(session, subscription_id))
+
+
+def list_subscriptions(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Subscription], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    price_id: str | None = None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.subscriptions(
+            session,
+            limit=limit,
+            starting_after=starting_after,
+            status=status,
+            customer_id=customer_id,
+            price_id=price_id,
+        )
+        return [shape(row) for row in rows], more
+
+
+def check_not_canceled(
+    sessions: sessionmaker[Session], subscription_id: str, *, already: bool = False
+) -> None:
+    """A ``ConflictError`` when the subscription is canceled (``NotFoundError``: none)."""
+    with sessions() as session:
+        row = find_subscription(session, subscription_id)
+        if row.status == SubscriptionStatus.CANCELED:
+            said = "already canceled" if already else "canceled"
+            raise ConflictError(f"Subscription {subscription_id!r} is {said}")
