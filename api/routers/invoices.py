@@ -16,13 +16,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import once
-from api.lookups import load_invoice, load_subscription, paged
 from api.schemas import InvoiceActionCreate, InvoiceDetail, InvoiceOut, Page, RetryAccepted
 from api.workflow_calls import TEMPORAL_DOWN, run_update
+from kakin.services import invoices as invoice_service
 from kakin.services import payments as payment_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
-from models import repositories as repo
 from models.payloads import InvoiceStatus, SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -61,24 +60,21 @@ def list_invoices(
     limit: Limit = 10,
     starting_after: After = None,
 ) -> Page[InvoiceOut]:
-    with deps.sessions() as session:
-        rows, more = paged(
-            lambda: repo.invoices(
-                session,
-                limit=limit,
-                starting_after=starting_after,
-                status=status,
-                customer_id=customer_id,
-                subscription_id=subscription_id,
-            )
-        )
-        return Page[InvoiceOut](data=[InvoiceOut.of(row) for row in rows], has_more=more)
+    rows, more = invoice_service.list_invoices(
+        deps.sessions,
+        InvoiceOut.of,
+        limit=limit,
+        starting_after=starting_after,
+        status=status,
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+    )
+    return Page[InvoiceOut](data=rows, has_more=more)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
 def get_invoice(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> InvoiceDetail:
-    with deps.sessions() as session:
-        return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
+    return invoice_service.get_invoice(deps.sessions, invoice_id, InvoiceDetail.with_lines)
 
 
 @router.get(
@@ -91,19 +87,15 @@ def get_invoice(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> InvoiceD
 )
 def invoice_html(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> HTMLResponse:
     """The invoice as rendered for the customer (their language and time zone)."""
-    with deps.sessions() as session:
-        row = load_invoice(session, invoice_id)
-        if not row.html:
-            raise ApiError(404, f"Invoice {invoice_id!r} has not been rendered yet")
-        return HTMLResponse(row.html)
+    html = invoice_service.get_invoice(deps.sessions, invoice_id, lambda row: row.html)
+    if not html:
+        raise ApiError(404, f"Invoice {invoice_id!r} has not been rendered yet")
+    return HTMLResponse(html)
 
 
 def invoice_subscription(deps: Deps, invoice_id: str) -> tuple[str, str, str]:
     """The invoice's subscription id, the invoice's status and the subscription's."""
-    with deps.sessions() as session:
-        row = load_invoice(session, invoice_id)
-        subscription = load_subscription(session, row.subscription_id)
-        return row.subscription_id, row.status, subscription.status
+    return invoice_service.invoice_and_subscription_status(deps.sessions, invoice_id)
 
 
 async def check_in_collection(deps: Deps, invoice_id: str, done: str) -> str:
@@ -130,8 +122,7 @@ async def check_in_collection(deps: Deps, invoice_id: str, done: str) -> str:
 
 
 def read_invoice(deps: Deps, invoice_id: str) -> InvoiceDetail:
-    with deps.sessions() as session:
-        return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
+    return invoice_service.get_invoice(deps.sessions, invoice_id, InvoiceDetail.with_lines)
 
 
 async def do_waive(
