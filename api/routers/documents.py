@@ -13,15 +13,14 @@ from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_invoice
 from api.routers.invoices import JSON_ERRORS
 from kakin import wiring
 from kakin.adapters.rendering import make_template_env
+from kakin.services import credit_notes
+from kakin.services import invoices as invoice_service
 from kakin.services.api_keys import KeyInfo
 from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
 from kakin.services.invoice_documents import invoice_pdf
-from models import repositories as repo
-from models.tables import CreditNote
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/pdf": {}}, "description": "the invoice as PDF"}
@@ -43,10 +42,15 @@ templates = make_template_env()
 )
 def get_invoice_pdf(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> Response:
     """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
-    with deps.sessions() as session:
-        invoice = load_invoice(session, invoice_id)
-        pdf = invoice_pdf(invoice, wiring.seller(deps.settings), templates)
-        name = invoice.number or f"draft-{invoice.id}"
+    seller = wiring.seller(deps.settings)
+    pdf, name = invoice_service.get_invoice(
+        deps.sessions,
+        invoice_id,
+        lambda invoice: (
+            invoice_pdf(invoice, seller, templates),
+            invoice.number or f"draft-{invoice.id}",
+        ),
+    )
     return PdfResponse(
         pdf,
         headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
@@ -80,8 +84,7 @@ async def create_credit_note(
 
 
 def do_credit(deps: Deps, invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
-    with deps.sessions() as session:
-        load_invoice(session, invoice_id)
+    invoice_service.get_invoice(deps.sessions, invoice_id, lambda _: None)
     try:
         note_id = issue_credit_note(
             deps.sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
@@ -90,12 +93,9 @@ def do_credit(deps: Deps, invoice_id: str, body: CreditNoteCreate, actor: str) -
     except CreditNoteRefusedError as error:
         message = str(error)
         raise ApiError(409, message[:1].upper() + message[1:]) from None
-    with deps.sessions() as session:
-        return CreditNoteOut.model_validate(session.get(CreditNote, note_id))
+    return credit_notes.get_credit_note(deps.sessions, note_id, CreditNoteOut.model_validate)
 
 
 @router.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
 def list_credit_notes(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> list[CreditNoteOut]:
-    with deps.sessions() as session:
-        load_invoice(session, invoice_id)
-        return [CreditNoteOut.model_validate(n) for n in repo.credit_notes_of(session, invoice_id)]
+    return credit_notes.list_credit_notes(deps.sessions, invoice_id, CreditNoteOut.model_validate)

@@ -23,14 +23,12 @@ from api.deps import KEY, Deps, DepsDep, IdemKey, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_subscription
 from api.workflow_calls import TEMPORAL_DOWN, ended
 from billing.rounding import RoundingMode
+from kakin.services import invoices as invoice_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
-from kakin.services.invoices import current_usage, upcoming_draft
 from kakin.services.usage import ingest
-from models.tables import Price
 
 STATUS_TIMEOUT = 5.0
 
@@ -87,17 +85,18 @@ def do_ingest(deps: Deps, events: list[UsageEventBody]) -> dict[str, Any]:
 @router.get("/subscriptions/{subscription_id}/usage", response_model=CurrentUsage)
 def get_usage(deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY) -> CurrentUsage:
     """Usage of the open period so far, per metered price, and its cost so far."""
-    with deps.sessions() as session:
-        subscription = load_subscription(session, subscription_id)
-        lines = current_usage(session, subscription)
-        return CurrentUsage(
+    return invoice_service.usage_so_far(
+        deps.sessions,
+        subscription_id,
+        lambda subscription, lines: CurrentUsage(
             subscription_id=subscription.id,
             currency=subscription.price.currency,
             period_start=subscription.current_period_start,
             period_end=subscription.current_period_end,
             lines=[LineOut.of(line) for line in lines],
             amount=sum(line.amount for line in lines),
-        )
+        ),
+    )
 
 
 @router.get(
@@ -130,21 +129,18 @@ async def get_upcoming_invoice(
 
 
 def check_exists(deps: Deps, subscription_id: str) -> None:
-    with deps.sessions() as session:
-        load_subscription(session, subscription_id)
+    subscription_service.get_subscription(deps.sessions, subscription_id, lambda _: None)
 
 
 def preview(
     deps: Deps, subscription_id: str, start: datetime, end: datetime, pending: str | None
 ) -> UpcomingInvoice:
-    with deps.sessions() as session:
-        subscription = load_subscription(session, subscription_id)
-        draft = upcoming_draft(
-            session,
-            subscription,
-            next_start=start,
-            next_end=end,
-            pending_price=session.get(Price, pending) if pending else None,
-            rounding=RoundingMode(deps.settings.tax_rounding),
-        )
-        return UpcomingInvoice.of(subscription.id, start, end, draft)
+    return invoice_service.upcoming_invoice(
+        deps.sessions,
+        subscription_id,
+        lambda subscription, draft: UpcomingInvoice.of(subscription.id, start, end, draft),
+        next_start=start,
+        next_end=end,
+        pending_price_id=pending,
+        rounding=RoundingMode(deps.settings.tax_rounding),
+    )

@@ -567,7 +567,47 @@ def invoice_and_subscription_status(
     """The invoice's subscription id, the invoice's status and the subscription's."""
     with sessions() as session:
         row = find_invoice(session, invoice_id)
-        subscription = session.get(Subscription, row.subscription_id)
-        if subscription is None:
-            raise NotFoundError(f"Subscription {row.subscription_id!r} does not exist")
+        subscription = _find_subscription(session, row.subscription_id)
         return row.subscription_id, row.status, subscription.status
+
+
+def usage_so_far(
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    shape: Callable[[Subscription, list[DraftLine]], T],
+) -> T:
+    """The open period's usage lines of the subscription (``NotFoundError``: none)."""
+    with sessions() as session:
+        subscription = _find_subscription(session, subscription_id)
+        return shape(subscription, current_usage(session, subscription))
+
+
+def upcoming_invoice(
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    shape: Callable[[Subscription, Draft], T],
+    *,
+    next_start: datetime,
+    next_end: datetime,
+    pending_price_id: str | None,
+    rounding: RoundingMode,
+) -> T:
+    """The draft of the invoice the next renewal will create (``upcoming_draft``)."""
+    with sessions() as session:
+        subscription = _find_subscription(session, subscription_id)
+        draft = upcoming_draft(
+            session,
+            subscription,
+            next_start=next_start,
+            next_end=next_end,
+            pending_price=session.get(Price, pending_price_id) if pending_price_id else None,
+            rounding=rounding,
+        )
+        return shape(subscription, draft)
+
+
+def _find_subscription(session: Session, subscription_id: str) -> Subscription:
+    row = session.get(Subscription, subscription_id)
+    if row is None:
+        raise NotFoundError(f"Subscription {subscription_id!r} does not exist")
+    return row
