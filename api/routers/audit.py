@@ -12,11 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from api.deps import KEY, AfterPayment, DepsDep, Limit
-from api.errors import RESPONSES, ApiError
+from api.errors import RESPONSES
 from api.schemas import FromRow, Moment, Page
 from kakin.services import audit
 from kakin.services.api_keys import KeyInfo
-from kakin.services.catalog import InvalidRequestError
 
 
 class AuditEntryOut(FromRow):
@@ -71,19 +70,16 @@ def list_audit_log(
     starting_after: AfterPayment = None,
 ) -> Page[AuditEntryOut]:
     """The audit log, newest first (support and admin keys), filtered and paged."""
-    with deps.sessions() as session:
-        try:
-            rows, more = audit.list_entries(
-                session,
-                limit=limit,
-                starting_after=starting_after,
-                subscription_id=subscription_id,
-                customer_id=customer_id,
-                actor=actor,
-                action=action,
-                since=since,
-                until=until,
-            )
-        except InvalidRequestError as error:
-            raise ApiError(422, str(error)) from None
-        return Page[AuditEntryOut](data=[AuditEntryOut.of(r) for r in rows], has_more=more)
+    rows, more = audit.list_entries_shaped(
+        deps.sessions,
+        AuditEntryOut.of,
+        limit=limit,
+        starting_after=starting_after,
+        subscription_id=subscription_id,
+        customer_id=customer_id,
+        actor=actor,
+        action=action,
+        since=since,
+        until=until,
+    )
+    return Page[AuditEntryOut](data=rows, has_more=more)

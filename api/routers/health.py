@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import Deps, DepsDep
+from api.deps import DepsDep
 from api.schemas import Health, Readiness
-from models import repositories as repo
+from kakin.services import health as health_service
 
 log = logging.getLogger("kakin.api")
 
@@ -28,11 +28,6 @@ async def health() -> Health:
     return Health()
 
 
-def ping_database(deps: Deps) -> None:
-    with deps.sessions() as session:
-        repo.ping(session)
-
-
 @router.get(
     "/ready",
     response_model=Readiness,
@@ -42,7 +37,9 @@ async def ready(deps: DepsDep) -> JSONResponse:
     """Readiness: the database answers SELECT 1 and Temporal its health check."""
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(run_in_threadpool(ping_database, deps), READY_TIMEOUT)
+        await asyncio.wait_for(
+            run_in_threadpool(health_service.ping_database, deps.sessions), READY_TIMEOUT
+        )
         checks["database"] = "ok"
     except Exception as error:
         log.warning("readiness: database unavailable: %s", error)

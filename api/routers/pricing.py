@@ -4,7 +4,7 @@ its plan: metered prices and add-ons, and redeemed coupons (service or support).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,15 +24,13 @@ from api.billing_schemas import (
     TaxRateOut,
 )
 from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId
-from api.errors import RESPONSES, ApiError
+from api.errors import RESPONSES
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_subscription, paged
 from api.schemas import Page
 from kakin.services import catalog
+from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
-from models import repositories as repo
-from models.tables import BillableMetric, Coupon, TaxRate
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -58,23 +56,9 @@ async def create(
     )
 
 
-def listed(deps: Deps, model: Any, out: type[M], limit: int, after: str | None) -> Page[M]:
-    with deps.sessions() as session:
-        rows, more = paged(lambda: repo.page(session, model, limit=limit, starting_after=after))
-        return Page[out](  # type: ignore[valid-type]
-            data=[out.model_validate(row) for row in rows], has_more=more
-        )
-
-
-def one(deps: Deps, model: Any, out: type[M], row_id: str, what: str) -> M:
-    with deps.sessions() as session:
-        row = session.get(model, row_id)
-        if row is None:
-            raise ApiError(404, f"{what} {row_id!r} does not exist")
-        return out.model_validate(row)
-
-
-# -- metrics --------------------------------------------------------------------
+def paged_out(out: type[M], page: tuple[list[M], bool]) -> Page[M]:
+    rows, more = page
+    return Page[out](data=rows, has_more=more)  # type: ignore[valid-type]
 
 
 @router.post("/metrics", status_code=201, response_model=MetricOut, responses=IDEMPOTENT)
@@ -92,7 +76,7 @@ async def create_metric(
             deps.sessions, code=body.code, name=body.name, aggregation=body.aggregation,
             property=body.property,
         )  # fmt: skip
-        return one(deps, BillableMetric, MetricOut, metric_id, "Metric")
+        return catalog.get_metric(deps.sessions, metric_id, MetricOut.model_validate)
 
     return await create(deps, request, key, idempotency_key, work)
 
@@ -101,12 +85,17 @@ async def create_metric(
 def list_metrics(
     deps: DepsDep, _: KeyInfo = KEY, limit: Limit = 10, starting_after: After = None
 ) -> Page[MetricOut]:
-    return listed(deps, BillableMetric, MetricOut, limit, starting_after)
+    return paged_out(
+        MetricOut,
+        catalog.list_metrics(
+            deps.sessions, MetricOut.model_validate, limit=limit, starting_after=starting_after
+        ),
+    )
 
 
 @router.get("/metrics/{metric_id}", response_model=MetricOut)
 def get_metric(deps: DepsDep, metric_id: PathId, _: KeyInfo = KEY) -> MetricOut:
-    return one(deps, BillableMetric, MetricOut, metric_id, "Metric")
+    return catalog.get_metric(deps.sessions, metric_id, MetricOut.model_validate)
 
 
 # -- tax rates --------------------------------------------------------------------
@@ -127,7 +116,7 @@ async def create_tax_rate(
             deps.sessions, name=body.name, percentage=body.percentage, inclusive=body.inclusive,
             jurisdiction=body.jurisdiction, reduced=body.reduced,
         )  # fmt: skip
-        return one(deps, TaxRate, TaxRateOut, rate_id, "Tax rate")
+        return catalog.get_tax_rate(deps.sessions, rate_id, TaxRateOut.model_validate)
 
     return await create(deps, request, key, idempotency_key, work)
 
@@ -136,12 +125,17 @@ async def create_tax_rate(
 def list_tax_rates(
     deps: DepsDep, _: KeyInfo = KEY, limit: Limit = 10, starting_after: After = None
 ) -> Page[TaxRateOut]:
-    return listed(deps, TaxRate, TaxRateOut, limit, starting_after)
+    return paged_out(
+        TaxRateOut,
+        catalog.list_tax_rates(
+            deps.sessions, TaxRateOut.model_validate, limit=limit, starting_after=starting_after
+        ),
+    )
 
 
 @router.get("/tax-rates/{tax_rate_id}", response_model=TaxRateOut)
 def get_tax_rate(deps: DepsDep, tax_rate_id: PathId, _: KeyInfo = KEY) -> TaxRateOut:
-    return one(deps, TaxRate, TaxRateOut, tax_rate_id, "Tax rate")
+    return catalog.get_tax_rate(deps.sessions, tax_rate_id, TaxRateOut.model_validate)
 
 
 # -- coupons ----------------------------------------------------------------------
@@ -164,7 +158,7 @@ async def create_coupon(
             currency=body.currency, duration_in_periods=body.duration_in_periods,
             redeem_by=body.redeem_by, max_redemptions=body.max_redemptions,
         )  # fmt: skip
-        return one(deps, Coupon, CouponOut, coupon_id, "Coupon")
+        return catalog.get_coupon(deps.sessions, coupon_id, CouponOut.model_validate)
 
     return await create(deps, request, key, idempotency_key, work)
 
@@ -173,12 +167,17 @@ async def create_coupon(
 def list_coupons(
     deps: DepsDep, _: KeyInfo = KEY, limit: Limit = 10, starting_after: After = None
 ) -> Page[CouponOut]:
-    return listed(deps, Coupon, CouponOut, limit, starting_after)
+    return paged_out(
+        CouponOut,
+        catalog.list_coupons(
+            deps.sessions, CouponOut.model_validate, limit=limit, starting_after=starting_after
+        ),
+    )
 
 
 @router.get("/coupons/{coupon_id}", response_model=CouponOut)
 def get_coupon(deps: DepsDep, coupon_id: PathId, _: KeyInfo = KEY) -> CouponOut:
-    return one(deps, Coupon, CouponOut, coupon_id, "Coupon")
+    return catalog.get_coupon(deps.sessions, coupon_id, CouponOut.model_validate)
 
 
 # -- what a subscription holds ------------------------------------------------------
@@ -201,8 +200,7 @@ async def redeem_coupon(
     """Apply a coupon from the subscription's next period invoice."""
 
     def work() -> Redemption:
-        with deps.sessions() as session:
-            load_subscription(session, subscription_id)
+        subscription_service.get_subscription(deps.sessions, subscription_id, lambda _: None)
         redemption = catalog.redeem_coupon(
             deps.sessions, subscription_id=subscription_id, code=body.code
         )
@@ -228,8 +226,7 @@ async def add_item(
     """Add a price (a metered charge or an add-on) from the next invoice on."""
 
     def work() -> ItemOut:
-        with deps.sessions() as session:
-            load_subscription(session, subscription_id)
+        subscription_service.get_subscription(deps.sessions, subscription_id, lambda _: None)
         item_id = catalog.add_item(
             deps.sessions,
             subscription_id=subscription_id,

@@ -14,9 +14,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
-from api.errors import RESPONSES, ApiError
+from api.errors import RESPONSES
 from api.idempotency import once
-from api.lookups import load_price, load_subscription
 from api.schemas import (
     GraceCreate,
     PauseCreate,
@@ -143,22 +142,7 @@ async def change_plan(
 
 
 def do_preview(deps: Deps, subscription_id: str, price_id: str) -> PlanChangePreview:
-    with deps.sessions() as session:
-        current = load_subscription(session, subscription_id).price
-        new = load_price(session, price_id)
-        if new.currency != current.currency:
-            raise ApiError(
-                422,
-                f"Price is in {new.currency} but the subscription is billed in {current.currency}",
-            )
-        if (new.interval, new.interval_count) != (current.interval, current.interval_count):
-            raise ApiError(
-                422,
-                "A plan change keeps the billing interval: "
-                f"{current.interval_count} {current.interval} now, "
-                f"{new.interval_count} {new.interval} asked",
-            )
-        currency = current.currency
+    currency = subscription_service.plan_change_currency(deps.sessions, subscription_id, price_id)
     proration = subscription_service.preview_plan_change(
         deps.sessions, subscription_id, price_id=price_id, at=datetime.now(UTC)
     )

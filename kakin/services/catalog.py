@@ -329,3 +329,71 @@ def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callabl
         row.active = False
         session.commit()
         return shape(row)
+
+
+# --- metric, tax rate and coupon reads, for the faces ---
+
+
+def _get(
+    sessions: sessionmaker[Session], model: Any, row_id: str, what: str, shape: Callable[[Any], T]
+) -> T:
+    with sessions() as session:
+        row = session.get(model, row_id)
+        if row is None:
+            raise errors.NotFoundError(f"{what} {row_id!r} does not exist")
+        return shape(row)
+
+
+def _list(
+    sessions: sessionmaker[Session],
+    model: Any,
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.page(session, model, limit=limit, starting_after=starting_after)
+        return [shape(row) for row in rows], more
+
+
+def get_metric(sessions: sessionmaker[Session], metric_id: str, shape: Callable[[Any], T]) -> T:
+    return _get(sessions, BillableMetric, metric_id, "Metric", shape)
+
+
+def list_metrics(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    return _list(sessions, BillableMetric, shape, limit=limit, starting_after=starting_after)
+
+
+def get_tax_rate(sessions: sessionmaker[Session], rate_id: str, shape: Callable[[Any], T]) -> T:
+    return _get(sessions, TaxRate, rate_id, "Tax rate", shape)
+
+
+def list_tax_rates(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    return _list(sessions, TaxRate, shape, limit=limit, starting_after=starting_after)
+
+
+def get_coupon(sessions: sessionmaker[Session], coupon_id: str, shape: Callable[[Any], T]) -> T:
+    return _get(sessions, Coupon, coupon_id, "Coupon", shape)
+
+
+def list_coupons(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    return _list(sessions, Coupon, shape, limit=limit, starting_after=starting_after)

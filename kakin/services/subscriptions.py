@@ -466,3 +466,26 @@ def check_not_canceled(
         if row.status == SubscriptionStatus.CANCELED:
             said = "already canceled" if already else "canceled"
             raise ConflictError(f"Subscription {subscription_id!r} is {said}")
+
+
+def plan_change_currency(
+    sessions: sessionmaker[Session], subscription_id: str, price_id: str
+) -> str:
+    """The currency of a plan change the preview may show, after the checks the change
+    makes: same currency, same billing interval (``InvalidRequestError``: not so)."""
+    with sessions() as session:
+        current = find_subscription(session, subscription_id).price
+        new = session.get(Price, price_id)
+        if new is None:
+            raise NotFoundError(f"Price {price_id!r} does not exist")
+        if new.currency != current.currency:
+            raise InvalidRequestError(
+                f"Price is in {new.currency} but the subscription is billed in {current.currency}"
+            )
+        if (new.interval, new.interval_count) != (current.interval, current.interval_count):
+            raise InvalidRequestError(
+                "A plan change keeps the billing interval: "
+                f"{current.interval_count} {current.interval} now, "
+                f"{new.interval_count} {new.interval} asked"
+            )
+        return current.currency
