@@ -20,14 +20,11 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import Deps, get_deps
 from kakin.adapters import links
 from kakin.platform.settings import Settings
 from kakin.services import payments as payment_service
-from models import repositories as repo
-from models.payloads import InvoiceStatus
 
 log = logging.getLogger("kakin.api.payment_page")
 LOCALES = ("ja", "en")
@@ -70,39 +67,15 @@ def page(request: Request, status: int, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status)
 
 
-def context_for(sessions: sessionmaker[Session], subscription_id: str) -> dict[str, Any] | None:
-    with sessions() as session:
-        try:
-            subscription = repo.subscription(session, subscription_id)
-        except repo.NotFoundError:
-            return None
-        customer = subscription.customer
-        invoices, _ = repo.customer_invoices(session, customer.id, limit=100, starting_after=None)
-        unpaid = [
-            i for i in invoices
-            if i.subscription_id == subscription.id and i.status == InvoiceStatus.OPEN
-        ]  # fmt: skip
-        oldest = min(unpaid, key=lambda i: i.period_start) if unpaid else None
-        return {
-            "customer_name": customer.name,
-            "locale": customer.locale,
-            "currency": customer.currency,
-            "amount_due": oldest.total - oldest.amount_paid if oldest else None,
-            "invoice_number": oldest.number if oldest else None,
-            # The period the unpaid invoice bills, on the customer's calendar.
-            "time_zone": customer.time_zone,
-            "period_start": oldest.period_start if oldest else None,
-            "period_end": oldest.period_end if oldest else None,
-        }
-
-
 def check(deps: Deps, values: dict[str, str]) -> tuple[str, dict[str, Any] | None, str | None]:
     subscription_id = values.get("subscription", "")
     refusal = links.verify(
         subscription_id, values.get("expires", ""), values.get("token", ""),
         secret=deps.settings.link_secret, now=time.time(),
     )  # fmt: skip
-    context = None if refusal else context_for(deps.sessions, subscription_id)
+    context = (
+        None if refusal else payment_service.card_update_context(deps.sessions, subscription_id)
+    )
     if refusal is None and context is None:
         refusal = "This link is not valid."
     return subscription_id, context, refusal
