@@ -96,8 +96,7 @@ def create_codec_app(
     allowed_origin = origin_of(ui_origin)
 
     def check_key(presented: str) -> KeyInfo:
-        with sessions() as session:
-            key = api_keys.authenticate(session, presented)
+        key = api_keys.authenticate_with(sessions, presented)
         if key is None:
             raise Refused(401, "A valid kakin API key is required.")
         if key.role not in DECRYPT_ROLES:
