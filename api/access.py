@@ -1,7 +1,7 @@
 """Who may call what: every endpoint of the API and the key roles it admits, one table.
 
 ``ROLES`` is the only place the answer is written. The routers' key dependency
-(``Deps.key``) looks the request's endpoint up in it; ``document`` writes each
+(``api.deps.KEY``) looks the request's endpoint up in it; ``document`` writes each
 endpoint's roles into its OpenAPI description (and ``x-roles``); the tests call every
 endpoint with every role against it and check the README's role table and the
 OpenAPI document against it, so the code and the docs cannot drift apart.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from kakin.api_keys import Role
+from kakin.services.api_keys import Role
 
 SERVICE, SUPPORT, ADMIN = Role.SERVICE, Role.SUPPORT, Role.ADMIN
 ORDER = (SERVICE, SUPPORT, ADMIN)  # how the roles are listed in messages and docs
@@ -93,7 +93,7 @@ def allowed(method: str, path: str) -> frozenset[Role]:
     try:
         return ROLES[(method, path)]
     except KeyError:
-        # A route using Deps.key without a row here: create_app refuses to build the app.
+        # A route using api.deps.KEY without a row here: the app is not built at all.
         raise LookupError(f"{method} {path} is not in api.access.ROLES") from None
 
 
@@ -102,11 +102,12 @@ def document(router: APIRouter, dependency: object) -> None:
     and ``x-roles`` (before the router is included in the app).
 
     Raises ``LookupError`` when a route that checks keys with ``dependency`` (the
-    table's own, ``Deps.key``) has no row in ``ROLES``: the app is not built at all,
+    table's own, ``api.deps.KEY``) has no row in ``ROLES``: the app is not built at all,
     rather than answer that endpoint with an error.
     """
     for route in router.routes:
-        if not isinstance(route, APIRoute):
+        # Module-level routers are documented once, however many apps include them.
+        if not isinstance(route, APIRoute) or "x-roles" in (route.openapi_extra or {}):
             continue
         for method in sorted(route.methods or ()):
             if (method, route.path) not in ROLES:

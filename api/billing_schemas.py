@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from activities.invoice_builder import Draft, DraftLine
 from api.schemas import (
     CURRENCY_LENGTH,
     LINE_KINDS,
@@ -25,7 +24,8 @@ from api.schemas import (
     check_currency,
 )
 from billing.rounding import parse_decimal
-from kakin.usage import MAX_BATCH, EventResult
+from kakin.services.invoices import Draft, DraftLine
+from kakin.services.usage import MAX_BATCH, EventResult
 
 PROPERTY_KEY_LENGTH = 100
 PROPERTIES_BYTES = 4096

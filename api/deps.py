@@ -1,7 +1,8 @@
 """What every router shares: the app's dependencies, API-key roles, request parameters.
 
-One ``Deps`` is built per app by ``create_app``; routers take it, so tests (which build
-several apps in one process) never share a database or a Temporal client by accident.
+One ``Deps`` is built per app by ``create_app`` and kept on ``app.state``; endpoints
+reach it with ``DepsDep``, so tests (which build several apps in one process) never
+share a database or a Temporal client by accident.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from activities.stripe_gateway import StripeGateway
 from api import access
 from api.errors import ApiError, shown_path
 from api.idempotency import MAX_KEY_LENGTH
 from api.rate_limit import TokenBuckets, parse_rate, retry_after
-from kakin import api_keys
-from kakin.api_keys import KeyInfo, Role
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys
+from kakin.services.api_keys import KeyInfo, Role
 
 log = logging.getLogger("kakin.api")
 
@@ -54,14 +55,11 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: kakin keys creat
 
 
 class Deps:
-    """The database, Temporal and Stripe an app serves with, and its key checks.
+    """The database, Temporal and Stripe an app serves with, and its rate limits.
 
-    ``key`` is a FastAPI dependency: a parameter defaulting to it receives the
-    caller's ``KeyInfo``, or the request ends with 401 (no valid key), 429 (the key is
-    over its rate, ``api.rate_limit``) or 403 (a role that ``api.access.ROLES`` does not
-    admit for the endpoint). ``any_key``, ``service_key``, ``support_key`` and
-    ``admin_key`` check fixed roles instead (admin keys pass every check); an endpoint
-    belongs in the table, so its routers use ``key``.
+    ``create_app`` stores one on ``app.state.deps``; endpoints reach it through the
+    ``DepsDep`` dependency (``get_deps``), so tests that build several apps in one
+    process never share a database or a Temporal client.
     """
 
     def __init__(
@@ -83,11 +81,6 @@ class Deps:
         self.rate_limits = (
             None if rate is None else TokenBuckets(rate=rate, burst=settings.api_rate_burst)
         )
-        self.key: Any = Depends(self.by_endpoint())
-        self.any_key: Any = Depends(self.require(Role.SERVICE, Role.SUPPORT))
-        self.service_key: Any = Depends(self.require(Role.SERVICE))
-        self.support_key: Any = Depends(self.require(Role.SUPPORT))
-        self.admin_key: Any = Depends(self.require())
 
     async def temporal_client(self) -> Client:
         """The Temporal client, connected on first use (inside the server's event loop)."""
@@ -107,67 +100,62 @@ class Deps:
             log.warning("temporal unavailable: %s", error)
             raise ApiError(503, "Temporal cannot be reached; try again shortly") from None
 
-    def by_endpoint(self) -> Callable[..., KeyInfo]:
-        """A dependency admitting the roles ``api.access.ROLES`` lists for the endpoint."""
-        check = self._checker()
 
-        def dependency(
-            request: Request,
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        ) -> KeyInfo:
-            route = request.scope["route"]  # the matched APIRoute, its path with {names}
-            return check(request, credentials, access.allowed(request.method, route.path))
+def get_deps(request: Request) -> Deps:
+    """The dependencies of the app serving ``request`` (``create_app`` stored them)."""
+    deps: Deps = request.app.state.deps
+    return deps
 
-        return dependency
 
-    def require(self, *roles: Role) -> Callable[..., KeyInfo]:
-        """A dependency admitting keys with one of ``roles`` (or admin)."""
-        allowed = frozenset({Role.ADMIN, *roles})
-        check = self._checker()
+DepsDep = Annotated[Deps, Depends(get_deps)]
 
-        def dependency(
-            request: Request,
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        ) -> KeyInfo:
-            return check(request, credentials, allowed)
 
-        return dependency
+def _check(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    allowed: frozenset[Role],
+) -> KeyInfo:
+    if credentials is None:
+        raise ApiError(401, "The request needs an API key in 'Authorization: Bearer'")
+    deps = get_deps(request)
+    key = api_keys.authenticate_with(deps.sessions, credentials.credentials)
+    if key is None:
+        raise ApiError(401, "The API key is unknown or revoked")
+    request.state.key_id = key.id  # for the access log
+    limits = deps.rate_limits
+    wait = 0.0 if limits is None else limits.take(key.id)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "This API key is over its rate limit; retry after the Retry-After seconds",
+            headers={"Retry-After": retry_after(wait)},
+        )
+    if key.role not in allowed and key.role != Role.ADMIN:
+        called = f"{request.method} {shown_path(request.url.path)}"
+        raise ApiError(
+            403,
+            f"A {key.role} key may not call {called}; "
+            f"this needs a key with the role {' or '.join(sorted(allowed))}",
+        )
+    return key
 
-    def _checker(
-        self,
-    ) -> Callable[[Request, HTTPAuthorizationCredentials | None, frozenset[Role]], KeyInfo]:
-        sessions = self.sessions
-        limits = self.rate_limits
 
-        def check(
-            request: Request,
-            credentials: HTTPAuthorizationCredentials | None,
-            allowed: frozenset[Role],
-        ) -> KeyInfo:
-            if credentials is None:
-                raise ApiError(401, "The request needs an API key in 'Authorization: Bearer'")
-            with sessions() as session:
-                key = api_keys.authenticate(session, credentials.credentials)
-            if key is None:
-                raise ApiError(401, "The API key is unknown or revoked")
-            request.state.key_id = key.id  # for the access log
-            wait = 0.0 if limits is None else limits.take(key.id)
-            if wait > 0:
-                raise ApiError(
-                    429,
-                    "This API key is over its rate limit; retry after the Retry-After seconds",
-                    headers={"Retry-After": retry_after(wait)},
-                )
-            if key.role not in allowed and key.role != Role.ADMIN:
-                called = f"{request.method} {shown_path(request.url.path)}"
-                raise ApiError(
-                    403,
-                    f"A {key.role} key may not call {called}; "
-                    f"this needs a key with the role {' or '.join(sorted(allowed))}",
-                )
-            return key
+def by_endpoint(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> KeyInfo:
+    """The caller's key, admitted by the roles ``api.access.ROLES`` lists for the endpoint.
 
-        return check
+    Otherwise the request ends with 401 (no valid key), 429 (the key is over its rate,
+    ``api.rate_limit``) or 403 (a role the table does not admit for the endpoint).
+    """
+    route = request.scope["route"]  # the matched APIRoute, its path with {names}
+    return _check(request, credentials, access.allowed(request.method, route.path))
+
+
+# A parameter defaulting to ``KEY`` receives the caller's ``KeyInfo``; every endpoint
+# that needs a key uses it, so its roles are the one table in ``api.access``.
+KEY: Any = Depends(by_endpoint)
 
 
 def requester(key: KeyInfo) -> str:

@@ -18,6 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.pan_guard import redact
 from api.request_context import request_id
+from kakin.services.errors import (
+    ConflictError,
+    InvalidCursorError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceError,
+    UnavailableError,
+)
+from kakin.services.stripe_events import WebhookRejectedError
 
 log = logging.getLogger("kakin.api")
 
@@ -35,6 +44,28 @@ STATUS_TYPES = {
     503: "unavailable",
 }
 INTERNAL_ERROR = "An internal error occurred; it has been logged."
+
+# The one mapping from the services' typed errors to statuses. An error takes the
+# status of the first class of its MRO listed here, so a subclass may pick another
+# (a MissingError is an InvalidRequestError that answers 404; a refused credit note is
+# a ConflictError first). RefusedError is a ConflictError.
+SERVICE_STATUSES: dict[type[Exception], int] = {
+    WebhookRejectedError: 400,  # a delivery Stripe signed wrongly or that is not an event
+    NotFoundError: 404,
+    InvalidCursorError: 422,
+    InvalidRequestError: 422,
+    ConflictError: 409,
+    UnavailableError: 503,
+}
+SERVICE_ERRORS = (ServiceError, NotFoundError, InvalidCursorError)
+
+
+def status_of(error: Exception) -> int:
+    """The HTTP status of a service's typed error (500 for anything else)."""
+    for kind in type(error).__mro__:
+        if kind in SERVICE_STATUSES:
+            return SERVICE_STATUSES[kind]
+    return 500
 
 
 class ErrorDetail(BaseModel):
@@ -126,6 +157,16 @@ def install(app: FastAPI) -> None:
         return error_response(
             error.status, _sentence(error.message), type=error.type, headers=error.headers
         )
+
+    # A service's typed error: its status from SERVICE_STATUSES, its message as it is.
+    async def _service_error(request: Request, error: Exception) -> JSONResponse:
+        status = status_of(error)
+        if status == 500:  # a ServiceError no entry covers: a bug here, not the caller's
+            return await _unexpected(request, error)
+        return error_response(status, _sentence(str(error)))
+
+    for kind in SERVICE_ERRORS:
+        app.add_exception_handler(kind, _service_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -28,25 +28,23 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError, ErrorBody
-from kakin.api_keys import KeyInfo
-from models import repositories as repo
-from models.tables import IdempotencyKey, utcnow
+from kakin.services import idempotency as store
+from kakin.services.api_keys import KeyInfo
+from kakin.services.idempotency import RETENTION as RETENTION  # the tests and docs name them here
+from kakin.services.idempotency import prune as prune
 
 log = logging.getLogger("kakin.api")
 
 MAX_KEY_LENGTH = 255
-RETENTION = timedelta(hours=24)
 PRUNE_EVERY = 600.0  # seconds between sweeps of expired keys, per database
 RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {
@@ -74,51 +72,6 @@ def request_digest(body: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def _claim(
-    sessions: sessionmaker[Session], api_key: KeyInfo, key: str, method: str, path: str, digest: str
-) -> IdempotencyKey | None:
-    """Insert the processing row; if the key is taken, return the row that holds it."""
-    # The holder may release the key (or we may delete its expired row) between our
-    # insert and our lookup: then the insert is tried again.
-    for _ in range(3):
-        with sessions() as session:
-            session.add(
-                IdempotencyKey(
-                    api_key_id=api_key.id,
-                    key=key,
-                    method=method,
-                    path=path,
-                    request_hash=digest,
-                )
-            )
-            try:
-                session.commit()
-                return None
-            except IntegrityError:
-                session.rollback()
-            # Expired but not swept yet: as good as gone, whatever it answered.
-            if repo.delete_idempotency_keys(
-                session, created_before=utcnow() - RETENTION, api_key_id=api_key.id, key=key
-            ):
-                session.commit()
-                continue
-            existing = repo.idempotency_key(session, api_key.id, key)
-            if existing is not None:
-                session.expunge(existing)
-                return existing
-    raise ApiError(409, "A request with this Idempotency-Key is still in progress")
-
-
-def prune(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:
-    """Delete the keys older than ``RETENTION``; returns how many went."""
-    with sessions() as session:
-        deleted = repo.delete_idempotency_keys(
-            session, created_before=(now or utcnow()) - RETENTION
-        )
-        session.commit()
-    return deleted
-
-
 # When each database (by its session factory) is next due a sweep, in monotonic time.
 _next_prune: weakref.WeakKeyDictionary[sessionmaker[Session], float] = weakref.WeakKeyDictionary()
 _prune_lock = threading.Lock()
@@ -136,31 +89,12 @@ def _prune_now_and_then(sessions: sessionmaker[Session]) -> None:
             return
         _next_prune[sessions] = time.monotonic() + PRUNE_EVERY
     try:
-        deleted = prune(sessions)
+        deleted = store.prune(sessions)
     except Exception:
         log.warning("expired idempotency keys were not pruned", exc_info=True)
         return
     if deleted:
         log.info("pruned %d expired idempotency keys", deleted)
-
-
-def _finish(
-    sessions: sessionmaker[Session], api_key: KeyInfo, key: str, status: int, body: Any
-) -> None:
-    with sessions() as session:
-        row = repo.idempotency_key(session, api_key.id, key)
-        if row is not None:
-            row.response_status = status
-            row.response_body = body
-            session.commit()
-
-
-def _release(sessions: sessionmaker[Session], api_key: KeyInfo, key: str) -> None:
-    with sessions() as session:
-        row = repo.idempotency_key(session, api_key.id, key)
-        if row is not None and row.response_status is None:
-            session.delete(row)
-            session.commit()
 
 
 async def once(
@@ -178,7 +112,7 @@ async def once(
     method, path = request.method, request.url.path
     digest = request_digest(await request.body())
     await run_in_threadpool(_prune_now_and_then, sessions)
-    held = await run_in_threadpool(_claim, sessions, api_key, key, method, path, digest)
+    held = await run_in_threadpool(store.claim, sessions, api_key, key, method, path, digest)
     if held is not None:
         if (held.method, held.path) != (method, path):
             raise ApiError(
@@ -202,7 +136,7 @@ async def once(
     try:
         content = _json_content(await work())
     except BaseException:  # a refusal (ApiError) changed nothing: the key is free again
-        await run_in_threadpool(_release, sessions, api_key, key)
+        await run_in_threadpool(store.release, sessions, api_key, key)
         raise
-    await run_in_threadpool(_finish, sessions, api_key, key, status, content)
+    await run_in_threadpool(store.finish, sessions, api_key, key, status, content)
     return JSONResponse(content, status_code=status)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,15 +20,11 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
 
-from activities import links
-from activities.stripe_gateway import StripeGateway
-from kakin import service
-from kakin.settings import Settings
-from models import repositories as repo
-from models.payloads import InvoiceStatus
+from api.deps import Deps, get_deps
+from kakin.adapters import links
+from kakin.platform.settings import Settings
+from kakin.services import payments as payment_service
 
 log = logging.getLogger("kakin.api.payment_page")
 LOCALES = ("ja", "en")
@@ -63,128 +58,107 @@ def preferred_locale(request: Request) -> str:
     return best
 
 
-def router(
-    *,
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    temporal: Callable[[], Awaitable[Client]],
-    stripe: StripeGateway,
-    templates: jinja2.Environment,
-) -> APIRouter:
-    pages = APIRouter(tags=["customer pages"], include_in_schema=False)
+def page(request: Request, status: int, **context: Any) -> HTMLResponse:
+    settings = get_deps(request).settings
+    templates: jinja2.Environment = request.app.state.templates
+    defaults = {"locale": "en", "seller_name": settings.seller_name, "form": False,
+                "message": "", "error": False}  # fmt: skip
+    html = templates.get_template("pay_update.html.j2").render(defaults | context)
+    return HTMLResponse(html, status_code=status)
 
-    def page(status: int, **context: Any) -> HTMLResponse:
-        defaults = {"locale": "en", "seller_name": settings.seller_name, "form": False,
-                    "message": "", "error": False}  # fmt: skip
-        html = templates.get_template("pay_update.html.j2").render(defaults | context)
-        return HTMLResponse(html, status_code=status)
 
-    def context_for(subscription_id: str) -> dict[str, Any] | None:
-        with sessions() as session:
-            try:
-                subscription = repo.subscription(session, subscription_id)
-            except repo.NotFoundError:
-                return None
-            customer = subscription.customer
-            invoices, _ = repo.customer_invoices(
-                session, customer.id, limit=100, starting_after=None
-            )
-            unpaid = [
-                i for i in invoices
-                if i.subscription_id == subscription.id and i.status == InvoiceStatus.OPEN
-            ]  # fmt: skip
-            oldest = min(unpaid, key=lambda i: i.period_start) if unpaid else None
-            return {
-                "customer_name": customer.name,
-                "locale": customer.locale,
-                "currency": customer.currency,
-                "amount_due": oldest.total - oldest.amount_paid if oldest else None,
-                "invoice_number": oldest.number if oldest else None,
-                # The period the unpaid invoice bills, on the customer's calendar.
-                "time_zone": customer.time_zone,
-                "period_start": oldest.period_start if oldest else None,
-                "period_end": oldest.period_end if oldest else None,
-            }
+def check(deps: Deps, values: dict[str, str]) -> tuple[str, dict[str, Any] | None, str | None]:
+    subscription_id = values.get("subscription", "")
+    refusal = links.verify(
+        subscription_id, values.get("expires", ""), values.get("token", ""),
+        secret=deps.settings.link_secret, now=time.time(),
+    )  # fmt: skip
+    context = (
+        None if refusal else payment_service.card_update_context(deps.sessions, subscription_id)
+    )
+    if refusal is None and context is None:
+        refusal = "This link is not valid."
+    return subscription_id, context, refusal
 
-    def check(values: dict[str, str]) -> tuple[str, dict[str, Any] | None, str | None]:
-        subscription_id = values.get("subscription", "")
-        refusal = links.verify(
-            subscription_id, values.get("expires", ""), values.get("token", ""),
-            secret=settings.link_secret, now=time.time(),
-        )  # fmt: skip
-        context = None if refusal else context_for(subscription_id)
-        if refusal is None and context is None:
-            refusal = "This link is not valid."
-        return subscription_id, context, refusal
 
-    path = "/" + settings.payment_update_url.split("://", 1)[-1].split("/", 1)[-1]
+def show(request: Request) -> HTMLResponse:
+    values = {k: v for k, v in request.query_params.items()}
+    subscription_id, context, refusal = check(get_deps(request), values)
+    if refusal or context is None:
+        return page(request, 403, message=refusal, error=True)
+    return page(
+        request, 200, form=True, subscription_id=subscription_id,
+        expires=values["expires"], token=values["token"], **context,
+    )  # fmt: skip
 
-    @pages.get(path, response_class=HTMLResponse)
-    def show(request: Request) -> HTMLResponse:
-        values = {k: v for k, v in request.query_params.items()}
-        subscription_id, context, refusal = check(values)
-        if refusal or context is None:
-            return page(403, message=refusal, error=True)
+
+async def unreadable(request: Request, body: bytes) -> HTMLResponse:
+    """The 400 page for a form that is not UTF-8, in the customer's language if known."""
+    # The link's own fields are ASCII, so they can still be read to find the customer.
+    fields = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
+    subscription_id, context, refusal = await run_in_threadpool(check, get_deps(request), fields)
+    locale = context["locale"] if context else preferred_locale(request)
+    message = (
+        "フォームを読み取れませんでした。もう一度入力してください。"
+        if locale.startswith("ja")
+        else "We could not read the form; please enter your card again."
+    )
+    if refusal or context is None:
+        return page(request, 400, error=True, message=message, locale=locale)
+    return page(
+        request, 400, error=True, message=message, form=True, subscription_id=subscription_id,
+        expires=fields["expires"], token=fields["token"], **context,
+    )  # fmt: skip
+
+
+async def submit(request: Request) -> HTMLResponse:
+    deps = get_deps(request)
+    body = await request.body()
+    form = read_form(body)
+    if form is None:
+        return await unreadable(request, body)
+    subscription_id, context, refusal = await run_in_threadpool(check, deps, form)
+    if refusal or context is None:
+        return page(request, 403, message=refusal, error=True)
+    again = {"form": True, "subscription_id": subscription_id,
+             "expires": form["expires"], "token": form["token"], **context}  # fmt: skip
+    ja = context["locale"].startswith("ja")
+    if deps.stripe.live_mode:
         return page(
-            200, form=True, subscription_id=subscription_id,
-            expires=values["expires"], token=values["token"], **context,
+            request, 422, error=True, message="Card entry here is for test mode only.", **again
+        )
+    try:
+        await payment_service.update_payment_method(
+            await deps.temporal_client(), deps.sessions, deps.stripe, subscription_id,
+            card_number=form.get("card_number", ""), requested_by="customer",
         )  # fmt: skip
-
-    async def unreadable(request: Request, body: bytes) -> HTMLResponse:
-        """The 400 page for a form that is not UTF-8, in the customer's language if known."""
-        # The link's own fields are ASCII, so they can still be read to find the customer.
-        fields = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
-        subscription_id, context, refusal = await run_in_threadpool(check, fields)
-        locale = context["locale"] if context else preferred_locale(request)
+    except ValueError:
+        # The number itself is never put in the page or a log.
+        message = ("Stripe のテストカード番号を入力してください。" if ja
+                   else "Please enter a Stripe test card number.")  # fmt: skip
+        return page(request, 422, error=True, message=message, **again)
+    except Exception as error:  # Stripe or Temporal unreachable: say so, keep the form
+        log.warning("card update for %s failed: %s", subscription_id, type(error).__name__)
         message = (
-            "フォームを読み取れませんでした。もう一度入力してください。"
-            if locale.startswith("ja")
-            else "We could not read the form; please enter your card again."
-        )
-        if refusal or context is None:
-            return page(400, error=True, message=message, locale=locale)
-        return page(
-            400, error=True, message=message, form=True, subscription_id=subscription_id,
-            expires=fields["expires"], token=fields["token"], **context,
-        )  # fmt: skip
-
-    @pages.post(path, response_class=HTMLResponse)
-    async def submit(request: Request) -> HTMLResponse:
-        body = await request.body()
-        form = read_form(body)
-        if form is None:
-            return await unreadable(request, body)
-        subscription_id, context, refusal = await run_in_threadpool(check, form)
-        if refusal or context is None:
-            return page(403, message=refusal, error=True)
-        again = {"form": True, "subscription_id": subscription_id,
-                 "expires": form["expires"], "token": form["token"], **context}  # fmt: skip
-        ja = context["locale"].startswith("ja")
-        if stripe.live_mode:
-            return page(422, error=True, message="Card entry here is for test mode only.", **again)
-        try:
-            await service.update_payment_method(
-                await temporal(), sessions, stripe, subscription_id,
-                card_number=form.get("card_number", ""), requested_by="customer",
-            )  # fmt: skip
-        except ValueError:
-            # The number itself is never put in the page or a log.
-            message = ("Stripe のテストカード番号を入力してください。" if ja
-                       else "Please enter a Stripe test card number.")  # fmt: skip
-            return page(422, error=True, message=message, **again)
-        except Exception as error:  # Stripe or Temporal unreachable: say so, keep the form
-            log.warning("card update for %s failed: %s", subscription_id, type(error).__name__)
-            message = (
-                "ただいま更新できませんでした。しばらくしてからもう一度お試しください。"
-                if ja
-                else "We could not update your card just now; please try again shortly."
-            )
-            return page(503, error=True, message=message, **again)
-        thanks = (
-            "ありがとうございます。新しいお支払い方法で、ただちにお支払いを再試行します。"
+            "ただいま更新できませんでした。しばらくしてからもう一度お試しください。"
             if ja
-            else "Thank you. We are retrying your payment with the new card now."
+            else "We could not update your card just now; please try again shortly."
         )
-        return page(200, message=thanks, locale=context["locale"])
+        return page(request, 503, error=True, message=message, **again)
+    thanks = (
+        "ありがとうございます。新しいお支払い方法で、ただちにお支払いを再試行します。"
+        if ja
+        else "Thank you. We are retrying your payment with the new card now."
+    )
+    return page(request, 200, message=thanks, locale=context["locale"])
 
+
+def router(settings: Settings) -> APIRouter:
+    """The page's two routes, at the path of ``KAKIN_PAYMENT_UPDATE_URL`` (a setting, so
+    the routes are made per app; what they do is the module-level ``show`` and ``submit``,
+    which reach the app's dependencies through ``request.app.state``)."""
+    path = "/" + settings.payment_update_url.split("://", 1)[-1].split("/", 1)[-1]
+    pages = APIRouter(tags=["customer pages"], include_in_schema=False)
+    pages.add_api_route(path, show, methods=["GET"], response_class=HTMLResponse)
+    pages.add_api_route(path, submit, methods=["POST"], response_class=HTMLResponse)
     return pages

@@ -11,12 +11,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import AfterPayment, Deps, Limit
-from api.errors import RESPONSES, ApiError
+from api.deps import KEY, AfterPayment, DepsDep, Limit
+from api.errors import RESPONSES
 from api.schemas import FromRow, Moment, Page
-from kakin import audit
-from kakin.api_keys import KeyInfo
-from kakin.catalog import InvalidRequestError
+from kakin.services import audit
+from kakin.services.api_keys import KeyInfo
 
 
 class AuditEntryOut(FromRow):
@@ -39,53 +38,48 @@ class AuditEntryOut(FromRow):
     recorded_at: datetime
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["audit"])
-    sessions = deps.sessions
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["audit"])
 
-    @v1.get("/audit-log", response_model=Page[AuditEntryOut])
-    def list_audit_log(
-        _: KeyInfo = deps.key,
-        subscription_id: Annotated[
-            str | None, Query(max_length=40, description="its own entries and its invoices'")
-        ] = None,
-        customer_id: Annotated[
-            str | None,
-            Query(max_length=40, description="its own entries, its subscriptions' and invoices'"),
-        ] = None,
-        actor: Annotated[
-            str | None,
-            Query(
-                max_length=200,
-                description="who, e.g. support:ken; an API key's entries by api-key:<key id> alone",
-            ),
-        ] = None,
-        action: Annotated[
-            str | None, Query(max_length=60, description="e.g. canceled, paused, paid")
-        ] = None,
-        since: Annotated[
-            Moment | None, Query(description="occurred at or after (ISO 8601 with a zone)")
-        ] = None,
-        until: Annotated[Moment | None, Query(description="occurred before")] = None,
-        limit: Limit = 10,
-        starting_after: AfterPayment = None,
-    ) -> Page[AuditEntryOut]:
-        """The audit log, newest first (support and admin keys), filtered and paged."""
-        with sessions() as session:
-            try:
-                rows, more = audit.list_entries(
-                    session,
-                    limit=limit,
-                    starting_after=starting_after,
-                    subscription_id=subscription_id,
-                    customer_id=customer_id,
-                    actor=actor,
-                    action=action,
-                    since=since,
-                    until=until,
-                )
-            except InvalidRequestError as error:
-                raise ApiError(422, str(error)) from None
-            return Page[AuditEntryOut](data=[AuditEntryOut.of(r) for r in rows], has_more=more)
 
-    return v1
+@router.get("/audit-log", response_model=Page[AuditEntryOut])
+def list_audit_log(
+    deps: DepsDep,
+    _: KeyInfo = KEY,
+    subscription_id: Annotated[
+        str | None, Query(max_length=40, description="its own entries and its invoices'")
+    ] = None,
+    customer_id: Annotated[
+        str | None,
+        Query(max_length=40, description="its own entries, its subscriptions' and invoices'"),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="who, e.g. support:ken; an API key's entries by api-key:<key id> alone",
+        ),
+    ] = None,
+    action: Annotated[
+        str | None, Query(max_length=60, description="e.g. canceled, paused, paid")
+    ] = None,
+    since: Annotated[
+        Moment | None, Query(description="occurred at or after (ISO 8601 with a zone)")
+    ] = None,
+    until: Annotated[Moment | None, Query(description="occurred before")] = None,
+    limit: Limit = 10,
+    starting_after: AfterPayment = None,
+) -> Page[AuditEntryOut]:
+    """The audit log, newest first (support and admin keys), filtered and paged."""
+    rows, more = audit.list_entries_shaped(
+        deps.sessions,
+        AuditEntryOut.of,
+        limit=limit,
+        starting_after=starting_after,
+        subscription_id=subscription_id,
+        customer_id=customer_id,
+        actor=actor,
+        action=action,
+        since=since,
+        until=until,
+    )
+    return Page[AuditEntryOut](data=rows, has_more=more)

@@ -8,20 +8,19 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from activities.billing import invoice_pdf
-from activities.rendering import make_template_env
 from api.billing_schemas import CreditNoteCreate, CreditNoteOut
-from api.deps import Deps, IdemKey, PathId, requester
+from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_invoice
 from api.routers.invoices import JSON_ERRORS
 from kakin import wiring
-from kakin.api_keys import KeyInfo
-from kakin.credit_notes import CreditNoteRefusedError, issue_credit_note
-from models import repositories as repo
-from models.tables import CreditNote
+from kakin.adapters.rendering import make_template_env
+from kakin.services import credit_notes
+from kakin.services import invoices as invoice_service
+from kakin.services.api_keys import KeyInfo
+from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
+from kakin.services.invoice_documents import invoice_pdf
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/pdf": {}}, "description": "the invoice as PDF"}
@@ -32,71 +31,71 @@ class PdfResponse(Response):
     media_type = "application/pdf"
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
-    sessions = deps.sessions
-    templates = make_template_env()
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
+templates = make_template_env()
 
-    @v1.get(
-        "/invoices/{invoice_id}/pdf",
-        response_class=PdfResponse,
-        responses={**PDF_RESPONSE, **JSON_ERRORS},
+
+@router.get(
+    "/invoices/{invoice_id}/pdf",
+    response_class=PdfResponse,
+    responses={**PDF_RESPONSE, **JSON_ERRORS},
+)
+def get_invoice_pdf(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> Response:
+    """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
+    seller = wiring.seller(deps.settings)
+    pdf, name = invoice_service.get_invoice(
+        deps.sessions,
+        invoice_id,
+        lambda invoice: (
+            invoice_pdf(invoice, seller, templates),
+            invoice.number or f"draft-{invoice.id}",
+        ),
     )
-    def get_invoice_pdf(invoice_id: PathId, _: KeyInfo = deps.key) -> Response:
-        """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
-        with sessions() as session:
-            invoice = load_invoice(session, invoice_id)
-            pdf = invoice_pdf(invoice, wiring.seller(deps.settings), templates)
-            name = invoice.number or f"draft-{invoice.id}"
-        return PdfResponse(
-            pdf,
-            headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
-        )
-
-    @v1.post(
-        "/invoices/{invoice_id}/credit-notes",
-        status_code=201,
-        response_model=CreditNoteOut,
-        responses=IDEMPOTENT,
+    return PdfResponse(
+        pdf,
+        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
     )
-    async def create_credit_note(
-        invoice_id: PathId,
-        body: CreditNoteCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
-        credit that the customer's next invoices use first (support)."""
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=201,
-            work=lambda: run_in_threadpool(do_credit, invoice_id, body, requester(key)),
-        )
 
-    def do_credit(invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
-        with sessions() as session:
-            load_invoice(session, invoice_id)
-        try:
-            note_id = issue_credit_note(
-                sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
-                method=body.method, actor=actor, amount=body.amount, memo=body.memo,
-            )  # fmt: skip
-        except CreditNoteRefusedError as error:
-            message = str(error)
-            raise ApiError(409, message[:1].upper() + message[1:]) from None
-        with sessions() as session:
-            return CreditNoteOut.model_validate(session.get(CreditNote, note_id))
 
-    @v1.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
-    def list_credit_notes(invoice_id: PathId, _: KeyInfo = deps.key) -> list[CreditNoteOut]:
-        with sessions() as session:
-            load_invoice(session, invoice_id)
-            return [
-                CreditNoteOut.model_validate(n) for n in repo.credit_notes_of(session, invoice_id)
-            ]
+@router.post(
+    "/invoices/{invoice_id}/credit-notes",
+    status_code=201,
+    response_model=CreditNoteOut,
+    responses=IDEMPOTENT,
+)
+async def create_credit_note(
+    deps: DepsDep,
+    invoice_id: PathId,
+    body: CreditNoteCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
+    credit that the customer's next invoices use first (support)."""
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=201,
+        work=lambda: run_in_threadpool(do_credit, deps, invoice_id, body, requester(key)),
+    )
 
-    return v1
+
+def do_credit(deps: Deps, invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
+    invoice_service.get_invoice(deps.sessions, invoice_id, lambda _: None)
+    try:
+        note_id = issue_credit_note(
+            deps.sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
+            method=body.method, actor=actor, amount=body.amount, memo=body.memo,
+        )  # fmt: skip
+    except CreditNoteRefusedError as error:
+        message = str(error)
+        raise ApiError(409, message[:1].upper() + message[1:]) from None
+    return credit_notes.get_credit_note(deps.sessions, note_id, CreditNoteOut.model_validate)
+
+
+@router.get("/invoices/{invoice_id}/credit-notes", response_model=list[CreditNoteOut])
+def list_credit_notes(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> list[CreditNoteOut]:
+    return credit_notes.list_credit_notes(deps.sessions, invoice_id, CreditNoteOut.model_validate)

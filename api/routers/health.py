@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import Deps
+from api.deps import DepsDep
 from api.schemas import Health, Readiness
-from models import repositories as repo
+from kakin.services import health as health_service
 
 log = logging.getLogger("kakin.api")
 
@@ -19,48 +19,45 @@ READY_TIMEOUT = 5.0
 NAMES = {"database": "the database", "temporal": "Temporal"}
 
 
-def router(deps: Deps) -> APIRouter:
-    public = APIRouter(prefix="/v1", tags=["health"])
+router = APIRouter(prefix="/v1", tags=["health"])
 
-    @public.get("/health", response_model=Health)
-    async def health() -> Health:
-        """Liveness: the process answers. No key needed."""
-        return Health()
 
-    def ping_database() -> None:
-        with deps.sessions() as session:
-            repo.ping(session)
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness: the process answers. No key needed."""
+    return Health()
 
-    @public.get(
-        "/ready",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "a dependency is down"}},
-    )
-    async def ready() -> JSONResponse:
-        """Readiness: the database answers SELECT 1 and Temporal its health check."""
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(run_in_threadpool(ping_database), READY_TIMEOUT)
-            checks["database"] = "ok"
-        except Exception as error:
-            log.warning("readiness: database unavailable: %s", error)
-            checks["database"] = "unavailable"
-        try:
-            client = await asyncio.wait_for(deps.temporal_client(), READY_TIMEOUT)
-            ok = await asyncio.wait_for(client.service_client.check_health(), READY_TIMEOUT)
-            checks["temporal"] = "ok" if ok else "unavailable"
-        except Exception as error:
-            log.warning("readiness: temporal unavailable: %s", error)
-            checks["temporal"] = "unavailable"
-        failed = [name for name, state in checks.items() if state != "ok"]
-        body = Readiness(status="unavailable" if failed else "ready", checks=checks)
-        content = body.model_dump()
-        if failed:
-            down = " and ".join(NAMES[name] for name in failed)
-            content["error"] = {
-                "type": "unavailable",
-                "message": f"Not ready: {down} cannot be reached.",
-            }
-        return JSONResponse(content, status_code=503 if failed else 200)
 
-    return public
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency is down"}},
+)
+async def ready(deps: DepsDep) -> JSONResponse:
+    """Readiness: the database answers SELECT 1 and Temporal its health check."""
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(
+            run_in_threadpool(health_service.ping_database, deps.sessions), READY_TIMEOUT
+        )
+        checks["database"] = "ok"
+    except Exception as error:
+        log.warning("readiness: database unavailable: %s", error)
+        checks["database"] = "unavailable"
+    try:
+        client = await asyncio.wait_for(deps.temporal_client(), READY_TIMEOUT)
+        ok = await asyncio.wait_for(client.service_client.check_health(), READY_TIMEOUT)
+        checks["temporal"] = "ok" if ok else "unavailable"
+    except Exception as error:
+        log.warning("readiness: temporal unavailable: %s", error)
+        checks["temporal"] = "unavailable"
+    failed = [name for name, state in checks.items() if state != "ok"]
+    body = Readiness(status="unavailable" if failed else "ready", checks=checks)
+    content = body.model_dump()
+    if failed:
+        down = " and ".join(NAMES[name] for name in failed)
+        content["error"] = {
+            "type": "unavailable",
+            "message": f"Not ready: {down} cannot be reached.",
+        }
+    return JSONResponse(content, status_code=503 if failed else 200)

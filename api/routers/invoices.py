@@ -12,17 +12,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import After, Deps, IdemKey, Limit, PathId, requester
+from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import once
-from api.lookups import load_invoice, load_subscription, paged
 from api.schemas import InvoiceActionCreate, InvoiceDetail, InvoiceOut, Page, RetryAccepted
-from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure, run_update
-from kakin import service
-from kakin.api_keys import KeyInfo
-from models import repositories as repo
+from api.workflow_calls import TEMPORAL_DOWN, run_update
+from kakin.services import invoices as invoice_service
+from kakin.services import payments as payment_service
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
 from models.payloads import InvoiceStatus, SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -48,188 +47,189 @@ JSON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
-    sessions = deps.sessions
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
 
-    @v1.get("/invoices", response_model=Page[InvoiceOut])
-    def list_invoices(
-        _: KeyInfo = deps.key,
-        customer_id: str | None = None,
-        subscription_id: str | None = None,
-        status: InvoiceStatus | None = None,
-        limit: Limit = 10,
-        starting_after: After = None,
-    ) -> Page[InvoiceOut]:
-        with sessions() as session:
-            rows, more = paged(
-                lambda: repo.invoices(
-                    session,
-                    limit=limit,
-                    starting_after=starting_after,
-                    status=status,
-                    customer_id=customer_id,
-                    subscription_id=subscription_id,
-                )
-            )
-            return Page[InvoiceOut](data=[InvoiceOut.of(row) for row in rows], has_more=more)
 
-    @v1.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
-    def get_invoice(invoice_id: PathId, _: KeyInfo = deps.key) -> InvoiceDetail:
-        with sessions() as session:
-            return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
-
-    @v1.get(
-        "/invoices/{invoice_id}/html",
-        response_class=HTMLResponse,
-        responses={
-            200: {"content": {"text/html": {}}, "description": "the rendered invoice"},
-            **JSON_ERRORS,
-        },
+@router.get("/invoices", response_model=Page[InvoiceOut])
+def list_invoices(
+    deps: DepsDep,
+    _: KeyInfo = KEY,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+    status: InvoiceStatus | None = None,
+    limit: Limit = 10,
+    starting_after: After = None,
+) -> Page[InvoiceOut]:
+    rows, more = invoice_service.list_invoices(
+        deps.sessions,
+        InvoiceOut.of,
+        limit=limit,
+        starting_after=starting_after,
+        status=status,
+        customer_id=customer_id,
+        subscription_id=subscription_id,
     )
-    def invoice_html(invoice_id: PathId, _: KeyInfo = deps.key) -> HTMLResponse:
-        """The invoice as rendered for the customer (their language and time zone)."""
-        with sessions() as session:
-            row = load_invoice(session, invoice_id)
-            if not row.html:
-                raise ApiError(404, f"Invoice {invoice_id!r} has not been rendered yet")
-            return HTMLResponse(row.html)
+    return Page[InvoiceOut](data=rows, has_more=more)
 
-    def invoice_subscription(invoice_id: str) -> tuple[str, str, str]:
-        """The invoice's subscription id, the invoice's status and the subscription's."""
-        with sessions() as session:
-            row = load_invoice(session, invoice_id)
-            subscription = load_subscription(session, row.subscription_id)
-            return row.subscription_id, row.status, subscription.status
 
-    async def check_in_collection(invoice_id: str, done: str) -> str:
-        """The invoice's subscription, if the invoice is the one in dunning; else 409."""
-        subscription_id, invoice_status, subscription_status = await run_in_threadpool(
-            invoice_subscription, invoice_id
-        )
-        not_it = ApiError(
-            409,
-            f"Invoice {invoice_id!r} is not the one in collection; "
-            f"only an invoice in dunning can be {done}",
-        )
-        if (
-            invoice_status != InvoiceStatus.OPEN
-            or subscription_status == SubscriptionStatus.CANCELED
-        ):
-            raise not_it
-        client = await deps.connected()
-        try:
-            view = await service.subscription_status(client, subscription_id)
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                raise ended(subscription_id) from None
-            log.warning("Temporal did not answer the status query: %s", error)
-            raise ApiError(503, "Temporal did not answer; try again") from None
-        outstanding = view.outstanding_invoice
-        if outstanding is None or outstanding.invoice_id != invoice_id:
-            raise not_it
-        return subscription_id
+@router.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
+def get_invoice(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> InvoiceDetail:
+    return invoice_service.get_invoice(deps.sessions, invoice_id, InvoiceDetail.with_lines)
 
-    def read_invoice(invoice_id: str) -> InvoiceDetail:
-        with sessions() as session:
-            return InvoiceDetail.with_lines(load_invoice(session, invoice_id))
 
-    async def do_waive(
-        invoice_id: str, body: InvoiceActionCreate, key: KeyInfo, mark_as: InvoiceStatus
-    ) -> InvoiceDetail:
-        done = "voided" if mark_as == InvoiceStatus.VOID else "marked uncollectible"
-        subscription_id = await check_in_collection(invoice_id, done)
-        await run_update(
-            deps,
+@router.get(
+    "/invoices/{invoice_id}/html",
+    response_class=HTMLResponse,
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the rendered invoice"},
+        **JSON_ERRORS,
+    },
+)
+def invoice_html(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> HTMLResponse:
+    """The invoice as rendered for the customer (their language and time zone)."""
+    html = invoice_service.get_invoice(deps.sessions, invoice_id, lambda row: row.html)
+    if not html:
+        raise ApiError(404, f"Invoice {invoice_id!r} has not been rendered yet")
+    return HTMLResponse(html)
+
+
+def invoice_subscription(deps: Deps, invoice_id: str) -> tuple[str, str, str]:
+    """The invoice's subscription id, the invoice's status and the subscription's."""
+    return invoice_service.invoice_and_subscription_status(deps.sessions, invoice_id)
+
+
+async def check_in_collection(deps: Deps, invoice_id: str, done: str) -> str:
+    """The invoice's subscription, if the invoice is the one in dunning; else 409."""
+    subscription_id, invoice_status, subscription_status = await run_in_threadpool(
+        invoice_subscription, deps, invoice_id
+    )
+    not_it = ApiError(
+        409,
+        f"Invoice {invoice_id!r} is not the one in collection; "
+        f"only an invoice in dunning can be {done}",
+    )
+    if invoice_status != InvoiceStatus.OPEN or subscription_status == SubscriptionStatus.CANCELED:
+        raise not_it
+    client = await deps.connected()
+    async with subscription_service.workflow_errors(
+        subscription_id, "status query", unavailable="Temporal did not answer; try again"
+    ):
+        view = await subscription_service.subscription_status(client, subscription_id)
+    outstanding = view.outstanding_invoice
+    if outstanding is None or outstanding.invoice_id != invoice_id:
+        raise not_it
+    return subscription_id
+
+
+def read_invoice(deps: Deps, invoice_id: str) -> InvoiceDetail:
+    return invoice_service.get_invoice(deps.sessions, invoice_id, InvoiceDetail.with_lines)
+
+
+async def do_waive(
+    deps: Deps,
+    invoice_id: str,
+    body: InvoiceActionCreate,
+    key: KeyInfo,
+    mark_as: InvoiceStatus,
+) -> InvoiceDetail:
+    done = "voided" if mark_as == InvoiceStatus.VOID else "marked uncollectible"
+    subscription_id = await check_in_collection(deps, invoice_id, done)
+    await run_update(
+        deps,
+        subscription_id,
+        "void" if mark_as == InvoiceStatus.VOID else "write-off",
+        lambda client: subscription_service.waive_invoice(
+            client,
             subscription_id,
-            "void" if mark_as == InvoiceStatus.VOID else "write-off",
-            lambda client: service.waive_invoice(
-                client,
-                subscription_id,
-                reason=body.reason,
-                requested_by=requester(key),
-                mark_as=mark_as,
-                invoice_id=invoice_id,  # the workflow refuses if another took its place
-            ),
-        )
-        return await run_in_threadpool(read_invoice, invoice_id)
-
-    @v1.post(
-        "/invoices/{invoice_id}/void", response_model=InvoiceDetail, responses=ACTION_RESPONSES
+            reason=body.reason,
+            requested_by=requester(key),
+            mark_as=mark_as,
+            invoice_id=invoice_id,  # the workflow refuses if another took its place
+        ),
     )
-    async def void_invoice(
-        invoice_id: PathId,
-        body: InvoiceActionCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Void the invoice in dunning (support, admin): nothing more is charged for it and
-        the subscription is active again (the ``waive_invoice`` update)."""
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: do_waive(invoice_id, body, key, InvoiceStatus.VOID),
-        )
+    return await run_in_threadpool(read_invoice, deps, invoice_id)
 
-    @v1.post(
-        "/invoices/{invoice_id}/mark_uncollectible",
-        response_model=InvoiceDetail,
-        responses=ACTION_RESPONSES,
+
+@router.post(
+    "/invoices/{invoice_id}/void", response_model=InvoiceDetail, responses=ACTION_RESPONSES
+)
+async def void_invoice(
+    deps: DepsDep,
+    invoice_id: PathId,
+    body: InvoiceActionCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Void the invoice in dunning (support, admin): nothing more is charged for it and
+    the subscription is active again (the ``waive_invoice`` update)."""
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: do_waive(deps, invoice_id, body, key, InvoiceStatus.VOID),
     )
-    async def mark_invoice_uncollectible(
-        invoice_id: PathId,
-        body: InvoiceActionCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Write the invoice in dunning off as ``uncollectible`` (support, admin); the
-        subscription is active again (the ``waive_invoice`` update)."""
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: do_waive(invoice_id, body, key, InvoiceStatus.UNCOLLECTIBLE),
-        )
 
-    async def do_retry(invoice_id: str, key: KeyInfo) -> RetryAccepted:
-        subscription_id = await check_in_collection(invoice_id, "retried")
-        client = await deps.connected()
-        try:
-            await service.retry_payment_now(client, subscription_id, requested_by=requester(key))
-        except RPCError as error:
-            raise rpc_failure(error, subscription_id, "retry") from None
-        return RetryAccepted(invoice_id=invoice_id, subscription_id=subscription_id)
 
-    @v1.post(
-        "/invoices/{invoice_id}/retry",
-        status_code=202,
-        response_model=RetryAccepted,
-        responses=ACTION_RESPONSES,
+@router.post(
+    "/invoices/{invoice_id}/mark_uncollectible",
+    response_model=InvoiceDetail,
+    responses=ACTION_RESPONSES,
+)
+async def mark_invoice_uncollectible(
+    deps: DepsDep,
+    invoice_id: PathId,
+    body: InvoiceActionCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Write the invoice in dunning off as ``uncollectible`` (support, admin); the
+    subscription is active again (the ``waive_invoice`` update)."""
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: do_waive(deps, invoice_id, body, key, InvoiceStatus.UNCOLLECTIBLE),
     )
-    async def retry_invoice(
-        invoice_id: PathId,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Charge the invoice in dunning again now, with the card on file (support, admin).
 
-        Accepted (202): the workflow charges it; a decline keeps the dunning schedule.
-        """
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=202,
-            work=lambda: do_retry(invoice_id, key),
+
+async def do_retry(deps: Deps, invoice_id: str, key: KeyInfo) -> RetryAccepted:
+    subscription_id = await check_in_collection(deps, invoice_id, "retried")
+    client = await deps.connected()
+    async with subscription_service.workflow_errors(subscription_id, "retry"):
+        await payment_service.retry_payment_now(
+            client, subscription_id, requested_by=requester(key)
         )
+    return RetryAccepted(invoice_id=invoice_id, subscription_id=subscription_id)
 
-    return v1
+
+@router.post(
+    "/invoices/{invoice_id}/retry",
+    status_code=202,
+    response_model=RetryAccepted,
+    responses=ACTION_RESPONSES,
+)
+async def retry_invoice(
+    deps: DepsDep,
+    invoice_id: PathId,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Charge the invoice in dunning again now, with the card on file (support, admin).
+
+    Accepted (202): the workflow charges it; a decline keeps the dunning schedule.
+    """
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=202,
+        work=lambda: do_retry(deps, invoice_id, key),
+    )

@@ -13,10 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import Deps, IdemKey, PathId, requester
-from api.errors import RESPONSES, ApiError
+from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
+from api.errors import RESPONSES
 from api.idempotency import once
-from api.lookups import load_price, load_subscription
 from api.schemas import (
     GraceCreate,
     PauseCreate,
@@ -26,205 +25,195 @@ from api.schemas import (
     SubscriptionStatusOut,
 )
 from api.workflow_calls import UPDATE_RESPONSES, run_update
-from kakin import service
-from kakin.api_keys import KeyInfo
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
+
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
-    sessions = deps.sessions
+@router.post(
+    "/subscriptions/{subscription_id}/pause",
+    response_model=SubscriptionStatusOut,
+    responses=UPDATE_RESPONSES,
+)
+async def pause_subscription(
+    deps: DepsDep,
+    subscription_id: PathId,
+    body: PauseCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """The ``pause`` update (support, admin): no invoices until resumed.
 
-    @v1.post(
-        "/subscriptions/{subscription_id}/pause",
-        response_model=SubscriptionStatusOut,
-        responses=UPDATE_RESPONSES,
-    )
-    async def pause_subscription(
-        subscription_id: PathId,
-        body: PauseCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """The ``pause`` update (support, admin): no invoices until resumed.
-
-        Refused (409, with the reason) unless the subscription is active or trialing
-        and not ending at the period end. The audit log keeps the reason and this key.
-        """
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: run_update(
-                deps,
-                subscription_id,
-                "pause",
-                lambda client: service.pause_subscription(
-                    client, subscription_id, reason=body.reason, requested_by=requester(key)
-                ),
+    Refused (409, with the reason) unless the subscription is active or trialing
+    and not ending at the period end. The audit log keeps the reason and this key.
+    """
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: run_update(
+            deps,
+            subscription_id,
+            "pause",
+            lambda client: subscription_service.pause_subscription(
+                client, subscription_id, reason=body.reason, requested_by=requester(key)
             ),
-        )
-
-    @v1.post(
-        "/subscriptions/{subscription_id}/resume",
-        response_model=SubscriptionStatusOut,
-        responses=UPDATE_RESPONSES,
+        ),
     )
-    async def resume_subscription(
-        subscription_id: PathId,
-        request: Request,
-        body: ResumeCreate | None = None,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """The ``resume`` update (support, admin): refused (409) unless paused.
 
-        The paid period gets the paused time back.
-        """
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: run_update(
-                deps,
-                subscription_id,
-                "resume",
-                lambda client: service.resume_subscription(
-                    client, subscription_id, requested_by=requester(key)
-                ),
+
+@router.post(
+    "/subscriptions/{subscription_id}/resume",
+    response_model=SubscriptionStatusOut,
+    responses=UPDATE_RESPONSES,
+)
+async def resume_subscription(
+    deps: DepsDep,
+    subscription_id: PathId,
+    request: Request,
+    body: ResumeCreate | None = None,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """The ``resume`` update (support, admin): refused (409) unless paused.
+
+    The paid period gets the paused time back.
+    """
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: run_update(
+            deps,
+            subscription_id,
+            "resume",
+            lambda client: subscription_service.resume_subscription(
+                client, subscription_id, requested_by=requester(key)
             ),
-        )
-
-    @v1.post(
-        "/subscriptions/{subscription_id}/change_plan",
-        response_model=SubscriptionStatusOut,
-        responses=UPDATE_RESPONSES,
+        ),
     )
-    async def change_plan(
-        subscription_id: PathId,
-        body: PlanChangeCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """The ``change_plan`` update: a dearer price now, a cheaper or equal one at the end
-        of the paid period (``pending_price_id`` until then).
 
-        An upgrade invoices the prorated difference and charges it at once. Same currency
-        and interval only (422 otherwise); refused (409) unless active or trialing.
-        """
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: run_update(
-                deps,
+
+@router.post(
+    "/subscriptions/{subscription_id}/change_plan",
+    response_model=SubscriptionStatusOut,
+    responses=UPDATE_RESPONSES,
+)
+async def change_plan(
+    deps: DepsDep,
+    subscription_id: PathId,
+    body: PlanChangeCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """The ``change_plan`` update: a dearer price now, a cheaper or equal one at the end
+    of the paid period (``pending_price_id`` until then).
+
+    An upgrade invoices the prorated difference and charges it at once. Same currency
+    and interval only (422 otherwise); refused (409) unless active or trialing.
+    """
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: run_update(
+            deps,
+            subscription_id,
+            "plan change",
+            lambda client: subscription_service.change_plan(
+                client,
+                deps.sessions,
                 subscription_id,
-                "plan change",
-                lambda client: service.change_plan(
-                    client,
-                    sessions,
-                    subscription_id,
-                    price_id=body.price_id,
-                    requested_by=requester(key),
-                    reason=body.reason,
-                ),
+                price_id=body.price_id,
+                requested_by=requester(key),
+                reason=body.reason,
             ),
-        )
+        ),
+    )
 
-    def do_preview(subscription_id: str, price_id: str) -> PlanChangePreview:
-        with sessions() as session:
-            current = load_subscription(session, subscription_id).price
-            new = load_price(session, price_id)
-            if new.currency != current.currency:
-                raise ApiError(
-                    422,
-                    f"Price is in {new.currency} but the subscription is billed in "
-                    f"{current.currency}",
-                )
-            if (new.interval, new.interval_count) != (current.interval, current.interval_count):
-                raise ApiError(
-                    422,
-                    "A plan change keeps the billing interval: "
-                    f"{current.interval_count} {current.interval} now, "
-                    f"{new.interval_count} {new.interval} asked",
-                )
-            currency = current.currency
-        proration = service.preview_plan_change(
-            sessions, subscription_id, price_id=price_id, at=datetime.now(UTC)
-        )
-        if proration is None:
-            return PlanChangePreview(
-                price_id=price_id,
-                applies="at_period_end",
-                credit=0,
-                charge=0,
-                net=0,
-                currency=currency,
-            )
+
+def do_preview(deps: Deps, subscription_id: str, price_id: str) -> PlanChangePreview:
+    currency = subscription_service.plan_change_currency(deps.sessions, subscription_id, price_id)
+    proration = subscription_service.preview_plan_change(
+        deps.sessions, subscription_id, price_id=price_id, at=datetime.now(UTC)
+    )
+    if proration is None:
         return PlanChangePreview(
             price_id=price_id,
-            applies="now",
-            credit=proration.credit,
-            charge=proration.charge,
-            net=proration.net,
+            applies="at_period_end",
+            credit=0,
+            charge=0,
+            net=0,
             currency=currency,
         )
-
-    @v1.get(
-        "/subscriptions/{subscription_id}/change_plan/preview",
-        response_model=PlanChangePreview,
+    return PlanChangePreview(
+        price_id=price_id,
+        applies="now",
+        credit=proration.credit,
+        charge=proration.charge,
+        net=proration.net,
+        currency=currency,
     )
-    def preview_plan_change(
-        subscription_id: PathId,
-        price_id: Annotated[str, Query(min_length=1, max_length=40)],
-        _: KeyInfo = deps.key,
-    ) -> PlanChangePreview:
-        """What ``change_plan`` to ``price_id`` would charge if asked now (nothing changes).
 
-        ``applies: now`` with the prorated credit, charge and net for a dearer price;
-        ``at_period_end`` with zeros for a cheaper or equal one.
-        """
-        return do_preview(subscription_id, price_id)
 
-    @v1.post(
-        "/subscriptions/{subscription_id}/grace",
-        response_model=SubscriptionStatusOut,
-        responses=UPDATE_RESPONSES,
-    )
-    async def grant_grace(
-        subscription_id: PathId,
-        body: GraceCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """The ``grant_grace`` update (support, admin): every remaining dunning step waits
-        ``days`` (1 to 60) longer. Refused (409) unless the subscription is in dunning."""
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: run_update(
-                deps,
+@router.get(
+    "/subscriptions/{subscription_id}/change_plan/preview",
+    response_model=PlanChangePreview,
+)
+def preview_plan_change(
+    deps: DepsDep,
+    subscription_id: PathId,
+    price_id: Annotated[str, Query(min_length=1, max_length=40)],
+    _: KeyInfo = KEY,
+) -> PlanChangePreview:
+    """What ``change_plan`` to ``price_id`` would charge if asked now (nothing changes).
+
+    ``applies: now`` with the prorated credit, charge and net for a dearer price;
+    ``at_period_end`` with zeros for a cheaper or equal one.
+    """
+    return do_preview(deps, subscription_id, price_id)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/grace",
+    response_model=SubscriptionStatusOut,
+    responses=UPDATE_RESPONSES,
+)
+async def grant_grace(
+    deps: DepsDep,
+    subscription_id: PathId,
+    body: GraceCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """The ``grant_grace`` update (support, admin): every remaining dunning step waits
+    ``days`` (1 to 60) longer. Refused (409) unless the subscription is in dunning."""
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: run_update(
+            deps,
+            subscription_id,
+            "grace period",
+            lambda client: subscription_service.grant_grace(
+                client,
                 subscription_id,
-                "grace period",
-                lambda client: service.grant_grace(
-                    client,
-                    subscription_id,
-                    days=body.days,
-                    reason=body.reason,
-                    requested_by=requester(key),
-                ),
+                days=body.days,
+                reason=body.reason,
+                requested_by=requester(key),
             ),
-        )
-
-    return v1
+        ),
+    )

@@ -10,13 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
 
-from api.deps import After, Deps, IdemKey, Limit, PathId, requester
+from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_customer, load_price, load_subscription, paged
 from api.schemas import (
     CancelAccepted,
     CancelCreate,
@@ -27,10 +25,12 @@ from api.schemas import (
     SubscriptionDetail,
     SubscriptionOut,
 )
-from api.workflow_calls import TEMPORAL_DOWN, capitalized, rpc_failure
-from kakin import service
-from kakin.api_keys import KeyInfo
-from models import repositories as repo
+from api.workflow_calls import TEMPORAL_DOWN, capitalized
+from kakin.services import catalog
+from kakin.services import customers as customer_service
+from kakin.services import errors as service_errors
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
 from models.payloads import SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -39,203 +39,203 @@ START_SLACK = timedelta(minutes=5)
 LIVE_TIMEOUT = 5.0  # the status query; a workflow nobody can answer for gives "live": null
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
-    sessions = deps.sessions
-    settings = deps.settings
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
 
-    def read_subscription(subscription_id: str) -> SubscriptionOut:
-        with sessions() as session:
-            return SubscriptionOut.of(load_subscription(session, subscription_id))
 
-    def check_new_subscription(body: SubscriptionCreate) -> None:
-        with sessions() as session:
-            load_customer(session, body.customer_id)
-            load_price(session, body.price_id)
+def read_subscription(deps: Deps, subscription_id: str) -> SubscriptionOut:
+    return subscription_service.get_subscription(deps.sessions, subscription_id, SubscriptionOut.of)
 
-    async def do_start_subscription(body: SubscriptionCreate) -> SubscriptionOut:
-        # A start in the past would have the workflow bill every period since at once
-        # (from 1900: centuries of invoices); a little slack covers the caller's clock.
-        if body.start_at is not None and body.start_at < datetime.now(UTC) - START_SLACK:
-            raise ApiError(
-                422, "start_at is in the past; a subscription starts now or at a later time"
-            )
-        await run_in_threadpool(check_new_subscription, body)
-        client = await deps.connected()
-        try:
-            subscription_id = await service.start_subscription(
+
+def check_new_subscription(deps: Deps, body: SubscriptionCreate) -> None:
+    customer_service.get_customer(deps.sessions, body.customer_id, lambda _: None)
+    catalog.get_price(deps.sessions, body.price_id, lambda _: None)
+
+
+async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> SubscriptionOut:
+    # A start in the past would have the workflow bill every period since at once
+    # (from 1900: centuries of invoices); a little slack covers the caller's clock.
+    if body.start_at is not None and body.start_at < datetime.now(UTC) - START_SLACK:
+        raise ApiError(422, "start_at is in the past; a subscription starts now or at a later time")
+    await run_in_threadpool(check_new_subscription, deps, body)
+    client = await deps.connected()
+    try:
+        async with subscription_service.workflow_errors(
+            "", "start", unavailable="Temporal did not start the subscription; try again",
+            running=False,
+        ):  # fmt: skip
+            subscription_id = await subscription_service.start_subscription(
                 client,
-                sessions,
-                task_queue=settings.task_queue,
+                deps.sessions,
+                task_queue=deps.settings.task_queue,
                 customer_id=body.customer_id,
                 price_id=body.price_id,
                 quantity=body.quantity,
                 trial_days=body.trial_days,
                 start_at=body.start_at,
-                live_mode=settings.live_mode,
-                dunning=settings.dunning_policy,
-                stripe_task_queue=settings.stripe_task_queue,
+                live_mode=deps.settings.live_mode,
+                dunning=deps.settings.dunning_policy,
+                stripe_task_queue=deps.settings.stripe_task_queue,
                 metadata=body.metadata,
             )
-        except service.InvalidRequestError as error:
-            raise ApiError(422, capitalized(str(error))) from None
-        except RPCError as error:
-            log.warning("Temporal did not start a subscription workflow: %s", error)
-            raise ApiError(503, "Temporal did not start the subscription; try again") from None
-        return await run_in_threadpool(read_subscription, subscription_id)
+    except service_errors.InvalidRequestError as error:
+        # 422 even for a MissingError: the body names the customer and price (checked
+        # above, so this is one removed in between).
+        raise ApiError(422, capitalized(str(error))) from None
+    return await run_in_threadpool(read_subscription, deps, subscription_id)
 
-    @v1.post(
-        "/subscriptions",
-        status_code=201,
-        response_model=SubscriptionOut,
-        responses={**IDEMPOTENT, **TEMPORAL_DOWN},
+
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    response_model=SubscriptionOut,
+    responses={**IDEMPOTENT, **TEMPORAL_DOWN},
+)
+async def create_subscription(
+    deps: DepsDep,
+    body: SubscriptionCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Start a subscription: its row, then its workflow, which bills it from now on."""
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=201,
+        work=lambda: do_start_subscription(deps, body),
     )
-    async def create_subscription(
-        body: SubscriptionCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Start a subscription: its row, then its workflow, which bills it from now on."""
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=201,
-            work=lambda: do_start_subscription(body),
+
+
+@router.get("/subscriptions", response_model=Page[SubscriptionOut])
+def list_subscriptions(
+    deps: DepsDep,
+    _: KeyInfo = KEY,
+    status: SubscriptionStatus | None = None,
+    customer_id: str | None = None,
+    price_id: str | None = None,
+    limit: Limit = 10,
+    starting_after: After = None,
+) -> Page[SubscriptionOut]:
+    rows, more = subscription_service.list_subscriptions(
+        deps.sessions,
+        SubscriptionOut.of,
+        limit=limit,
+        starting_after=starting_after,
+        status=status,
+        customer_id=customer_id,
+        price_id=price_id,
+    )
+    return Page[SubscriptionOut](data=rows, has_more=more)
+
+
+async def live_status(deps: Deps, subscription_id: str) -> LiveStatus | None:
+    try:
+        client = await asyncio.wait_for(deps.temporal_client(), LIVE_TIMEOUT)
+        # A closed workflow (ended, or a run whose successor is gone) has no live status.
+        described = await asyncio.wait_for(
+            subscription_service.handle(client, subscription_id).describe(), LIVE_TIMEOUT
         )
-
-    @v1.get("/subscriptions", response_model=Page[SubscriptionOut])
-    def list_subscriptions(
-        _: KeyInfo = deps.key,
-        status: SubscriptionStatus | None = None,
-        customer_id: str | None = None,
-        price_id: str | None = None,
-        limit: Limit = 10,
-        starting_after: After = None,
-    ) -> Page[SubscriptionOut]:
-        with sessions() as session:
-            rows, more = paged(
-                lambda: repo.subscriptions(
-                    session,
-                    limit=limit,
-                    starting_after=starting_after,
-                    status=status,
-                    customer_id=customer_id,
-                    price_id=price_id,
-                )
-            )
-            return Page[SubscriptionOut](
-                data=[SubscriptionOut.of(row) for row in rows], has_more=more
-            )
-
-    async def live_status(subscription_id: str) -> LiveStatus | None:
-        try:
-            client = await asyncio.wait_for(deps.temporal_client(), LIVE_TIMEOUT)
-            # A closed workflow (ended, or a run whose successor is gone) has no live status.
-            described = await asyncio.wait_for(
-                service.handle(client, subscription_id).describe(), LIVE_TIMEOUT
-            )
-            if described.status != WorkflowExecutionStatus.RUNNING:
-                return None
-            view = await asyncio.wait_for(
-                service.subscription_status(client, subscription_id), LIVE_TIMEOUT
-            )
-        except Exception as error:
-            log.info("no live status for %s: %s", subscription_id, error or type(error).__name__)
+        if described.status != WorkflowExecutionStatus.RUNNING:
             return None
-        outstanding = view.outstanding_invoice
-        return LiveStatus(
-            status=str(view.status),
-            current_period_start=view.current_period_start,
-            current_period_end=view.current_period_end,
-            next_action=view.next_action,
-            next_action_at=view.next_action_at,
-            dunning_step=view.dunning_step,
-            outstanding_invoice=(
-                None if outstanding is None else OutstandingInvoiceOut(**vars(outstanding))
-            ),
-            cancel_at_period_end=view.cancel_at_period_end,
-            now=view.now,
+        view = await asyncio.wait_for(
+            subscription_service.subscription_status(client, subscription_id), LIVE_TIMEOUT
         )
+    except Exception as error:
+        log.info("no live status for %s: %s", subscription_id, error or type(error).__name__)
+        return None
+    outstanding = view.outstanding_invoice
+    return LiveStatus(
+        status=str(view.status),
+        current_period_start=view.current_period_start,
+        current_period_end=view.current_period_end,
+        next_action=view.next_action,
+        next_action_at=view.next_action_at,
+        dunning_step=view.dunning_step,
+        outstanding_invoice=(
+            None if outstanding is None else OutstandingInvoiceOut(**vars(outstanding))
+        ),
+        cancel_at_period_end=view.cancel_at_period_end,
+        now=view.now,
+    )
 
-    @v1.get("/subscriptions/{subscription_id}", response_model=SubscriptionDetail)
-    async def get_subscription(
-        subscription_id: PathId, _: KeyInfo = deps.key
-    ) -> SubscriptionDetail:
-        """The stored subscription, with ``live``: its workflow's status query right now.
 
-        The top-level fields are the stored row, all of them, as the workflow last
-        recorded it: a status and the fields that go with it (``canceled`` with its
-        ``canceled_at`` and reason) always come together. ``live`` is the workflow's own
-        answer, which may be a moment ahead: right after a cancel it already says
-        ``canceled`` while the row still has the status before, until the workflow
-        records the cancellation (then both say so). Mixing the two would show a
-        ``canceled`` status with no ``canceled_at`` or reason.
-        """
-        row = await run_in_threadpool(read_subscription, subscription_id)
-        live = await live_status(subscription_id)
-        return SubscriptionDetail(**row.model_dump(), live=live)
+@router.get("/subscriptions/{subscription_id}", response_model=SubscriptionDetail)
+async def get_subscription(
+    deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY
+) -> SubscriptionDetail:
+    """The stored subscription, with ``live``: its workflow's status query right now.
 
-    def check_cancellable(subscription_id: str) -> None:
-        with sessions() as session:
-            row = load_subscription(session, subscription_id)
-            if row.status == SubscriptionStatus.CANCELED:
-                raise ApiError(409, f"Subscription {subscription_id!r} is already canceled")
+    The top-level fields are the stored row, all of them, as the workflow last
+    recorded it: a status and the fields that go with it (``canceled`` with its
+    ``canceled_at`` and reason) always come together. ``live`` is the workflow's own
+    answer, which may be a moment ahead: right after a cancel it already says
+    ``canceled`` while the row still has the status before, until the workflow
+    records the cancellation (then both say so). Mixing the two would show a
+    ``canceled`` status with no ``canceled_at`` or reason.
+    """
+    row = await run_in_threadpool(read_subscription, deps, subscription_id)
+    live = await live_status(deps, subscription_id)
+    return SubscriptionDetail(**row.model_dump(), live=live)
 
-    async def do_cancel(subscription_id: str, body: CancelCreate, key: KeyInfo) -> CancelAccepted:
-        await run_in_threadpool(check_cancellable, subscription_id)
-        requested_by = requester(key)
-        client = await deps.connected()
-        try:
-            await service.cancel_subscription(
-                client,
-                subscription_id,
-                reason=body.reason,
-                at_period_end=body.at_period_end,
-                requested_by=requested_by,
-            )
-        except RPCError as error:
-            raise rpc_failure(error, subscription_id, "cancellation") from None
-        return CancelAccepted(
-            subscription_id=subscription_id,
+
+def check_cancellable(deps: Deps, subscription_id: str) -> None:
+    subscription_service.check_not_canceled(deps.sessions, subscription_id, already=True)
+
+
+async def do_cancel(
+    deps: Deps, subscription_id: str, body: CancelCreate, key: KeyInfo
+) -> CancelAccepted:
+    await run_in_threadpool(check_cancellable, deps, subscription_id)
+    requested_by = requester(key)
+    client = await deps.connected()
+    async with subscription_service.workflow_errors(subscription_id, "cancellation"):
+        await subscription_service.cancel_subscription(
+            client,
+            subscription_id,
             reason=body.reason,
             at_period_end=body.at_period_end,
             requested_by=requested_by,
         )
-
-    @v1.post(
-        "/subscriptions/{subscription_id}/cancel",
-        status_code=202,
-        response_model=CancelAccepted,
-        responses={
-            409: {
-                "model": ErrorBody,
-                "description": "already canceled, or the Idempotency-Key was used otherwise",
-            },
-            **TEMPORAL_DOWN,
-        },
+    return CancelAccepted(
+        subscription_id=subscription_id,
+        reason=body.reason,
+        at_period_end=body.at_period_end,
+        requested_by=requested_by,
     )
-    async def cancel_subscription(
-        subscription_id: PathId,
-        body: CancelCreate,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Send the ``cancel`` signal; ``at_period_end: false`` ends it now.
 
-        Accepted (202): the workflow cancels, records the reason and who asked (this
-        API key) in the audit log, and emails the customer.
-        """
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=202,
-            work=lambda: do_cancel(subscription_id, body, key),
-        )
 
-    return v1
+@router.post(
+    "/subscriptions/{subscription_id}/cancel",
+    status_code=202,
+    response_model=CancelAccepted,
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "already canceled, or the Idempotency-Key was used otherwise",
+        },
+        **TEMPORAL_DOWN,
+    },
+)
+async def cancel_subscription(
+    deps: DepsDep,
+    subscription_id: PathId,
+    body: CancelCreate,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Send the ``cancel`` signal; ``at_period_end: false`` ends it now.
+
+    Accepted (202): the workflow cancels, records the reason and who asked (this
+    API key) in the audit log, and emails the customer.
+    """
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=202,
+        work=lambda: do_cancel(deps, subscription_id, body, key),
+    )

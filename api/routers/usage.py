@@ -10,9 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
 
-from activities.invoice_builder import current_usage, upcoming_draft
 from api.billing_schemas import (
     CurrentUsage,
     LineOut,
@@ -21,129 +19,128 @@ from api.billing_schemas import (
     UsageEventBody,
     UsageReceipt,
 )
-from api.deps import Deps, IdemKey, PathId
+from api.deps import KEY, Deps, DepsDep, IdemKey, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.lookups import load_subscription
-from api.workflow_calls import TEMPORAL_DOWN, ended, rpc_failure
+from api.workflow_calls import TEMPORAL_DOWN, ended
 from billing.rounding import RoundingMode
-from kakin import service
-from kakin.api_keys import KeyInfo
-from kakin.usage import ingest
-from models.tables import Price
+from kakin.services import invoices as invoice_service
+from kakin.services import subscriptions as subscription_service
+from kakin.services.api_keys import KeyInfo
+from kakin.services.usage import ingest
 
 STATUS_TIMEOUT = 5.0
 
 
-def router(deps: Deps) -> APIRouter:
-    v1 = APIRouter(prefix="/v1", responses=RESPONSES, tags=["usage"])
-    sessions = deps.sessions
+router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["usage"])
 
-    @v1.post("/usage", response_model=UsageReceipt, responses=IDEMPOTENT)
-    async def report_usage(
-        body: UsageBatch,
-        request: Request,
-        idempotency_key: IdemKey = None,
-        key: KeyInfo = deps.key,
-    ) -> JSONResponse:
-        """Report one usage event, or a batch of up to 1,000 (service).
 
-        Each event is judged on its own: accepted, ``duplicate`` (its event id was
-        received before and is counted once), or ``rejected`` with the reason; the
-        good events of a batch are kept whatever the others are.
-        """
-        events = body.events
-        return await once(
-            request,
-            sessions,
-            key,
-            idempotency_key,
-            status=200,
-            work=lambda: run_in_threadpool(do_ingest, events),
-        )
+@router.post("/usage", response_model=UsageReceipt, responses=IDEMPOTENT)
+async def report_usage(
+    deps: DepsDep,
+    body: UsageBatch,
+    request: Request,
+    idempotency_key: IdemKey = None,
+    key: KeyInfo = KEY,
+) -> JSONResponse:
+    """Report one usage event, or a batch of up to 1,000 (service).
 
-    def do_ingest(events: list[UsageEventBody]) -> dict[str, Any]:
-        # The parsed events go in as they are (they have UsageEventIn's fields), and the
-        # receipt (a UsageReceipt) comes out as JSON-ready dicts: no model per event.
-        results = ingest(sessions, events)
-        statuses = [result.status for result in results]
-        return {
-            "accepted": statuses.count("accepted"),
-            "duplicates": statuses.count("duplicate"),
-            "rejected": statuses.count("rejected"),
-            "results": [
-                {
-                    "event_id": result.event_id,
-                    "status": result.status,
-                    "reason": result.reason,
-                    "subscription_id": result.subscription_id,
-                }
-                for result in results
-            ],
-        }
-
-    @v1.get("/subscriptions/{subscription_id}/usage", response_model=CurrentUsage)
-    def get_usage(subscription_id: PathId, _: KeyInfo = deps.key) -> CurrentUsage:
-        """Usage of the open period so far, per metered price, and its cost so far."""
-        with sessions() as session:
-            subscription = load_subscription(session, subscription_id)
-            lines = current_usage(session, subscription)
-            return CurrentUsage(
-                subscription_id=subscription.id,
-                currency=subscription.price.currency,
-                period_start=subscription.current_period_start,
-                period_end=subscription.current_period_end,
-                lines=[LineOut.of(line) for line in lines],
-                amount=sum(line.amount for line in lines),
-            )
-
-    @v1.get(
-        "/subscriptions/{subscription_id}/upcoming-invoice",
-        response_model=UpcomingInvoice,
-        responses=TEMPORAL_DOWN,
+    Each event is judged on its own: accepted, ``duplicate`` (its event id was
+    received before and is counted once), or ``rejected`` with the reason; the
+    good events of a batch are kept whatever the others are.
+    """
+    events = body.events
+    return await once(
+        request,
+        deps.sessions,
+        key,
+        idempotency_key,
+        status=200,
+        work=lambda: run_in_threadpool(do_ingest, deps, events),
     )
-    async def get_upcoming_invoice(
-        subscription_id: PathId, _: KeyInfo = deps.key
-    ) -> UpcomingInvoice:
-        """The invoice the next renewal will create, with the usage received so far."""
-        await run_in_threadpool(check_exists, subscription_id)
-        client = await deps.connected()
-        handle = service.handle(client, subscription_id)
-        try:
+
+
+def do_ingest(deps: Deps, events: list[UsageEventBody]) -> dict[str, Any]:
+    # The parsed events go in as they are (they have UsageEventIn's fields), and the
+    # receipt (a UsageReceipt) comes out as JSON-ready dicts: no model per event.
+    results = ingest(deps.sessions, events)
+    statuses = [result.status for result in results]
+    return {
+        "accepted": statuses.count("accepted"),
+        "duplicates": statuses.count("duplicate"),
+        "rejected": statuses.count("rejected"),
+        "results": [
+            {
+                "event_id": result.event_id,
+                "status": result.status,
+                "reason": result.reason,
+                "subscription_id": result.subscription_id,
+            }
+            for result in results
+        ],
+    }
+
+
+@router.get("/subscriptions/{subscription_id}/usage", response_model=CurrentUsage)
+def get_usage(deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY) -> CurrentUsage:
+    """Usage of the open period so far, per metered price, and its cost so far."""
+    return invoice_service.usage_so_far(
+        deps.sessions,
+        subscription_id,
+        lambda subscription, lines: CurrentUsage(
+            subscription_id=subscription.id,
+            currency=subscription.price.currency,
+            period_start=subscription.current_period_start,
+            period_end=subscription.current_period_end,
+            lines=[LineOut.of(line) for line in lines],
+            amount=sum(line.amount for line in lines),
+        ),
+    )
+
+
+@router.get(
+    "/subscriptions/{subscription_id}/upcoming-invoice",
+    response_model=UpcomingInvoice,
+    responses=TEMPORAL_DOWN,
+)
+async def get_upcoming_invoice(
+    deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY
+) -> UpcomingInvoice:
+    """The invoice the next renewal will create, with the usage received so far."""
+    await run_in_threadpool(check_exists, deps, subscription_id)
+    client = await deps.connected()
+    handle = subscription_service.handle(client, subscription_id)
+    try:
+        async with subscription_service.workflow_errors(subscription_id, "status query"):
             described = await asyncio.wait_for(handle.describe(), STATUS_TIMEOUT)
             if described.status != WorkflowExecutionStatus.RUNNING:
                 raise ended(subscription_id)
             view = await asyncio.wait_for(
-                service.subscription_status(client, subscription_id), STATUS_TIMEOUT
+                subscription_service.subscription_status(client, subscription_id), STATUS_TIMEOUT
             )
-        except RPCError as error:
-            raise rpc_failure(error, subscription_id, "status query") from None
-        except TimeoutError:
-            raise ApiError(503, "Temporal did not answer the status query; try again") from None
-        if view.next_period_start is None or view.next_period_end is None:
-            raise ApiError(409, f"Subscription {subscription_id!r} has no upcoming invoice")
-        start, end = view.next_period_start, view.next_period_end
-        pending = view.pending_price_id
-        return await run_in_threadpool(preview, subscription_id, start, end, pending)
+    except TimeoutError:
+        raise ApiError(503, "Temporal did not answer the status query; try again") from None
+    if view.next_period_start is None or view.next_period_end is None:
+        raise ApiError(409, f"Subscription {subscription_id!r} has no upcoming invoice")
+    start, end = view.next_period_start, view.next_period_end
+    pending = view.pending_price_id
+    return await run_in_threadpool(preview, deps, subscription_id, start, end, pending)
 
-    def check_exists(subscription_id: str) -> None:
-        with sessions() as session:
-            load_subscription(session, subscription_id)
 
-    def preview(
-        subscription_id: str, start: datetime, end: datetime, pending: str | None
-    ) -> UpcomingInvoice:
-        with sessions() as session:
-            subscription = load_subscription(session, subscription_id)
-            draft = upcoming_draft(
-                session,
-                subscription,
-                next_start=start,
-                next_end=end,
-                pending_price=session.get(Price, pending) if pending else None,
-                rounding=RoundingMode(deps.settings.tax_rounding),
-            )
-            return UpcomingInvoice.of(subscription.id, start, end, draft)
+def check_exists(deps: Deps, subscription_id: str) -> None:
+    subscription_service.get_subscription(deps.sessions, subscription_id, lambda _: None)
 
-    return v1
+
+def preview(
+    deps: Deps, subscription_id: str, start: datetime, end: datetime, pending: str | None
+) -> UpcomingInvoice:
+    return invoice_service.upcoming_invoice(
+        deps.sessions,
+        subscription_id,
+        lambda subscription, draft: UpcomingInvoice.of(subscription.id, start, end, draft),
+        next_start=start,
+        next_end=end,
+        pending_price_id=pending,
+        rounding=RoundingMode(deps.settings.tax_rounding),
+    )

@@ -111,3 +111,12 @@ def authenticate(session: Session, presented: str) -> KeyInfo | None:
     row.last_used_at = utcnow()
     session.commit()
     return _info(row)
+
+
+# --- for the faces that hold a session factory, not a session (the HTTP API) ---
+
+
+def authenticate_with(sessions: sessionmaker[Session], presented: str) -> KeyInfo | None:
+    """``authenticate`` in a session of its own."""
+    with sessions() as session:
+        return authenticate(session, presented)

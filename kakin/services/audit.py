@@ -7,9 +7,11 @@ by the activities and services; this is the one way the faces read them: ``GET
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from kakin.services.errors import InvalidRequestError
 from models import repositories as repo
@@ -61,3 +63,17 @@ def list_entries(
         )
     except repo.InvalidCursorError as error:
         raise InvalidRequestError(str(error)) from None
+
+
+# --- for the faces that hold a session factory (each shapes rows inside its session) ---
+
+T = TypeVar("T")
+
+
+def list_entries_shaped(
+    sessions: sessionmaker[Session], shape: Callable[[AuditLog], T], **filters: Any
+) -> tuple[list[T], bool]:
+    """``list_entries`` (the same filters) in a session of its own, each entry shaped."""
+    with sessions() as session:
+        rows, more = list_entries(session, **filters)
+        return [shape(row) for row in rows], more

@@ -6,9 +6,10 @@ once, by the pure rules in billing/, with an error that says what is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +37,10 @@ InvalidRequestError = errors.InvalidRequestError
 
 class CatalogError(InvalidRequestError):
     """A catalog request that cannot be carried out; the message says why."""
+
+
+class CatalogMissingError(errors.MissingError, CatalogError):
+    """A catalog request naming a product, tax rate or coupon that does not exist."""
 
 
 def _rule(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,7 +100,7 @@ def _tax_rate_ids(session: Session, ids: list[str]) -> list[str]:
     for rate_id in ids:
         rate = session.get(TaxRate, rate_id)
         if rate is None or not rate.active:
-            raise CatalogError(f"tax rate {rate_id!r} does not exist or is archived")
+            raise CatalogMissingError(f"tax rate {rate_id!r} does not exist or is archived")
     return list(ids)
 
 
@@ -137,7 +142,7 @@ def create_price(
             else session.get(Product, product_id)
         )
         if product is None:
-            raise CatalogError(f"product {product_id!r} does not exist")
+            raise CatalogMissingError(f"product {product_id!r} does not exist")
         metric = None
         if metric_code is not None:
             metric = repo.metric_by_code(session, metric_code)
@@ -250,7 +255,7 @@ def redeem_coupon(
         subscription = repo.subscription(session, subscription_id)
         coupon = repo.coupon_by_code(session, code)
         if coupon is None or not coupon.active:
-            raise CatalogError(f"coupon {code!r} does not exist or is archived")
+            raise CatalogMissingError(f"coupon {code!r} does not exist or is archived")
         terms = discounts.Coupon(
             code=coupon.code,
             duration=coupon.duration,  # type: ignore[arg-type]
@@ -285,3 +290,110 @@ def redeem_coupon(
                 f"subscription {subscription_id} has coupon {code!r} already"
             ) from None
         return redemption.id
+
+
+# --- price reads and archiving, for the faces (each shapes a row inside its session) ---
+
+T = TypeVar("T")
+
+
+def find_price(session: Session, price_id: str) -> Price:
+    """The price, or a ``NotFoundError`` naming the id."""
+    row = session.get(Price, price_id)
+    if row is None:
+        raise errors.NotFoundError(f"Price {price_id!r} does not exist")
+    return row
+
+
+def get_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
+    with sessions() as session:
+        return shape(find_price(session, price_id))
+
+
+def list_prices(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Price], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.page(session, Price, limit=limit, starting_after=starting_after)
+        return [shape(row) for row in rows], more
+
+
+def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
+    """Archive a price: it takes no new subscriptions; running ones continue."""
+    with sessions() as session:
+        row = find_price(session, price_id)
+        row.active = False
+        session.commit()
+        return shape(row)
+
+
+# --- metric, tax rate and coupon reads, for the faces ---
+
+
+def _get(
+    sessions: sessionmaker[Session], model: Any, row_id: str, what: str, shape: Callable[[Any], T]
+) -> T:
+    with sessions() as session:
+        row = session.get(model, row_id)
+        if row is None:
+            raise errors.NotFoundError(f"{what} {row_id!r} does not exist")
+        return shape(row)
+
+
+def _list(
+    sessions: sessionmaker[Session],
+    model: Any,
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.page(session, model, limit=limit, starting_after=starting_after)
+        return [shape(row) for row in rows], more
+
+
+def get_metric(sessions: sessionmaker[Session], metric_id: str, shape: Callable[[Any], T]) -> T:
+    return _get(sessions, BillableMetric, metric_id, "Metric", shape)
+
+
+def list_metrics(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    return _list(sessions, BillableMetric, shape, limit=limit, starting_after=starting_after)
+
+
+def get_tax_rate(sessions: sessionmaker[Session], rate_id: str, shape: Callable[[Any], T]) -> T:
+    return _get(sessions, TaxRate, rate_id, "Tax rate", shape)
+
+
+def list_tax_rates(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    return _list(sessions, TaxRate, shape, limit=limit, starting_after=starting_after)
+
+
+def get_coupon(sessions: sessionmaker[Session], coupon_id: str, shape: Callable[[Any], T]) -> T:
+    return _get(sessions, Coupon, coupon_id, "Coupon", shape)
+
+
+def list_coupons(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Any], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    return _list(sessions, Coupon, shape, limit=limit, starting_after=starting_after)

@@ -13,15 +13,16 @@ split per tax group and rate). This module keeps the promises around them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import ConflictError, InvalidRequestError
-from kakin.services.invoices import stored_totals
+from kakin.services.invoices import find_invoice, stored_totals
 from models import repositories as repo
 from models.payloads import InvoiceStatus
 from models.tables import CreditNote, CreditTransaction, Invoice
@@ -181,3 +182,27 @@ def settle_refund(
         note.stripe_refund_id = refund_id
         note.status = "refunded"
         session.commit()
+
+
+# --- credit note reads, for the faces (each shapes rows inside its session) ---
+
+T = TypeVar("T")
+
+
+def get_credit_note(
+    sessions: sessionmaker[Session], credit_note_id: str, shape: Callable[[CreditNote], T]
+) -> T:
+    with sessions() as session:
+        row = session.get(CreditNote, credit_note_id)
+        if row is None:
+            raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
+        return shape(row)
+
+
+def list_credit_notes(
+    sessions: sessionmaker[Session], invoice_id: str, shape: Callable[[CreditNote], T]
+) -> list[T]:
+    """The invoice's credit notes (``NotFoundError`` when there is no such invoice)."""
+    with sessions() as session:
+        find_invoice(session, invoice_id)
+        return [shape(row) for row in repo.credit_notes_of(session, invoice_id)]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.money import normalize_currency
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services.errors import InvalidRequestError
+from kakin.services.errors import InvalidRequestError, NotFoundError
 from models import repositories as repo
-from models.tables import Customer
+from models.tables import Customer, Invoice, PaymentAttempt
 
 
 def create_customer(
@@ -58,3 +61,84 @@ def create_customer(
         )
         session.commit()
     return customer_id
+
+
+# --- reads and the update, for the faces (each shapes a row inside its session) ---
+
+T = TypeVar("T")
+
+
+def find_customer(session: Session, customer_id: str) -> Customer:
+    """The customer, or a ``NotFoundError`` naming the id."""
+    row = session.get(Customer, customer_id)
+    if row is None:
+        raise NotFoundError(f"Customer {customer_id!r} does not exist")
+    return row
+
+
+def get_customer(
+    sessions: sessionmaker[Session], customer_id: str, shape: Callable[[Customer], T]
+) -> T:
+    with sessions() as session:
+        return shape(find_customer(session, customer_id))
+
+
+def list_customers(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Customer], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.page(session, Customer, limit=limit, starting_after=starting_after)
+        return [shape(row) for row in rows], more
+
+
+def update_customer(
+    sessions: sessionmaker[Session],
+    customer_id: str,
+    changes: Mapping[str, Any],
+    shape: Callable[[Customer], T],
+) -> T:
+    """Change the given fields (email, name, locale, time zone); none may be null."""
+    with sessions() as session:
+        row = find_customer(session, customer_id)
+        for field, value in changes.items():
+            if value is None:
+                raise InvalidRequestError(f"{field} cannot be null")
+            setattr(row, field, value)
+        session.commit()
+        return shape(row)
+
+
+def list_customer_invoices(
+    sessions: sessionmaker[Session],
+    customer_id: str,
+    shape: Callable[[Invoice], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        find_customer(session, customer_id)
+        rows, more = repo.customer_invoices(
+            session, customer_id, limit=limit, starting_after=starting_after
+        )
+        return [shape(row) for row in rows], more
+
+
+def list_customer_payments(
+    sessions: sessionmaker[Session],
+    customer_id: str,
+    shape: Callable[[PaymentAttempt], T],
+    *,
+    limit: int,
+    starting_after: int | None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        find_customer(session, customer_id)
+        rows, more = repo.customer_payments(
+            session, customer_id, limit=limit, starting_after=starting_after
+        )
+        return [shape(row) for row in rows], more

@@ -13,6 +13,7 @@ __all__ = [
     "ConflictError",
     "InvalidCursorError",
     "InvalidRequestError",
+    "MissingError",
     "NotFoundError",
     "RefusedError",
     "ServiceError",
@@ -38,3 +39,12 @@ class RefusedError(ConflictError):
 
 class UnavailableError(ServiceError):
     """A component kakin needs (Temporal, Stripe, the database) did not answer: 503."""
+
+
+class MissingError(NotFoundError, InvalidRequestError):
+    """The request names an object that does not exist (a price, a product, a coupon).
+
+    A ``NotFoundError`` (HTTP 404) and an ``InvalidRequestError``, so the callers that
+    treat every bad request alike (the CLI, a create whose body names the object) still
+    catch it as one.
+    """

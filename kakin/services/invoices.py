@@ -18,12 +18,13 @@ shows it without storing anything, so the two cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from billing import rating
 from billing.discounts import Coupon as CouponTerms
@@ -34,6 +35,7 @@ from billing.money import format_amount
 from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, settle
 from billing.tax import TaxRate as RateTerms
+from kakin.services.errors import NotFoundError
 
 # The invoice as printed is in invoice_documents.py (this module is long enough); it is
 # part of the invoice service, so it is found here too.
@@ -515,3 +517,97 @@ def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
         reason=change.reason,
         occurred_at=change.occurred_at,
     )
+
+
+# --- invoice reads, for the faces (each shapes a row inside its session) ---
+
+T = TypeVar("T")
+
+
+def find_invoice(session: Session, invoice_id: str) -> Invoice:
+    """The invoice, or a ``NotFoundError`` naming the id."""
+    row = session.get(Invoice, invoice_id)
+    if row is None:
+        raise NotFoundError(f"Invoice {invoice_id!r} does not exist")
+    return row
+
+
+def get_invoice(
+    sessions: sessionmaker[Session], invoice_id: str, shape: Callable[[Invoice], T]
+) -> T:
+    with sessions() as session:
+        return shape(find_invoice(session, invoice_id))
+
+
+def list_invoices(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Invoice], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.invoices(
+            session,
+            limit=limit,
+            starting_after=starting_after,
+            status=status,
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+        )
+        return [shape(row) for row in rows], more
+
+
+def invoice_and_subscription_status(
+    sessions: sessionmaker[Session], invoice_id: str
+) -> tuple[str, str, str]:
+    """The invoice's subscription id, the invoice's status and the subscription's."""
+    with sessions() as session:
+        row = find_invoice(session, invoice_id)
+        subscription = _find_subscription(session, row.subscription_id)
+        return row.subscription_id, row.status, subscription.status
+
+
+def usage_so_far(
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    shape: Callable[[Subscription, list[DraftLine]], T],
+) -> T:
+    """The open period's usage lines of the subscription (``NotFoundError``: none)."""
+    with sessions() as session:
+        subscription = _find_subscription(session, subscription_id)
+        return shape(subscription, current_usage(session, subscription))
+
+
+def upcoming_invoice(
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    shape: Callable[[Subscription, Draft], T],
+    *,
+    next_start: datetime,
+    next_end: datetime,
+    pending_price_id: str | None,
+    rounding: RoundingMode,
+) -> T:
+    """The draft of the invoice the next renewal will create (``upcoming_draft``)."""
+    with sessions() as session:
+        subscription = _find_subscription(session, subscription_id)
+        draft = upcoming_draft(
+            session,
+            subscription,
+            next_start=next_start,
+            next_end=next_end,
+            pending_price=session.get(Price, pending_price_id) if pending_price_id else None,
+            rounding=rounding,
+        )
+        return shape(subscription, draft)
+
+
+def _find_subscription(session: Session, subscription_id: str) -> Subscription:
+    row = session.get(Subscription, subscription_id)
+    if row is None:
+        raise NotFoundError(f"Subscription {subscription_id!r} does not exist")
+    return row

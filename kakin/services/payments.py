@@ -7,6 +7,7 @@ API and the webhook Stripe sends for one change, exactly one tells the workflows
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -17,7 +18,7 @@ from kakin.services.errors import InvalidRequestError
 from kakin.services.subscriptions import handle
 from models import payments as payment_sql
 from models import repositories as repo
-from models.payloads import PaymentMethodUpdated, PaymentReceived
+from models.payloads import InvoiceStatus, PaymentMethodUpdated, PaymentReceived
 from models.tables import utcnow
 
 
@@ -105,3 +106,36 @@ async def retry_payment_now(client: Client, subscription_id: str, *, requested_b
         contracts.SIGNAL_PAYMENT_METHOD_UPDATED,
         PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
     )
+
+
+# --- for the card-update page (api/payment_page.py) ---
+
+
+def card_update_context(
+    sessions: sessionmaker[Session], subscription_id: str
+) -> dict[str, Any] | None:
+    """What the card-update page shows: the customer and their oldest unpaid invoice
+    (None when there is no such subscription)."""
+    with sessions() as session:
+        try:
+            subscription = repo.subscription(session, subscription_id)
+        except repo.NotFoundError:
+            return None
+        customer = subscription.customer
+        invoices, _ = repo.customer_invoices(session, customer.id, limit=100, starting_after=None)
+        unpaid = [
+            i for i in invoices
+            if i.subscription_id == subscription.id and i.status == InvoiceStatus.OPEN
+        ]  # fmt: skip
+        oldest = min(unpaid, key=lambda i: i.period_start) if unpaid else None
+        return {
+            "customer_name": customer.name,
+            "locale": customer.locale,
+            "currency": customer.currency,
+            "amount_due": oldest.total - oldest.amount_paid if oldest else None,
+            "invoice_number": oldest.number if oldest else None,
+            # The period the unpaid invoice bills, on the customer's calendar.
+            "time_zone": customer.time_zone,
+            "period_start": oldest.period_start if oldest else None,
+            "period_end": oldest.period_end if oldest else None,
+        }

@@ -8,18 +8,30 @@ way and starts workflows with the same ids and search attributes.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import FailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from billing.calendar import Interval, zone
 from billing.dunning import DunningPolicy
 from billing.proration import Proration, prorate
 from kakin import contracts
-from kakin.services.errors import InvalidRequestError
+from kakin.services.errors import (
+    ConflictError,
+    InvalidRequestError,
+    MissingError,
+    NotFoundError,
+    RefusedError,
+    UnavailableError,
+)
 from models import repositories as repo
 from models.payloads import (
     CancelRequest,
@@ -72,7 +84,7 @@ async def start_subscription(
     with sessions() as session:
         customer = session.get(Customer, customer_id)
         if customer is None:
-            raise InvalidRequestError(f"customer {customer_id!r} does not exist")
+            raise MissingError(f"customer {customer_id!r} does not exist")
         price = _offered(
             session.get(Price, price_id), price_id, customer.currency, billed="the customer"
         )
@@ -163,7 +175,7 @@ def _forget(sessions: sessionmaker[Session], subscription_id: str) -> None:
 def _offered(price: Price | None, price_id: str, currency: str, *, billed: str) -> Price:
     """The price, if it exists, takes new subscriptions and bills in ``currency``."""
     if price is None:
-        raise InvalidRequestError(f"price {price_id!r} does not exist")
+        raise MissingError(f"price {price_id!r} does not exist")
     if not price.active:
         raise InvalidRequestError(f"price {price_id!r} is archived and takes no new subscriptions")
     if price.currency != currency:
@@ -358,3 +370,122 @@ def apply_subscription_change(session: Session, change: SubscriptionChange) -> N
         reason=change.reason,
         occurred_at=change.occurred_at,
     )
+
+
+# --- Temporal's answers as typed errors, for the faces that ask a workflow (the API) ---
+
+log = logging.getLogger("kakin.api")  # the messages the API logged before they moved here
+
+
+def ended_message(subscription_id: str) -> str:
+    return f"Subscription {subscription_id!r} has ended; its workflow no longer runs"
+
+
+def _sentence_case(message: str) -> str:
+    """Workflow messages start lower-case; the error's message is a sentence."""
+    return message[:1].upper() + message[1:]
+
+
+@asynccontextmanager
+async def workflow_errors(
+    subscription_id: str, what: str, *, unavailable: str | None = None, running: bool = True
+) -> AsyncIterator[None]:
+    """Turn Temporal's answers inside the block into typed errors.
+
+    An update the workflow refused is a ``RefusedError`` with the workflow's own reason;
+    a workflow that no longer runs (``running``: the block asks a running one) a
+    ``RefusedError`` saying it ended; any other RPC failure an ``UnavailableError``
+    (``unavailable``, or "Temporal did not take the <what>").
+    """
+    try:
+        yield
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        reason = cause.message if isinstance(cause, FailureError) else ""
+        if not reason:
+            log.warning("the %s update failed without a reason: %s", what, error)
+            reason = f"the {what} was refused"
+        raise RefusedError(_sentence_case(reason)) from None
+    except RPCError as error:
+        if running and error.status == RPCStatusCode.NOT_FOUND:
+            raise RefusedError(ended_message(subscription_id)) from None
+        log.warning("Temporal did not take the %s: %s", what, error)
+        raise UnavailableError(
+            unavailable or f"Temporal did not take the {what}; try again"
+        ) from None
+
+
+# --- subscription reads, for the faces (each shapes a row inside its session) ---
+
+T = TypeVar("T")
+
+
+def find_subscription(session: Session, subscription_id: str) -> Subscription:
+    """The subscription, or a ``NotFoundError`` naming the id."""
+    row = session.get(Subscription, subscription_id)
+    if row is None:
+        raise NotFoundError(f"Subscription {subscription_id!r} does not exist")
+    return row
+
+
+def get_subscription(
+    sessions: sessionmaker[Session], subscription_id: str, shape: Callable[[Subscription], T]
+) -> T:
+    with sessions() as session:
+        return shape(find_subscription(session, subscription_id))
+
+
+def list_subscriptions(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Subscription], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    price_id: str | None = None,
+) -> tuple[list[T], bool]:
+    with sessions() as session:
+        rows, more = repo.subscriptions(
+            session,
+            limit=limit,
+            starting_after=starting_after,
+            status=status,
+            customer_id=customer_id,
+            price_id=price_id,
+        )
+        return [shape(row) for row in rows], more
+
+
+def check_not_canceled(
+    sessions: sessionmaker[Session], subscription_id: str, *, already: bool = False
+) -> None:
+    """A ``ConflictError`` when the subscription is canceled (``NotFoundError``: none)."""
+    with sessions() as session:
+        row = find_subscription(session, subscription_id)
+        if row.status == SubscriptionStatus.CANCELED:
+            said = "already canceled" if already else "canceled"
+            raise ConflictError(f"Subscription {subscription_id!r} is {said}")
+
+
+def plan_change_currency(
+    sessions: sessionmaker[Session], subscription_id: str, price_id: str
+) -> str:
+    """The currency of a plan change the preview may show, after the checks the change
+    makes: same currency, same billing interval (``InvalidRequestError``: not so)."""
+    with sessions() as session:
+        current = find_subscription(session, subscription_id).price
+        new = session.get(Price, price_id)
+        if new is None:
+            raise NotFoundError(f"Price {price_id!r} does not exist")
+        if new.currency != current.currency:
+            raise InvalidRequestError(
+                f"Price is in {new.currency} but the subscription is billed in {current.currency}"
+            )
+        if (new.interval, new.interval_count) != (current.interval, current.interval_count):
+            raise InvalidRequestError(
+                "A plan change keeps the billing interval: "
+                f"{current.interval_count} {current.interval} now, "
+                f"{new.interval_count} {new.interval} asked"
+            )
+        return current.currency
