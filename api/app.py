@@ -95,7 +95,7 @@ def create_app(
 
 def build_app(settings: Settings) -> FastAPI:
     """The API wired to the real dependencies from settings (``kakin api``)."""
-    from kakin import wiring
+    from kakin import runtime as wiring
 
     # One JSON line per request (api.middleware), shown even where the root is at WARNING;
     # it replaces uvicorn's access log, which would log query strings and client addresses.

@@ -53,7 +53,7 @@ from kakin.services.api_keys import KeyInfo, Role
 if TYPE_CHECKING:
     from kakin.platform.settings import Settings
 
-log = logging.getLogger("kakin.codec")
+log = logging.getLogger("kakin.platform.codec")
 
 COOKIE = "kakin_codec_key"
 COOKIE_MAX_AGE = 8 * 3600  # a working day; sign in again after
@@ -233,7 +233,7 @@ def create_codec_app(
 
 def build_codec_app(settings: Settings) -> Starlette:
     """The codec endpoint wired to the configured keys, database and UI origin."""
-    from kakin import wiring
+    from kakin import runtime as wiring
     from kakin.platform import codec
 
     return create_codec_app(

@@ -3,7 +3,7 @@
 GET shows the amount due and a form; POST turns a Stripe *test* card number into a
 payment method through the Stripe API (never stored, logged or echoed by kakin) and
 sends ``payment_method_updated``, so the workflow retries the charge at once. The
-link is signed (``activities.links``); an altered or expired link is refused. With a
+link is signed (``kakin.adapters.links``); an altered or expired link is refused. With a
 live key the form is refused: live card entry belongs to Stripe's own hosted forms. A
 form that is not UTF-8 is a 400 page in the customer's language (the browser's, when
 the link does not name a customer).

@@ -39,8 +39,8 @@ async def main(argv: list[str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(args.threads, thread_name_prefix="kakin-activity") as executor:
         if args.kind == "kakin":
-            from activities.pdf import warm_up
             from bench.stack import make_kakin
+            from kakin.adapters.pdf import warm_up
             from kakin.runtime import build_worker
 
             kakin = make_kakin(args.database_url, args.stripe_url, args.outbox)

@@ -25,7 +25,6 @@ from typing import Any
 import psycopg
 from temporalio.client import Client
 
-from kakin.binaries import find_binary
 from kakin.dev.embedded import (
     LOCALHOST,
     SEARCH_ATTRIBUTES,
@@ -34,6 +33,7 @@ from kakin.dev.embedded import (
     start_localstripe,
     wait_for_temporal,
 )
+from kakin.platform.binaries import find_binary
 
 PG_ADMIN_URL = os.environ.get(
     "KAKIN_BENCH_POSTGRES",

@@ -288,8 +288,8 @@ async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
     from sqlalchemy import select
 
     from api.app import create_app
-    from kakin import service
-    from kakin.settings import Settings
+    from kakin.platform.settings import Settings
+    from kakin.services import subscriptions
     from models.tables import WebhookEvent
 
     seconds_per_month = 4.0
@@ -323,12 +323,12 @@ async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
                 ).raise_for_status()  # fmt: skip
                 async with stack.kakin_worker(server.client, kakin, queue):
                     customers, price_id = await stack.make_customers(kakin, 1)
-                    sub_id = await service.start_subscription(
+                    sub_id = await subscriptions.start_subscription(
                         server.client, kakin.sessions, task_queue=queue,
                         customer_id=customers[0], price_id=price_id,
                         test_clock_speed=30 * 86_400 / seconds_per_month,
                     )  # fmt: skip
-                    wid = service.workflow_id(sub_id)
+                    wid = subscriptions.workflow_id(sub_id)
                     query = f"WorkflowId = '{wid}' AND ExecutionStatus = 'ContinuedAsNew'"
                     deadline = time.monotonic() + 30 + renewals * seconds_per_month * 3
                     while time.monotonic() < deadline:
@@ -337,7 +337,7 @@ async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
                             break
                         await asyncio.sleep(0.5)
                     await asyncio.sleep(2)  # the last charge's webhook (a second later)
-                    await service.cancel_subscription(
+                    await subscriptions.cancel_subscription(
                         server.client, sub_id, reason="bench", at_period_end=False,
                         requested_by="bench",
                     )  # fmt: skip

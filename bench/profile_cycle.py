@@ -33,7 +33,7 @@ from typing import Any
 
 from bench import stack
 from bench.common import localstripe, postgres_database, progress, temp_dir
-from kakin.service import workflow_id
+from kakin.services.subscriptions import workflow_id
 from models import repositories as repo
 from models.payloads import (
     ChargeRequest,

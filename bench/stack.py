@@ -30,16 +30,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import pdf
 from activities.billing import BillingActivities, Seller
-from activities.mailer import OutboxMailer
-from activities.rendering import make_template_env
-from activities.stripe_gateway import StripeGateway
 from bench import bare as bare_module
 from bench.bare import BareCycleWorkflow, noop, take_done
 from bench.common import progress
-from kakin import service
+from kakin.adapters import pdf
+from kakin.adapters.mailer import OutboxMailer
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.runtime import build_stripe_worker, build_worker
+from kakin.services import catalog
+from kakin.services import customers as customers_service
+from kakin.services import subscriptions as subscriptions_service
 from models.db import make_engine, make_session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +108,7 @@ def make_kakin(
 
 async def make_customers(kakin: Kakin, count: int) -> tuple[list[str], str]:
     """``count`` JPY customers with a good card, and one monthly price; returns their ids."""
-    price_id = service.create_price(
+    price_id = catalog.create_price(
         kakin.sessions, product_name="bench plan", currency="JPY", unit_amount=3980
     )
     semaphore = asyncio.Semaphore(8)
@@ -116,7 +118,7 @@ async def make_customers(kakin: Kakin, count: int) -> tuple[list[str], str]:
         nonlocal made
         async with semaphore:
             customer = await asyncio.to_thread(
-                service.create_customer, kakin.sessions, kakin.setup_stripe,
+                customers_service.create_customer, kakin.sessions, kakin.setup_stripe,
                 email=f"bench{number}@example.jp", name=f"ベンチ {number}", currency="JPY",
                 locale="ja", time_zone="Asia/Tokyo", card_number=OK_CARD,
             )  # fmt: skip
@@ -142,7 +144,7 @@ async def start_subscriptions(
 ) -> list[str]:
     """Start ``count`` subscriptions (round-robin over ``customers``) all due at ``due``.
 
-    service.start_subscription writes to the database synchronously: run on this
+    subscriptions_service.start_subscription writes to the database synchronously: run on this
     loop it would stall the worker's loop for seconds (workflow tasks time out). So
     the starts run on a loop of their own in a thread, with their own client.
     """
@@ -156,7 +158,7 @@ async def start_subscriptions(
 
         async def one(number: int) -> None:
             async with semaphore:
-                sub_id = await service.start_subscription(
+                sub_id = await subscriptions_service.start_subscription(
                     own,
                     kakin.sessions,
                     task_queue=task_queue,

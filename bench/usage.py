@@ -83,7 +83,7 @@ def app_from_environment() -> Any:
     """The app a server process of the bench serves (``uvicorn --factory``): the one
     ``kakin api`` serves (``build_app``), on the bench's database, without a rate limit."""
     from api.app import build_app
-    from kakin.settings import Settings
+    from kakin.platform.settings import Settings
 
     url = os.environ[_DATABASE_ENV]
     return build_app(Settings(stripe_api_key="sk_test_bench", database_url=url,
@@ -131,7 +131,7 @@ def serving_processes(database_url: str, workers: int) -> Iterator[str]:
 
 def _setup(url: str, subscriptions: int) -> tuple[Any, list[tuple[str, str]], str, str]:
     """Sessions, (customer, subscription) pairs in their Nov period, the metric, a key."""
-    from kakin import api_keys
+    from kakin.services import api_keys
     from models import repositories as repo
     from models.db import make_engine, make_session_factory
     from models.tables import (
@@ -272,9 +272,9 @@ async def _no_temporal() -> Any:
 
 
 async def run(size: str) -> Report:
-    from activities.stripe_gateway import StripeGateway
     from api.app import create_app
-    from kakin.settings import Settings
+    from kakin.adapters.stripe_gateway import StripeGateway
+    from kakin.platform.settings import Settings
     from models import usage as usage_sql
     from models.tables import BillableMetric
 

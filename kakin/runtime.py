@@ -39,7 +39,7 @@ from kakin.platform.settings import (
     get_settings,
 )
 from kakin.services.invoice_documents import Seller
-from models.db import make_engine, make_session_factory
+from models.db import make_engine, make_session_factory, migrate
 from workflows.subscription import SubscriptionWorkflow
 
 WORKER_DOC = """The kakin worker: runs SubscriptionWorkflow and the billing activities.
@@ -58,6 +58,11 @@ ROLES = ("all", "workflows", "activities")
 # create + confirm for a first try (charge_invoice); a retry adds a retrieve.
 STRIPE_REQUESTS_PER_CHARGE = 2
 log = logging.getLogger("kakin.worker")
+
+
+def migrate_database(database_url: str) -> None:
+    """Bring the database to the newest schema (Alembic upgrade head)."""
+    migrate(database_url)
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:

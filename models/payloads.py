@@ -169,7 +169,7 @@ class ChangePlanRequest:
 
     ``at_period_end`` false (an upgrade): the new price applies now, with a prorated
     charge for the rest of the period; true (a downgrade): it applies at the renewal.
-    The caller (kakin.service.change_plan) checks the price and decides which.
+    The caller (kakin.services.subscriptions.change_plan) checks the price and decides which.
     """
 
     price_id: str

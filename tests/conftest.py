@@ -23,12 +23,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities, Seller
-from activities.mailer import OutboxMailer
-from activities.rendering import make_template_env
-from activities.stripe_gateway import StripeGateway
 from kakin import contracts
-from kakin.binaries import find_binary
-from kakin.embedded import start_localstripe
+from kakin.adapters.mailer import OutboxMailer
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.dev.embedded import start_localstripe
+from kakin.platform.binaries import find_binary
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import free_ports
 from tests.support.encryption import TEST_KEYS, converter_for_tests
@@ -224,7 +224,7 @@ def url(
 ) -> Iterator[str]:
     """The HTTP API, served for real (uvicorn in a thread), on the dev server."""
     from api.app import create_app
-    from kakin.settings import Settings
+    from kakin.platform.settings import Settings
     from tests.api.test_api import connect_to, running
 
     settings = Settings(
@@ -263,7 +263,7 @@ async def module_worker(
 @pytest.fixture(scope="module")
 def made_keys(request: pytest.FixtureRequest, pg_sessions: sessionmaker[Session]) -> dict[str, Any]:
     """One API key per role, named after the module that uses them."""
-    from kakin import api_keys
+    from kakin.services import api_keys
 
     module = request.module.__name__.rsplit(".", 1)[-1]
     return {

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
 
-from activities.stripe_gateway import StripeGateway
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import catalog, customers
 from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt, Subscription
 
 OK_CARD = "4242424242424242"
@@ -45,7 +45,7 @@ def customer_and_price(
     locale: str = "ja",
     interval: str = "month",
 ) -> tuple[str, str]:
-    customer_id = service.create_customer(
+    customer_id = customers.create_customer(
         sessions,
         stripe,
         email="taro@example.jp",
@@ -55,7 +55,7 @@ def customer_and_price(
         time_zone="Asia/Tokyo",
         card_number=card,
     )
-    price_id = service.create_price(
+    price_id = catalog.create_price(
         sessions,
         product_name="Pro plan",
         currency=currency,

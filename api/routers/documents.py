@@ -14,7 +14,7 @@ from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
 from api.routers.invoices import JSON_ERRORS
-from kakin import wiring
+from kakin import runtime as wiring
 from kakin.adapters.rendering import make_template_env
 from kakin.services import credit_notes
 from kakin.services import invoices as invoice_service

@@ -9,12 +9,11 @@ from typing import Any
 from kakin import runtime
 from kakin.platform.codec import new_key_entry
 from kakin.platform.settings import get_settings
-from models.db import migrate
 
 
 def _migrate(_: argparse.Namespace) -> int:
     url = get_settings().database_url
-    migrate(url)
+    runtime.migrate_database(url)
     print(f"database at {url} is at the newest revision")
     return 0
 
@@ -55,7 +54,7 @@ def _api(args: argparse.Namespace) -> int:
 
 def _codec_server(args: argparse.Namespace) -> int:
     # Imported when run: only `kakin codec-server` serves the codec app.
-    from kakin.codec_server import build_codec_app
+    from api.codec_server import build_codec_app
 
     runtime.serve_http(build_codec_app(get_settings()), host=args.host, port=args.port)
     return 0

@@ -1,7 +1,7 @@
 """``kakin up``: the embedded default on one machine, for a person watching the Temporal UI.
 
 Starts the Temporal dev server (with its Web UI) and localstripe as child processes,
-runs the worker in this process, plays the demo (``kakin.demo``) and prints where to
+runs the worker in this process, plays the demo (``kakin.dev.demo``) and prints where to
 look. Ctrl-C or SIGTERM stops everything in order: demo, worker, children.
 
 Test mode only: the stack talks to a Stripe emulator and the demo uses test clocks,
@@ -21,14 +21,13 @@ from pathlib import Path
 import uvicorn
 
 from api.app import build_app
+from api.codec_server import build_codec_app
 from kakin import runtime
-from kakin.codec_server import build_codec_app
 from kakin.dev.demo import Demo, ui_link
 from kakin.dev.embedded import LOCALHOST, EmbeddedStack, port_is_open
 from kakin.platform.codec import EncryptionKeyError, ensure_dev_key_file, keyring_from_settings
 from kakin.platform.settings import ConfigurationError, Settings, get_settings
 from kakin.runtime import run_worker
-from models.db import migrate
 
 
 def run_up(
@@ -128,7 +127,9 @@ async def _up(
     try:
         stack.data_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
         print(f"kakin up: migrating {settings.database_url}", flush=True)
-        if not await _unless(stop, asyncio.to_thread(migrate, settings.database_url)):
+        if not await _unless(
+            stop, asyncio.to_thread(runtime.migrate_database, settings.database_url)
+        ):
             return 0
         if port_is_open(LOCALHOST, api_port):
             print(

@@ -23,7 +23,7 @@ stored so before any kakin process sees it: refusing it in the worker would prot
 nothing already stored, and would fail every workflow task of that subscription (the
 payload stays in its history), while the codec cannot tell it from a history recorded
 before encryption. So it is applied, and the first plaintext payload of each workflow
-in a process is logged as a warning (``kakin.codec``) naming the workflow and the
+in a process is logged as a warning (``kakin.platform.codec``) naming the workflow and the
 encoding, never the contents, so operations can find who signalled past the codec.
 Staff signal through the codec endpoint instead (README, Encryption).
 
@@ -82,7 +82,7 @@ KEY_BYTES = (16, 24, 32)  # AES-128/192/256; generated keys are 32 bytes
 DEV_KEYS_FILE = Path("var/encryption.keys")
 
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-log = logging.getLogger("kakin.codec")
+log = logging.getLogger("kakin.platform.codec")
 # Workflows whose plaintext payloads this process has reported (each once; bounded).
 _REPORTED_PLAINTEXT: set[str] = set()
 _MAX_REPORTED = 10_000
@@ -342,7 +342,7 @@ def _associated(key_id: str) -> bytes:
 def data_converter(codec: PayloadCodec) -> DataConverter:
     """The default converter with ``codec``; failure messages and stack traces are
     moved into encoded attributes, so they are encrypted too. JSON is written without
-    empty defaults (``kakin.payload_json``), to keep histories small."""
+    empty defaults (``kakin.platform.payload_json``), to keep histories small."""
     return dataclasses.replace(
         DataConverter.default,
         payload_converter_class=CompactPayloadConverter,

@@ -29,11 +29,12 @@ from temporalio.testing import WorkflowEnvironment
 import api.billing_schemas
 import api.routers
 import api.schemas
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
-from kakin import api_keys, service
-from kakin.api_keys import CreatedKey
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys, subscriptions
+from kakin.services import errors as errors_service
+from kakin.services.api_keys import CreatedKey
 from models.db import make_engine, make_session_factory
 from models.tables import Customer
 from tests.helpers import OK_CARD, free_ports
@@ -474,8 +475,8 @@ async def test_create_list_and_archive_a_price(
     assert as_service.get(f"/v1/prices/{price['id']}").json()["active"] is False
 
     customer_id = as_service.post("/v1/customers", json=CUSTOMER).json()["id"]
-    with pytest.raises(service.InvalidRequestError, match="archived"):
-        await service.start_subscription(
+    with pytest.raises(errors_service.InvalidRequestError, match="archived"):
+        await subscriptions.start_subscription(
             dev_env.client,
             pg_sessions,
             task_queue="billing-test-archived",

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.worker import Worker
 
-from kakin.api_keys import CreatedKey
+from kakin.services.api_keys import CreatedKey
 from tests.api.test_api import CUSTOMER, as_role, error_of
 from tests.helpers import OK_CARD, eventually, observe
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.worker import Worker
 
-from kakin.api_keys import CreatedKey
+from kakin.services.api_keys import CreatedKey
 from models.tables import Subscription
 from tests.api.test_api import PRICE, as_role, client, error_of
 from tests.api.test_api_subscriptions import customer_and_price, stored_subscription

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
 from api import access
 from api.app import create_app
-from kakin.api_keys import CreatedKey
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services.api_keys import CreatedKey
 from models.tables import Subscription
 from tests.api.test_api import (
     CUSTOMER,

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from api.idempotency import RETENTION, prune, request_digest
-from kakin import api_keys
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys
 from models.db import make_engine, make_session_factory
 from models.tables import ApiKey, Customer, IdempotencyKey, Subscription
 from tests.api.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.worker import Worker
 
-from kakin.api_keys import CreatedKey
+from kakin.services.api_keys import CreatedKey
 from models.tables import Invoice
 from tests.api.test_api import CUSTOMER, PRICE, as_role, client, error_of
 from tests.api.test_api_subscriptions import stored_subscription

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from kakin import api_keys, cli
-from kakin.settings import get_settings
+from kakin import cli
+from kakin.platform.settings import get_settings
+from kakin.services import api_keys
 from models.tables import ApiKey
 
 

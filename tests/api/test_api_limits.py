@@ -29,13 +29,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import api.billing_schemas
 import api.schemas
-from activities.stripe_gateway import StripeGateway
 from api import pan_guard
 from api.app import create_app
 from api.rate_limit import TokenBuckets, parse_rate, retry_after
-from kakin import api_keys
-from kakin.api_keys import CreatedKey
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys
+from kakin.services.api_keys import CreatedKey
 from models import repositories as repo
 from tests.api.test_api import CUSTOMER, PRICE, connect_to, running
 from tests.helpers import OK_CARD, free_ports

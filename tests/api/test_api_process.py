@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kakin import api_keys
+from kakin.services import api_keys
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import free_ports
 

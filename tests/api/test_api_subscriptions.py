@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
-from kakin import service
-from kakin.api_keys import CreatedKey
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import subscriptions as subscriptions_service
+from kakin.services.api_keys import CreatedKey
 from models.db import make_engine, make_session_factory
 from models.tables import AuditLog, Customer, Invoice, Price, Product, Subscription
 from tests import helpers
@@ -439,7 +439,7 @@ async def test_metadata_is_written_with_the_subscription_row(
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        subscription_id = await service.start_subscription(
+        subscription_id = await subscriptions_service.start_subscription(
             dev_env.client,
             sessions,
             task_queue=f"billing-nobody-{secrets.token_hex(4)}",  # the workflow need only exist

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.worker import Worker
 
 from api.schemas import SubscriptionStatusOut
-from kakin.api_keys import CreatedKey
+from kakin.services.api_keys import CreatedKey
 from models.payloads import StatusView
 from models.tables import AuditLog
 from tests.api.test_api import as_role, client, error_of

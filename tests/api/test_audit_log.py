@@ -22,10 +22,10 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
-from kakin import api_keys, service
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys, catalog
 from models import repositories as repo
 from models.db import make_engine, make_session_factory
 from models.tables import Customer, Invoice, Subscription
@@ -54,7 +54,7 @@ class Story:
 
 
 def tell(sessions: sessionmaker[Session]) -> Story:
-    price = service.create_price(
+    price = catalog.create_price(
         sessions, product_name="Pro plan", currency="JPY", unit_amount=3980
     )
     with sessions() as session:

@@ -50,12 +50,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities import links
-from activities.stripe_gateway import TEST_CARDS, StripeGateway
 from api.app import create_app
-from kakin import api_keys
-from kakin.codec_server import create_codec_app
-from kakin.settings import Settings
+from api.codec_server import create_codec_app
+from kakin.adapters import links
+from kakin.adapters.stripe_gateway import TEST_CARDS, StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import api_keys
 from tests.api.test_api import CUSTOMER, PRICE, connect_to, running
 from tests.api.test_api_subscriptions import stored_subscription
 from tests.helpers import OK_CARD

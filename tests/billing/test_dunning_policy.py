@@ -14,7 +14,7 @@ from billing.dunning import (
     DunningStep,
     parse_policy,
 )
-from kakin.settings import DEFAULT_DUNNING, Settings
+from kakin.platform.settings import DEFAULT_DUNNING, Settings
 
 DEFAULT_LADDER = [
     DunningStep(3, DunningAction.RETRY),

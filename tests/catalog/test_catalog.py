@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
-from kakin import catalog, service
-from kakin.catalog import CatalogError
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import catalog
+from kakin.services import subscriptions as subscriptions_service
+from kakin.services.catalog import CatalogError
 from models import repositories as repo
 from models.db import make_engine, make_session_factory
 from models.tables import Subscription
@@ -131,7 +132,7 @@ async def test_a_coupon_is_its_own_line_for_its_periods_and_taxed_after_the_disc
         duration_in_periods=2,
     )  # fmt: skip
     start = (await time_env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions_service.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue, customer_id=customer_id,
         price_id=price_id, start_at=start,
     )  # fmt: skip

@@ -30,13 +30,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
 from billing.dunning import DunningPolicy
-from kakin import catalog, contracts, service, usage
-from kakin.binaries import find_binary
-from kakin.embedded import ManagedProcess, start_localstripe
-from kakin.settings import Settings
+from kakin import contracts
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.dev.embedded import ManagedProcess, start_localstripe
+from kakin.platform.binaries import find_binary
+from kakin.platform.settings import Settings
+from kakin.services import catalog, payments, usage
+from kakin.services import customers as customers_service
+from kakin.services import subscriptions as subscriptions_service
 from models.db import make_engine, make_session_factory, migrate
 from tests.api.test_api import connect_to, running
 from tests.chaos import invariants
@@ -178,7 +181,7 @@ class _Run:
         metered = set(self.rng.sample(good, round(n * self.config.metered_share)))
 
         def one(i: int) -> tuple[str, bool, bool]:
-            customer_id = service.create_customer(
+            customer_id = customers_service.create_customer(
                 self.sessions, stripe_direct,
                 email=f"chaos{i:05d}@example.jp", name=f"カオス {i:05d}", currency="JPY",
                 locale="ja" if i % 2 else "en", time_zone="Asia/Tokyo",
@@ -197,7 +200,7 @@ class _Run:
 
         async def one(customer_id: str, declined: bool, metered: bool) -> None:
             async with gate:
-                sub_id = await service.start_subscription(
+                sub_id = await subscriptions_service.start_subscription(
                     self.client, self.sessions, task_queue="billing",
                     customer_id=customer_id, price_id=price_id,
                     test_clock_speed=speed, dunning=DunningPolicy(),
@@ -291,7 +294,7 @@ class _Run:
             ).scalar_one()
         self.card_changed[plan.customer_id] = stripe_customer
         if through_kakin:
-            await service.update_payment_method(
+            await payments.update_payment_method(
                 self.client, self.sessions, self.stripe_direct, plan.subscription_id,
                 card_number=OK_CARD, requested_by="chaos",
             )  # fmt: skip
@@ -427,7 +430,7 @@ class _Run:
                         # Nothing more to bill: end at the end of the paid period.
                         with contextlib.suppress(Exception):
                             # Done: cancel now (its usage goes on a final invoice).
-                            await service.cancel_subscription(
+                            await subscriptions_service.cancel_subscription(
                                 self.client, plan.subscription_id,
                                 reason="chaos run: renewals done", at_period_end=False,
                                 requested_by="chaos",
@@ -475,7 +478,7 @@ class _Run:
 
         async def one(sub_id: str) -> WorkflowView:
             async with gate:
-                handle = self.client.get_workflow_handle(service.workflow_id(sub_id))
+                handle = self.client.get_workflow_handle(subscriptions_service.workflow_id(sub_id))
                 described = await handle.describe()
                 status = described.status
                 name = status.name if status is not None else "UNKNOWN"
@@ -485,9 +488,9 @@ class _Run:
                     return WorkflowView(sub_id, name, None)
                 # Running: the query and the row must agree once nothing is in flight.
                 for _ in range(10):
-                    first = await service.subscription_status(self.client, sub_id)
+                    first = await subscriptions_service.subscription_status(self.client, sub_id)
                     row = await asyncio.to_thread(self._progress_one, sub_id)
-                    second = await service.subscription_status(self.client, sub_id)
+                    second = await subscriptions_service.subscription_status(self.client, sub_id)
                     if first.status == second.status == row:
                         break
                     await asyncio.sleep(1)
@@ -648,7 +651,7 @@ class _Run:
             for view in views:
                 if view.execution == "RUNNING":
                     with contextlib.suppress(Exception):
-                        await service.cancel_subscription(
+                        await subscriptions_service.cancel_subscription(
                             self.client, view.subscription_id, reason="chaos run over",
                             at_period_end=False, requested_by="chaos",
                         )  # fmt: skip

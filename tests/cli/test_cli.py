@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities.billing import BillingActivities
-from activities.stripe_gateway import StripeGateway
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import subscriptions as subscriptions_service
 from models import repositories as repo
 from models.payloads import CreateInvoiceRequest, FinalizeInvoiceRequest, RenderInvoiceRequest
 from models.tables import Subscription
@@ -64,7 +64,7 @@ def billed(
                 customer_id=customer_id,
                 price_id=price_id,
                 status="active",
-                workflow_id=service.workflow_id(subscription_id),
+                workflow_id=subscriptions_service.workflow_id(subscription_id),
             )
         )
         session.commit()

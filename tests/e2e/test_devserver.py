@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
-from activities.stripe_gateway import StripeGateway
+from kakin.adapters.stripe_gateway import StripeGateway
 from tests.helpers import DECLINED_CARD, customer_and_price, eventually, observe
 from worker import build_worker
 

@@ -17,14 +17,14 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from kakin.binaries import find_binary
-from kakin.embedded import (
+from kakin.dev.embedded import (
     SEARCH_ATTRIBUTES,
     EmbeddedStack,
     ManagedProcess,
     port_is_open,
     start_temporal_dev_server,
 )
+from kakin.platform.binaries import find_binary
 from tests.helpers import free_ports
 
 pytestmark = pytest.mark.devserver

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from activities.mailer import safe_key
-from kakin.demo import CANCEL_REASON, CANCELED_BY
+from kakin.adapters.mailer import safe_key
+from kakin.dev.demo import CANCEL_REASON, CANCELED_BY
 from models.db import make_engine, make_session_factory
 from models.tables import AuditLog, Customer, EmailMessage, Invoice, Subscription
 from tests.helpers import free_ports

@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.invoice_builder import upcoming_draft
-from activities.stripe_gateway import StripeGateway
 from api.billing_schemas import UpcomingInvoice
-from kakin import catalog, service
-from kakin.api_keys import CreatedKey
-from kakin.usage import UsageEventIn, ingest
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import catalog, customers
+from kakin.services.api_keys import CreatedKey
+from kakin.services.invoices import upcoming_draft
+from kakin.services.usage import UsageEventIn, ingest
 from models import repositories as repo
 from models.payloads import SubscriptionStatus
 from models.tables import Subscription
@@ -41,7 +41,7 @@ def no_temporal_api(
 ) -> Iterator[str]:
     """The API, served for real; reading invoices needs no Temporal."""
     from api.app import create_app
-    from kakin.settings import Settings
+    from kakin.platform.settings import Settings
 
     def no_temporal() -> Any:
         raise AssertionError("reading an invoice must not need Temporal")
@@ -81,7 +81,7 @@ def metered_renewal(
         pricing_model="per_unit", unit_amount_decimal="4", metric_code=metric,
         tax_rate_ids=[rate],
     )  # fmt: skip
-    customer = service.create_customer(
+    customer = customers.create_customer(
         sessions, stripe_gateway, email="jiro@example.jp", name="鈴木 次郎", currency="JPY",
         locale="ja", time_zone="Asia/Tokyo", card_number=OK_CARD,
     )  # fmt: skip

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.pdf import html_to_pdf
-from activities.stripe_gateway import StripeGateway
-from kakin import service
-from kakin.credit_notes import CreditNoteRefusedError, issue_credit_note
-from kakin.settings import Settings
+from kakin.adapters.pdf import html_to_pdf
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import subscriptions
+from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
 from models import repositories as repo
 from models.tables import CreditNote, CreditTransaction, Price, SubscriptionItem, TaxRate
 from tests.helpers import customer_and_price, observe
@@ -78,7 +78,7 @@ async def start(
         with sessions() as session:
             repo.price(session, price_id).tax_rate_ids = tax_rate_ids
             session.commit()
-    return await service.start_subscription(
+    return await subscriptions.start_subscription(
         env.client,
         sessions,
         task_queue=task_queue,
@@ -225,7 +225,7 @@ async def test_japanese_documents_print_the_last_day_of_the_period(
     if start <= now:
         start = start.replace(year=year + 1)
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -261,7 +261,7 @@ async def test_an_open_invoice_takes_no_credit_note(
     task_queue: str,
 ) -> None:
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, card="4000000000000341")
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue, customer_id=customer_id,
         price_id=price_id, start_at=(await time_env.get_current_time()) + timedelta(hours=1),
     )  # fmt: skip

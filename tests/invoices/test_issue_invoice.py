@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.stripe_gateway import StripeGateway
+from kakin.adapters.stripe_gateway import StripeGateway
 from models.payloads import CreateInvoiceRequest, InvoiceRef, InvoiceStatus
 from models.tables import AuditLog, Invoice
 from tests.conftest import make_activities

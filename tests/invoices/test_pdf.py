@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pymupdf
 
-from activities.pdf import html_to_pdf
-from activities.rendering import (
+from kakin.adapters.pdf import html_to_pdf
+from kakin.adapters.rendering import (
     DocumentLine,
     InvoiceDocument,
     TaxSummary,

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.invoice_builder import upcoming_draft
-from activities.stripe_gateway import StripeGateway
 from api.schemas import InvoiceDetail
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import subscriptions
+from kakin.services.invoices import upcoming_draft
 from models import repositories as repo
 from models.payloads import ChargeOutcome, ChargeRequest, RenderInvoiceRequest, SubscriptionStatus
 from models.tables import Subscription
@@ -161,7 +161,7 @@ async def test_a_subscription_below_the_minimum_is_charged_every_other_period(
     """The workflow, unchanged: a 40 JPY plan is carried, then charged 80, and so on."""
     start = (await time_env.get_current_time()) + timedelta(hours=1)
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=40)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client,
         pg_sessions,
         task_queue=task_queue,

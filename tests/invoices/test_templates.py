@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import pytest
 
-from activities.rendering import (
+from kakin.adapters.rendering import (
     EMAIL_KINDS,
     DocumentLine,
     InvoiceDocument,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities.billing import BillingActivities
-from activities.stripe_gateway import StripeGateway
+from kakin.adapters.stripe_gateway import StripeGateway
 from models import repositories as repo
 from models.db import make_engine, make_session_factory
 from models.payloads import (

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities import links
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
+from kakin.adapters import links
+from kakin.adapters.stripe_gateway import StripeGateway
 from models.tables import Subscription
 from tests.api.test_api import SETTINGS, connect_to, running
 from tests.api.test_api_subscriptions import stored_subscription

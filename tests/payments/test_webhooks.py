@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
-from kakin import service, stripe_webhooks
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import customers as customers_service
+from kakin.services import payments
+from kakin.services import stripe_events as stripe_webhooks
 from models import repositories as repo
 from models.tables import WebhookEvent
 from tests.api.test_api import SETTINGS, connect_to, error_of, running
@@ -340,7 +342,6 @@ async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    from kakin import service
     from models.tables import utcnow
 
     subscription_id, start = await _start(
@@ -361,7 +362,7 @@ async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_
     # The first delivery wrote the card and its row's outcome, then died before signalling.
     assert stripe_webhooks.store_once(pg_sessions, json.loads(payload))
     with pg_sessions() as session:
-        assert service.claim_payment_method(
+        assert payments.claim_payment_method(
             session, customer_id, card, actor="stripe-webhook", occurred_at=utcnow()
         )
         session.get_one(WebhookEvent, json.loads(payload)["id"]).outcome = f"applying {card}"
@@ -381,7 +382,7 @@ def test_a_customer_created_with_a_card_has_it_as_stripes_default(
 ) -> None:
     # Otherwise the first unrelated customer.updated (Stripe's default: none) would not
     # match the card kakin holds, and kakin would act on a card change nobody made.
-    customer_id = service.create_customer(
+    customer_id = customers_service.create_customer(
         pg_sessions,
         stripe_gateway,
         email="hanako@example.jp",

@@ -24,9 +24,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
 from api.app import create_app
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import payments, subscriptions
 from models import repositories as repo
 from models.tables import AuditLog, WebhookEvent
 from tests.api.test_api import SETTINGS, connect_to, running
@@ -88,7 +88,7 @@ async def _subscription(
 ) -> tuple[str, str]:
     """A subscription started now; returns (its id, its Stripe customer) once ``want``."""
     customer_id, price_id = customer_and_price(sessions, gateway, card=card)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         dev_env.client, sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id,
     )  # fmt: skip
@@ -175,7 +175,7 @@ async def test_concurrent_copies_of_a_card_change_retry_the_charge_once(
     assert _card_changes(pg_sessions, subscription_id) == [other]
 
     # Through kakin (kakin update-card, the card page): Stripe's default follows.
-    card = await service.update_payment_method(
+    card = await payments.update_payment_method(
         dev_env.client, pg_sessions, stripe_gateway, subscription_id,
         card_number=OK_CARD, requested_by="support:test",
     )  # fmt: skip
@@ -250,7 +250,7 @@ async def test_late_events_for_ended_subscriptions_are_acknowledged(
         lambda: bool(_events(traffic, "payment_intent.succeeded", kakin_invoice_id=paid))
     )
     assert traffic.idle(30)
-    history = await service.handle(dev_env.client, running_id).fetch_history()
+    history = await subscriptions.handle(dev_env.client, running_id).fetch_history()
     signals = [
         e
         for e in history.events
@@ -295,10 +295,10 @@ async def test_late_events_for_ended_subscriptions_are_acknowledged(
 
 
 async def _cancel_and_wait(dev_env: WorkflowEnvironment, subscription_id: str) -> None:
-    await service.cancel_subscription(
+    await subscriptions.cancel_subscription(
         dev_env.client, subscription_id, reason="test", at_period_end=False, requested_by="test"
     )
-    handle = service.handle(dev_env.client, subscription_id)
+    handle = subscriptions.handle(dev_env.client, subscription_id)
 
     async def ended() -> bool:
         return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED

@@ -29,10 +29,11 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from activities.stripe_gateway import StripeGateway
-from kakin import api_keys, codec, contracts, service
-from kakin.api_keys import CreatedKey
-from kakin.codec import (
+from api.codec_server import COOKIE, create_codec_app
+from kakin import contracts
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform import codec
+from kakin.platform.codec import (
     ENCODING,
     METADATA_KEY_ID,
     DecryptionError,
@@ -41,8 +42,9 @@ from kakin.codec import (
     Keyring,
     UnknownKeyError,
 )
-from kakin.codec_server import COOKIE, create_codec_app
-from kakin.settings import Settings
+from kakin.platform.settings import Settings
+from kakin.services import api_keys, subscriptions
+from kakin.services.api_keys import CreatedKey
 from models.payloads import SubscriptionStatus
 from tests.helpers import HISTORIES, customer_and_price
 from tests.support.encryption import TEST_KEY, TEST_KEY_ID, codec_for_tests, converter_for_tests
@@ -212,7 +214,7 @@ def test_without_keys_test_mode_uses_the_dev_key_and_live_mode_refuses(
 async def test_wiring_builds_an_encrypting_client_and_refuses_without_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kakin import wiring
+    from kakin import runtime as wiring
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(EncryptionKeyError):
@@ -329,18 +331,18 @@ async def test_history_from_the_server_holds_only_ciphertext(
 ) -> None:
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
     start = (await time_env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
     # Support types what the customer said, name and email included: free text that
     # travels in the cancel signal and the audit activity's arguments.
     reason = f"{NAME} ({EMAIL}) asked by phone to stop"
-    await service.cancel_subscription(
+    await subscriptions.cancel_subscription(
         time_env.client, subscription_id,
         reason=reason, at_period_end=False, requested_by="support:ken",
     )  # fmt: skip
-    handle = service.handle(time_env.client, subscription_id)
+    handle = subscriptions.handle(time_env.client, subscription_id)
     assert await handle.result() == "canceled"  # the workflow works, through the codec
 
     # What the server stores, read with a client that has no keys at all.
@@ -597,7 +599,7 @@ async def test_the_embedded_dev_server_points_its_ui_at_the_codec_endpoint(
     tmp_path: Path,
 ) -> None:
     """What `kakin up` starts: the Web UI's own settings name the codec endpoint."""
-    from kakin.embedded import start_temporal_dev_server
+    from kakin.dev.embedded import start_temporal_dev_server
     from tests.helpers import free_ports
 
     port, ui_port = free_ports(2)

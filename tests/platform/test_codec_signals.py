@@ -25,12 +25,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
-from activities.stripe_gateway import StripeGateway
-from kakin import api_keys, service
-from kakin.api_keys import CreatedKey
-from kakin.binaries import find_binary
-from kakin.codec import ENCODING
-from kakin.codec_server import create_codec_app
+from api.codec_server import create_codec_app
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.binaries import find_binary
+from kakin.platform.codec import ENCODING
+from kakin.services import api_keys, subscriptions
+from kakin.services.api_keys import CreatedKey
 from tests.api.test_api import running
 from tests.helpers import customer_and_price, observe
 from tests.support.encryption import codec_for_tests
@@ -75,7 +75,7 @@ async def waiting_subscription(
 ) -> str:
     customer_id, price_id = customer_and_price(sessions, stripe)
     start = (await env.get_current_time()) + timedelta(hours=1)
-    return await service.start_subscription(
+    return await subscriptions.start_subscription(
         env.client, sessions, task_queue=queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -124,7 +124,7 @@ async def test_support_signals_through_the_codec_endpoint_and_the_history_holds_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     subscription_id = await waiting_subscription(dev_env, pg_sessions, stripe_gateway, task_queue)
-    workflow_id = service.workflow_id(subscription_id)
+    workflow_id = subscriptions.workflow_id(subscription_id)
     handle = dev_env.client.get_workflow_handle(workflow_id)
 
     # A service key may not encrypt (or decrypt) payloads: the CLI sends nothing.
@@ -135,7 +135,7 @@ async def test_support_signals_through_the_codec_endpoint_and_the_history_holds_
     assert refused.returncode != 0
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
-    with caplog.at_level(logging.WARNING, logger="kakin.codec"):
+    with caplog.at_level(logging.WARNING, logger="kakin.platform.codec"):
         sent = await temporal_signal(
             dev_env, workflow_id,
             "--codec-endpoint", codec_url, "--codec-auth", f"Bearer {keys['support'].secret}",
@@ -150,7 +150,7 @@ async def test_support_signals_through_the_codec_endpoint_and_the_history_holds_
     # The worker decrypted it and did what support asked; the audit log has who and why.
     cancel = [a for a in observe(pg_sessions, subscription_id).audit if a.to_status == "canceled"]
     assert [(a.actor, a.reason) for a in cancel] == [("support:ken", REASON)]
-    assert not [r for r in caplog.records if r.name == "kakin.codec"], caplog.text
+    assert not [r for r in caplog.records if r.name == "kakin.platform.codec"], caplog.text
 
 
 async def test_a_plain_cli_signal_is_applied_and_warned_about_without_its_contents(
@@ -162,8 +162,8 @@ async def test_a_plain_cli_signal_is_applied_and_warned_about_without_its_conten
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     subscription_id = await waiting_subscription(dev_env, pg_sessions, stripe_gateway, task_queue)
-    workflow_id = service.workflow_id(subscription_id)
-    with caplog.at_level(logging.WARNING, logger="kakin.codec"):
+    workflow_id = subscriptions.workflow_id(subscription_id)
+    with caplog.at_level(logging.WARNING, logger="kakin.platform.codec"):
         sent = await temporal_signal(dev_env, workflow_id)
         assert sent.returncode == 0, sent.stderr
         assert await dev_env.client.get_workflow_handle(workflow_id).result() == "canceled"
@@ -176,7 +176,7 @@ async def test_a_plain_cli_signal_is_applied_and_warned_about_without_its_conten
     cancel = [a for a in observe(pg_sessions, subscription_id).audit if a.to_status == "canceled"]
     assert [(a.actor, a.reason) for a in cancel] == [("support:ken", REASON)]
     # Warned once, naming the workflow and how to signal instead, never the contents.
-    warnings = [r.getMessage() for r in caplog.records if r.name == "kakin.codec"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kakin.platform.codec"]
     assert len(warnings) == 1, warnings
     [warning] = warnings
     assert workflow_id in warning and "json/plain" in warning and "--codec-endpoint" in warning

@@ -2,7 +2,7 @@
 
 No Docker engine is needed: the compose file is parsed with PyYAML, ``${VARIABLES}`` are
 resolved the way Compose does from the values in ``.env.example``, and the result is
-checked against kakin's own settings (``kakin.settings.Settings``) and URL handling.
+checked against kakin's own settings (``kakin.platform.settings.Settings``) and URL handling.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from kakin.settings import Settings
+from kakin.platform.settings import Settings
 from models.db import normalize_url
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.mailer import (
+from kakin.adapters.mailer import (
     Attachment,
     OutboxMailer,
     OutgoingEmail,

@@ -11,9 +11,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
 from billing.proration import prorate
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import catalog, errors, subscriptions
 from tests.helpers import DECLINED_CARD, customer_and_price, observe, record_histories
 from tests.subscriptions.test_subscription_workflow import advance_to, status_of
 
@@ -29,7 +29,7 @@ async def _subscribe(
 ) -> tuple[str, str, timedelta]:
     customer_id, price_id = customer_and_price(sessions, stripe, unit_amount=amount, card=card)
     start = (await env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         env.client, sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -38,7 +38,7 @@ async def _subscribe(
 
 
 def other_price(sessions: sessionmaker[Session], amount: int, **kwargs: str) -> str:
-    return service.create_price(
+    return catalog.create_price(
         sessions, product_name="Other plan", currency=kwargs.get("currency", "JPY"),
         unit_amount=amount, interval=kwargs.get("interval", "month"),
     )  # fmt: skip
@@ -55,12 +55,12 @@ async def test_an_upgrade_charges_the_prorated_difference_now(
         time_env, pg_sessions, stripe_gateway, task_queue, amount=3000
     )
     pro = other_price(pg_sessions, 9800)
-    preview = service.preview_plan_change(
+    preview = subscriptions.preview_plan_change(
         pg_sessions, subscription_id, price_id=pro, at=await time_env.get_current_time()
     )
     assert preview is not None and 0 < preview.net < 9800 - 3000
 
-    view = await service.change_plan(
+    view = await subscriptions.change_plan(
         time_env.client, pg_sessions, subscription_id,
         price_id=pro, requested_by="support:ken", reason="needs more seats",
     )  # fmt: skip
@@ -101,9 +101,12 @@ async def test_a_downgrade_waits_for_the_end_of_the_paid_period(
     )
     lite = other_price(pg_sessions, 3000)
     now = await time_env.get_current_time()
-    assert service.preview_plan_change(pg_sessions, subscription_id, price_id=lite, at=now) is None
+    assert (
+        subscriptions.preview_plan_change(pg_sessions, subscription_id, price_id=lite, at=now)
+        is None
+    )
 
-    view = await service.change_plan(
+    view = await subscriptions.change_plan(
         time_env.client, pg_sessions, subscription_id,
         price_id=lite, requested_by="support:ken", reason="fewer seats",
     )  # fmt: skip
@@ -136,12 +139,12 @@ async def test_refused_plan_changes_change_nothing(
         (other_price(pg_sessions, 9800, interval="year"), "keeps the billing interval"),
         ("price_missing", "does not exist"),
     ]:
-        with pytest.raises(service.InvalidRequestError, match=message):
-            await service.change_plan(
+        with pytest.raises(errors.InvalidRequestError, match=message):
+            await subscriptions.change_plan(
                 time_env.client, pg_sessions, subscription_id, price_id=price, requested_by="x"
             )
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await service.change_plan(
+        await subscriptions.change_plan(
             time_env.client, pg_sessions, subscription_id,
             price_id=other_price(pg_sessions, 9800), requested_by="x",
         )  # fmt: skip

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.billing import BillingActivities
-from activities.mailer import OutgoingEmail, SendGridMailer
-from activities.rendering import make_template_env
-from activities.stripe_gateway import StripeGateway
-from kakin import service
+from kakin.adapters.mailer import OutgoingEmail, SendGridMailer
+from kakin.adapters.rendering import make_template_env
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import subscriptions
 from models import repositories as repo
 from models.payloads import EmailRequest
 from models.tables import Subscription
@@ -53,7 +53,9 @@ async def activity_attempts(env: WorkflowEnvironment, subscription_id: str) -> l
     attempts: list[int] = []
     run_id: str | None = None
     while True:
-        handle = env.client.get_workflow_handle(service.workflow_id(subscription_id), run_id=run_id)
+        handle = env.client.get_workflow_handle(
+            subscriptions.workflow_id(subscription_id), run_id=run_id
+        )
         run_attempts, run_id = [], None
         async for event in handle.fetch_history_events():
             if event.HasField("workflow_execution_started_event_attributes"):
@@ -103,7 +105,7 @@ async def test_a_lost_answer_never_charges_twice(
         )
         async with worker:
             start = (await time_env.get_current_time()) + timedelta(hours=1)
-            subscription_id = await service.start_subscription(
+            subscription_id = await subscriptions.start_subscription(
                 time_env.client, pg_sessions, task_queue=task_queue,
                 customer_id=customer_id, price_id=price_id, start_at=start,
             )  # fmt: skip
@@ -137,7 +139,7 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
         session.add(
             Subscription(
                 id=subscription_id, customer_id=customer_id, price_id=price_id,
-                status="canceled", workflow_id=service.workflow_id(subscription_id),
+                status="canceled", workflow_id=subscriptions.workflow_id(subscription_id),
             )
         )  # fmt: skip
         session.commit()

@@ -11,9 +11,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.stripe_gateway import LiveModeRefusedError, StripeGateway
-from kakin import service
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import LiveModeRefusedError, StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import errors, subscriptions
 from models.payloads import ChargeRequest
 from tests.conftest import make_activities
 
@@ -29,8 +29,8 @@ async def test_starting_on_a_test_clock_is_refused_in_live_mode(
     pg_sessions: sessionmaker[Session],
 ) -> None:
     unused_client: Client = None  # type: ignore[assignment]  # refused before any call
-    with pytest.raises(service.InvalidRequestError, match="test clocks are refused"):
-        await service.start_subscription(
+    with pytest.raises(errors.InvalidRequestError, match="test clocks are refused"):
+        await subscriptions.start_subscription(
             unused_client, pg_sessions, task_queue="billing", customer_id="cus_x",
             price_id="price_x", test_clock_speed=1000.0, live_mode=True,
         )  # fmt: skip

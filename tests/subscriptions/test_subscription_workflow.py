@@ -20,9 +20,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
-from activities.stripe_gateway import StripeGateway
 from billing import calendar
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import errors, payments, subscriptions
 from models.payloads import StatusView
 from models.tables import Customer, Invoice, Subscription
 from tests.helpers import (
@@ -43,7 +43,7 @@ def next_jan_31(now: datetime) -> datetime:
 
 
 async def status_of(env: WorkflowEnvironment, subscription_id: str) -> StatusView:
-    return await service.subscription_status(env.client, subscription_id)
+    return await subscriptions.subscription_status(env.client, subscription_id)
 
 
 async def advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
@@ -63,7 +63,7 @@ async def test_twelve_monthly_renewals_from_jan_31(
 ) -> None:
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=1980)
     anchor = next_jan_31(await time_env.get_current_time())
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client,
         pg_sessions,
         task_queue=task_queue,
@@ -112,7 +112,7 @@ async def test_declined_card_walks_the_whole_ladder(
 ) -> None:
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, card=DECLINED_CARD)
     start = (await time_env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client,
         pg_sessions,
         task_queue=task_queue,
@@ -142,7 +142,7 @@ async def test_declined_card_walks_the_whole_ladder(
     assert all(a.decline_code for a in seen.attempts)
 
     await advance_to(time_env, start + timedelta(days=30, hours=1))
-    handle = service.handle(time_env.client, subscription_id)
+    handle = subscriptions.handle(time_env.client, subscription_id)
     assert await handle.result() == "canceled"
     seen = observe(pg_sessions, subscription_id)
     assert seen.status == "canceled"
@@ -168,7 +168,7 @@ async def _declined_subscription(
 ) -> tuple[str, datetime]:
     customer_id, price_id = customer_and_price(sessions, stripe, card=DECLINED_CARD)
     start = (await env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         env.client,
         sessions,
         task_queue=task_queue,
@@ -185,7 +185,7 @@ async def _new_card(
     stripe: StripeGateway,
     subscription_id: str,
 ) -> None:
-    await service.update_payment_method(
+    await payments.update_payment_method(
         env.client,
         sessions,
         stripe,
@@ -265,16 +265,16 @@ async def test_cancel_now_stops_billing_at_once(
 ) -> None:
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
     start = (await time_env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
     await advance_to(time_env, start + timedelta(days=10))
-    await service.cancel_subscription(
+    await subscriptions.cancel_subscription(
         time_env.client, subscription_id,
         reason="customer asked by phone", at_period_end=False, requested_by="support:ken",
     )  # fmt: skip
-    assert await service.handle(time_env.client, subscription_id).result() == "canceled"
+    assert await subscriptions.handle(time_env.client, subscription_id).result() == "canceled"
     await advance_to(time_env, start + timedelta(days=70))
 
     seen = observe(pg_sessions, subscription_id)
@@ -296,12 +296,12 @@ async def test_cancel_at_period_end_runs_out_the_paid_period(
 ) -> None:
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
     start = (await time_env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
     await advance_to(time_env, start + timedelta(days=10))
-    await service.cancel_subscription(
+    await subscriptions.cancel_subscription(
         time_env.client, subscription_id,
         reason="too expensive", at_period_end=True, requested_by="support:ken",
     )  # fmt: skip
@@ -315,7 +315,7 @@ async def test_cancel_at_period_end_runs_out_the_paid_period(
     period_end = status.current_period_end
     assert period_end is not None
     await advance_to(time_env, period_end + timedelta(hours=1))
-    handle = service.handle(time_env.client, subscription_id)
+    handle = subscriptions.handle(time_env.client, subscription_id)
     assert await handle.result() == "canceled"
 
     seen = observe(pg_sessions, subscription_id)
@@ -338,7 +338,7 @@ async def test_trial_then_first_invoice(
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, currency="USD",
                                                unit_amount=1250, locale="en")  # fmt: skip
     start = (await time_env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start, trial_days=14,
     )  # fmt: skip
@@ -378,7 +378,7 @@ async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
             time_env.client, task_queue=stripe_queue, activities=activities, executor=executor,
             stripe_rate_limit=25,
         ):  # fmt: skip
-            subscription_id = await service.start_subscription(
+            subscription_id = await subscriptions.start_subscription(
                 time_env.client, pg_sessions, task_queue=task_queue, customer_id=customer_id,
                 price_id=price_id, stripe_task_queue=stripe_queue,
                 start_at=(await time_env.get_current_time()) + timedelta(hours=1),
@@ -441,7 +441,7 @@ async def test_a_tokyo_month_end_renews_on_the_local_month_end(
     start = next_local(await time_env.get_current_time(), 1, 31, time(8), JST)
     year = start.year
     feb = date(year, 2, monthrange.monthrange(year, 2)[1])  # 28, or 29 in leap years
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -485,7 +485,7 @@ async def test_a_tokyo_first_of_the_month_renews_on_the_first_local(
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
     start = next_local(await time_env.get_current_time(), 3, 1, time(8), JST)
     year = start.year
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -521,7 +521,7 @@ async def test_a_trial_across_dst_ends_at_the_local_time_it_started(
     # From the first Sunday of March: the second Sunday (DST begins) is inside the trial.
     start = next_local(await time_env.get_current_time(), 3, 1, time(9), la)
     start += timedelta(days=(6 - start.weekday()) % 7)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start, trial_days=14,
     )  # fmt: skip
@@ -559,8 +559,8 @@ async def test_a_customer_zone_the_tz_database_does_not_know_is_refused_at_start
         assert customer is not None
         customer.time_zone = "Mars/Olympus"
         session.commit()
-    with pytest.raises(service.InvalidRequestError, match="'Mars/Olympus' is not an IANA"):
-        await service.start_subscription(
+    with pytest.raises(errors.InvalidRequestError, match="'Mars/Olympus' is not an IANA"):
+        await subscriptions.start_subscription(
             time_env.client, pg_sessions, task_queue=task_queue,
             customer_id=customer_id, price_id=price_id,
         )  # fmt: skip

@@ -14,8 +14,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.stripe_gateway import StripeGateway
-from kakin import service
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import payments, subscriptions
 from models import repositories as repo
 from models.payloads import InvoiceStatus
 from tests.helpers import (
@@ -38,7 +38,7 @@ async def _start(
 ) -> tuple[str, datetime]:
     customer_id, price_id = customer_and_price(sessions, stripe, card=card)
     start = (await env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         env.client, sessions, task_queue=task_queue,
         customer_id=customer_id, price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -57,7 +57,7 @@ async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
     paid_until = (await status_of(time_env, subscription_id)).current_period_end
     assert paid_until is not None
 
-    paused = await service.pause_subscription(
+    paused = await subscriptions.pause_subscription(
         time_env.client, subscription_id, reason="customer travelling", requested_by="support:ken"
     )
     assert (paused.status, paused.next_action, paused.next_action_at) == ("paused", "resume", None)
@@ -66,7 +66,7 @@ async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
     assert seen.status == "paused"
     assert len(seen.invoices) == 1, "a paused subscription was invoiced"
 
-    resumed = await service.resume_subscription(
+    resumed = await subscriptions.resume_subscription(
         time_env.client, subscription_id, requested_by="support:ken"
     )
     assert resumed.status == "active"
@@ -106,14 +106,14 @@ async def test_pause_and_resume_are_refused_with_a_reason_and_change_nothing(
     )
     await advance_to(time_env, start + timedelta(days=1))
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await service.pause_subscription(
+        await subscriptions.pause_subscription(
             time_env.client, subscription_id, reason="x", requested_by="support:ken"
         )
     assert "only an active or trialing subscription can be paused; it is past_due" in str(
         refused.value.cause
     )
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await service.resume_subscription(time_env.client, subscription_id, requested_by="x")
+        await subscriptions.resume_subscription(time_env.client, subscription_id, requested_by="x")
     assert "only a paused subscription can be resumed" in str(refused.value.cause)
 
     seen = observe(pg_sessions, subscription_id)
@@ -159,7 +159,7 @@ async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
     short = await _pay_elsewhere(
         stripe_gateway, pg_sessions, subscription_id, outstanding.invoice_id, 1000
     )
-    await service.report_payment(
+    await payments.report_payment(
         time_env.client, subscription_id, invoice_id=outstanding.invoice_id, payment_intent_id=short
     )
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
@@ -169,7 +169,7 @@ async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
         stripe_gateway, pg_sessions, subscription_id, outstanding.invoice_id, 3000
     )
     for _ in range(2):  # Stripe delivers webhooks at least once
-        await service.report_payment(
+        await payments.report_payment(
             time_env.client, subscription_id,
             invoice_id=outstanding.invoice_id, payment_intent_id=full,
         )  # fmt: skip
@@ -199,7 +199,7 @@ async def test_a_grace_period_postpones_the_rest_of_the_ladder(
     )
     await advance_to(time_env, start + timedelta(days=1))
     before = await status_of(time_env, subscription_id)
-    granted = await service.grant_grace(
+    granted = await subscriptions.grant_grace(
         time_env.client, subscription_id, days=10, reason="bank holiday", requested_by="support:ken"
     )
     assert before.next_action_at is not None
@@ -232,10 +232,12 @@ async def test_waiving_the_invoice_reactivates_without_a_charge(
     await advance_to(time_env, start + timedelta(days=15))
     assert (await status_of(time_env, subscription_id)).status == "suspended"
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await service.waive_invoice(time_env.client, subscription_id, reason=" ", requested_by="x")
+        await subscriptions.waive_invoice(
+            time_env.client, subscription_id, reason=" ", requested_by="x"
+        )
     assert "needs a reason" in str(refused.value.cause)
 
-    view = await service.waive_invoice(
+    view = await subscriptions.waive_invoice(
         time_env.client, subscription_id, reason="goodwill after outage", requested_by="support:ken"
     )
     assert (view.status, view.outstanding_invoice) == ("active", None)
@@ -248,8 +250,10 @@ async def test_waiving_the_invoice_reactivates_without_a_charge(
         ("support:ken", "waived: goodwill after outage")
     ]
     for refuse in (
-        service.waive_invoice(time_env.client, subscription_id, reason="x", requested_by="x"),
-        service.grant_grace(time_env.client, subscription_id, days=3, reason="x", requested_by="x"),
+        subscriptions.waive_invoice(time_env.client, subscription_id, reason="x", requested_by="x"),
+        subscriptions.grant_grace(
+            time_env.client, subscription_id, days=3, reason="x", requested_by="x"
+        ),
     ):
         with pytest.raises(WorkflowUpdateFailedError):
             await refuse
@@ -267,13 +271,13 @@ async def test_retry_now_and_writing_off_the_invoice(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
-    await service.retry_payment_now(time_env.client, subscription_id, requested_by="support:ken")
+    await payments.retry_payment_now(time_env.client, subscription_id, requested_by="support:ken")
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
     seen = observe(pg_sessions, subscription_id)
     assert [a.status for a in seen.attempts] == ["declined", "declined"]  # tried again at once
     assert seen.email_kinds == ["payment_failed", "payment_failed"]
 
-    view = await service.waive_invoice(
+    view = await subscriptions.waive_invoice(
         time_env.client, subscription_id, reason="written off", requested_by="support:ken",
         mark_as=InvoiceStatus.UNCOLLECTIBLE,
     )  # fmt: skip
@@ -293,7 +297,7 @@ async def test_waiving_names_its_invoice_and_never_writes_off_another(
     )
     await advance_to(time_env, start + timedelta(days=1))
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await service.waive_invoice(
+        await subscriptions.waive_invoice(
             time_env.client, subscription_id, reason="x", requested_by="x",
             invoice_id="in_some_other_invoice",
         )  # fmt: skip

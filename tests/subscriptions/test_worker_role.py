@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from activities.billing import BillingActivities
-from activities.stripe_gateway import StripeGateway
 from kakin import runtime as worker_module
-from kakin import service
-from kakin.settings import Settings
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
+from kakin.services import subscriptions
 from tests.helpers import customer_and_price, observe
 
 
@@ -84,7 +84,7 @@ async def test_a_workflow_worker_and_an_activity_worker_bill_a_renewal_together(
         )  # fmt: skip
         async with workflows_only, activities_only:
             customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
-            subscription_id = await service.start_subscription(
+            subscription_id = await subscriptions.start_subscription(
                 time_env.client,
                 pg_sessions,
                 task_queue=task_queue,

@@ -11,7 +11,7 @@ import base64
 
 from temporalio.converter import DataConverter
 
-from kakin.codec import EncryptionCodec, Keyring, data_converter
+from kakin.platform.codec import EncryptionCodec, Keyring, data_converter
 
 TEST_KEY_ID = "test1"
 TEST_KEY = base64.b64decode("dGVzdC1vbmx5LWtha2luLWtleS0zMi1ieXRlcyEhISE=")  # 32 bytes

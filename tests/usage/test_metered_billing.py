@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.invoice_builder import upcoming_draft
-from activities.stripe_gateway import StripeGateway
-from kakin import service
-from kakin.usage import UsageEventIn, ingest
+from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import subscriptions
+from kakin.services.invoices import upcoming_draft
+from kakin.services.usage import UsageEventIn, ingest
 from models import repositories as repo
 from models.tables import BillableMetric, Price, SubscriptionItem
 from tests.helpers import customer_and_price, observe, record_histories
@@ -134,7 +134,7 @@ async def test_a_month_of_usage_is_billed_once_per_aggregation_in_both_tier_mode
 ) -> None:
     start = (await time_env.get_current_time()) + timedelta(hours=1)
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=1000)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client,
         pg_sessions,
         task_queue=task_queue,
@@ -159,7 +159,7 @@ async def test_a_month_of_usage_is_billed_once_per_aggregation_in_both_tier_mode
         results = ingest(pg_sessions, events[offset : offset + 1000])
         assert {r.status for r in results} == {"duplicate"}
 
-    status = await service.subscription_status(time_env.client, subscription_id)
+    status = await subscriptions.subscription_status(time_env.client, subscription_id)
     assert status.next_period_start == period_end
     assert status.next_period_end is not None
     with pg_sessions() as session:
@@ -205,7 +205,7 @@ async def test_cancelling_bills_the_usage_of_the_last_period(
 ) -> None:
     start = (await time_env.get_current_time()) + timedelta(hours=1)
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=1000)
-    subscription_id = await service.start_subscription(
+    subscription_id = await subscriptions.start_subscription(
         time_env.client, pg_sessions, task_queue=task_queue, customer_id=customer_id,
         price_id=price_id, start_at=start,
     )  # fmt: skip
@@ -220,7 +220,7 @@ async def test_cancelling_bills_the_usage_of_the_last_period(
     results = ingest(pg_sessions, calls[:1000]) + ingest(pg_sessions, calls[1000:])
     assert {r.status for r in results} == {"accepted"}
 
-    await service.cancel_subscription(
+    await subscriptions.cancel_subscription(
         time_env.client, subscription_id, reason="closing the account", at_period_end=False,
         requested_by="support:ken",
     )  # fmt: skip

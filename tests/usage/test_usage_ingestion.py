@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
-from kakin.usage import MAX_BATCH, BatchTooLargeError, EventResult, UsageEventIn, ingest
+from kakin.services.usage import MAX_BATCH, BatchTooLargeError, EventResult, UsageEventIn, ingest
 from models import repositories as repo
 from models import usage as usage_sql
 from models.db import make_engine, make_session_factory
