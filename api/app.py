@@ -39,6 +39,7 @@ from api.routers import (
     usage,
     webhooks,
 )
+from kakin import runtime
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
@@ -95,17 +96,15 @@ def create_app(
 
 def build_app(settings: Settings) -> FastAPI:
     """The API wired to the real dependencies from settings (``kakin api``)."""
-    from kakin import runtime as wiring
-
     # One JSON line per request (api.middleware), shown even where the root is at WARNING;
     # it replaces uvicorn's access log, which would log query strings and client addresses.
     logging.getLogger("kakin.api.access").setLevel(logging.INFO)
     logging.getLogger("uvicorn.access").disabled = True
     app = create_app(
         settings=settings,
-        sessions=wiring.session_factory(settings),
-        temporal=lambda: wiring.temporal_client(settings),
-        stripe=wiring.stripe_gateway(settings),
+        sessions=runtime.session_factory(settings),
+        temporal=lambda: runtime.temporal_client(settings),
+        stripe=runtime.stripe_gateway(settings),
     )
     # What exists now (modules, the app, its routes and models) lives as long as the
     # process: frozen, the cyclic collector stops walking it at every full collection,

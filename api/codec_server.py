@@ -46,14 +46,20 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
-from kakin.platform.codec import DecryptionError, EncryptionCodec, EncryptionKeyError
+from kakin import runtime
+from kakin.platform.codec import (
+    DecryptionError,
+    EncryptionCodec,
+    EncryptionKeyError,
+    keyring_from_settings,
+)
 from kakin.services import api_keys
 from kakin.services.api_keys import KeyInfo, Role
 
 if TYPE_CHECKING:
     from kakin.platform.settings import Settings
 
-log = logging.getLogger("kakin.platform.codec")
+log = logging.getLogger("kakin.codec")
 
 COOKIE = "kakin_codec_key"
 COOKIE_MAX_AGE = 8 * 3600  # a working day; sign in again after
@@ -233,11 +239,8 @@ def create_codec_app(
 
 def build_codec_app(settings: Settings) -> Starlette:
     """The codec endpoint wired to the configured keys, database and UI origin."""
-    from kakin import runtime as wiring
-    from kakin.platform import codec
-
     return create_codec_app(
-        codec=codec.EncryptionCodec(codec.keyring_from_settings(settings)),
-        sessions=wiring.session_factory(settings),
+        codec=EncryptionCodec(keyring_from_settings(settings)),
+        sessions=runtime.session_factory(settings),
         ui_origin=settings.temporal_ui_url,
     )

@@ -42,7 +42,7 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-log = logging.getLogger("kakin.adapters.mailer")  # the name operators filter on
+log = logging.getLogger("activities.mailer")  # the name operators filter on
 
 
 @dataclass(frozen=True)

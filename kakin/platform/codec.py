@@ -82,7 +82,7 @@ KEY_BYTES = (16, 24, 32)  # AES-128/192/256; generated keys are 32 bytes
 DEV_KEYS_FILE = Path("var/encryption.keys")
 
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-log = logging.getLogger("kakin.platform.codec")
+log = logging.getLogger("kakin.codec")
 # Workflows whose plaintext payloads this process has reported (each once; bounded).
 _REPORTED_PLAINTEXT: set[str] = set()
 _MAX_REPORTED = 10_000

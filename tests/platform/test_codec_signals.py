@@ -135,7 +135,7 @@ async def test_support_signals_through_the_codec_endpoint_and_the_history_holds_
     assert refused.returncode != 0
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
-    with caplog.at_level(logging.WARNING, logger="kakin.platform.codec"):
+    with caplog.at_level(logging.WARNING, logger="kakin.codec"):
         sent = await temporal_signal(
             dev_env, workflow_id,
             "--codec-endpoint", codec_url, "--codec-auth", f"Bearer {keys['support'].secret}",
@@ -150,7 +150,7 @@ async def test_support_signals_through_the_codec_endpoint_and_the_history_holds_
     # The worker decrypted it and did what support asked; the audit log has who and why.
     cancel = [a for a in observe(pg_sessions, subscription_id).audit if a.to_status == "canceled"]
     assert [(a.actor, a.reason) for a in cancel] == [("support:ken", REASON)]
-    assert not [r for r in caplog.records if r.name == "kakin.platform.codec"], caplog.text
+    assert not [r for r in caplog.records if r.name == "kakin.codec"], caplog.text
 
 
 async def test_a_plain_cli_signal_is_applied_and_warned_about_without_its_contents(
@@ -163,7 +163,7 @@ async def test_a_plain_cli_signal_is_applied_and_warned_about_without_its_conten
 ) -> None:
     subscription_id = await waiting_subscription(dev_env, pg_sessions, stripe_gateway, task_queue)
     workflow_id = subscriptions.workflow_id(subscription_id)
-    with caplog.at_level(logging.WARNING, logger="kakin.platform.codec"):
+    with caplog.at_level(logging.WARNING, logger="kakin.codec"):
         sent = await temporal_signal(dev_env, workflow_id)
         assert sent.returncode == 0, sent.stderr
         assert await dev_env.client.get_workflow_handle(workflow_id).result() == "canceled"
@@ -176,7 +176,7 @@ async def test_a_plain_cli_signal_is_applied_and_warned_about_without_its_conten
     cancel = [a for a in observe(pg_sessions, subscription_id).audit if a.to_status == "canceled"]
     assert [(a.actor, a.reason) for a in cancel] == [("support:ken", REASON)]
     # Warned once, naming the workflow and how to signal instead, never the contents.
-    warnings = [r.getMessage() for r in caplog.records if r.name == "kakin.platform.codec"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kakin.codec"]
     assert len(warnings) == 1, warnings
     [warning] = warnings
     assert workflow_id in warning and "json/plain" in warning and "--codec-endpoint" in warning
