@@ -101,10 +101,16 @@ class Deps:
             raise ApiError(503, "Temporal cannot be reached; try again shortly") from None
 
 
-def get_deps(request: Request) -> Deps:
+def deps_of(request: Request) -> Deps:
     """The dependencies of the app serving ``request`` (``create_app`` stored them)."""
     deps: Deps = request.app.state.deps
     return deps
+
+
+async def get_deps(request: Request) -> Deps:
+    """``deps_of`` as a FastAPI dependency. ``async`` on purpose: a plain function would
+    cost every request a trip through the thread pool, queued behind blocking work."""
+    return deps_of(request)
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]
@@ -117,7 +123,7 @@ def _check(
 ) -> KeyInfo:
     if credentials is None:
         raise ApiError(401, "The request needs an API key in 'Authorization: Bearer'")
-    deps = get_deps(request)
+    deps = deps_of(request)
     key = api_keys.authenticate_with(deps.sessions, credentials.credentials)
     if key is None:
         raise ApiError(401, "The API key is unknown or revoked")

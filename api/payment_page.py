@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from api.deps import Deps, get_deps
+from api.deps import Deps, deps_of
 from kakin.adapters import links
 from kakin.platform.settings import Settings
 from kakin.services import payments as payment_service
@@ -59,7 +59,7 @@ def preferred_locale(request: Request) -> str:
 
 
 def page(request: Request, status: int, **context: Any) -> HTMLResponse:
-    settings = get_deps(request).settings
+    settings = deps_of(request).settings
     templates: jinja2.Environment = request.app.state.templates
     defaults = {"locale": "en", "seller_name": settings.seller_name, "form": False,
                 "message": "", "error": False}  # fmt: skip
@@ -83,7 +83,7 @@ def check(deps: Deps, values: dict[str, str]) -> tuple[str, dict[str, Any] | Non
 
 def show(request: Request) -> HTMLResponse:
     values = {k: v for k, v in request.query_params.items()}
-    subscription_id, context, refusal = check(get_deps(request), values)
+    subscription_id, context, refusal = check(deps_of(request), values)
     if refusal or context is None:
         return page(request, 403, message=refusal, error=True)
     return page(
@@ -96,7 +96,7 @@ async def unreadable(request: Request, body: bytes) -> HTMLResponse:
     """The 400 page for a form that is not UTF-8, in the customer's language if known."""
     # The link's own fields are ASCII, so they can still be read to find the customer.
     fields = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
-    subscription_id, context, refusal = await run_in_threadpool(check, get_deps(request), fields)
+    subscription_id, context, refusal = await run_in_threadpool(check, deps_of(request), fields)
     locale = context["locale"] if context else preferred_locale(request)
     message = (
         "フォームを読み取れませんでした。もう一度入力してください。"
@@ -112,7 +112,7 @@ async def unreadable(request: Request, body: bytes) -> HTMLResponse:
 
 
 async def submit(request: Request) -> HTMLResponse:
-    deps = get_deps(request)
+    deps = deps_of(request)
     body = await request.body()
     form = read_form(body)
     if form is None:

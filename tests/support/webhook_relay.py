@@ -78,7 +78,7 @@ class WebhookRelay:
         self._lock = threading.Condition()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._http = httpx.Client(timeout=60)
+        self._closed = False
 
     @property
     def url(self) -> str:
@@ -89,9 +89,9 @@ class WebhookRelay:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closed = True
         self._server.shutdown()
         self._server.server_close()
-        self._http.close()
 
     # -- what the relay does to the traffic ----------------------------------------------
 
@@ -217,13 +217,16 @@ class WebhookRelay:
                     "Content-Type": "application/json",
                     "Stripe-Signature": sign(payload, self.secret),
                 }
+                if self._closed:  # nobody is listening any more
+                    return
                 try:
-                    response = self._http.post(self.target, content=payload, headers=headers)
+                    # A connection per try, as Stripe makes: hundreds of sending threads
+                    # sharing one client's pool saw reads fail ("Bad file descriptor")
+                    # and tries wait past every deadline.
+                    response = httpx.post(self.target, content=payload, headers=headers, timeout=60)
                     status, body = response.status_code, response.text
                 except httpx.HTTPError as error:
                     status, body = 0, repr(error)
-                except RuntimeError:  # the relay was closed: nobody is listening any more
-                    return
                 with self._lock:
                     self.deliveries.append(
                         Delivery(event["id"], event.get("type", ""), status, body, time.monotonic())
