@@ -130,9 +130,11 @@ def bucket_range(
         "to", f"the range holds more than {MAX_BUCKETS:,} {granularity} buckets: "
         "ask for a shorter range or a longer interval"
     )  # fmt: skip
-    # A cheap bound first, so a range of centuries is refused without walking it.
-    shortest = {Granularity.DAY: 0.9, Granularity.WEEK: 6.9, Granularity.MONTH: 27.9}
-    if (end - start) / timedelta(days=shortest[granularity]) > MAX_BUCKETS + 2:
+    # A cheap bound first, so a range of centuries is refused without walking it: even
+    # at the longest a bucket can be (a DST day of 25 hours, a 31-day month) the range
+    # holds more.
+    longest = {Granularity.DAY: 1.05, Granularity.WEEK: 7.05, Granularity.MONTH: 31.05}
+    if (end - start) / timedelta(days=longest[granularity]) > MAX_BUCKETS + 2:
         raise too_many
     day = _first_day(start.astimezone(tz).date(), granularity)
     buckets: list[Bucket] = []
