@@ -37,7 +37,7 @@ def test_times_are_utc_and_currency_is_kakins_upper_case() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"occurred_at": datetime(2027, 1, 1)}, "timezone-aware"),
+        ({"occurred_at": datetime(2027, 1, 1)}, "timezone-aware"),  # noqa: DTZ001 -- on purpose
         ({"customer_id": ""}, "customer_id"),
         ({"currency": "XXY"}, "unknown currency"),
         ({"corrects": 3}, "corrects"),
@@ -65,4 +65,4 @@ def test_details_are_read_only_and_the_entry_hashable() -> None:
 
 def test_counted_statuses_are_subscription_statuses() -> None:
     # billing/ cannot import models/, so the MRR rules name the statuses by value.
-    assert COUNTED_STATUSES == {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+    assert {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE} == COUNTED_STATUSES

@@ -35,7 +35,10 @@ def test_intervals_are_normalised_to_a_month() -> None:
     # quarterly 9,000 / 3 = 3,000
     assert mrr([RecurringItem(price=FlatPrice(amount=Decimal(9000)))], interval_count=3) == 3000
     # $99.00 a year: 9,900 cents / 12 = 825 cents
-    assert mrr([RecurringItem(price=FlatPrice(amount=Decimal(9900)))], Interval.YEAR, currency="USD") == 825
+    assert (
+        mrr([RecurringItem(price=FlatPrice(amount=Decimal(9900)))], Interval.YEAR, currency="USD")
+        == 825
+    )
 
 
 def test_rounding_is_half_even_once() -> None:
@@ -49,7 +52,9 @@ def test_rounding_is_half_even_once() -> None:
 
 def test_quantity_and_items_are_summed_metered_left_out() -> None:
     seats = RecurringItem(price=PerUnitPrice(unit_amount=Decimal(500)), quantity=3)
-    calls = RecurringItem(price=PerUnitPrice(unit_amount=Decimal("0.015")), quantity=0, metered=True)
+    calls = RecurringItem(
+        price=PerUnitPrice(unit_amount=Decimal("0.015")), quantity=0, metered=True
+    )
     assert mrr([PLAN, seats, calls]) == 3000 + 3 * 500
 
 
