@@ -22,17 +22,18 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities, Seller
+from activities.bundle import Activities, build_activities
 from kakin import contracts
 from kakin.adapters.mailer import OutboxMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.dev.embedded import start_localstripe
 from kakin.platform.binaries import find_binary
+from kakin.runtime import build_worker
+from kakin.services.invoice_documents import Seller
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import free_ports
 from tests.support.encryption import TEST_KEYS, converter_for_tests
-from worker import build_worker
 
 PG_ADMIN_URL = os.environ.get("KAKIN_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 # Payloads are encrypted in tests as in production: the fixtures' clients use these
@@ -171,8 +172,8 @@ def outbox(tmp_path: Path) -> Path:
 
 def make_activities(
     sessions: sessionmaker[Session], stripe: StripeGateway, outbox: Path
-) -> BillingActivities:
-    return BillingActivities(
+) -> Activities:
+    return build_activities(
         session_factory=sessions,
         stripe=stripe,
         mailer=OutboxMailer(outbox),
@@ -184,7 +185,7 @@ def make_activities(
 @pytest.fixture
 def activities(
     pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, outbox: Path
-) -> BillingActivities:
+) -> Activities:
     return make_activities(pg_sessions, stripe_gateway, outbox)
 
 
@@ -195,7 +196,7 @@ def task_queue() -> str:
 
 @pytest.fixture
 async def time_worker(
-    time_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
+    time_env: WorkflowEnvironment, activities: Activities, task_queue: str
 ) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
         worker = build_worker(

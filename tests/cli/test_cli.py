@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions as subscriptions_service
 from models import repositories as repo
@@ -52,7 +52,7 @@ class Billed:
 def billed(
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
-    activities: BillingActivities,
+    activities: Activities,
 ) -> Billed:
     """A ja/JPY customer with a subscription and one finalized, rendered 3,980円 invoice."""
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=3980)
@@ -71,7 +71,7 @@ def billed(
     start = datetime(2027, 1, 31, 0, 0, tzinfo=UTC)
     env = ActivityEnvironment()
     ref = env.run(
-        activities.create_invoice,
+        activities.invoicing.create_invoice,
         CreateInvoiceRequest(
             subscription_id=subscription_id,
             period_index=0,
@@ -81,10 +81,10 @@ def billed(
         ),
     )
     ref = env.run(
-        activities.finalize_invoice,
+        activities.invoicing.finalize_invoice,
         FinalizeInvoiceRequest(invoice_id=ref.invoice_id, finalized_at=start),
     )
-    env.run(activities.render_invoice, RenderInvoiceRequest(invoice_id=ref.invoice_id))
+    env.run(activities.invoicing.render_invoice, RenderInvoiceRequest(invoice_id=ref.invoice_id))
     assert ref.number is not None
     return Billed(customer_id, subscription_id, ref.invoice_id, ref.number)
 

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.runtime import build_worker
 from tests.helpers import DECLINED_CARD, customer_and_price, eventually, observe
-from worker import build_worker
 
 pytestmark = pytest.mark.devserver
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def dev_worker(
-    dev_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
+    dev_env: WorkflowEnvironment, activities: Activities, task_queue: str
 ) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
         worker = build_worker(

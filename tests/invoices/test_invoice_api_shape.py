@@ -98,7 +98,7 @@ def metered_renewal(
     billing = make_activities(sessions, stripe_gateway, outbox)
     env = ActivityEnvironment()
     first, renewal = invoice_request(subscription_id, 0), invoice_request(subscription_id, 1)
-    env.run(billing.issue_invoice, first)
+    env.run(billing.invoicing.issue_invoice, first)
     events = [
         UsageEventIn(event_id=f"batch-{n}", metric=metric, customer_id=customer,
                      timestamp=START + timedelta(days=n + 1), properties={"calls": 500})
@@ -115,7 +115,7 @@ def metered_renewal(
         upcoming = UpcomingInvoice.of(
             subscription_id, renewal.period_start, renewal.period_end, draft
         ).model_dump(mode="json")
-    ref = env.run(billing.issue_invoice, renewal)
+    ref = env.run(billing.invoicing.issue_invoice, renewal)
     return ref.invoice_id, upcoming, (rate, plan, metered)
 
 

@@ -24,17 +24,17 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from api.codec_server import create_codec_app
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.binaries import find_binary
 from kakin.platform.codec import ENCODING
+from kakin.runtime import build_worker
 from kakin.services import api_keys, subscriptions
 from kakin.services.api_keys import CreatedKey
 from tests.api.test_api import running
 from tests.helpers import customer_and_price, observe
 from tests.support.encryption import codec_for_tests
-from worker import build_worker
 
 pytestmark = pytest.mark.devserver
 REASON = "山田様 (taro@example.jp) asked by phone to stop"
@@ -42,7 +42,7 @@ REASON = "山田様 (taro@example.jp) asked by phone to stop"
 
 @pytest.fixture
 async def dev_worker(
-    dev_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
+    dev_env: WorkflowEnvironment, activities: Activities, task_queue: str
 ) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
         worker = build_worker(

@@ -18,10 +18,11 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.billing import BillingActivities
+from activities.bundle import build_activities
 from kakin.adapters.mailer import OutgoingEmail, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.runtime import build_worker
 from kakin.services import subscriptions
 from models import repositories as repo
 from models.payloads import EmailRequest
@@ -30,7 +31,6 @@ from tests.conftest import SELLER, make_activities
 from tests.helpers import customer_and_price, observe, outbox_files
 from tests.support.fault_proxy import FaultProxy
 from tests.support.sendgrid_loopback import SendGridLoopback
-from worker import build_worker
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
         subscription_id=subscription_id, occurred_at=datetime.now(UTC),
     )  # fmt: skip
     with SendGridLoopback() as sendgrid:
-        activities = BillingActivities(
+        activities = build_activities(
             session_factory=pg_sessions,
             stripe=stripe_gateway,
             mailer=SendGridMailer("SG.test", host=sendgrid.url),
@@ -156,13 +156,13 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
             seller=SELLER,
         )
         dying = DiesAfterSending(SendGridMailer("SG.test", host=sendgrid.url))
-        first = BillingActivities(
+        first = build_activities(
             session_factory=pg_sessions, stripe=stripe_gateway, mailer=dying,
             templates=make_template_env(), seller=SELLER,
         )  # fmt: skip
         with pytest.raises(WorkerDied):
-            ActivityEnvironment().run(first.send_email, request)
-        ActivityEnvironment().run(activities.send_email, request)  # Temporal's retry
+            ActivityEnvironment().run(first.notifications.send_email, request)
+        ActivityEnvironment().run(activities.notifications.send_email, request)  # Temporal's retry
 
         assert sendgrid.accepted_keys() == [request.business_key]
     with pg_sessions() as session:

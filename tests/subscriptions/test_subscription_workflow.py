@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from billing import calendar
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.runtime import build_stripe_worker
 from kakin.services import errors, payments, subscriptions
 from models.payloads import StatusView
 from models.tables import Customer, Invoice, Subscription
@@ -34,7 +35,6 @@ from tests.helpers import (
     record_histories,
     run_histories,
 )
-from worker import build_stripe_worker
 
 
 def next_jan_31(now: datetime) -> datetime:
@@ -366,7 +366,7 @@ async def test_trial_then_first_invoice(
 async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
     time_env: WorkflowEnvironment,
     time_worker: Worker,
-    activities: BillingActivities,
+    activities: Activities,
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
     task_queue: str,
