@@ -18,6 +18,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.cli import build_parser
+from kakin.cli.subscriptions import build_starter_parser
+from kakin.platform.settings import get_settings
+from kakin.runtime import settings_from
 from kakin.services import subscriptions as subscriptions_service
 from models import repositories as repo
 from models.payloads import CreateInvoiceRequest, FinalizeInvoiceRequest, RenderInvoiceRequest
@@ -288,28 +292,23 @@ SUBSCRIPTION_COMMANDS = [
 def test_connection_options_parse_the_same_before_and_after_the_command(
     program: str, command: list[str]
 ) -> None:
-    import starter
-    from kakin.cli import build_parser
-
-    parser = build_parser if program == "kakin" else starter.build_parser
+    parser = build_parser if program == "kakin" else build_starter_parser
     before = parser().parse_args([*CONNECTION, *command])
     after = parser().parse_args([*command, *CONNECTION])
     assert vars(before) == vars(after)
-    settings = starter.settings_from(after)
+    settings = settings_from(after)
     assert (settings.temporal_address, settings.temporal_namespace, settings.task_queue) == (
         "temporal.internal:7233", "billing-prod", "billing-blue",
     )  # fmt: skip
     # Given in both places, the one after the command wins; given in neither, the setting.
     both = parser().parse_args(["--namespace", "first", *command, "--namespace", "second"])
-    assert starter.settings_from(both).temporal_namespace == "second"
-    neither = starter.settings_from(parser().parse_args(command))
-    assert neither.temporal_address == starter.get_settings().temporal_address
+    assert settings_from(both).temporal_namespace == "second"
+    neither = settings_from(parser().parse_args(command))
+    assert neither.temporal_address == get_settings().temporal_address
 
 
 @pytest.mark.parametrize("command", [["worker"], ["api", "--port", "8001"]], ids=["worker", "api"])
 def test_the_worker_and_the_api_take_the_connection_options_too(command: list[str]) -> None:
-    from kakin.cli import build_parser
-
     before = build_parser().parse_args([*CONNECTION, *command])
     after = build_parser().parse_args([*command, *CONNECTION])
     assert vars(before) == vars(after)
