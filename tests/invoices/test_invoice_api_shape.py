@@ -28,10 +28,10 @@ from kakin.services.usage import UsageEventIn, ingest
 from models import repositories as repo
 from models.payloads import SubscriptionStatus
 from models.tables import Subscription
-from tests.api.test_api import client, running
+from tests.api.test_api import client
 from tests.cli.test_cli import kakin
 from tests.conftest import make_activities
-from tests.helpers import OK_CARD
+from tests.helpers import OK_CARD, running
 from tests.models.test_database import START, invoice_request
 
 

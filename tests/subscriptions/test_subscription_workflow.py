@@ -24,33 +24,23 @@ from billing import calendar
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.runtime import build_stripe_worker
 from kakin.services import errors, payments, subscriptions
-from models.payloads import StatusView
 from models.tables import Customer, Invoice, Subscription
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
+    advance_to,
     customer_and_price,
     observe,
     outbox_files,
     record_histories,
     run_histories,
+    status_of,
 )
 
 
 def next_jan_31(now: datetime) -> datetime:
     candidate = datetime(now.year, 1, 31, 9, 0, tzinfo=UTC)
     return candidate if candidate > now else candidate.replace(year=now.year + 1)
-
-
-async def status_of(env: WorkflowEnvironment, subscription_id: str) -> StatusView:
-    return await subscriptions.subscription_status(env.client, subscription_id)
-
-
-async def advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
-    """Let the server's clock run until ``moment`` (timers fire on the way)."""
-    delta = moment - await env.get_current_time()
-    if delta > timedelta(0):
-        await env.sleep(delta)
 
 
 async def test_twelve_monthly_renewals_from_jan_31(
