@@ -3,7 +3,7 @@
 ``python -m bench.profile_cycle [-n 30] [--threads 16] [--top 25] [--sort cumulative]``
 
 Runs the activities of ``n`` renewals directly, one after the other, on the objects
-``worker.build_worker`` gets (``bench.stack.make_kakin(...).activities()``): a private
+``kakin.runtime.build_worker`` gets (``bench.stack.make_kakin(...).activities()``): a private
 PostgreSQL database, a private localstripe, an outbox in a temp dir; no Temporal. Each
 renewal is a fresh subscription's first invoice: ``issue_invoice`` (create + finalize),
 ``charge_invoice`` (stripe SDK → localstripe), ``render_and_email`` (HTML, PDF, receipt).
