@@ -1,28 +1,14 @@
-"""The kakin worker: runs SubscriptionWorkflow and the billing activities.
+"""``python worker.py [--role all|workflows|activities]``: the kakin worker.
 
-``python worker.py`` (or ``kakin worker``) connects to KAKIN_TEMPORAL_ADDRESS and polls
-the task queue KAKIN_TASK_QUEUE (default ``billing``) until Ctrl-C or SIGTERM.
-
-One process runs the workflows and the activities by default. ``--role workflows`` or
-``--role activities`` (KAKIN_WORKER_ROLE) runs only one kind, so the activities' CPU
-(invoice PDFs, Stripe calls, email) can be spread over more processes polling the same
-queues: e.g. ``python worker.py --role workflows`` once and ``python worker.py --role
-activities`` two or three times. Each queue needs a worker of each kind running.
+The entry point only; what it runs and its options are kakin/runtime.py's
+(``worker_main``, the same worker ``kakin worker`` runs).
 """
 
 from __future__ import annotations
 
 import sys
 
-from kakin.runtime import (  # noqa: F401  (the names tests and the bench import from here)
-    ROLES,
-    STRIPE_REQUESTS_PER_CHARGE,
-    WORKFLOWS,
-    build_stripe_worker,
-    build_worker,
-    run_worker,
-)
-from kakin.runtime import worker_main as main
+from kakin.runtime import worker_main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(worker_main(sys.argv[1:]))

@@ -76,38 +76,14 @@ class InvoicingActivities:
         The subscription row is locked first: usage ingestion holds it shared, so an
         event is either in this invoice or refused as late, never lost in between.
         """
-        key = f"invoice:{request.subscription_id}:{request.period_index}"
+        key = _period_key(request)
         with self._sessions() as session:
             existing = repo.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
-            subscription = usage_sql.lock_subscription(session, request.subscription_id)
-            draft = period_draft(
-                session,
-                subscription,
-                period_start=request.period_start,
-                period_end=request.period_end,
-                usage_period=closing_period(subscription, request.period_start),
-                rounding=RoundingMode(self._seller.tax_rounding),
-            )
-            invoice = self._store_draft(
-                session,
-                key,
-                subscription,
-                draft,
-                period_start=request.period_start,
-                period_end=request.period_end,
-                issued_at=request.issued_at,
-            )
-            # The subscription's current period is the one just invoiced.
-            subscription.current_period_start = request.period_start
-            subscription.current_period_end = request.period_end
-            try:
-                session.commit()
-            except IntegrityError:  # a concurrent try of this same activity won
-                session.rollback()
-                return _ref(repo.invoice_by_key(session, key, required=True))
-            return _ref(invoice)
+            subscription, draft = self._draft_period(session, request)
+            invoice = self._store_period(session, key, subscription, draft, request)
+            return _commit_once(session, key, invoice)
 
     @activity.defn(name=contracts.ACTIVITY_CREATE_FINAL_INVOICE)
     def create_final_invoice(self, request: FinalInvoiceRequest) -> InvoiceRef | None:
@@ -117,7 +93,7 @@ class InvoicingActivities:
         subscription is canceled already, so ingestion refuses new events; every event
         it accepted in the open period is on this invoice.
         """
-        key = f"invoice:{request.subscription_id}:{request.period_index}"
+        key = _period_key(request)
         with self._sessions() as session:
             existing = repo.invoice_by_key(session, key)
             if existing is not None:
@@ -136,12 +112,45 @@ class InvoicingActivities:
                 session, key, subscription, draft,
                 period_start=start, period_end=end, issued_at=request.ended_at,
             )  # fmt: skip
-            try:
-                session.commit()
-            except IntegrityError:  # a concurrent try of this same activity won
-                session.rollback()
-                return _ref(repo.invoice_by_key(session, key, required=True))
-            return _ref(invoice)
+            return _commit_once(session, key, invoice)
+
+    def _draft_period(
+        self, session: Session, request: CreateInvoiceRequest
+    ) -> tuple[Subscription, Draft]:
+        """The period's draft, on the subscription locked first (see create_invoice)."""
+        subscription = usage_sql.lock_subscription(session, request.subscription_id)
+        draft = period_draft(
+            session,
+            subscription,
+            period_start=request.period_start,
+            period_end=request.period_end,
+            usage_period=closing_period(subscription, request.period_start),
+            rounding=RoundingMode(self._seller.tax_rounding),
+        )
+        return subscription, draft
+
+    def _store_period(
+        self,
+        session: Session,
+        key: str,
+        subscription: Subscription,
+        draft: Draft,
+        request: CreateInvoiceRequest,
+    ) -> Invoice:
+        """The period's draft added as its invoice; the subscription's current period is
+        the one just invoiced."""
+        invoice = self._store_draft(
+            session,
+            key,
+            subscription,
+            draft,
+            period_start=request.period_start,
+            period_end=request.period_end,
+            issued_at=request.issued_at,
+        )
+        subscription.current_period_start = request.period_start
+        subscription.current_period_end = request.period_end
+        return invoice
 
     def _store_draft(
         self,
@@ -155,12 +164,9 @@ class InvoicingActivities:
         issued_at: datetime,
     ) -> Invoice:
         """Add the draft as an invoice (and the credit it spends) to the session."""
-        invoice = Invoice(
-            id=repo.new_id("in"),
-            business_key=key,
-            subscription_id=subscription.id,
-            customer_id=subscription.customer_id,
-            status=InvoiceStatus.DRAFT,
+        invoice = _new_draft(
+            key,
+            subscription,
             currency=draft.currency,
             subtotal=draft.totals.subtotal,
             discount_total=draft.totals.discount_total,
@@ -175,18 +181,10 @@ class InvoicingActivities:
             lines=line_rows(draft),
         )
         session.add(invoice)
-        if draft.totals.credit_applied:
+        if invoice.credit_applied:
             # Spent in the same transaction as the invoice: credit is used once (and a
             # debit, a negative credit_applied, is collected once).
-            session.add(
-                CreditTransaction(
-                    business_key=f"applied:{key}",
-                    customer_id=subscription.customer_id,
-                    currency=draft.currency,
-                    amount=-draft.totals.credit_applied,
-                    invoice_id=invoice.id,
-                )
-            )
+            _take_from_balance(session, f"applied:{key}", invoice, invoice.credit_applied)
         _carry_forward(session, key, invoice)
         return invoice
 
@@ -212,22 +210,19 @@ class InvoicingActivities:
         creates, numbers and opens the invoice in one transaction (one session, one
         commit); a retry that finds the invoice finishes it as finalize_invoice does.
         """
-        key = f"invoice:{request.subscription_id}:{request.period_index}"
+        key = _period_key(request)
         with self._sessions() as session:
             existing = repo.invoice_by_key(session, key)
-            if existing is None:
-                issued = self._issue_new(session, key, request)
-                try:
-                    session.commit()  # number, invoice and audit together: gapless
-                    return _ref(issued)
-                except IntegrityError:  # a concurrent try of this same activity won
-                    session.rollback()  # (and gives the number it took back)
-                    existing = repo.invoice_by_key(session, key, required=True)
-            if existing.number is not None:
-                return _ref(existing)
-            invoice_id = existing.id
+            if existing is not None:
+                ref = _ref(existing)
+            else:
+                # Number, invoice and audit commit together: gapless. When a concurrent
+                # try won, the rollback gives the number taken back.
+                ref = _commit_once(session, key, self._issue_new(session, key, request))
+        if ref.number is not None:
+            return ref
         return self.finalize_invoice(
-            FinalizeInvoiceRequest(invoice_id=invoice_id, finalized_at=request.issued_at)
+            FinalizeInvoiceRequest(invoice_id=ref.invoice_id, finalized_at=request.issued_at)
         )
 
     def _open(self, session: Session, invoice: Invoice, number: str, at: datetime) -> None:
@@ -250,31 +245,12 @@ class InvoicingActivities:
 
     def _issue_new(self, session: Session, key: str, request: CreateInvoiceRequest) -> Invoice:
         """create_invoice then finalize_invoice's changes, unflushed, for issue_invoice."""
-        subscription = usage_sql.lock_subscription(session, request.subscription_id)
-        draft = period_draft(
-            session,
-            subscription,
-            period_start=request.period_start,
-            period_end=request.period_end,
-            usage_period=closing_period(subscription, request.period_start),
-            rounding=RoundingMode(self._seller.tax_rounding),
-        )
+        subscription, draft = self._draft_period(session, request)
         # Taken before the invoice is added (no autoflush of a numberless row), locked
         # until the commit: numbers go out in commit order.
         number = repo.take_invoice_number(session, request.issued_at)
-        invoice = self._store_draft(
-            session,
-            key,
-            subscription,
-            draft,
-            period_start=request.period_start,
-            period_end=request.period_end,
-            issued_at=request.issued_at,
-        )
+        invoice = self._store_period(session, key, subscription, draft, request)
         self._open(session, invoice, number, request.issued_at)
-        # The subscription's current period is the one just invoiced.
-        subscription.current_period_start = request.period_start
-        subscription.current_period_end = request.period_end
         return invoice
 
     @activity.defn(name=contracts.ACTIVITY_RENDER_INVOICE)
@@ -358,12 +334,9 @@ class InvoicingActivities:
                 (f"Rounding (Stripe charges {new.currency} in steps of {step})",
                  settled.rounding, "rounding")
             )  # fmt: skip
-        invoice = Invoice(
-            id=repo.new_id("in"),
-            business_key=key,
-            subscription_id=subscription.id,
-            customer_id=subscription.customer_id,
-            status=InvoiceStatus.DRAFT,
+        return _new_draft(
+            key,
+            subscription,
             currency=new.currency,
             subtotal=result.net,
             total=result.net + settled.rounding,
@@ -385,7 +358,6 @@ class InvoicingActivities:
                 for position, (description, amount, kind) in enumerate(lines)
             ],
         )
-        return invoice
 
     @activity.defn(name=contracts.ACTIVITY_RECORD_INVOICE_CHANGE)
     def record_invoice_change(self, change: InvoiceChange) -> None:
@@ -424,17 +396,50 @@ def _ref(invoice: Invoice) -> InvoiceRef:
     )
 
 
+def _period_key(request: CreateInvoiceRequest | FinalInvoiceRequest) -> str:
+    """A period's invoice: one per subscription and period index, whatever retries."""
+    return f"invoice:{request.subscription_id}:{request.period_index}"
+
+
+def _commit_once(session: Session, key: str, invoice: Invoice) -> InvoiceRef:
+    """Commit the new invoice under ``key``; if a concurrent try of this same activity
+    committed first (the key is unique), roll back and answer with its invoice."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return _ref(repo.invoice_by_key(session, key, required=True))
+    return _ref(invoice)
+
+
+def _new_draft(key: str, subscription: Subscription, **amounts: Any) -> Invoice:
+    """A draft invoice row of ``subscription`` under its business key."""
+    return Invoice(
+        id=repo.new_id("in"),
+        business_key=key,
+        subscription_id=subscription.id,
+        customer_id=subscription.customer_id,
+        status=InvoiceStatus.DRAFT,
+        **amounts,
+    )
+
+
+def _take_from_balance(session: Session, key: str, invoice: Invoice, amount: int) -> None:
+    """The customer's balance moves by ``-amount`` for ``invoice``, once (``key`` is unique)."""
+    session.add(
+        CreditTransaction(
+            business_key=key,
+            customer_id=invoice.customer_id,
+            currency=invoice.currency,
+            amount=-amount,
+            invoice_id=invoice.id,
+        )
+    )
+
+
 def _carry_forward(session: Session, key: str, invoice: Invoice) -> None:
     """An invoice below Stripe's minimum charge moves its amount due to the customer's
     balance, as a debit the next invoice collects (as Stripe does); in the invoice's
     transaction, once."""
     if invoice.carried_forward:
-        session.add(
-            CreditTransaction(
-                business_key=f"carried:{key}",
-                customer_id=invoice.customer_id,
-                currency=invoice.currency,
-                amount=-invoice.carried_forward,
-                invoice_id=invoice.id,
-            )
-        )
+        _take_from_balance(session, f"carried:{key}", invoice, invoice.carried_forward)

@@ -2,7 +2,7 @@
 
 ``python -m bench.activity_worker --address A --task-queue Q --kind kakin|bare ...``
 polls Q for activities only, as ``python worker.py --role activities`` does in a
-deployment: for ``kakin`` the production activities (``worker.build_worker`` with role
+deployment: for ``kakin`` the production activities (``kakin.runtime.build_worker`` with role
 ``activities``) on bench.stack's Kakin (the run's PostgreSQL database, localstripe and
 outbox); for ``bare`` the no-op activity. The bench process keeps the workflows.
 
@@ -44,7 +44,7 @@ async def main(argv: list[str] | None = None) -> None:
             from kakin.runtime import build_worker
 
             kakin = make_kakin(args.database_url, args.stripe_url, args.outbox)
-            warm_up()  # as worker.run_worker does before polling
+            warm_up()  # as kakin.runtime.run_worker does before polling
             worker = build_worker(
                 client,
                 task_queue=args.task_queue,

@@ -1,7 +1,7 @@
 """The worker process that ``bench memory`` measures (one per kind, so its RSS is clean).
 
 ``python -m bench.memory_worker --address A --task-queue Q --kind subscription|bare
---cache N`` runs a worker like worker.build_worker's (same workflows and activities
+--cache N`` runs a worker like kakin.runtime.build_worker's (same workflows and activities
 for ``subscription``, only the idle bare workflow for ``bare``) with room for N
 cached workflows. It prints ``ready``, then answers each ``rss`` line on stdin with
 its resident set size in KiB after a garbage collection, until ``quit``.
@@ -36,7 +36,7 @@ def _worker_kwargs(kind: str, work: Path) -> dict[str, Any]:
     from kakin.runtime import WORKFLOWS
 
     kakin = make_kakin(f"sqlite:///{work / 'unused.db'}", "http://127.0.0.1:9", work / "outbox")
-    return {"workflows": WORKFLOWS, "activities": kakin.activities().activities()}
+    return {"workflows": WORKFLOWS, "activities": kakin.activities().all()}
 
 
 async def main() -> None:

@@ -3,7 +3,7 @@
 ``python -m bench.profile_cycle [-n 30] [--threads 16] [--top 25] [--sort cumulative]``
 
 Runs the activities of ``n`` renewals directly, one after the other, on the objects
-``worker.build_worker`` gets (``bench.stack.make_kakin(...).activities()``): a private
+``kakin.runtime.build_worker`` gets (``bench.stack.make_kakin(...).activities()``): a private
 PostgreSQL database, a private localstripe, an outbox in a temp dir; no Temporal. Each
 renewal is a fresh subscription's first invoice: ``issue_invoice`` (create + finalize),
 ``charge_invoice`` (stripe SDK → localstripe), ``render_and_email`` (HTML, PDF, receipt).
@@ -75,7 +75,7 @@ def _cycle(activities: Any, sub_id: str, clock: Callable[[str, Callable[[], Any]
     now = datetime.now(UTC).replace(microsecond=0)
     ref = clock(
         "issue_invoice",
-        lambda: activities.issue_invoice(
+        lambda: activities.invoicing.issue_invoice(
             CreateInvoiceRequest(
                 subscription_id=sub_id,
                 period_index=0,
@@ -88,13 +88,13 @@ def _cycle(activities: Any, sub_id: str, clock: Callable[[str, Callable[[], Any]
     assert ref.status == InvoiceStatus.OPEN, ref
     clock(
         "charge_invoice",
-        lambda: activities.charge_invoice(
+        lambda: activities.payments.charge_invoice(
             ChargeRequest(invoice_id=ref.invoice_id, attempt=0, attempted_at=now)
         ),
     )
     clock(
         "render_and_email",
-        lambda: activities.render_and_email(
+        lambda: activities.notifications.render_and_email(
             EmailRequest(
                 kind="receipt",
                 business_key=f"email:receipt:{ref.invoice_id}:0",

@@ -9,7 +9,7 @@ database (``payment_attempts.updated_at``) minus the due time.
 
 Two variants, each with a fresh limiter and database: the charges on the main task
 queue (kakin's default), and on a task queue of their own served by
-worker.build_stripe_worker, held by the server to 80% of the limit in activities/s
+kakin.runtime.build_stripe_worker, held by the server to 80% of the limit in activities/s
 (what KAKIN_STRIPE_TASK_QUEUE turns on).
 
 The bare baseline: M bare workflows (timer → no-op activity) due at one instant on

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities, Seller
+from activities.bundle import Activities, build_activities
 from bench import bare as bare_module
 from bench.bare import BareCycleWorkflow, noop, take_done
 from bench.common import progress
@@ -42,10 +42,11 @@ from kakin.runtime import build_stripe_worker, build_worker
 from kakin.services import catalog
 from kakin.services import customers as customers_service
 from kakin.services import subscriptions as subscriptions_service
+from kakin.services.invoice_documents import Seller
 from models.db import make_engine, make_session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
-# As worker.run_worker: the production worker's activity pool.
+# As kakin.runtime.run_worker: the production worker's activity pool.
 ACTIVITY_THREADS = 16
 STRIPE_KEY = "sk_test_kakin_bench"
 OK_CARD = "4242424242424242"
@@ -75,8 +76,8 @@ class Kakin:
         """Close the pool before the database is dropped (no half-dead connections)."""
         self.engine.dispose()
 
-    def activities(self) -> BillingActivities:
-        return BillingActivities(
+    def activities(self) -> Activities:
+        return build_activities(
             session_factory=self.sessions,
             stripe=self.charge_stripe,
             mailer=OutboxMailer(self.outbox),
@@ -270,9 +271,9 @@ async def kakin_worker(
     activity_workers: int = 0,
     pids: dict[str, int] | None = None,
 ) -> AsyncIterator[Worker]:
-    """The production worker (worker.build_worker) on ``task_queue``; with
-    ``stripe_task_queue``, also worker.build_stripe_worker's charge worker, as
-    worker.run_worker runs them when KAKIN_STRIPE_TASK_QUEUE is set.
+    """The production worker (kakin.runtime.build_worker) on ``task_queue``; with
+    ``stripe_task_queue``, also build_stripe_worker's charge worker, as
+    kakin.runtime.run_worker runs them when KAKIN_STRIPE_TASK_QUEUE is set.
 
     With ``activity_workers`` K > 0 this process runs the workflows only (role
     ``workflows``) and K processes run the activities (role ``activities``), each with
@@ -281,7 +282,7 @@ async def kakin_worker(
     with contextlib.ExitStack() as pools:
         executor = None
         if not activity_workers:
-            await asyncio.to_thread(pdf.warm_up)  # as worker.run_worker does before polling
+            await asyncio.to_thread(pdf.warm_up)  # as kakin.runtime.run_worker does before polling
             executor = pools.enter_context(
                 ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="kakin-activity")
             )
@@ -330,7 +331,7 @@ async def bare_worker(
     activity_workers: int = 0,
     pids: dict[str, int] | None = None,
 ) -> AsyncIterator[Worker]:
-    """The bare workflow's worker, with the same settings as worker.build_worker; with
+    """The bare workflow's worker, with the same settings as kakin.runtime.build_worker; with
     ``activity_workers`` K > 0, laid out as kakin_worker lays it out (workflows here, the
     no-op activity in K processes, their pids into ``pids``)."""
     take_done()  # forget completions of an earlier phase

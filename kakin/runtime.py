@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities, build_activities
 from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
@@ -111,9 +111,9 @@ def billing_activities(
     sessions: sessionmaker[Session] | None = None,
     stripe: StripeGateway | None = None,
     mail: Mailer | None = None,
-) -> BillingActivities:
+) -> Activities:
     """The invoicing, payment and notification activities, built from the settings."""
-    return BillingActivities(
+    return build_activities(
         session_factory=sessions or session_factory(settings),
         stripe=stripe or stripe_gateway(settings),
         mailer=mail or mailer(settings),
@@ -231,7 +231,7 @@ def build_worker(
     client: Client,
     *,
     task_queue: str,
-    activities: BillingActivities,
+    activities: Activities,
     executor: ThreadPoolExecutor | None,
     role: str = "all",
 ) -> Worker:
@@ -250,7 +250,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS if role != "activities" else [],
-        activities=activities.activities() if run_activities else [],
+        activities=activities.all() if run_activities else [],
         activity_executor=executor if run_activities else None,
         max_concurrent_activities=executor._max_workers if run_activities and executor else None,
     )
@@ -260,7 +260,7 @@ def build_stripe_worker(
     client: Client,
     *,
     task_queue: str,
-    activities: BillingActivities,
+    activities: Activities,
     executor: ThreadPoolExecutor,
     stripe_rate_limit: float,
 ) -> Worker:

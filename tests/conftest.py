@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,17 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities, Seller
+from activities.bundle import Activities, build_activities
 from kakin import contracts
 from kakin.adapters.mailer import OutboxMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.dev.embedded import start_localstripe
 from kakin.platform.binaries import find_binary
+from kakin.services.invoice_documents import Seller
 from models.db import make_engine, make_session_factory, migrate
-from tests.helpers import free_ports
+from tests.helpers import connect_to, free_ports, running, serving_worker
 from tests.support.encryption import TEST_KEYS, converter_for_tests
-from worker import build_worker
 
 PG_ADMIN_URL = os.environ.get("KAKIN_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 # Payloads are encrypted in tests as in production: the fixtures' clients use these
@@ -171,8 +170,8 @@ def outbox(tmp_path: Path) -> Path:
 
 def make_activities(
     sessions: sessionmaker[Session], stripe: StripeGateway, outbox: Path
-) -> BillingActivities:
-    return BillingActivities(
+) -> Activities:
+    return build_activities(
         session_factory=sessions,
         stripe=stripe,
         mailer=OutboxMailer(outbox),
@@ -184,7 +183,7 @@ def make_activities(
 @pytest.fixture
 def activities(
     pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, outbox: Path
-) -> BillingActivities:
+) -> Activities:
     return make_activities(pg_sessions, stripe_gateway, outbox)
 
 
@@ -195,14 +194,18 @@ def task_queue() -> str:
 
 @pytest.fixture
 async def time_worker(
-    time_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
+    time_env: WorkflowEnvironment, activities: Activities, task_queue: str
 ) -> AsyncIterator[Worker]:
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = build_worker(
-            time_env.client, task_queue=task_queue, activities=activities, executor=executor
-        )
-        async with worker:
-            yield worker
+    async with serving_worker(time_env.client, task_queue, activities) as worker:
+        yield worker
+
+
+@pytest.fixture
+async def dev_worker(
+    dev_env: WorkflowEnvironment, activities: Activities, task_queue: str
+) -> AsyncIterator[Worker]:
+    async with serving_worker(dev_env.client, task_queue, activities) as worker:
+        yield worker
 
 
 # -- a running API with its own worker, one per test module -------------------------------
@@ -225,7 +228,6 @@ def url(
     """The HTTP API, served for real (uvicorn in a thread), on the dev server."""
     from api.app import create_app
     from kakin.platform.settings import Settings
-    from tests.api.test_api import connect_to, running
 
     settings = Settings(
         stripe_api_key="sk_test_kakin",
@@ -252,12 +254,8 @@ async def module_worker(
 ) -> AsyncIterator[Worker]:
     """A worker for the module's task queue, so subscriptions started by the API bill."""
     activities = make_activities(pg_sessions, stripe_gateway, tmp_path_factory.mktemp("outbox"))
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = build_worker(
-            dev_env.client, task_queue=module_task_queue, activities=activities, executor=executor
-        )
-        async with worker:
-            yield worker
+    async with serving_worker(dev_env.client, module_task_queue, activities) as worker:
+        yield worker
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,38 @@
-"""Small helpers the workflow tests share: set up a customer and read what happened."""
+"""Small helpers the tests share: set up a customer and a subscription, run a worker or
+the API, move the test server's clock, read what happened."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services import catalog, customers
+from kakin.runtime import build_worker
+from kakin.services import catalog, customers, subscriptions
+from models import repositories as repo
+from models.payloads import StatusView
 from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt, Subscription
+from tests.support.encryption import converter_for_tests
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
@@ -63,6 +78,97 @@ def customer_and_price(
         interval=interval,
     )
     return customer_id, price_id
+
+
+async def start_subscription(
+    env: WorkflowEnvironment,
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    task_queue: str,
+    *,
+    card: str = OK_CARD,
+) -> tuple[str, datetime]:
+    """A new customer's subscription starting in an hour (server time), and that start."""
+    customer_id, price_id = customer_and_price(sessions, stripe, card=card)
+    start = (await env.get_current_time()) + timedelta(hours=1)
+    subscription_id = await subscriptions.start_subscription(
+        env.client, sessions, task_queue=task_queue,
+        customer_id=customer_id, price_id=price_id, start_at=start,
+    )  # fmt: skip
+    return subscription_id, start
+
+
+async def status_of(env: WorkflowEnvironment, subscription_id: str) -> StatusView:
+    return await subscriptions.subscription_status(env.client, subscription_id)
+
+
+async def advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
+    """Let the server's clock run until ``moment`` (timers fire on the way)."""
+    delta = moment - await env.get_current_time()
+    if delta > timedelta(0):
+        await env.sleep(delta)
+
+
+async def pay_elsewhere(
+    stripe: StripeGateway, sessions: sessionmaker[Session], subscription_id: str,
+    invoice_id: str, amount: int,
+) -> str:  # fmt: skip
+    """The customer pays the invoice outside our charge (a hosted page, a bank transfer)."""
+    with sessions() as session:
+        customer = repo.subscription(session, subscription_id).customer
+        stripe_customer = customer.stripe_customer_id or ""
+    method = stripe.create_test_payment_method(
+        card_number=OK_CARD, stripe_customer_id=stripe_customer
+    )
+    intent = stripe.create_intent(
+        amount=amount, currency="JPY", stripe_customer_id=stripe_customer,
+        payment_method_id=method, metadata={"kakin_invoice_id": invoice_id},
+        idempotency_key=f"test-pay-elsewhere:{invoice_id}:{amount}",
+    )  # fmt: skip
+    assert stripe.confirm_intent(intent, idempotency_key=f"{intent}:confirm").status == "succeeded"
+    return intent
+
+
+# -- running pieces: a worker, the API ---------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving_worker(
+    client: Client, task_queue: str, activities: Activities, *, threads: int = 8
+) -> AsyncIterator[Worker]:
+    """The production worker on ``task_queue`` (activities in ``threads`` threads), running
+    while inside."""
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        worker = build_worker(
+            client, task_queue=task_queue, activities=activities, executor=executor
+        )
+        async with worker:
+            yield worker
+
+
+@contextlib.contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` on a free port in a background thread; yields its base URL."""
+    port = free_ports(1)[0]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="kakin-api-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("the API server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def connect_to(target: str) -> Callable[[], Any]:
+    # Connect lazily, inside the server's own event loop.
+    return lambda: Client.connect(target, data_converter=converter_for_tests())
 
 
 @dataclass

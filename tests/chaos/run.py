@@ -41,11 +41,10 @@ from kakin.services import catalog, payments, usage
 from kakin.services import customers as customers_service
 from kakin.services import subscriptions as subscriptions_service
 from models.db import make_engine, make_session_factory, migrate
-from tests.api.test_api import connect_to, running
 from tests.chaos import invariants
 from tests.chaos.invariants import Planned, Report, StripeIntent, UsageLog, WorkflowView
 from tests.chaos.processes import PrivatePostgres, WorkerProcess
-from tests.helpers import free_ports
+from tests.helpers import connect_to, free_ports, running
 from tests.support import fault_proxy
 from tests.support.encryption import TEST_KEYS, converter_for_tests
 from tests.support.fault_proxy import FaultProxy

@@ -16,8 +16,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.cli import build_parser
+from kakin.cli.subscriptions import build_starter_parser
+from kakin.platform.settings import get_settings
+from kakin.runtime import settings_from
 from kakin.services import subscriptions as subscriptions_service
 from models import repositories as repo
 from models.payloads import CreateInvoiceRequest, FinalizeInvoiceRequest, RenderInvoiceRequest
@@ -52,7 +56,7 @@ class Billed:
 def billed(
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
-    activities: BillingActivities,
+    activities: Activities,
 ) -> Billed:
     """A ja/JPY customer with a subscription and one finalized, rendered 3,980円 invoice."""
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=3980)
@@ -71,7 +75,7 @@ def billed(
     start = datetime(2027, 1, 31, 0, 0, tzinfo=UTC)
     env = ActivityEnvironment()
     ref = env.run(
-        activities.create_invoice,
+        activities.invoicing.create_invoice,
         CreateInvoiceRequest(
             subscription_id=subscription_id,
             period_index=0,
@@ -81,10 +85,10 @@ def billed(
         ),
     )
     ref = env.run(
-        activities.finalize_invoice,
+        activities.invoicing.finalize_invoice,
         FinalizeInvoiceRequest(invoice_id=ref.invoice_id, finalized_at=start),
     )
-    env.run(activities.render_invoice, RenderInvoiceRequest(invoice_id=ref.invoice_id))
+    env.run(activities.invoicing.render_invoice, RenderInvoiceRequest(invoice_id=ref.invoice_id))
     assert ref.number is not None
     return Billed(customer_id, subscription_id, ref.invoice_id, ref.number)
 
@@ -288,28 +292,23 @@ SUBSCRIPTION_COMMANDS = [
 def test_connection_options_parse_the_same_before_and_after_the_command(
     program: str, command: list[str]
 ) -> None:
-    import starter
-    from kakin.cli import build_parser
-
-    parser = build_parser if program == "kakin" else starter.build_parser
+    parser = build_parser if program == "kakin" else build_starter_parser
     before = parser().parse_args([*CONNECTION, *command])
     after = parser().parse_args([*command, *CONNECTION])
     assert vars(before) == vars(after)
-    settings = starter.settings_from(after)
+    settings = settings_from(after)
     assert (settings.temporal_address, settings.temporal_namespace, settings.task_queue) == (
         "temporal.internal:7233", "billing-prod", "billing-blue",
     )  # fmt: skip
     # Given in both places, the one after the command wins; given in neither, the setting.
     both = parser().parse_args(["--namespace", "first", *command, "--namespace", "second"])
-    assert starter.settings_from(both).temporal_namespace == "second"
-    neither = starter.settings_from(parser().parse_args(command))
-    assert neither.temporal_address == starter.get_settings().temporal_address
+    assert settings_from(both).temporal_namespace == "second"
+    neither = settings_from(parser().parse_args(command))
+    assert neither.temporal_address == get_settings().temporal_address
 
 
 @pytest.mark.parametrize("command", [["worker"], ["api", "--port", "8001"]], ids=["worker", "api"])
 def test_the_worker_and_the_api_take_the_connection_options_too(command: list[str]) -> None:
-    from kakin.cli import build_parser
-
     before = build_parser().parse_args([*CONNECTION, *command])
     after = build_parser().parse_args([*command, *CONNECTION])
     assert vars(before) == vars(after)

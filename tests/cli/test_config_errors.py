@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.billing import Seller
 from billing.tax import corporate_number_check_digit
+from kakin.services.invoice_documents import Seller
 from tests.conftest import SELLER
 from tests.helpers import free_ports
 

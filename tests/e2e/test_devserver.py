@@ -11,8 +11,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,25 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
 from kakin.adapters.stripe_gateway import StripeGateway
 from tests.helpers import DECLINED_CARD, customer_and_price, eventually, observe
-from worker import build_worker
 
 pytestmark = pytest.mark.devserver
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def dev_worker(
-    dev_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
-) -> AsyncIterator[Worker]:
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = build_worker(
-            dev_env.client, task_queue=task_queue, activities=activities, executor=executor
-        )
-        async with worker:
-            yield worker
 
 
 async def starter(

@@ -28,10 +28,10 @@ from kakin.services.usage import UsageEventIn, ingest
 from models import repositories as repo
 from models.payloads import SubscriptionStatus
 from models.tables import Subscription
-from tests.api.test_api import client, running
+from tests.api.test_api import client
 from tests.cli.test_cli import kakin
 from tests.conftest import make_activities
-from tests.helpers import OK_CARD
+from tests.helpers import OK_CARD, running
 from tests.models.test_database import START, invoice_request
 
 
@@ -98,7 +98,7 @@ def metered_renewal(
     billing = make_activities(sessions, stripe_gateway, outbox)
     env = ActivityEnvironment()
     first, renewal = invoice_request(subscription_id, 0), invoice_request(subscription_id, 1)
-    env.run(billing.issue_invoice, first)
+    env.run(billing.invoicing.issue_invoice, first)
     events = [
         UsageEventIn(event_id=f"batch-{n}", metric=metric, customer_id=customer,
                      timestamp=START + timedelta(days=n + 1), properties={"calls": 500})
@@ -115,7 +115,7 @@ def metered_renewal(
         upcoming = UpcomingInvoice.of(
             subscription_id, renewal.period_start, renewal.period_end, draft
         ).model_dump(mode="json")
-    ref = env.run(billing.issue_invoice, renewal)
+    ref = env.run(billing.invoicing.issue_invoice, renewal)
     return ref.invoice_id, upcoming, (rate, plan, metered)
 
 

@@ -31,7 +31,7 @@ def test_issue_invoice_raced_and_retried_issues_each_period_once_without_gaps(
     requests = [invoice_request(sub, index) for sub in subscriptions for index in range(4)]
 
     def issue(request: CreateInvoiceRequest) -> InvoiceRef:
-        return ActivityEnvironment().run(billing.issue_invoice, request)
+        return ActivityEnvironment().run(billing.invoicing.issue_invoice, request)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         # Every period twice at once, as a retry racing a slow first try.
@@ -69,11 +69,11 @@ def test_issue_invoice_finishes_a_draft_an_earlier_try_left(
     billing = make_activities(sessions, stripe_gateway, tmp_path / "outbox")
     request = invoice_request(new_subscription(sessions, stripe_gateway), 0)
     env = ActivityEnvironment()
-    draft = env.run(billing.create_invoice, request)
+    draft = env.run(billing.invoicing.create_invoice, request)
     assert draft.number is None
 
-    issued = env.run(billing.issue_invoice, request)
-    again = env.run(billing.issue_invoice, request)
+    issued = env.run(billing.invoicing.issue_invoice, request)
+    again = env.run(billing.invoicing.issue_invoice, request)
 
     assert issued.invoice_id == draft.invoice_id and issued.status == InvoiceStatus.OPEN
     assert issued.number is not None and again == issued

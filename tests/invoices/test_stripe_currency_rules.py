@@ -75,10 +75,10 @@ def test_a_three_decimal_price_is_rounded_on_the_invoice_and_charged_as_stripe_a
         pg_sessions, stripe_gateway, currency=currency, unit_amount=1235, locale="en"
     )
 
-    ref = env.run(billing.issue_invoice, invoice_request(subscription_id, 0))
+    ref = env.run(billing.invoicing.issue_invoice, invoice_request(subscription_id, 0))
     assert (ref.amount_due, ref.currency) == (1230, currency)
-    result = env.run(billing.charge_invoice, ChargeRequest(ref.invoice_id, 1, START))
-    env.run(billing.render_invoice, RenderInvoiceRequest(ref.invoice_id))
+    result = env.run(billing.payments.charge_invoice, ChargeRequest(ref.invoice_id, 1, START))
+    env.run(billing.invoicing.render_invoice, RenderInvoiceRequest(ref.invoice_id))
 
     assert result.outcome == ChargeOutcome.SUCCEEDED
     [intent] = intents_for_invoice(localstripe_url, ref.invoice_id)
@@ -110,9 +110,9 @@ def test_an_invoice_below_the_minimum_charge_is_carried_to_the_next_invoice(
     env = ActivityEnvironment()
     subscription_id = subscribe(pg_sessions, stripe_gateway, currency="JPY", unit_amount=40)
 
-    first = env.run(billing.issue_invoice, invoice_request(subscription_id, 0))
-    charged = env.run(billing.charge_invoice, ChargeRequest(first.invoice_id, 1, START))
-    env.run(billing.render_invoice, RenderInvoiceRequest(first.invoice_id))
+    first = env.run(billing.invoicing.issue_invoice, invoice_request(subscription_id, 0))
+    charged = env.run(billing.payments.charge_invoice, ChargeRequest(first.invoice_id, 1, START))
+    env.run(billing.invoicing.render_invoice, RenderInvoiceRequest(first.invoice_id))
 
     # 40 JPY is below Stripe's 50 JPY: nothing reaches Stripe, the invoice is settled.
     assert first.amount_due == 0 and charged.outcome == ChargeOutcome.SUCCEEDED
@@ -133,9 +133,9 @@ def test_an_invoice_below_the_minimum_charge_is_carried_to_the_next_invoice(
         )
         assert (preview.totals.credit_applied, preview.totals.amount_due) == (-40, 80)
 
-    second = env.run(billing.issue_invoice, invoice_request(subscription_id, 1))
-    env.run(billing.charge_invoice, ChargeRequest(second.invoice_id, 1, START))
-    env.run(billing.render_invoice, RenderInvoiceRequest(second.invoice_id))
+    second = env.run(billing.invoicing.issue_invoice, invoice_request(subscription_id, 1))
+    env.run(billing.payments.charge_invoice, ChargeRequest(second.invoice_id, 1, START))
+    env.run(billing.invoicing.render_invoice, RenderInvoiceRequest(second.invoice_id))
 
     # The next invoice: its own 40 and the 40 carried, charged together at Stripe.
     assert second.amount_due == 80
@@ -194,14 +194,14 @@ def test_an_open_invoice_stripe_would_refuse_is_declined_with_the_reason_not_sen
     billing = make_activities(pg_sessions, stripe_gateway, tmp_path / "outbox")
     env = ActivityEnvironment()
     subscription_id = subscribe(pg_sessions, stripe_gateway, currency="KWD", unit_amount=1235)
-    ref = env.run(billing.issue_invoice, invoice_request(subscription_id, 0))
+    ref = env.run(billing.invoicing.issue_invoice, invoice_request(subscription_id, 0))
     with pg_sessions() as session:  # as such an invoice was stored before
         invoice = repo.invoice(session, ref.invoice_id)
         invoice.lines = [line for line in invoice.lines if line.kind != "rounding"]
         invoice.total = 1235
         session.commit()
 
-    result = env.run(billing.charge_invoice, ChargeRequest(ref.invoice_id, 1, START))
+    result = env.run(billing.payments.charge_invoice, ChargeRequest(ref.invoice_id, 1, START))
 
     assert (result.outcome, result.decline_code) == (
         ChargeOutcome.DECLINED,

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
 from models import repositories as repo
 from models.db import make_engine, make_session_factory
@@ -76,15 +76,19 @@ def test_every_activity_takes_effect_once_however_often_it_runs(
     env = ActivityEnvironment()
     subscription_id = new_subscription(sessions, stripe_gateway)
 
-    first = env.run(billing.create_invoice, invoice_request(subscription_id, 0))
-    again = env.run(billing.create_invoice, invoice_request(subscription_id, 0))
+    first = env.run(billing.invoicing.create_invoice, invoice_request(subscription_id, 0))
+    again = env.run(billing.invoicing.create_invoice, invoice_request(subscription_id, 0))
     assert again.invoice_id == first.invoice_id
-    numbered = env.run(billing.finalize_invoice, FinalizeInvoiceRequest(first.invoice_id, START))
-    renumbered = env.run(billing.finalize_invoice, FinalizeInvoiceRequest(first.invoice_id, START))
+    numbered = env.run(
+        billing.invoicing.finalize_invoice, FinalizeInvoiceRequest(first.invoice_id, START)
+    )
+    renumbered = env.run(
+        billing.invoicing.finalize_invoice, FinalizeInvoiceRequest(first.invoice_id, START)
+    )
     assert numbered.number is not None and renumbered.number == numbered.number
     charge = ChargeRequest(invoice_id=first.invoice_id, attempt=1, attempted_at=START)
-    paid = env.run(billing.charge_invoice, charge)
-    repaid = env.run(billing.charge_invoice, charge)
+    paid = env.run(billing.payments.charge_invoice, charge)
+    repaid = env.run(billing.payments.charge_invoice, charge)
     assert paid.outcome == repaid.outcome == ChargeOutcome.SUCCEEDED
     assert repaid.payment_intent_id == paid.payment_intent_id
     email = EmailRequest(
@@ -94,16 +98,16 @@ def test_every_activity_takes_effect_once_however_often_it_runs(
         invoice_id=first.invoice_id,
         occurred_at=START,
     )
-    env.run(billing.send_email, email)
-    env.run(billing.send_email, email)
+    env.run(billing.notifications.send_email, email)
+    env.run(billing.notifications.send_email, email)
     change = SubscriptionChange(
         subscription_id=subscription_id,
         status=SubscriptionStatus.PAST_DUE,
         occurred_at=START,
         reason="test",
     )
-    env.run(billing.record_subscription_change, change)
-    env.run(billing.record_subscription_change, change)
+    env.run(billing.invoicing.record_subscription_change, change)
+    env.run(billing.invoicing.record_subscription_change, change)
 
     with sessions() as session:
         invoice = repo.invoice(session, first.invoice_id)
@@ -131,12 +135,13 @@ def test_invoice_numbers_stay_gapless_when_finalized_concurrently(
     subscription_id = new_subscription(sessions, stripe_gateway)
     env = ActivityEnvironment()
     drafts = [
-        env.run(billing.create_invoice, invoice_request(subscription_id, i)) for i in range(24)
+        env.run(billing.invoicing.create_invoice, invoice_request(subscription_id, i))
+        for i in range(24)
     ]
 
     def finalize(invoice_id: str) -> str | None:
         ref = ActivityEnvironment().run(
-            billing.finalize_invoice, FinalizeInvoiceRequest(invoice_id, START)
+            billing.invoicing.finalize_invoice, FinalizeInvoiceRequest(invoice_id, START)
         )
         return ref.number
 
@@ -159,16 +164,16 @@ def test_invoice_numbers_stay_gapless_when_finalized_concurrently(
 def test_a_customer_without_a_card_is_declined_not_retried_forever(
     sessions: sessionmaker[Session], stripe_gateway: StripeGateway, tmp_path: Path
 ) -> None:
-    billing: BillingActivities = make_activities(sessions, stripe_gateway, tmp_path / "outbox")
+    billing: Activities = make_activities(sessions, stripe_gateway, tmp_path / "outbox")
     subscription_id = new_subscription(sessions, stripe_gateway)
     with sessions() as session:
         repo.subscription(session, subscription_id).customer.stripe_payment_method_id = None
         session.commit()
     env = ActivityEnvironment()
-    invoice = env.run(billing.create_invoice, invoice_request(subscription_id, 0))
-    env.run(billing.finalize_invoice, FinalizeInvoiceRequest(invoice.invoice_id, START))
+    invoice = env.run(billing.invoicing.create_invoice, invoice_request(subscription_id, 0))
+    env.run(billing.invoicing.finalize_invoice, FinalizeInvoiceRequest(invoice.invoice_id, START))
     result = env.run(
-        billing.charge_invoice,
+        billing.payments.charge_invoice,
         ChargeRequest(invoice_id=invoice.invoice_id, attempt=1, attempted_at=START),
     )
     assert (result.outcome, result.decline_code) == (ChargeOutcome.DECLINED, "no_payment_method")

@@ -19,11 +19,17 @@ from api.app import create_app
 from kakin.adapters import links
 from kakin.adapters.stripe_gateway import StripeGateway
 from models.tables import Subscription
-from tests.api.test_api import SETTINGS, connect_to, running
+from tests.api.test_api import SETTINGS
 from tests.api.test_api_subscriptions import stored_subscription
-from tests.helpers import DECLINED_CARD, observe
-from tests.subscriptions.test_subscription_workflow import advance_to, status_of
-from tests.subscriptions.test_support_actions import _start
+from tests.helpers import (
+    DECLINED_CARD,
+    advance_to,
+    connect_to,
+    observe,
+    running,
+    start_subscription,
+    status_of,
+)
 
 
 def link_in_outbox(outbox: Path, kind: str) -> str:
@@ -41,7 +47,7 @@ async def test_a_customer_updates_the_card_from_the_email_and_the_payment_retrie
     task_queue: str,
     outbox: Path,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))

@@ -28,10 +28,18 @@ from kakin.services import payments
 from kakin.services import stripe_events as stripe_webhooks
 from models import repositories as repo
 from models.tables import WebhookEvent
-from tests.api.test_api import SETTINGS, connect_to, error_of, running
-from tests.helpers import DECLINED_CARD, OK_CARD, observe
-from tests.subscriptions.test_subscription_workflow import advance_to, status_of
-from tests.subscriptions.test_support_actions import _pay_elsewhere, _start
+from tests.api.test_api import SETTINGS, error_of
+from tests.helpers import (
+    DECLINED_CARD,
+    OK_CARD,
+    advance_to,
+    connect_to,
+    observe,
+    pay_elsewhere,
+    running,
+    start_subscription,
+    status_of,
+)
 
 SECRET = "whsec_kakin_test_secret"
 
@@ -107,13 +115,13 @@ async def test_payment_succeeded_returns_a_past_due_subscription_to_active_once(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
     outstanding = (await status_of(time_env, subscription_id)).outstanding_invoice
     assert outstanding is not None
-    intent = await _pay_elsewhere(
+    intent = await pay_elsewhere(
         stripe_gateway, pg_sessions, subscription_id, outstanding.invoice_id, 3000
     )
     ours = {"kakin_invoice_id": outstanding.invoice_id}
@@ -143,7 +151,7 @@ async def test_a_new_default_card_retries_at_once(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
@@ -295,7 +303,7 @@ async def test_an_attached_card_changes_nothing_until_it_is_the_default(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
@@ -344,7 +352,7 @@ async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_
 ) -> None:
     from models.tables import utcnow
 
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))

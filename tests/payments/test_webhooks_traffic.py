@@ -29,9 +29,17 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments, subscriptions
 from models import repositories as repo
 from models.tables import AuditLog, WebhookEvent
-from tests.api.test_api import SETTINGS, connect_to, running
-from tests.helpers import DECLINED_CARD, OK_CARD, customer_and_price, eventually, observe
-from tests.subscriptions.test_support_actions import _pay_elsewhere
+from tests.api.test_api import SETTINGS
+from tests.helpers import (
+    DECLINED_CARD,
+    OK_CARD,
+    connect_to,
+    customer_and_price,
+    eventually,
+    observe,
+    pay_elsewhere,
+    running,
+)
 from tests.support.webhook_relay import WebhookRelay, register, unregister
 
 SECRET = "whsec_kakin_traffic"
@@ -284,7 +292,7 @@ async def test_late_events_for_ended_subscriptions_are_acknowledged(
     await _cancel_and_wait(dev_env, dunned_id)
     (unpaid,) = observe(pg_sessions, dunned_id).invoices
     assert unpaid.status == "uncollectible"
-    intent = await _pay_elsewhere(stripe_gateway, pg_sessions, dunned_id, unpaid.id, unpaid.total)
+    intent = await pay_elsewhere(stripe_gateway, pg_sessions, dunned_id, unpaid.id, unpaid.total)
     await eventually(lambda: bool(_events(traffic, "payment_intent.succeeded", id=intent)))
     assert traffic.idle(30)
     (event,) = _events(traffic, "payment_intent.succeeded", id=intent)

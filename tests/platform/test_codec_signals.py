@@ -13,8 +13,7 @@ import asyncio
 import json
 import logging
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -24,32 +23,17 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
 from api.codec_server import create_codec_app
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.binaries import find_binary
 from kakin.platform.codec import ENCODING
 from kakin.services import api_keys, subscriptions
 from kakin.services.api_keys import CreatedKey
-from tests.api.test_api import running
-from tests.helpers import customer_and_price, observe
+from tests.helpers import customer_and_price, observe, running
 from tests.support.encryption import codec_for_tests
-from worker import build_worker
 
 pytestmark = pytest.mark.devserver
 REASON = "山田様 (taro@example.jp) asked by phone to stop"
-
-
-@pytest.fixture
-async def dev_worker(
-    dev_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
-) -> AsyncIterator[Worker]:
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = build_worker(
-            dev_env.client, task_queue=task_queue, activities=activities, executor=executor
-        )
-        async with worker:
-            yield worker
 
 
 @pytest.fixture

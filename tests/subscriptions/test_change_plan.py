@@ -14,8 +14,14 @@ from temporalio.worker import Worker
 from billing.proration import prorate
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog, errors, subscriptions
-from tests.helpers import DECLINED_CARD, customer_and_price, observe, record_histories
-from tests.subscriptions.test_subscription_workflow import advance_to, status_of
+from tests.helpers import (
+    DECLINED_CARD,
+    advance_to,
+    customer_and_price,
+    observe,
+    record_histories,
+    status_of,
+)
 
 
 async def _subscribe(

@@ -94,7 +94,5 @@ def test_the_worker_registers_exactly_the_public_activity_names(tmp_path: Path) 
     assert sorted(defined) == sorted(c.ACTIVITIES)
     # Built as the worker builds them; nothing is called, so no database is touched.
     activities = make_activities(None, None, tmp_path)  # type: ignore[arg-type]
-    names = sorted(
-        activity._Definition.must_from_callable(fn).name for fn in activities.activities()
-    )
+    names = sorted(activity._Definition.must_from_callable(fn).name for fn in activities.all())
     assert names == sorted(c.ACTIVITIES)

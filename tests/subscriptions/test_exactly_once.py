@@ -9,7 +9,6 @@ the stored PaymentIntent instead of charging again.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.billing import BillingActivities
+from activities.bundle import build_activities
 from kakin.adapters.mailer import OutgoingEmail, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
@@ -27,10 +26,9 @@ from models import repositories as repo
 from models.payloads import EmailRequest
 from models.tables import Subscription
 from tests.conftest import SELLER, make_activities
-from tests.helpers import customer_and_price, observe, outbox_files
+from tests.helpers import customer_and_price, observe, outbox_files, serving_worker
 from tests.support.fault_proxy import FaultProxy
 from tests.support.sendgrid_loopback import SendGridLoopback
-from worker import build_worker
 
 
 @pytest.fixture
@@ -99,18 +97,14 @@ async def test_a_lost_answer_never_charges_twice(
     for method, path, fault in faults:
         proxy.add(method, path, fault, times=1)
     activities = make_activities(pg_sessions, stripe_via_proxy, outbox)
-    with ThreadPoolExecutor(max_workers=4) as executor:
-        worker = build_worker(
-            time_env.client, task_queue=task_queue, activities=activities, executor=executor
-        )
-        async with worker:
-            start = (await time_env.get_current_time()) + timedelta(hours=1)
-            subscription_id = await subscriptions.start_subscription(
-                time_env.client, pg_sessions, task_queue=task_queue,
-                customer_id=customer_id, price_id=price_id, start_at=start,
-            )  # fmt: skip
-            await time_env.sleep(timedelta(hours=2))
-            charge_tries = await activity_attempts(time_env, subscription_id)
+    async with serving_worker(time_env.client, task_queue, activities, threads=4):
+        start = (await time_env.get_current_time()) + timedelta(hours=1)
+        subscription_id = await subscriptions.start_subscription(
+            time_env.client, pg_sessions, task_queue=task_queue,
+            customer_id=customer_id, price_id=price_id, start_at=start,
+        )  # fmt: skip
+        await time_env.sleep(timedelta(hours=2))
+        charge_tries = await activity_attempts(time_env, subscription_id)
 
     assert len(proxy.faults_injected) == len(faults), "a fault was never injected"
     assert max(charge_tries) >= 2, "Temporal did not retry the failed activity"
@@ -148,7 +142,7 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
         subscription_id=subscription_id, occurred_at=datetime.now(UTC),
     )  # fmt: skip
     with SendGridLoopback() as sendgrid:
-        activities = BillingActivities(
+        activities = build_activities(
             session_factory=pg_sessions,
             stripe=stripe_gateway,
             mailer=SendGridMailer("SG.test", host=sendgrid.url),
@@ -156,13 +150,13 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
             seller=SELLER,
         )
         dying = DiesAfterSending(SendGridMailer("SG.test", host=sendgrid.url))
-        first = BillingActivities(
+        first = build_activities(
             session_factory=pg_sessions, stripe=stripe_gateway, mailer=dying,
             templates=make_template_env(), seller=SELLER,
         )  # fmt: skip
         with pytest.raises(WorkerDied):
-            ActivityEnvironment().run(first.send_email, request)
-        ActivityEnvironment().run(activities.send_email, request)  # Temporal's retry
+            ActivityEnvironment().run(first.notifications.send_email, request)
+        ActivityEnvironment().run(activities.notifications.send_email, request)  # Temporal's retry
 
         assert sendgrid.accepted_keys() == [request.business_key]
     with pg_sessions() as session:

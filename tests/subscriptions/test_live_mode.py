@@ -44,7 +44,7 @@ def test_the_charge_activity_refuses_a_test_clock_with_a_live_key(
         invoice_id="in_x", attempt=1, attempted_at=datetime.now(UTC), test_clock=True
     )
     with pytest.raises(ApplicationError, match="live Stripe key") as refused:
-        ActivityEnvironment().run(billing.charge_invoice, request)
+        ActivityEnvironment().run(billing.payments.charge_invoice, request)
     assert refused.value.non_retryable
 
 

@@ -19,38 +19,28 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from billing import calendar
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.runtime import build_stripe_worker
 from kakin.services import errors, payments, subscriptions
-from models.payloads import StatusView
 from models.tables import Customer, Invoice, Subscription
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
+    advance_to,
     customer_and_price,
     observe,
     outbox_files,
     record_histories,
     run_histories,
+    status_of,
 )
-from worker import build_stripe_worker
 
 
 def next_jan_31(now: datetime) -> datetime:
     candidate = datetime(now.year, 1, 31, 9, 0, tzinfo=UTC)
     return candidate if candidate > now else candidate.replace(year=now.year + 1)
-
-
-async def status_of(env: WorkflowEnvironment, subscription_id: str) -> StatusView:
-    return await subscriptions.subscription_status(env.client, subscription_id)
-
-
-async def advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
-    """Let the server's clock run until ``moment`` (timers fire on the way)."""
-    delta = moment - await env.get_current_time()
-    if delta > timedelta(0):
-        await env.sleep(delta)
 
 
 async def test_twelve_monthly_renewals_from_jan_31(
@@ -366,7 +356,7 @@ async def test_trial_then_first_invoice(
 async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
     time_env: WorkflowEnvironment,
     time_worker: Worker,
-    activities: BillingActivities,
+    activities: Activities,
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
     task_queue: str,

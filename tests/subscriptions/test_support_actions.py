@@ -6,7 +6,7 @@ anything is written; a good one answers with the new status once applied.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,29 +20,13 @@ from models import repositories as repo
 from models.payloads import InvoiceStatus
 from tests.helpers import (
     DECLINED_CARD,
-    OK_CARD,
-    customer_and_price,
+    advance_to,
     observe,
+    pay_elsewhere,
     record_histories,
+    start_subscription,
+    status_of,
 )
-from tests.subscriptions.test_subscription_workflow import advance_to, status_of
-
-
-async def _start(
-    env: WorkflowEnvironment,
-    sessions: sessionmaker[Session],
-    stripe: StripeGateway,
-    task_queue: str,
-    *,
-    card: str = OK_CARD,
-) -> tuple[str, datetime]:
-    customer_id, price_id = customer_and_price(sessions, stripe, card=card)
-    start = (await env.get_current_time()) + timedelta(hours=1)
-    subscription_id = await subscriptions.start_subscription(
-        env.client, sessions, task_queue=task_queue,
-        customer_id=customer_id, price_id=price_id, start_at=start,
-    )  # fmt: skip
-    return subscription_id, start
 
 
 async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
@@ -52,7 +36,9 @@ async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(time_env, pg_sessions, stripe_gateway, task_queue)
+    subscription_id, start = await start_subscription(
+        time_env, pg_sessions, stripe_gateway, task_queue
+    )
     await advance_to(time_env, start + timedelta(days=10))
     paid_until = (await status_of(time_env, subscription_id)).current_period_end
     assert paid_until is not None
@@ -101,7 +87,7 @@ async def test_pause_and_resume_are_refused_with_a_reason_and_change_nothing(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
@@ -122,26 +108,6 @@ async def test_pause_and_resume_are_refused_with_a_reason_and_change_nothing(
     assert (await status_of(time_env, subscription_id)).status == "past_due"
 
 
-async def _pay_elsewhere(
-    stripe: StripeGateway, sessions: sessionmaker[Session], subscription_id: str,
-    invoice_id: str, amount: int,
-) -> str:  # fmt: skip
-    """The customer pays the invoice outside our charge (a hosted page, a bank transfer)."""
-    with sessions() as session:
-        customer = repo.subscription(session, subscription_id).customer
-        stripe_customer = customer.stripe_customer_id or ""
-    method = stripe.create_test_payment_method(
-        card_number=OK_CARD, stripe_customer_id=stripe_customer
-    )
-    intent = stripe.create_intent(
-        amount=amount, currency="JPY", stripe_customer_id=stripe_customer,
-        payment_method_id=method, metadata={"kakin_invoice_id": invoice_id},
-        idempotency_key=f"test-pay-elsewhere:{invoice_id}:{amount}",
-    )  # fmt: skip
-    assert stripe.confirm_intent(intent, idempotency_key=f"{intent}:confirm").status == "succeeded"
-    return intent
-
-
 async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
     time_env: WorkflowEnvironment,
     time_worker: Worker,
@@ -149,14 +115,14 @@ async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
     outstanding = (await status_of(time_env, subscription_id)).outstanding_invoice
     assert outstanding is not None
 
-    short = await _pay_elsewhere(
+    short = await pay_elsewhere(
         stripe_gateway, pg_sessions, subscription_id, outstanding.invoice_id, 1000
     )
     await payments.report_payment(
@@ -165,7 +131,7 @@ async def test_a_payment_made_elsewhere_returns_the_subscription_to_active(
     await advance_to(time_env, start + timedelta(days=1, minutes=1))
     assert (await status_of(time_env, subscription_id)).status == "past_due", "underpaid"
 
-    full = await _pay_elsewhere(
+    full = await pay_elsewhere(
         stripe_gateway, pg_sessions, subscription_id, outstanding.invoice_id, 3000
     )
     for _ in range(2):  # Stripe delivers webhooks at least once
@@ -194,7 +160,7 @@ async def test_a_grace_period_postpones_the_rest_of_the_ladder(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
@@ -226,7 +192,7 @@ async def test_waiving_the_invoice_reactivates_without_a_charge(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=15))
@@ -267,7 +233,7 @@ async def test_retry_now_and_writing_off_the_invoice(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))
@@ -292,7 +258,7 @@ async def test_waiving_names_its_invoice_and_never_writes_off_another(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
-    subscription_id, start = await _start(
+    subscription_id, start = await start_subscription(
         time_env, pg_sessions, stripe_gateway, task_queue, card=DECLINED_CARD
     )
     await advance_to(time_env, start + timedelta(days=1))

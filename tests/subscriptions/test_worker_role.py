@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from activities.billing import BillingActivities
+from activities.bundle import Activities
 from kakin import runtime as worker_module
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
@@ -34,7 +34,7 @@ def test_the_role_setting_defaults_to_all_and_refuses_unknown_roles(
 
 
 async def test_build_worker_checks_its_role(
-    time_env: WorkflowEnvironment, activities: BillingActivities, task_queue: str
+    time_env: WorkflowEnvironment, activities: Activities, task_queue: str
 ) -> None:
     with pytest.raises(ValueError, match="unknown worker role"):
         worker_module.build_worker(
@@ -67,7 +67,7 @@ def test_the_command_line_role_overrides_the_setting(monkeypatch: pytest.MonkeyP
 
 async def test_a_workflow_worker_and_an_activity_worker_bill_a_renewal_together(
     time_env: WorkflowEnvironment,
-    activities: BillingActivities,
+    activities: Activities,
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
     task_queue: str,
