@@ -17,9 +17,9 @@ from temporalio.client import Client
 
 from api.deps import Deps
 from api.errors import ApiError, ErrorBody, status_of
-from api.schemas import SubscriptionStatusOut
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
+from kakin.views.subscriptions import SubscriptionStatusOut
 from models.payloads import StatusView
 
 log = logging.getLogger("kakin.api")

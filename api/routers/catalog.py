@@ -10,9 +10,11 @@ from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.schemas import Page, PriceCreate, PriceOut
+from api.requests.catalog import PriceCreate
 from kakin.services import catalog
 from kakin.services.api_keys import KeyInfo
+from kakin.views.catalog import PriceOut
+from kakin.views.common import Page
 
 router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["catalog"])
 

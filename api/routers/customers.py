@@ -13,11 +13,14 @@ from api.deps import KEY, After, AfterPayment, Deps, DepsDep, IdemKey, Limit, Pa
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.schemas import CustomerCreate, CustomerOut, CustomerUpdate, InvoiceOut, Page, PaymentOut
+from api.requests.customers import CustomerCreate, CustomerUpdate
 from kakin.adapters.stripe_gateway import TEST_CARDS
 from kakin.services import customers as customer_service
 from kakin.services import errors as service_errors
 from kakin.services.api_keys import KeyInfo
+from kakin.views.common import Page
+from kakin.views.customers import CustomerOut
+from kakin.views.invoices import InvoiceOut, PaymentOut
 
 log = logging.getLogger("kakin.api")
 

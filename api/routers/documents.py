@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.billing_schemas import CreditNoteCreate, CreditNoteOut
 from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
+from api.requests.invoices import CreditNoteCreate
 from api.routers.invoices import JSON_ERRORS
 from kakin import runtime as wiring
 from kakin.adapters.rendering import make_template_env
@@ -21,6 +21,7 @@ from kakin.services import invoices as invoice_service
 from kakin.services.api_keys import KeyInfo
 from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
 from kakin.services.invoice_documents import invoice_pdf
+from kakin.views.credit_notes import CreditNoteOut
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/pdf": {}}, "description": "the invoice as PDF"}

@@ -16,12 +16,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import once
-from api.schemas import InvoiceActionCreate, InvoiceDetail, InvoiceOut, Page, RetryAccepted
+from api.requests.invoices import InvoiceActionCreate
 from api.workflow_calls import TEMPORAL_DOWN, run_update
 from kakin.services import invoices as invoice_service
 from kakin.services import payments as payment_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.common import Page
+from kakin.views.invoices import InvoiceDetail, InvoiceOut, RetryAccepted
 from models.payloads import InvoiceStatus, SubscriptionStatus
 
 log = logging.getLogger("kakin.api")

@@ -11,26 +11,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.billing_schemas import (
-    CouponCreate,
-    CouponOut,
-    CouponRedeem,
-    ItemCreate,
-    ItemOut,
-    MetricCreate,
-    MetricOut,
-    Redemption,
-    TaxRateCreate,
-    TaxRateOut,
-)
 from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId
 from api.errors import RESPONSES
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.schemas import Page
+from api.requests.catalog import CouponCreate, MetricCreate, TaxRateCreate
+from api.requests.subscriptions import CouponRedeem, ItemCreate
 from kakin.services import catalog
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.catalog import CouponOut, MetricOut, TaxRateOut
+from kakin.views.common import Page
+from kakin.views.subscriptions import ItemOut, Redemption
 
 M = TypeVar("M", bound=BaseModel)
 

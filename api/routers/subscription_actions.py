@@ -16,17 +16,11 @@ from fastapi.responses import JSONResponse
 from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
 from api.errors import RESPONSES
 from api.idempotency import once
-from api.schemas import (
-    GraceCreate,
-    PauseCreate,
-    PlanChangeCreate,
-    PlanChangePreview,
-    ResumeCreate,
-    SubscriptionStatusOut,
-)
+from api.requests.subscriptions import GraceCreate, PauseCreate, PlanChangeCreate, ResumeCreate
 from api.workflow_calls import UPDATE_RESPONSES, run_update
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.subscriptions import PlanChangePreview, SubscriptionStatusOut
 
 router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
 

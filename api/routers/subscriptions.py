@@ -15,22 +15,20 @@ from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requeste
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
-from api.schemas import (
-    CancelAccepted,
-    CancelCreate,
-    LiveStatus,
-    OutstandingInvoiceOut,
-    Page,
-    SubscriptionCreate,
-    SubscriptionDetail,
-    SubscriptionOut,
-)
+from api.requests.subscriptions import CancelCreate, SubscriptionCreate
 from api.workflow_calls import TEMPORAL_DOWN, capitalized
 from kakin.services import catalog
 from kakin.services import customers as customer_service
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.common import Page
+from kakin.views.subscriptions import (
+    CancelAccepted,
+    LiveStatus,
+    SubscriptionDetail,
+    SubscriptionOut,
+)
 from models.payloads import SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -145,20 +143,7 @@ async def live_status(deps: Deps, subscription_id: str) -> LiveStatus | None:
     except Exception as error:
         log.info("no live status for %s: %s", subscription_id, error or type(error).__name__)
         return None
-    outstanding = view.outstanding_invoice
-    return LiveStatus(
-        status=str(view.status),
-        current_period_start=view.current_period_start,
-        current_period_end=view.current_period_end,
-        next_action=view.next_action,
-        next_action_at=view.next_action_at,
-        dunning_step=view.dunning_step,
-        outstanding_invoice=(
-            None if outstanding is None else OutstandingInvoiceOut(**vars(outstanding))
-        ),
-        cancel_at_period_end=view.cancel_at_period_end,
-        now=view.now,
-    )
+    return LiveStatus.of(view)
 
 
 @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionDetail)

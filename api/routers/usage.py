@@ -11,24 +11,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
 
-from api.billing_schemas import (
-    CurrentUsage,
-    LineOut,
-    UpcomingInvoice,
-    UsageBatch,
-    UsageEventBody,
-    UsageReceipt,
-)
 from api.deps import KEY, Deps, DepsDep, IdemKey, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
 from api.idempotency import once
+from api.requests.usage import UsageBatch, UsageEventBody
 from api.workflow_calls import TEMPORAL_DOWN, ended
 from billing.rounding import RoundingMode
 from kakin.services import invoices as invoice_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
 from kakin.services.usage import ingest
+from kakin.views.invoices import LineOut, UpcomingInvoice
+from kakin.views.usage import CurrentUsage, UsageReceipt
 
 STATUS_TIMEOUT = 5.0
 
