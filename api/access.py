@@ -17,6 +17,7 @@ credit notes. Both may apply coupons and add items; only admin changes the catal
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from kakin.services.api_keys import Role
@@ -97,6 +98,15 @@ def allowed(method: str, path: str) -> frozenset[Role]:
         raise LookupError(f"{method} {path} is not in api.access.ROLES") from None
 
 
+def calls_of(dependant: Dependant) -> set[object]:
+    """Every dependency ``dependant`` calls, its dependencies' own included
+    (``api.writes.WriteDep`` checks the key inside)."""
+    calls: set[object] = set()
+    for sub in dependant.dependencies:
+        calls |= {sub.call, *calls_of(sub)}
+    return calls
+
+
 def document(router: APIRouter, dependency: object) -> None:
     """Write the roles of each of the router's endpoints into its OpenAPI description
     and ``x-roles`` (before the router is included in the app).
@@ -111,8 +121,7 @@ def document(router: APIRouter, dependency: object) -> None:
             continue
         for method in sorted(route.methods or ()):
             if (method, route.path) not in ROLES:
-                calls = {d.call for d in route.dependant.dependencies}
-                if dependency in calls:
+                if dependency in calls_of(route.dependant):
                     allowed(method, route.path)  # raises, naming the route
                 continue
             roles = listed(ROLES[(method, route.path)])

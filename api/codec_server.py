@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,94 +91,113 @@ def _error(status: int, message: str) -> JSONResponse:
     )
 
 
-def create_codec_app(
-    *,
-    codec: EncryptionCodec,
-    sessions: sessionmaker[Session],
-    ui_origin: str,
-) -> Starlette:
-    """The codec endpoint around ``codec``, checking keys in ``sessions``' database."""
-    allowed_origin = origin_of(ui_origin)
+def own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}".lower()
 
-    def check_key(presented: str) -> KeyInfo:
-        key = api_keys.authenticate_with(sessions, presented)
+
+def cookie_path(request: Request) -> str:
+    """Where the cookie applies: the mount point (``/codec`` under ``kakin up``), or ``/``."""
+    return request.scope.get("root_path") or "/"
+
+
+def presented_key(request: Request) -> str:
+    """The key the request carries: ``Authorization: Bearer``, else the sign-in cookie."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if cookie := request.cookies.get(COOKIE):
+        return cookie
+    raise Refused(401, "A support or admin API key is required (Authorization: Bearer).")
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise Refused(413, f"The body is larger than {MAX_BODY} bytes.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise Refused(413, f"The body is larger than {MAX_BODY} bytes.")
+    return body
+
+
+def login_page(message: str = "", status: int = 200) -> HTMLResponse:
+    note = f"<p>{html.escape(message)}</p>" if message else ""
+    return HTMLResponse(
+        "<!doctype html><meta charset=utf-8><title>kakin codec sign-in</title>"
+        "<h1>Decrypt Temporal payloads</h1>"
+        f"{note}"
+        "<p>Paste a <b>support</b> or <b>admin</b> kakin API key. In the Temporal UI's "
+        "codec settings, turn on <i>Include cross-origin credentials</i>.</p>"
+        "<form method=post><input type=password name=key autocomplete=off size=60 required>"
+        " <button>Sign in</button></form>",
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def logout(request: Request) -> Response:
+    response = login_page("Signed out.")
+    response.delete_cookie(COOKIE, path=cookie_path(request))
+    return response
+
+
+class CodecEndpoints:
+    """The endpoints that need the codec and the key database: encode, decode, sign-in."""
+
+    def __init__(self, codec: EncryptionCodec, sessions: sessionmaker[Session]) -> None:
+        self.codec = codec
+        self.sessions = sessions
+
+    def check_key(self, presented: str) -> KeyInfo:
+        key = api_keys.authenticate_with(self.sessions, presented)
         if key is None:
             raise Refused(401, "A valid kakin API key is required.")
         if key.role not in DECRYPT_ROLES:
             raise Refused(403, "Only support and admin keys may decode payloads.")
         return key
 
-    async def authorize(request: Request) -> KeyInfo:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if header and scheme.lower() == "bearer" and token.strip():
-            presented = token.strip()
-        elif cookie := request.cookies.get(COOKIE):
-            presented = cookie
-        else:
-            raise Refused(401, "A support or admin API key is required (Authorization: Bearer).")
-        return await run_in_threadpool(check_key, presented)
+    async def authorize(self, request: Request) -> KeyInfo:
+        presented = presented_key(request)
+        return await run_in_threadpool(self.check_key, presented)
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY:
-            raise Refused(413, f"The body is larger than {MAX_BODY} bytes.")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise Refused(413, f"The body is larger than {MAX_BODY} bytes.")
-        return body
-
-    def converter(encode: bool) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
+    async def convert(self, request: Request, encode: bool) -> Response:
+        try:
+            key = await self.authorize(request)
+            body = await read_body(request)
             try:
-                key = await authorize(request)
-                body = await read_body(request)
-                try:
-                    payloads = json_format.Parse(body.decode("utf-8"), Payloads())
-                except (json_format.ParseError, UnicodeDecodeError):
-                    raise Refused(400, "The body is not a Payloads JSON document.") from None
-                try:
-                    done = await (codec.encode if encode else codec.decode)(payloads.payloads)
-                except (EncryptionKeyError, DecryptionError) as error:
-                    raise Refused(400, str(error)) from None
-            except Refused as refused:
-                return _error(refused.status, refused.message)
-            log.info(
-                "codec %s: %d payloads for key %s (%s), namespace %s",
-                "encode" if encode else "decode",
-                len(done),
-                key.id,
-                key.role,
-                request.headers.get("x-namespace", "-"),
-            )
-            return Response(
-                json_format.MessageToJson(Payloads(payloads=done)),
-                media_type="application/json",
-                headers={"Cache-Control": "no-store"},
-            )
-
-        return endpoint
-
-    def login_page(message: str = "", status: int = 200) -> HTMLResponse:
-        note = f"<p>{html.escape(message)}</p>" if message else ""
-        return HTMLResponse(
-            "<!doctype html><meta charset=utf-8><title>kakin codec sign-in</title>"
-            "<h1>Decrypt Temporal payloads</h1>"
-            f"{note}"
-            "<p>Paste a <b>support</b> or <b>admin</b> kakin API key. In the Temporal UI's "
-            "codec settings, turn on <i>Include cross-origin credentials</i>.</p>"
-            "<form method=post><input type=password name=key autocomplete=off size=60 required>"
-            " <button>Sign in</button></form>",
-            status_code=status,
+                payloads = json_format.Parse(body.decode("utf-8"), Payloads())
+            except (json_format.ParseError, UnicodeDecodeError):
+                raise Refused(400, "The body is not a Payloads JSON document.") from None
+            try:
+                done = await (self.codec.encode if encode else self.codec.decode)(payloads.payloads)
+            except (EncryptionKeyError, DecryptionError) as error:
+                raise Refused(400, str(error)) from None
+        except Refused as refused:
+            return _error(refused.status, refused.message)
+        log.info(
+            "codec %s: %d payloads for key %s (%s), namespace %s",
+            "encode" if encode else "decode",
+            len(done),
+            key.id,
+            key.role,
+            request.headers.get("x-namespace", "-"),
+        )
+        return Response(
+            json_format.MessageToJson(Payloads(payloads=done)),
+            media_type="application/json",
             headers={"Cache-Control": "no-store"},
         )
 
-    def own_origin(request: Request) -> str:
-        return f"{request.url.scheme}://{request.url.netloc}".lower()
+    async def encode(self, request: Request) -> Response:
+        return await self.convert(request, encode=True)
 
-    async def login(request: Request) -> Response:
+    async def decode(self, request: Request) -> Response:
+        return await self.convert(request, encode=False)
+
+    async def login(self, request: Request) -> Response:
         if request.method == "GET":
             return login_page()
         origin = request.headers.get("origin")
@@ -190,7 +208,7 @@ def create_codec_app(
             presented = (form.get("key") or [""])[0].strip()
             if not presented:
                 raise Refused(401, "A valid kakin API key is required.")
-            key = await run_in_threadpool(check_key, presented)
+            key = await run_in_threadpool(self.check_key, presented)
         except Refused as refused:
             return login_page(refused.message, refused.status)
         except UnicodeDecodeError:
@@ -201,27 +219,31 @@ def create_codec_app(
             COOKIE,
             presented,
             max_age=COOKIE_MAX_AGE,
-            path=request.scope.get("root_path") or "/",
+            path=cookie_path(request),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
         )
         return response
 
-    async def logout(request: Request) -> Response:
-        response = login_page("Signed out.")
-        response.delete_cookie(COOKIE, path=request.scope.get("root_path") or "/")
-        return response
 
-    encode, decode = converter(True), converter(False)
+def create_codec_app(
+    *,
+    codec: EncryptionCodec,
+    sessions: sessionmaker[Session],
+    ui_origin: str,
+) -> Starlette:
+    """The codec endpoint around ``codec``, checking keys in ``sessions``' database."""
+    allowed_origin = origin_of(ui_origin)
+    endpoints = CodecEndpoints(codec, sessions)
     return Starlette(
         routes=[
-            Route("/encode", encode, methods=["POST"]),
-            Route("/decode", decode, methods=["POST"]),
+            Route("/encode", endpoints.encode, methods=["POST"]),
+            Route("/decode", endpoints.decode, methods=["POST"]),
             # The protocol only looks at the last path segment ({namespace}/decode).
-            Route("/{namespace}/encode", encode, methods=["POST"]),
-            Route("/{namespace}/decode", decode, methods=["POST"]),
-            Route("/login", login, methods=["GET", "POST"]),
+            Route("/{namespace}/encode", endpoints.encode, methods=["POST"]),
+            Route("/{namespace}/decode", endpoints.decode, methods=["POST"]),
+            Route("/login", endpoints.login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
         ],
         middleware=[

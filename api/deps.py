@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,6 +26,7 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import api_keys
 from kakin.services.api_keys import KeyInfo, Role
+from kakin.views.common import Page
 
 log = logging.getLogger("kakin.api")
 
@@ -50,6 +51,41 @@ IdemKey = Annotated[
         description="a retry with the same key and body gets the first response back",
     ),
 ]
+
+V = TypeVar("V")
+
+
+class PageQuery:
+    """Which page of a list: ``limit`` rows after ``starting_after`` (newest first)."""
+
+    def __init__(self, limit: int, starting_after: str | int | None) -> None:
+        self.limit = limit
+        self.starting_after = starting_after
+
+    def read(
+        self,
+        out: type[V],
+        lister: Callable[..., tuple[list[V], bool]],
+        *args: Any,
+        **filters: Any,
+    ) -> Page[V]:
+        """``lister(*args, limit=..., starting_after=..., **filters)`` as a ``Page`` of ``out``."""
+        rows, more = lister(*args, limit=self.limit, starting_after=self.starting_after, **filters)
+        return Page[out](data=rows, has_more=more)  # type: ignore[valid-type]
+
+
+# ``async`` on purpose, as ``get_deps``: no trip through the thread pool per request.
+async def page_query(limit: Limit = 10, starting_after: After = None) -> PageQuery:
+    return PageQuery(limit, starting_after)
+
+
+async def payment_page_query(limit: Limit = 10, starting_after: AfterPayment = None) -> PageQuery:
+    """A page of a list whose ids are integers (payments, audit log entries)."""
+    return PageQuery(limit, starting_after)
+
+
+PageDep = Annotated[PageQuery, Depends(page_query)]
+PaymentPageDep = Annotated[PageQuery, Depends(payment_page_query)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: kakin keys create")
 

@@ -13,13 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from api.deps import Deps
 from api.errors import ApiError, ErrorBody, status_of
-from api.schemas import SubscriptionStatusOut
+from api.writes import Write
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
+from kakin.views.subscriptions import SubscriptionStatusOut
 from models.payloads import StatusView
 
 log = logging.getLogger("kakin.api")
@@ -63,3 +65,20 @@ async def run_update(
         # message as a sentence, as the update's other answers are.
         raise ApiError(status_of(error), capitalized(str(error))) from None
     return SubscriptionStatusOut.of(view)
+
+
+async def update_once(
+    write: Write,
+    subscription_id: str,
+    action: str,
+    call: Callable[..., Awaitable[StatusView]],
+    **fields: Any,
+) -> JSONResponse:
+    """The validated update ``call(client, subscription_id, requested_by=..., **fields)``
+    at most once per Idempotency-Key (``run_update``), answering the status after it."""
+    requested_by = write.requested_by
+
+    def send(client: Client) -> Awaitable[StatusView]:
+        return call(client, subscription_id, requested_by=requested_by, **fields)
+
+    return await write.run(lambda: run_update(write.deps, subscription_id, action, send))

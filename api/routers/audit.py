@@ -6,37 +6,17 @@ customer), and actors name staff and API keys.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import KEY, AfterPayment, DepsDep, Limit
+from api.deps import KEY, DepsDep, PaymentPageDep
 from api.errors import RESPONSES
-from api.schemas import FromRow, Moment, Page
+from api.requests.common import Moment
 from kakin.services import audit
 from kakin.services.api_keys import KeyInfo
-
-
-class AuditEntryOut(FromRow):
-    """One recorded change: what (``entity_type`` and ``entity_id``), what happened
-    (``action``, ``from_status`` → ``to_status``), who (``actor``) and why (``reason``).
-    ``occurred_at`` is when it happened in billing time (a test clock's time for a
-    test-clock subscription); ``recorded_at`` when kakin wrote it down."""
-
-    object: Literal["audit_entry"] = "audit_entry"
-    id: int
-    entity_type: str
-    entity_id: str
-    action: str
-    from_status: str | None
-    to_status: str | None
-    actor: str
-    reason: str
-    details: dict[str, Any]
-    occurred_at: datetime
-    recorded_at: datetime
-
+from kakin.views.audit import AuditEntryOut
+from kakin.views.common import Page
 
 router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["audit"])
 
@@ -44,6 +24,7 @@ router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["audit"])
 @router.get("/audit-log", response_model=Page[AuditEntryOut])
 def list_audit_log(
     deps: DepsDep,
+    page: PaymentPageDep,
     _: KeyInfo = KEY,
     subscription_id: Annotated[
         str | None, Query(max_length=40, description="its own entries and its invoices'")
@@ -66,20 +47,15 @@ def list_audit_log(
         Moment | None, Query(description="occurred at or after (ISO 8601 with a zone)")
     ] = None,
     until: Annotated[Moment | None, Query(description="occurred before")] = None,
-    limit: Limit = 10,
-    starting_after: AfterPayment = None,
 ) -> Page[AuditEntryOut]:
     """The audit log, newest first (support and admin keys), filtered and paged."""
-    rows, more = audit.list_entries_shaped(
-        deps.sessions,
-        AuditEntryOut.of,
-        limit=limit,
-        starting_after=starting_after,
-        subscription_id=subscription_id,
-        customer_id=customer_id,
-        actor=actor,
-        action=action,
-        since=since,
-        until=until,
-    )
-    return Page[AuditEntryOut](data=rows, has_more=more)
+    filters = {
+        "subscription_id": subscription_id,
+        "customer_id": customer_id,
+        "actor": actor,
+        "action": action,
+        "since": since,
+        "until": until,
+    }
+    lister = audit.list_entries_shaped
+    return page.read(AuditEntryOut, lister, deps.sessions, AuditEntryOut.of, **filters)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 
 import stripe as stripe_sdk
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import KEY, After, AfterPayment, Deps, DepsDep, IdemKey, Limit, PathId
+from api.deps import KEY, Deps, DepsDep, PageDep, PathId, PaymentPageDep
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
-from api.idempotency import once
-from api.schemas import CustomerCreate, CustomerOut, CustomerUpdate, InvoiceOut, Page, PaymentOut
+from api.requests.customers import CustomerCreate, CustomerUpdate
+from api.writes import WriteDep
 from kakin.adapters.stripe_gateway import TEST_CARDS
 from kakin.services import customers as customer_service
 from kakin.services import errors as service_errors
 from kakin.services.api_keys import KeyInfo
+from kakin.views.common import Page
+from kakin.views.customers import CustomerOut
+from kakin.views.invoices import InvoiceOut, PaymentOut
 
 log = logging.getLogger("kakin.api")
 
@@ -34,43 +36,28 @@ router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["customers"])
         502: {"model": ErrorBody, "description": "Stripe refused the customer or its card"},
     },
 )
-async def create_customer(
-    deps: DepsDep,
-    body: CustomerCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
-) -> JSONResponse:
+async def create_customer(body: CustomerCreate, write: WriteDep) -> JSONResponse:
     """Create a customer here and at Stripe. A card number is never stored or echoed."""
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=201,
-        work=lambda: run_in_threadpool(do_create_customer, deps, body),
-    )
+    return await write.run_sync(do_create_customer, write.deps, body, status=201)
+
+
+def check_test_card(deps: Deps, body: CustomerCreate) -> None:
+    """A card number is for test mode only, instead of a payment method, and one of Stripe's."""
+    if body.card_number is None:
+        return
+    if deps.settings.live_mode or deps.stripe.live_mode:
+        raise ApiError(422, "card_number is accepted only in test mode")
+    if body.payment_method_id is not None:
+        raise ApiError(422, "Give either card_number or payment_method_id, not both")
+    if body.card_number.replace(" ", "").replace("-", "") not in TEST_CARDS:
+        raise ApiError(422, "card_number is not a Stripe test card number")
 
 
 def do_create_customer(deps: Deps, body: CustomerCreate) -> CustomerOut:
-    if body.card_number is not None:
-        if deps.settings.live_mode or deps.stripe.live_mode:
-            raise ApiError(422, "card_number is accepted only in test mode")
-        if body.payment_method_id is not None:
-            raise ApiError(422, "Give either card_number or payment_method_id, not both")
-        if body.card_number.replace(" ", "").replace("-", "") not in TEST_CARDS:
-            raise ApiError(422, "card_number is not a Stripe test card number")
+    check_test_card(deps, body)
     try:
         customer_id = customer_service.create_customer(
-            deps.sessions,
-            deps.stripe,
-            email=body.email,
-            name=body.name,
-            currency=body.currency,
-            locale=body.locale,
-            time_zone=body.time_zone,
-            card_number=body.card_number,
-            payment_method_id=body.payment_method_id,
+            deps.sessions, deps.stripe, **body.model_dump()
         )
     except service_errors.InvalidRequestError as error:
         raise ApiError(422, str(error)) from None
@@ -81,13 +68,8 @@ def do_create_customer(deps: Deps, body: CustomerCreate) -> CustomerOut:
 
 
 @router.get("/customers", response_model=Page[CustomerOut])
-def list_customers(
-    deps: DepsDep, _: KeyInfo = KEY, limit: Limit = 10, starting_after: After = None
-) -> Page[CustomerOut]:
-    rows, more = customer_service.list_customers(
-        deps.sessions, CustomerOut.of, limit=limit, starting_after=starting_after
-    )
-    return Page[CustomerOut](data=rows, has_more=more)
+def list_customers(deps: DepsDep, page: PageDep, _: KeyInfo = KEY) -> Page[CustomerOut]:
+    return page.read(CustomerOut, customer_service.list_customers, deps.sessions, CustomerOut.of)
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
@@ -106,27 +88,15 @@ def update_customer(
 
 @router.get("/customers/{customer_id}/invoices", response_model=Page[InvoiceOut])
 def customer_invoices(
-    deps: DepsDep,
-    customer_id: PathId,
-    _: KeyInfo = KEY,
-    limit: Limit = 10,
-    starting_after: After = None,
+    deps: DepsDep, customer_id: PathId, page: PageDep, _: KeyInfo = KEY
 ) -> Page[InvoiceOut]:
-    rows, more = customer_service.list_customer_invoices(
-        deps.sessions, customer_id, InvoiceOut.of, limit=limit, starting_after=starting_after
-    )
-    return Page[InvoiceOut](data=rows, has_more=more)
+    lister = customer_service.list_customer_invoices
+    return page.read(InvoiceOut, lister, deps.sessions, customer_id, InvoiceOut.of)
 
 
 @router.get("/customers/{customer_id}/payments", response_model=Page[PaymentOut])
 def customer_payments(
-    deps: DepsDep,
-    customer_id: PathId,
-    _: KeyInfo = KEY,
-    limit: Limit = 10,
-    starting_after: AfterPayment = None,
+    deps: DepsDep, customer_id: PathId, page: PaymentPageDep, _: KeyInfo = KEY
 ) -> Page[PaymentOut]:
-    rows, more = customer_service.list_customer_payments(
-        deps.sessions, customer_id, PaymentOut.of, limit=limit, starting_after=starting_after
-    )
-    return Page[PaymentOut](data=rows, has_more=more)
+    lister = customer_service.list_customer_payments
+    return page.read(PaymentOut, lister, deps.sessions, customer_id, PaymentOut.of)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from api.billing_schemas import CreditNoteCreate, CreditNoteOut
-from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
+from api.deps import KEY, Deps, DepsDep, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
-from api.idempotency import once
+from api.lookups import require_invoice
+from api.requests.invoices import CreditNoteCreate
 from api.routers.invoices import JSON_ERRORS
+from api.workflow_calls import capitalized
+from api.writes import WriteDep
 from kakin import runtime as wiring
 from kakin.adapters.rendering import make_template_env
 from kakin.services import credit_notes
@@ -21,6 +22,7 @@ from kakin.services import invoices as invoice_service
 from kakin.services.api_keys import KeyInfo
 from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
 from kakin.services.invoice_documents import invoice_pdf
+from kakin.views.credit_notes import CreditNoteOut
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/pdf": {}}, "description": "the invoice as PDF"}
@@ -64,35 +66,23 @@ def get_invoice_pdf(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> Resp
     responses=IDEMPOTENT,
 )
 async def create_credit_note(
-    deps: DepsDep,
-    invoice_id: PathId,
-    body: CreditNoteCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    invoice_id: PathId, body: CreditNoteCreate, write: WriteDep
 ) -> JSONResponse:
     """Credit a paid invoice in full or in part: refunded through Stripe, or kept as
     credit that the customer's next invoices use first (support)."""
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=201,
-        work=lambda: run_in_threadpool(do_credit, deps, invoice_id, body, requester(key)),
-    )
+    actor = write.requested_by
+    return await write.run_sync(do_credit, write.deps, invoice_id, body, actor, status=201)
 
 
 def do_credit(deps: Deps, invoice_id: str, body: CreditNoteCreate, actor: str) -> CreditNoteOut:
-    invoice_service.get_invoice(deps.sessions, invoice_id, lambda _: None)
+    require_invoice(deps.sessions, invoice_id)
     try:
         note_id = issue_credit_note(
             deps.sessions, deps.stripe, invoice_id=invoice_id, reason=body.reason,
             method=body.method, actor=actor, amount=body.amount, memo=body.memo,
         )  # fmt: skip
     except CreditNoteRefusedError as error:
-        message = str(error)
-        raise ApiError(409, message[:1].upper() + message[1:]) from None
+        raise ApiError(409, capitalized(str(error))) from None
     return credit_notes.get_credit_note(deps.sessions, note_id, CreditNoteOut.model_validate)
 
 

@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import DepsDep
-from api.schemas import Health, Readiness
 from kakin.services import health as health_service
+from kakin.views.health import Health, Readiness
 
 log = logging.getLogger("kakin.api")
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
+from api.deps import KEY, Deps, DepsDep, PageDep, PathId
 from api.errors import RESPONSES, ApiError, ErrorBody
-from api.idempotency import once
-from api.schemas import InvoiceActionCreate, InvoiceDetail, InvoiceOut, Page, RetryAccepted
+from api.requests.invoices import InvoiceActionCreate
 from api.workflow_calls import TEMPORAL_DOWN, run_update
+from api.writes import Write, WriteDep
 from kakin.services import invoices as invoice_service
 from kakin.services import payments as payment_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.common import Page
+from kakin.views.invoices import InvoiceDetail, InvoiceOut, RetryAccepted
 from models.payloads import InvoiceStatus, SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -35,6 +37,9 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **TEMPORAL_DOWN,
 }
+
+# Writing an invoice off answers with the invoice as it is after.
+WAIVE: dict[str, Any] = {"response_model": InvoiceDetail, "responses": ACTION_RESPONSES}
 
 # An HTML route's errors are still JSON; described as "model", FastAPI would file them
 # under the route's text/html.
@@ -53,28 +58,21 @@ router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["invoices"])
 @router.get("/invoices", response_model=Page[InvoiceOut])
 def list_invoices(
     deps: DepsDep,
+    page: PageDep,
     _: KeyInfo = KEY,
     customer_id: str | None = None,
     subscription_id: str | None = None,
     status: InvoiceStatus | None = None,
-    limit: Limit = 10,
-    starting_after: After = None,
 ) -> Page[InvoiceOut]:
-    rows, more = invoice_service.list_invoices(
-        deps.sessions,
-        InvoiceOut.of,
-        limit=limit,
-        starting_after=starting_after,
-        status=status,
-        customer_id=customer_id,
-        subscription_id=subscription_id,
+    filters = {"status": status, "customer_id": customer_id, "subscription_id": subscription_id}
+    return page.read(
+        InvoiceOut, invoice_service.list_invoices, deps.sessions, InvoiceOut.of, **filters
     )
-    return Page[InvoiceOut](data=rows, has_more=more)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
 def get_invoice(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> InvoiceDetail:
-    return invoice_service.get_invoice(deps.sessions, invoice_id, InvoiceDetail.with_lines)
+    return read_invoice(deps, invoice_id)
 
 
 @router.get(
@@ -126,12 +124,9 @@ def read_invoice(deps: Deps, invoice_id: str) -> InvoiceDetail:
 
 
 async def do_waive(
-    deps: Deps,
-    invoice_id: str,
-    body: InvoiceActionCreate,
-    key: KeyInfo,
-    mark_as: InvoiceStatus,
+    write: Write, invoice_id: str, body: InvoiceActionCreate, mark_as: InvoiceStatus
 ) -> InvoiceDetail:
+    deps, requested_by = write.deps, write.requested_by
     done = "voided" if mark_as == InvoiceStatus.VOID else "marked uncollectible"
     subscription_id = await check_in_collection(deps, invoice_id, done)
     await run_update(
@@ -142,7 +137,7 @@ async def do_waive(
             client,
             subscription_id,
             reason=body.reason,
-            requested_by=requester(key),
+            requested_by=requested_by,
             mark_as=mark_as,
             invoice_id=invoice_id,  # the workflow refuses if another took its place
         ),
@@ -154,23 +149,11 @@ async def do_waive(
     "/invoices/{invoice_id}/void", response_model=InvoiceDetail, responses=ACTION_RESPONSES
 )
 async def void_invoice(
-    deps: DepsDep,
-    invoice_id: PathId,
-    body: InvoiceActionCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    invoice_id: PathId, body: InvoiceActionCreate, write: WriteDep
 ) -> JSONResponse:
     """Void the invoice in dunning (support, admin): nothing more is charged for it and
     the subscription is active again (the ``waive_invoice`` update)."""
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: do_waive(deps, invoice_id, body, key, InvoiceStatus.VOID),
-    )
+    return await write.run(lambda: do_waive(write, invoice_id, body, InvoiceStatus.VOID))
 
 
 @router.post(
@@ -179,31 +162,21 @@ async def void_invoice(
     responses=ACTION_RESPONSES,
 )
 async def mark_invoice_uncollectible(
-    deps: DepsDep,
-    invoice_id: PathId,
-    body: InvoiceActionCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    invoice_id: PathId, body: InvoiceActionCreate, write: WriteDep
 ) -> JSONResponse:
     """Write the invoice in dunning off as ``uncollectible`` (support, admin); the
     subscription is active again (the ``waive_invoice`` update)."""
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: do_waive(deps, invoice_id, body, key, InvoiceStatus.UNCOLLECTIBLE),
-    )
+    uncollectible = InvoiceStatus.UNCOLLECTIBLE
+    return await write.run(lambda: do_waive(write, invoice_id, body, uncollectible))
 
 
-async def do_retry(deps: Deps, invoice_id: str, key: KeyInfo) -> RetryAccepted:
+async def do_retry(write: Write, invoice_id: str) -> RetryAccepted:
+    deps = write.deps
     subscription_id = await check_in_collection(deps, invoice_id, "retried")
     client = await deps.connected()
     async with subscription_service.workflow_errors(subscription_id, "retry"):
         await payment_service.retry_payment_now(
-            client, subscription_id, requested_by=requester(key)
+            client, subscription_id, requested_by=write.requested_by
         )
     return RetryAccepted(invoice_id=invoice_id, subscription_id=subscription_id)
 
@@ -214,22 +187,9 @@ async def do_retry(deps: Deps, invoice_id: str, key: KeyInfo) -> RetryAccepted:
     response_model=RetryAccepted,
     responses=ACTION_RESPONSES,
 )
-async def retry_invoice(
-    deps: DepsDep,
-    invoice_id: PathId,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
-) -> JSONResponse:
+async def retry_invoice(invoice_id: PathId, write: WriteDep) -> JSONResponse:
     """Charge the invoice in dunning again now, with the card on file (support, admin).
 
     Accepted (202): the workflow charges it; a decline keeps the dunning schedule.
     """
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=202,
-        work=lambda: do_retry(deps, invoice_id, key),
-    )
+    return await write.run(lambda: do_retry(write, invoice_id), status=202)

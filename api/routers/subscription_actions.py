@@ -7,111 +7,58 @@ workflow's status right after. The audit log keeps the reason and the key.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from temporalio.client import Client
 
-from api.deps import KEY, Deps, DepsDep, IdemKey, PathId, requester
+from api.deps import KEY, Deps, DepsDep, PathId
 from api.errors import RESPONSES
-from api.idempotency import once
-from api.schemas import (
-    GraceCreate,
-    PauseCreate,
-    PlanChangeCreate,
-    PlanChangePreview,
-    ResumeCreate,
-    SubscriptionStatusOut,
-)
-from api.workflow_calls import UPDATE_RESPONSES, run_update
+from api.requests.subscriptions import GraceCreate, PauseCreate, PlanChangeCreate, ResumeCreate
+from api.workflow_calls import UPDATE_RESPONSES, update_once
+from api.writes import WriteDep
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.subscriptions import PlanChangePreview, SubscriptionStatusOut
+from models.payloads import StatusView
+
+# Every action answers with the workflow's status right after it.
+ACTION: dict[str, Any] = {"response_model": SubscriptionStatusOut, "responses": UPDATE_RESPONSES}
 
 router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["subscriptions"])
 
 
-@router.post(
-    "/subscriptions/{subscription_id}/pause",
-    response_model=SubscriptionStatusOut,
-    responses=UPDATE_RESPONSES,
-)
+@router.post("/subscriptions/{subscription_id}/pause", **ACTION)
 async def pause_subscription(
-    deps: DepsDep,
-    subscription_id: PathId,
-    body: PauseCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    subscription_id: PathId, body: PauseCreate, write: WriteDep
 ) -> JSONResponse:
     """The ``pause`` update (support, admin): no invoices until resumed.
 
     Refused (409, with the reason) unless the subscription is active or trialing
     and not ending at the period end. The audit log keeps the reason and this key.
     """
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: run_update(
-            deps,
-            subscription_id,
-            "pause",
-            lambda client: subscription_service.pause_subscription(
-                client, subscription_id, reason=body.reason, requested_by=requester(key)
-            ),
-        ),
-    )
+    pause = subscription_service.pause_subscription
+    return await update_once(write, subscription_id, "pause", pause, reason=body.reason)
 
 
-@router.post(
-    "/subscriptions/{subscription_id}/resume",
-    response_model=SubscriptionStatusOut,
-    responses=UPDATE_RESPONSES,
-)
+@router.post("/subscriptions/{subscription_id}/resume", **ACTION)
 async def resume_subscription(
-    deps: DepsDep,
-    subscription_id: PathId,
-    request: Request,
-    body: ResumeCreate | None = None,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    subscription_id: PathId, write: WriteDep, body: ResumeCreate | None = None
 ) -> JSONResponse:
     """The ``resume`` update (support, admin): refused (409) unless paused.
 
     The paid period gets the paused time back.
     """
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: run_update(
-            deps,
-            subscription_id,
-            "resume",
-            lambda client: subscription_service.resume_subscription(
-                client, subscription_id, requested_by=requester(key)
-            ),
-        ),
-    )
+    resume = subscription_service.resume_subscription
+    return await update_once(write, subscription_id, "resume", resume)
 
 
-@router.post(
-    "/subscriptions/{subscription_id}/change_plan",
-    response_model=SubscriptionStatusOut,
-    responses=UPDATE_RESPONSES,
-)
+@router.post("/subscriptions/{subscription_id}/change_plan", **ACTION)
 async def change_plan(
-    deps: DepsDep,
-    subscription_id: PathId,
-    body: PlanChangeCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    subscription_id: PathId, body: PlanChangeCreate, write: WriteDep
 ) -> JSONResponse:
     """The ``change_plan`` update: a dearer price now, a cheaper or equal one at the end
     of the paid period (``pending_price_id`` until then).
@@ -119,26 +66,13 @@ async def change_plan(
     An upgrade invoices the prorated difference and charges it at once. Same currency
     and interval only (422 otherwise); refused (409) unless active or trialing.
     """
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: run_update(
-            deps,
-            subscription_id,
-            "plan change",
-            lambda client: subscription_service.change_plan(
-                client,
-                deps.sessions,
-                subscription_id,
-                price_id=body.price_id,
-                requested_by=requester(key),
-                reason=body.reason,
-            ),
-        ),
-    )
+
+    def change(client: Client, subscription_id: str, **fields: Any) -> Awaitable[StatusView]:
+        # The plan change reads the new price (currency, interval) from the database.
+        return subscription_service.change_plan(client, write.sessions, subscription_id, **fields)
+
+    fields = body.model_dump()
+    return await update_once(write, subscription_id, "plan change", change, **fields)
 
 
 def do_preview(deps: Deps, subscription_id: str, price_id: str) -> PlanChangePreview:
@@ -183,37 +117,9 @@ def preview_plan_change(
     return do_preview(deps, subscription_id, price_id)
 
 
-@router.post(
-    "/subscriptions/{subscription_id}/grace",
-    response_model=SubscriptionStatusOut,
-    responses=UPDATE_RESPONSES,
-)
-async def grant_grace(
-    deps: DepsDep,
-    subscription_id: PathId,
-    body: GraceCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
-) -> JSONResponse:
+@router.post("/subscriptions/{subscription_id}/grace", **ACTION)
+async def grant_grace(subscription_id: PathId, body: GraceCreate, write: WriteDep) -> JSONResponse:
     """The ``grant_grace`` update (support, admin): every remaining dunning step waits
     ``days`` (1 to 60) longer. Refused (409) unless the subscription is in dunning."""
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: run_update(
-            deps,
-            subscription_id,
-            "grace period",
-            lambda client: subscription_service.grant_grace(
-                client,
-                subscription_id,
-                days=body.days,
-                reason=body.reason,
-                requested_by=requester(key),
-            ),
-        ),
-    )
+    grace = subscription_service.grant_grace
+    return await update_once(write, subscription_id, "grace period", grace, **body.model_dump())

@@ -6,31 +6,28 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
 
-from api.deps import KEY, After, Deps, DepsDep, IdemKey, Limit, PathId, requester
+from api.deps import KEY, Deps, DepsDep, PageDep, PathId
 from api.errors import RESPONSES, ApiError, ErrorBody
 from api.idempotency import RESPONSES as IDEMPOTENT
-from api.idempotency import once
-from api.schemas import (
-    CancelAccepted,
-    CancelCreate,
-    LiveStatus,
-    OutstandingInvoiceOut,
-    Page,
-    SubscriptionCreate,
-    SubscriptionDetail,
-    SubscriptionOut,
-)
+from api.lookups import require_customer, require_price
+from api.requests.subscriptions import CancelCreate, SubscriptionCreate
 from api.workflow_calls import TEMPORAL_DOWN, capitalized
-from kakin.services import catalog
-from kakin.services import customers as customer_service
+from api.writes import Write, WriteDep
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
+from kakin.views.common import Page
+from kakin.views.subscriptions import (
+    CancelAccepted,
+    LiveStatus,
+    SubscriptionDetail,
+    SubscriptionOut,
+)
 from models.payloads import SubscriptionStatus
 
 log = logging.getLogger("kakin.api")
@@ -47,8 +44,8 @@ def read_subscription(deps: Deps, subscription_id: str) -> SubscriptionOut:
 
 
 def check_new_subscription(deps: Deps, body: SubscriptionCreate) -> None:
-    customer_service.get_customer(deps.sessions, body.customer_id, lambda _: None)
-    catalog.get_price(deps.sessions, body.price_id, lambda _: None)
+    require_customer(deps.sessions, body.customer_id)
+    require_price(deps.sessions, body.price_id)
 
 
 async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> SubscriptionOut:
@@ -58,6 +55,7 @@ async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> Subscri
         raise ApiError(422, "start_at is in the past; a subscription starts now or at a later time")
     await run_in_threadpool(check_new_subscription, deps, body)
     client = await deps.connected()
+    settings = deps.settings
     try:
         async with subscription_service.workflow_errors(
             "", "start", unavailable="Temporal did not start the subscription; try again",
@@ -66,16 +64,11 @@ async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> Subscri
             subscription_id = await subscription_service.start_subscription(
                 client,
                 deps.sessions,
-                task_queue=deps.settings.task_queue,
-                customer_id=body.customer_id,
-                price_id=body.price_id,
-                quantity=body.quantity,
-                trial_days=body.trial_days,
-                start_at=body.start_at,
-                live_mode=deps.settings.live_mode,
-                dunning=deps.settings.dunning_policy,
-                stripe_task_queue=deps.settings.stripe_task_queue,
-                metadata=body.metadata,
+                task_queue=settings.task_queue,
+                live_mode=settings.live_mode,
+                dunning=settings.dunning_policy,
+                stripe_task_queue=settings.stripe_task_queue,
+                **body.model_dump(),
             )
     except service_errors.InvalidRequestError as error:
         # 422 even for a MissingError: the body names the customer and price (checked
@@ -90,44 +83,23 @@ async def do_start_subscription(deps: Deps, body: SubscriptionCreate) -> Subscri
     response_model=SubscriptionOut,
     responses={**IDEMPOTENT, **TEMPORAL_DOWN},
 )
-async def create_subscription(
-    deps: DepsDep,
-    body: SubscriptionCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
-) -> JSONResponse:
+async def create_subscription(body: SubscriptionCreate, write: WriteDep) -> JSONResponse:
     """Start a subscription: its row, then its workflow, which bills it from now on."""
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=201,
-        work=lambda: do_start_subscription(deps, body),
-    )
+    return await write.run(lambda: do_start_subscription(write.deps, body), status=201)
 
 
 @router.get("/subscriptions", response_model=Page[SubscriptionOut])
 def list_subscriptions(
     deps: DepsDep,
+    page: PageDep,
     _: KeyInfo = KEY,
     status: SubscriptionStatus | None = None,
     customer_id: str | None = None,
     price_id: str | None = None,
-    limit: Limit = 10,
-    starting_after: After = None,
 ) -> Page[SubscriptionOut]:
-    rows, more = subscription_service.list_subscriptions(
-        deps.sessions,
-        SubscriptionOut.of,
-        limit=limit,
-        starting_after=starting_after,
-        status=status,
-        customer_id=customer_id,
-        price_id=price_id,
-    )
-    return Page[SubscriptionOut](data=rows, has_more=more)
+    lister = subscription_service.list_subscriptions
+    filters = {"status": status, "customer_id": customer_id, "price_id": price_id}
+    return page.read(SubscriptionOut, lister, deps.sessions, SubscriptionOut.of, **filters)
 
 
 async def live_status(deps: Deps, subscription_id: str) -> LiveStatus | None:
@@ -145,20 +117,7 @@ async def live_status(deps: Deps, subscription_id: str) -> LiveStatus | None:
     except Exception as error:
         log.info("no live status for %s: %s", subscription_id, error or type(error).__name__)
         return None
-    outstanding = view.outstanding_invoice
-    return LiveStatus(
-        status=str(view.status),
-        current_period_start=view.current_period_start,
-        current_period_end=view.current_period_end,
-        next_action=view.next_action,
-        next_action_at=view.next_action_at,
-        dunning_step=view.dunning_step,
-        outstanding_invoice=(
-            None if outstanding is None else OutstandingInvoiceOut(**vars(outstanding))
-        ),
-        cancel_at_period_end=view.cancel_at_period_end,
-        now=view.now,
-    )
+    return LiveStatus.of(view)
 
 
 @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionDetail)
@@ -184,25 +143,17 @@ def check_cancellable(deps: Deps, subscription_id: str) -> None:
     subscription_service.check_not_canceled(deps.sessions, subscription_id, already=True)
 
 
-async def do_cancel(
-    deps: Deps, subscription_id: str, body: CancelCreate, key: KeyInfo
-) -> CancelAccepted:
+async def do_cancel(write: Write, subscription_id: str, body: CancelCreate) -> CancelAccepted:
+    deps = write.deps
     await run_in_threadpool(check_cancellable, deps, subscription_id)
-    requested_by = requester(key)
+    requested_by = write.requested_by
     client = await deps.connected()
     async with subscription_service.workflow_errors(subscription_id, "cancellation"):
         await subscription_service.cancel_subscription(
-            client,
-            subscription_id,
-            reason=body.reason,
-            at_period_end=body.at_period_end,
-            requested_by=requested_by,
+            client, subscription_id, requested_by=requested_by, **body.model_dump()
         )
     return CancelAccepted(
-        subscription_id=subscription_id,
-        reason=body.reason,
-        at_period_end=body.at_period_end,
-        requested_by=requested_by,
+        subscription_id=subscription_id, requested_by=requested_by, **body.model_dump()
     )
 
 
@@ -219,23 +170,11 @@ async def do_cancel(
     },
 )
 async def cancel_subscription(
-    deps: DepsDep,
-    subscription_id: PathId,
-    body: CancelCreate,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
+    subscription_id: PathId, body: CancelCreate, write: WriteDep
 ) -> JSONResponse:
     """Send the ``cancel`` signal; ``at_period_end: false`` ends it now.
 
     Accepted (202): the workflow cancels, records the reason and who asked (this
     API key) in the audit log, and emails the customer.
     """
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=202,
-        work=lambda: do_cancel(deps, subscription_id, body, key),
-    )
+    return await write.run(lambda: do_cancel(write, subscription_id, body), status=202)

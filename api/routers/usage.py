@@ -6,29 +6,25 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowExecutionStatus
 
-from api.billing_schemas import (
-    CurrentUsage,
-    LineOut,
-    UpcomingInvoice,
-    UsageBatch,
-    UsageEventBody,
-    UsageReceipt,
-)
-from api.deps import KEY, Deps, DepsDep, IdemKey, PathId
+from api.deps import KEY, Deps, DepsDep, PathId
 from api.errors import RESPONSES, ApiError
 from api.idempotency import RESPONSES as IDEMPOTENT
-from api.idempotency import once
+from api.lookups import ExistingSubscriptionId
+from api.requests.usage import UsageBatch, UsageEventBody
 from api.workflow_calls import TEMPORAL_DOWN, ended
+from api.writes import WriteDep
 from billing.rounding import RoundingMode
 from kakin.services import invoices as invoice_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
 from kakin.services.usage import ingest
+from kakin.views.invoices import LineOut, UpcomingInvoice
+from kakin.views.usage import CurrentUsage, UsageReceipt
 
 STATUS_TIMEOUT = 5.0
 
@@ -37,28 +33,14 @@ router = APIRouter(prefix="/v1", responses=RESPONSES, tags=["usage"])
 
 
 @router.post("/usage", response_model=UsageReceipt, responses=IDEMPOTENT)
-async def report_usage(
-    deps: DepsDep,
-    body: UsageBatch,
-    request: Request,
-    idempotency_key: IdemKey = None,
-    key: KeyInfo = KEY,
-) -> JSONResponse:
+async def report_usage(body: UsageBatch, write: WriteDep) -> JSONResponse:
     """Report one usage event, or a batch of up to 1,000 (service).
 
     Each event is judged on its own: accepted, ``duplicate`` (its event id was
     received before and is counted once), or ``rejected`` with the reason; the
     good events of a batch are kept whatever the others are.
     """
-    events = body.events
-    return await once(
-        request,
-        deps.sessions,
-        key,
-        idempotency_key,
-        status=200,
-        work=lambda: run_in_threadpool(do_ingest, deps, events),
-    )
+    return await write.run_sync(do_ingest, write.deps, body.events)
 
 
 def do_ingest(deps: Deps, events: list[UsageEventBody]) -> dict[str, Any]:
@@ -105,10 +87,9 @@ def get_usage(deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY) -> Curre
     responses=TEMPORAL_DOWN,
 )
 async def get_upcoming_invoice(
-    deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY
+    deps: DepsDep, _: KeyInfo = KEY, *, subscription_id: ExistingSubscriptionId
 ) -> UpcomingInvoice:
     """The invoice the next renewal will create, with the usage received so far."""
-    await run_in_threadpool(check_exists, deps, subscription_id)
     client = await deps.connected()
     handle = subscription_service.handle(client, subscription_id)
     try:
@@ -126,10 +107,6 @@ async def get_upcoming_invoice(
     start, end = view.next_period_start, view.next_period_end
     pending = view.pending_price_id
     return await run_in_threadpool(preview, deps, subscription_id, start, end, pending)
-
-
-def check_exists(deps: Deps, subscription_id: str) -> None:
-    subscription_service.get_subscription(deps.sessions, subscription_id, lambda _: None)
 
 
 def preview(

@@ -12,9 +12,9 @@ from temporalio.service import RPCError
 
 from api.deps import CONNECT_TIMEOUT, DepsDep
 from api.errors import ApiError, ErrorBody
-from api.schemas import WebhookReceived
 from api.workflow_calls import capitalized
 from kakin.services import stripe_events as stripe_webhooks
+from kakin.views.webhooks import WebhookReceived
 
 log = logging.getLogger("kakin.api")
 

@@ -18,6 +18,7 @@ from kakin.cli.output import (
     shorten,
 )
 from kakin.services import audit
+from kakin.views.audit import AuditEntryOut
 
 
 def _moment(text: str) -> datetime:
@@ -43,9 +44,6 @@ def _audit_list(args: argparse.Namespace) -> int:
             until=args.until,
         )
         if args.json:
-            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
-            from api.routers.audit import AuditEntryOut
-
             data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]
             print_json({"object": "list", "data": data, "has_more": more})
             return 0

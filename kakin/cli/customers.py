@@ -19,6 +19,7 @@ from kakin.cli.output import (
 from kakin.platform.settings import get_settings
 from kakin.services import reads
 from kakin.services.customers import create_customer
+from kakin.views.customers import CustomerOut
 
 
 def _customer_create(args: argparse.Namespace) -> int:
@@ -45,9 +46,6 @@ def _customers_list(args: argparse.Namespace) -> int:
             )
         )
         if args.json:
-            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
-            from api.schemas import CustomerOut
-
             data = [CustomerOut.of(row).model_dump(mode="json") for row in rows]
             print_json({"object": "list", "data": data, "has_more": more})
             return 0

@@ -30,6 +30,7 @@ from kakin.services import reads, subscriptions
 from kakin.services.errors import InvalidRequestError, NotFoundError
 from kakin.services.invoice_documents import invoice_pdf
 from kakin.services.invoices import upcoming_draft
+from kakin.views.invoices import InvoiceDetail, InvoiceOut
 from models.payloads import InvoiceStatus
 from models.tables import Invoice
 
@@ -54,9 +55,6 @@ def _invoices_list(args: argparse.Namespace) -> int:
             )
         )
         if args.json:
-            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
-            from api.schemas import InvoiceOut
-
             data = [InvoiceOut.of(row).model_dump(mode="json") for row in rows]
             print_json({"object": "list", "data": data, "has_more": more})
             return 0
@@ -86,9 +84,6 @@ def _invoices_show(args: argparse.Namespace) -> int:
         row = _load_invoice(session, args.invoice_id)
         customer, zone = row.customer, row.customer.time_zone
         if args.json:
-            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
-            from api.schemas import InvoiceDetail
-
             data = InvoiceDetail.with_lines(row).model_dump(mode="json")
             data["customer"] = {"id": customer.id, "name": customer.name, "locale": customer.locale}
             data["amount_due"] = row.amount_due

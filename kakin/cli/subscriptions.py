@@ -31,6 +31,7 @@ from kakin.platform.settings import ConfigurationError, Settings
 from kakin.services import reads, subscriptions
 from kakin.services.errors import InvalidRequestError
 from kakin.services.payments import update_payment_method
+from kakin.views.subscriptions import SubscriptionOut
 from models.payloads import SubscriptionStatus
 
 STARTER_DOC = """Start, cancel and inspect subscriptions from a terminal or a script.
@@ -231,9 +232,6 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
             )
         )
         if args.json:
-            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
-            from api.schemas import SubscriptionOut
-
             data = [SubscriptionOut.of(row).model_dump(mode="json") for row in rows]
             print_json({"object": "list", "data": data, "has_more": more})
             return 0

@@ -44,7 +44,7 @@ class UsageEventIn:
 
 class UsageEvent(Protocol):
     """What ``ingest`` reads of an event: a ``UsageEventIn``, or the API's parsed body
-    (``api.billing_schemas.UsageEventBody``) as it is, without a copy per event."""
+    (``api.requests.usage.UsageEventBody``) as it is, without a copy per event."""
 
     @property
     def event_id(self) -> str: ...

@@ -10,6 +10,7 @@ import pkgutil
 import re
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-import api.billing_schemas
+import api.requests
 import api.routers
-import api.schemas
 from api.app import create_app
+from api.requests.common import Request
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import api_keys, subscriptions
@@ -537,11 +538,17 @@ DECIMAL_AMOUNTS = {("TierIn", "unit_amount")}
 NOT_INTEGERS = ["1000", "1e3", 1000.0, 1000.5, True, None, [1000], {"value": 1000}]
 
 
+def request_modules() -> list[types.ModuleType]:
+    """The modules of ``api.requests``: the request bodies, one module per feature."""
+    found = pkgutil.iter_modules(api.requests.__path__, "api.requests.")
+    return [importlib.import_module(module.name) for module in found]
+
+
 def request_models() -> dict[str, type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {}
-    for module in (api.schemas, api.billing_schemas):
+    for module in request_modules():
         for name, item in vars(module).items():
-            if isinstance(item, type) and issubclass(item, api.schemas.Request):
+            if isinstance(item, type) and issubclass(item, Request):
                 found[name] = item
     return found
 

@@ -27,17 +27,16 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-import api.billing_schemas
-import api.schemas
 from api import pan_guard
 from api.app import create_app
 from api.rate_limit import TokenBuckets, parse_rate, retry_after
+from api.requests.common import Request
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import api_keys
 from kakin.services.api_keys import CreatedKey
 from models import repositories as repo
-from tests.api.test_api import CUSTOMER, PRICE, connect_to, running
+from tests.api.test_api import CUSTOMER, PRICE, connect_to, request_modules, running
 from tests.helpers import OK_CARD, free_ports
 
 UNREACHABLE_TEMPORAL = f"127.0.0.1:{free_ports(1)[0]}"
@@ -504,13 +503,9 @@ def test_strings_and_numbers_over_their_limits_are_422(
 
 def request_models() -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = []
-    for module in (api.schemas, api.billing_schemas):
+    for module in request_modules():
         for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, api.schemas.Request)
-                and value is not api.schemas.Request
-            ):
+            if isinstance(value, type) and issubclass(value, Request) and value is not Request:
                 found.append(value)
     return found
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.worker import Worker
 
-from api.schemas import SubscriptionStatusOut
 from kakin.services.api_keys import CreatedKey
+from kakin.views.subscriptions import SubscriptionStatusOut
 from models.payloads import StatusView
 from models.tables import AuditLog
 from tests.api.test_api import as_role, client, error_of

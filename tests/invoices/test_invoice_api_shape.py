@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from api.billing_schemas import UpcomingInvoice
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog, customers
 from kakin.services.api_keys import CreatedKey
 from kakin.services.invoices import upcoming_draft
 from kakin.services.usage import UsageEventIn, ingest
+from kakin.views.invoices import InvoiceLineOut, UpcomingInvoice
 from models import repositories as repo
 from models.payloads import SubscriptionStatus
 from models.tables import Subscription
@@ -170,7 +170,6 @@ def test_a_metered_invoice_over_the_api_shows_kinds_usage_and_tax_as_the_upcomin
 
 def test_old_lines_without_tax_rate_ids_in_details_read_their_one_rate() -> None:
     """Lines stored before details carried the rate list show the rate printed beside them."""
-    from api.schemas import InvoiceLineOut
     from models.tables import InvoiceLine
 
     line = InvoiceLine(

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.schemas import InvoiceDetail
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions
 from kakin.services.invoices import upcoming_draft
+from kakin.views.invoices import InvoiceDetail
 from models import repositories as repo
 from models.payloads import ChargeOutcome, ChargeRequest, RenderInvoiceRequest, SubscriptionStatus
 from models.tables import Subscription

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.billing_schemas import UsageReceipt
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import api_keys
 from kakin.services.usage import MAX_BATCH
+from kakin.views.usage import UsageReceipt
 from tests.api.test_api_limits import serve
 from tests.usage.test_usage_ingestion import at, metered_subscription, total
 
