@@ -7,17 +7,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kakin.cli.output import (
-    MAX_LIMIT,
-    format_table,
-    format_when,
-    page_limit,
-    print_json,
-    print_more,
-    sessions,
-    shorten,
-)
+from kakin.cli.output import MAX_LIMIT, format_when, page_limit, print_list, sessions, shorten
 from kakin.services import audit
+from models.tables import AuditLog
 
 
 def _moment(text: str) -> datetime:
@@ -29,10 +21,27 @@ def _moment(text: str) -> datetime:
     return value if len(text) > 10 else value.replace(tzinfo=ZoneInfo("UTC"))
 
 
+def _entry_row(row: AuditLog) -> list[str]:
+    return [
+        str(row.id),
+        format_when(row.occurred_at, time=True) + "Z",
+        f"{row.entity_type} {row.entity_id}",
+        row.action,
+        f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
+        row.actor,
+        shorten(row.reason),
+    ]
+
+
 def _audit_list(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        rows, more = audit.list_entries(
-            session,
+    # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
+    from api.routers.audit import AuditEntryOut
+
+    return print_list(
+        args,
+        lambda shape: audit.list_entries_shaped(
+            sessions(),
+            shape,
             limit=page_limit(args),
             starting_after=args.starting_after,
             subscription_id=args.subscription,
@@ -41,31 +50,13 @@ def _audit_list(args: argparse.Namespace) -> int:
             action=args.audit_action,
             since=args.since,
             until=args.until,
-        )
-        if args.json:
-            # The HTTP API's JSON shape, until kakin.services gives these views (issue 12).
-            from api.routers.audit import AuditEntryOut
-
-            data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]
-            print_json({"object": "list", "data": data, "has_more": more})
-            return 0
-        table = [
-            [
-                str(row.id),
-                format_when(row.occurred_at, time=True) + "Z",
-                f"{row.entity_type} {row.entity_id}",
-                row.action,
-                f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
-                row.actor,
-                shorten(row.reason),
-            ]
-            for row in rows
-        ]
-    if table:
-        headers = ["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"]
-        print(format_table(headers, table, right=(0,)))
-    print_more(len(table), more, "audit entries")
-    return 0
+        ),
+        view=AuditEntryOut,
+        row_of=_entry_row,
+        headers=["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"],
+        what="audit entries",
+        right=(0,),
+    )
 
 
 def add_commands(commands: Any) -> None:

@@ -94,6 +94,33 @@ def print_more(shown: int, more: bool, what: str) -> None:
         print(f"(the newest {shown} {what}; more with --limit or --starting-after)")
 
 
+def print_list(
+    args: argparse.Namespace,
+    fetch: Callable[[Callable[[Any], Any]], tuple[Sequence[Any], bool]],
+    *,
+    view: Any,
+    row_of: Callable[[Any], list[str]],
+    headers: Sequence[str],
+    what: str,
+    right: Sequence[int] = (),
+) -> int:
+    """What a ``... list`` command prints: with ``--json`` the HTTP API's list (each row
+    as ``view.of(row)``, the API's response model), else a table of ``row_of(row)``.
+
+    ``fetch(shape)`` reads one page and shapes each row inside its session (a feature
+    service's ``list_...``), so the rows' relations load while the session is open.
+    """
+    if args.json:
+        rows, more = fetch_page(lambda: fetch(lambda row: view.of(row).model_dump(mode="json")))
+        print_json({"object": "list", "data": rows, "has_more": more})
+        return 0
+    rows, more = fetch_page(lambda: fetch(row_of))
+    if rows:
+        print(format_table(headers, rows, right=right))
+    print_more(len(rows), more, what)
+    return 0
+
+
 def shorten(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
     return text if text_width(text) <= width else text[: width - 1] + "…"

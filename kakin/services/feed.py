@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy.orm import Session
 
 from models import repositories as repo
-from models.tables import AuditLog, Customer, EmailMessage, Invoice, PaymentAttempt
+from models.tables import AuditLog, EmailMessage, PaymentAttempt
 
 
 def audit_entries_after(session: Session, floor: int) -> list[AuditLog]:
@@ -43,15 +43,3 @@ def reached_status(
 ) -> bool:
     """Whether the audit log records ``entity_id`` moving to ``status`` (by ``actor``)."""
     return repo.reached_status(session, entity_id, status, actor=actor)
-
-
-def find_invoice(session: Session, invoice_id: str) -> Invoice | None:
-    return session.get(Invoice, invoice_id)
-
-
-def customer(session: Session, customer_id: str) -> Customer:
-    return session.get_one(Customer, customer_id)
-
-
-def invoice(session: Session, invoice_id: str) -> Invoice:
-    return session.get_one(Invoice, invoice_id)
