@@ -32,8 +32,6 @@ from kakin.services.invoices import (
     usage_lines,
 )
 from kakin.services.subscriptions import apply_subscription_change
-from models import repositories as repo
-from models import usage as usage_sql
 from models.payloads import (
     CreateInvoiceRequest,
     FinalInvoiceRequest,
@@ -45,6 +43,12 @@ from models.payloads import (
     RenderInvoiceRequest,
     SubscriptionChange,
 )
+from models.repositories import audit as audit_sql
+from models.repositories import catalog as catalog_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories import usage as usage_sql
+from models.repositories.common import new_id
 from models.tables import (
     CreditTransaction,
     Invoice,
@@ -78,7 +82,7 @@ class InvoicingActivities:
         """
         key = f"invoice:{request.subscription_id}:{request.period_index}"
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
             subscription = usage_sql.lock_subscription(session, request.subscription_id)
@@ -106,7 +110,7 @@ class InvoicingActivities:
                 session.commit()
             except IntegrityError:  # a concurrent try of this same activity won
                 session.rollback()
-                return _ref(repo.invoice_by_key(session, key, required=True))
+                return _ref(invoice_sql.invoice_by_key(session, key, required=True))
             return _ref(invoice)
 
     @activity.defn(name=contracts.ACTIVITY_CREATE_FINAL_INVOICE)
@@ -119,7 +123,7 @@ class InvoicingActivities:
         """
         key = f"invoice:{request.subscription_id}:{request.period_index}"
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
             subscription = usage_sql.lock_subscription(session, request.subscription_id)
@@ -140,7 +144,7 @@ class InvoicingActivities:
                 session.commit()
             except IntegrityError:  # a concurrent try of this same activity won
                 session.rollback()
-                return _ref(repo.invoice_by_key(session, key, required=True))
+                return _ref(invoice_sql.invoice_by_key(session, key, required=True))
             return _ref(invoice)
 
     def _store_draft(
@@ -156,7 +160,7 @@ class InvoicingActivities:
     ) -> Invoice:
         """Add the draft as an invoice (and the credit it spends) to the session."""
         invoice = Invoice(
-            id=repo.new_id("in"),
+            id=new_id("in"),
             business_key=key,
             subscription_id=subscription.id,
             customer_id=subscription.customer_id,
@@ -195,9 +199,9 @@ class InvoicingActivities:
         """Number the invoice and open it. Numbers are gapless and never reused."""
         with self._sessions() as session:
             # Locked, so a retry racing a slow first try waits and then sees its number.
-            invoice = repo.invoice_for_update(session, request.invoice_id)
+            invoice = invoice_sql.invoice_for_update(session, request.invoice_id)
             if invoice.number is None:
-                number = repo.take_invoice_number(session, request.finalized_at)
+                number = invoice_sql.take_invoice_number(session, request.finalized_at)
                 self._open(session, invoice, number, request.finalized_at)
                 # Number, status and audit commit together: a rollback frees the number.
                 session.commit()
@@ -214,7 +218,7 @@ class InvoicingActivities:
         """
         key = f"invoice:{request.subscription_id}:{request.period_index}"
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is None:
                 issued = self._issue_new(session, key, request)
                 try:
@@ -222,7 +226,7 @@ class InvoicingActivities:
                     return _ref(issued)
                 except IntegrityError:  # a concurrent try of this same activity won
                     session.rollback()  # (and gives the number it took back)
-                    existing = repo.invoice_by_key(session, key, required=True)
+                    existing = invoice_sql.invoice_by_key(session, key, required=True)
             if existing.number is not None:
                 return _ref(existing)
             invoice_id = existing.id
@@ -236,7 +240,7 @@ class InvoicingActivities:
         invoice.registration_number = self._seller.registration_number
         invoice.status = InvoiceStatus.OPEN
         invoice.finalized_at = at
-        repo.audit(
+        audit_sql.audit(
             session,
             entity_type="invoice",
             entity_id=invoice.id,
@@ -261,7 +265,7 @@ class InvoicingActivities:
         )
         # Taken before the invoice is added (no autoflush of a numberless row), locked
         # until the commit: numbers go out in commit order.
-        number = repo.take_invoice_number(session, request.issued_at)
+        number = invoice_sql.take_invoice_number(session, request.issued_at)
         invoice = self._store_draft(
             session,
             key,
@@ -281,7 +285,7 @@ class InvoicingActivities:
     def render_invoice(self, request: RenderInvoiceRequest) -> None:
         """Render the invoice's HTML (Jinja2) and keep it with the invoice."""
         with self._sessions() as session:
-            invoice = repo.invoice(session, request.invoice_id)
+            invoice = invoice_sql.invoice(session, request.invoice_id)
             invoice.html = invoice_html(invoice, self._seller, self._templates)
             session.commit()
 
@@ -295,15 +299,15 @@ class InvoicingActivities:
         """
         key = f"proration:{change.subscription_id}:{change.period_index}:{change.price_id}"
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
-            subscription = repo.subscription(session, change.subscription_id)
-            old, new = subscription.price, repo.price(session, change.price_id)
+            subscription = subscription_sql.subscription(session, change.subscription_id)
+            old, new = subscription.price, catalog_sql.price(session, change.price_id)
             if old.id == new.id:
                 return None
             subscription.price_id = new.id
-            repo.audit(
+            audit_sql.audit(
                 session,
                 entity_type="subscription",
                 entity_id=subscription.id,
@@ -359,7 +363,7 @@ class InvoicingActivities:
                  settled.rounding, "rounding")
             )  # fmt: skip
         invoice = Invoice(
-            id=repo.new_id("in"),
+            id=new_id("in"),
             business_key=key,
             subscription_id=subscription.id,
             customer_id=subscription.customer_id,

@@ -23,8 +23,12 @@ from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import ConflictError, InvalidRequestError
 from kakin.services.invoices import find_invoice, stored_totals
-from models import repositories as repo
 from models.payloads import InvoiceStatus
+from models.repositories import audit as audit_sql
+from models.repositories import credit_notes as credit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories.common import get, new_id
 from models.tables import CreditNote, CreditTransaction, Invoice
 
 
@@ -64,7 +68,7 @@ def _check_refundable(
             f"only {invoice.amount_paid - refunded} was paid by card and not yet "
             "refunded; credit the rest to the customer's balance"
         )
-    if repo.paid_intent(session, invoice.id) is None:
+    if payment_sql.paid_intent(session, invoice.id) is None:
         raise CreditNoteRefusedError(
             f"invoice {invoice.id} was not paid through Stripe; credit it instead"
         )
@@ -96,13 +100,13 @@ def issue_credit_note(
         known = ", ".join(r.value for r in rules.CreditNoteReason)
         raise CreditNoteRefusedError(f"reason must be one of {known}") from None
     with sessions() as session:
-        invoice = repo.invoice_for_update(session, invoice_id)
+        invoice = invoice_sql.invoice_for_update(session, invoice_id)
         if invoice.status != InvoiceStatus.PAID:
             raise CreditNoteRefusedError(
                 f"invoice {invoice.id} is {invoice.status}: only paid invoices take credit "
                 "notes (void or waive an open one instead)"
             )
-        notes = repo.credit_notes_of(session, invoice.id)
+        notes = credit_sql.credit_notes_of(session, invoice.id)
         try:
             note = rules.create_credit_note(
                 invoice=stored_totals(invoice),
@@ -119,8 +123,8 @@ def issue_credit_note(
         if method == "refund":
             _check_refundable(session, invoice, notes, note.amount)
         row = CreditNote(
-            id=repo.new_id("cn"),
-            number=repo.take_number(session, "credit_note", "CN"),
+            id=new_id("cn"),
+            number=invoice_sql.take_number(session, "credit_note", "CN"),
             invoice_id=invoice.id,
             customer_id=invoice.customer_id,
             currency=invoice.currency,
@@ -144,7 +148,7 @@ def issue_credit_note(
                     credit_note_id=row.id,
                 )
             )
-        repo.audit(
+        audit_sql.audit(
             session,
             entity_type="invoice",
             entity_id=invoice.id,
@@ -166,12 +170,10 @@ def settle_refund(
 ) -> None:
     """Make the Stripe refund of a ``pending_refund`` note; safe to call again."""
     with sessions() as session:
-        note = session.get(CreditNote, credit_note_id)
-        if note is None:
-            raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
+        note = get(session, CreditNote, credit_note_id, "credit note")
         if note.status != "pending_refund":
             return
-        intent = repo.paid_intent(session, note.invoice_id)
+        intent = payment_sql.paid_intent(session, note.invoice_id)
         assert intent is not None  # checked when the note was issued
         key = f"refund:{note.id}"
         refund_id = stripe.find_refund(payment_intent_id=intent, kakin_key=key)
@@ -193,10 +195,7 @@ def get_credit_note(
     sessions: sessionmaker[Session], credit_note_id: str, shape: Callable[[CreditNote], T]
 ) -> T:
     with sessions() as session:
-        row = session.get(CreditNote, credit_note_id)
-        if row is None:
-            raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
-        return shape(row)
+        return shape(get(session, CreditNote, credit_note_id, "credit note"))
 
 
 def list_credit_notes(
@@ -205,4 +204,4 @@ def list_credit_notes(
     """The invoice's credit notes (``NotFoundError`` when there is no such invoice)."""
     with sessions() as session:
         find_invoice(session, invoice_id)
-        return [shape(row) for row in repo.credit_notes_of(session, invoice_id)]
+        return [shape(row) for row in credit_sql.credit_notes_of(session, invoice_id)]

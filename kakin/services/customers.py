@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing.money import normalize_currency
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services.errors import InvalidRequestError, NotFoundError
-from models import repositories as repo
+from kakin.services.errors import InvalidRequestError
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories.common import get, new_id, page
 from models.tables import Customer, Invoice, PaymentAttempt
 
 
@@ -33,7 +35,7 @@ def create_customer(
         currency = normalize_currency(currency)
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
-    customer_id = repo.new_id("cus")
+    customer_id = new_id("cus")
     stripe_customer_id = stripe.create_customer(
         email=email, name=name, kakin_customer_id=customer_id
     )
@@ -70,10 +72,7 @@ T = TypeVar("T")
 
 def find_customer(session: Session, customer_id: str) -> Customer:
     """The customer, or a ``NotFoundError`` naming the id."""
-    row = session.get(Customer, customer_id)
-    if row is None:
-        raise NotFoundError(f"Customer {customer_id!r} does not exist")
-    return row
+    return get(session, Customer, customer_id, "Customer")
 
 
 def get_customer(
@@ -91,7 +90,7 @@ def list_customers(
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
     with sessions() as session:
-        rows, more = repo.page(session, Customer, limit=limit, starting_after=starting_after)
+        rows, more = page(session, Customer, limit=limit, starting_after=starting_after)
         return [shape(row) for row in rows], more
 
 
@@ -122,8 +121,8 @@ def list_customer_invoices(
 ) -> tuple[list[T], bool]:
     with sessions() as session:
         find_customer(session, customer_id)
-        rows, more = repo.customer_invoices(
-            session, customer_id, limit=limit, starting_after=starting_after
+        rows, more = invoice_sql.invoices(
+            session, customer_id=customer_id, limit=limit, starting_after=starting_after
         )
         return [shape(row) for row in rows], more
 
@@ -138,7 +137,7 @@ def list_customer_payments(
 ) -> tuple[list[T], bool]:
     with sessions() as session:
         find_customer(session, customer_id)
-        rows, more = repo.customer_payments(
+        rows, more = payment_sql.customer_payments(
             session, customer_id, limit=limit, starting_after=starting_after
         )
         return [shape(row) for row in rows], more

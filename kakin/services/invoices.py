@@ -35,16 +35,19 @@ from billing.money import format_amount
 from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, settle
 from billing.tax import TaxRate as RateTerms
-from kakin.services.errors import NotFoundError
 
 # The invoice as printed is in invoice_documents.py (this module is long enough); it is
 # part of the invoice service, so it is found here too.
 from kakin.services.invoice_documents import Seller as Seller
 from kakin.services.invoice_documents import invoice_document as invoice_document
 from kakin.services.invoice_documents import invoice_pdf as invoice_pdf
-from models import repositories as repo
-from models import usage as usage_sql
 from models.payloads import InvoiceChange
+from models.repositories import audit as audit_sql
+from models.repositories import catalog as catalog_sql
+from models.repositories import credit_notes as credit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import usage as usage_sql
+from models.repositories.common import find, get
 from models.tables import (
     Invoice,
     InvoiceLine,
@@ -234,7 +237,7 @@ def _coupons_due(session: Session, subscription: Subscription) -> list[CouponTer
     due = []
     for redemption in subscription.discounts:
         coupon = redemption.coupon
-        used = repo.period_invoices_since(session, subscription.id, redemption.redeemed_at)
+        used = invoice_sql.period_invoices_since(session, subscription.id, redemption.redeemed_at)
         terms = CouponTerms(
             code=coupon.code,
             duration=coupon.duration,  # type: ignore[arg-type]
@@ -258,11 +261,13 @@ def compose(
 ) -> Draft:
     """Discounts, tax per rate and credit on top of the charge lines."""
     currency = subscription.price.currency
-    rates = repo.tax_rates(session, {rate_id for line in charges for rate_id in line.tax_rate_ids})
+    rates = catalog_sql.tax_rates(
+        session, {rate_id for line in charges for rate_id in line.tax_rate_ids}
+    )
     # Higher rates first: Japanese invoices list 10% before 8%.
     ordered = sorted(rates.values(), key=lambda row: (-Decimal(row.percentage), row.id))
     coupons = _coupons_due(session, subscription) if with_coupons else []
-    balance = repo.credit_balance(session, subscription.customer_id, currency)
+    balance = credit_sql.credit_balance(session, subscription.customer_id, currency)
     totals = compose_invoice(
         currency=currency,
         lines=[
@@ -501,12 +506,12 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
 def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
     """Mark an invoice void or uncollectible, with its audit row (uncommitted); nothing
     if it already is."""
-    invoice = repo.invoice(session, change.invoice_id)
+    invoice = invoice_sql.invoice(session, change.invoice_id)
     if invoice.status == change.status:
         return
     previous = invoice.status
     invoice.status = change.status
-    repo.audit(
+    audit_sql.audit(
         session,
         entity_type="invoice",
         entity_id=invoice.id,
@@ -526,10 +531,7 @@ T = TypeVar("T")
 
 def find_invoice(session: Session, invoice_id: str) -> Invoice:
     """The invoice, or a ``NotFoundError`` naming the id."""
-    row = session.get(Invoice, invoice_id)
-    if row is None:
-        raise NotFoundError(f"Invoice {invoice_id!r} does not exist")
-    return row
+    return get(session, Invoice, invoice_id, "Invoice")
 
 
 def get_invoice(
@@ -550,7 +552,7 @@ def list_invoices(
     subscription_id: str | None = None,
 ) -> tuple[list[T], bool]:
     with sessions() as session:
-        rows, more = repo.invoices(
+        rows, more = invoice_sql.invoices(
             session,
             limit=limit,
             starting_after=starting_after,
@@ -600,14 +602,11 @@ def upcoming_invoice(
             subscription,
             next_start=next_start,
             next_end=next_end,
-            pending_price=session.get(Price, pending_price_id) if pending_price_id else None,
+            pending_price=find(session, Price, pending_price_id) if pending_price_id else None,
             rounding=rounding,
         )
         return shape(subscription, draft)
 
 
 def _find_subscription(session: Session, subscription_id: str) -> Subscription:
-    row = session.get(Subscription, subscription_id)
-    if row is None:
-        raise NotFoundError(f"Subscription {subscription_id!r} does not exist")
-    return row
+    return get(session, Subscription, subscription_id, "Subscription")

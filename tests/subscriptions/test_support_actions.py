@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments, subscriptions
-from models import repositories as repo
 from models.payloads import InvoiceStatus
+from models.repositories import subscriptions as subscription_sql
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
@@ -89,7 +89,7 @@ async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
         ("paused", "active", "support:ken", "resumed"),
     ]
     with pg_sessions() as session:
-        row = repo.subscription(session, subscription_id)
+        row = subscription_sql.subscription(session, subscription_id)
         assert row.current_period_end == seen.invoices[1].period_end
     await record_histories(time_env.client, subscription_id, "pause_resume")
 
@@ -128,7 +128,7 @@ async def _pay_elsewhere(
 ) -> str:  # fmt: skip
     """The customer pays the invoice outside our charge (a hosted page, a bank transfer)."""
     with sessions() as session:
-        customer = repo.subscription(session, subscription_id).customer
+        customer = subscription_sql.subscription(session, subscription_id).customer
         stripe_customer = customer.stripe_customer_id or ""
     method = stripe.create_test_payment_method(
         card_number=OK_CARD, stripe_customer_id=stripe_customer
