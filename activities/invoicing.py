@@ -22,15 +22,15 @@ from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, settle
 from kakin import contracts
 from kakin.services.invoice_documents import Seller, invoice_html
-from kakin.services.invoices import (
+from kakin.services.invoice_drafts import (
     Draft,
-    apply_invoice_change,
     closing_period,
     compose,
     line_rows,
     period_draft,
     usage_lines,
 )
+from kakin.services.invoices import apply_invoice_change
 from kakin.services.subscriptions import apply_subscription_change
 from models.payloads import (
     CreateInvoiceRequest,

@@ -24,7 +24,7 @@ from api.schemas import (
     check_currency,
 )
 from billing.rounding import parse_decimal
-from kakin.services.invoices import Draft, DraftLine
+from kakin.services.invoice_drafts import Draft, DraftLine
 from kakin.services.usage import MAX_BATCH, EventResult
 
 PROPERTY_KEY_LENGTH = 100

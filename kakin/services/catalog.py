@@ -19,7 +19,7 @@ from billing.calendar import Interval
 from billing.money import normalize_currency
 from billing.rounding import parse_decimal
 from kakin.services import errors
-from kakin.services.invoices import rating_price
+from kakin.services.invoice_drafts import rating_price
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import find, get, new_id, page

@@ -36,14 +36,19 @@ class CreditNoteRefusedError(ConflictError, InvalidRequestError):
     """The credit note cannot be issued; the message says why in one sentence."""
 
 
+def _settlement(method: str) -> rules.CreditSettlement:
+    """A ``refund`` goes back to the card; a ``credit`` to the customer's balance."""
+    if method == "refund":
+        return rules.CreditSettlement.REFUND
+    return rules.CreditSettlement.CUSTOMER_BALANCE
+
+
 def _previous(notes: list[CreditNote]) -> list[rules.CreditNote]:
     return [
         rules.CreditNote(
             amount=note.amount,
             reason=rules.CreditNoteReason(note.reason),
-            settlement=rules.CreditSettlement.REFUND
-            if note.method == "refund"
-            else rules.CreditSettlement.CUSTOMER_BALANCE,
+            settlement=_settlement(note.method),
             memo=note.memo,
             nets=tuple(
                 rules.CreditedNet(tax_rate_ids=tuple(item["tax_rate_ids"]), amount=item["amount"])
@@ -113,56 +118,70 @@ def issue_credit_note(
                 reason=reason,
                 amount=amount,
                 previous=_previous(notes),
-                settlement=rules.CreditSettlement.REFUND
-                if method == "refund"
-                else rules.CreditSettlement.CUSTOMER_BALANCE,
+                settlement=_settlement(method),
                 memo=memo or None,
             )
         except rules.CreditNoteError as error:
             raise CreditNoteRefusedError(str(error)) from None
         if method == "refund":
             _check_refundable(session, invoice, notes, note.amount)
-        row = CreditNote(
-            id=new_id("cn"),
-            number=invoice_sql.take_number(session, "credit_note", "CN"),
-            invoice_id=invoice.id,
-            customer_id=invoice.customer_id,
-            currency=invoice.currency,
-            amount=note.amount,
-            tax_amount=sum(item.amount for item in note.taxes),
-            reason=str(reason),
-            memo=memo,
-            method=method,
-            status="pending_refund" if method == "refund" else "credited",
-            actor=actor,
-            breakdown=_breakdown(note),
-        )
-        session.add(row)
-        if method == "credit":
-            session.add(
-                CreditTransaction(
-                    business_key=f"credit:{row.id}",
-                    customer_id=invoice.customer_id,
-                    currency=invoice.currency,
-                    amount=note.amount,
-                    credit_note_id=row.id,
-                )
-            )
-        audit_sql.audit(
-            session,
-            entity_type="invoice",
-            entity_id=invoice.id,
-            action="credit_note_issued",
-            actor=actor,
-            reason=memo or str(reason),
-            occurred_at=datetime.now(UTC),
-            details={"credit_note": row.number, "amount": note.amount, "method": method},
-        )
+        row = _record(session, invoice, note, reason=reason, method=method, memo=memo, actor=actor)
         session.commit()
         note_id = row.id
     if method == "refund":
         settle_refund(sessions, stripe, credit_note_id=note_id)
     return note_id
+
+
+def _record(
+    session: Session,
+    invoice: Invoice,
+    note: rules.CreditNote,
+    *,
+    reason: rules.CreditNoteReason,
+    method: str,
+    memo: str,
+    actor: str,
+) -> CreditNote:
+    """Add the note's row (numbered in the CN- series), the balance it credits (for a
+    ``credit``) and its audit row to the session, uncommitted."""
+    row = CreditNote(
+        id=new_id("cn"),
+        number=invoice_sql.take_number(session, "credit_note", "CN"),
+        invoice_id=invoice.id,
+        customer_id=invoice.customer_id,
+        currency=invoice.currency,
+        amount=note.amount,
+        tax_amount=sum(item.amount for item in note.taxes),
+        reason=str(reason),
+        memo=memo,
+        method=method,
+        status="pending_refund" if method == "refund" else "credited",
+        actor=actor,
+        breakdown=_breakdown(note),
+    )
+    session.add(row)
+    if method == "credit":
+        session.add(
+            CreditTransaction(
+                business_key=f"credit:{row.id}",
+                customer_id=invoice.customer_id,
+                currency=invoice.currency,
+                amount=note.amount,
+                credit_note_id=row.id,
+            )
+        )
+    audit_sql.audit(
+        session,
+        entity_type="invoice",
+        entity_id=invoice.id,
+        action="credit_note_issued",
+        actor=actor,
+        reason=memo or str(reason),
+        occurred_at=datetime.now(UTC),
+        details={"credit_note": row.number, "amount": note.amount, "method": method},
+    )
+    return row
 
 
 def settle_refund(

@@ -83,29 +83,11 @@ async def start_subscription(
         trial_days=trial_days, start_at=start_at,
     )  # fmt: skip
     subscription_id = new_id("sub")
-    with sessions() as session:
-        customer = find(session, Customer, customer_id)
-        if customer is None:
-            raise MissingError(f"customer {customer_id!r} does not exist")
-        price = _offered(
-            find(session, Price, price_id), price_id, customer.currency, billed="the customer"
-        )
-        time_zone = _calendar_of(customer)
-        session.add(
-            Subscription(
-                id=subscription_id,
-                customer_id=customer_id,
-                price_id=price_id,
-                quantity=quantity,
-                status=SubscriptionStatus.TRIALING if trial_days else SubscriptionStatus.ACTIVE,
-                billing_cycle_anchor=start_at,
-                workflow_id=workflow_id(subscription_id),
-                test_clock=test_clock_speed is not None,
-                metadata_=dict(metadata or {}),
-            )
-        )
-        session.commit()
-        interval, interval_count = Interval(price.interval), price.interval_count
+    interval, interval_count, time_zone = _record(
+        sessions, subscription_id, customer_id=customer_id, price_id=price_id, quantity=quantity,
+        trialing=trial_days > 0, start_at=start_at, test_clock=test_clock_speed is not None,
+        metadata=metadata,
+    )  # fmt: skip
     try:
         await client.start_workflow(
             contracts.WORKFLOW_TYPE,
@@ -137,6 +119,45 @@ async def start_subscription(
         _forget(sessions, subscription_id)  # no workflow, no subscription
         raise
     return subscription_id
+
+
+def _record(
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    *,
+    customer_id: str,
+    price_id: str,
+    quantity: int,
+    trialing: bool,
+    start_at: datetime | None,
+    test_clock: bool,
+    metadata: dict[str, str] | None,
+) -> tuple[Interval, int, str]:
+    """Store the new subscription's row (committed) after checking its customer and
+    price; returns the price's interval and count and the customer's calendar zone."""
+    with sessions() as session:
+        customer = find(session, Customer, customer_id)
+        if customer is None:
+            raise MissingError(f"customer {customer_id!r} does not exist")
+        price = _offered(
+            find(session, Price, price_id), price_id, customer.currency, billed="the customer"
+        )
+        time_zone = _calendar_of(customer)
+        session.add(
+            Subscription(
+                id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                quantity=quantity,
+                status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
+                billing_cycle_anchor=start_at,
+                workflow_id=workflow_id(subscription_id),
+                test_clock=test_clock,
+                metadata_=dict(metadata or {}),
+            )
+        )
+        session.commit()
+        return Interval(price.interval), price.interval_count, time_zone
 
 
 def _check_terms(

@@ -23,7 +23,7 @@ from api.billing_schemas import UpcomingInvoice
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog, customers
 from kakin.services.api_keys import CreatedKey
-from kakin.services.invoices import upcoming_draft
+from kakin.services.invoice_drafts import upcoming_draft
 from kakin.services.usage import UsageEventIn, ingest
 from models.payloads import SubscriptionStatus
 from models.repositories import subscriptions as subscription_sql

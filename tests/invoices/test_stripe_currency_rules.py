@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 from api.schemas import InvoiceDetail
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions
-from kakin.services.invoices import upcoming_draft
+from kakin.services.invoice_drafts import upcoming_draft
 from models.payloads import ChargeOutcome, ChargeRequest, RenderInvoiceRequest, SubscriptionStatus
 from models.repositories import credit_notes as credit_sql
 from models.repositories import invoices as invoice_sql

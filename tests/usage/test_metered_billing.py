@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions
-from kakin.services.invoices import upcoming_draft
+from kakin.services.invoice_drafts import upcoming_draft
 from kakin.services.usage import UsageEventIn, ingest
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import new_id
