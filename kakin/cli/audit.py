@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kakin.cli.output import MAX_LIMIT, format_when, page_limit, print_list, sessions, shorten
+from kakin.cli.output import MAX_LIMIT, format_when, print_list, shorten
 from kakin.services import audit
 from models.tables import AuditLog
 
@@ -39,23 +39,18 @@ def _audit_list(args: argparse.Namespace) -> int:
 
     return print_list(
         args,
-        lambda shape: audit.list_entries_shaped(
-            sessions(),
-            shape,
-            limit=page_limit(args),
-            starting_after=args.starting_after,
-            subscription_id=args.subscription,
-            customer_id=args.customer,
-            actor=args.actor,
-            action=args.audit_action,
-            since=args.since,
-            until=args.until,
-        ),
+        audit.list_entries_shaped,
         view=AuditEntryOut,
         row_of=_entry_row,
         headers=["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"],
         what="audit entries",
         right=(0,),
+        subscription_id=args.subscription,
+        customer_id=args.customer,
+        actor=args.actor,
+        action=args.audit_action,
+        since=args.since,
+        until=args.until,
     )
 
 

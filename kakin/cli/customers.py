@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from kakin import runtime
-from kakin.cli.output import format_when, listing, page_limit, print_list, sessions
+from kakin.cli.output import format_when, listing, print_list
 from kakin.platform.settings import get_settings
 from kakin.services import customers
 from models.tables import Customer
@@ -47,9 +47,7 @@ def _customers_list(args: argparse.Namespace) -> int:
 
     return print_list(
         args,
-        lambda shape: customers.list_customers(
-            sessions(), shape, limit=page_limit(args), starting_after=args.starting_after
-        ),
+        customers.list_customers,
         view=CustomerOut,
         row_of=_customer_row,
         headers=["id", "name", "email", "currency", "locale", "time zone", "card", "created"],

@@ -20,7 +20,6 @@ from kakin.cli.output import (
     format_when,
     listing,
     pad_to,
-    page_limit,
     print_json,
     print_list,
     sessions,
@@ -68,20 +67,15 @@ def _invoices_list(args: argparse.Namespace) -> int:
 
     return print_list(
         args,
-        lambda shape: invoices.list_invoices(
-            sessions(),
-            shape,
-            limit=page_limit(args),
-            starting_after=args.starting_after,
-            status=args.status,
-            customer_id=args.customer,
-            subscription_id=args.subscription,
-        ),
+        invoices.list_invoices,
         view=InvoiceOut,
         row_of=_invoice_row,
         headers=["number", "id", "status", "total", "paid", "period", "customer", "subscription"],
         what="invoices",
         right=(3, 4),
+        status=args.status,
+        customer_id=args.customer,
+        subscription_id=args.subscription,
     )
 
 

@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
 
 from kakin import runtime
-from kakin.cli.output import format_money, format_when, listing, page_limit, print_list, sessions
+from kakin.cli.output import format_money, format_when, listing, print_list
 from kakin.platform.codec import EncryptionKeyError
 from kakin.platform.settings import ConfigurationError, Settings
 from kakin.services import subscriptions
@@ -234,19 +234,14 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
 
     return print_list(
         args,
-        lambda shape: subscriptions.list_subscriptions(
-            sessions(),
-            shape,
-            limit=page_limit(args),
-            starting_after=args.starting_after,
-            status=args.status,
-            customer_id=args.customer,
-        ),
+        subscriptions.list_subscriptions,
         view=SubscriptionOut,
         row_of=_subscription_row,
         headers=["id", "status", "customer", "plan", "amount", "period end", "created"],
         what="subscriptions",
         right=(4,),
+        status=args.status,
+        customer_id=args.customer,
     )
 
 

@@ -20,6 +20,7 @@ from billing.money import normalize_currency
 from billing.rounding import parse_decimal
 from kakin.services import errors
 from kakin.services.invoice_drafts import rating_price
+from kakin.services.shaping import shaped, shaped_page
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import find, get, new_id, page
@@ -305,8 +306,7 @@ def find_price(session: Session, price_id: str) -> Price:
 
 
 def get_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
-    with sessions() as session:
-        return shape(find_price(session, price_id))
+    return _get(sessions, Price, price_id, "Price", shape)
 
 
 def list_prices(
@@ -316,9 +316,7 @@ def list_prices(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = page(session, Price, limit=limit, starting_after=starting_after)
-        return [shape(row) for row in rows], more
+    return _list(sessions, Price, shape, limit=limit, starting_after=starting_after)
 
 
 def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
@@ -336,8 +334,7 @@ def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callabl
 def _get(
     sessions: sessionmaker[Session], model: Any, row_id: str, what: str, shape: Callable[[Any], T]
 ) -> T:
-    with sessions() as session:
-        return shape(get(session, model, row_id, what))
+    return shaped(sessions, lambda session: get(session, model, row_id, what), shape)
 
 
 def _list(
@@ -348,9 +345,11 @@ def _list(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = page(session, model, limit=limit, starting_after=starting_after)
-        return [shape(row) for row in rows], more
+    return shaped_page(
+        sessions,
+        lambda session: page(session, model, limit=limit, starting_after=starting_after),
+        shape,
+    )
 
 
 def get_metric(sessions: sessionmaker[Session], metric_id: str, shape: Callable[[Any], T]) -> T:

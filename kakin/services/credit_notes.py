@@ -23,6 +23,7 @@ from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import ConflictError, InvalidRequestError
 from kakin.services.invoices import find_invoice, stored_totals
+from kakin.services.shaping import shaped
 from models.payloads import InvoiceStatus
 from models.repositories import audit as audit_sql
 from models.repositories import credit_notes as credit_sql
@@ -213,8 +214,9 @@ T = TypeVar("T")
 def get_credit_note(
     sessions: sessionmaker[Session], credit_note_id: str, shape: Callable[[CreditNote], T]
 ) -> T:
-    with sessions() as session:
-        return shape(get(session, CreditNote, credit_note_id, "credit note"))
+    return shaped(
+        sessions, lambda session: get(session, CreditNote, credit_note_id, "credit note"), shape
+    )
 
 
 def list_credit_notes(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.money import normalize_currency
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import InvalidRequestError
+from kakin.services.shaping import shaped, shaped_page
 from models.repositories import invoices as invoice_sql
 from models.repositories import payments as payment_sql
 from models.repositories.common import get, new_id, page
@@ -78,8 +79,7 @@ def find_customer(session: Session, customer_id: str) -> Customer:
 def get_customer(
     sessions: sessionmaker[Session], customer_id: str, shape: Callable[[Customer], T]
 ) -> T:
-    with sessions() as session:
-        return shape(find_customer(session, customer_id))
+    return shaped(sessions, lambda session: find_customer(session, customer_id), shape)
 
 
 def list_customers(
@@ -89,9 +89,11 @@ def list_customers(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = page(session, Customer, limit=limit, starting_after=starting_after)
-        return [shape(row) for row in rows], more
+    return shaped_page(
+        sessions,
+        lambda session: page(session, Customer, limit=limit, starting_after=starting_after),
+        shape,
+    )
 
 
 def update_customer(
@@ -119,12 +121,13 @@ def list_customer_invoices(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
+    def read(session: Session) -> tuple[list[Invoice], bool]:
         find_customer(session, customer_id)
-        rows, more = invoice_sql.invoices(
+        return invoice_sql.invoices(
             session, customer_id=customer_id, limit=limit, starting_after=starting_after
         )
-        return [shape(row) for row in rows], more
+
+    return shaped_page(sessions, read, shape)
 
 
 def list_customer_payments(
@@ -135,9 +138,10 @@ def list_customer_payments(
     limit: int,
     starting_after: int | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
+    def read(session: Session) -> tuple[list[PaymentAttempt], bool]:
         find_customer(session, customer_id)
-        rows, more = payment_sql.customer_payments(
+        return payment_sql.customer_payments(
             session, customer_id, limit=limit, starting_after=starting_after
         )
-        return [shape(row) for row in rows], more
+
+    return shaped_page(sessions, read, shape)

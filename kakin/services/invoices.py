@@ -22,6 +22,7 @@ from billing.invoice_math import InvoiceTotals, compose_invoice
 from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
 from kakin.services.invoice_drafts import Draft, DraftLine, current_usage, upcoming_draft
+from kakin.services.shaping import shaped, shaped_page
 from models.payloads import InvoiceChange
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
@@ -125,8 +126,7 @@ def find_invoice(session: Session, invoice_id: str) -> Invoice:
 def get_invoice(
     sessions: sessionmaker[Session], invoice_id: str, shape: Callable[[Invoice], T]
 ) -> T:
-    with sessions() as session:
-        return shape(find_invoice(session, invoice_id))
+    return shaped(sessions, lambda session: find_invoice(session, invoice_id), shape)
 
 
 def list_invoices(
@@ -139,16 +139,14 @@ def list_invoices(
     customer_id: str | None = None,
     subscription_id: str | None = None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = invoice_sql.invoices(
-            session,
-            limit=limit,
-            starting_after=starting_after,
-            status=status,
-            customer_id=customer_id,
-            subscription_id=subscription_id,
-        )
-        return [shape(row) for row in rows], more
+    filters = {"status": status, "customer_id": customer_id, "subscription_id": subscription_id}
+    return shaped_page(
+        sessions,
+        lambda session: invoice_sql.invoices(
+            session, limit=limit, starting_after=starting_after, **filters
+        ),
+        shape,
+    )
 
 
 def invoice_and_subscription_status(

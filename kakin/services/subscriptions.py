@@ -31,6 +31,7 @@ from kakin.services.errors import (
     RefusedError,
     UnavailableError,
 )
+from kakin.services.shaping import shaped, shaped_page
 from models.payloads import (
     CancelRequest,
     ChangePlanRequest,
@@ -121,18 +122,13 @@ async def start_subscription(
     return subscription_id
 
 
+# fmt: off
 def _record(
-    sessions: sessionmaker[Session],
-    subscription_id: str,
-    *,
-    customer_id: str,
-    price_id: str,
-    quantity: int,
-    trialing: bool,
-    start_at: datetime | None,
-    test_clock: bool,
+    sessions: sessionmaker[Session], subscription_id: str, *, customer_id: str, price_id: str,
+    quantity: int, trialing: bool, start_at: datetime | None, test_clock: bool,
     metadata: dict[str, str] | None,
 ) -> tuple[Interval, int, str]:
+    # fmt: on
     """Store the new subscription's row (committed) after checking its customer and
     price; returns the price's interval and count and the customer's calendar zone."""
     with sessions() as session:
@@ -451,8 +447,7 @@ def find_subscription(session: Session, subscription_id: str) -> Subscription:
 def get_subscription(
     sessions: sessionmaker[Session], subscription_id: str, shape: Callable[[Subscription], T]
 ) -> T:
-    with sessions() as session:
-        return shape(find_subscription(session, subscription_id))
+    return shaped(sessions, lambda session: find_subscription(session, subscription_id), shape)
 
 
 def list_subscriptions(
@@ -465,16 +460,12 @@ def list_subscriptions(
     customer_id: str | None = None,
     price_id: str | None = None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = subscription_sql.subscriptions(
-            session,
-            limit=limit,
-            starting_after=starting_after,
-            status=status,
-            customer_id=customer_id,
-            price_id=price_id,
-        )
-        return [shape(row) for row in rows], more
+    def read(session: Session) -> tuple[list[Subscription], bool]:
+        return subscription_sql.subscriptions(session, limit=limit, starting_after=starting_after,
+                                              status=status, customer_id=customer_id,
+                                              price_id=price_id)  # fmt: skip
+
+    return shaped_page(sessions, read, shape)
 
 
 def check_not_canceled(
