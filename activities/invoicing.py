@@ -22,18 +22,16 @@ from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, settle
 from kakin import contracts
 from kakin.services.invoice_documents import Seller, invoice_html
-from kakin.services.invoices import (
+from kakin.services.invoice_drafts import (
     Draft,
-    apply_invoice_change,
     closing_period,
     compose,
     line_rows,
     period_draft,
     usage_lines,
 )
+from kakin.services.invoices import apply_invoice_change
 from kakin.services.subscriptions import apply_subscription_change
-from models import repositories as repo
-from models import usage as usage_sql
 from models.payloads import (
     CreateInvoiceRequest,
     FinalInvoiceRequest,
@@ -45,6 +43,12 @@ from models.payloads import (
     RenderInvoiceRequest,
     SubscriptionChange,
 )
+from models.repositories import audit as audit_sql
+from models.repositories import catalog as catalog_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories import usage as usage_sql
+from models.repositories.common import new_id
 from models.tables import (
     CreditTransaction,
     Invoice,
@@ -78,7 +82,7 @@ class InvoicingActivities:
         """
         key = _period_key(request)
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
             subscription, draft = self._draft_period(session, request)
@@ -95,7 +99,7 @@ class InvoicingActivities:
         """
         key = _period_key(request)
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
             subscription = usage_sql.lock_subscription(session, request.subscription_id)
@@ -193,9 +197,9 @@ class InvoicingActivities:
         """Number the invoice and open it. Numbers are gapless and never reused."""
         with self._sessions() as session:
             # Locked, so a retry racing a slow first try waits and then sees its number.
-            invoice = repo.invoice_for_update(session, request.invoice_id)
+            invoice = invoice_sql.invoice_for_update(session, request.invoice_id)
             if invoice.number is None:
-                number = repo.take_invoice_number(session, request.finalized_at)
+                number = invoice_sql.take_invoice_number(session, request.finalized_at)
                 self._open(session, invoice, number, request.finalized_at)
                 # Number, status and audit commit together: a rollback frees the number.
                 session.commit()
@@ -212,7 +216,7 @@ class InvoicingActivities:
         """
         key = _period_key(request)
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 ref = _ref(existing)
             else:
@@ -231,7 +235,7 @@ class InvoicingActivities:
         invoice.registration_number = self._seller.registration_number
         invoice.status = InvoiceStatus.OPEN
         invoice.finalized_at = at
-        repo.audit(
+        audit_sql.audit(
             session,
             entity_type="invoice",
             entity_id=invoice.id,
@@ -248,7 +252,7 @@ class InvoicingActivities:
         subscription, draft = self._draft_period(session, request)
         # Taken before the invoice is added (no autoflush of a numberless row), locked
         # until the commit: numbers go out in commit order.
-        number = repo.take_invoice_number(session, request.issued_at)
+        number = invoice_sql.take_invoice_number(session, request.issued_at)
         invoice = self._store_period(session, key, subscription, draft, request)
         self._open(session, invoice, number, request.issued_at)
         return invoice
@@ -257,7 +261,7 @@ class InvoicingActivities:
     def render_invoice(self, request: RenderInvoiceRequest) -> None:
         """Render the invoice's HTML (Jinja2) and keep it with the invoice."""
         with self._sessions() as session:
-            invoice = repo.invoice(session, request.invoice_id)
+            invoice = invoice_sql.invoice(session, request.invoice_id)
             invoice.html = invoice_html(invoice, self._seller, self._templates)
             session.commit()
 
@@ -271,15 +275,15 @@ class InvoicingActivities:
         """
         key = f"proration:{change.subscription_id}:{change.period_index}:{change.price_id}"
         with self._sessions() as session:
-            existing = repo.invoice_by_key(session, key)
+            existing = invoice_sql.invoice_by_key(session, key)
             if existing is not None:
                 return _ref(existing)
-            subscription = repo.subscription(session, change.subscription_id)
-            old, new = subscription.price, repo.price(session, change.price_id)
+            subscription = subscription_sql.subscription(session, change.subscription_id)
+            old, new = subscription.price, catalog_sql.price(session, change.price_id)
             if old.id == new.id:
                 return None
             subscription.price_id = new.id
-            repo.audit(
+            audit_sql.audit(
                 session,
                 entity_type="subscription",
                 entity_id=subscription.id,
@@ -408,14 +412,14 @@ def _commit_once(session: Session, key: str, invoice: Invoice) -> InvoiceRef:
         session.commit()
     except IntegrityError:
         session.rollback()
-        return _ref(repo.invoice_by_key(session, key, required=True))
+        return _ref(invoice_sql.invoice_by_key(session, key, required=True))
     return _ref(invoice)
 
 
 def _new_draft(key: str, subscription: Subscription, **amounts: Any) -> Invoice:
     """A draft invoice row of ``subscription`` under its business key."""
     return Invoice(
-        id=repo.new_id("in"),
+        id=new_id("in"),
         business_key=key,
         subscription_id=subscription.id,
         customer_id=subscription.customer_id,

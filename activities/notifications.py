@@ -24,10 +24,12 @@ from kakin.services.invoices import (
     apply_invoice_change,
 )
 from kakin.services.subscriptions import apply_subscription_change
-from models import repositories as repo
 from models.payloads import (
     EmailRequest,
 )
+from models.repositories import emails as email_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import subscriptions as subscription_sql
 from models.tables import Invoice, Subscription
 
 
@@ -53,7 +55,7 @@ class NotificationActivities:
         if request.invoice_id is None:
             raise ApplicationError("render_and_email needs an invoice", non_retryable=True)
         with self._sessions() as session:  # as render_invoice does
-            invoice = repo.invoice(session, request.invoice_id)
+            invoice = invoice_sql.invoice(session, request.invoice_id)
             invoice.html = invoice_html(invoice, self._seller, self._templates)
             session.commit()
         self.send_email(request)
@@ -76,12 +78,14 @@ class NotificationActivities:
                     apply_subscription_change(session, request.status_change)
                 session.commit()
         with self._sessions() as session:
-            sent = repo.email_by_key(session, request.business_key)
+            sent = email_sql.email_by_key(session, request.business_key)
             if sent is not None and sent.status == "sent":
                 return
-            subscription = repo.subscription(session, request.subscription_id)
+            subscription = subscription_sql.subscription(session, request.subscription_id)
             customer = subscription.customer
-            invoice = repo.invoice(session, request.invoice_id) if request.invoice_id else None
+            invoice = (
+                invoice_sql.invoice(session, request.invoice_id) if request.invoice_id else None
+            )
             content = render_email(
                 self._templates,
                 request.kind,
@@ -89,7 +93,7 @@ class NotificationActivities:
                 self._email_context(request, subscription, invoice),
             )
             if sent is None:
-                sent = repo.new_email(
+                sent = email_sql.new_email(
                     session,
                     business_key=request.business_key,
                     kind=request.kind,

@@ -19,8 +19,6 @@ from temporalio.exceptions import ApplicationError
 from billing.stripe_rules import charge_step, chargeable, minimum_charge
 from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
-from models import payments as payment_sql
-from models import repositories as repo
 from models.payloads import (
     ChargeOutcome,
     ChargeRequest,
@@ -29,6 +27,10 @@ from models.payloads import (
     InvoiceStatus,
     PaymentMethodChange,
 )
+from models.repositories import audit as audit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories import subscriptions as subscription_sql
 from models.tables import (
     Invoice,
     PaymentAttempt,
@@ -60,8 +62,8 @@ class PaymentActivities:
                 non_retryable=True,
             )
         with self._sessions() as session:
-            invoice = repo.invoice(session, request.invoice_id)
-            attempt = repo.payment_attempt(session, key)
+            invoice = invoice_sql.invoice(session, request.invoice_id)
+            attempt = payment_sql.payment_attempt(session, key)
             if attempt is not None and attempt.status != "pending":
                 return _result(attempt)  # this attempt already finished: same answer
             if invoice.status == InvoiceStatus.PAID:
@@ -87,7 +89,7 @@ class PaymentActivities:
                     session.commit()
                 except IntegrityError:
                     session.rollback()
-                    attempt = repo.payment_attempt(session, key, required=True)
+                    attempt = payment_sql.payment_attempt(session, key, required=True)
             if attempt.status != "pending":
                 return _result(attempt)
             return self._charge(session, invoice, attempt, key)
@@ -180,7 +182,7 @@ class PaymentActivities:
             invoice.status = InvoiceStatus.PAID
             invoice.amount_paid = invoice.total - invoice.credit_applied - invoice.carried_forward
             invoice.paid_at = attempt.attempted_at
-            repo.audit(
+            audit_sql.audit(
                 session,
                 entity_type="invoice",
                 entity_id=invoice.id,
@@ -207,7 +209,7 @@ class PaymentActivities:
         """
         state = self._stripe.retrieve_intent(payment.payment_intent_id)
         with self._sessions() as session:
-            invoice = repo.invoice_for_update(session, payment.invoice_id)
+            invoice = invoice_sql.invoice_for_update(session, payment.invoice_id)
             if invoice.status == InvoiceStatus.PAID:
                 return True
             due = invoice.amount_due
@@ -244,11 +246,11 @@ class PaymentActivities:
     def record_payment_method(self, change: PaymentMethodChange) -> None:
         """Make a new payment method the customer's default for future charges."""
         with self._sessions() as session:
-            customer = repo.subscription(session, change.subscription_id).customer
+            customer = subscription_sql.subscription(session, change.subscription_id).customer
             if customer.stripe_payment_method_id == change.payment_method_id:
                 return
             customer.stripe_payment_method_id = change.payment_method_id
-            repo.audit(
+            audit_sql.audit(
                 session,
                 entity_type="customer",
                 entity_id=customer.id,

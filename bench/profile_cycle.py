@@ -34,7 +34,6 @@ from typing import Any
 from bench import stack
 from bench.common import localstripe, postgres_database, progress, temp_dir
 from kakin.services.subscriptions import workflow_id
-from models import repositories as repo
 from models.payloads import (
     ChargeRequest,
     CreateInvoiceRequest,
@@ -42,6 +41,7 @@ from models.payloads import (
     InvoiceStatus,
     SubscriptionStatus,
 )
+from models.repositories.common import new_id
 from models.tables import Subscription
 
 ACTIVITIES = ("issue_invoice", "charge_invoice", "render_and_email")
@@ -52,7 +52,7 @@ def _subscriptions(kakin: stack.Kakin, customers: list[str], price_id: str, n: i
     ids = []
     with kakin.sessions() as session:
         for number in range(n):
-            sub_id = repo.new_id("sub")
+            sub_id = new_id("sub")
             session.add(
                 Subscription(
                     id=sub_id,

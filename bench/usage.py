@@ -8,7 +8,7 @@
   (``SERVER_WORKERS``, printed with the parameters), the clients in the bench's; one
   untimed batch per client warms it up first (``WARMUP``), as the baseline's clock
   starts after its connection is made.
-- **Aggregation**: ``models.usage.aggregate`` (the query invoices use) for one
+- **Aggregation**: ``models.repositories.usage.aggregate`` (the query invoices use) for one
   subscription's period, and for every subscription's period, over M events loaded
   with ``COPY``.
 """
@@ -132,8 +132,8 @@ def serving_processes(database_url: str, workers: int) -> Iterator[str]:
 def _setup(url: str, subscriptions: int) -> tuple[Any, list[tuple[str, str]], str, str]:
     """Sessions, (customer, subscription) pairs in their Nov period, the metric, a key."""
     from kakin.services import api_keys
-    from models import repositories as repo
     from models.db import make_engine, make_session_factory
+    from models.repositories.common import new_id
     from models.tables import (
         BillableMetric,
         Customer,
@@ -145,24 +145,24 @@ def _setup(url: str, subscriptions: int) -> tuple[Any, list[tuple[str, str]], st
 
     sessions = make_session_factory(make_engine(url))
     with sessions() as session:
-        product = Product(id=repo.new_id("prod"), name="API")
-        metric = BillableMetric(id=repo.new_id("bm"), code="calls", name="API calls",
+        product = Product(id=new_id("prod"), name="API")
+        metric = BillableMetric(id=new_id("bm"), code="calls", name="API calls",
                                 aggregation="count")  # fmt: skip
-        plan = Price(id=repo.new_id("price"), product=product, currency="JPY",
+        plan = Price(id=new_id("price"), product=product, currency="JPY",
                      unit_amount=1000, interval="month")  # fmt: skip
-        metered = Price(id=repo.new_id("price"), product=product, currency="JPY", unit_amount=0,
+        metered = Price(id=new_id("price"), product=product, currency="JPY", unit_amount=0,
                         interval="month", pricing_model="per_unit", unit_amount_decimal="0.5",
                         metric=metric)  # fmt: skip
         session.add_all([product, metric, plan, metered])
         pairs = []
         for n in range(subscriptions):
-            customer = Customer(id=repo.new_id("cus"), email=f"c{n}@example.jp", name=f"c{n}",
+            customer = Customer(id=new_id("cus"), email=f"c{n}@example.jp", name=f"c{n}",
                                 currency="JPY")  # fmt: skip
             subscription = Subscription(
-                id=repo.new_id("sub"), customer=customer, price=plan, status="active",
-                workflow_id=repo.new_id("wf"), current_period_start=START,
+                id=new_id("sub"), customer=customer, price=plan, status="active",
+                workflow_id=new_id("wf"), current_period_start=START,
                 current_period_end=END,
-                items=[SubscriptionItem(id=repo.new_id("si"), price=metered)],
+                items=[SubscriptionItem(id=new_id("si"), price=metered)],
             )  # fmt: skip
             session.add_all([customer, subscription])
             pairs.append((customer.id, subscription.id))
@@ -275,7 +275,7 @@ async def run(size: str) -> Report:
     from api.app import create_app
     from kakin.adapters.stripe_gateway import StripeGateway
     from kakin.platform.settings import Settings
-    from models import usage as usage_sql
+    from models.repositories import usage as usage_sql
     from models.tables import BillableMetric
 
     through_api, aggregated, subscriptions = SIZES[size]

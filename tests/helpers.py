@@ -29,8 +29,8 @@ from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.runtime import build_worker
 from kakin.services import catalog, customers, subscriptions
-from models import repositories as repo
 from models.payloads import StatusView
+from models.repositories import subscriptions as subscription_sql
 from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt, Subscription
 from tests.support.encryption import converter_for_tests
 
@@ -115,7 +115,7 @@ async def pay_elsewhere(
 ) -> str:  # fmt: skip
     """The customer pays the invoice outside our charge (a hosted page, a bank transfer)."""
     with sessions() as session:
-        customer = repo.subscription(session, subscription_id).customer
+        customer = subscription_sql.subscription(session, subscription_id).customer
         stripe_customer = customer.stripe_customer_id or ""
     method = stripe.create_test_payment_method(
         card_number=OK_CARD, stripe_customer_id=stripe_customer

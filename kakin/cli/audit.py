@@ -7,18 +7,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kakin.cli.output import (
-    MAX_LIMIT,
-    format_table,
-    format_when,
-    page_limit,
-    print_json,
-    print_more,
-    sessions,
-    shorten,
-)
+from kakin.cli.output import MAX_LIMIT, format_when, print_list, shorten
 from kakin.services import audit
 from kakin.views.audit import AuditEntryOut
+from models.tables import AuditLog
 
 
 def _moment(text: str) -> datetime:
@@ -30,40 +22,34 @@ def _moment(text: str) -> datetime:
     return value if len(text) > 10 else value.replace(tzinfo=ZoneInfo("UTC"))
 
 
+def _entry_row(row: AuditLog) -> list[str]:
+    return [
+        str(row.id),
+        format_when(row.occurred_at, time=True) + "Z",
+        f"{row.entity_type} {row.entity_id}",
+        row.action,
+        f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
+        row.actor,
+        shorten(row.reason),
+    ]
+
+
 def _audit_list(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        rows, more = audit.list_entries(
-            session,
-            limit=page_limit(args),
-            starting_after=args.starting_after,
-            subscription_id=args.subscription,
-            customer_id=args.customer,
-            actor=args.actor,
-            action=args.audit_action,
-            since=args.since,
-            until=args.until,
-        )
-        if args.json:
-            data = [AuditEntryOut.of(row).model_dump(mode="json") for row in rows]
-            print_json({"object": "list", "data": data, "has_more": more})
-            return 0
-        table = [
-            [
-                str(row.id),
-                format_when(row.occurred_at, time=True) + "Z",
-                f"{row.entity_type} {row.entity_id}",
-                row.action,
-                f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
-                row.actor,
-                shorten(row.reason),
-            ]
-            for row in rows
-        ]
-    if table:
-        headers = ["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"]
-        print(format_table(headers, table, right=(0,)))
-    print_more(len(table), more, "audit entries")
-    return 0
+    return print_list(
+        args,
+        audit.list_entries_shaped,
+        view=AuditEntryOut,
+        row_of=_entry_row,
+        headers=["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"],
+        what="audit entries",
+        right=(0,),
+        subscription_id=args.subscription,
+        customer_id=args.customer,
+        actor=args.actor,
+        action=args.audit_action,
+        since=args.since,
+        until=args.until,
+    )
 
 
 def add_commands(commands: Any) -> None:

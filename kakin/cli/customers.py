@@ -6,25 +6,16 @@ import argparse
 from typing import Any
 
 from kakin import runtime
-from kakin.cli.output import (
-    fetch_page,
-    format_table,
-    format_when,
-    listing,
-    page_limit,
-    print_json,
-    print_more,
-    sessions,
-)
+from kakin.cli.output import format_when, listing, print_list
 from kakin.platform.settings import get_settings
-from kakin.services import reads
-from kakin.services.customers import create_customer
+from kakin.services import customers
 from kakin.views.customers import CustomerOut
+from models.tables import Customer
 
 
 def _customer_create(args: argparse.Namespace) -> int:
     settings = get_settings()
-    customer_id = create_customer(
+    customer_id = customers.create_customer(
         runtime.session_factory(settings),
         runtime.stripe_gateway(settings),
         email=args.email,
@@ -38,35 +29,28 @@ def _customer_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _customer_row(row: Customer) -> list[str]:
+    return [
+        row.id,
+        row.name,
+        row.email,
+        row.currency,
+        row.locale,
+        row.time_zone,
+        "yes" if row.stripe_payment_method_id else "no",
+        format_when(row.created_at, row.time_zone),
+    ]
+
+
 def _customers_list(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        rows, more = fetch_page(
-            lambda: reads.list_customers(
-                session, limit=page_limit(args), starting_after=args.starting_after
-            )
-        )
-        if args.json:
-            data = [CustomerOut.of(row).model_dump(mode="json") for row in rows]
-            print_json({"object": "list", "data": data, "has_more": more})
-            return 0
-        table = [
-            [
-                row.id,
-                row.name,
-                row.email,
-                row.currency,
-                row.locale,
-                row.time_zone,
-                "yes" if row.stripe_payment_method_id else "no",
-                format_when(row.created_at, row.time_zone),
-            ]
-            for row in rows
-        ]
-    if table:
-        headers = ["id", "name", "email", "currency", "locale", "time zone", "card", "created"]
-        print(format_table(headers, table))
-    print_more(len(table), more, "customers")
-    return 0
+    return print_list(
+        args,
+        customers.list_customers,
+        view=CustomerOut,
+        row_of=_customer_row,
+        headers=["id", "name", "email", "currency", "locale", "time zone", "card", "created"],
+        what="customers",
+    )
 
 
 def add_commands(commands: Any) -> None:
@@ -84,9 +68,9 @@ def add_commands(commands: Any) -> None:
 
 
 def add_read_commands(commands: Any) -> None:
-    customers = commands.add_parser("customers", help="read customers").add_subparsers(
+    group = commands.add_parser("customers", help="read customers").add_subparsers(
         dest="action", required=True
     )
-    listed = customers.add_parser("list", help="customers, newest first")
+    listed = group.add_parser("list", help="customers, newest first")
     listing(listed)
     listed.set_defaults(handler=_customers_list)

@@ -6,120 +6,126 @@ import argparse
 import asyncio
 import tempfile
 import webbrowser
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from billing.rounding import RoundingMode
 from kakin import runtime
 from kakin.adapters.rendering import make_template_env
 from kakin.cli.output import (
-    fetch_page,
     format_money,
     format_table,
     format_when,
     listing,
     pad_to,
-    page_limit,
     print_json,
-    print_more,
+    print_list,
     sessions,
     text_width,
 )
 from kakin.platform.settings import get_settings
-from kakin.services import reads, subscriptions
+from kakin.services import invoices, subscriptions
 from kakin.services.errors import InvalidRequestError, NotFoundError
 from kakin.services.invoice_documents import invoice_pdf
-from kakin.services.invoices import upcoming_draft
 from kakin.views.invoices import InvoiceDetail, InvoiceOut
 from models.payloads import InvoiceStatus
 from models.tables import Invoice
 
+T = TypeVar("T")
 
-def _load_invoice(session: Any, invoice_id: str) -> Invoice:
+
+def _invoice(invoice_id: str, shape: Callable[[Invoice], T]) -> T:
+    """The invoice shaped inside its session; an unknown id is a bad request here."""
     try:
-        return reads.get_invoice(session, invoice_id)
-    except NotFoundError as error:
-        raise InvalidRequestError(str(error)) from None
+        return invoices.get_invoice(sessions(), invoice_id, shape)
+    except NotFoundError:
+        raise InvalidRequestError(f"invoice {invoice_id!r} does not exist") from None
+
+
+def _period(start: datetime, end: datetime, zone: str) -> str:
+    return f"{format_when(start, zone)} – {format_when(end, zone)}"
+
+
+def _invoice_row(row: Invoice) -> list[str]:
+    customer = row.customer
+    return [
+        row.number or "-",
+        row.id,
+        row.status,
+        format_money(row.total, row.currency, customer),
+        format_money(row.amount_paid, row.currency, customer),
+        _period(row.period_start, row.period_end, customer.time_zone),
+        customer.name,
+        row.subscription_id,
+    ]
 
 
 def _invoices_list(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        rows, more = fetch_page(
-            lambda: reads.list_invoices(
-                session,
-                limit=page_limit(args),
-                starting_after=args.starting_after,
-                status=args.status,
-                customer_id=args.customer,
-                subscription_id=args.subscription,
-            )
-        )
-        if args.json:
-            data = [InvoiceOut.of(row).model_dump(mode="json") for row in rows]
-            print_json({"object": "list", "data": data, "has_more": more})
-            return 0
-        table = [
-            [
-                row.number or "-",
-                row.id,
-                row.status,
-                format_money(row.total, row.currency, row.customer),
-                format_money(row.amount_paid, row.currency, row.customer),
-                f"{format_when(row.period_start, row.customer.time_zone)} – "
-                f"{format_when(row.period_end, row.customer.time_zone)}",
-                row.customer.name,
-                row.subscription_id,
-            ]
-            for row in rows
+    return print_list(
+        args,
+        invoices.list_invoices,
+        view=InvoiceOut,
+        row_of=_invoice_row,
+        headers=["number", "id", "status", "total", "paid", "period", "customer", "subscription"],
+        what="invoices",
+        right=(3, 4),
+        status=args.status,
+        customer_id=args.customer,
+        subscription_id=args.subscription,
+    )
+
+
+def _invoice_sheet(row: Invoice) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """The facts, the lines and the totals ``kakin invoices show`` prints."""
+    customer, zone = row.customer, row.customer.time_zone
+
+    def money(amount: int) -> str:
+        return format_money(amount, row.currency, customer)
+
+    lines = [
+        [
+            line.description,
+            money(line.unit_amount),
+            str(line.quantity),
+            money(line.amount),
+            _period(line.period_start, line.period_end, zone),
         ]
-    if table:
-        headers = ["number", "id", "status", "total", "paid", "period", "customer", "subscription"]
-        print(format_table(headers, table, right=(3, 4)))
-    print_more(len(table), more, "invoices")
-    return 0
+        for line in row.lines
+    ]
+    facts = [
+        ["invoice", f"{row.number or '(not finalized)'}  {row.id}"],
+        ["status", row.status],
+        ["customer", f"{customer.name} <{customer.email}>  {customer.id}"],
+        ["subscription", row.subscription_id],
+        ["period", f"{_period(row.period_start, row.period_end, zone)} ({zone})"],
+        ["issued", format_when(row.issued_at, zone, time=True)],
+        ["finalized", format_when(row.finalized_at, zone, time=True)],
+        ["paid at", format_when(row.paid_at, zone, time=True)],
+    ]
+    totals = [
+        ["subtotal", money(row.subtotal)],
+        ["total", money(row.total)],
+        ["paid", money(row.amount_paid)],
+        ["due", money(row.amount_due)],
+    ]
+    return facts, lines, totals
 
 
 def _invoices_show(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        row = _load_invoice(session, args.invoice_id)
-        customer, zone = row.customer, row.customer.time_zone
-        if args.json:
+    if args.json:
+
+        def as_json(row: Invoice) -> dict[str, Any]:
             data = InvoiceDetail.with_lines(row).model_dump(mode="json")
+            customer = row.customer
             data["customer"] = {"id": customer.id, "name": customer.name, "locale": customer.locale}
             data["amount_due"] = row.amount_due
-            print_json(data)
-            return 0
+            return data
 
-        def money(amount: int) -> str:
-            return format_money(amount, row.currency, customer)
-
-        lines = [
-            [
-                line.description,
-                money(line.unit_amount),
-                str(line.quantity),
-                money(line.amount),
-                f"{format_when(line.period_start, zone)} – {format_when(line.period_end, zone)}",
-            ]
-            for line in row.lines
-        ]
-        period = f"{format_when(row.period_start, zone)} – {format_when(row.period_end, zone)}"
-        facts = [
-            ["invoice", f"{row.number or '(not finalized)'}  {row.id}"],
-            ["status", row.status],
-            ["customer", f"{customer.name} <{customer.email}>  {customer.id}"],
-            ["subscription", row.subscription_id],
-            ["period", f"{period} ({zone})"],
-            ["issued", format_when(row.issued_at, zone, time=True)],
-            ["finalized", format_when(row.finalized_at, zone, time=True)],
-            ["paid at", format_when(row.paid_at, zone, time=True)],
-        ]
-        totals = [
-            ["subtotal", money(row.subtotal)],
-            ["total", money(row.total)],
-            ["paid", money(row.amount_paid)],
-            ["due", money(row.amount_due)],
-        ]
+        print_json(_invoice(args.invoice_id, as_json))
+        return 0
+    facts, lines, totals = _invoice(args.invoice_id, _invoice_sheet)
     label = max(text_width(f[0]) for f in facts)
     for name, value in facts:
         print(f"{pad_to(name, label)}  {value}")
@@ -139,18 +145,24 @@ def _invoices_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _invoices_html(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        row = _load_invoice(session, args.invoice_id)
-        if not row.html:
-            raise InvalidRequestError(f"invoice {row.id!r} has not been rendered yet")
-        html, name = row.html, row.number or row.id
-    path = Path(tempfile.gettempdir()) / f"kakin-invoice-{name}.html"
-    path.write_text(html, encoding="utf-8")
+def _write(path: Path, content: str | bytes, *, open_it: bool) -> int:
+    """Write the document, print where, and open it in a browser if asked."""
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
     print(path)
-    if args.open:
+    if open_it:
         webbrowser.open(path.resolve().as_uri())
     return 0
+
+
+def _invoices_html(args: argparse.Namespace) -> int:
+    html, name = _invoice(args.invoice_id, lambda row: (row.html, row.number or row.id))
+    if not html:
+        raise InvalidRequestError(f"invoice {args.invoice_id!r} has not been rendered yet")
+    path = Path(tempfile.gettempdir()) / f"kakin-invoice-{name}.html"
+    return _write(path, html, open_it=args.open)
 
 
 def _invoices_upcoming(args: argparse.Namespace) -> int:
@@ -161,21 +173,18 @@ def _invoices_upcoming(args: argparse.Namespace) -> int:
         return await subscriptions.subscription_status(client, args.subscription)
 
     view = asyncio.run(ask())
-    with sessions()() as session:
-        subscription = reads.get_subscription(session, args.subscription)
-        if view.next_period_start is None or view.next_period_end is None:
-            raise InvalidRequestError(f"{args.subscription} has no upcoming invoice")
-        draft = upcoming_draft(
-            session,
-            subscription,
-            next_start=view.next_period_start,
-            next_end=view.next_period_end,
-            pending_price=reads.find_price(session, view.pending_price_id)
-            if view.pending_price_id
-            else None,
-            rounding=RoundingMode(settings.tax_rounding),
-        )
-        customer, totals = subscription.customer, draft.totals
+    if view.next_period_start is None or view.next_period_end is None:
+        raise InvalidRequestError(f"{args.subscription} has no upcoming invoice")
+    customer, draft = invoices.upcoming_invoice(
+        sessions(),
+        args.subscription,
+        lambda subscription, draft: (subscription.customer, draft),
+        next_start=view.next_period_start,
+        next_end=view.next_period_end,
+        pending_price_id=view.pending_price_id,
+        rounding=RoundingMode(settings.tax_rounding),
+    )
+    totals = draft.totals
     if args.json:
         print_json(
             {
@@ -207,41 +216,39 @@ def _invoices_upcoming(args: argparse.Namespace) -> int:
 
 
 def _invoices_pdf(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        invoice = reads.get_invoice(session, args.invoice_id)
-        pdf = invoice_pdf(invoice, runtime.seller(get_settings()), make_template_env())
-        name = invoice.number or invoice.id
+    seller, templates = runtime.seller(get_settings()), make_template_env()
+    pdf, name = invoices.get_invoice(
+        sessions(),
+        args.invoice_id,
+        lambda row: (invoice_pdf(row, seller, templates), row.number or row.id),
+    )
     path = Path(args.output or Path(tempfile.gettempdir()) / f"kakin-invoice-{name}.pdf")
-    path.write_bytes(pdf)
-    print(path)
-    if args.open:
-        webbrowser.open(path.resolve().as_uri())
-    return 0
+    return _write(path, pdf, open_it=args.open)
 
 
 def add_commands(commands: Any) -> None:
-    invoices = commands.add_parser("invoices", help="read invoices").add_subparsers(
+    group = commands.add_parser("invoices", help="read invoices").add_subparsers(
         dest="action", required=True
     )
-    listed = invoices.add_parser("list", help="invoices, newest first")
+    listed = group.add_parser("list", help="invoices, newest first")
     listed.add_argument("--customer", help="only this customer's (cus_...)")
     listed.add_argument("--subscription", help="only this subscription's (sub_...)")
     listed.add_argument("--status", choices=[s.value for s in InvoiceStatus])
     listing(listed)
     listed.set_defaults(handler=_invoices_list)
-    show = invoices.add_parser("show", help="one invoice with its lines and totals")
+    show = group.add_parser("show", help="one invoice with its lines and totals")
     show.add_argument("invoice_id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_invoices_show)
-    html = invoices.add_parser("html", help="write the rendered invoice to a file")
+    html = group.add_parser("html", help="write the rendered invoice to a file")
     html.add_argument("invoice_id")
     html.add_argument("--open", action="store_true", help="open it in a web browser")
     html.set_defaults(handler=_invoices_html)
-    upcoming = invoices.add_parser("upcoming", help="the invoice the next renewal will create")
+    upcoming = group.add_parser("upcoming", help="the invoice the next renewal will create")
     upcoming.add_argument("subscription")
     upcoming.add_argument("--json", action="store_true")
     upcoming.set_defaults(handler=_invoices_upcoming)
-    pdf = invoices.add_parser("pdf", help="write the invoice as PDF")
+    pdf = group.add_parser("pdf", help="write the invoice as PDF")
     pdf.add_argument("invoice_id")
     pdf.add_argument("--output", help="file to write (default: a temporary file)")
     pdf.add_argument("--open", action="store_true")

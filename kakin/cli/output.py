@@ -94,6 +94,40 @@ def print_more(shown: int, more: bool, what: str) -> None:
         print(f"(the newest {shown} {what}; more with --limit or --starting-after)")
 
 
+def print_list(
+    args: argparse.Namespace,
+    list_rows: Callable[..., tuple[Sequence[Any], bool]],
+    *,
+    view: Any,
+    row_of: Callable[[Any], list[str]],
+    headers: Sequence[str],
+    what: str,
+    right: Sequence[int] = (),
+    **filters: Any,
+) -> int:
+    """What a ``... list`` command prints: with ``--json`` the HTTP API's list (each row
+    as ``view.of(row)``, the API's response model), else a table of ``row_of(row)``.
+
+    ``list_rows`` is a feature service's ``list_...(sessions, shape, *, limit,
+    starting_after, **filters)``: it shapes each row inside its session, so the rows'
+    relations load while the session is open.
+    """
+
+    def fetch(shape: Callable[[Any], Any]) -> tuple[list[Any], bool]:
+        page = dict(limit=page_limit(args), starting_after=args.starting_after)
+        return fetch_page(lambda: list_rows(sessions(), shape, **page, **filters))
+
+    if args.json:
+        rows, more = fetch(lambda row: view.of(row).model_dump(mode="json"))
+        print_json({"object": "list", "data": rows, "has_more": more})
+        return 0
+    rows, more = fetch(row_of)
+    if rows:
+        print(format_table(headers, rows, right=right))
+    print_more(len(rows), more, what)
+    return 0
+
+
 def shorten(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
     return text if text_width(text) <= width else text[: width - 1] + "…"

@@ -15,24 +15,15 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
 
 from kakin import runtime
-from kakin.cli.output import (
-    fetch_page,
-    format_money,
-    format_table,
-    format_when,
-    listing,
-    page_limit,
-    print_json,
-    print_more,
-    sessions,
-)
+from kakin.cli.output import format_money, format_when, listing, print_list
 from kakin.platform.codec import EncryptionKeyError
 from kakin.platform.settings import ConfigurationError, Settings
-from kakin.services import reads, subscriptions
+from kakin.services import subscriptions
 from kakin.services.errors import InvalidRequestError
 from kakin.services.payments import update_payment_method
 from kakin.views.subscriptions import SubscriptionOut
 from models.payloads import SubscriptionStatus
+from models.tables import Subscription
 
 STARTER_DOC = """Start, cancel and inspect subscriptions from a terminal or a script.
 
@@ -220,48 +211,36 @@ def starter_main(argv: list[str] | None = None) -> int:
     return asyncio.run(run_command(build_starter_parser().parse_args(argv)))
 
 
+def _subscription_row(row: Subscription) -> list[str]:
+    price, customer = row.price, row.customer
+    every = (
+        price.interval if price.interval_count == 1 else f"{price.interval_count} {price.interval}s"
+    )
+    amount = format_money(price.unit_amount * row.quantity, price.currency, customer)
+    plan = f"{price.product.name} ×{row.quantity}" if row.quantity > 1 else price.product.name
+    return [
+        row.id,
+        row.status + (" (ends)" if row.cancel_at_period_end else ""),
+        customer.name,
+        plan,
+        f"{amount} / {every}",
+        format_when(row.current_period_end, customer.time_zone),
+        format_when(row.created_at, customer.time_zone),
+    ]
+
+
 def _subscriptions_list(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        rows, more = fetch_page(
-            lambda: reads.list_subscriptions(
-                session,
-                limit=page_limit(args),
-                starting_after=args.starting_after,
-                status=args.status,
-                customer_id=args.customer,
-            )
-        )
-        if args.json:
-            data = [SubscriptionOut.of(row).model_dump(mode="json") for row in rows]
-            print_json({"object": "list", "data": data, "has_more": more})
-            return 0
-        table = []
-        for row in rows:
-            price, customer = row.price, row.customer
-            every = (
-                price.interval
-                if price.interval_count == 1
-                else (f"{price.interval_count} {price.interval}s")
-            )
-            amount = format_money(price.unit_amount * row.quantity, price.currency, customer)
-            table.append(
-                [
-                    row.id,
-                    row.status + (" (ends)" if row.cancel_at_period_end else ""),
-                    customer.name,
-                    f"{price.product.name} ×{row.quantity}"
-                    if row.quantity > 1
-                    else price.product.name,
-                    f"{amount} / {every}",
-                    format_when(row.current_period_end, customer.time_zone),
-                    format_when(row.created_at, customer.time_zone),
-                ]
-            )
-    if table:
-        headers = ["id", "status", "customer", "plan", "amount", "period end", "created"]
-        print(format_table(headers, table, right=(4,)))
-    print_more(len(table), more, "subscriptions")
-    return 0
+    return print_list(
+        args,
+        subscriptions.list_subscriptions,
+        view=SubscriptionOut,
+        row_of=_subscription_row,
+        headers=["id", "status", "customer", "plan", "amount", "period end", "created"],
+        what="subscriptions",
+        right=(4,),
+        status=args.status,
+        customer_id=args.customer,
+    )
 
 
 def add_read_commands(commands: Any) -> None:

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kakin.cli.output import format_money, format_table, format_when, print_json, sessions
-from kakin.services import reads
+from kakin.services import invoices
 from kakin.services.errors import InvalidRequestError
-from kakin.services.invoices import current_usage
 from kakin.services.usage import UsageEventIn, ingest
 
 
@@ -54,11 +53,17 @@ def _usage_report(args: argparse.Namespace) -> int:
 
 
 def _usage_show(args: argparse.Namespace) -> int:
-    with sessions()() as session:
-        subscription = reads.get_subscription(session, args.subscription)
-        lines = current_usage(session, subscription)
-        currency, customer = subscription.price.currency, subscription.customer
-        start, end = subscription.current_period_start, subscription.current_period_end
+    lines, currency, customer, start, end = invoices.usage_so_far(
+        sessions(),
+        args.subscription,
+        lambda subscription, lines: (
+            lines,
+            subscription.price.currency,
+            subscription.customer,
+            subscription.current_period_start,
+            subscription.current_period_end,
+        ),
+    )
     if args.json:
         print_json(
             {

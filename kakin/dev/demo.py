@@ -35,7 +35,8 @@ from kakin import runtime
 from kakin.adapters.mailer import safe_key
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
-from kakin.services import catalog, customers, feed, subscriptions
+from kakin.services import catalog, customers, feed, invoices, subscriptions
+from kakin.services.errors import NotFoundError
 from models.payloads import SubscriptionStatus
 from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt
 
@@ -290,7 +291,7 @@ class Demo:
                     lines.append((row.occurred_at, 1, line))
             declines = feed.declined_attempts_after(session, self._declines.floor, sub_ids)
             for attempt in self._declines.take(declines):
-                invoice = feed.invoice(session, attempt.invoice_id)
+                invoice = invoices.find_invoice(session, attempt.invoice_id)
                 lines.append((attempt.attempted_at, 0, self._describe_decline(invoice, attempt)))
             emails = feed.sent_emails_after(session, self._emails.floor, sub_ids)
             for email in self._emails.take(emails):
@@ -338,10 +339,13 @@ class Demo:
             why = f" ({row.reason})" if row.reason else ""
             return f"{name}  {row.from_status} → {row.to_status}{why}"
         if row.entity_type == "invoice" and row.action in ("paid", "marked_uncollectible"):
-            invoice = feed.find_invoice(session, row.entity_id)
-            if invoice is None or invoice.subscription_id not in sub_ids:
+            try:
+                invoice = invoices.find_invoice(session, row.entity_id)
+            except NotFoundError:
                 return ""
-            customer = feed.customer(session, invoice.customer_id)
+            if invoice.subscription_id not in sub_ids:
+                return ""
+            customer = invoice.customer
             amount = format_amount(invoice.total, invoice.currency, locale=customer.locale)
             what = "paid" if row.action == "paid" else f"uncollectible ({row.reason})"
             return (

@@ -16,6 +16,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -105,6 +106,39 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
+@dataclass
+class _Running:
+    """What ``kakin up`` has started so far, so that stopping ends just that, in order."""
+
+    worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+    api: _ApiServer | None = None
+    serving: asyncio.Task[None] | None = None
+    player: Demo | None = None
+    playing: asyncio.Task[object] | None = None
+
+    async def stop(self) -> None:
+        # In order: the demo stops narrating and ends its subscriptions while the
+        # worker still runs, then the API, then the worker finishes its activities.
+        if self.playing is not None:
+            self.playing.cancel()
+            with contextlib.suppress(BaseException):
+                await self.playing
+        if self.player is not None and self.worker is not None and not self.worker.done():
+            try:
+                await asyncio.wait_for(self.player.end(), timeout=10)
+            except Exception as error:  # shutting down anyway; say why it was not clean
+                print(f"kakin up: could not end the demo subscriptions: {error}", flush=True)
+        if self.api is not None and self.serving is not None:
+            self.api.should_exit = True
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self.serving, timeout=10)
+        self.worker_stop.set()
+        if self.worker is not None:
+            with contextlib.suppress(BaseException):
+                await self.worker
+
+
 async def _up(
     settings: Settings,
     stack: EmbeddedStack,
@@ -117,55 +151,18 @@ async def _up(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-
-    worker_stop = asyncio.Event()
-    worker: asyncio.Task[None] | None = None
-    api: _ApiServer | None = None
-    serving: asyncio.Task[None] | None = None
-    player: Demo | None = None
-    playing: asyncio.Task[object] | None = None
+    running = _Running()
     try:
-        stack.data_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
-        print(f"kakin up: migrating {settings.database_url}", flush=True)
-        if not await _unless(
-            stop, asyncio.to_thread(runtime.migrate_database, settings.database_url)
-        ):
-            return 0
-        if port_is_open(LOCALHOST, api_port):
-            print(
-                f"error: port {api_port} is already in use; pick another with --api-port",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
-            return 1
-        print(f"kakin up: starting Temporal and localstripe (logs in {stack.log_dir})", flush=True)
-        try:
-            if not await _unless(stop, stack.start()):
-                return 0
-        except (RuntimeError, TimeoutError, FileNotFoundError) as error:
-            # A busy port, a missing binary, a child that would not start: the
-            # message says which and what to do; a traceback would only bury it.
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            return 1
-        settings = settings.model_copy(
-            update={
-                "temporal_address": stack.temporal_address,
-                "temporal_ui_url": stack.ui_url,
-                "stripe_api_base": stack.stripe_api_base,
-                "stripe_confirm_off_session": False,  # localstripe rejects the parameter
-                "outbox_dir": stack.data_dir / "outbox",
-            }
-        )
+        code = await _start_stack(settings, stack, stop, api_port=api_port)
+        if code is not None:
+            return code
+        settings = _on_stack(settings, stack)
         client = await runtime.temporal_client(settings)
-        worker = asyncio.create_task(run_worker(settings, client=client, stop=worker_stop))
-        app = build_app(settings)
-        app.mount("/codec", build_codec_app(settings))  # the UI's --ui-codec-endpoint
-        api = _ApiServer(
-            uvicorn.Config(
-                app, host=LOCALHOST, port=api_port, lifespan="off",
-                **runtime.uvicorn_options(log_level="warning"),
-            )
-        )  # fmt: skip
-        serving = asyncio.create_task(api.serve())
+        running.worker = asyncio.create_task(
+            run_worker(settings, client=client, stop=running.worker_stop)
+        )
+        running.api = _api_server(settings, api_port)
+        running.serving = asyncio.create_task(running.api.serve())
         print(_where_to_look(settings, stack), flush=True)
         print(
             f"  HTTP API        http://localhost:{api_port}/docs  "
@@ -173,33 +170,72 @@ async def _up(
             flush=True,
         )
         if demo:
-            player = Demo(settings, client)
-            playing = asyncio.create_task(player.play(keep_watching=not exit_after_demo))
-        return await _supervise(stop, stack, worker, playing, exit_after_demo=exit_after_demo)
+            running.player = Demo(settings, client)
+            running.playing = asyncio.create_task(
+                running.player.play(keep_watching=not exit_after_demo)
+            )
+        return await _supervise(
+            stop, stack, running.worker, running.playing, exit_after_demo=exit_after_demo
+        )
     finally:
-        # In order: the demo stops narrating and ends its subscriptions while the
-        # worker still runs, then the worker finishes its activities, then the children.
-        if playing is not None:
-            playing.cancel()
-            with contextlib.suppress(BaseException):
-                await playing
-        if player is not None and worker is not None and not worker.done():
-            try:
-                await asyncio.wait_for(player.end(), timeout=10)
-            except Exception as error:  # shutting down anyway; say why it was not clean
-                print(f"kakin up: could not end the demo subscriptions: {error}", flush=True)
-        if api is not None and serving is not None:
-            api.should_exit = True
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(serving, timeout=10)
-        worker_stop.set()
-        if worker is not None:
-            with contextlib.suppress(BaseException):
-                await worker
+        # The demo, the API and the worker first; then the children they talk to.
+        await running.stop()
         await stack.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         print("kakin up: stopped", flush=True)
+
+
+async def _start_stack(
+    settings: Settings, stack: EmbeddedStack, stop: asyncio.Event, *, api_port: int
+) -> int | None:
+    """Migrate the database and start Temporal and localstripe; None when all is up,
+    else the exit status (0: stopped by a signal meanwhile, 1: it could not start)."""
+    stack.data_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
+    print(f"kakin up: migrating {settings.database_url}", flush=True)
+    if not await _unless(stop, asyncio.to_thread(runtime.migrate_database, settings.database_url)):
+        return 0
+    if port_is_open(LOCALHOST, api_port):
+        print(
+            f"error: port {api_port} is already in use; pick another with --api-port",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        return 1
+    print(f"kakin up: starting Temporal and localstripe (logs in {stack.log_dir})", flush=True)
+    try:
+        if not await _unless(stop, stack.start()):
+            return 0
+    except (RuntimeError, TimeoutError, FileNotFoundError) as error:
+        # A busy port, a missing binary, a child that would not start: the
+        # message says which and what to do; a traceback would only bury it.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    return None
+
+
+def _on_stack(settings: Settings, stack: EmbeddedStack) -> Settings:
+    """The settings pointed at the embedded Temporal, UI, Stripe emulator and outbox."""
+    return settings.model_copy(
+        update={
+            "temporal_address": stack.temporal_address,
+            "temporal_ui_url": stack.ui_url,
+            "stripe_api_base": stack.stripe_api_base,
+            "stripe_confirm_off_session": False,  # localstripe rejects the parameter
+            "outbox_dir": stack.data_dir / "outbox",
+        }
+    )
+
+
+def _api_server(settings: Settings, api_port: int) -> _ApiServer:
+    """The HTTP API with the codec endpoint mounted (the UI's --ui-codec-endpoint)."""
+    app = build_app(settings)
+    app.mount("/codec", build_codec_app(settings))
+    return _ApiServer(
+        uvicorn.Config(
+            app, host=LOCALHOST, port=api_port, lifespan="off",
+            **runtime.uvicorn_options(log_level="warning"),
+        )
+    )  # fmt: skip
 
 
 async def _unless(stop: asyncio.Event, step: Awaitable[object]) -> bool:

@@ -17,7 +17,8 @@ from enum import StrEnum
 from sqlalchemy.orm import Session, sessionmaker
 
 from kakin.services.errors import InvalidRequestError
-from models import repositories as repo
+from models.repositories import api_keys as key_sql
+from models.repositories.common import new_id
 from models.tables import ApiKey, utcnow
 
 
@@ -71,7 +72,7 @@ def create_key(sessions: sessionmaker[Session], *, name: str, role: str) -> Crea
         raise InvalidRequestError("a key needs a name saying who uses it")
     secret = f"kk_{role}_{secrets.token_urlsafe(32)}"
     row = ApiKey(
-        id=repo.new_id("key"),
+        id=new_id("key"),
         name=name.strip(),
         role=str(role),
         prefix=secret[: len(f"kk_{role}_") + 4],
@@ -85,13 +86,13 @@ def create_key(sessions: sessionmaker[Session], *, name: str, role: str) -> Crea
 
 def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
     with sessions() as session:
-        return [_info(row) for row in repo.api_keys(session)]
+        return [_info(row) for row in key_sql.api_keys(session)]
 
 
 def revoke_key(sessions: sessionmaker[Session], key_id: str) -> KeyInfo:
     """Revoke a key (idempotent); it is refused from then on. Raises ``NotFoundError``."""
     with sessions() as session:
-        row = repo.api_key(session, key_id)
+        row = key_sql.api_key(session, key_id)
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.commit()
@@ -103,7 +104,7 @@ def authenticate(session: Session, presented: str) -> KeyInfo | None:
     if not presented.startswith("kk_"):
         return None
     presented_hash = hash_secret(presented)
-    row = repo.api_key_by_hash(session, presented_hash)
+    row = key_sql.api_key_by_hash(session, presented_hash)
     if row is None or not hmac.compare_digest(row.secret_hash, presented_hash):
         return None
     if row.revoked_at is not None:

@@ -1,6 +1,6 @@
 """Reading the audit log: who did what to which subscription, invoice or customer, and why.
 
-Rows are written with the change they record (``repo.audit``, in the same transaction)
+Rows are written with the change they record (``audit_sql.audit``, in the same transaction)
 by the activities and services; this is the one way the faces read them: ``GET
 /v1/audit-log`` (support and admin keys) and ``kakin audit list``.
 """
@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from kakin.services.errors import InvalidRequestError
-from models import repositories as repo
+from models.repositories import audit as audit_sql
+from models.repositories.common import InvalidCursorError
 from models.tables import AuditLog
 
 MAX_LIMIT = 100
@@ -34,7 +35,7 @@ def list_entries(
 ) -> tuple[list[AuditLog], bool]:
     """One page of audit entries, newest first, and whether more follow.
 
-    Filters combine (all must hold); see ``repo.audit_entries`` for what each matches.
+    Filters combine (all must hold); see ``audit_sql.audit_entries`` for what each matches.
 
     Raises:
         InvalidRequestError: a limit out of range, a time without a zone, an empty
@@ -50,7 +51,7 @@ def list_entries(
     if since is not None and until is not None and since >= until:
         raise InvalidRequestError("since must be before until")
     try:
-        return repo.audit_entries(
+        return audit_sql.audit_entries(
             session,
             limit=limit,
             starting_after=starting_after,
@@ -61,7 +62,7 @@ def list_entries(
             since=since,
             until=until,
         )
-    except repo.InvalidCursorError as error:
+    except InvalidCursorError as error:
         raise InvalidRequestError(str(error)) from None
 
 

@@ -19,8 +19,11 @@ from billing.calendar import Interval
 from billing.money import normalize_currency
 from billing.rounding import parse_decimal
 from kakin.services import errors
-from kakin.services.invoices import rating_price
-from models import repositories as repo
+from kakin.services.invoice_drafts import rating_price
+from kakin.services.shaping import shaped, shaped_page
+from models.repositories import catalog as catalog_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import find, get, new_id, page
 from models.tables import (
     BillableMetric,
     Coupon,
@@ -62,7 +65,7 @@ def create_metric(
     _rule(metering.BillableMetric, code=code, aggregation=aggregation, property=property)
     with sessions() as session:
         metric = BillableMetric(
-            id=repo.new_id("bm"), code=code, name=name, aggregation=aggregation, property=property
+            id=new_id("bm"), code=code, name=name, aggregation=aggregation, property=property
         )
         session.add(metric)
         try:
@@ -84,7 +87,7 @@ def create_tax_rate(
     terms = _rule(tax.TaxRate, id="new", name=name, percentage=percentage, inclusive=inclusive)
     with sessions() as session:
         rate = TaxRate(
-            id=repo.new_id("txr"),
+            id=new_id("txr"),
             name=name,
             percentage=str(terms.percentage),
             inclusive=inclusive,
@@ -98,7 +101,7 @@ def create_tax_rate(
 
 def _tax_rate_ids(session: Session, ids: list[str]) -> list[str]:
     for rate_id in ids:
-        rate = session.get(TaxRate, rate_id)
+        rate = find(session, TaxRate, rate_id)
         if rate is None or not rate.active:
             raise CatalogMissingError(f"tax rate {rate_id!r} does not exist or is archived")
     return list(ids)
@@ -137,21 +140,21 @@ def create_price(
         raise CatalogError("give exactly one of product_name and product_id")
     with sessions() as session:
         product = (
-            Product(id=repo.new_id("prod"), name=product_name or "")
+            Product(id=new_id("prod"), name=product_name or "")
             if product_id is None
-            else session.get(Product, product_id)
+            else find(session, Product, product_id)
         )
         if product is None:
             raise CatalogMissingError(f"product {product_id!r} does not exist")
         metric = None
         if metric_code is not None:
-            metric = repo.metric_by_code(session, metric_code)
+            metric = catalog_sql.metric_by_code(session, metric_code)
             if metric is None:
                 raise CatalogError(f"unknown metric {metric_code!r}")
             if pricing_model == "flat":
                 raise CatalogError("a metered price needs a usage pricing model, not flat")
         price = Price(
-            id=repo.new_id("price"),
+            id=new_id("price"),
             product=product,
             nickname=nickname,
             currency=currency,
@@ -178,8 +181,8 @@ def add_item(
     if quantity < 1:
         raise CatalogError("quantity must be at least 1")
     with sessions() as session:
-        subscription = repo.subscription(session, subscription_id)
-        price = repo.price(session, price_id)
+        subscription = subscription_sql.subscription(session, subscription_id)
+        price = catalog_sql.price(session, price_id)
         if not price.active:
             raise CatalogError(f"price {price_id!r} is archived and takes no new subscriptions")
         if price.currency != subscription.price.currency:
@@ -191,7 +194,7 @@ def add_item(
             item.price_id == price.id for item in subscription.items
         ):
             raise CatalogError(f"subscription {subscription_id} holds price {price_id} already")
-        item = SubscriptionItem(id=repo.new_id("si"), price=price, quantity=quantity)
+        item = SubscriptionItem(id=new_id("si"), price=price, quantity=quantity)
         subscription.items.append(item)
         session.commit()
         return item.id
@@ -223,7 +226,7 @@ def create_coupon(
     )
     with sessions() as session:
         coupon = Coupon(
-            id=repo.new_id("co"),
+            id=new_id("co"),
             code=code,
             name=name,
             percent_off=str(terms.percent_off) if terms.percent_off is not None else None,
@@ -252,8 +255,8 @@ def redeem_coupon(
     """
     at = at or datetime.now(UTC)
     with sessions() as session:
-        subscription = repo.subscription(session, subscription_id)
-        coupon = repo.coupon_by_code(session, code)
+        subscription = subscription_sql.subscription(session, subscription_id)
+        coupon = catalog_sql.coupon_by_code(session, code)
         if coupon is None or not coupon.active:
             raise CatalogMissingError(f"coupon {code!r} does not exist or is archived")
         terms = discounts.Coupon(
@@ -276,10 +279,10 @@ def redeem_coupon(
                 f"coupon {code!r} takes {coupon.currency} off, but the subscription bills "
                 f"in {subscription.price.currency}"
             )
-        if not repo.take_coupon_redemption(session, coupon.id):
+        if not catalog_sql.take_coupon_redemption(session, coupon.id):
             raise CatalogError(f"coupon {code!r} has reached its limit of redemptions")
         redemption = SubscriptionDiscount(
-            id=repo.new_id("di"), subscription_id=subscription.id, coupon_id=coupon.id,
+            id=new_id("di"), subscription_id=subscription.id, coupon_id=coupon.id,
             redeemed_at=at,
         )  # fmt: skip
         session.add(redemption)
@@ -299,15 +302,11 @@ T = TypeVar("T")
 
 def find_price(session: Session, price_id: str) -> Price:
     """The price, or a ``NotFoundError`` naming the id."""
-    row = session.get(Price, price_id)
-    if row is None:
-        raise errors.NotFoundError(f"Price {price_id!r} does not exist")
-    return row
+    return get(session, Price, price_id, "Price")
 
 
 def get_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
-    with sessions() as session:
-        return shape(find_price(session, price_id))
+    return _get(sessions, Price, price_id, "Price", shape)
 
 
 def list_prices(
@@ -317,9 +316,7 @@ def list_prices(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = repo.page(session, Price, limit=limit, starting_after=starting_after)
-        return [shape(row) for row in rows], more
+    return _list(sessions, Price, shape, limit=limit, starting_after=starting_after)
 
 
 def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
@@ -337,11 +334,7 @@ def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callabl
 def _get(
     sessions: sessionmaker[Session], model: Any, row_id: str, what: str, shape: Callable[[Any], T]
 ) -> T:
-    with sessions() as session:
-        row = session.get(model, row_id)
-        if row is None:
-            raise errors.NotFoundError(f"{what} {row_id!r} does not exist")
-        return shape(row)
+    return shaped(sessions, lambda session: get(session, model, row_id, what), shape)
 
 
 def _list(
@@ -352,9 +345,11 @@ def _list(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = repo.page(session, model, limit=limit, starting_after=starting_after)
-        return [shape(row) for row in rows], more
+    return shaped_page(
+        sessions,
+        lambda session: page(session, model, limit=limit, starting_after=starting_after),
+        shape,
+    )
 
 
 def get_metric(sessions: sessionmaker[Session], metric_id: str, shape: Callable[[Any], T]) -> T:

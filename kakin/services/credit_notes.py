@@ -23,8 +23,13 @@ from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import ConflictError, InvalidRequestError
 from kakin.services.invoices import find_invoice, stored_totals
-from models import repositories as repo
+from kakin.services.shaping import shaped
 from models.payloads import InvoiceStatus
+from models.repositories import audit as audit_sql
+from models.repositories import credit_notes as credit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories.common import get, new_id
 from models.tables import CreditNote, CreditTransaction, Invoice
 
 
@@ -32,14 +37,19 @@ class CreditNoteRefusedError(ConflictError, InvalidRequestError):
     """The credit note cannot be issued; the message says why in one sentence."""
 
 
+def _settlement(method: str) -> rules.CreditSettlement:
+    """A ``refund`` goes back to the card; a ``credit`` to the customer's balance."""
+    if method == "refund":
+        return rules.CreditSettlement.REFUND
+    return rules.CreditSettlement.CUSTOMER_BALANCE
+
+
 def _previous(notes: list[CreditNote]) -> list[rules.CreditNote]:
     return [
         rules.CreditNote(
             amount=note.amount,
             reason=rules.CreditNoteReason(note.reason),
-            settlement=rules.CreditSettlement.REFUND
-            if note.method == "refund"
-            else rules.CreditSettlement.CUSTOMER_BALANCE,
+            settlement=_settlement(note.method),
             memo=note.memo,
             nets=tuple(
                 rules.CreditedNet(tax_rate_ids=tuple(item["tax_rate_ids"]), amount=item["amount"])
@@ -64,7 +74,7 @@ def _check_refundable(
             f"only {invoice.amount_paid - refunded} was paid by card and not yet "
             "refunded; credit the rest to the customer's balance"
         )
-    if repo.paid_intent(session, invoice.id) is None:
+    if payment_sql.paid_intent(session, invoice.id) is None:
         raise CreditNoteRefusedError(
             f"invoice {invoice.id} was not paid through Stripe; credit it instead"
         )
@@ -96,64 +106,27 @@ def issue_credit_note(
         known = ", ".join(r.value for r in rules.CreditNoteReason)
         raise CreditNoteRefusedError(f"reason must be one of {known}") from None
     with sessions() as session:
-        invoice = repo.invoice_for_update(session, invoice_id)
+        invoice = invoice_sql.invoice_for_update(session, invoice_id)
         if invoice.status != InvoiceStatus.PAID:
             raise CreditNoteRefusedError(
                 f"invoice {invoice.id} is {invoice.status}: only paid invoices take credit "
                 "notes (void or waive an open one instead)"
             )
-        notes = repo.credit_notes_of(session, invoice.id)
+        notes = credit_sql.credit_notes_of(session, invoice.id)
         try:
             note = rules.create_credit_note(
                 invoice=stored_totals(invoice),
                 reason=reason,
                 amount=amount,
                 previous=_previous(notes),
-                settlement=rules.CreditSettlement.REFUND
-                if method == "refund"
-                else rules.CreditSettlement.CUSTOMER_BALANCE,
+                settlement=_settlement(method),
                 memo=memo or None,
             )
         except rules.CreditNoteError as error:
             raise CreditNoteRefusedError(str(error)) from None
         if method == "refund":
             _check_refundable(session, invoice, notes, note.amount)
-        row = CreditNote(
-            id=repo.new_id("cn"),
-            number=repo.take_number(session, "credit_note", "CN"),
-            invoice_id=invoice.id,
-            customer_id=invoice.customer_id,
-            currency=invoice.currency,
-            amount=note.amount,
-            tax_amount=sum(item.amount for item in note.taxes),
-            reason=str(reason),
-            memo=memo,
-            method=method,
-            status="pending_refund" if method == "refund" else "credited",
-            actor=actor,
-            breakdown=_breakdown(note),
-        )
-        session.add(row)
-        if method == "credit":
-            session.add(
-                CreditTransaction(
-                    business_key=f"credit:{row.id}",
-                    customer_id=invoice.customer_id,
-                    currency=invoice.currency,
-                    amount=note.amount,
-                    credit_note_id=row.id,
-                )
-            )
-        repo.audit(
-            session,
-            entity_type="invoice",
-            entity_id=invoice.id,
-            action="credit_note_issued",
-            actor=actor,
-            reason=memo or str(reason),
-            occurred_at=datetime.now(UTC),
-            details={"credit_note": row.number, "amount": note.amount, "method": method},
-        )
+        row = _record(session, invoice, note, reason=reason, method=method, memo=memo, actor=actor)
         session.commit()
         note_id = row.id
     if method == "refund":
@@ -161,17 +134,66 @@ def issue_credit_note(
     return note_id
 
 
+def _record(
+    session: Session,
+    invoice: Invoice,
+    note: rules.CreditNote,
+    *,
+    reason: rules.CreditNoteReason,
+    method: str,
+    memo: str,
+    actor: str,
+) -> CreditNote:
+    """Add the note's row (numbered in the CN- series), the balance it credits (for a
+    ``credit``) and its audit row to the session, uncommitted."""
+    row = CreditNote(
+        id=new_id("cn"),
+        number=invoice_sql.take_number(session, "credit_note", "CN"),
+        invoice_id=invoice.id,
+        customer_id=invoice.customer_id,
+        currency=invoice.currency,
+        amount=note.amount,
+        tax_amount=sum(item.amount for item in note.taxes),
+        reason=str(reason),
+        memo=memo,
+        method=method,
+        status="pending_refund" if method == "refund" else "credited",
+        actor=actor,
+        breakdown=_breakdown(note),
+    )
+    session.add(row)
+    if method == "credit":
+        session.add(
+            CreditTransaction(
+                business_key=f"credit:{row.id}",
+                customer_id=invoice.customer_id,
+                currency=invoice.currency,
+                amount=note.amount,
+                credit_note_id=row.id,
+            )
+        )
+    audit_sql.audit(
+        session,
+        entity_type="invoice",
+        entity_id=invoice.id,
+        action="credit_note_issued",
+        actor=actor,
+        reason=memo or str(reason),
+        occurred_at=datetime.now(UTC),
+        details={"credit_note": row.number, "amount": note.amount, "method": method},
+    )
+    return row
+
+
 def settle_refund(
     sessions: sessionmaker[Session], stripe: StripeGateway, *, credit_note_id: str
 ) -> None:
     """Make the Stripe refund of a ``pending_refund`` note; safe to call again."""
     with sessions() as session:
-        note = session.get(CreditNote, credit_note_id)
-        if note is None:
-            raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
+        note = get(session, CreditNote, credit_note_id, "credit note")
         if note.status != "pending_refund":
             return
-        intent = repo.paid_intent(session, note.invoice_id)
+        intent = payment_sql.paid_intent(session, note.invoice_id)
         assert intent is not None  # checked when the note was issued
         key = f"refund:{note.id}"
         refund_id = stripe.find_refund(payment_intent_id=intent, kakin_key=key)
@@ -192,11 +214,9 @@ T = TypeVar("T")
 def get_credit_note(
     sessions: sessionmaker[Session], credit_note_id: str, shape: Callable[[CreditNote], T]
 ) -> T:
-    with sessions() as session:
-        row = session.get(CreditNote, credit_note_id)
-        if row is None:
-            raise repo.NotFoundError(f"credit note {credit_note_id!r} does not exist")
-        return shape(row)
+    return shaped(
+        sessions, lambda session: get(session, CreditNote, credit_note_id, "credit note"), shape
+    )
 
 
 def list_credit_notes(
@@ -205,4 +225,4 @@ def list_credit_notes(
     """The invoice's credit notes (``NotFoundError`` when there is no such invoice)."""
     with sessions() as session:
         find_invoice(session, invoice_id)
-        return [shape(row) for row in repo.credit_notes_of(session, invoice_id)]
+        return [shape(row) for row in credit_sql.credit_notes_of(session, invoice_id)]

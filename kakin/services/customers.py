@@ -9,8 +9,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing.money import normalize_currency
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services.errors import InvalidRequestError, NotFoundError
-from models import repositories as repo
+from kakin.services.errors import InvalidRequestError
+from kakin.services.shaping import shaped, shaped_page
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories.common import get, new_id, page
 from models.tables import Customer, Invoice, PaymentAttempt
 
 
@@ -33,7 +36,7 @@ def create_customer(
         currency = normalize_currency(currency)
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
-    customer_id = repo.new_id("cus")
+    customer_id = new_id("cus")
     stripe_customer_id = stripe.create_customer(
         email=email, name=name, kakin_customer_id=customer_id
     )
@@ -70,17 +73,13 @@ T = TypeVar("T")
 
 def find_customer(session: Session, customer_id: str) -> Customer:
     """The customer, or a ``NotFoundError`` naming the id."""
-    row = session.get(Customer, customer_id)
-    if row is None:
-        raise NotFoundError(f"Customer {customer_id!r} does not exist")
-    return row
+    return get(session, Customer, customer_id, "Customer")
 
 
 def get_customer(
     sessions: sessionmaker[Session], customer_id: str, shape: Callable[[Customer], T]
 ) -> T:
-    with sessions() as session:
-        return shape(find_customer(session, customer_id))
+    return shaped(sessions, lambda session: find_customer(session, customer_id), shape)
 
 
 def list_customers(
@@ -90,9 +89,11 @@ def list_customers(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = repo.page(session, Customer, limit=limit, starting_after=starting_after)
-        return [shape(row) for row in rows], more
+    return shaped_page(
+        sessions,
+        lambda session: page(session, Customer, limit=limit, starting_after=starting_after),
+        shape,
+    )
 
 
 def update_customer(
@@ -120,12 +121,13 @@ def list_customer_invoices(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
+    def read(session: Session) -> tuple[list[Invoice], bool]:
         find_customer(session, customer_id)
-        rows, more = repo.customer_invoices(
-            session, customer_id, limit=limit, starting_after=starting_after
+        return invoice_sql.invoices(
+            session, customer_id=customer_id, limit=limit, starting_after=starting_after
         )
-        return [shape(row) for row in rows], more
+
+    return shaped_page(sessions, read, shape)
 
 
 def list_customer_payments(
@@ -136,9 +138,10 @@ def list_customer_payments(
     limit: int,
     starting_after: int | None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
+    def read(session: Session) -> tuple[list[PaymentAttempt], bool]:
         find_customer(session, customer_id)
-        rows, more = repo.customer_payments(
+        return payment_sql.customer_payments(
             session, customer_id, limit=limit, starting_after=starting_after
         )
-        return [shape(row) for row in rows], more
+
+    return shaped_page(sessions, read, shape)

@@ -7,7 +7,7 @@ status by matching a message's text. Each message is one sentence a user can act
 
 from __future__ import annotations
 
-from models.repositories import InvalidCursorError, NotFoundError
+from models.repositories.common import InvalidCursorError, NotFoundError
 
 __all__ = [
     "ConflictError",

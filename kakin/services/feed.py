@@ -10,48 +10,40 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
-from models import repositories as repo
-from models.tables import AuditLog, Customer, EmailMessage, Invoice, PaymentAttempt
+from models.repositories import audit as audit_sql
+from models.repositories import emails as email_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories import subscriptions as subscription_sql
+from models.tables import AuditLog, EmailMessage, PaymentAttempt
 
 
 def audit_entries_after(session: Session, floor: int) -> list[AuditLog]:
-    return repo.audit_entries_after(session, floor)
+    return audit_sql.audit_entries_after(session, floor)
 
 
 def declined_attempts_after(
     session: Session, floor: int, subscription_ids: Sequence[str]
 ) -> list[PaymentAttempt]:
-    return repo.declined_attempts_after(session, floor, subscription_ids)
+    return payment_sql.declined_attempts_after(session, floor, subscription_ids)
 
 
 def sent_emails_after(
     session: Session, floor: int, subscription_ids: Sequence[str]
 ) -> list[EmailMessage]:
-    return repo.sent_emails_after(session, floor, subscription_ids)
+    return email_sql.sent_emails_after(session, floor, subscription_ids)
 
 
 def paid_invoice_counts(session: Session, subscription_ids: Iterable[str]) -> dict[str, int]:
-    return repo.paid_invoice_counts(session, subscription_ids)
+    return invoice_sql.paid_invoice_counts(session, subscription_ids)
 
 
 def subscription_statuses(session: Session, subscription_ids: Iterable[str]) -> dict[str, str]:
-    return repo.subscription_statuses(session, subscription_ids)
+    return subscription_sql.subscription_statuses(session, subscription_ids)
 
 
 def reached_status(
     session: Session, entity_id: str, status: str, *, actor: str | None = None
 ) -> bool:
     """Whether the audit log records ``entity_id`` moving to ``status`` (by ``actor``)."""
-    return repo.reached_status(session, entity_id, status, actor=actor)
-
-
-def find_invoice(session: Session, invoice_id: str) -> Invoice | None:
-    return session.get(Invoice, invoice_id)
-
-
-def customer(session: Session, customer_id: str) -> Customer:
-    return session.get_one(Customer, customer_id)
-
-
-def invoice(session: Session, invoice_id: str) -> Invoice:
-    return session.get_one(Invoice, invoice_id)
+    return audit_sql.reached_status(session, entity_id, status, actor=actor)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import repositories as repo
+from models.repositories.common import ping
 
 
 def ping_database(sessions: sessionmaker[Session]) -> None:
     """Raises when the database does not answer ``SELECT 1``."""
     with sessions() as session:
-        repo.ping(session)
+        ping(session)

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kakin.services.api_keys import KeyInfo
 from kakin.services.errors import ConflictError
-from models import repositories as repo
+from models.repositories import idempotency as idempotency_sql
+from models.repositories.common import delete
 from models.tables import IdempotencyKey, utcnow
 
 RETENTION = timedelta(hours=24)
@@ -42,12 +43,12 @@ def claim(
             except IntegrityError:
                 session.rollback()
             # Expired but not swept yet: as good as gone, whatever it answered.
-            if repo.delete_idempotency_keys(
+            if idempotency_sql.delete_idempotency_keys(
                 session, created_before=utcnow() - RETENTION, api_key_id=api_key.id, key=key
             ):
                 session.commit()
                 continue
-            existing = repo.idempotency_key(session, api_key.id, key)
+            existing = idempotency_sql.idempotency_key(session, api_key.id, key)
             if existing is not None:
                 session.expunge(existing)
                 return existing
@@ -57,7 +58,7 @@ def claim(
 def prune(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:
     """Delete the keys older than ``RETENTION``; returns how many went."""
     with sessions() as session:
-        deleted = repo.delete_idempotency_keys(
+        deleted = idempotency_sql.delete_idempotency_keys(
             session, created_before=(now or utcnow()) - RETENTION
         )
         session.commit()
@@ -68,7 +69,7 @@ def finish(
     sessions: sessionmaker[Session], api_key: KeyInfo, key: str, status: int, body: Any
 ) -> None:
     with sessions() as session:
-        row = repo.idempotency_key(session, api_key.id, key)
+        row = idempotency_sql.idempotency_key(session, api_key.id, key)
         if row is not None:
             row.response_status = status
             row.response_body = body
@@ -77,7 +78,7 @@ def finish(
 
 def release(sessions: sessionmaker[Session], api_key: KeyInfo, key: str) -> None:
     with sessions() as session:
-        row = repo.idempotency_key(session, api_key.id, key)
+        row = idempotency_sql.idempotency_key(session, api_key.id, key)
         if row is not None and row.response_status is None:
-            session.delete(row)
+            delete(session, row)
             session.commit()

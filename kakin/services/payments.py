@@ -16,9 +16,12 @@ from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import InvalidRequestError
 from kakin.services.subscriptions import handle
-from models import payments as payment_sql
-from models import repositories as repo
 from models.payloads import InvoiceStatus, PaymentMethodUpdated, PaymentReceived
+from models.repositories import audit as audit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import NotFoundError
 from models.tables import utcnow
 
 
@@ -39,7 +42,7 @@ async def update_payment_method(
     Stripe sends for it then finds the card current and signals nothing more.
     """
     with sessions() as session:
-        customer = repo.subscription(session, subscription_id).customer
+        customer = subscription_sql.subscription(session, subscription_id).customer
         customer_id, stripe_customer_id = customer.id, customer.stripe_customer_id
     if not stripe_customer_id:
         raise InvalidRequestError("the customer has no Stripe customer to attach a card to")
@@ -76,7 +79,7 @@ def claim_payment_method(
     """
     if not payment_sql.set_payment_method_if_other(session, customer_id, payment_method_id):
         return False
-    repo.audit(
+    audit_sql.audit(
         session, entity_type="customer", entity_id=customer_id, action="payment_method_updated",
         actor=actor, occurred_at=occurred_at, details={"payment_method_id": payment_method_id},
     )  # fmt: skip
@@ -118,11 +121,11 @@ def card_update_context(
     (None when there is no such subscription)."""
     with sessions() as session:
         try:
-            subscription = repo.subscription(session, subscription_id)
-        except repo.NotFoundError:
+            subscription = subscription_sql.subscription(session, subscription_id)
+        except NotFoundError:
             return None
         customer = subscription.customer
-        invoices, _ = repo.customer_invoices(session, customer.id, limit=100, starting_after=None)
+        invoices, _ = invoice_sql.invoices(session, customer_id=customer.id, limit=100)
         unpaid = [
             i for i in invoices
             if i.subscription_id == subscription.id and i.status == InvoiceStatus.OPEN

@@ -44,10 +44,13 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments
 from kakin.services.errors import InvalidRequestError, UnavailableError
 from kakin.services.subscriptions import handle
-from models import payments as payment_sql
-from models import repositories as repo
-from models import webhooks as webhook_sql
 from models.payloads import InvoiceStatus, PaymentMethodUpdated
+from models.repositories import audit as audit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories import webhooks as webhook_sql
+from models.repositories.common import find, get
 from models.tables import Invoice, PaymentAttempt, WebhookEvent, utcnow
 
 ACTOR = "stripe-webhook"
@@ -112,7 +115,7 @@ def verify(payload: bytes, signature: str | None, *, secret: str, tolerance: int
 def store_once(sessions: sessionmaker[Session], event: dict[str, Any]) -> bool:
     """Record the event (once); False if it was already processed (a replay)."""
     with sessions() as session:
-        known = session.get(WebhookEvent, event["id"])
+        known = find(session, WebhookEvent, event["id"])
         if known is not None:
             return known.processed_at is None
         session.add(WebhookEvent(id=event["id"], type=str(event.get("type", "")), payload=event))
@@ -155,7 +158,7 @@ async def claim(
         if token is not None:
             return token
         with sessions() as session:
-            row = session.get_one(WebhookEvent, event["id"])
+            row = get(session, WebhookEvent, event["id"])
             if row.processed_at is not None:
                 return None
         if time.monotonic() >= deadline:
@@ -165,14 +168,14 @@ async def claim(
 
 def _previous_outcome(sessions: sessionmaker[Session], event_id: str) -> str | None:
     with sessions() as session:
-        return session.get_one(WebhookEvent, event_id).outcome
+        return get(session, WebhookEvent, event_id).outcome
 
 
 def mark_processed(
     sessions: sessionmaker[Session], event_id: str, token: str | None = None, outcome: str = ""
 ) -> None:
     with sessions() as session:
-        row = session.get_one(WebhookEvent, event_id)
+        row = get(session, WebhookEvent, event_id)
         if token is not None and row.claim_token != token:
             # Our lease ran out and another delivery took over: it finishes the work.
             log.warning("webhook %s: claim lost while processing", event_id)
@@ -208,7 +211,7 @@ async def _payment_succeeded(
     invoice_id = str((data.get("metadata") or {}).get("kakin_invoice_id") or "")
     intent_id = str(data.get("id") or "")
     with sessions() as session:
-        invoice = session.get(Invoice, invoice_id) if invoice_id else None
+        invoice = find(session, Invoice, invoice_id) if invoice_id else None
         if invoice is None:
             return 0, "not one of our invoices"
         subscription_id, status = invoice.subscription_id, invoice.status
@@ -252,7 +255,7 @@ def _late_payment(
         return "subscription ended; payment not checked at Stripe"
     state = stripe_gateway.retrieve_intent(intent_id)
     with sessions() as session:
-        invoice = repo.invoice_for_update(session, invoice_id)
+        invoice = invoice_sql.invoice_for_update(session, invoice_id)
         if invoice.status == InvoiceStatus.PAID:
             return f"subscription ended; invoice {invoice_id} already paid"
         if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE) or (
@@ -278,7 +281,7 @@ def _late_payment(
         invoice.status = InvoiceStatus.PAID
         invoice.amount_paid = invoice.total - invoice.credit_applied
         invoice.paid_at = now
-        repo.audit(
+        audit_sql.audit(
             session, entity_type="invoice", entity_id=invoice.id, action="paid",
             from_status=previous, to_status=InvoiceStatus.PAID, actor=ACTOR, occurred_at=now,
             details={"attempt": 0, "payment_intent": state.id, "subscription_ended": True},
@@ -344,7 +347,7 @@ async def _card_event(
     if not claimed and previous != f"applying {method}":
         return 0, f"card {method} already current"
     with sessions() as session:
-        subscriptions = repo.live_subscription_ids(session, customer_id)
+        subscriptions = subscription_sql.live_subscription_ids(session, customer_id)
     told = 0
     for subscription_id in subscriptions:
         try:

@@ -28,11 +28,10 @@ from kakin.services.errors import (
     ConflictError,
     InvalidRequestError,
     MissingError,
-    NotFoundError,
     RefusedError,
     UnavailableError,
 )
-from models import repositories as repo
+from kakin.services.shaping import shaped, shaped_page
 from models.payloads import (
     CancelRequest,
     ChangePlanRequest,
@@ -46,6 +45,10 @@ from models.payloads import (
     SubscriptionStatus,
     WaiveRequest,
 )
+from models.repositories import audit as audit_sql
+from models.repositories import catalog as catalog_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import delete, find, get, new_id
 from models.tables import Customer, Price, Subscription
 
 
@@ -80,30 +83,12 @@ async def start_subscription(
         test_clock=test_clock_speed is not None, live_mode=live_mode, quantity=quantity,
         trial_days=trial_days, start_at=start_at,
     )  # fmt: skip
-    subscription_id = repo.new_id("sub")
-    with sessions() as session:
-        customer = session.get(Customer, customer_id)
-        if customer is None:
-            raise MissingError(f"customer {customer_id!r} does not exist")
-        price = _offered(
-            session.get(Price, price_id), price_id, customer.currency, billed="the customer"
-        )
-        time_zone = _calendar_of(customer)
-        session.add(
-            Subscription(
-                id=subscription_id,
-                customer_id=customer_id,
-                price_id=price_id,
-                quantity=quantity,
-                status=SubscriptionStatus.TRIALING if trial_days else SubscriptionStatus.ACTIVE,
-                billing_cycle_anchor=start_at,
-                workflow_id=workflow_id(subscription_id),
-                test_clock=test_clock_speed is not None,
-                metadata_=dict(metadata or {}),
-            )
-        )
-        session.commit()
-        interval, interval_count = Interval(price.interval), price.interval_count
+    subscription_id = new_id("sub")
+    interval, interval_count, time_zone = _record(
+        sessions, subscription_id, customer_id=customer_id, price_id=price_id, quantity=quantity,
+        trialing=trial_days > 0, start_at=start_at, test_clock=test_clock_speed is not None,
+        metadata=metadata,
+    )  # fmt: skip
     try:
         await client.start_workflow(
             contracts.WORKFLOW_TYPE,
@@ -137,6 +122,40 @@ async def start_subscription(
     return subscription_id
 
 
+# fmt: off
+def _record(
+    sessions: sessionmaker[Session], subscription_id: str, *, customer_id: str, price_id: str,
+    quantity: int, trialing: bool, start_at: datetime | None, test_clock: bool,
+    metadata: dict[str, str] | None,
+) -> tuple[Interval, int, str]:
+    # fmt: on
+    """Store the new subscription's row (committed) after checking its customer and
+    price; returns the price's interval and count and the customer's calendar zone."""
+    with sessions() as session:
+        customer = find(session, Customer, customer_id)
+        if customer is None:
+            raise MissingError(f"customer {customer_id!r} does not exist")
+        price = _offered(
+            find(session, Price, price_id), price_id, customer.currency, billed="the customer"
+        )
+        time_zone = _calendar_of(customer)
+        session.add(
+            Subscription(
+                id=subscription_id,
+                customer_id=customer_id,
+                price_id=price_id,
+                quantity=quantity,
+                status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
+                billing_cycle_anchor=start_at,
+                workflow_id=workflow_id(subscription_id),
+                test_clock=test_clock,
+                metadata_=dict(metadata or {}),
+            )
+        )
+        session.commit()
+        return Interval(price.interval), price.interval_count, time_zone
+
+
 def _check_terms(
     *, test_clock: bool, live_mode: bool, quantity: int, trial_days: int, start_at: datetime | None
 ) -> None:
@@ -166,9 +185,9 @@ def _forget(sessions: sessionmaker[Session], subscription_id: str) -> None:
     """Delete the row of a subscription whose workflow did not start: never leave a row
     that nothing will bill."""
     with sessions() as session:
-        row = session.get(Subscription, subscription_id)
+        row = find(session, Subscription, subscription_id)
         if row is not None:
-            session.delete(row)
+            delete(session, row)
             session.commit()
 
 
@@ -262,10 +281,10 @@ async def change_plan(
     """Move a subscription to another price: a dearer one now (prorated), a cheaper or
     equal one at the end of the paid period. Same currency and interval only."""
     with sessions() as session:
-        subscription = repo.subscription(session, subscription_id)
+        subscription = subscription_sql.subscription(session, subscription_id)
         current = subscription.price
         new = _offered(
-            session.get(Price, price_id), price_id, current.currency, billed="the subscription"
+            find(session, Price, price_id), price_id, current.currency, billed="the subscription"
         )
         if (new.interval, new.interval_count) != (current.interval, current.interval_count):
             raise InvalidRequestError(
@@ -293,8 +312,8 @@ def preview_plan_change(
     query's ``now`` is the time of the workflow's last step, not the present.)
     """
     with sessions() as session:
-        subscription = repo.subscription(session, subscription_id)
-        current, new = subscription.price, repo.price(session, price_id)
+        subscription = subscription_sql.subscription(session, subscription_id)
+        current, new = subscription.price, catalog_sql.price(session, price_id)
         start, end = subscription.current_period_start, subscription.current_period_end
         quantity = subscription.quantity
     if new.unit_amount <= current.unit_amount or start is None or end is None:
@@ -345,7 +364,7 @@ def apply_subscription_change(session: Session, change: SubscriptionChange) -> N
     Safe to repeat: a change already written adds no second audit row. The workflow's
     activities call it (``record_subscription_change``, and ``send_email`` before the
     email that announces it)."""
-    subscription = repo.subscription(session, change.subscription_id)
+    subscription = subscription_sql.subscription(session, change.subscription_id)
     previous = subscription.status
     if change.period_start is not None:
         subscription.current_period_start = change.period_start
@@ -358,7 +377,7 @@ def apply_subscription_change(session: Session, change: SubscriptionChange) -> N
     if change.status == "canceled":
         subscription.canceled_at = change.occurred_at
         subscription.cancel_reason = change.reason
-    repo.audit(
+    audit_sql.audit(
         session,
         entity_type="subscription",
         entity_id=subscription.id,
@@ -422,17 +441,13 @@ T = TypeVar("T")
 
 def find_subscription(session: Session, subscription_id: str) -> Subscription:
     """The subscription, or a ``NotFoundError`` naming the id."""
-    row = session.get(Subscription, subscription_id)
-    if row is None:
-        raise NotFoundError(f"Subscription {subscription_id!r} does not exist")
-    return row
+    return get(session, Subscription, subscription_id, "Subscription")
 
 
 def get_subscription(
     sessions: sessionmaker[Session], subscription_id: str, shape: Callable[[Subscription], T]
 ) -> T:
-    with sessions() as session:
-        return shape(find_subscription(session, subscription_id))
+    return shaped(sessions, lambda session: find_subscription(session, subscription_id), shape)
 
 
 def list_subscriptions(
@@ -445,16 +460,12 @@ def list_subscriptions(
     customer_id: str | None = None,
     price_id: str | None = None,
 ) -> tuple[list[T], bool]:
-    with sessions() as session:
-        rows, more = repo.subscriptions(
-            session,
-            limit=limit,
-            starting_after=starting_after,
-            status=status,
-            customer_id=customer_id,
-            price_id=price_id,
-        )
-        return [shape(row) for row in rows], more
+    def read(session: Session) -> tuple[list[Subscription], bool]:
+        return subscription_sql.subscriptions(session, limit=limit, starting_after=starting_after,
+                                              status=status, customer_id=customer_id,
+                                              price_id=price_id)  # fmt: skip
+
+    return shaped_page(sessions, read, shape)
 
 
 def check_not_canceled(
@@ -475,9 +486,7 @@ def plan_change_currency(
     makes: same currency, same billing interval (``InvalidRequestError``: not so)."""
     with sessions() as session:
         current = find_subscription(session, subscription_id).price
-        new = session.get(Price, price_id)
-        if new is None:
-            raise NotFoundError(f"Price {price_id!r} does not exist")
+        new = get(session, Price, price_id, "Price")
         if new.currency != current.currency:
             raise InvalidRequestError(
                 f"Price is in {new.currency} but the subscription is billed in {current.currency}"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
 from kakin.services.errors import InvalidRequestError
-from models import usage as usage_sql
+from models.repositories import usage as usage_sql
 from models.tables import BillableMetric
 
 MAX_BATCH = 1000
@@ -171,7 +171,7 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> lis
 
     The lookups (metrics by code, the subscriptions with their open periods) are one
     query each per batch, the subscriptions locked ``FOR SHARE`` until the events are
-    stored and committed (``models.usage.metered_periods``); each event is then checked
+    stored and committed (``models.repositories.usage.metered_periods``); each event is then checked
     against them in memory.
     """
     if len(events) > MAX_BATCH:

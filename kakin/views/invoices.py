@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from kakin.services.invoices import Draft, DraftLine
+from kakin.services.invoice_drafts import Draft, DraftLine
 from kakin.views.common import FromRow, columns
 from models.tables import Invoice, InvoiceLine
 

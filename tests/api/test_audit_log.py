@@ -1,6 +1,6 @@
 """Reading the audit log: ``GET /v1/audit-log`` and ``kakin audit list``.
 
-The rows are written as kakin writes them (``repo.audit``, what the activities and
+The rows are written as kakin writes them (``audit_sql.audit``, what the activities and
 services call); each test makes customers of its own, so the filters isolate them from
 what other tests wrote to the same database. The API runs on PostgreSQL and SQLite;
 the CLI runs as a person runs it, in a subprocess.
@@ -26,8 +26,9 @@ from api.app import create_app
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import api_keys, catalog
-from models import repositories as repo
 from models.db import make_engine, make_session_factory
+from models.repositories import audit as audit_sql
+from models.repositories.common import new_id
 from models.tables import Customer, Invoice, Subscription
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def tell(sessions: sessionmaker[Session]) -> Story:
         sessions, product_name="Pro plan", currency="JPY", unit_amount=3980
     )
     with sessions() as session:
-        customers = [repo.new_id("cus"), repo.new_id("cus")]
+        customers = [new_id("cus"), new_id("cus")]
         for customer in customers:
             session.add(
                 Customer(
@@ -70,7 +71,7 @@ def tell(sessions: sessionmaker[Session]) -> Story:
                     time_zone="Asia/Tokyo",
                 )
             )
-        subscriptions = [repo.new_id("sub") for _ in range(3)]
+        subscriptions = [new_id("sub") for _ in range(3)]
         for subscription, customer in zip(
             subscriptions, [customers[0], customers[0], customers[1]], strict=True
         ):
@@ -84,7 +85,7 @@ def tell(sessions: sessionmaker[Session]) -> Story:
                 )
             )
         session.flush()
-        invoice = repo.new_id("in")
+        invoice = new_id("in")
         session.add(
             Invoice(
                 id=invoice,
@@ -99,7 +100,7 @@ def tell(sessions: sessionmaker[Session]) -> Story:
             )
         )
         session.flush()
-        key_actor = f"api-key:{repo.new_id('key')} (shop backend)"
+        key_actor = f"api-key:{new_id('key')} (shop backend)"
         written = [
             ("invoice", invoice, "finalized", "draft", "open", "workflow", "", T0),
             ("invoice", invoice, "paid", "open", "paid", "workflow", "", T0 + timedelta(hours=1)),
@@ -115,7 +116,7 @@ def tell(sessions: sessionmaker[Session]) -> Story:
              T0 + timedelta(days=5)),
         ]  # fmt: skip
         for entity_type, entity_id, action, before, after, actor, reason, at in written:
-            repo.audit(
+            audit_sql.audit(
                 session,
                 entity_type=entity_type,
                 entity_id=entity_id,

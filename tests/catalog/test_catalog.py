@@ -13,8 +13,9 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog
 from kakin.services import subscriptions as subscriptions_service
 from kakin.services.catalog import CatalogError
-from models import repositories as repo
 from models.db import make_engine, make_session_factory
+from models.repositories import catalog as catalog_sql
+from models.repositories.common import new_id
 from models.tables import Subscription
 from tests.helpers import customer_and_price, observe
 
@@ -25,7 +26,7 @@ def sessions(database_url: str) -> sessionmaker[Session]:
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}_{repo.new_id('x')}"
+    return f"{prefix}_{new_id('x')}"
 
 
 def test_prices_of_every_model_are_checked_before_they_are_stored(
@@ -39,7 +40,7 @@ def test_prices_of_every_model_are_checked_before_they_are_stored(
         tiers=[{"up_to": "1000", "unit_amount": "0"}, {"up_to": None, "unit_amount": "0.015"}],
     )  # fmt: skip
     with sessions() as session:
-        price = repo.price(session, price_id)
+        price = catalog_sql.price(session, price_id)
         assert price.metric is not None and price.metric.code == metric
 
     cases = [
@@ -98,8 +99,8 @@ def test_a_coupon_is_redeemed_no_more_than_allowed_and_not_after_expiry(
         customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
         with pg_sessions() as session:
             subscription = Subscription(
-                id=repo.new_id("sub"), customer_id=customer_id, price_id=price_id,
-                status="active", workflow_id=repo.new_id("wf"),
+                id=new_id("sub"), customer_id=customer_id, price_id=price_id,
+                status="active", workflow_id=new_id("wf"),
             )  # fmt: skip
             session.add(subscription)
             session.commit()
@@ -124,7 +125,7 @@ async def test_a_coupon_is_its_own_line_for_its_periods_and_taxed_after_the_disc
     rate = catalog.create_tax_rate(pg_sessions, name="消費税", percentage="10", jurisdiction="JP")
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=3000)
     with pg_sessions() as session:
-        repo.price(session, price_id).tax_rate_ids = [rate]
+        catalog_sql.price(session, price_id).tax_rate_ids = [rate]
         session.commit()
     code = unique("WELCOME")
     catalog.create_coupon(

@@ -23,8 +23,8 @@ from kakin.cli.subscriptions import build_starter_parser
 from kakin.platform.settings import get_settings
 from kakin.runtime import settings_from
 from kakin.services import subscriptions as subscriptions_service
-from models import repositories as repo
 from models.payloads import CreateInvoiceRequest, FinalizeInvoiceRequest, RenderInvoiceRequest
+from models.repositories.common import new_id
 from models.tables import Subscription
 from tests.helpers import customer_and_price
 
@@ -60,7 +60,7 @@ def billed(
 ) -> Billed:
     """A ja/JPY customer with a subscription and one finalized, rendered 3,980円 invoice."""
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway, unit_amount=3980)
-    subscription_id = repo.new_id("sub")
+    subscription_id = new_id("sub")
     with pg_sessions() as session:
         session.add(
             Subscription(

@@ -22,11 +22,12 @@ from temporalio.testing import ActivityEnvironment
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog, customers
 from kakin.services.api_keys import CreatedKey
-from kakin.services.invoices import upcoming_draft
+from kakin.services.invoice_drafts import upcoming_draft
 from kakin.services.usage import UsageEventIn, ingest
 from kakin.views.invoices import InvoiceLineOut, UpcomingInvoice
-from models import repositories as repo
 from models.payloads import SubscriptionStatus
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import new_id
 from models.tables import Subscription
 from tests.api.test_api import client
 from tests.cli.test_cli import kakin
@@ -71,7 +72,7 @@ def metered_renewal(
     """A metered subscription's renewal: its invoice id, the upcoming invoice's JSON, and
     the ids of the tax rate, the plan and the metered price."""
     rate = catalog.create_tax_rate(sessions, name="消費税", percentage="10", jurisdiction="JP")
-    metric = f"calls_{repo.new_id('m')}"
+    metric = f"calls_{new_id('m')}"
     catalog.create_metric(sessions, code=metric, name="API calls", aggregation="sum",
                           property="calls")  # fmt: skip
     plan = catalog.create_price(sessions, product_name="Pro", currency="JPY", unit_amount=1000,
@@ -85,7 +86,7 @@ def metered_renewal(
         sessions, stripe_gateway, email="jiro@example.jp", name="鈴木 次郎", currency="JPY",
         locale="ja", time_zone="Asia/Tokyo", card_number=OK_CARD,
     )  # fmt: skip
-    subscription_id = repo.new_id("sub")
+    subscription_id = new_id("sub")
     with sessions() as session:
         session.add(
             Subscription(id=subscription_id, customer_id=customer, price_id=plan,
@@ -108,7 +109,7 @@ def metered_renewal(
     with sessions() as session:
         draft = upcoming_draft(
             session,
-            repo.subscription(session, subscription_id),
+            subscription_sql.subscription(session, subscription_id),
             next_start=renewal.period_start,
             next_end=renewal.period_end,
         )

@@ -26,7 +26,9 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import subscriptions
 from kakin.services.credit_notes import CreditNoteRefusedError, issue_credit_note
-from models import repositories as repo
+from models.repositories import catalog as catalog_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import new_id
 from models.tables import CreditNote, CreditTransaction, Price, SubscriptionItem, TaxRate
 from tests.helpers import customer_and_price, observe
 from tests.invoices.test_pdf import missing_glyphs
@@ -34,9 +36,9 @@ from tests.invoices.test_pdf import missing_glyphs
 
 def add_tax_rates(sessions: sessionmaker[Session]) -> tuple[str, str]:
     with sessions() as session:
-        standard = TaxRate(id=repo.new_id("txr"), name="消費税", percentage="10", jurisdiction="JP")
+        standard = TaxRate(id=new_id("txr"), name="消費税", percentage="10", jurisdiction="JP")
         reduced = TaxRate(
-            id=repo.new_id("txr"), name="消費税", percentage="8", jurisdiction="JP", reduced=True
+            id=new_id("txr"), name="消費税", percentage="8", jurisdiction="JP", reduced=True
         )
         session.add_all([standard, reduced])
         session.commit()
@@ -48,10 +50,10 @@ def add_items(
 ) -> None:
     """Flat prices (description, amount, tax rate id) added to the subscription."""
     with sessions() as session:
-        subscription = repo.subscription(session, subscription_id)
+        subscription = subscription_sql.subscription(session, subscription_id)
         for nickname, amount, rate_id in items:
             price = Price(
-                id=repo.new_id("price"),
+                id=new_id("price"),
                 product_id=subscription.price.product_id,
                 nickname=nickname,
                 currency="JPY",
@@ -60,7 +62,7 @@ def add_items(
                 tax_rate_ids=[rate_id],
             )
             session.add(price)
-            subscription.items.append(SubscriptionItem(id=repo.new_id("si"), price=price))
+            subscription.items.append(SubscriptionItem(id=new_id("si"), price=price))
         session.commit()
 
 
@@ -76,7 +78,7 @@ async def start(
     customer_id, price_id = customer_and_price(sessions, stripe, unit_amount=unit_amount)
     if tax_rate_ids:
         with sessions() as session:
-            repo.price(session, price_id).tax_rate_ids = tax_rate_ids
+            catalog_sql.price(session, price_id).tax_rate_ids = tax_rate_ids
             session.commit()
     return await subscriptions.start_subscription(
         env.client,

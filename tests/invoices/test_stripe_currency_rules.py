@@ -21,10 +21,13 @@ from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions
-from kakin.services.invoices import upcoming_draft
+from kakin.services.invoice_drafts import upcoming_draft
 from kakin.views.invoices import InvoiceDetail
-from models import repositories as repo
 from models.payloads import ChargeOutcome, ChargeRequest, RenderInvoiceRequest, SubscriptionStatus
+from models.repositories import credit_notes as credit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import new_id
 from models.tables import Subscription
 from tests.conftest import make_activities
 from tests.helpers import customer_and_price, observe
@@ -46,7 +49,7 @@ def subscribe(
     sessions: sessionmaker[Session], stripe_gateway: StripeGateway, **price: str | int
 ) -> str:
     customer_id, price_id = customer_and_price(sessions, stripe_gateway, **price)  # type: ignore[arg-type]
-    subscription_id = repo.new_id("sub")
+    subscription_id = new_id("sub")
     with sessions() as session:
         session.add(
             Subscription(
@@ -84,7 +87,7 @@ def test_a_three_decimal_price_is_rounded_on_the_invoice_and_charged_as_stripe_a
     [intent] = intents_for_invoice(localstripe_url, ref.invoice_id)
     assert (intent.amount, intent.currency, intent.status) == (1230, currency.lower(), "succeeded")
     with pg_sessions() as session:
-        invoice = repo.invoice(session, ref.invoice_id)
+        invoice = invoice_sql.invoice(session, ref.invoice_id)
         assert (invoice.subtotal, invoice.total, invoice.amount_paid) == (1235, 1230, 1230)
         assert invoice.status == "paid" and invoice.amount_due == 0
         assert [(line.kind, line.amount) for line in invoice.lines] == [
@@ -118,16 +121,16 @@ def test_an_invoice_below_the_minimum_charge_is_carried_to_the_next_invoice(
     assert first.amount_due == 0 and charged.outcome == ChargeOutcome.SUCCEEDED
     assert intents_for_invoice(localstripe_url, first.invoice_id) == []
     with pg_sessions() as session:
-        invoice = repo.invoice(session, first.invoice_id)
+        invoice = invoice_sql.invoice(session, first.invoice_id)
         assert (invoice.total, invoice.carried_forward, invoice.amount_paid) == (40, 40, 0)
         assert invoice.status == "paid"
         assert '次回請求へ繰越（最低請求額未満）</th><td class="num">-40円' in (invoice.html or "")
         customer_id = invoice.customer_id
-        assert repo.credit_balance(session, customer_id, "JPY") == -40  # a debit
+        assert credit_sql.credit_balance(session, customer_id, "JPY") == -40  # a debit
         # The preview of the next invoice already shows it.
         preview = upcoming_draft(
             session,
-            repo.subscription(session, subscription_id),
+            subscription_sql.subscription(session, subscription_id),
             next_start=invoice.period_end,
             next_end=invoice.period_end + timedelta(days=31),
         )
@@ -142,10 +145,10 @@ def test_an_invoice_below_the_minimum_charge_is_carried_to_the_next_invoice(
     [intent] = intents_for_invoice(localstripe_url, second.invoice_id)
     assert (intent.amount, intent.status) == (80, "succeeded")
     with pg_sessions() as session:
-        invoice = repo.invoice(session, second.invoice_id)
+        invoice = invoice_sql.invoice(session, second.invoice_id)
         assert (invoice.total, invoice.credit_applied, invoice.amount_paid) == (40, -40, 80)
         assert '前回請求からの繰越</th><td class="num">40円' in (invoice.html or "")
-        assert repo.credit_balance(session, customer_id, "JPY") == 0
+        assert credit_sql.credit_balance(session, customer_id, "JPY") == 0
         body = InvoiceDetail.with_lines(invoice).model_dump(mode="json")
     assert (body["credit_applied"], body["carried_forward"], body["amount_due"]) == (-40, 0, 0)
 
@@ -196,7 +199,7 @@ def test_an_open_invoice_stripe_would_refuse_is_declined_with_the_reason_not_sen
     subscription_id = subscribe(pg_sessions, stripe_gateway, currency="KWD", unit_amount=1235)
     ref = env.run(billing.invoicing.issue_invoice, invoice_request(subscription_id, 0))
     with pg_sessions() as session:  # as such an invoice was stored before
-        invoice = repo.invoice(session, ref.invoice_id)
+        invoice = invoice_sql.invoice(session, ref.invoice_id)
         invoice.lines = [line for line in invoice.lines if line.kind != "rounding"]
         invoice.total = 1235
         session.commit()

@@ -17,7 +17,6 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
-from models import repositories as repo
 from models.db import make_engine, make_session_factory
 from models.payloads import (
     ChargeOutcome,
@@ -28,6 +27,9 @@ from models.payloads import (
     SubscriptionChange,
     SubscriptionStatus,
 )
+from models.repositories import invoices as invoice_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import new_id
 from models.tables import AuditLog, Invoice, InvoiceNumberSequence, PaymentAttempt, Subscription
 from tests.conftest import make_activities
 from tests.helpers import customer_and_price, outbox_files
@@ -44,7 +46,7 @@ def new_subscription(
     sessions: sessionmaker[Session], stripe: StripeGateway, *, card: str | None = None
 ) -> str:
     customer_id, price_id = customer_and_price(sessions, stripe, **({"card": card} if card else {}))
-    subscription_id = repo.new_id("sub")
+    subscription_id = new_id("sub")
     with sessions() as session:
         session.add(
             Subscription(
@@ -110,7 +112,7 @@ def test_every_activity_takes_effect_once_however_often_it_runs(
     env.run(billing.invoicing.record_subscription_change, change)
 
     with sessions() as session:
-        invoice = repo.invoice(session, first.invoice_id)
+        invoice = invoice_sql.invoice(session, first.invoice_id)
         assert (invoice.status, invoice.amount_paid, invoice.paid_at) == ("paid", 3000, START)
         assert invoice.period_start == START and invoice.period_start.tzinfo is not None
         attempts = session.scalars(select(PaymentAttempt)).all()
@@ -123,7 +125,7 @@ def test_every_activity_takes_effect_once_however_often_it_runs(
             .where(AuditLog.entity_id == subscription_id, AuditLog.to_status == "past_due")
         )
         assert status_changes == 1
-        assert repo.subscription(session, subscription_id).status == "past_due"
+        assert subscription_sql.subscription(session, subscription_id).status == "past_due"
     assert len(outbox_files(tmp_path / "outbox")) == 1
     assert stripe_gateway.retrieve_intent(paid.payment_intent_id or "").status == "succeeded"
 
@@ -167,7 +169,9 @@ def test_a_customer_without_a_card_is_declined_not_retried_forever(
     billing: Activities = make_activities(sessions, stripe_gateway, tmp_path / "outbox")
     subscription_id = new_subscription(sessions, stripe_gateway)
     with sessions() as session:
-        repo.subscription(session, subscription_id).customer.stripe_payment_method_id = None
+        subscription_sql.subscription(
+            session, subscription_id
+        ).customer.stripe_payment_method_id = None
         session.commit()
     env = ActivityEnvironment()
     invoice = env.run(billing.invoicing.create_invoice, invoice_request(subscription_id, 0))

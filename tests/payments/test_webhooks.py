@@ -26,7 +26,8 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import customers as customers_service
 from kakin.services import payments
 from kakin.services import stripe_events as stripe_webhooks
-from models import repositories as repo
+from models.repositories import customers as customer_sql
+from models.repositories import subscriptions as subscription_sql
 from models.tables import WebhookEvent
 from tests.api.test_api import SETTINGS, error_of
 from tests.helpers import (
@@ -156,7 +157,9 @@ async def test_a_new_default_card_retries_at_once(
     )
     await advance_to(time_env, start + timedelta(days=1))
     with pg_sessions() as session:
-        stripe_customer = repo.subscription(session, subscription_id).customer.stripe_customer_id
+        stripe_customer = subscription_sql.subscription(
+            session, subscription_id
+        ).customer.stripe_customer_id
     assert stripe_customer
     card = stripe_gateway.create_test_payment_method(
         card_number=OK_CARD, stripe_customer_id=stripe_customer
@@ -181,7 +184,12 @@ async def test_a_new_default_card_retries_at_once(
     seen = observe(pg_sessions, subscription_id)
     assert [a.status for a in seen.attempts] == ["declined", "succeeded"]
     with pg_sessions() as session:
-        assert repo.subscription(session, subscription_id).customer.stripe_payment_method_id == card
+        assert (
+            subscription_sql.subscription(
+                session, subscription_id
+            ).customer.stripe_payment_method_id
+            == card
+        )
 
 
 async def test_an_event_whose_signals_failed_is_processed_when_redelivered(
@@ -308,7 +316,7 @@ async def test_an_attached_card_changes_nothing_until_it_is_the_default(
     )
     await advance_to(time_env, start + timedelta(days=1))
     with pg_sessions() as session:
-        customer = repo.subscription(session, subscription_id).customer
+        customer = subscription_sql.subscription(session, subscription_id).customer
         stripe_customer, before = customer.stripe_customer_id, customer.stripe_payment_method_id
     assert stripe_customer
     card = stripe_gateway.create_test_payment_method(
@@ -326,7 +334,10 @@ async def test_an_attached_card_changes_nothing_until_it_is_the_default(
     assert (await status_of(time_env, subscription_id)).status == "past_due"
     with pg_sessions() as session:
         assert (
-            repo.subscription(session, subscription_id).customer.stripe_payment_method_id == before
+            subscription_sql.subscription(
+                session, subscription_id
+            ).customer.stripe_payment_method_id
+            == before
         )
 
     # Made the default at Stripe, the next such event (or customer.updated) applies it.
@@ -357,7 +368,7 @@ async def test_a_card_change_whose_signals_were_lost_in_a_crash_is_signalled_on_
     )
     await advance_to(time_env, start + timedelta(days=1))
     with pg_sessions() as session:
-        customer = repo.subscription(session, subscription_id).customer
+        customer = subscription_sql.subscription(session, subscription_id).customer
         customer_id, stripe_customer = customer.id, customer.stripe_customer_id
     assert stripe_customer
     card = stripe_gateway.create_test_payment_method(
@@ -398,7 +409,7 @@ def test_a_customer_created_with_a_card_has_it_as_stripes_default(
         currency="JPY",
         card_number=OK_CARD,
     )
-    customer = repo.customer(pg_sessions(), customer_id)
+    customer = customer_sql.customer(pg_sessions(), customer_id)
     assert customer.stripe_payment_method_id is not None
     assert (
         stripe_gateway.default_payment_method(customer.stripe_customer_id)

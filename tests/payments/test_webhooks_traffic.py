@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from api.app import create_app
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments, subscriptions
-from models import repositories as repo
+from models.repositories import subscriptions as subscription_sql
 from models.tables import AuditLog, WebhookEvent
 from tests.api.test_api import SETTINGS
 from tests.helpers import (
@@ -108,7 +108,9 @@ async def _subscription(
 
     await eventually(there, timeout=30, what=want)
     with sessions() as session:
-        stripe_customer = repo.subscription(session, subscription_id).customer.stripe_customer_id
+        stripe_customer = subscription_sql.subscription(
+            session, subscription_id
+        ).customer.stripe_customer_id
     assert stripe_customer
     return subscription_id, stripe_customer
 
@@ -140,7 +142,7 @@ def _outcome(sessions: sessionmaker[Session], event_id: str) -> str:
 
 def _card_changes(sessions: sessionmaker[Session], subscription_id: str) -> list[str]:
     with sessions() as session:
-        customer_id = repo.subscription(session, subscription_id).customer_id
+        customer_id = subscription_sql.subscription(session, subscription_id).customer_id
         rows = session.scalars(
             select(AuditLog)
             .where(AuditLog.entity_id == customer_id, AuditLog.action == "payment_method_updated")
@@ -151,7 +153,9 @@ def _card_changes(sessions: sessionmaker[Session], subscription_id: str) -> list
 
 def _card(sessions: sessionmaker[Session], subscription_id: str) -> str | None:
     with sessions() as session:
-        return repo.subscription(session, subscription_id).customer.stripe_payment_method_id
+        return subscription_sql.subscription(
+            session, subscription_id
+        ).customer.stripe_payment_method_id
 
 
 async def test_concurrent_copies_of_a_card_change_retry_the_charge_once(

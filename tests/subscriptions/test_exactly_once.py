@@ -22,8 +22,9 @@ from kakin.adapters.mailer import OutgoingEmail, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions
-from models import repositories as repo
 from models.payloads import EmailRequest
+from models.repositories import emails as email_sql
+from models.repositories.common import new_id
 from models.tables import Subscription
 from tests.conftest import SELLER, make_activities
 from tests.helpers import customer_and_price, observe, outbox_files, serving_worker
@@ -128,7 +129,7 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
 ) -> None:
     """The crash window: SendGrid took the message, the worker died before recording it."""
     customer_id, price_id = customer_and_price(pg_sessions, stripe_gateway)
-    subscription_id = repo.new_id("sub")
+    subscription_id = new_id("sub")
     with pg_sessions() as session:
         session.add(
             Subscription(
@@ -160,7 +161,7 @@ def test_an_email_sent_by_a_try_that_died_is_not_sent_again(
 
         assert sendgrid.accepted_keys() == [request.business_key]
     with pg_sessions() as session:
-        row = repo.email_by_key(session, request.business_key)
+        row = email_sql.email_by_key(session, request.business_key)
         assert row is not None and row.status == "sent"
         assert row.provider_message_id == "loopback000001.filter0001.0.0"
 

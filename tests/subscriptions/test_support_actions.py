@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments, subscriptions
-from models import repositories as repo
 from models.payloads import InvoiceStatus
+from models.repositories import subscriptions as subscription_sql
 from tests.helpers import (
     DECLINED_CARD,
     advance_to,
@@ -75,7 +75,7 @@ async def test_pause_stops_billing_and_resume_keeps_the_paid_time(
         ("paused", "active", "support:ken", "resumed"),
     ]
     with pg_sessions() as session:
-        row = repo.subscription(session, subscription_id)
+        row = subscription_sql.subscription(session, subscription_id)
         assert row.current_period_end == seen.invoices[1].period_end
     await record_histories(time_env.client, subscription_id, "pause_resume")
 

@@ -18,9 +18,10 @@ from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import subscriptions
-from kakin.services.invoices import upcoming_draft
+from kakin.services.invoice_drafts import upcoming_draft
 from kakin.services.usage import UsageEventIn, ingest
-from models import repositories as repo
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import new_id
 from models.tables import BillableMetric, Price, SubscriptionItem
 from tests.helpers import customer_and_price, observe, record_histories
 
@@ -61,11 +62,11 @@ def add_metered_prices(sessions: sessionmaker[Session], subscription_id: str) ->
     """A metric per aggregation, each billed by a graduated and a volume price."""
     codes = {}
     with sessions() as session:
-        subscription = repo.subscription(session, subscription_id)
+        subscription = subscription_sql.subscription(session, subscription_id)
         for aggregation, prop in METRICS:
             metric = BillableMetric(
-                id=repo.new_id("bm"),
-                code=f"{aggregation}_{repo.new_id('m')}",
+                id=new_id("bm"),
+                code=f"{aggregation}_{new_id('m')}",
                 name=f"{aggregation} metric",
                 aggregation=aggregation,
                 property=prop,
@@ -74,7 +75,7 @@ def add_metered_prices(sessions: sessionmaker[Session], subscription_id: str) ->
             codes[aggregation] = metric.code
             for model in ("graduated", "volume"):
                 price = Price(
-                    id=repo.new_id("price"),
+                    id=new_id("price"),
                     product_id=subscription.price.product_id,
                     nickname=f"{aggregation} ({model})",
                     currency="JPY",
@@ -85,7 +86,7 @@ def add_metered_prices(sessions: sessionmaker[Session], subscription_id: str) ->
                     metric=metric,
                 )
                 session.add(price)
-                subscription.items.append(SubscriptionItem(id=repo.new_id("si"), price=price))
+                subscription.items.append(SubscriptionItem(id=new_id("si"), price=price))
         session.commit()
     return codes
 
@@ -165,7 +166,7 @@ async def test_a_month_of_usage_is_billed_once_per_aggregation_in_both_tier_mode
     with pg_sessions() as session:
         preview = upcoming_draft(
             session,
-            repo.subscription(session, subscription_id),
+            subscription_sql.subscription(session, subscription_id),
             next_start=status.next_period_start,
             next_end=status.next_period_end,
         )

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
 from kakin.services.usage import MAX_BATCH, BatchTooLargeError, EventResult, UsageEventIn, ingest
-from models import repositories as repo
-from models import usage as usage_sql
 from models.db import make_engine, make_session_factory
+from models.repositories import usage as usage_sql
+from models.repositories.common import new_id
 from models.tables import (
     BillableMetric,
     Customer,
@@ -40,32 +40,32 @@ def metered_subscription(
     sessions: sessionmaker[Session], *, aggregation: str = "sum", prop: str | None = "gb"
 ) -> tuple[str, str, str]:
     """(customer id, subscription id, metric code) of a subscription in its Nov period."""
-    code = f"storage_{repo.new_id('m')}"
+    code = f"storage_{new_id('m')}"
     with sessions() as session:
         customer = Customer(
-            id=repo.new_id("cus"), email="ops@example.jp", name="株式会社テスト", currency="JPY"
+            id=new_id("cus"), email="ops@example.jp", name="株式会社テスト", currency="JPY"
         )
-        product = Product(id=repo.new_id("prod"), name="Storage")
+        product = Product(id=new_id("prod"), name="Storage")
         metric = BillableMetric(
-            id=repo.new_id("bm"), code=code, name="Storage", aggregation=aggregation, property=prop
+            id=new_id("bm"), code=code, name="Storage", aggregation=aggregation, property=prop
         )
         base = Price(
-            id=repo.new_id("price"), product=product, currency="JPY", unit_amount=1000,
+            id=new_id("price"), product=product, currency="JPY", unit_amount=1000,
             interval="month",
         )  # fmt: skip
         metered = Price(
-            id=repo.new_id("price"), product=product, currency="JPY", unit_amount=0,
+            id=new_id("price"), product=product, currency="JPY", unit_amount=0,
             interval="month", pricing_model="per_unit", unit_amount_decimal="2", metric=metric,
         )  # fmt: skip
         subscription = Subscription(
-            id=repo.new_id("sub"),
+            id=new_id("sub"),
             customer=customer,
             price=base,
             status="active",
-            workflow_id=repo.new_id("wf"),
+            workflow_id=new_id("wf"),
             current_period_start=START,
             current_period_end=END,
-            items=[SubscriptionItem(id=repo.new_id("si"), price=metered)],
+            items=[SubscriptionItem(id=new_id("si"), price=metered)],
         )
         session.add_all([customer, product, metric, base, metered, subscription])
         session.commit()

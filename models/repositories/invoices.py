@@ -1,0 +1,96 @@
+"""Invoices: by id (locked or not) or business key, the gapless number series, lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal, overload
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models.payloads import InvoiceStatus
+from models.repositories.common import NotFoundError, get, matching, page
+from models.tables import Invoice, InvoiceNumberSequence
+
+
+def invoice(session: Session, invoice_id: str) -> Invoice:
+    return get(session, Invoice, invoice_id)
+
+
+def invoice_for_update(session: Session, invoice_id: str) -> Invoice:
+    """The invoice, row-locked until commit: concurrent tries of one step queue up."""
+    row = session.get(Invoice, invoice_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise NotFoundError(f"invoice {invoice_id!r} does not exist")
+    return row
+
+
+@overload
+def invoice_by_key(session: Session, key: str, *, required: Literal[True]) -> Invoice: ...
+@overload
+def invoice_by_key(session: Session, key: str, *, required: bool = False) -> Invoice | None: ...
+def invoice_by_key(session: Session, key: str, *, required: bool = False) -> Invoice | None:
+    row = session.scalars(select(Invoice).where(Invoice.business_key == key)).one_or_none()
+    if row is None and required:
+        raise NotFoundError(f"no invoice with business key {key!r}")
+    return row
+
+
+def take_invoice_number(session: Session, finalized_at: datetime) -> str:
+    return take_number(session, "invoice", "INV")
+
+
+def take_number(session: Session, series: str, prefix: str) -> str:
+    """Take the next number of a series (``INV-000042``), locked until the caller commits.
+
+    ``FOR UPDATE`` serializes the takers on PostgreSQL (SQLite serializes writers
+    anyway); because the increment commits with the document, an aborted transaction
+    gives its number back and the series stays gapless.
+    """
+    sequence = session.scalars(
+        select(InvoiceNumberSequence)
+        .where(InvoiceNumberSequence.series == series)
+        .with_for_update()
+    ).one()
+    value = sequence.next_value
+    sequence.next_value = value + 1
+    return f"{prefix}-{value:06d}"
+
+
+def invoices(
+    session: Session,
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+) -> tuple[list[Invoice], bool]:
+    """A page of invoices, newest first; each filter given must hold."""
+    where = matching(
+        Invoice, status=status, customer_id=customer_id, subscription_id=subscription_id
+    )
+    return page(session, Invoice, limit=limit, starting_after=starting_after, where=where)
+
+
+def period_invoices_since(session: Session, subscription_id: str, since: datetime) -> int:
+    """How many period invoices (not prorations) the subscription got since ``since``."""
+    count = session.scalar(
+        select(func.count()).where(
+            Invoice.subscription_id == subscription_id,
+            Invoice.business_key.like(f"invoice:{subscription_id}:%"),
+            Invoice.created_at >= since,
+        )
+    )
+    return int(count or 0)
+
+
+def paid_invoice_counts(session: Session, subscription_ids: Iterable[str]) -> dict[str, int]:
+    """Paid invoices per subscription (a subscription with none is left out)."""
+    rows = session.execute(
+        select(Invoice.subscription_id, func.count())
+        .where(Invoice.subscription_id.in_(subscription_ids), Invoice.status == InvoiceStatus.PAID)
+        .group_by(Invoice.subscription_id)
+    ).all()
+    return {sub_id: int(count) for sub_id, count in rows}
