@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from kakin.platform.settings import get_settings
 from models.db import normalize_url
 from models.tables import Base
 
@@ -16,8 +17,6 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from kakin.settings import get_settings
-
     return normalize_url(get_settings().database_url)
 
 

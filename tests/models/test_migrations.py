@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,3 +123,22 @@ def test_upgrading_to_usage_and_taxes_keeps_existing_prices_and_invoices(
         assert invoice.amount_due == 0
         assert invoice.tax_breakdown == []
     engine.dispose()
+
+
+def test_plain_alembic_upgrades_the_database_the_settings_name(tmp_path: Path) -> None:
+    # The README's operators may run alembic itself (not `kakin migrate`): with no URL in
+    # alembic.ini, migrations/env.py reads KAKIN_DATABASE_URL through kakin's settings.
+    # It imported a module the restructure had moved, so this failed with
+    # ModuleNotFoundError before any migration ran.
+    database = tmp_path / "plain.db"
+    env = {**os.environ, "KAKIN_DATABASE_URL": f"sqlite:///{database}"}
+    alembic = Path(sys.executable).with_name("alembic")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [str(alembic), "upgrade", "head"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    current = subprocess.run(
+        [str(alembic), "current"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert "(head)" in current.stdout, current.stdout + current.stderr
