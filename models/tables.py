@@ -500,3 +500,46 @@ class WebhookEvent(Base):
     claim_token: Mapped[str | None] = mapped_column(String(40))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     outcome: Mapped[str | None] = mapped_column(String(200))
+
+
+class LedgerRow(Base):
+    """The billing ledger: one append-only row per change that moves money or MRR.
+
+    Written in the same transaction as the change it records, so the figures can never
+    disagree with the invoices and subscriptions. ``event_key`` names the change (like a
+    business key) and is unique: a retried activity finds its first try's row. The
+    columns are ``billing.analytics.ledger.LedgerEntry``'s fields, a public contract
+    (outgoing webhooks carry them): add columns, never rename. Here rather than in a
+    module of its own so that importing ``models.tables`` always brings every table.
+    """
+
+    __tablename__ = "billing_ledger"
+    __table_args__ = (
+        Index("ix_billing_ledger_currency_occurred_at", "currency", "occurred_at"),
+        Index("ix_billing_ledger_subscription_id_id", "subscription_id", "id"),
+    )
+
+    # SQLite numbers rows only for an INTEGER primary key.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())  # billing time
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the same clock
+    customer_id: Mapped[str] = mapped_column(String(40), index=True)
+    subscription_id: Mapped[str] = mapped_column(String(40), default="")
+    invoice_id: Mapped[str] = mapped_column(String(40), default="")
+    currency: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    mrr_before: Mapped[int] = mapped_column(BigInteger, default=0)
+    mrr_after: Mapped[int] = mapped_column(BigInteger, default=0)
+    status_before: Mapped[str] = mapped_column(String(20), default="")
+    status_after: Mapped[str] = mapped_column(String(20), default="")
+    actor: Mapped[str] = mapped_column(String(200), default="system")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    decline_code: Mapped[str] = mapped_column(String(64), default="")
+    dunning_step: Mapped[str] = mapped_column(String(40), default="")
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    details: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    corrects: Mapped[int] = mapped_column(BigInteger, default=0)
