@@ -62,6 +62,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest Alembic revision."""
+    # Imported when migrating: Alembic is not needed by a process that only serves.
     from alembic import command
     from alembic.config import Config
 
