@@ -132,8 +132,11 @@ def _label(bucket: dict[str, Any]) -> str:
 
 def print_table(name: str, body: dict[str, Any]) -> None:
     columns = COLUMNS[name]
-    print(f"{name} from {body['start']} to {body['end']} by {body['interval']} "
-          f"({body['time_zone']}), as of {body['as_of']}, lag {body['lag_seconds']} s")  # fmt: skip
+    span = f"from {body['start']} to {body['end']} by {body['interval']} ({body['time_zone']})"
+    if name == "forecast":  # its range is where the recovery rate is observed
+        span = (f"({body['time_zone']}), the recovery rate observed from {body['start']} "
+                f"to {body['end']}")  # fmt: skip
+    print(f"{name} {span}, as of {body['as_of']}, lag {body['lag_seconds']} s")
     if not body["currencies"]:
         print("no figures: the ledger holds no entries yet")
     for block in body["currencies"]:
