@@ -12,6 +12,8 @@ everything, and cancels or changes a plan on its customer's request (as Stripe l
 secret key do). A ``support`` key (staff) reads everything and runs the support
 actions: pause, resume, cancel, change plan, grace, acting on an invoice in dunning,
 credit notes. Both may apply coupons and add items; only admin changes the catalog.
+A ``finance`` key reads the revenue analytics and nothing else: it changes nothing,
+and the customers' names and emails stay with the roles that run the billing.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from fastapi.routing import APIRoute
 
 from kakin.services.api_keys import Role
 
-SERVICE, SUPPORT, ADMIN = Role.SERVICE, Role.SUPPORT, Role.ADMIN
-ORDER = (SERVICE, SUPPORT, ADMIN)  # how the roles are listed in messages and docs
-ANY_KEY = frozenset(ORDER)
+SERVICE, SUPPORT, ADMIN, FINANCE = Role.SERVICE, Role.SUPPORT, Role.ADMIN, Role.FINANCE
+ORDER = (SERVICE, SUPPORT, FINANCE, ADMIN)  # how the roles are listed in messages and docs
+# Every role that runs the billing; finance reads only the analytics (ANALYTICS_KEYS).
+ANY_KEY = frozenset({SERVICE, SUPPORT, ADMIN})
 SERVICE_KEYS = frozenset({SERVICE, ADMIN})
 SUPPORT_KEYS = frozenset({SUPPORT, ADMIN})
 ADMIN_KEYS = frozenset({ADMIN})
+ANALYTICS_KEYS = frozenset({SUPPORT, FINANCE, ADMIN})
 
 ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # customers
@@ -78,6 +82,13 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/invoices/{invoice_id}/credit-notes"): SUPPORT_KEYS,
     ("GET", "/v1/invoices/{invoice_id}/credit-notes"): ANY_KEY,
     ("GET", "/v1/audit-log"): SUPPORT_KEYS,
+    # revenue analytics (read-only)
+    ("GET", "/v1/analytics/mrr"): ANALYTICS_KEYS,
+    ("GET", "/v1/analytics/revenue"): ANALYTICS_KEYS,
+    ("GET", "/v1/analytics/customers"): ANALYTICS_KEYS,
+    ("GET", "/v1/analytics/receivables"): ANALYTICS_KEYS,
+    ("GET", "/v1/analytics/dunning"): ANALYTICS_KEYS,
+    ("GET", "/v1/analytics/forecast"): ANALYTICS_KEYS,
 }
 
 # No key: probes ask for health and readiness, and Stripe signs its webhooks instead.

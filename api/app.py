@@ -27,6 +27,7 @@ from api.deps import Deps, TemporalSource, by_endpoint
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
 from api.routers import (
+    analytics,
     audit,
     catalog,
     customers,
@@ -58,6 +59,7 @@ ROUTERS = (
     usage,
     documents,
     audit,
+    analytics,
 )
 # Each endpoint's roles go into its description once, when the routers are first
 # imported; a route that checks keys but has no row in the table stops the import.
@@ -76,7 +78,10 @@ def create_app(
     app = FastAPI(
         title="kakin",
         version="1",
-        description="Subscription billing: customers, the catalog, subscriptions and invoices.",
+        description=(
+            "Subscription billing: customers, the catalog, subscriptions and invoices, "
+            "and the revenue analytics."
+        ),
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,

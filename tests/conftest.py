@@ -265,6 +265,6 @@ def made_keys(request: pytest.FixtureRequest, pg_sessions: sessionmaker[Session]
 
     module = request.module.__name__.rsplit(".", 1)[-1]
     return {
-        role: api_keys.create_key(pg_sessions, name=f"{module} {role}", role=role)
-        for role in ("service", "support", "admin")
+        str(role): api_keys.create_key(pg_sessions, name=f"{module} {role}", role=role)
+        for role in api_keys.Role
     }

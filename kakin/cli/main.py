@@ -15,6 +15,7 @@ from kakin.cli import (
     customers,
     invoices,
     keys,
+    report,
     servers,
     subscriptions,
     usage,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     customers.add_read_commands(commands)
     subscriptions.add_read_commands(commands)
     audit.add_commands(commands)
+    report.add_commands(commands)
     servers.add_http_commands(commands)
     subscriptions.add_subscription_commands(commands)
     runtime.add_connection_options(parser)

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing.calendar import zone
 from billing.dunning import DunningPolicy, parse_policy
 from billing.tax import normalize_registration_number
 
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
 
     dunning_schedule: str = DEFAULT_DUNNING
 
+    # The calendar the revenue reports' days, weeks and months follow (an IANA zone):
+    # the seller's, not each customer's, so every currency's month ends at one moment.
+    # Tokyo, as the seller defaults above; "UTC" for a seller who closes books in UTC.
+    reporting_time_zone: str = "Asia/Tokyo"
+
     # Temporal payload encryption (AES-GCM, see kakin/codec.py): "id:base64key" entries,
     # comma-separated; the first (or encryption_key_id) encrypts, all of them decrypt.
     encryption_keys: str = Field(default="", repr=False)
@@ -98,6 +104,12 @@ class Settings(BaseSettings):
     def _valid_registration_number(cls, value: str) -> str:
         # T + 13 digits with a valid check digit; printed on every qualified invoice.
         return normalize_registration_number(value) if value.strip() else ""
+
+    @field_validator("reporting_time_zone")
+    @classmethod
+    def _valid_reporting_zone(cls, value: str) -> str:
+        zone(value)  # ValueError: not a zone the tz database knows
+        return value
 
     @field_validator("dunning_schedule")
     @classmethod

@@ -26,6 +26,8 @@ class Role(StrEnum):
     SERVICE = "service"
     SUPPORT = "support"
     ADMIN = "admin"
+    # Read-only, for the finance team: the revenue analytics (api.access.ROLES).
+    FINANCE = "finance"
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ def create_key(sessions: sessionmaker[Session], *, name: str, role: str) -> Crea
     try:
         role = Role(role)
     except ValueError:
-        raise InvalidRequestError(f"role {role!r} is not one of service, support, admin") from None
+        roles = ", ".join(r.value for r in Role)
+        raise InvalidRequestError(f"role {role!r} is not one of {roles}") from None
     if not name.strip():
         raise InvalidRequestError("a key needs a name saying who uses it")
     secret = f"kk_{role}_{secrets.token_urlsafe(32)}"

@@ -127,3 +127,13 @@ def reached_status(
     if actor is not None:
         conditions.append(AuditLog.actor == actor)
     return bool(session.scalar(select(func.count()).where(*conditions)))
+
+
+def last_action_times(session: Session, *, entity_type: str, action: str) -> dict[str, datetime]:
+    """Per entity, when ``action`` last happened to it (entities without it left out)."""
+    rows = session.execute(
+        select(AuditLog.entity_id, func.max(AuditLog.occurred_at))
+        .where(AuditLog.entity_type == entity_type, AuditLog.action == action)
+        .group_by(AuditLog.entity_id)
+    ).all()
+    return {entity_id: at for entity_id, at in rows if at is not None}

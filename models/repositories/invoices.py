@@ -94,3 +94,18 @@ def paid_invoice_counts(session: Session, subscription_ids: Iterable[str]) -> di
         .group_by(Invoice.subscription_id)
     ).all()
     return {sub_id: int(count) for sub_id, count in rows}
+
+
+def first_period_starts(session: Session, subscription_ids: Iterable[str]) -> dict[str, datetime]:
+    """The start of each subscription's first period invoice (its billing anchor, unless
+    the workflow moved the anchor later); a subscription with none is left out."""
+    rows = session.execute(
+        select(Invoice.subscription_id, func.min(Invoice.period_start))
+        .where(
+            Invoice.subscription_id.in_(subscription_ids),
+            # A period invoice's key (a proration's is another): see period_invoices_since.
+            Invoice.business_key.like("invoice:%"),
+        )
+        .group_by(Invoice.subscription_id)
+    ).all()
+    return {sub_id: start for sub_id, start in rows if start is not None}

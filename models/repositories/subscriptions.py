@@ -48,3 +48,14 @@ def subscription_statuses(session: Session, subscription_ids: Iterable[str]) -> 
         select(Subscription.id, Subscription.status).where(Subscription.id.in_(subscription_ids))
     ).all()
     return {sub_id: status for sub_id, status in rows}
+
+
+def subscriptions_in(session: Session, statuses: Iterable[str]) -> list[Subscription]:
+    """Every subscription in one of ``statuses``, oldest first."""
+    return list(
+        session.scalars(
+            select(Subscription)
+            .where(Subscription.status.in_(list(statuses)))
+            .order_by(Subscription.created_at, Subscription.id)
+        )
+    )

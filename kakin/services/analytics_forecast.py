@@ -1,0 +1,314 @@
+"""The forecast report: what each active subscription will bill, gathered for
+``billing.analytics.forecast`` (the method is documented there and in docs/metrics.md).
+
+Per subscription ``active`` or ``past_due``:
+
+- **the next invoice** is dated at the end of its current period, at the licensed
+  part of the invoice the renewal will create: ``invoice_drafts.period_draft``, the
+  function that builds the real invoice and the upcoming-invoice preview, without the
+  usage lines (tax, coupons still due and proration credit included, as invoiced);
+- **its calendar** (anchor, period index, zone) is found from the stored periods,
+  so later invoices fall where the workflow will date them (a month-end anchor keeps
+  its day);
+- **metered items** run at the usage received in the current period so far, per day
+  of the period elapsed, before tax;
+- **a cancellation at period end** bills nothing more; **a downgrade at period end**
+  bills the new plan from the next invoice on: the price comes from the workflow's
+  ``status`` query (the only place the pending price is kept), asked only of the
+  subscriptions whose audit log shows a plan change scheduled in the current period.
+
+Open invoices (as of now) count at the currency's recovery rate observed over the
+report's range (``billing.analytics.dunning``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from billing.analytics.buckets import bucket_range
+from billing.analytics.dunning import dunning as dunning_figures
+from billing.analytics.dunning import observed_recovery_rate
+from billing.analytics.forecast import ForecastWindow, SubscriptionOutlook
+from billing.analytics.forecast import forecast as forecast_windows
+from billing.analytics.mrr import COUNTED_STATUSES
+from billing.analytics.receivables import open_invoices
+from billing.calendar import Interval, boundary
+from billing.rounding import RoundingMode
+from kakin.services import subscriptions as subscription_service
+from kakin.services.analytics import CurrencyBlock, Report, ReportQuery, read_ledger
+from kakin.services.invoice_drafts import current_usage, period_draft
+from models.repositories import audit as audit_sql
+from models.repositories import invoices as invoice_sql
+from models.repositories import subscriptions as subscription_sql
+from models.repositories.common import find
+from models.tables import Price, Subscription
+
+log = logging.getLogger("kakin.analytics")
+
+# The audit action the workflow records when a downgrade is scheduled for period end.
+PLAN_CHANGE_SCHEDULED = "plan_change_scheduled"
+STATUS_TIMEOUT = 5.0  # seconds a workflow has to answer the status query
+QUERIES_AT_ONCE = 20  # status queries in flight at a time
+# About how long an interval is, to guess which period index a stored period has.
+_APPROX_DAYS = {Interval.DAY: 1.0, Interval.WEEK: 7.0, Interval.MONTH: 30.436875,
+                Interval.YEAR: 365.2425}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ForecastRow:
+    """One window of one currency, and what it was computed from.
+
+    Attributes:
+        recovery_rate: The currency's observed recovery rate over the report's range
+            that open invoices were weighted by (``None``: none observed, they add 0).
+        subscriptions: Active subscriptions in the currency that the forecast walked.
+    """
+
+    window: ForecastWindow
+    recovery_rate: Decimal | None
+    subscriptions: int
+
+
+@dataclass(frozen=True)
+class PlanChanges:
+    """Downgrades scheduled at period end, as the workflows answered.
+
+    Attributes:
+        pending: Subscription id to the price its next period bills.
+        unconfirmed: Subscriptions with a change scheduled whose workflow did not
+            answer: the forecast bills them at their current plan.
+    """
+
+    pending: Mapping[str, str]
+    unconfirmed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ForecastReport(Report):
+    unconfirmed_plan_changes: tuple[str, ...] = ()
+
+
+# -- scheduled plan changes (from the workflows) -----------------------------------------
+
+
+def plan_change_candidates(sessions: sessionmaker[Session]) -> list[str]:
+    """Active subscriptions whose audit log shows a plan change scheduled in their
+    current period (the others have no pending price)."""
+    with sessions() as session:
+        scheduled = audit_sql.last_action_times(
+            session, entity_type="subscription", action=PLAN_CHANGE_SCHEDULED
+        )
+        if not scheduled:
+            return []
+        return [
+            row.id
+            for row in subscription_sql.subscriptions_in(session, COUNTED_STATUSES)
+            if row.id in scheduled
+            and (row.current_period_start is None or scheduled[row.id] >= row.current_period_start)
+        ]
+
+
+async def scheduled_plan_changes(client: Client | None, candidates: list[str]) -> PlanChanges:
+    """The pending prices of the candidates (``plan_change_candidates``), asked of their
+    workflows, at most ``QUERIES_AT_ONCE`` at a time; without a client (Temporal down)
+    every candidate is unconfirmed."""
+    if client is None or not candidates:
+        return PlanChanges(pending={}, unconfirmed=tuple(candidates))
+    gate = asyncio.Semaphore(QUERIES_AT_ONCE)
+
+    async def ask(subscription_id: str) -> str | None:
+        async with gate:
+            view = await asyncio.wait_for(
+                subscription_service.subscription_status(client, subscription_id), STATUS_TIMEOUT
+            )
+        return view.pending_price_id
+
+    answers = await asyncio.gather(*(ask(i) for i in candidates), return_exceptions=True)
+    pending, unconfirmed = {}, []
+    for subscription_id, answer in zip(candidates, answers, strict=True):
+        if isinstance(answer, BaseException):
+            log.warning("no status from %s for the forecast: %s", subscription_id, answer)
+            unconfirmed.append(subscription_id)
+        elif answer:
+            pending[subscription_id] = answer
+    return PlanChanges(pending=pending, unconfirmed=tuple(unconfirmed))
+
+
+# -- each subscription's outlook ---------------------------------------------------------
+
+
+def _calendar(
+    subscription: Subscription, first_start: datetime | None
+) -> tuple[datetime, int, str]:
+    """``(anchor, index, zone)`` with ``boundary(anchor, ..., index) == current_period_end``.
+
+    The anchor is the requested start, the trial's end or the first period invoice's
+    start (the workflow's anchor unless dunning or a pause moved it), on the
+    customer's zone or UTC (what subscriptions started before zones were followed
+    keep). None matching: the next invoice opens period 0 of a calendar anchored at
+    it, so its usage is not forecast.
+    """
+    end = subscription.current_period_end
+    assert end is not None
+    price = subscription.price
+    interval, count = Interval(price.interval), price.interval_count
+    zones = list(dict.fromkeys([subscription.customer.time_zone or "UTC", "UTC"]))
+    candidates = (
+        subscription.billing_cycle_anchor,
+        subscription.trial_end,
+        first_start,
+        subscription.current_period_start,
+    )
+    for anchor in dict.fromkeys(c for c in candidates if c is not None and c < end):
+        guess = round((end - anchor) / timedelta(days=_APPROX_DAYS[interval] * count))
+        for time_zone in zones:
+            for index in (guess, guess - 1, guess + 1):
+                if index >= 1 and boundary(anchor, interval, count, index,
+                                           time_zone=time_zone) == end:  # fmt: skip
+                    return anchor, index, time_zone
+    return end, 0, zones[0]
+
+
+def _run_rate(session: Session, subscription: Subscription, as_of: datetime) -> Decimal:
+    """The metered items' cost so far in the current period, per day elapsed."""
+    start = subscription.current_period_start
+    if start is None or as_of <= start:
+        return Decimal(0)
+    used = sum(line.amount for line in current_usage(session, subscription))
+    days = Fraction((as_of - start) // timedelta(microseconds=1), 86_400_000_000)
+    exact = Fraction(used) / days
+    return Decimal(exact.numerator) / Decimal(exact.denominator)
+
+
+def outlook(
+    session: Session,
+    subscription: Subscription,
+    *,
+    as_of: datetime,
+    first_start: datetime | None,
+    pending_price: Price | None,
+    rounding: RoundingMode,
+) -> SubscriptionOutlook:
+    anchor, index, time_zone = _calendar(subscription, first_start)
+    price = subscription.price
+    interval, count = Interval(price.interval), price.interval_count
+    start = boundary(anchor, interval, count, index, time_zone=time_zone)
+    end = boundary(anchor, interval, count, index + 1, time_zone=time_zone)
+
+    def licensed(plan: Price | None) -> int:
+        draft = period_draft(session, subscription, period_start=start, period_end=end,
+                             usage_period=None, rounding=rounding, plan=plan)  # fmt: skip
+        return draft.totals.total
+
+    return SubscriptionOutlook(
+        subscription_id=subscription.id,
+        customer_id=subscription.customer_id,
+        currency=price.currency,
+        anchor=anchor,
+        interval=interval,
+        interval_count=count,
+        time_zone=time_zone,
+        next_period_index=index,
+        next_invoice_amount=licensed(pending_price),
+        metered_per_day=_run_rate(session, subscription, as_of),
+        cancel_at=start if subscription.cancel_at_period_end else None,
+    )
+
+
+def outlooks(
+    session: Session,
+    *,
+    currencies: tuple[str, ...],
+    as_of: datetime,
+    pending: Mapping[str, str],
+    rounding: RoundingMode,
+) -> list[SubscriptionOutlook]:
+    """The outlook of every active subscription in ``currencies`` with a period."""
+    rows = [
+        row
+        for row in subscription_sql.subscriptions_in(session, COUNTED_STATUSES)
+        if row.current_period_end is not None and row.price.currency in currencies
+    ]
+    firsts = invoice_sql.first_period_starts(session, [row.id for row in rows])
+    found = []
+    for row in rows:
+        price_id = pending.get(row.id)
+        found.append(
+            outlook(
+                session,
+                row,
+                as_of=as_of,
+                first_start=firsts.get(row.id),
+                pending_price=find(session, Price, price_id) if price_id else None,
+                rounding=rounding,
+            )
+        )
+    return found
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def forecast(
+    sessions: sessionmaker[Session],
+    query: ReportQuery,
+    *,
+    rounding: RoundingMode = RoundingMode.DOWN,
+    plan_changes: PlanChanges | None = None,
+) -> ForecastReport:
+    """Billing expected for the rest of this month and for the next month, per currency
+    (``ForecastRow``), from ``as_of``.
+
+    The query's range is the one the recovery rate is observed over. ``rounding`` is
+    the tax rounding invoices use (``KAKIN_TAX_ROUNDING``); ``plan_changes`` comes
+    from ``scheduled_plan_changes`` (``None``: no downgrade is known).
+    """
+    changes = plan_changes or PlanChanges(pending={})
+    # Open invoices are as of now, which may be after the range: read up to both.
+    checked, ledger = read_ledger(sessions, query, until=lambda r: max(r.end, r.as_of))
+    as_of = checked.as_of
+    with sessions() as session:
+        walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
+                          pending=changes.pending, rounding=rounding)  # fmt: skip
+    blocks = []
+    for code, entries in ledger.items():
+        rate = observed_recovery_rate(
+            dunning_figures(entries, buckets=checked.buckets, currency=code)
+        )
+        mine = [o for o in walked if o.currency == code]
+        windows = forecast_windows(
+            as_of=as_of,
+            time_zone=checked.time_zone,
+            subscriptions=mine,
+            open_invoices=open_invoices(entries, as_of=as_of),
+            recovery_rates={code: rate},
+        )
+        shown = [w for w in windows if w.currency == code] or _empty_windows(
+            as_of, checked.time_zone, code
+        )
+        rows = tuple(ForecastRow(window=w, recovery_rate=rate, subscriptions=len(mine))
+                     for w in shown)  # fmt: skip
+        blocks.append(CurrencyBlock(currency=code, rows=rows))
+    return ForecastReport(name="forecast", range=checked, blocks=tuple(blocks),
+                          unconfirmed_plan_changes=changes.unconfirmed)  # fmt: skip
+
+
+def _empty_windows(as_of: datetime, time_zone: str, code: str) -> list[ForecastWindow]:
+    """The two windows at zero, for a currency with nothing to forecast."""
+    day = timedelta(days=1)
+    month = bucket_range(from_=as_of, to=as_of + day, interval="month", time_zone=time_zone)[0]
+    following = bucket_range(from_=month.end, to=month.end + day, interval="month",
+                             time_zone=time_zone)[0]  # fmt: skip
+    return [
+        ForecastWindow(name="rest_of_month", start=as_of, end=month.end, currency=code),
+        ForecastWindow(name="next_month", start=month.end, end=following.end, currency=code),
+    ]
