@@ -38,7 +38,7 @@ from models.repositories import catalog as catalog_sql
 from models.repositories import credit_notes as credit_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import usage as usage_sql
-from models.tables import InvoiceLine, Price, Subscription, TaxRate
+from models.tables import Coupon, InvoiceLine, Price, Subscription, SubscriptionDiscount, TaxRate
 
 
 @dataclass(frozen=True)
@@ -220,19 +220,29 @@ def _coupons_due(session: Session, subscription: Subscription) -> list[CouponTer
     """
     due = []
     for redemption in subscription.discounts:
-        coupon = redemption.coupon
-        used = invoice_sql.period_invoices_since(session, subscription.id, redemption.redeemed_at)
-        terms = CouponTerms(
-            code=coupon.code,
-            duration=coupon.duration,  # type: ignore[arg-type]
-            percent_off=Decimal(coupon.percent_off) if coupon.percent_off else None,
-            amount_off=coupon.amount_off,
-            currency=coupon.currency,
-            duration_in_periods=coupon.duration_periods,
-        )
-        if applies(terms, period_index=used):
+        terms = coupon_terms(redemption.coupon)
+        if applies(terms, period_index=coupon_periods_used(session, redemption)):
             due.append(terms)
     return due
+
+
+def coupon_periods_used(session: Session, redemption: SubscriptionDiscount) -> int:
+    """How many period invoices the redeemed coupon has seen (its next period's index)."""
+    return invoice_sql.period_invoices_since(
+        session, redemption.subscription_id, redemption.redeemed_at
+    )
+
+
+def coupon_terms(coupon: Coupon) -> CouponTerms:
+    """A stored coupon's discount terms (what it takes off, for how long)."""
+    return CouponTerms(
+        code=coupon.code,
+        duration=coupon.duration,  # type: ignore[arg-type]
+        percent_off=Decimal(coupon.percent_off) if coupon.percent_off else None,
+        amount_off=coupon.amount_off,
+        currency=coupon.currency,
+        duration_in_periods=coupon.duration_periods,
+    )
 
 
 def compose(

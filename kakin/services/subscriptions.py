@@ -24,6 +24,7 @@ from billing.calendar import Interval, zone
 from billing.dunning import DunningPolicy
 from billing.proration import Proration, prorate
 from kakin import contracts
+from kakin.services import ledger
 from kakin.services.errors import (
     ConflictError,
     InvalidRequestError,
@@ -49,7 +50,7 @@ from models.repositories import audit as audit_sql
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import delete, find, get, new_id
-from models.tables import Customer, Price, Subscription
+from models.tables import Customer, Price, Subscription, utcnow
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -139,19 +140,21 @@ def _record(
             find(session, Price, price_id), price_id, customer.currency, billed="the customer"
         )
         time_zone = _calendar_of(customer)
-        session.add(
-            Subscription(
-                id=subscription_id,
-                customer_id=customer_id,
-                price_id=price_id,
-                quantity=quantity,
-                status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
-                billing_cycle_anchor=start_at,
-                workflow_id=workflow_id(subscription_id),
-                test_clock=test_clock,
-                metadata_=dict(metadata or {}),
-            )
+        subscription = Subscription(
+            id=subscription_id,
+            customer_id=customer_id,
+            price_id=price_id,
+            quantity=quantity,
+            status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
+            billing_cycle_anchor=start_at,
+            workflow_id=workflow_id(subscription_id),
+            test_clock=test_clock,
+            metadata_=dict(metadata or {}),
         )
+        session.add(subscription)
+        # Its start is billing time: start_at, else now (the workflow starts at once and
+        # takes the moment it starts).
+        ledger.record_started(session, subscription, price, occurred_at=start_at or utcnow())
         session.commit()
         return Interval(price.interval), price.interval_count, time_zone
 
@@ -187,6 +190,7 @@ def _forget(sessions: sessionmaker[Session], subscription_id: str) -> None:
     with sessions() as session:
         row = find(session, Subscription, subscription_id)
         if row is not None:
+            ledger.forget_started(session, subscription_id)
             delete(session, row)
             session.commit()
 
@@ -377,6 +381,12 @@ def apply_subscription_change(session: Session, change: SubscriptionChange) -> N
     if change.status == "canceled":
         subscription.canceled_at = change.occurred_at
         subscription.cancel_reason = change.reason
+    if previous != change.status:
+        # A cancel scheduled for the period end moves no MRR until it takes effect.
+        ledger.record_status_change(
+            session, subscription, status_before=previous, occurred_at=change.occurred_at,
+            actor=change.actor, reason=change.reason,
+        )  # fmt: skip
     audit_sql.audit(
         session,
         entity_type="subscription",
