@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from models.repositories import catalog as catalog_sql
 from models.repositories import credit_notes as credit_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import usage as usage_sql
-from models.tables import Coupon, InvoiceLine, Price, Subscription, SubscriptionDiscount, TaxRate
+from models.tables import InvoiceLine, Price, Subscription, SubscriptionDiscount, TaxRate
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,39 @@ class Draft:
         ]
 
 
-def rating_price(price: Price) -> rating.Price:
+class PriceColumns(Protocol):
+    """What rates a stored price: a ``Price`` row, or its columns read by a migration."""
+
+    @property
+    def pricing_model(self) -> str: ...
+    @property
+    def unit_amount(self) -> int: ...
+    @property
+    def unit_amount_decimal(self) -> str | None: ...
+    @property
+    def package_size(self) -> int | None: ...
+    @property
+    def tiers(self) -> list[dict[str, Any]] | None: ...
+
+
+class CouponColumns(Protocol):
+    """What a stored coupon takes off: a ``Coupon`` row, or its columns."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def duration(self) -> str: ...
+    @property
+    def percent_off(self) -> str | None: ...
+    @property
+    def amount_off(self) -> int | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def duration_periods(self) -> int | None: ...
+
+
+def rating_price(price: PriceColumns) -> rating.Price:
     """The pricing model of a stored price; ValueError says what is wrong with it."""
     unit = price.unit_amount_decimal if price.unit_amount_decimal is not None else price.unit_amount
     model = price.pricing_model
@@ -233,7 +265,7 @@ def coupon_periods_used(session: Session, redemption: SubscriptionDiscount) -> i
     )
 
 
-def coupon_terms(coupon: Coupon) -> CouponTerms:
+def coupon_terms(coupon: CouponColumns) -> CouponTerms:
     """A stored coupon's discount terms (what it takes off, for how long)."""
     return CouponTerms(
         code=coupon.code,

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 from temporalio import activity
@@ -33,7 +34,13 @@ from billing.calendar import Interval
 from billing.discounts import CouponDuration, applies
 from billing.rating import PerUnitPrice
 from billing.rating import Price as RatingPrice
-from kakin.services.invoice_drafts import coupon_periods_used, coupon_terms, rating_price
+from kakin.services.invoice_drafts import (
+    CouponColumns,
+    PriceColumns,
+    coupon_periods_used,
+    coupon_terms,
+    rating_price,
+)
 from models.payloads import InvoiceStatus, SubscriptionStatus
 from models.repositories import ledger as ledger_sql
 from models.tables import (
@@ -69,7 +76,20 @@ def recorded_at(occurred_at: datetime) -> datetime:
 # -- a subscription's MRR ----------------------------------------------------------------
 
 
-def _recurring(price: Price, quantity: int) -> RecurringItem:
+class PlanColumns(PriceColumns, Protocol):
+    """What a price contributes to MRR: its rating, whether metered, its interval."""
+
+    @property
+    def metric_id(self) -> str | None: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def interval(self) -> str: ...
+    @property
+    def interval_count(self) -> int: ...
+
+
+def _recurring(price: PlanColumns, quantity: int) -> RecurringItem:
     metered = price.metric_id is not None
     rated: RatingPrice
     if metered:
@@ -82,32 +102,49 @@ def _recurring(price: Price, quantity: int) -> RecurringItem:
     return RecurringItem(price=rated, quantity=quantity, metered=metered)
 
 
+def mrr_from(
+    *,
+    status: str,
+    plan: PlanColumns,
+    quantity: int,
+    items: Iterable[tuple[PlanColumns, int]] = (),
+    coupons: Iterable[CouponColumns] = (),
+) -> int:
+    """A subscription's MRR from its status, plan, items (price, quantity) and redeemed
+    coupons, in minor units of the plan's currency.
+
+    The items are billed on the plan's interval (as invoices bill them). Only a
+    ``forever`` coupon counts; of several, the first redeemed (``billing.analytics.mrr``
+    takes one). The back-fill migration calls this with the columns it reads.
+    """
+    forever = [c for c in coupons if c.duration == CouponDuration.FOREVER]
+    return subscription_mrr(
+        status=status,
+        items=[_recurring(plan, quantity), *(_recurring(p, n) for p, n in items)],
+        interval=Interval(plan.interval),
+        interval_count=plan.interval_count,
+        currency=plan.currency,
+        coupon=coupon_terms(forever[0]) if forever else None,
+    )
+
+
 def mrr_of(
     subscription: Subscription,
     *,
     price: Price | None = None,
     coupons: Iterable[Coupon] | None = None,
 ) -> int:
-    """The subscription's MRR now, in minor units of its currency.
+    """The subscription's MRR now (``mrr_from`` on its row).
 
     ``price`` is its plan when the row does not show it yet (a plan switched in this
-    transaction); ``coupons`` its redeemed coupons when one is being added. The items
-    are billed on the plan's interval (as invoices bill them). Only a ``forever``
-    coupon counts; of several, the first redeemed (``billing.analytics.mrr`` takes one).
+    transaction); ``coupons`` its redeemed coupons when one is being added.
     """
-    plan = price or subscription.price
-    held = list(coupons) if coupons is not None else [d.coupon for d in subscription.discounts]
-    forever = [c for c in held if c.duration == CouponDuration.FOREVER]
-    return subscription_mrr(
+    return mrr_from(
         status=subscription.status,
-        items=[
-            _recurring(plan, subscription.quantity),
-            *(_recurring(item.price, item.quantity) for item in subscription.items),
-        ],
-        interval=Interval(plan.interval),
-        interval_count=plan.interval_count,
-        currency=plan.currency,
-        coupon=coupon_terms(forever[0]) if forever else None,
+        plan=price or subscription.price,
+        quantity=subscription.quantity,
+        items=[(item.price, item.quantity) for item in subscription.items],
+        coupons=[d.coupon for d in subscription.discounts] if coupons is None else coupons,
     )
 
 
