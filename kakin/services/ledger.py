@@ -13,7 +13,7 @@ so the rules live in one place:
   Money entries (invoices, payments, credit notes, refunds) carry 0 in both: they never
   move MRR.
 - **Clock.** ``occurred_at`` is the billing time the change carries; ``recorded_at`` the
-  writer's clock in that time base (``recorded_at``): Temporal's in an activity (the
+  writer's clock in that time base (``recorded_at()``): Temporal's in an activity (the
   time-skipping test server moves it), the wall clock elsewhere, never before the
   change itself.
 """
@@ -41,7 +41,7 @@ from kakin.services.invoice_drafts import (
     coupon_terms,
     rating_price,
 )
-from models.payloads import InvoiceStatus, SubscriptionStatus
+from models.payloads import InvoiceStatus, SubscriptionChange, SubscriptionStatus
 from models.repositories import ledger as ledger_sql
 from models.tables import (
     Coupon,
@@ -189,13 +189,14 @@ def _record_mrr(
 
 
 def record_started(
-    session: Session, subscription: Subscription, price: Price, *, occurred_at: datetime
+    session: Session, subscription: Subscription, price: Price, *, start_at: datetime | None
 ) -> LedgerRow:
-    """A new subscription (trialing: MRR 0 until the trial converts)."""
+    """A new subscription (trialing: MRR 0 until the trial converts), dated ``start_at``,
+    else now: its workflow starts at once and takes that moment as its start."""
     return _record_mrr(
         session, subscription, EntryKind.SUBSCRIPTION_STARTED,
         f"{EntryKind.SUBSCRIPTION_STARTED}:{subscription.id}",
-        occurred_at=occurred_at, actor="system", status_before="", price=price,
+        occurred_at=start_at or utcnow(), actor="system", status_before="", price=price,
         details={"price_id": price.id, "quantity": str(subscription.quantity)},
     )  # fmt: skip
 
@@ -229,22 +230,16 @@ def status_key(kind: EntryKind, subscription_id: str, to: str, occurred_at: date
 
 
 def record_status_change(
-    session: Session,
-    subscription: Subscription,
-    *,
-    status_before: str,
-    occurred_at: datetime,
-    actor: str,
-    reason: str = "",
+    session: Session, subscription: Subscription, status_before: str, change: SubscriptionChange
 ) -> LedgerRow:
-    """The subscription's status moved from ``status_before`` to its row's status (a
-    cancel at period end is recorded when it takes effect, at the period end)."""
+    """The subscription's status moved from ``status_before`` to its row's, by ``change``
+    (a cancel at period end is recorded when it takes effect, at the period end)."""
     kind = status_kind(status_before, subscription.status)
+    at = change.occurred_at
     return _record_mrr(
-        session, subscription, kind,
-        status_key(kind, subscription.id, subscription.status, occurred_at),
-        occurred_at=occurred_at, actor=actor, status_before=status_before,
-        details={"reason": reason} if reason else None,
+        session, subscription, kind, status_key(kind, subscription.id, subscription.status, at),
+        occurred_at=at, actor=change.actor, status_before=status_before,
+        details={"reason": change.reason} if change.reason else None,
     )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ from models.repositories import audit as audit_sql
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import delete, find, get, new_id
-from models.tables import Customer, Price, Subscription, utcnow
+from models.tables import Customer, Price, Subscription
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -141,20 +141,13 @@ def _record(
         )
         time_zone = _calendar_of(customer)
         subscription = Subscription(
-            id=subscription_id,
-            customer_id=customer_id,
-            price_id=price_id,
-            quantity=quantity,
+            id=subscription_id, customer_id=customer_id, price_id=price_id, quantity=quantity,
             status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
-            billing_cycle_anchor=start_at,
-            workflow_id=workflow_id(subscription_id),
-            test_clock=test_clock,
-            metadata_=dict(metadata or {}),
-        )
+            billing_cycle_anchor=start_at, workflow_id=workflow_id(subscription_id),
+            test_clock=test_clock, metadata_=dict(metadata or {}),
+        )  # fmt: skip
         session.add(subscription)
-        # Its start is billing time: start_at, else now (the workflow starts at once and
-        # takes the moment it starts).
-        ledger.record_started(session, subscription, price, occurred_at=start_at or utcnow())
+        ledger.record_started(session, subscription, price, start_at=start_at)
         session.commit()
         return Interval(price.interval), price.interval_count, time_zone
 
@@ -381,12 +374,8 @@ def apply_subscription_change(session: Session, change: SubscriptionChange) -> N
     if change.status == "canceled":
         subscription.canceled_at = change.occurred_at
         subscription.cancel_reason = change.reason
-    if previous != change.status:
-        # A cancel scheduled for the period end moves no MRR until it takes effect.
-        ledger.record_status_change(
-            session, subscription, status_before=previous, occurred_at=change.occurred_at,
-            actor=change.actor, reason=change.reason,
-        )  # fmt: skip
+    if previous != change.status:  # a cancel at period end moves no MRR until it ends
+        ledger.record_status_change(session, subscription, previous, change)
     audit_sql.audit(
         session,
         entity_type="subscription",

@@ -35,7 +35,10 @@ def append(session: Session, event_key: str, **fields: Any) -> LedgerRow:
     entry first, so a row that the figures could not read is never written. The
     unique key is the backstop when two tries race: the second commit fails.
     """
-    existing = by_key(session, event_key)
+    # Not flushing the change being recorded: a try racing another finds out at its
+    # commit (the change's own unique key), where the caller handles it.
+    with session.no_autoflush:
+        existing = by_key(session, event_key)
     if existing is not None:
         return existing
     checked = LedgerEntry(id=1, **fields)  # validates and normalises (UTC, currency)

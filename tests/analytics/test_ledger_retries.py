@@ -53,7 +53,7 @@ def started(sessions: sessionmaker[Session], stripe: StripeGateway) -> tuple[str
         )  # fmt: skip
         session.add(subscription)
         price = catalog.find_price(session, price_id)
-        ledger.record_started(session, subscription, price, occurred_at=START)
+        ledger.record_started(session, subscription, price, start_at=START)
         session.commit()
     return subscription_id, price_id
 
