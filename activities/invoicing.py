@@ -21,6 +21,7 @@ from billing.proration import prorate
 from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, settle
 from kakin import contracts
+from kakin.services import ledger
 from kakin.services.invoice_documents import Seller, invoice_html
 from kakin.services.invoice_drafts import (
     Draft,
@@ -123,6 +124,7 @@ class InvoicingActivities:
     ) -> tuple[Subscription, Draft]:
         """The period's draft, on the subscription locked first (see create_invoice)."""
         subscription = usage_sql.lock_subscription(session, request.subscription_id)
+        ledger.record_coupons_expired(session, subscription, occurred_at=request.issued_at)
         draft = period_draft(
             session,
             subscription,
@@ -246,6 +248,7 @@ class InvoicingActivities:
             occurred_at=at,
             details={"number": invoice.number, "total": invoice.total},
         )
+        ledger.record_finalized(session, invoice, occurred_at=at, actor="workflow")
 
     def _issue_new(self, session: Session, key: str, request: CreateInvoiceRequest) -> Invoice:
         """create_invoice then finalize_invoice's changes, unflushed, for issue_invoice."""
@@ -293,6 +296,10 @@ class InvoicingActivities:
                 occurred_at=change.occurred_at,
                 details={"from_price": old.id, "to_price": new.id},
             )
+            ledger.record_plan_change(
+                session, subscription, old, new,
+                occurred_at=change.occurred_at, actor=change.actor, reason=change.reason,
+            )  # fmt: skip
             invoice = None
             if change.prorate_from is not None:
                 assert change.period_start is not None and change.period_end is not None

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from billing.stripe_rules import charge_step, chargeable, minimum_charge
 from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import ledger
 from models.payloads import (
     ChargeOutcome,
     ChargeRequest,
@@ -177,8 +178,8 @@ class PaymentActivities:
         attempt.status = status
         attempt.decline_code = decline_code
         attempt.failure_message = message or None
+        previous = invoice.status
         if status == "succeeded":
-            previous = invoice.status
             invoice.status = InvoiceStatus.PAID
             invoice.amount_paid = invoice.total - invoice.credit_applied - invoice.carried_forward
             invoice.paid_at = attempt.attempted_at
@@ -196,6 +197,7 @@ class PaymentActivities:
                     "payment_intent": attempt.stripe_payment_intent_id,
                 },
             )
+        ledger.record_payment(session, invoice, attempt, actor=actor, status_before=previous)
         session.commit()
         return _result(attempt)
 

@@ -18,7 +18,7 @@ from billing import discounts, metering, tax
 from billing.calendar import Interval
 from billing.money import normalize_currency
 from billing.rounding import parse_decimal
-from kakin.services import errors
+from kakin.services import errors, ledger
 from kakin.services.invoice_drafts import rating_price
 from kakin.services.shaping import shaped, shaped_page
 from models.repositories import catalog as catalog_sql
@@ -196,6 +196,9 @@ def add_item(
             raise CatalogError(f"subscription {subscription_id} holds price {price_id} already")
         item = SubscriptionItem(id=new_id("si"), price=price, quantity=quantity)
         subscription.items.append(item)
+        ledger.record_item_added(
+            session, subscription, item.id, price, occurred_at=datetime.now(UTC)
+        )
         session.commit()
         return item.id
 
@@ -287,6 +290,9 @@ def redeem_coupon(
         )  # fmt: skip
         session.add(redemption)
         try:
+            ledger.record_coupon_applied(
+                session, subscription, redemption.id, coupon, occurred_at=at
+            )
             session.commit()
         except IntegrityError:
             raise CatalogError(

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.services import ledger
 from kakin.services.errors import ConflictError, InvalidRequestError
 from kakin.services.invoices import find_invoice, stored_totals
 from kakin.services.shaping import shaped
@@ -172,6 +173,7 @@ def _record(
                 credit_note_id=row.id,
             )
         )
+    at = datetime.now(UTC)
     audit_sql.audit(
         session,
         entity_type="invoice",
@@ -179,9 +181,10 @@ def _record(
         action="credit_note_issued",
         actor=actor,
         reason=memo or str(reason),
-        occurred_at=datetime.now(UTC),
+        occurred_at=at,
         details={"credit_note": row.number, "amount": note.amount, "method": method},
     )
+    ledger.record_credit_note(session, invoice, row, occurred_at=at)
     return row
 
 
@@ -203,6 +206,7 @@ def settle_refund(
             )
         note.stripe_refund_id = refund_id
         note.status = "refunded"
+        ledger.record_refund(session, note.invoice, note, occurred_at=datetime.now(UTC))
         session.commit()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from models.repositories import catalog as catalog_sql
 from models.repositories import credit_notes as credit_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import usage as usage_sql
-from models.tables import InvoiceLine, Price, Subscription, TaxRate
+from models.tables import InvoiceLine, Price, Subscription, SubscriptionDiscount, TaxRate
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,39 @@ class Draft:
         ]
 
 
-def rating_price(price: Price) -> rating.Price:
+class PriceColumns(Protocol):
+    """What rates a stored price: a ``Price`` row, or its columns read by a migration."""
+
+    @property
+    def pricing_model(self) -> str: ...
+    @property
+    def unit_amount(self) -> int: ...
+    @property
+    def unit_amount_decimal(self) -> str | None: ...
+    @property
+    def package_size(self) -> int | None: ...
+    @property
+    def tiers(self) -> list[dict[str, Any]] | None: ...
+
+
+class CouponColumns(Protocol):
+    """What a stored coupon takes off: a ``Coupon`` row, or its columns."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def duration(self) -> str: ...
+    @property
+    def percent_off(self) -> str | None: ...
+    @property
+    def amount_off(self) -> int | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def duration_periods(self) -> int | None: ...
+
+
+def rating_price(price: PriceColumns) -> rating.Price:
     """The pricing model of a stored price; ValueError says what is wrong with it."""
     unit = price.unit_amount_decimal if price.unit_amount_decimal is not None else price.unit_amount
     model = price.pricing_model
@@ -220,19 +252,29 @@ def _coupons_due(session: Session, subscription: Subscription) -> list[CouponTer
     """
     due = []
     for redemption in subscription.discounts:
-        coupon = redemption.coupon
-        used = invoice_sql.period_invoices_since(session, subscription.id, redemption.redeemed_at)
-        terms = CouponTerms(
-            code=coupon.code,
-            duration=coupon.duration,  # type: ignore[arg-type]
-            percent_off=Decimal(coupon.percent_off) if coupon.percent_off else None,
-            amount_off=coupon.amount_off,
-            currency=coupon.currency,
-            duration_in_periods=coupon.duration_periods,
-        )
-        if applies(terms, period_index=used):
+        terms = coupon_terms(redemption.coupon)
+        if applies(terms, period_index=coupon_periods_used(session, redemption)):
             due.append(terms)
     return due
+
+
+def coupon_periods_used(session: Session, redemption: SubscriptionDiscount) -> int:
+    """How many period invoices the redeemed coupon has seen (its next period's index)."""
+    return invoice_sql.period_invoices_since(
+        session, redemption.subscription_id, redemption.redeemed_at
+    )
+
+
+def coupon_terms(coupon: CouponColumns) -> CouponTerms:
+    """A stored coupon's discount terms (what it takes off, for how long)."""
+    return CouponTerms(
+        code=coupon.code,
+        duration=coupon.duration,  # type: ignore[arg-type]
+        percent_off=Decimal(coupon.percent_off) if coupon.percent_off else None,
+        amount_off=coupon.amount_off,
+        currency=coupon.currency,
+        duration_in_periods=coupon.duration_periods,
+    )
 
 
 def compose(

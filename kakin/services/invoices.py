@@ -21,6 +21,7 @@ from billing.invoice_math import InvoiceLine as MathLine
 from billing.invoice_math import InvoiceTotals, compose_invoice
 from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
+from kakin.services import ledger
 from kakin.services.invoice_drafts import Draft, DraftLine, current_usage, upcoming_draft
 from kakin.services.shaping import shaped, shaped_page
 from models.payloads import InvoiceChange
@@ -113,6 +114,10 @@ def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
         reason=change.reason,
         occurred_at=change.occurred_at,
     )
+    ledger.record_marked(
+        session, invoice, status_before=previous, occurred_at=change.occurred_at,
+        actor=change.actor, reason=change.reason,
+    )  # fmt: skip
 
 
 # --- invoice reads, for the faces (each shapes a row inside its session) ---

@@ -41,7 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services import payments
+from kakin.services import ledger, payments
 from kakin.services.errors import InvalidRequestError, UnavailableError
 from kakin.services.subscriptions import handle
 from models.payloads import InvoiceStatus, PaymentMethodUpdated
@@ -271,13 +271,12 @@ def _late_payment(
             return f"subscription ended; not applied to {invoice.status} invoice {invoice_id}"
         previous = invoice.status
         now = utcnow()
-        session.add(
-            PaymentAttempt(
-                business_key=f"external:{state.id}", invoice_id=invoice.id, attempt=0,
-                amount=state.amount, currency=invoice.currency, status="succeeded",
-                stripe_payment_intent_id=state.id, attempted_at=now,
-            )
+        attempt = PaymentAttempt(
+            business_key=f"external:{state.id}", invoice_id=invoice.id, attempt=0,
+            amount=state.amount, currency=invoice.currency, status="succeeded",
+            stripe_payment_intent_id=state.id, attempted_at=now,
         )  # fmt: skip
+        session.add(attempt)
         invoice.status = InvoiceStatus.PAID
         invoice.amount_paid = invoice.total - invoice.credit_applied
         invoice.paid_at = now
@@ -286,6 +285,9 @@ def _late_payment(
             from_status=previous, to_status=InvoiceStatus.PAID, actor=ACTOR, occurred_at=now,
             details={"attempt": 0, "payment_intent": state.id, "subscription_ended": True},
         )  # fmt: skip
+        # A late payment: the periods it would have counted in may have closed, and the
+        # booking rule puts it in the one open now (recorded_at is now).
+        ledger.record_payment(session, invoice, attempt, actor=ACTOR, status_before=previous)
         session.commit()
     return f"subscription ended; {previous} invoice {invoice_id} marked paid"
 

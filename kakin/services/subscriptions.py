@@ -24,6 +24,7 @@ from billing.calendar import Interval, zone
 from billing.dunning import DunningPolicy
 from billing.proration import Proration, prorate
 from kakin import contracts
+from kakin.services import ledger
 from kakin.services.errors import (
     ConflictError,
     InvalidRequestError,
@@ -139,19 +140,14 @@ def _record(
             find(session, Price, price_id), price_id, customer.currency, billed="the customer"
         )
         time_zone = _calendar_of(customer)
-        session.add(
-            Subscription(
-                id=subscription_id,
-                customer_id=customer_id,
-                price_id=price_id,
-                quantity=quantity,
-                status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
-                billing_cycle_anchor=start_at,
-                workflow_id=workflow_id(subscription_id),
-                test_clock=test_clock,
-                metadata_=dict(metadata or {}),
-            )
-        )
+        subscription = Subscription(
+            id=subscription_id, customer_id=customer_id, price_id=price_id, quantity=quantity,
+            status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
+            billing_cycle_anchor=start_at, workflow_id=workflow_id(subscription_id),
+            test_clock=test_clock, metadata_=dict(metadata or {}),
+        )  # fmt: skip
+        session.add(subscription)
+        ledger.record_started(session, subscription, price, start_at=start_at)
         session.commit()
         return Interval(price.interval), price.interval_count, time_zone
 
@@ -187,6 +183,7 @@ def _forget(sessions: sessionmaker[Session], subscription_id: str) -> None:
     with sessions() as session:
         row = find(session, Subscription, subscription_id)
         if row is not None:
+            ledger.forget_started(session, subscription_id)
             delete(session, row)
             session.commit()
 
@@ -377,6 +374,8 @@ def apply_subscription_change(session: Session, change: SubscriptionChange) -> N
     if change.status == "canceled":
         subscription.canceled_at = change.occurred_at
         subscription.cancel_reason = change.reason
+    if previous != change.status:  # a cancel at period end moves no MRR until it ends
+        ledger.record_status_change(session, subscription, previous, change)
     audit_sql.audit(
         session,
         entity_type="subscription",

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from billing.analytics.ledger import MRR_KINDS, EntryKind, LedgerEntry
@@ -35,7 +35,10 @@ def append(session: Session, event_key: str, **fields: Any) -> LedgerRow:
     entry first, so a row that the figures could not read is never written. The
     unique key is the backstop when two tries race: the second commit fails.
     """
-    existing = by_key(session, event_key)
+    # Not flushing the change being recorded: a try racing another finds out at its
+    # commit (the change's own unique key), where the caller handles it.
+    with session.no_autoflush:
+        existing = by_key(session, event_key)
     if existing is not None:
         return existing
     checked = LedgerEntry(id=1, **fields)  # validates and normalises (UTC, currency)
@@ -47,6 +50,13 @@ def append(session: Session, event_key: str, **fields: Any) -> LedgerRow:
     row.kind = str(checked.kind)
     session.add(row)
     return row
+
+
+def discard(session: Session, event_key: str) -> None:
+    """Delete the row of a change that was undone before anything saw it (a subscription
+    whose workflow never started is deleted with its row): the one exception to
+    append-only, for a change that never took effect."""
+    session.execute(delete(LedgerRow).where(LedgerRow.event_key == event_key))
 
 
 def latest_mrr_entry(session: Session, subscription_id: str) -> LedgerRow | None:

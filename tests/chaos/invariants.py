@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing.analytics.ledger import MRR_KINDS
 from models.tables import (
     AuditLog,
     Customer,
@@ -26,6 +27,7 @@ from models.tables import (
     Invoice,
     InvoiceLine,
     InvoiceNumberSequence,
+    LedgerRow,
     Subscription,
     UsageEvent,
     WebhookEvent,
@@ -402,6 +404,48 @@ def check_script(
     return result
 
 
+def check_ledger(
+    invoices: Sequence[Invoice], entries: Sequence[LedgerRow]
+) -> tuple[Invariant, Invariant]:
+    """The ledger agrees with the invoices table (each finalized invoice invoiced once,
+    at its total; each paid one collected once, at what it took), no change is in it
+    twice, and each subscription's MRR entries chain (before = the last one's after)."""
+    books = Invariant("ledger = invoices (finalized and paid, once each, same amounts)")
+    once = Invariant("ledger: no event key twice; MRR entries chain per subscription")
+    by_kind: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for entry in entries:
+        if entry.invoice_id:
+            by_kind[entry.kind][entry.invoice_id].append(entry.amount)
+    for invoice in invoices:
+        expected = {
+            "invoice.finalized": [invoice.total] if invoice.finalized_at is not None else [],
+            "invoice.paid": [invoice.amount_paid] if invoice.status == "paid" else [],
+        }
+        for kind, amounts in expected.items():
+            books.checked += 1
+            found = by_kind[kind].get(invoice.id, [])
+            if found != amounts:
+                books.fail(f"{invoice.id} ({invoice.status}): {kind} {found}, wanted {amounts}")
+    known = {invoice.id for invoice in invoices}
+    for kind in ("invoice.finalized", "invoice.paid"):
+        for invoice_id in by_kind[kind].keys() - known:
+            books.fail(f"{kind} for {invoice_id}, which is not in the invoices table")
+    for key, count in Counter(entry.event_key for entry in entries).items():
+        once.checked += 1
+        if count > 1:
+            once.fail(f"{key}: {count} entries")
+    last: dict[str, int] = {}
+    for entry in sorted(entries, key=lambda e: e.id):
+        if entry.kind not in MRR_KINDS:
+            continue
+        once.checked += 1
+        before = last.get(entry.subscription_id, 0)
+        if entry.mrr_before != before:
+            once.fail(f"{entry.event_key}: MRR before {entry.mrr_before}, the last after {before}")
+        last[entry.subscription_id] = entry.mrr_after
+    return books, once
+
+
 def check(
     sessions: sessionmaker[Session],
     *,
@@ -436,6 +480,7 @@ def check(
         lines = list(session.scalars(select(InvoiceLine).where(InvoiceLine.kind == "usage")))
         sequence = session.get(InvoiceNumberSequence, "invoice")
         subscriptions = {s.id: s for s in session.scalars(select(Subscription))}
+        ledger = list(session.scalars(select(LedgerRow)))
     owner = {invoice.id: invoice.subscription_id for invoice in invoices}
     usage_lines: dict[str, list[InvoiceLine]] = defaultdict(list)
     for line in lines:
@@ -461,6 +506,7 @@ def check(
     script = check_script(planned, paid_periods, invoices, renewals)
     answered, once = check_webhooks(webhook_events, webhook_tries, hooks)
     cards = check_cards(customers, stripe_defaults or {}, changes)
+    books, ledger_once = check_ledger(invoices, ledger)
     statuses = Counter(i.status for i in invoices)
     figures = {
         "subscriptions": len(planned),
@@ -483,6 +529,7 @@ def check(
             Counter(_outcome_kind(row.outcome) for row in hooks if row.outcome).most_common()
         ),
         "card_changes_applied": len(changes),
+        "ledger_entries": len(ledger),
     }
     return Report(
         invariants=[
@@ -498,6 +545,8 @@ def check(
             answered,
             once,
             cards,
+            books,
+            ledger_once,
         ],
         figures=figures,
     )
