@@ -10,7 +10,7 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from kakin.cli.output import sessions
+from kakin.cli.output import command_group, sessions
 from kakin.services import catalog
 
 
@@ -108,7 +108,7 @@ def _item_add(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    price = commands.add_parser("price", help="prices").add_subparsers(dest="action", required=True)
+    price = command_group(commands, "price", "prices")
     create = price.add_parser("create", help="create a product and its price (any model)")
     create.add_argument("--product", required=True, help="product name")
     create.add_argument("--currency", default="JPY", help="ISO 4217 (default JPY)")
@@ -125,9 +125,7 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--tax-rate", action="append", help="a tax rate id (txr_...), repeat")
     create.set_defaults(handler=_price_create)
 
-    metric = commands.add_parser("metric", help="billable metrics").add_subparsers(
-        dest="action", required=True
-    )
+    metric = command_group(commands, "metric", "billable metrics")
     create = metric.add_parser("create", help="define what usage events add up to")
     create.add_argument("--code", required=True)
     create.add_argument("--name")
@@ -137,9 +135,7 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--property", help="the event property aggregated (not for count)")
     create.set_defaults(handler=_metric_create)
 
-    tax = commands.add_parser("tax-rate", help="tax rates").add_subparsers(
-        dest="action", required=True
-    )
+    tax = command_group(commands, "tax-rate", "tax rates")
     create = tax.add_parser("create", help="a tax rate, e.g. 消費税 10%%")
     create.add_argument("--name", required=True)
     create.add_argument("--percentage", required=True)
@@ -148,9 +144,7 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--jurisdiction", default="")
     create.set_defaults(handler=_tax_rate_create)
 
-    coupon = commands.add_parser("coupon", help="coupons").add_subparsers(
-        dest="action", required=True
-    )
+    coupon = command_group(commands, "coupon", "coupons")
     create = coupon.add_parser("create", help="a percentage or fixed-amount coupon")
     create.add_argument("--code", required=True)
     create.add_argument("--name")
@@ -167,9 +161,8 @@ def add_commands(commands: Any) -> None:
     redeem.add_argument("code")
     redeem.set_defaults(handler=_coupon_redeem)
 
-    item = commands.add_parser("item", help="prices a subscription holds besides its plan")
-    item_actions = item.add_subparsers(dest="action", required=True)
-    add = item_actions.add_parser("add", help="add a metered price or an add-on")
+    item = command_group(commands, "item", "prices a subscription holds besides its plan")
+    add = item.add_parser("add", help="add a metered price or an add-on")
     add.add_argument("subscription")
     add.add_argument("price")
     add.add_argument("--quantity", type=int, default=1)
