@@ -123,8 +123,7 @@ def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
 # --- invoice reads, for the faces (each shapes a row inside its session) ---
 
 
-# Filtered as ``invoice_sql.invoices`` takes them: status, customer_id, subscription_id.
-_invoices = Reads(Invoice, "Invoice", invoice_sql.invoices)
+_invoices = Reads(Invoice, "Invoice", filters=("status", "customer_id", "subscription_id"))
 find_invoice, get_invoice, list_invoices = _invoices.find, _invoices.get, _invoices.page
 
 

@@ -8,8 +8,7 @@ session or an ORM row past it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,15 +43,12 @@ class Reads(Generic[R]):
     ``find_price, get_price, list_prices = _prices.find, _prices.get, _prices.page``.
     """
 
-    def __init__(
-        self, model: type[R], what: str, pages: Callable[..., tuple[list[R], bool]] | None = None
-    ) -> None:
-        """``what`` names the row in a ``NotFoundError`` (``"Price"``); ``pages`` reads a
-        page with the list's filters (a repository's, such as ``invoice_sql.invoices``),
-        by default the table's rows unfiltered."""
+    def __init__(self, model: type[R], what: str, *, filters: tuple[str, ...] = ()) -> None:
+        """``what`` names the row in a ``NotFoundError`` (``"Price"``); ``filters`` are
+        the columns a page may be filtered on (each given must equal its value)."""
         self.model = model
         self.what = what
-        self.pages = pages or partial(common.page, model=model)
+        self.filters = filters
 
     def find(self, session: Session, row_id: str) -> R:
         """The row, or a ``NotFoundError`` naming the id."""
@@ -68,11 +64,16 @@ class Reads(Generic[R]):
         *,
         limit: int,
         starting_after: str | None,
-        **filters: Any,
+        **filters: str | None,
     ) -> tuple[list[T], bool]:
-        """A page after ``starting_after`` (an id), filtered as ``pages`` takes them."""
+        """A page after ``starting_after`` (an id); a filter of None or "" filters nothing."""
+        unknown = sorted(set(filters) - set(self.filters))
+        if unknown:
+            raise TypeError(f"a page of {self.what} rows takes no filter {', '.join(unknown)}")
 
         def read(session: Session) -> tuple[list[R], bool]:
-            return self.pages(session, limit=limit, starting_after=starting_after, **filters)
+            return common.page(
+                session, self.model, limit=limit, starting_after=starting_after, equal=filters
+            )
 
         return shaped_page(sessions, read, shape)

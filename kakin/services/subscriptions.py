@@ -435,8 +435,7 @@ async def workflow_errors(
 
 # --- subscription reads, for the faces (each shapes a row inside its session) ---
 
-# Filtered as ``subscription_sql.subscriptions`` takes them: status, customer_id, price_id.
-_subscriptions = Reads(Subscription, "Subscription", subscription_sql.subscriptions)
+_subscriptions = Reads(Subscription, "Subscription", filters=("status", "customer_id", "price_id"))
 find_subscription = _subscriptions.find
 get_subscription, list_subscriptions = _subscriptions.get, _subscriptions.page
 
