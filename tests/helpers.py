@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -27,8 +28,10 @@ from temporalio.worker import Worker
 
 from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform.settings import Settings
 from kakin.runtime import build_worker
 from kakin.services import catalog, customers, subscriptions
+from kakin.services.api_keys import CreatedKey
 from models.payloads import StatusView
 from models.repositories import subscriptions as subscription_sql
 from models.tables import AuditLog, EmailMessage, Invoice, PaymentAttempt, Subscription
@@ -127,6 +130,34 @@ async def pay_elsewhere(
     )  # fmt: skip
     assert stripe.confirm_intent(intent, idempotency_key=f"{intent}:confirm").status == "succeeded"
     return intent
+
+
+# -- calling the API ---------------------------------------------------------------------
+
+# Settings for an app whose database and Temporal the test passes in (create_app).
+SETTINGS = Settings(stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db")
+
+
+def client(base_url: str, key: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+
+def as_role(url: str, made_keys: dict[str, CreatedKey], role: str) -> httpx.AsyncClient:
+    """An async client that calls the API with the key made for ``role``."""
+    return httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {made_keys[role].secret}"}, timeout=60
+    )
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, str]:
+    """The API's error body (``{"error": {"type", "message"}}``), asserting its status."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"type", "message"}
+    assert "Traceback" not in response.text
+    return dict(body["error"])
 
 
 # -- running pieces: a worker, the API ---------------------------------------------------

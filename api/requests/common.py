@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+)
 
 from billing.money import normalize_currency
 from billing.rounding import parse_decimal
@@ -49,6 +57,20 @@ def check_reason(value: str, what: str) -> str:
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ReasonedRequest(Request):
+    """A body whose first field is the reason staff give (kept in the audit log): 1 to
+    1,000 characters, not blank, stored stripped; a blank one is refused naming
+    ``REASON_FOR``, what it is the reason for."""
+
+    REASON_FOR: ClassVar[str]
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return check_reason(value, cls.REASON_FOR)
 
 
 # Every free string in a request body has a length limit (the body as a whole is limited

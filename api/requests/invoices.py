@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from api.requests.common import MAX_AMOUNT, Amount, Request, check_reason
+from api.requests.common import MAX_AMOUNT, Amount, ReasonedRequest, Request
 
 
-class InvoiceActionCreate(Request):
-    reason: str = Field(min_length=1, max_length=1000)
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str) -> str:
-        return check_reason(value, "writing the invoice off")
+class InvoiceActionCreate(ReasonedRequest):
+    REASON_FOR = "writing the invoice off"
 
 
 class CreditNoteCreate(Request):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from api.requests.common import Moment, Request, check_reason
+from api.requests.common import Moment, ReasonedRequest, Request, check_reason
 
 METADATA_KEYS = 50
 MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
@@ -42,23 +42,13 @@ class SubscriptionCreate(Request):
     _metadata = field_validator("metadata")(check_metadata)
 
 
-class CancelCreate(Request):
-    reason: str = Field(min_length=1, max_length=1000)
+class CancelCreate(ReasonedRequest):
+    REASON_FOR = "the cancellation"
     at_period_end: bool = False
 
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str) -> str:
-        return check_reason(value, "the cancellation")
 
-
-class PauseCreate(Request):
-    reason: str = Field(min_length=1, max_length=1000)
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str) -> str:
-        return check_reason(value, "the pause")
+class PauseCreate(ReasonedRequest):
+    REASON_FOR = "the pause"
 
 
 class ResumeCreate(Request):

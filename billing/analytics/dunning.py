@@ -68,12 +68,10 @@ class _Episode:
 
 @dataclass
 class _Tally:
-    first_attempts: int = 0
-    first_attempt_failures: int = 0
-    recovered: int = 0
-    lost: int = 0
-    recovered_amount: int = 0
-    lost_amount: int = 0
+    """One bucket's figures as they add up: ``counts`` holds the ``DunningBucket``
+    counts and amounts by field name (``recovered``, ``lost_amount``...)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
     by_step: Counter[str] = field(default_factory=Counter)
     by_code: Counter[str] = field(default_factory=Counter)
     durations: list[timedelta] = field(default_factory=list)
@@ -111,8 +109,8 @@ def dunning(
 def _follow(item: Booked, episodes: dict[str, _Episode], tally: _Tally) -> None:
     entry = item.entry
     if entry.kind in _PAYMENTS and entry.attempt == 1:
-        tally.first_attempts += 1
-        tally.first_attempt_failures += entry.kind is EntryKind.PAYMENT_FAILED
+        tally.counts["first_attempts"] += 1
+        tally.counts["first_attempt_failures"] += entry.kind is EntryKind.PAYMENT_FAILED
     if entry.kind is EntryKind.PAYMENT_FAILED and entry.invoice_id:
         started = episodes.setdefault(
             entry.invoice_id,
@@ -127,15 +125,15 @@ def _follow(item: Booked, episodes: dict[str, _Episode], tally: _Tally) -> None:
         return
     if entry.kind is EntryKind.INVOICE_PAID:
         del episodes[entry.invoice_id]
-        tally.recovered += 1
-        tally.recovered_amount += entry.amount
+        tally.counts["recovered"] += 1
+        tally.counts["recovered_amount"] += entry.amount
         tally.by_step[entry.dunning_step or episode.last_step] += entry.amount
         tally.by_code[episode.decline_code] += entry.amount
         tally.durations.append(entry.occurred_at - episode.started_at)
     elif entry.kind in _LOST:
         del episodes[entry.invoice_id]
-        tally.lost += 1
-        tally.lost_amount += episode.amount
+        tally.counts["lost"] += 1
+        tally.counts["lost_amount"] += episode.amount
 
 
 def _row(bucket: Bucket, code: str, tally: _Tally) -> DunningBucket:
@@ -153,12 +151,7 @@ def _row(bucket: Bucket, code: str, tally: _Tally) -> DunningBucket:
     return DunningBucket(
         bucket=bucket,
         currency=code,
-        first_attempts=tally.first_attempts,
-        first_attempt_failures=tally.first_attempt_failures,
-        recovered=tally.recovered,
-        lost=tally.lost,
-        recovered_amount=tally.recovered_amount,
-        lost_amount=tally.lost_amount,
+        **tally.counts,
         recovered_by_step=dict(sorted(tally.by_step.items())),
         recovered_by_decline_code=dict(sorted(tally.by_code.items())),
         time_to_recover_median=median,

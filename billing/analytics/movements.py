@@ -181,14 +181,7 @@ def mrr_movements(
                     customers_end=sweep.customers[code],
                     subscriptions_end=sweep.active[code],
                     corrections=tuple(sorted(corrections[code])),
-                    new=moves["new"],
-                    expansion=moves["expansion"],
-                    contraction=moves["contraction"],
-                    churn=moves["churn"],
-                    reactivation=moves["reactivation"],
-                    new_customers=moves["new_customers"],
-                    reactivated_customers=moves["reactivated_customers"],
-                    churned_customers=moves["churned_customers"],
+                    **moves,
                 )
             )
     return tuple(row for code in currencies for row in rows[code])
@@ -197,6 +190,7 @@ def mrr_movements(
 def _classify(
     first_seen: dict[tuple[str, str], tuple[int, bool]], now: Counter[tuple[str, str]]
 ) -> Counter[str]:
+    """The bucket's movements by ``MrrBucket`` field name (``new``, ``churned_customers``...)."""
     moves = Counter[str]()
     for key, (before, had_mrr) in first_seen.items():
         after = now[key]

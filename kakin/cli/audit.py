@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kakin.cli.output import MAX_LIMIT, format_when, print_list, shorten
+from kakin.cli.output import MAX_LIMIT, command_group, format_when, print_list, shorten
 from kakin.services import audit
 from kakin.views.audit import AuditEntryOut
 from models.tables import AuditLog
@@ -22,16 +22,16 @@ def _moment(text: str) -> datetime:
     return value if len(text) > 10 else value.replace(tzinfo=ZoneInfo("UTC"))
 
 
-def _entry_row(row: AuditLog) -> list[str]:
-    return [
-        str(row.id),
-        format_when(row.occurred_at, time=True) + "Z",
-        f"{row.entity_type} {row.entity_id}",
-        row.action,
-        f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
-        row.actor,
-        shorten(row.reason),
-    ]
+def _entry_row(row: AuditLog) -> dict[str, str]:
+    return {
+        "id": str(row.id),
+        "occurred (UTC)": format_when(row.occurred_at, time=True) + "Z",
+        "what": f"{row.entity_type} {row.entity_id}",
+        "action": row.action,
+        "status": f"{row.from_status or '-'} → {row.to_status}" if row.to_status else "",
+        "actor": row.actor,
+        "reason": shorten(row.reason),
+    }
 
 
 def _audit_list(args: argparse.Namespace) -> int:
@@ -40,9 +40,8 @@ def _audit_list(args: argparse.Namespace) -> int:
         audit.list_entries_shaped,
         view=AuditEntryOut,
         row_of=_entry_row,
-        headers=["id", "occurred (UTC)", "what", "action", "status", "actor", "reason"],
         what="audit entries",
-        right=(0,),
+        right=["id"],
         subscription_id=args.subscription,
         customer_id=args.customer,
         actor=args.actor,
@@ -53,9 +52,7 @@ def _audit_list(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    audit_log = commands.add_parser("audit", help="read the audit log").add_subparsers(
-        dest="action", required=True
-    )
+    audit_log = command_group(commands, "audit", "read the audit log")
     listed = audit_log.add_parser("list", help="who did what and why, newest first")
     listed.add_argument(
         "--subscription", help="a subscription's entries and its invoices' (sub_...)"

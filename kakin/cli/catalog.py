@@ -7,10 +7,12 @@ the same at a terminal as over HTTP.
 from __future__ import annotations
 
 import argparse
+import inspect
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from kakin.cli.output import sessions
+from kakin.cli.output import command_group, sessions
 from kakin.services import catalog
 
 
@@ -26,68 +28,20 @@ def _tier(text: str) -> dict[str, Any]:
     return {"up_to": up_to, "unit_amount": parts[1], "flat_amount": int(flat)}
 
 
-def _price_create(args: argparse.Namespace) -> int:
-    price_id = catalog.create_price(
-        sessions(),
-        product_name=args.product,
-        currency=args.currency,
-        unit_amount=args.unit_amount,
-        interval=args.interval,
-        interval_count=args.interval_count,
-        pricing_model=args.model,
-        unit_amount_decimal=args.unit_amount_decimal,
-        package_size=args.package_size,
-        tiers=args.tier or None,
-        metric_code=args.metric,
-        tax_rate_ids=args.tax_rate or [],
-    )
-    print(price_id)
-    return 0
+def _creates(make: Callable[..., str]) -> Callable[[argparse.Namespace], int]:
+    """The handler of a ``... create`` command: it prints the id ``make(sessions(),
+    **options)`` returns, the options being the command's own, each named (its
+    ``dest``) as ``make`` takes it. A ``--name`` left out is the ``--code``."""
+    takes = inspect.signature(make).parameters
 
+    def handler(args: argparse.Namespace) -> int:
+        options = {name: value for name, value in vars(args).items() if name in takes}
+        if "code" in options and not options.get("name"):
+            options["name"] = options["code"]
+        print(make(sessions(), **options))
+        return 0
 
-def _metric_create(args: argparse.Namespace) -> int:
-    print(
-        catalog.create_metric(
-            sessions(),
-            code=args.code,
-            name=args.name or args.code,
-            aggregation=args.aggregation,
-            property=args.property,
-        )
-    )
-    return 0
-
-
-def _tax_rate_create(args: argparse.Namespace) -> int:
-    print(
-        catalog.create_tax_rate(
-            sessions(),
-            name=args.name,
-            percentage=args.percentage,
-            inclusive=args.inclusive,
-            jurisdiction=args.jurisdiction,
-            reduced=args.reduced,
-        )
-    )
-    return 0
-
-
-def _coupon_create(args: argparse.Namespace) -> int:
-    print(
-        catalog.create_coupon(
-            sessions(),
-            code=args.code,
-            name=args.name or args.code,
-            duration=args.duration,
-            percent_off=args.percent_off,
-            amount_off=args.amount_off,
-            currency=args.currency,
-            duration_in_periods=args.periods,
-            redeem_by=args.redeem_by,
-            max_redemptions=args.max_redemptions,
-        )
-    )
-    return 0
+    return handler
 
 
 def _coupon_redeem(args: argparse.Namespace) -> int:
@@ -108,26 +62,38 @@ def _item_add(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    price = commands.add_parser("price", help="prices").add_subparsers(dest="action", required=True)
+    price = command_group(commands, "price", "prices")
     create = price.add_parser("create", help="create a product and its price (any model)")
-    create.add_argument("--product", required=True, help="product name")
+    create.add_argument(
+        "--product", dest="product_name", metavar="PRODUCT", required=True, help="product name"
+    )
     create.add_argument("--currency", default="JPY", help="ISO 4217 (default JPY)")
     create.add_argument("--unit-amount", type=int, default=0, help="minor units; flat per seat")
     create.add_argument("--interval", default="month", choices=["day", "week", "month", "year"])
     create.add_argument("--interval-count", type=int, default=1)
     create.add_argument(
-        "--model", default="flat", choices=["flat", "per_unit", "graduated", "volume", "package"]
+        "--model",
+        dest="pricing_model",
+        default="flat",
+        choices=["flat", "per_unit", "graduated", "volume", "package"],
     )
     create.add_argument("--unit-amount-decimal", help='per unit or package, e.g. "0.015"')
     create.add_argument("--package-size", type=int)
-    create.add_argument("--tier", type=_tier, action="append", help="UP_TO:UNIT[:FLAT], repeat")
-    create.add_argument("--metric", help="a metric code: the price is billed on usage")
-    create.add_argument("--tax-rate", action="append", help="a tax rate id (txr_...), repeat")
-    create.set_defaults(handler=_price_create)
+    create.add_argument(
+        "--tier", dest="tiers", metavar="TIER", type=_tier, action="append",
+        help="UP_TO:UNIT[:FLAT], repeat",
+    )  # fmt: skip
+    create.add_argument(
+        "--metric", dest="metric_code", metavar="METRIC",
+        help="a metric code: the price is billed on usage",
+    )  # fmt: skip
+    create.add_argument(
+        "--tax-rate", dest="tax_rate_ids", metavar="TAX_RATE", action="append",
+        help="a tax rate id (txr_...), repeat",
+    )  # fmt: skip
+    create.set_defaults(handler=_creates(catalog.create_price))
 
-    metric = commands.add_parser("metric", help="billable metrics").add_subparsers(
-        dest="action", required=True
-    )
+    metric = command_group(commands, "metric", "billable metrics")
     create = metric.add_parser("create", help="define what usage events add up to")
     create.add_argument("--code", required=True)
     create.add_argument("--name")
@@ -135,22 +101,18 @@ def add_commands(commands: Any) -> None:
         "--aggregation", required=True, choices=["count", "sum", "max", "unique_count", "latest"]
     )
     create.add_argument("--property", help="the event property aggregated (not for count)")
-    create.set_defaults(handler=_metric_create)
+    create.set_defaults(handler=_creates(catalog.create_metric))
 
-    tax = commands.add_parser("tax-rate", help="tax rates").add_subparsers(
-        dest="action", required=True
-    )
+    tax = command_group(commands, "tax-rate", "tax rates")
     create = tax.add_parser("create", help="a tax rate, e.g. 消費税 10%%")
     create.add_argument("--name", required=True)
     create.add_argument("--percentage", required=True)
     create.add_argument("--inclusive", action="store_true")
     create.add_argument("--reduced", action="store_true", help="Japan's reduced rate (※)")
     create.add_argument("--jurisdiction", default="")
-    create.set_defaults(handler=_tax_rate_create)
+    create.set_defaults(handler=_creates(catalog.create_tax_rate))
 
-    coupon = commands.add_parser("coupon", help="coupons").add_subparsers(
-        dest="action", required=True
-    )
+    coupon = command_group(commands, "coupon", "coupons")
     create = coupon.add_parser("create", help="a percentage or fixed-amount coupon")
     create.add_argument("--code", required=True)
     create.add_argument("--name")
@@ -158,18 +120,20 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--percent-off")
     create.add_argument("--amount-off", type=int)
     create.add_argument("--currency")
-    create.add_argument("--periods", type=int, help="with repeating: how many invoices")
+    create.add_argument(
+        "--periods", dest="duration_in_periods", metavar="PERIODS", type=int,
+        help="with repeating: how many invoices",
+    )  # fmt: skip
     create.add_argument("--redeem-by", type=datetime.fromisoformat, help="ISO time with zone")
     create.add_argument("--max-redemptions", type=int)
-    create.set_defaults(handler=_coupon_create)
+    create.set_defaults(handler=_creates(catalog.create_coupon))
     redeem = coupon.add_parser("redeem", help="apply a coupon from the next invoice")
     redeem.add_argument("subscription")
     redeem.add_argument("code")
     redeem.set_defaults(handler=_coupon_redeem)
 
-    item = commands.add_parser("item", help="prices a subscription holds besides its plan")
-    item_actions = item.add_subparsers(dest="action", required=True)
-    add = item_actions.add_parser("add", help="add a metered price or an add-on")
+    item = command_group(commands, "item", "prices a subscription holds besides its plan")
+    add = item.add_parser("add", help="add a metered price or an add-on")
     add.add_argument("subscription")
     add.add_argument("price")
     add.add_argument("--quantity", type=int, default=1)

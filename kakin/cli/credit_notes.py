@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from kakin import runtime
-from kakin.cli.output import sessions
+from kakin.cli.output import command_group, sessions
 from kakin.platform.settings import get_settings
 from kakin.services import credit_notes
 
@@ -23,9 +23,7 @@ def _credit_note_create(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    credit = commands.add_parser("credit-note", help="credit notes").add_subparsers(
-        dest="action", required=True
-    )
+    credit = command_group(commands, "credit-note", "credit notes")
     create = credit.add_parser("create", help="credit a paid invoice (refund or credit)")
     create.add_argument("invoice_id")
     create.add_argument(

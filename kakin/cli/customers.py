@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from kakin import runtime
-from kakin.cli.output import format_when, listing, print_list
+from kakin.cli.output import command_group, format_when, listing, print_list
 from kakin.platform.settings import get_settings
 from kakin.services import customers
 from kakin.views.customers import CustomerOut
@@ -29,34 +29,27 @@ def _customer_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _customer_row(row: Customer) -> list[str]:
-    return [
-        row.id,
-        row.name,
-        row.email,
-        row.currency,
-        row.locale,
-        row.time_zone,
-        "yes" if row.stripe_payment_method_id else "no",
-        format_when(row.created_at, row.time_zone),
-    ]
+def _customer_row(row: Customer) -> dict[str, str]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "currency": row.currency,
+        "locale": row.locale,
+        "time zone": row.time_zone,
+        "card": "yes" if row.stripe_payment_method_id else "no",
+        "created": format_when(row.created_at, row.time_zone),
+    }
 
 
 def _customers_list(args: argparse.Namespace) -> int:
     return print_list(
-        args,
-        customers.list_customers,
-        view=CustomerOut,
-        row_of=_customer_row,
-        headers=["id", "name", "email", "currency", "locale", "time zone", "card", "created"],
-        what="customers",
+        args, customers.list_customers, view=CustomerOut, row_of=_customer_row, what="customers"
     )
 
 
 def add_commands(commands: Any) -> None:
-    customer = commands.add_parser("customer", help="customers").add_subparsers(
-        dest="action", required=True
-    )
+    customer = command_group(commands, "customer", "customers")
     create = customer.add_parser("create", help="create a customer (and its Stripe customer)")
     create.add_argument("--email", required=True)
     create.add_argument("--name", required=True)
@@ -68,9 +61,7 @@ def add_commands(commands: Any) -> None:
 
 
 def add_read_commands(commands: Any) -> None:
-    group = commands.add_parser("customers", help="read customers").add_subparsers(
-        dest="action", required=True
-    )
+    group = command_group(commands, "customers", "read customers")
     listed = group.add_parser("list", help="customers, newest first")
     listing(listed)
     listed.set_defaults(handler=_customers_list)

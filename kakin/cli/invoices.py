@@ -15,6 +15,7 @@ from billing.rounding import RoundingMode
 from kakin import runtime
 from kakin.adapters.rendering import make_template_env
 from kakin.cli.output import (
+    command_group,
     format_money,
     format_table,
     format_when,
@@ -48,18 +49,18 @@ def _period(start: datetime, end: datetime, zone: str) -> str:
     return f"{format_when(start, zone)} – {format_when(end, zone)}"
 
 
-def _invoice_row(row: Invoice) -> list[str]:
+def _invoice_row(row: Invoice) -> dict[str, str]:
     customer = row.customer
-    return [
-        row.number or "-",
-        row.id,
-        row.status,
-        format_money(row.total, row.currency, customer),
-        format_money(row.amount_paid, row.currency, customer),
-        _period(row.period_start, row.period_end, customer.time_zone),
-        customer.name,
-        row.subscription_id,
-    ]
+    return {
+        "number": row.number or "-",
+        "id": row.id,
+        "status": row.status,
+        "total": format_money(row.total, row.currency, customer),
+        "paid": format_money(row.amount_paid, row.currency, customer),
+        "period": _period(row.period_start, row.period_end, customer.time_zone),
+        "customer": customer.name,
+        "subscription": row.subscription_id,
+    }
 
 
 def _invoices_list(args: argparse.Namespace) -> int:
@@ -68,9 +69,8 @@ def _invoices_list(args: argparse.Namespace) -> int:
         invoices.list_invoices,
         view=InvoiceOut,
         row_of=_invoice_row,
-        headers=["number", "id", "status", "total", "paid", "period", "customer", "subscription"],
         what="invoices",
-        right=(3, 4),
+        right=["total", "paid"],
         status=args.status,
         customer_id=args.customer,
         subscription_id=args.subscription,
@@ -227,9 +227,7 @@ def _invoices_pdf(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    group = commands.add_parser("invoices", help="read invoices").add_subparsers(
-        dest="action", required=True
-    )
+    group = command_group(commands, "invoices", "read invoices")
     listed = group.add_parser("list", help="invoices, newest first")
     listed.add_argument("--customer", help="only this customer's (cus_...)")
     listed.add_argument("--subscription", help="only this subscription's (sub_...)")

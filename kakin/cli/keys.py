@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kakin.cli.output import sessions
+from kakin.cli.output import command_group, sessions
 from kakin.services import api_keys
 from kakin.services.errors import InvalidRequestError, NotFoundError
 
@@ -44,9 +44,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    keys = commands.add_parser("keys", help="API keys for the HTTP API").add_subparsers(
-        dest="action", required=True
-    )
+    keys = command_group(commands, "keys", "API keys for the HTTP API")
     create = keys.add_parser("create", help="create a key (printed once, stored hashed)")
     create.add_argument("--name", required=True, help="who uses it, e.g. 'shop backend'")
     create.add_argument("--role", required=True, choices=[r.value for r in api_keys.Role])

@@ -1,4 +1,5 @@
-"""What every ``kakin`` command prints with: tables, money, times, JSON, paging."""
+"""What every ``kakin`` command prints with (tables, money, times, JSON, paging), and the
+parser pieces the commands share."""
 
 from __future__ import annotations
 
@@ -99,14 +100,14 @@ def print_list(
     list_rows: Callable[..., tuple[Sequence[Any], bool]],
     *,
     view: Any,
-    row_of: Callable[[Any], list[str]],
-    headers: Sequence[str],
+    row_of: Callable[[Any], dict[str, str]],
     what: str,
-    right: Sequence[int] = (),
+    right: Sequence[str] = (),
     **filters: Any,
 ) -> int:
     """What a ``... list`` command prints: with ``--json`` the HTTP API's list (each row
-    as ``view.of(row)``, the API's response model), else a table of ``row_of(row)``.
+    as ``view.of(row)``, the API's response model), else a table of ``row_of(row)``
+    (each column's header and cell; the columns named in ``right`` right-aligned).
 
     ``list_rows`` is a feature service's ``list_...(sessions, shape, *, limit,
     starting_after, **filters)``: it shapes each row inside its session, so the rows'
@@ -123,7 +124,9 @@ def print_list(
         return 0
     rows, more = fetch(row_of)
     if rows:
-        print(format_table(headers, rows, right=right))
+        headers = list(rows[0])
+        at = [headers.index(name) for name in right]
+        print(format_table(headers, [list(row.values()) for row in rows], right=at))
     print_more(len(rows), more, what)
     return 0
 
@@ -138,3 +141,8 @@ def listing(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=20, help=f"at most {MAX_LIMIT}")
     parser.add_argument("--starting-after", help="the last id of the previous page")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def command_group(commands: Any, name: str, help: str) -> Any:
+    """``kakin NAME ACTION ...``: a command whose actions are subcommands of their own."""
+    return commands.add_parser(name, help=help).add_subparsers(dest="action", required=True)

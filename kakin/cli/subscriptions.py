@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
 
 from kakin import runtime
-from kakin.cli.output import format_money, format_when, listing, print_list
+from kakin.cli.output import command_group, format_money, format_when, listing, print_list
 from kakin.platform.codec import EncryptionKeyError
 from kakin.platform.settings import ConfigurationError, Settings
 from kakin.services import subscriptions
@@ -211,22 +211,22 @@ def starter_main(argv: list[str] | None = None) -> int:
     return asyncio.run(run_command(build_starter_parser().parse_args(argv)))
 
 
-def _subscription_row(row: Subscription) -> list[str]:
+def _subscription_row(row: Subscription) -> dict[str, str]:
     price, customer = row.price, row.customer
     every = (
         price.interval if price.interval_count == 1 else f"{price.interval_count} {price.interval}s"
     )
     amount = format_money(price.unit_amount * row.quantity, price.currency, customer)
     plan = f"{price.product.name} ×{row.quantity}" if row.quantity > 1 else price.product.name
-    return [
-        row.id,
-        row.status + (" (ends)" if row.cancel_at_period_end else ""),
-        customer.name,
-        plan,
-        f"{amount} / {every}",
-        format_when(row.current_period_end, customer.time_zone),
-        format_when(row.created_at, customer.time_zone),
-    ]
+    return {
+        "id": row.id,
+        "status": row.status + (" (ends)" if row.cancel_at_period_end else ""),
+        "customer": customer.name,
+        "plan": plan,
+        "amount": f"{amount} / {every}",
+        "period end": format_when(row.current_period_end, customer.time_zone),
+        "created": format_when(row.created_at, customer.time_zone),
+    }
 
 
 def _subscriptions_list(args: argparse.Namespace) -> int:
@@ -235,18 +235,15 @@ def _subscriptions_list(args: argparse.Namespace) -> int:
         subscriptions.list_subscriptions,
         view=SubscriptionOut,
         row_of=_subscription_row,
-        headers=["id", "status", "customer", "plan", "amount", "period end", "created"],
         what="subscriptions",
-        right=(4,),
+        right=["amount"],
         status=args.status,
         customer_id=args.customer,
     )
 
 
 def add_read_commands(commands: Any) -> None:
-    listed_group = commands.add_parser(
-        "subscriptions", help="read subscriptions (stored rows)"
-    ).add_subparsers(dest="action", required=True)
+    listed_group = command_group(commands, "subscriptions", "read subscriptions (stored rows)")
     listed = listed_group.add_parser("list", help="subscriptions, newest first")
     listed.add_argument("--status", choices=[s.value for s in SubscriptionStatus])
     listed.add_argument("--customer", help="only this customer's (cus_...)")

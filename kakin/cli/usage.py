@@ -8,7 +8,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from kakin.cli.output import format_money, format_table, format_when, print_json, sessions
+from kakin.cli.output import (
+    command_group,
+    format_money,
+    format_table,
+    format_when,
+    print_json,
+    sessions,
+)
 from kakin.services import invoices
 from kakin.services.errors import InvalidRequestError
 from kakin.services.usage import UsageEventIn, ingest
@@ -94,9 +101,7 @@ def _usage_show(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    usage = commands.add_parser("usage", help="usage events").add_subparsers(
-        dest="action", required=True
-    )
+    usage = command_group(commands, "usage", "usage events")
     report = usage.add_parser("report", help="report usage (one event, or JSON lines)")
     report.add_argument("--file", help="JSON lines, one event each ('-': stdin)")
     report.add_argument("--event-id")

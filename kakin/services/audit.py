@@ -26,16 +26,15 @@ def list_entries(
     *,
     limit: int = 20,
     starting_after: int | None = None,
-    subscription_id: str | None = None,
-    customer_id: str | None = None,
-    actor: str | None = None,
-    action: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    **filters: str | None,
 ) -> tuple[list[AuditLog], bool]:
     """One page of audit entries, newest first, and whether more follow.
 
-    Filters combine (all must hold); see ``audit_sql.audit_entries`` for what each matches.
+    ``filters`` are ``subscription_id``, ``customer_id``, ``actor`` and ``action`` (an
+    empty one filters nothing); they combine with the range (all must hold). See
+    ``audit_sql.audit_entries`` for what each matches.
 
     Raises:
         InvalidRequestError: a limit out of range, a time without a zone, an empty
@@ -50,17 +49,10 @@ def list_entries(
             )
     if since is not None and until is not None and since >= until:
         raise InvalidRequestError("since must be before until")
+    given = {name: value or None for name, value in filters.items()}
     try:
         return audit_sql.audit_entries(
-            session,
-            limit=limit,
-            starting_after=starting_after,
-            subscription_id=subscription_id or None,
-            customer_id=customer_id or None,
-            actor=actor or None,
-            action=action or None,
-            since=since,
-            until=until,
+            session, limit=limit, starting_after=starting_after, since=since, until=until, **given
         )
     except InvalidCursorError as error:
         raise InvalidRequestError(str(error)) from None

@@ -20,10 +20,10 @@ from billing.money import normalize_currency
 from billing.rounding import parse_decimal
 from kakin.services import errors, ledger
 from kakin.services.invoice_drafts import rating_price
-from kakin.services.shaping import shaped, shaped_page
+from kakin.services.shaping import Reads
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
-from models.repositories.common import find, get, new_id, page
+from models.repositories.common import find, new_id
 from models.tables import (
     BillableMetric,
     Coupon,
@@ -54,6 +54,16 @@ def _rule(check: Any, *args: Any, **kwargs: Any) -> Any:
         raise CatalogError(str(error)) from None
 
 
+def _add_unique(session: Session, row: object, *, taken: str) -> None:
+    """Add ``row`` and commit; a unique key it repeats (a code, a coupon already held)
+    is a ``CatalogError`` saying ``taken``."""
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        raise CatalogError(taken) from None
+
+
 def create_metric(
     sessions: sessionmaker[Session],
     *,
@@ -67,11 +77,7 @@ def create_metric(
         metric = BillableMetric(
             id=new_id("bm"), code=code, name=name, aggregation=aggregation, property=property
         )
-        session.add(metric)
-        try:
-            session.commit()
-        except IntegrityError:
-            raise CatalogError(f"a metric with code {code!r} exists already") from None
+        _add_unique(session, metric, taken=f"a metric with code {code!r} exists already")
         return metric.id
 
 
@@ -240,11 +246,7 @@ def create_coupon(
             redeem_by=redeem_by,
             max_redemptions=max_redemptions,
         )
-        session.add(coupon)
-        try:
-            session.commit()
-        except IntegrityError:
-            raise CatalogError(f"a coupon with code {code!r} exists already") from None
+        _add_unique(session, coupon, taken=f"a coupon with code {code!r} exists already")
         return coupon.id
 
 
@@ -301,28 +303,18 @@ def redeem_coupon(
         return redemption.id
 
 
-# --- price reads and archiving, for the faces (each shapes a row inside its session) ---
+# --- reads and archiving, for the faces (each shapes a row inside its session) ---
 
 T = TypeVar("T")
 
-
-def find_price(session: Session, price_id: str) -> Price:
-    """The price, or a ``NotFoundError`` naming the id."""
-    return get(session, Price, price_id, "Price")
-
-
-def get_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
-    return _get(sessions, Price, price_id, "Price", shape)
-
-
-def list_prices(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Price], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    return _list(sessions, Price, shape, limit=limit, starting_after=starting_after)
+_prices = Reads(Price, "Price")
+find_price, get_price, list_prices = _prices.find, _prices.get, _prices.page
+_metrics = Reads(BillableMetric, "Metric")
+get_metric, list_metrics = _metrics.get, _metrics.page
+_tax_rates = Reads(TaxRate, "Tax rate")
+get_tax_rate, list_tax_rates = _tax_rates.get, _tax_rates.page
+_coupons = Reads(Coupon, "Coupon")
+get_coupon, list_coupons = _coupons.get, _coupons.page
 
 
 def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
@@ -332,69 +324,3 @@ def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callabl
         row.active = False
         session.commit()
         return shape(row)
-
-
-# --- metric, tax rate and coupon reads, for the faces ---
-
-
-def _get(
-    sessions: sessionmaker[Session], model: Any, row_id: str, what: str, shape: Callable[[Any], T]
-) -> T:
-    return shaped(sessions, lambda session: get(session, model, row_id, what), shape)
-
-
-def _list(
-    sessions: sessionmaker[Session],
-    model: Any,
-    shape: Callable[[Any], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    return shaped_page(
-        sessions,
-        lambda session: page(session, model, limit=limit, starting_after=starting_after),
-        shape,
-    )
-
-
-def get_metric(sessions: sessionmaker[Session], metric_id: str, shape: Callable[[Any], T]) -> T:
-    return _get(sessions, BillableMetric, metric_id, "Metric", shape)
-
-
-def list_metrics(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Any], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    return _list(sessions, BillableMetric, shape, limit=limit, starting_after=starting_after)
-
-
-def get_tax_rate(sessions: sessionmaker[Session], rate_id: str, shape: Callable[[Any], T]) -> T:
-    return _get(sessions, TaxRate, rate_id, "Tax rate", shape)
-
-
-def list_tax_rates(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Any], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    return _list(sessions, TaxRate, shape, limit=limit, starting_after=starting_after)
-
-
-def get_coupon(sessions: sessionmaker[Session], coupon_id: str, shape: Callable[[Any], T]) -> T:
-    return _get(sessions, Coupon, coupon_id, "Coupon", shape)
-
-
-def list_coupons(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Any], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    return _list(sessions, Coupon, shape, limit=limit, starting_after=starting_after)

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.money import normalize_currency
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import InvalidRequestError
-from kakin.services.shaping import shaped, shaped_page
+from kakin.services.shaping import Reads, shaped_page
 from models.repositories import invoices as invoice_sql
 from models.repositories import payments as payment_sql
-from models.repositories.common import get, new_id, page
-from models.tables import Customer, Invoice, PaymentAttempt
+from models.repositories.common import new_id
+from models.tables import Customer
 
 
 def create_customer(
@@ -69,31 +69,10 @@ def create_customer(
 # --- reads and the update, for the faces (each shapes a row inside its session) ---
 
 T = TypeVar("T")
+R = TypeVar("R")
 
-
-def find_customer(session: Session, customer_id: str) -> Customer:
-    """The customer, or a ``NotFoundError`` naming the id."""
-    return get(session, Customer, customer_id, "Customer")
-
-
-def get_customer(
-    sessions: sessionmaker[Session], customer_id: str, shape: Callable[[Customer], T]
-) -> T:
-    return shaped(sessions, lambda session: find_customer(session, customer_id), shape)
-
-
-def list_customers(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Customer], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    return shaped_page(
-        sessions,
-        lambda session: page(session, Customer, limit=limit, starting_after=starting_after),
-        shape,
-    )
+_customers = Reads(Customer, "Customer")
+find_customer, get_customer, list_customers = _customers.find, _customers.get, _customers.page
 
 
 def update_customer(
@@ -113,35 +92,30 @@ def update_customer(
         return shape(row)
 
 
-def list_customer_invoices(
-    sessions: sessionmaker[Session],
-    customer_id: str,
-    shape: Callable[[Invoice], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-) -> tuple[list[T], bool]:
-    def read(session: Session) -> tuple[list[Invoice], bool]:
-        find_customer(session, customer_id)
-        return invoice_sql.invoices(
-            session, customer_id=customer_id, limit=limit, starting_after=starting_after
-        )
+def _customer_pages(
+    pages: Callable[..., tuple[list[R], bool]],
+) -> Callable[..., tuple[list[Any], bool]]:
+    """``list_...(sessions, customer_id, shape, *, limit, starting_after)``: a page of
+    ``pages`` filtered by the customer, who must exist (``NotFoundError``: not so)."""
 
-    return shaped_page(sessions, read, shape)
+    def list_of(
+        sessions: sessionmaker[Session],
+        customer_id: str,
+        shape: Callable[[R], T],
+        *,
+        limit: int,
+        starting_after: Any,
+    ) -> tuple[list[T], bool]:
+        def read(session: Session) -> tuple[list[R], bool]:
+            find_customer(session, customer_id)
+            return pages(
+                session, customer_id=customer_id, limit=limit, starting_after=starting_after
+            )
+
+        return shaped_page(sessions, read, shape)
+
+    return list_of
 
 
-def list_customer_payments(
-    sessions: sessionmaker[Session],
-    customer_id: str,
-    shape: Callable[[PaymentAttempt], T],
-    *,
-    limit: int,
-    starting_after: int | None,
-) -> tuple[list[T], bool]:
-    def read(session: Session) -> tuple[list[PaymentAttempt], bool]:
-        find_customer(session, customer_id)
-        return payment_sql.customer_payments(
-            session, customer_id, limit=limit, starting_after=starting_after
-        )
-
-    return shaped_page(sessions, read, shape)
+list_customer_invoices = _customer_pages(invoice_sql.invoices)
+list_customer_payments = _customer_pages(payment_sql.customer_payments)

@@ -23,7 +23,7 @@ from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
 from kakin.services import ledger
 from kakin.services.invoice_drafts import Draft, DraftLine, current_usage, upcoming_draft
-from kakin.services.shaping import shaped, shaped_page
+from kakin.services.shaping import Reads
 from models.payloads import InvoiceChange
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
@@ -123,35 +123,8 @@ def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
 # --- invoice reads, for the faces (each shapes a row inside its session) ---
 
 
-def find_invoice(session: Session, invoice_id: str) -> Invoice:
-    """The invoice, or a ``NotFoundError`` naming the id."""
-    return get(session, Invoice, invoice_id, "Invoice")
-
-
-def get_invoice(
-    sessions: sessionmaker[Session], invoice_id: str, shape: Callable[[Invoice], T]
-) -> T:
-    return shaped(sessions, lambda session: find_invoice(session, invoice_id), shape)
-
-
-def list_invoices(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Invoice], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-    status: str | None = None,
-    customer_id: str | None = None,
-    subscription_id: str | None = None,
-) -> tuple[list[T], bool]:
-    filters = {"status": status, "customer_id": customer_id, "subscription_id": subscription_id}
-    return shaped_page(
-        sessions,
-        lambda session: invoice_sql.invoices(
-            session, limit=limit, starting_after=starting_after, **filters
-        ),
-        shape,
-    )
+_invoices = Reads(Invoice, "Invoice", filters=("status", "customer_id", "subscription_id"))
+find_invoice, get_invoice, list_invoices = _invoices.find, _invoices.get, _invoices.page
 
 
 def invoice_and_subscription_status(

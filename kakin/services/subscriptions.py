@@ -9,10 +9,10 @@ way and starts workflows with the same ids and search attributes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -32,7 +32,7 @@ from kakin.services.errors import (
     RefusedError,
     UnavailableError,
 )
-from kakin.services.shaping import shaped, shaped_page
+from kakin.services.shaping import Reads
 from models.payloads import (
     CancelRequest,
     ChangePlanRequest,
@@ -435,36 +435,9 @@ async def workflow_errors(
 
 # --- subscription reads, for the faces (each shapes a row inside its session) ---
 
-T = TypeVar("T")
-
-
-def find_subscription(session: Session, subscription_id: str) -> Subscription:
-    """The subscription, or a ``NotFoundError`` naming the id."""
-    return get(session, Subscription, subscription_id, "Subscription")
-
-
-def get_subscription(
-    sessions: sessionmaker[Session], subscription_id: str, shape: Callable[[Subscription], T]
-) -> T:
-    return shaped(sessions, lambda session: find_subscription(session, subscription_id), shape)
-
-
-def list_subscriptions(
-    sessions: sessionmaker[Session],
-    shape: Callable[[Subscription], T],
-    *,
-    limit: int,
-    starting_after: str | None,
-    status: str | None = None,
-    customer_id: str | None = None,
-    price_id: str | None = None,
-) -> tuple[list[T], bool]:
-    def read(session: Session) -> tuple[list[Subscription], bool]:
-        return subscription_sql.subscriptions(session, limit=limit, starting_after=starting_after,
-                                              status=status, customer_id=customer_id,
-                                              price_id=price_id)  # fmt: skip
-
-    return shaped_page(sessions, read, shape)
+_subscriptions = Reads(Subscription, "Subscription", filters=("status", "customer_id", "price_id"))
+find_subscription = _subscriptions.find
+get_subscription, list_subscriptions = _subscriptions.get, _subscriptions.page
 
 
 def check_not_canceled(

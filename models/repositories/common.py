@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select, text
@@ -57,16 +58,20 @@ def page(
     limit: int,
     starting_after: Any = None,
     where: ColumnElement[bool] | None = None,
+    equal: Mapping[str, Any] | None = None,
 ) -> tuple[list[T], bool]:
     """One page of ``model`` rows, newest first, and whether more follow.
 
     ``starting_after`` is the id of the last row of the previous page; the order is
-    ``(created_at, id)`` descending, so pages never skip or repeat a row.
+    ``(created_at, id)`` descending, so pages never skip or repeat a row. The rows are
+    those ``where`` holds for and whose columns named in ``equal`` equal their values
+    (``matching``: a value of None or "" filters nothing).
     """
     columns: Any = model
     query = select(model).order_by(columns.created_at.desc(), columns.id.desc())
-    if where is not None:
-        query = query.where(where)
+    for condition in (where, matching(model, **(equal or {}))):
+        if condition is not None:
+            query = query.where(condition)
     if starting_after is not None:
         cursor = session.get(model, starting_after)
         if cursor is None:

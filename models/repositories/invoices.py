@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.payloads import InvoiceStatus
-from models.repositories.common import NotFoundError, get, matching, page
+from models.repositories.common import NotFoundError, get, page
 from models.tables import Invoice, InvoiceNumberSequence
 
 
@@ -59,19 +59,11 @@ def take_number(session: Session, series: str, prefix: str) -> str:
 
 
 def invoices(
-    session: Session,
-    *,
-    limit: int,
-    starting_after: str | None = None,
-    status: str | None = None,
-    customer_id: str | None = None,
-    subscription_id: str | None = None,
+    session: Session, *, limit: int, starting_after: str | None = None, **equal: str | None
 ) -> tuple[list[Invoice], bool]:
-    """A page of invoices, newest first; each filter given must hold."""
-    where = matching(
-        Invoice, status=status, customer_id=customer_id, subscription_id=subscription_id
-    )
-    return page(session, Invoice, limit=limit, starting_after=starting_after, where=where)
+    """A page of invoices, newest first, where each column named (``status``,
+    ``customer_id``, ``subscription_id``) equals its value."""
+    return page(session, Invoice, limit=limit, starting_after=starting_after, equal=equal)
 
 
 def period_invoices_since(session: Session, subscription_id: str, since: datetime) -> int:

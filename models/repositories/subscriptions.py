@@ -1,4 +1,4 @@
-"""Subscriptions: by id, lists, the live ones of a customer, stored statuses."""
+"""Subscriptions: by id, the live ones of a customer, stored statuses."""
 
 from __future__ import annotations
 
@@ -8,26 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.payloads import SubscriptionStatus
-from models.repositories.common import get, matching, page
+from models.repositories.common import get
 from models.tables import Subscription
 
 
 def subscription(session: Session, subscription_id: str) -> Subscription:
     return get(session, Subscription, subscription_id)
-
-
-def subscriptions(
-    session: Session,
-    *,
-    limit: int,
-    starting_after: str | None = None,
-    status: str | None = None,
-    customer_id: str | None = None,
-    price_id: str | None = None,
-) -> tuple[list[Subscription], bool]:
-    """A page of subscriptions, newest first; each filter given must hold."""
-    where = matching(Subscription, status=status, customer_id=customer_id, price_id=price_id)
-    return page(session, Subscription, limit=limit, starting_after=starting_after, where=where)
 
 
 def live_subscription_ids(session: Session, customer_id: str) -> list[str]:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.analytics.ledger import EntryKind
 from kakin.services.api_keys import CreatedKey
 from models.repositories import ledger as ledger_sql
-from tests.api.test_api import client, error_of
+from tests.helpers import client, error_of
 
 pytestmark = pytest.mark.devserver
 

@@ -8,23 +8,17 @@ import json
 import logging
 import pkgutil
 import re
-import threading
-import time
 import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import api.requests
@@ -32,41 +26,11 @@ import api.routers
 from api.app import create_app
 from api.requests.common import Request
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.platform.settings import Settings
 from kakin.services import api_keys, subscriptions
 from kakin.services import errors as errors_service
-from kakin.services.api_keys import CreatedKey
 from models.db import make_engine, make_session_factory
 from models.tables import Customer
-from tests.helpers import OK_CARD, free_ports
-from tests.support.encryption import converter_for_tests
-
-SETTINGS = Settings(stripe_api_key="sk_test_kakin", database_url="sqlite:///unused.db")
-
-
-@contextmanager
-def running(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on a free port in a background thread; yields its base URL."""
-    port = free_ports(1)[0]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="kakin-api-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise AssertionError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def connect_to(target: str) -> Callable[[], Any]:
-    # Connect lazily, inside the server's own event loop.
-    return lambda: Client.connect(target, data_converter=converter_for_tests())
+from tests.helpers import OK_CARD, SETTINGS, client, connect_to, error_of, free_ports, running
 
 
 @pytest.fixture(scope="session")
@@ -109,27 +73,6 @@ def as_support(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
 def as_admin(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
     with client(api_url, keys["admin"]) as http:
         yield http
-
-
-def client(base_url: str, key: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=base_url, headers=headers, timeout=30)
-
-
-def as_role(url: str, made_keys: dict[str, CreatedKey], role: str) -> httpx.AsyncClient:
-    """An async client that calls the API with the key made for ``role``."""
-    return httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {made_keys[role].secret}"}, timeout=60
-    )
-
-
-def error_of(response: httpx.Response, status: int) -> dict[str, str]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"type", "message"}
-    assert "Traceback" not in response.text
-    return dict(body["error"])
 
 
 CUSTOMER = {

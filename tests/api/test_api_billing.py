@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.worker import Worker
 
 from kakin.services.api_keys import CreatedKey
-from tests.api.test_api import CUSTOMER, as_role, error_of
-from tests.helpers import OK_CARD, eventually, observe
+from tests.api.test_api import CUSTOMER
+from tests.helpers import OK_CARD, as_role, error_of, eventually, observe
 
 pytestmark = pytest.mark.devserver
 

@@ -10,9 +10,9 @@ from temporalio.worker import Worker
 
 from kakin.services.api_keys import CreatedKey
 from models.tables import Subscription
-from tests.api.test_api import PRICE, as_role, client, error_of
+from tests.api.test_api import PRICE
 from tests.api.test_api_subscriptions import customer_and_price, stored_subscription
-from tests.helpers import eventually
+from tests.helpers import as_role, client, error_of, eventually
 
 pytestmark = pytest.mark.devserver
 

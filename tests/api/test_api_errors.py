@@ -25,18 +25,18 @@ from api.app import create_app
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.api_keys import CreatedKey
 from models.tables import Subscription
-from tests.api.test_api import (
-    CUSTOMER,
-    PRICE,
+from tests.api.test_api import CUSTOMER, PRICE
+from tests.api.test_api_subscriptions import stored_subscription
+from tests.helpers import (
+    OK_CARD,
     SETTINGS,
     as_role,
     client,
     connect_to,
     error_of,
+    eventually,
     running,
 )
-from tests.api.test_api_subscriptions import stored_subscription
-from tests.helpers import OK_CARD, eventually
 from tests.payments.test_webhooks import SECRET, event, sign
 
 pytestmark = pytest.mark.devserver

@@ -21,8 +21,8 @@ from kakin.platform.settings import Settings
 from kakin.services import api_keys
 from models.db import make_engine, make_session_factory
 from models.tables import ApiKey, Customer, IdempotencyKey, Subscription
-from tests.api.test_api import CUSTOMER, PRICE, client, connect_to, error_of, running
-from tests.helpers import eventually
+from tests.api.test_api import CUSTOMER, PRICE
+from tests.helpers import client, connect_to, error_of, eventually, running
 
 pytestmark = pytest.mark.devserver
 

@@ -12,9 +12,9 @@ from temporalio.worker import Worker
 
 from kakin.services.api_keys import CreatedKey
 from models.tables import Invoice
-from tests.api.test_api import CUSTOMER, PRICE, as_role, client, error_of
+from tests.api.test_api import CUSTOMER, PRICE
 from tests.api.test_api_subscriptions import stored_subscription
-from tests.helpers import DECLINED_CARD, eventually
+from tests.helpers import DECLINED_CARD, as_role, client, error_of, eventually
 
 pytestmark = pytest.mark.devserver
 

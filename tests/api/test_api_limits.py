@@ -37,8 +37,8 @@ from kakin.platform.settings import Settings
 from kakin.services import api_keys
 from kakin.services.api_keys import CreatedKey
 from models.repositories.common import new_id
-from tests.api.test_api import CUSTOMER, PRICE, connect_to, request_modules, running
-from tests.helpers import OK_CARD, free_ports
+from tests.api.test_api import CUSTOMER, PRICE, request_modules
+from tests.helpers import OK_CARD, connect_to, free_ports, running
 
 UNREACHABLE_TEMPORAL = f"127.0.0.1:{free_ports(1)[0]}"
 

@@ -19,8 +19,8 @@ from kakin.services.api_keys import CreatedKey
 from models.db import make_engine, make_session_factory
 from models.tables import AuditLog, Customer, Invoice, Price, Product, Subscription
 from tests import helpers
-from tests.api.test_api import CUSTOMER, PRICE, as_role, client, error_of
-from tests.helpers import OK_CARD, eventually
+from tests.api.test_api import CUSTOMER, PRICE
+from tests.helpers import OK_CARD, as_role, client, error_of, eventually
 
 pytestmark = pytest.mark.devserver
 

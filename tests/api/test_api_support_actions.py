@@ -14,9 +14,8 @@ from kakin.services.api_keys import CreatedKey
 from kakin.views.subscriptions import SubscriptionStatusOut
 from models.payloads import StatusView
 from models.tables import AuditLog
-from tests.api.test_api import as_role, client, error_of
 from tests.api.test_api_subscriptions import customer_and_price, stored_subscription
-from tests.helpers import eventually
+from tests.helpers import as_role, client, error_of, eventually
 
 pytestmark = pytest.mark.devserver
 

@@ -56,9 +56,9 @@ from kakin.adapters import links
 from kakin.adapters.stripe_gateway import TEST_CARDS, StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import api_keys
-from tests.api.test_api import CUSTOMER, PRICE, connect_to, running
+from tests.api.test_api import CUSTOMER, PRICE
 from tests.api.test_api_subscriptions import stored_subscription
-from tests.helpers import OK_CARD
+from tests.helpers import OK_CARD, connect_to, running
 from tests.support.encryption import codec_for_tests
 
 pytestmark = pytest.mark.devserver

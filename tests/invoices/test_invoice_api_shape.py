@@ -29,10 +29,9 @@ from models.payloads import SubscriptionStatus
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import new_id
 from models.tables import Subscription
-from tests.api.test_api import client
 from tests.cli.test_cli import kakin
 from tests.conftest import make_activities
-from tests.helpers import OK_CARD, running
+from tests.helpers import OK_CARD, client, running
 from tests.models.test_database import START, invoice_request
 
 

@@ -19,10 +19,10 @@ from api.app import create_app
 from kakin.adapters import links
 from kakin.adapters.stripe_gateway import StripeGateway
 from models.tables import Subscription
-from tests.api.test_api import SETTINGS
 from tests.api.test_api_subscriptions import stored_subscription
 from tests.helpers import (
     DECLINED_CARD,
+    SETTINGS,
     advance_to,
     connect_to,
     observe,

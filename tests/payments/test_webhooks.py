@@ -29,12 +29,13 @@ from kakin.services import stripe_events as stripe_webhooks
 from models.repositories import customers as customer_sql
 from models.repositories import subscriptions as subscription_sql
 from models.tables import WebhookEvent
-from tests.api.test_api import SETTINGS, error_of
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
+    SETTINGS,
     advance_to,
     connect_to,
+    error_of,
     observe,
     pay_elsewhere,
     running,

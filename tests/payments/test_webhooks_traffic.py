@@ -29,10 +29,10 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import payments, subscriptions
 from models.repositories import subscriptions as subscription_sql
 from models.tables import AuditLog, WebhookEvent
-from tests.api.test_api import SETTINGS
 from tests.helpers import (
     DECLINED_CARD,
     OK_CARD,
+    SETTINGS,
     connect_to,
     customer_and_price,
     eventually,
