@@ -238,9 +238,10 @@ def check_dunning(jpy: analytics.Report, usd: analytics.Report) -> None:
     january = rows(jpy)[0]
     assert january.recovered_by_step == {"retry_2": 3000}  # type: ignore[attr-defined]
     assert january.recovered_by_decline_code == {"card_declined": 3000}  # type: ignore[attr-defined]
-    # Jan 5 00:00 to Jan 10 00:00: 5 days (the decline was recorded ms after midnight).
+    # Jan 5 00:00 to Jan 10 00:00: 5 days, give or take the milliseconds the server's
+    # clock runs on while the decline and the new card's charge are being made.
     took = january.time_to_recover_median  # type: ignore[attr-defined]
-    assert timedelta(days=5) - timedelta(seconds=1) < took <= timedelta(days=5)
+    assert abs(took - timedelta(days=5)) < timedelta(seconds=1)
     assert january.time_to_recover_mean == took  # type: ignore[attr-defined]
 
 
