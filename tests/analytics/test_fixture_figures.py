@@ -282,4 +282,3 @@ async def test_the_hand_worked_fixture(
         again = read(pg_sessions, *key, now, from_="2031-02-01", to="2031-03-01")
         assert again.blocks == before.blocks, key
         assert rows(before)[0] == rows(seen[key])[1], key
-
