@@ -1,7 +1,9 @@
 """Accounts receivable: the open balance as of a moment, by days past due.
 
 An invoice's **open amount** as of ``t`` (entries booked before ``t``) is its
-``invoice.finalized`` amount minus its ``invoice.paid`` amounts and the
+amount due when finalized (``invoice.finalized``'s ``details["amount_due"]``: the total
+less the customer's balance it used and any amount carried forward to the next
+invoice, which collects it) minus its ``invoice.paid`` amounts and the
 ``credit_note.issued`` amounts against it, never below 0 (a credit note on a paid
 invoice is a refund or customer credit, not a negative receivable), and 0 once it is
 ``invoice.voided`` or ``invoice.written_off``.
@@ -63,6 +65,14 @@ def band_of(late: timedelta) -> str:
     return BANDS[-1]
 
 
+def amount_due(finalized: LedgerEntry) -> int:
+    """What a finalized invoice leaves to be paid: its total less the customer's balance
+    it used and any amount carried forward (``details["amount_due"]``). ``invoice.paid``
+    records the cash that settled it, so the total would leave the part the balance
+    covered open for ever; an entry without the detail is due in full."""
+    return int(finalized.details.get("amount_due", finalized.amount))
+
+
 @dataclass
 class _Invoice:
     customer_id: str
@@ -88,7 +98,7 @@ def open_invoices(
             entry.invoice_id, _Invoice(customer_id=entry.customer_id, currency=entry.currency)
         )
         if entry.kind is EntryKind.INVOICE_FINALIZED:
-            invoice.finalized += entry.amount
+            invoice.finalized += amount_due(entry)
             invoice.due_at = entry.due_at or entry.occurred_at
         elif entry.kind in (EntryKind.INVOICE_PAID, EntryKind.CREDIT_NOTE_ISSUED):
             invoice.settled += entry.amount

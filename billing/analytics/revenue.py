@@ -7,7 +7,9 @@ Every figure sums the ``amount`` of one kind of ledger entry booked in the bucke
   revenue reported beside MRR;
 - **collected**: ``invoice.paid`` (only money received: a failed renewal is never
   revenue; ``payment.succeeded`` records the attempt and is not added again);
-- **refunded**: ``refund.created``; **credited**: ``credit_note.issued``;
+- **refunded**: ``refund.created``; **credited**: ``credit_note.issued`` of the credit
+  notes that are not refunds (``details["method"]`` other than ``refund``): a refund
+  writes both entries, and its money is in refunded once;
 - **voided**: ``invoice.voided``; **written off**: ``invoice.written_off``;
 - **failed payments**: how many ``payment.failed`` attempts, and their amount.
 """
@@ -54,6 +56,11 @@ class RevenueBucket:
         return self.collected - self.refunded
 
 
+def _refund_note(entry: LedgerEntry) -> bool:
+    """The credit note of a refund: counted as refunded (its ``refund.created``)."""
+    return entry.kind is EntryKind.CREDIT_NOTE_ISSUED and entry.details.get("method") == "refund"
+
+
 def revenue(
     entries: Iterable[LedgerEntry],
     *,
@@ -73,7 +80,7 @@ def revenue(
             for item in groups.get((code, index), []):
                 entry = item.entry
                 name = _SUMMED.get(entry.kind)
-                if name is None:
+                if name is None or _refund_note(entry):
                     continue
                 sums[name] += entry.amount
                 if entry.kind is EntryKind.INVOICE_FINALIZED:
