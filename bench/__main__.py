@@ -1,4 +1,4 @@
-"""``python -m bench {cycles,cost,spike,memory,usage,all} [--tiny|--small|--full]``.
+"""``python -m bench {cycles,cost,spike,memory,usage,analytics,all} [--tiny|--small|--full]``.
 
 Progress goes to stderr; the figures go to stdout as a table and then as JSON (or
 the JSON to ``--json PATH``). Sizes: ``--full`` (the issue's sizes, the default),
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import Report, progress, quiet_core_logs, write_output
 
-COMMANDS = ("cycles", "cost", "spike", "memory", "usage")
+COMMANDS = ("cycles", "cost", "spike", "memory", "usage", "analytics")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]]:
-    from bench import cost, cycles, memory, spike, usage
+    from bench import analytics, cost, cycles, memory, spike, usage
 
     return {
         "cycles": lambda: cycles.run(
@@ -70,6 +70,7 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
         ),
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),
         "usage": lambda: usage.run(args.size),
+        "analytics": lambda: analytics.run(args.size),
     }
 
 
