@@ -44,16 +44,19 @@ CORRECTIONS = 20
 
 # Chances per period (or per start) that shape the history.
 TRIAL = 0.15
-FIRST_TRY_FAILS = 0.08
-RECOVERS = 0.6
+FIRST_TRY_FAILS = 0.06
+RECOVERS = 0.7
 UPGRADE = 0.03
 DOWNGRADE = 0.015
 PAUSE = 0.005
-CANCEL = 0.025
+CANCEL = 0.015
 CANCEL_NOW = 0.3  # of cancellations: at once rather than at period end
 CREDIT_NOTE = 0.01
 REACTIVATE = 0.25
 OPEN_LAST = 0.15  # of the invoices finalized in the last days: still unpaid
+FROM_THE_START = 0.4  # of customers: already there when the history starts
+YEARLY_WEIGHT = 1 / 6  # a yearly plan is picked a sixth as often as a monthly one
+SCHEDULED_CANCEL = 0.02  # of active subscriptions at the end: canceling at period end
 
 LEDGER_COLUMNS = (
     "id", "event_key", "kind", "occurred_at", "recorded_at", "customer_id", "subscription_id",
@@ -130,15 +133,16 @@ class _Customer:
         self.invoices, self.states = invoices, states
         jpy = rng.random() < 0.8
         self.plans = [i for i, p in enumerate(PLANS) if (p[0] == "JPY") == jpy]
-        offset = timedelta(seconds=rng.randrange(int((now - start).total_seconds() * 0.95)))
-        self.first = start + offset
+        span = timedelta(days=30) if rng.random() < FROM_THE_START else (now - start) * 0.95
+        self.first = start + timedelta(seconds=rng.randrange(int(span.total_seconds())))
         self.currency = PLANS[self.plans[0]][0]
         self.row_count = 0
 
     def rows(self) -> Iterator[tuple[datetime, tuple[Any, ...]]]:
         at, serial = self.first, 0
         while at < self.now:
-            plan = self.rng.choice(self.plans)
+            weights = [YEARLY_WEIGHT if PLANS[i][1] == "year" else 1 for i in self.plans]
+            plan = self.rng.choices(self.plans, weights)[0]
             state = _State(id=f"bsub_{self.number}_{serial}", customer_id=self.id, plan=plan,
                            created_at=at, anchor=at)  # fmt: skip
             self.states.append(state)
@@ -396,6 +400,8 @@ def seed(url: str, customers: int, now: datetime, *, seed_value: int = 13) -> Se
             f"COPY subscriptions ({', '.join(SUBSCRIPTION_COLUMNS)}) FROM STDIN"
         ) as copy:
             for state in states:
+                if state.status == "active" and rng.random() < SCHEDULED_CANCEL:
+                    state.cancel_at_period_end = True
                 copy.write_row(
                     (state.id, state.customer_id, f"bprice_{state.plan}", 1, state.status,
                      state.anchor, state.period_start, state.period_end, state.trial_end,
