@@ -40,6 +40,7 @@ _COLUMNS = (
 )  # fmt: skip
 _SELECTED = [getattr(LedgerRow, name) for name in _COLUMNS]
 _KINDS = {str(kind): kind for kind in EntryKind}
+_NO_DETAILS: MappingProxyType[str, str] = MappingProxyType({})
 # booked_at = max(occurred_at, recorded_at), as billing.analytics.booking books
 # (CASE rather than GREATEST: SQLite has no GREATEST).
 BOOKED_AT = case(
@@ -86,9 +87,10 @@ def trusted_entry(row: Sequence[Any]) -> LedgerEntry:
     """
     values = dict(zip(_COLUMNS, row, strict=True))
     values["kind"] = _KINDS[values["kind"]]
-    values["details"] = MappingProxyType(dict(values["details"] or {}))
+    details = values["details"]
+    values["details"] = MappingProxyType(dict(details)) if details else _NO_DETAILS
     entry = LedgerEntry.__new__(LedgerEntry)
-    entry.__dict__.update(values)
+    object.__setattr__(entry, "__dict__", values)
     return entry
 
 
