@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from bench.analytics_seed import seed
 from bench.analytics_seed import report_from as first_bucket
+from bench.analytics_seed import seed
 from bench.common import Figure, Report, percentile, postgres_database, progress
 from bench.usage import serving_processes
 
@@ -36,8 +36,9 @@ def _finance_key(url: str) -> str:
 
     engine = make_engine(url)
     try:
-        return api_keys.create_key(make_session_factory(engine), name="bench finance",
-                                   role="finance").secret  # fmt: skip
+        return api_keys.create_key(
+            make_session_factory(engine), name="bench finance", role="finance"
+        ).secret
     finally:
         engine.dispose()
 
@@ -59,8 +60,8 @@ def _measure(base: str, key: str, params: dict[str, str], runs: int) -> dict[str
         for name in ENDPOINTS:
             first = _timed(http, name, params)
             found[name] = [_timed(http, name, params) for _ in range(runs)]
-            progress(f"  {name}: first {first * 1000:,.0f} ms, p50 "
-                     f"{percentile(found[name], 50) * 1000:,.0f} ms")  # fmt: skip
+            middle = percentile(found[name], 50) or 0.0
+            progress(f"  {name}: first {first * 1000:,.0f} ms, p50 {middle * 1000:,.0f} ms")
         dashboard = []
         for _ in range(runs):
             started = time.perf_counter()
@@ -97,17 +98,24 @@ async def run(size: str) -> Report:
     with postgres_database("analytics") as database:
         progress(f"seeding {customers:,} customers, 24 months of history")
         seeded = seed(database.url, customers, now)
-        progress(f"  seeded in {seeded.seconds:,.1f} s: {seeded.subscriptions:,} subscriptions, "
-                 f"{seeded.invoices:,} invoices, {seeded.ledger_entries:,} ledger entries")  # fmt: skip
+        progress(
+            f"  seeded in {seeded.seconds:,.1f} s: {seeded.subscriptions:,} subscriptions, "
+            f"{seeded.invoices:,} invoices, {seeded.ledger_entries:,} ledger entries"
+        )
         key = _finance_key(database.url)
         with serving_processes(database.url, 1) as base:
             progress(f"timing the six endpoints, {runs} runs each, 24 monthly buckets")
             times = _measure(base, key, params, runs)
     figures = [
-        Figure("seeding", seeded.seconds, "s", goal="minutes, not hours",
-               notes=f"{seeded.ledger_entries:,} ledger entries, {seeded.invoices:,} invoices"),
+        Figure(
+            "seeding",
+            seeded.seconds,
+            "s",
+            goal="minutes, not hours",
+            notes=f"{seeded.ledger_entries:,} ledger entries, {seeded.invoices:,} invoices",
+        ),
         *_figures(times, GOALS_MS[size]),
-    ]  # fmt: skip
+    ]
     details: dict[str, Any] = {
         "seeded": {
             "customers": seeded.customers,

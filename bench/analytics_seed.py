@@ -21,7 +21,7 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,11 +33,16 @@ from billing.calendar import Interval, boundary
 # (currency, interval, unit amount): the catalog every customer picks from. The
 # upgrade path is the next plan of the same currency and interval.
 PLANS = (
-    ("JPY", "month", 980), ("JPY", "month", 2980), ("JPY", "month", 9800),
-    ("JPY", "year", 29800), ("JPY", "year", 98000),
-    ("USD", "month", 1250), ("USD", "month", 2900), ("USD", "month", 9900),
+    ("JPY", "month", 980),
+    ("JPY", "month", 2980),
+    ("JPY", "month", 9800),
+    ("JPY", "year", 29800),
+    ("JPY", "year", 98000),
+    ("USD", "month", 1250),
+    ("USD", "month", 2900),
+    ("USD", "month", 9900),
     ("USD", "year", 29000),
-)  # fmt: skip
+)
 DECLINES = ("card_declined", "insufficient_funds", "expired_card", "do_not_honor")
 MONTHS = 24
 CORRECTIONS = 20
@@ -59,23 +64,75 @@ YEARLY_WEIGHT = 1 / 6  # a yearly plan is picked a sixth as often as a monthly o
 SCHEDULED_CANCEL = 0.02  # of active subscriptions at the end: canceling at period end
 
 LEDGER_COLUMNS = (
-    "id", "event_key", "kind", "occurred_at", "recorded_at", "customer_id", "subscription_id",
-    "invoice_id", "currency", "amount", "mrr_before", "mrr_after", "status_before",
-    "status_after", "actor", "attempt", "decline_code", "dunning_step", "due_at", "details",
+    "id",
+    "event_key",
+    "kind",
+    "occurred_at",
+    "recorded_at",
+    "customer_id",
+    "subscription_id",
+    "invoice_id",
+    "currency",
+    "amount",
+    "mrr_before",
+    "mrr_after",
+    "status_before",
+    "status_after",
+    "actor",
+    "attempt",
+    "decline_code",
+    "dunning_step",
+    "due_at",
+    "details",
     "corrects",
-)  # fmt: skip
+)
 INVOICE_COLUMNS = (
-    "id", "business_key", "number", "subscription_id", "customer_id", "status", "currency",
-    "subtotal", "discount_total", "tax_total", "total", "credit_applied", "carried_forward",
-    "amount_paid", "tax_breakdown", "registration_number", "period_start", "period_end",
-    "issued_at", "finalized_at", "paid_at", "created_at",
-)  # fmt: skip
+    "id",
+    "business_key",
+    "number",
+    "subscription_id",
+    "customer_id",
+    "status",
+    "currency",
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+    "credit_applied",
+    "carried_forward",
+    "amount_paid",
+    "tax_breakdown",
+    "registration_number",
+    "period_start",
+    "period_end",
+    "issued_at",
+    "finalized_at",
+    "paid_at",
+    "created_at",
+)
 SUBSCRIPTION_COLUMNS = (
-    "id", "customer_id", "price_id", "quantity", "status", "billing_cycle_anchor",
-    "current_period_start", "current_period_end", "trial_end", "cancel_at_period_end",
-    "canceled_at", "cancel_reason", "workflow_id", "test_clock", "metadata", "created_at",
+    "id",
+    "customer_id",
+    "price_id",
+    "quantity",
+    "status",
+    "billing_cycle_anchor",
+    "current_period_start",
+    "current_period_end",
+    "trial_end",
+    "cancel_at_period_end",
+    "canceled_at",
+    "cancel_reason",
+    "workflow_id",
+    "test_clock",
+    "metadata",
+    "created_at",
     "updated_at",
-)  # fmt: skip
+)
+
+
+# A ledger row to be: its time, and its columns after ``id``.
+Row = tuple[datetime, tuple[Any, ...]]
 
 
 @dataclass
@@ -119,15 +176,22 @@ def report_from(now: datetime) -> date:
 
 
 def _mrr(plan: int) -> int:
-    currency, interval, amount = PLANS[plan]
+    _, interval, amount = PLANS[plan]
     return amount if interval == "month" else round(amount / 12)
 
 
 class _Customer:
     """One customer's history: ledger rows (without id) in time order."""
 
-    def __init__(self, number: int, rng: random.Random, start: datetime, now: datetime,
-                 invoices: Any, states: list[_State]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        number: int,
+        rng: random.Random,
+        start: datetime,
+        now: datetime,
+        invoices: Any,
+        states: list[_State],
+    ) -> None:
         self.number, self.rng, self.now = number, rng, now
         self.id = f"bcus_{number}"
         self.invoices, self.states = invoices, states
@@ -138,37 +202,67 @@ class _Customer:
         self.currency = PLANS[self.plans[0]][0]
         self.row_count = 0
 
-    def rows(self) -> Iterator[tuple[datetime, tuple[Any, ...]]]:
+    def rows(self) -> Iterator[Row]:
         at, serial = self.first, 0
         while at < self.now:
             weights = [YEARLY_WEIGHT if PLANS[i][1] == "year" else 1 for i in self.plans]
             plan = self.rng.choices(self.plans, weights)[0]
-            state = _State(id=f"bsub_{self.number}_{serial}", customer_id=self.id, plan=plan,
-                           created_at=at, anchor=at)  # fmt: skip
+            state = _State(
+                id=f"bsub_{self.number}_{serial}",
+                customer_id=self.id,
+                plan=plan,
+                created_at=at,
+                anchor=at,
+            )
             self.states.append(state)
             ended = yield from self._subscription(state, at)
             if ended is None or self.rng.random() >= REACTIVATE:
                 return
             at, serial = ended + timedelta(days=self.rng.randint(20, 200)), serial + 1
 
-    def _row(self, kind: str, at: datetime, state: _State, **fields: Any) -> tuple[datetime, tuple[Any, ...]]:  # fmt: skip
+    def _row(self, kind: str, at: datetime, state: _State, **fields: Any) -> Row:
         self.row_count += 1
         values = {
-            "customer_id": self.id, "subscription_id": "", "invoice_id": "",
-            "currency": self.currency, "amount": 0, "mrr_before": 0, "mrr_after": 0,
-            "status_before": "", "status_after": "", "actor": "system", "attempt": 0,
-            "decline_code": "", "dunning_step": "", "due_at": None, "details": "{}",
-        }  # fmt: skip
+            "customer_id": self.id,
+            "subscription_id": "",
+            "invoice_id": "",
+            "currency": self.currency,
+            "amount": 0,
+            "mrr_before": 0,
+            "mrr_after": 0,
+            "status_before": "",
+            "status_after": "",
+            "actor": "system",
+            "attempt": 0,
+            "decline_code": "",
+            "dunning_step": "",
+            "due_at": None,
+            "details": "{}",
+        }
         values.update(fields)
         key = f"bench:{self.id}:{self.row_count}"
         return at, (key, kind, at, at, *values.values(), 0)
 
-    def _move(self, kind: str, at: datetime, state: _State, before: tuple[int, str],
-              after: tuple[int, str]) -> tuple[datetime, tuple[Any, ...]]:  # fmt: skip
-        return self._row(kind, at, state, subscription_id=state.id, mrr_before=before[0],
-                         mrr_after=after[0], status_before=before[1], status_after=after[1])  # fmt: skip
+    def _move(
+        self,
+        kind: str,
+        at: datetime,
+        state: _State,
+        before: tuple[int, str],
+        after: tuple[int, str],
+    ) -> Row:
+        return self._row(
+            kind,
+            at,
+            state,
+            subscription_id=state.id,
+            mrr_before=before[0],
+            mrr_after=after[0],
+            status_before=before[1],
+            status_after=after[1],
+        )
 
-    def _subscription(self, state: _State, at: datetime) -> Iterator[tuple[datetime, tuple[Any, ...]]]:  # fmt: skip
+    def _subscription(self, state: _State, at: datetime) -> Generator[Row, None, datetime | None]:
         rng = self.rng
         mrr = _mrr(state.plan)
         if rng.random() < TRIAL:
@@ -191,52 +285,67 @@ class _Customer:
                 return None
             end = boundary(state.anchor, interval, 1, index + 1)
             if index and rng.random() < CANCEL * (12 if interval is Interval.YEAR else 1):
-                yield self._move("subscription.canceled", start, state, (mrr, "active"),
-                                 (0, "canceled"))  # fmt: skip
+                yield self._move(
+                    "subscription.canceled", start, state, (mrr, "active"), (0, "canceled")
+                )
                 state.status, state.canceled_at = "canceled", start
                 return start
-            if index and rng.random() < DOWNGRADE and state.plan - 1 in self.plans and \
-                    PLANS[state.plan - 1][1] == PLANS[state.plan][1]:  # fmt: skip
+            if (
+                index
+                and rng.random() < DOWNGRADE
+                and state.plan - 1 in self.plans
+                and PLANS[state.plan - 1][1] == PLANS[state.plan][1]
+            ):
                 state.plan -= 1
                 new = _mrr(state.plan)
-                yield self._move("subscription.plan_changed", start, state, (mrr, "active"),
-                                 (new, "active"))  # fmt: skip
+                yield self._move(
+                    "subscription.plan_changed", start, state, (mrr, "active"), (new, "active")
+                )
                 mrr = new
             if index and rng.random() < PAUSE:
-                yield self._move("subscription.paused", start, state, (mrr, "active"), (0, "paused"))
+                yield self._move(
+                    "subscription.paused", start, state, (mrr, "active"), (0, "paused")
+                )
                 state.status = "paused"
                 resume = start + timedelta(days=rng.randint(20, 70))
                 if resume >= self.now:
                     return None
-                yield self._move("subscription.resumed", resume, state, (0, "paused"), (mrr, "active"))
+                yield self._move(
+                    "subscription.resumed", resume, state, (0, "paused"), (mrr, "active")
+                )
                 state.status, state.anchor, index = "active", resume, 0
                 continue
             state.period_start, state.period_end = start, end
             outcome = yield from self._renewal(state, index, start, end, mrr)
             if outcome is not None:
                 return outcome
-            if rng.random() < UPGRADE and state.plan + 1 in self.plans and \
-                    PLANS[state.plan + 1][1] == PLANS[state.plan][1]:  # fmt: skip
+            if (
+                rng.random() < UPGRADE
+                and state.plan + 1 in self.plans
+                and PLANS[state.plan + 1][1] == PLANS[state.plan][1]
+            ):
                 when = start + (end - start) / 2
                 if when < self.now:
                     state.plan += 1
                     new = _mrr(state.plan)
-                    yield self._move("subscription.plan_changed", when, state, (mrr, "active"),
-                                     (new, "active"))  # fmt: skip
-                    yield from self._invoice(state, f"p{index}", when, when, end,
-                                             (new - mrr) // 2, proration=True)  # fmt: skip
+                    yield self._move(
+                        "subscription.plan_changed", when, state, (mrr, "active"), (new, "active")
+                    )
+                    yield from self._invoice(
+                        state, f"p{index}", when, when, end, (new - mrr) // 2, proration=True
+                    )
                     mrr = new
             index += 1
 
-    def _renewal(self, state: _State, index: int, start: datetime, end: datetime,
-                 mrr: int) -> Iterator[tuple[datetime, tuple[Any, ...]]]:  # fmt: skip
+    def _renewal(
+        self, state: _State, index: int, start: datetime, end: datetime, mrr: int
+    ) -> Generator[Row, None, datetime | None]:
         """The period invoice and its payment; the cancellation moment if dunning ends it."""
         rng = self.rng
         amount = PLANS[state.plan][2]
         if PLANS[state.plan][0] == "JPY":
             amount += amount // 10  # consumption tax, 10%
-        invoice = yield from self._invoice(state, str(index), start, start, end, amount,
-                                           paid=False)  # fmt: skip
+        invoice = yield from self._invoice(state, str(index), start, start, end, amount, paid=False)
         ok = start + timedelta(seconds=5)
         recent = self.now - start < timedelta(days=5)
         if recent and rng.random() < OPEN_LAST:
@@ -246,15 +355,24 @@ class _Customer:
             if rng.random() < CREDIT_NOTE and ok + timedelta(days=10) < self.now:
                 credit = amount // 10
                 when = ok + timedelta(days=10)
-                yield self._row("credit_note.issued", when, state, invoice_id=invoice,
-                                amount=credit)  # fmt: skip
+                yield self._row(
+                    "credit_note.issued", when, state, invoice_id=invoice, amount=credit
+                )
                 yield self._row("refund.created", when, state, invoice_id=invoice, amount=credit)
             return None
         code = rng.choice(DECLINES)
-        yield self._row("payment.failed", ok, state, invoice_id=invoice, amount=amount,
-                        attempt=1, decline_code=code)  # fmt: skip
-        yield self._move("subscription.status_changed", ok, state, (mrr, "active"),
-                         (mrr, "past_due"))  # fmt: skip
+        yield self._row(
+            "payment.failed",
+            ok,
+            state,
+            invoice_id=invoice,
+            amount=amount,
+            attempt=1,
+            decline_code=code,
+        )
+        yield self._move(
+            "subscription.status_changed", ok, state, (mrr, "active"), (mrr, "past_due")
+        )
         state.status = "past_due"
         recovered_at = rng.randint(2, 4) if rng.random() < RECOVERS else 0
         for attempt, days in ((2, 3), (3, 7), (4, 12)):
@@ -264,56 +382,111 @@ class _Customer:
             step = f"retry_{attempt - 1}"
             if attempt == recovered_at:
                 yield from self._paid(state, invoice, when, amount, attempt, step)
-                yield self._move("subscription.status_changed", when, state,
-                                 (mrr, "past_due"), (mrr, "active"))  # fmt: skip
+                yield self._move(
+                    "subscription.status_changed", when, state, (mrr, "past_due"), (mrr, "active")
+                )
                 state.status = "active"
                 return None
-            yield self._row("payment.failed", when, state, invoice_id=invoice, amount=amount,
-                            attempt=attempt, decline_code=code, dunning_step=step)  # fmt: skip
+            yield self._row(
+                "payment.failed",
+                when,
+                state,
+                invoice_id=invoice,
+                amount=amount,
+                attempt=attempt,
+                decline_code=code,
+                dunning_step=step,
+            )
         suspended = start + timedelta(days=14)
         if suspended >= self.now:
             return None
-        yield self._move("subscription.status_changed", suspended, state, (mrr, "past_due"),
-                         (0, "suspended"))  # fmt: skip
+        yield self._move(
+            "subscription.status_changed", suspended, state, (mrr, "past_due"), (0, "suspended")
+        )
         state.status = "suspended"
         closed = start + timedelta(days=21)
         if closed >= self.now:
             return None
         kind = "invoice.written_off" if rng.random() < 0.5 else "invoice.voided"
         yield self._row(kind, closed, state, invoice_id=invoice, amount=amount)
-        yield self._move("subscription.canceled", closed, state, (0, "suspended"),
-                         (0, "canceled"))  # fmt: skip
+        yield self._move("subscription.canceled", closed, state, (0, "suspended"), (0, "canceled"))
         state.status, state.canceled_at = "canceled", closed
         return closed
 
-    def _invoice(self, state: _State, suffix: str, at: datetime, start: datetime,
-                 end: datetime, amount: int, *, paid: bool = True,
-                 proration: bool = False) -> Iterator[tuple[datetime, tuple[Any, ...]]]:  # fmt: skip
+    def _invoice(
+        self,
+        state: _State,
+        suffix: str,
+        at: datetime,
+        start: datetime,
+        end: datetime,
+        amount: int,
+        *,
+        paid: bool = True,
+        proration: bool = False,
+    ) -> Generator[Row, None, str]:
         number, state.invoices = state.invoices, state.invoices + 1
         invoice = f"bin_{state.id[5:]}_{number}"
         key = f"proration:{state.id}:{number}" if proration else f"invoice:{state.id}:{number}"
         self.invoices.write_row(
-            (invoice, key, None, state.id, self.id, "open", self.currency, amount, 0, 0,
-             amount, 0, 0, 0, "[]", "", start, end, at, at, None, at)
-        )  # fmt: skip
-        yield self._row("invoice.finalized", at, state, subscription_id=state.id,
-                        invoice_id=invoice, amount=amount, due_at=at)  # fmt: skip
+            (
+                invoice,
+                key,
+                None,
+                state.id,
+                self.id,
+                "open",
+                self.currency,
+                amount,
+                0,
+                0,
+                amount,
+                0,
+                0,
+                0,
+                "[]",
+                "",
+                start,
+                end,
+                at,
+                at,
+                None,
+                at,
+            )
+        )
+        yield self._row(
+            "invoice.finalized",
+            at,
+            state,
+            subscription_id=state.id,
+            invoice_id=invoice,
+            amount=amount,
+            due_at=at,
+        )
         if paid:
             yield from self._paid(state, invoice, at + timedelta(seconds=5), amount, 1, "")
         return invoice
 
-    def _paid(self, state: _State, invoice: str, at: datetime, amount: int, attempt: int,
-              step: str) -> Iterator[tuple[datetime, tuple[Any, ...]]]:  # fmt: skip
+    def _paid(
+        self, state: _State, invoice: str, at: datetime, amount: int, attempt: int, step: str
+    ) -> Generator[Row, None, None]:
         for kind in ("payment.succeeded", "invoice.paid"):
-            yield self._row(kind, at, state, invoice_id=invoice, amount=amount, attempt=attempt,
-                            dunning_step=step)  # fmt: skip
+            yield self._row(
+                kind,
+                at,
+                state,
+                invoice_id=invoice,
+                amount=amount,
+                attempt=attempt,
+                dunning_step=step,
+            )
 
 
 class _Spool:
     """Invoice rows kept in a temporary file until their subscriptions are written."""
 
     def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile("w+b")
+        self.file = tempfile.TemporaryFile("w+b")  # noqa: SIM115 (closed by seed, after COPY)
         self.count = 0
 
     def write_row(self, row: tuple[Any, ...]) -> None:
@@ -334,14 +507,27 @@ def _catalog(connection: psycopg.Connection[Any]) -> None:
         "interval_count, active, pricing_model, tax_rate_ids, created_at) FROM STDIN"
     ) as copy:
         for number, (currency, interval, amount) in enumerate(PLANS):
-            copy.write_row((f"bprice_{number}", "bprod", "", currency, amount, interval, 1,
-                            True, "flat", "[]", now))  # fmt: skip
+            copy.write_row(
+                (
+                    f"bprice_{number}",
+                    "bprod",
+                    "",
+                    currency,
+                    amount,
+                    interval,
+                    1,
+                    True,
+                    "flat",
+                    "[]",
+                    now,
+                )
+            )
 
 
 def _corrections(connection: psycopg.Connection[Any], next_id: int, count: int) -> int:
     """``count`` corrections of invoice.finalized amounts (a tenth less), recorded now."""
     rows = connection.execute(
-        "SELECT id, kind, occurred_at, customer_id, subscription_id, invoice_id, currency, "
+        "SELECT id, occurred_at, customer_id, subscription_id, invoice_id, currency, "
         "amount, due_at FROM billing_ledger WHERE kind = 'invoice.finalized' "
         "ORDER BY id LIMIT %s",
         (count,),
@@ -350,12 +536,41 @@ def _corrections(connection: psycopg.Connection[Any], next_id: int, count: int) 
     with connection.cursor().copy(
         f"COPY billing_ledger ({', '.join(LEDGER_COLUMNS)}) FROM STDIN"
     ) as copy:
-        for offset, (target, kind, occurred, customer, sub, invoice, currency, amount, due) in enumerate(rows):  # fmt: skip
+        for offset, (
+            target,
+            occurred,
+            customer,
+            sub,
+            invoice,
+            currency,
+            amount,
+            due,
+        ) in enumerate(rows):
             copy.write_row(
-                (next_id + offset, f"bench:correction:{target}", "correction", occurred, now,
-                 customer, sub, invoice, currency, amount - amount // 10, 0, 0, "", "",
-                 "support:bench", 0, "", "", due, "{}", target)
-            )  # fmt: skip
+                (
+                    next_id + offset,
+                    f"bench:correction:{target}",
+                    "correction",
+                    occurred,
+                    now,
+                    customer,
+                    sub,
+                    invoice,
+                    currency,
+                    amount - amount // 10,
+                    0,
+                    0,
+                    "",
+                    "",
+                    "support:bench",
+                    0,
+                    "",
+                    "",
+                    due,
+                    "{}",
+                    target,
+                )
+            )
     return len(rows)
 
 
@@ -377,8 +592,18 @@ def seed(url: str, customers: int, now: datetime, *, seed_value: int = 13) -> Se
             "created_at) FROM STDIN"
         ) as copy:
             for person in people:
-                copy.write_row((person.id, f"{person.id}@example.jp", person.id, "ja",
-                                person.currency, "UTC", "[]", person.first))  # fmt: skip
+                copy.write_row(
+                    (
+                        person.id,
+                        f"{person.id}@example.jp",
+                        person.id,
+                        "ja",
+                        person.currency,
+                        "UTC",
+                        "[]",
+                        person.first,
+                    )
+                )
         progress(f"  {customers:,} customers written; generating the ledger")
         merged = heapq.merge(*(person.rows() for person in people), key=lambda pair: pair[0])
         count = 0
@@ -403,17 +628,33 @@ def seed(url: str, customers: int, now: datetime, *, seed_value: int = 13) -> Se
                 if state.status == "active" and rng.random() < SCHEDULED_CANCEL:
                     state.cancel_at_period_end = True
                 copy.write_row(
-                    (state.id, state.customer_id, f"bprice_{state.plan}", 1, state.status,
-                     state.anchor, state.period_start, state.period_end, state.trial_end,
-                     state.cancel_at_period_end, state.canceled_at, "", f"subscription-{state.id}",
-                     False, json.dumps({}), state.created_at, state.created_at)
-                )  # fmt: skip
+                    (
+                        state.id,
+                        state.customer_id,
+                        f"bprice_{state.plan}",
+                        1,
+                        state.status,
+                        state.anchor,
+                        state.period_start,
+                        state.period_end,
+                        state.trial_end,
+                        state.cancel_at_period_end,
+                        state.canceled_at,
+                        "",
+                        f"subscription-{state.id}",
+                        False,
+                        json.dumps({}),
+                        state.created_at,
+                        state.created_at,
+                    )
+                )
         spool.file.seek(0)
         with connection.cursor().copy(
             f"COPY invoices ({', '.join(INVOICE_COLUMNS)}) FROM STDIN"
         ) as copy:
             while block := spool.file.read(1 << 20):
                 copy.write(block)
+        spool.file.close()
         progress(f"  {spool.count:,} invoices")
         connection.commit()
     with psycopg.connect(url, autocommit=True) as connection:

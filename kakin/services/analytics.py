@@ -246,8 +246,10 @@ class ReportQuery:
 
 
 def checked_range(session: Session, query: ReportQuery) -> ReportRange:
-    return report_range(session, from_=query.from_, to=query.to, interval=query.interval,
-                        currency=query.currency, time_zone=query.time_zone, now=query.now)  # fmt: skip
+    return report_range(
+        session, from_=query.from_, to=query.to, interval=query.interval,
+        currency=query.currency, time_zone=query.time_zone, now=query.now,
+    )  # fmt: skip
 
 
 def scopes(session: Session, checked: ReportRange, until: datetime) -> list[Scope]:
@@ -339,7 +341,9 @@ def _receivables_block(
 def _dunning_block(
     session: Session, checked: ReportRange, _: tuple[Bucket, ...], scope: Scope
 ) -> CurrencyBlock:
-    return CurrencyBlock(currency=scope.currency, rows=fast.dunning(session, scope, checked.buckets))
+    return CurrencyBlock(
+        currency=scope.currency, rows=fast.dunning(session, scope, checked.buckets)
+    )
 
 
 def mrr(sessions: sessionmaker[Session], query: ReportQuery) -> Report:

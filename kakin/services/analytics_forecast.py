@@ -42,8 +42,8 @@ from billing.analytics.mrr import COUNTED_STATUSES
 from billing.analytics.receivables import open_invoices
 from billing.calendar import Interval, boundary
 from billing.rounding import RoundingMode
-from kakin.services import subscriptions as subscription_service
 from kakin.services import analytics_reads as fast
+from kakin.services import subscriptions as subscription_service
 from kakin.services.analytics import (
     CurrencyBlock,
     Report,
@@ -227,8 +227,9 @@ class Drafts:
             return None
         items = tuple(sorted((item.price_id, item.quantity) for item in subscription.items
                              if item.price.metric_id is None))  # fmt: skip
-        return ((plan or subscription.price).id, subscription.quantity, items,
-                tuple(subscription.customer.tax_rate_ids or ()), subscription.price.currency)  # fmt: skip
+        rates = tuple(subscription.customer.tax_rate_ids or ())
+        plan_id = (plan or subscription.price).id
+        return (plan_id, subscription.quantity, items, rates, subscription.price.currency)
 
 
 def outlook(

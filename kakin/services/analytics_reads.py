@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from billing.analytics.booking import book
 from billing.analytics.buckets import Bucket
 from billing.analytics.dunning import DunningBucket
@@ -34,7 +36,6 @@ from billing.analytics.revenue import RevenueBucket
 from billing.analytics.revenue import revenue as revenue_figures
 from models.repositories import analytics as reads
 from models.repositories.analytics import Scope
-from sqlalchemy.orm import Session
 
 _SUMMED = {
     EntryKind.INVOICE_FINALIZED: "invoiced",
@@ -46,16 +47,22 @@ _SUMMED = {
     EntryKind.PAYMENT_FAILED: "failed_amount",
 }
 _DUNNING_KINDS = frozenset(
-    {EntryKind.PAYMENT_FAILED, EntryKind.PAYMENT_SUCCEEDED, EntryKind.INVOICE_PAID,
-     EntryKind.INVOICE_VOIDED, EntryKind.INVOICE_WRITTEN_OFF}
-)  # fmt: skip
+    {
+        EntryKind.PAYMENT_FAILED,
+        EntryKind.PAYMENT_SUCCEEDED,
+        EntryKind.INVOICE_PAID,
+        EntryKind.INVOICE_VOIDED,
+        EntryKind.INVOICE_WRITTEN_OFF,
+    }
+)
 
 
 def revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[RevenueBucket, ...]:
     """``billing.analytics.revenue.revenue`` of the scope, one row per bucket."""
     base = list(revenue_figures(scope.special, buckets=buckets, currency=scope.currency))
-    sums = reads.kind_sums(session, scope, starts=[b.start for b in buckets],
-                           end=buckets[-1].end, kinds=_SUMMED)  # fmt: skip
+    sums = reads.kind_sums(
+        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end, kinds=_SUMMED
+    )
     added: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for index, kind, amount, count, usage in sums:
         entry_kind = EntryKind(kind)
@@ -82,8 +89,9 @@ def dunning(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[
     """``billing.analytics.dunning.dunning`` of the scope, one row per bucket."""
     found = reads.entries(session, scope, kinds=_DUNNING_KINDS, failed_invoices_only=True)
     rows = list(dunning_figures(found, buckets=buckets, currency=scope.currency))
-    counted = reads.first_attempts(session, scope, starts=[b.start for b in buckets],
-                                   end=buckets[-1].end)  # fmt: skip
+    counted = reads.first_attempts(
+        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end
+    )
     for index, attempts, failures in counted:
         row = rows[index]
         rows[index] = dataclasses.replace(
@@ -152,6 +160,13 @@ def _aging(invoices: dict[str, _Invoice], moment: datetime, currency: str) -> Ag
             continue
         sums[band_of(moment - invoice.due_at)] += amount
         count += 1
-    return Aging(currency=currency, as_of=moment, current=sums["current"],
-                 days_1_30=sums["1-30"], days_31_60=sums["31-60"], days_61_90=sums["61-90"],
-                 days_over_90=sums["90+"], invoices=count)  # fmt: skip
+    return Aging(
+        currency=currency,
+        as_of=moment,
+        current=sums["current"],
+        days_1_30=sums["1-30"],
+        days_31_60=sums["31-60"],
+        days_61_90=sums["61-90"],
+        days_over_90=sums["90+"],
+        invoices=count,
+    )

@@ -34,10 +34,27 @@ from models.tables import (
 )
 
 _COLUMNS = (
-    "id", "kind", "occurred_at", "recorded_at", "customer_id", "subscription_id", "invoice_id",
-    "currency", "amount", "mrr_before", "mrr_after", "status_before", "status_after", "actor",
-    "attempt", "decline_code", "dunning_step", "due_at", "details", "corrects",
-)  # fmt: skip
+    "id",
+    "kind",
+    "occurred_at",
+    "recorded_at",
+    "customer_id",
+    "subscription_id",
+    "invoice_id",
+    "currency",
+    "amount",
+    "mrr_before",
+    "mrr_after",
+    "status_before",
+    "status_after",
+    "actor",
+    "attempt",
+    "decline_code",
+    "dunning_step",
+    "due_at",
+    "details",
+    "corrects",
+)
 _SELECTED = [getattr(LedgerRow, name) for name in _COLUMNS]
 _KINDS = {str(kind): kind for kind in EntryKind}
 _NO_DETAILS: MappingProxyType[str, str] = MappingProxyType({})
@@ -116,8 +133,12 @@ def scope(session: Session, currency: str, until: datetime | None) -> Scope:
         return scope(session, currency, None)
     known.update(found)
     roots = frozenset(e.id for e in found.values() if e.kind is not EntryKind.CORRECTION)
-    return Scope(currency=currency, until=until,
-                 special=tuple(sorted(known.values(), key=lambda e: e.id)), roots=roots)  # fmt: skip
+    return Scope(
+        currency=currency,
+        until=until,
+        special=tuple(sorted(known.values(), key=lambda e: e.id)),
+        roots=roots,
+    )
 
 
 def entries(
@@ -153,32 +174,41 @@ def bucket_index(starts: Sequence[datetime]) -> ColumnElement[int]:
     ``billing.analytics.buckets.bucket_locator`` finds it (the caller keeps the rows
     inside ``[starts[0], end)``): the number of starts at or before it, minus one."""
     return case(
-        *((BOOKED_AT >= literal(start, UTCDateTime()), index)
-          for index, start in reversed(list(enumerate(starts)))),
+        *(
+            (literal(start, UTCDateTime()) <= BOOKED_AT, index)
+            for index, start in reversed(list(enumerate(starts)))
+        ),
         else_=-1,
-    )  # fmt: skip
+    )
 
 
 def kind_sums(
-    session: Session, where: Scope, *, starts: Sequence[datetime], end: datetime,
+    session: Session,
+    where: Scope,
+    *,
+    starts: Sequence[datetime],
+    end: datetime,
     kinds: Iterable[EntryKind],
-) -> list[tuple[int, str, int, int, int]]:  # fmt: skip
+) -> list[tuple[int, str, int, int, int]]:
     """``(bucket index, kind, amount, count, usage)`` of the scope's rows of ``kinds``
     booked in ``[starts[0], end)``; usage sums ``details["usage_amount"]``."""
     index = bucket_index(starts)
     usage = cast(func.coalesce(LedgerRow.details["usage_amount"].as_string(), "0"), BigInteger)
     query = (
-        select(index, LedgerRow.kind, func.sum(LedgerRow.amount), func.count(),
-               func.sum(usage))  # fmt: skip
+        select(index, LedgerRow.kind, func.sum(LedgerRow.amount), func.count(), func.sum(usage))
         .where(
             *where.where(),
             LedgerRow.kind.in_(sorted(str(k) for k in kinds)),
-            and_(BOOKED_AT >= literal(starts[0], UTCDateTime()),
-                 BOOKED_AT < literal(end, UTCDateTime())),  # fmt: skip
+            and_(
+                literal(starts[0], UTCDateTime()) <= BOOKED_AT,
+                literal(end, UTCDateTime()) > BOOKED_AT,
+            ),
         )
         .group_by(index, LedgerRow.kind)
     )
-    return [(int(i), k, int(a or 0), int(c), int(u or 0)) for i, k, a, c, u in session.execute(query)]
+    return [
+        (int(i), k, int(a or 0), int(c), int(u or 0)) for i, k, a, c, u in session.execute(query)
+    ]
 
 
 def first_attempts(
@@ -197,8 +227,8 @@ def first_attempts(
         LedgerRow.kind.in_([str(EntryKind.PAYMENT_FAILED), str(EntryKind.PAYMENT_SUCCEEDED)]),
         LedgerRow.attempt == 1,
         LedgerRow.invoice_id.not_in(failed),
-        BOOKED_AT >= literal(starts[0], UTCDateTime()),
-        BOOKED_AT < literal(end, UTCDateTime()),
+        literal(starts[0], UTCDateTime()) <= BOOKED_AT,
+        literal(end, UTCDateTime()) > BOOKED_AT,
     ]
     if where.special_invoices:
         clauses.append(LedgerRow.invoice_id.not_in(sorted(where.special_invoices)))
@@ -212,31 +242,48 @@ def open_candidates(
     """The entries of every invoice that may be open at one of ``moments`` (sorted),
     with the special entries: an invoice whose every entry is booked between two
     moments and that ends settled or closed is open at none of them, and is left out."""
-    kinds = [str(k) for k in (EntryKind.INVOICE_FINALIZED, EntryKind.INVOICE_PAID,
-                              EntryKind.CREDIT_NOTE_ISSUED, EntryKind.INVOICE_VOIDED,
-                              EntryKind.INVOICE_WRITTEN_OFF)]  # fmt: skip
+    kinds = [
+        str(k)
+        for k in (
+            EntryKind.INVOICE_FINALIZED,
+            EntryKind.INVOICE_PAID,
+            EntryKind.CREDIT_NOTE_ISSUED,
+            EntryKind.INVOICE_VOIDED,
+            EntryKind.INVOICE_WRITTEN_OFF,
+        )
+    ]
     index = bucket_index(moments)
-    finalized = func.sum(case((LedgerRow.kind == EntryKind.INVOICE_FINALIZED, LedgerRow.amount),
-                              else_=0))  # fmt: skip
-    settled = func.sum(case((LedgerRow.kind.in_([str(EntryKind.INVOICE_PAID),
-                                                 str(EntryKind.CREDIT_NOTE_ISSUED)]),
-                             LedgerRow.amount), else_=0))  # fmt: skip
+    finalized = func.sum(
+        case((LedgerRow.kind == EntryKind.INVOICE_FINALIZED, LedgerRow.amount), else_=0)
+    )
+    settled = func.sum(
+        case(
+            (
+                LedgerRow.kind.in_(
+                    [str(EntryKind.INVOICE_PAID), str(EntryKind.CREDIT_NOTE_ISSUED)]
+                ),
+                LedgerRow.amount,
+            ),
+            else_=0,
+        )
+    )
     closed = func.max(case((LedgerRow.kind.in_(kinds[3:]), 1), else_=0))
     per_invoice = (
         select(LedgerRow.invoice_id)
         .where(*where.where(), LedgerRow.kind.in_(kinds), LedgerRow.invoice_id != "")
         .group_by(LedgerRow.invoice_id)
-        .having(or_(func.min(index) != func.max(index),
-                    and_(closed == 0, finalized > settled)))  # fmt: skip
+        .having(or_(func.min(index) != func.max(index), and_(closed == 0, finalized > settled)))
     )
     clauses = [*where.where(), LedgerRow.kind.in_(kinds), LedgerRow.invoice_id.in_(per_invoice)]
     found = _entries_where(session, *clauses)
     if where.special_invoices:
         taken = {e.id for e in found}
         more = _entries_where(
-            session, *where.where(), LedgerRow.kind.in_(kinds),
+            session,
+            *where.where(),
+            LedgerRow.kind.in_(kinds),
             LedgerRow.invoice_id.in_(sorted(where.special_invoices)),
-        )  # fmt: skip
+        )
         found += [e for e in more if e.id not in taken]
     return [*found, *where.special]
 

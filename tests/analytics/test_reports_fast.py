@@ -28,8 +28,12 @@ from models.repositories import ledger as ledger_sql
 
 K = EntryKind
 CODE = "SEK"
-BUCKETS = bucket_range(from_=datetime(2025, 1, 1, tzinfo=UTC), to=datetime(2025, 5, 1, tzinfo=UTC),
-                       interval="month", time_zone="Asia/Tokyo")  # fmt: skip
+BUCKETS = bucket_range(
+    from_=datetime(2025, 1, 1, tzinfo=UTC),
+    to=datetime(2025, 5, 1, tzinfo=UTC),
+    interval="month",
+    time_zone="Asia/Tokyo",
+)
 
 
 def at(text: str) -> datetime:
@@ -38,70 +42,204 @@ def at(text: str) -> datetime:
 
 # (key, kind, occurred, recorded or None, fields)
 LEDGER: list[tuple[str, EntryKind, str, str | None, dict[str, Any]]] = [
-    ("s1", K.SUBSCRIPTION_STARTED, "2025-01-03", None,
-     dict(subscription_id="f_s1", customer_id="f_c1", mrr_after=1000, status_after="active")),
-    ("s2", K.SUBSCRIPTION_STARTED, "2025-01-05", None,
-     dict(subscription_id="f_s2", customer_id="f_c2", mrr_after=500, status_after="trialing")),
-    ("i1", K.INVOICE_FINALIZED, "2025-01-03", None,
-     dict(invoice_id="f_i1", customer_id="f_c1", amount=1000, details={"usage_amount": "120"})),
-    ("i1f1", K.PAYMENT_FAILED, "2025-01-03T00:01", None,
-     dict(invoice_id="f_i1", customer_id="f_c1", amount=1000, attempt=1, decline_code="x")),
-    ("i1f2", K.PAYMENT_FAILED, "2025-01-06", None,
-     dict(invoice_id="f_i1", customer_id="f_c1", amount=1000, attempt=2, dunning_step="r1")),
-    ("i1p", K.INVOICE_PAID, "2025-02-02", None,  # recovered in February
-     dict(invoice_id="f_i1", customer_id="f_c1", amount=600, attempt=3)),
-    ("i1cn", K.CREDIT_NOTE_ISSUED, "2025-02-10", None,
-     dict(invoice_id="f_i1", customer_id="f_c1", amount=400)),
-    ("s2up", K.PLAN_CHANGED, "2025-02-01", "2025-02-03",  # written late
-     dict(subscription_id="f_s2", customer_id="f_c2", mrr_before=500, mrr_after=800,
-          status_after="")),
-    ("i2", K.INVOICE_FINALIZED, "2025-02-01", None,
-     dict(invoice_id="f_i2", customer_id="f_c2", amount=800, due_at=at("2025-02-15"))),
-    ("i2ok", K.PAYMENT_SUCCEEDED, "2025-02-01T00:01", None,
-     dict(invoice_id="f_i2", customer_id="f_c2", amount=800, attempt=1)),
-    ("i3", K.INVOICE_FINALIZED, "2025-03-01", None,
-     dict(invoice_id="f_i3", customer_id="f_c2", amount=800)),
-    ("i3f1", K.PAYMENT_FAILED, "2025-03-01T00:01", None,
-     dict(invoice_id="f_i3", customer_id="f_c2", amount=800, attempt=1, decline_code="y")),
+    (
+        "s1",
+        K.SUBSCRIPTION_STARTED,
+        "2025-01-03",
+        None,
+        dict(subscription_id="f_s1", customer_id="f_c1", mrr_after=1000, status_after="active"),
+    ),
+    (
+        "s2",
+        K.SUBSCRIPTION_STARTED,
+        "2025-01-05",
+        None,
+        dict(subscription_id="f_s2", customer_id="f_c2", mrr_after=500, status_after="trialing"),
+    ),
+    (
+        "i1",
+        K.INVOICE_FINALIZED,
+        "2025-01-03",
+        None,
+        dict(invoice_id="f_i1", customer_id="f_c1", amount=1000, details={"usage_amount": "120"}),
+    ),
+    (
+        "i1f1",
+        K.PAYMENT_FAILED,
+        "2025-01-03T00:01",
+        None,
+        dict(invoice_id="f_i1", customer_id="f_c1", amount=1000, attempt=1, decline_code="x"),
+    ),
+    (
+        "i1f2",
+        K.PAYMENT_FAILED,
+        "2025-01-06",
+        None,
+        dict(invoice_id="f_i1", customer_id="f_c1", amount=1000, attempt=2, dunning_step="r1"),
+    ),
+    (
+        "i1p",
+        K.INVOICE_PAID,
+        "2025-02-02",
+        None,  # recovered in February
+        dict(invoice_id="f_i1", customer_id="f_c1", amount=600, attempt=3),
+    ),
+    (
+        "i1cn",
+        K.CREDIT_NOTE_ISSUED,
+        "2025-02-10",
+        None,
+        dict(invoice_id="f_i1", customer_id="f_c1", amount=400),
+    ),
+    (
+        "s2up",
+        K.PLAN_CHANGED,
+        "2025-02-01",
+        "2025-02-03",  # written late
+        dict(
+            subscription_id="f_s2",
+            customer_id="f_c2",
+            mrr_before=500,
+            mrr_after=800,
+            status_after="",
+        ),
+    ),
+    (
+        "i2",
+        K.INVOICE_FINALIZED,
+        "2025-02-01",
+        None,
+        dict(invoice_id="f_i2", customer_id="f_c2", amount=800, due_at=at("2025-02-15")),
+    ),
+    (
+        "i2ok",
+        K.PAYMENT_SUCCEEDED,
+        "2025-02-01T00:01",
+        None,
+        dict(invoice_id="f_i2", customer_id="f_c2", amount=800, attempt=1),
+    ),
+    (
+        "i3",
+        K.INVOICE_FINALIZED,
+        "2025-03-01",
+        None,
+        dict(invoice_id="f_i3", customer_id="f_c2", amount=800),
+    ),
+    (
+        "i3f1",
+        K.PAYMENT_FAILED,
+        "2025-03-01T00:01",
+        None,
+        dict(invoice_id="f_i3", customer_id="f_c2", amount=800, attempt=1, decline_code="y"),
+    ),
     ("i3v", K.INVOICE_VOIDED, "2025-03-20", None, dict(invoice_id="f_i3", customer_id="f_c2")),
-    ("s1x", K.CANCELED, "2025-03-25", None,
-     dict(subscription_id="f_s1", customer_id="f_c1", mrr_before=1000, mrr_after=0,
-          status_after="canceled")),
-    ("i4", K.INVOICE_FINALIZED, "2025-04-02", None,
-     dict(invoice_id="f_i4", customer_id="f_c2", amount=700)),
-    ("r1", K.REFUND_CREATED, "2025-04-05", None,
-     dict(invoice_id="f_i2", customer_id="f_c2", amount=100)),
-    ("late", K.INVOICE_FINALIZED, "2025-05-10", None,
-     dict(invoice_id="f_i5", customer_id="f_c2", amount=900)),
-]  # fmt: skip
+    (
+        "s1x",
+        K.CANCELED,
+        "2025-03-25",
+        None,
+        dict(
+            subscription_id="f_s1",
+            customer_id="f_c1",
+            mrr_before=1000,
+            mrr_after=0,
+            status_after="canceled",
+        ),
+    ),
+    (
+        "i4",
+        K.INVOICE_FINALIZED,
+        "2025-04-02",
+        None,
+        dict(invoice_id="f_i4", customer_id="f_c2", amount=700),
+    ),
+    (
+        "r1",
+        K.REFUND_CREATED,
+        "2025-04-05",
+        None,
+        dict(invoice_id="f_i2", customer_id="f_c2", amount=100),
+    ),
+    (
+        "late",
+        K.INVOICE_FINALIZED,
+        "2025-05-10",
+        None,
+        dict(invoice_id="f_i5", customer_id="f_c2", amount=900),
+    ),
+]
 
 
 def _write(session: Session) -> dict[str, int]:
     ids = {}
     for key, kind, occurred, recorded, fields in LEDGER:
-        row = ledger_sql.append(session, f"fast:{key}", kind=kind, occurred_at=at(occurred),
-                                recorded_at=at(recorded or occurred), currency=CODE, **fields)  # fmt: skip
+        row = ledger_sql.append(
+            session,
+            f"fast:{key}",
+            kind=kind,
+            occurred_at=at(occurred),
+            recorded_at=at(recorded or occurred),
+            currency=CODE,
+            **fields,
+        )
         session.flush()
         ids[key] = row.id
 
     def correct(key: str, target: int, occurred: str, recorded: str, **fields: Any) -> None:
-        row = ledger_sql.append(session, f"fast:{key}", kind=K.CORRECTION, corrects=target,
-                                occurred_at=at(occurred), recorded_at=at(recorded),
-                                currency=CODE, **fields)  # fmt: skip
+        row = ledger_sql.append(
+            session,
+            f"fast:{key}",
+            kind=K.CORRECTION,
+            corrects=target,
+            occurred_at=at(occurred),
+            recorded_at=at(recorded),
+            currency=CODE,
+            **fields,
+        )
         session.flush()
         ids[key] = row.id
 
     # i1 was 900, not 1,000; then corrected again (a correction of the correction).
-    correct("c1", ids["i1"], "2025-01-03", "2025-03-02", invoice_id="f_i1", customer_id="f_c1",
-            amount=900, details={"usage_amount": "100"})  # fmt: skip
-    correct("c2", ids["c1"], "2025-01-03", "2025-03-03", invoice_id="f_i1", customer_id="f_c1",
-            amount=950)  # fmt: skip
+    correct(
+        "c1",
+        ids["i1"],
+        "2025-01-03",
+        "2025-03-02",
+        invoice_id="f_i1",
+        customer_id="f_c1",
+        amount=900,
+        details={"usage_amount": "100"},
+    )
+    correct(
+        "c2",
+        ids["c1"],
+        "2025-01-03",
+        "2025-03-03",
+        invoice_id="f_i1",
+        customer_id="f_c1",
+        amount=950,
+    )
     # s1 started with 1,200, booked as it was.
-    correct("c3", ids["s1"], "2025-01-03", "2025-02-20", subscription_id="f_s1",
-            customer_id="f_c1", mrr_after=1200, status_after="active")  # fmt: skip
+    correct(
+        "c3",
+        ids["s1"],
+        "2025-01-03",
+        "2025-02-20",
+        subscription_id="f_s1",
+        customer_id="f_c1",
+        mrr_after=1200,
+        status_after="active",
+    )
     # The May invoice moved into April: a correction in the range of an entry after it.
-    correct("c4", ids["late"], "2025-04-20", "2025-04-21", invoice_id="f_i5",
-            customer_id="f_c2", amount=900)  # fmt: skip
+    correct(
+        "c4",
+        ids["late"],
+        "2025-04-20",
+        "2025-04-21",
+        invoice_id="f_i5",
+        customer_id="f_c2",
+        amount=900,
+    )
     session.commit()
     return ids
 
@@ -157,8 +295,14 @@ def test_a_correction_of_an_entry_after_the_range_widens_the_read(
 # -- the receivables sweep on random ledgers ---------------------------------------------
 
 START = at("2025-01-01")
-KINDS = [K.INVOICE_FINALIZED, K.INVOICE_PAID, K.CREDIT_NOTE_ISSUED, K.INVOICE_VOIDED,
-         K.INVOICE_WRITTEN_OFF, K.REFUND_CREATED]  # fmt: skip
+KINDS = [
+    K.INVOICE_FINALIZED,
+    K.INVOICE_PAID,
+    K.CREDIT_NOTE_ISSUED,
+    K.INVOICE_VOIDED,
+    K.INVOICE_WRITTEN_OFF,
+    K.REFUND_CREATED,
+]
 steps = st.lists(
     st.tuples(
         st.integers(0, 5),  # invoice
@@ -181,10 +325,18 @@ def test_the_sweep_equals_aging_at_each_moment(changes: list) -> None:
         occurred = START + timedelta(hours=hour)
         recorded = max(recorded, occurred + timedelta(hours=late))
         entries.append(
-            LedgerEntry(id=number, kind=kind, occurred_at=occurred, recorded_at=recorded,
-                        customer_id="c", currency=CODE, invoice_id=f"i{invoice}", amount=amount,
-                        due_at=None if due is None else occurred + timedelta(hours=due))
-        )  # fmt: skip
+            LedgerEntry(
+                id=number,
+                kind=kind,
+                occurred_at=occurred,
+                recorded_at=recorded,
+                customer_id="c",
+                currency=CODE,
+                invoice_id=f"i{invoice}",
+                amount=amount,
+                due_at=None if due is None else occurred + timedelta(hours=due),
+            )
+        )
     moments = [b.end for b in BUCKETS]
     assert fast.aging_at(entries, moments=moments, currency=CODE) == tuple(
         aging(entries, as_of=m, currency=CODE)[0] for m in moments
