@@ -517,6 +517,9 @@ class LedgerRow(Base):
     __table_args__ = (
         Index("ix_billing_ledger_currency_occurred_at", "currency", "occurred_at"),
         Index("ix_billing_ledger_subscription_id_id", "subscription_id", "id"),
+        # The analytics reads (models.repositories.analytics), migration 0009.
+        Index("ix_billing_ledger_currency_kind", "currency", "kind"),
+        Index("ix_billing_ledger_invoice_id", "invoice_id"),
     )
 
     # SQLite numbers rows only for an INTEGER primary key.

@@ -29,16 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing.analytics.buckets import Bucket, Granularity, RangeError, bucket_range
 from billing.analytics.customers import customer_figures
-from billing.analytics.dunning import dunning as dunning_figures
-from billing.analytics.ledger import LedgerEntry
-from billing.analytics.movements import MrrBucket, mrr_movements
-from billing.analytics.receivables import aging
-from billing.analytics.revenue import revenue as revenue_figures
+from billing.analytics.movements import MrrBucket
 from billing.analytics.trends import TrendPoint, trend
 from billing.calendar import zone
 from billing.money import normalize_currency
+from kakin.services import analytics_reads as fast
 from kakin.services.errors import InvalidRequestError
-from models.repositories import ledger as ledger_sql
+from models.repositories import analytics as analytics_sql
+from models.repositories.analytics import Scope
 
 REPORTS = ("mrr", "revenue", "customers", "receivables", "dunning", "forecast")
 INTERVALS = tuple(str(g) for g in Granularity)
@@ -172,7 +170,7 @@ def _buckets(
 
 
 def _currencies(session: Session, currency: str | None) -> tuple[str, ...]:
-    held = ledger_sql.currencies(session)
+    held = analytics_sql.currencies(session)
     if currency is None or not currency.strip():
         return tuple(held)
     try:
@@ -227,17 +225,6 @@ def _year_before(checked: ReportRange) -> tuple[Bucket, ...]:
 # -- reading the ledger ----------------------------------------------------------------
 
 
-def _entries(session: Session, currency: str, until: datetime) -> list[LedgerEntry]:
-    """The currency's entries booked before ``until``, so a report of a past range
-    reads no later rows; all of them when a correction there fixes a later entry
-    (booking needs the corrected entry, which may be dated after ``until``)."""
-    found = ledger_sql.entries(session, currency=currency, until=until)
-    ids = {entry.id for entry in found}
-    if any(entry.corrects and entry.corrects not in ids for entry in found):
-        return ledger_sql.entries(session, currency=currency)
-    return found
-
-
 @dataclass(frozen=True)
 class ReportQuery:
     """What a report is asked for (the API's query parameters, the CLI's options).
@@ -258,19 +245,17 @@ class ReportQuery:
     now: datetime | None = None
 
 
-def read_ledger(
-    sessions: sessionmaker[Session],
-    query: ReportQuery,
-    until: Callable[[ReportRange], datetime] | None = None,
-) -> tuple[ReportRange, dict[str, list[LedgerEntry]]]:
-    """The checked range and each currency's entries (booked before ``until``, by
-    default the range's end), read in one session."""
-    with sessions() as session:
-        checked = report_range(session, from_=query.from_, to=query.to,
-                               interval=query.interval, currency=query.currency,
-                               time_zone=query.time_zone, now=query.now)  # fmt: skip
-        horizon = until(checked) if until else checked.end
-        return checked, {code: _entries(session, code, horizon) for code in checked.currencies}
+def checked_range(session: Session, query: ReportQuery) -> ReportRange:
+    return report_range(
+        session, from_=query.from_, to=query.to, interval=query.interval,
+        currency=query.currency, time_zone=query.time_zone, now=query.now,
+    )  # fmt: skip
+
+
+def scopes(session: Session, checked: ReportRange, until: datetime) -> list[Scope]:
+    """What each currency's figures read: its entries booked before ``until``, so a
+    report of a past range reads no later rows (``models.repositories.analytics``)."""
+    return [analytics_sql.scope(session, code, until) for code in checked.currencies]
 
 
 def _trends(
@@ -290,73 +275,75 @@ def _trends(
 
 # -- the reports -----------------------------------------------------------------------
 
-# A report's figures for one currency: (the range, the year before it, the currency's
-# entries) -> its block. The year before is read so trends have their twin buckets.
-Figures = Callable[[ReportRange, tuple[Bucket, ...], str, list[LedgerEntry]], CurrencyBlock]
+# A report's figures for one currency: (the session, the range, the year before it, the
+# currency's scope) -> its block. The year before is read so trends have their twins.
+Figures = Callable[[Session, ReportRange, tuple[Bucket, ...], Scope], CurrencyBlock]
 
 
 def _report(name: str, sessions: sessionmaker[Session], query: ReportQuery,
             figures: Figures) -> Report:  # fmt: skip
-    checked, ledger = read_ledger(sessions, query)
-    prefix = _year_before(checked)
-    blocks = tuple(figures(checked, prefix, code, entries) for code, entries in ledger.items())
+    with sessions() as session:
+        checked = checked_range(session, query)
+        prefix = _year_before(checked)
+        blocks = tuple(
+            figures(session, checked, prefix, scope)
+            for scope in scopes(session, checked, checked.end)
+        )
     return Report(name=name, range=checked, blocks=blocks)
 
 
 def _mrr_block(
-    checked: ReportRange, prefix: tuple[Bucket, ...], code: str, entries: list[LedgerEntry]
+    session: Session, checked: ReportRange, prefix: tuple[Bucket, ...], scope: Scope
 ) -> CurrencyBlock:
     every, shown = (*prefix, *checked.buckets), len(checked.buckets)
-    movements = mrr_movements(entries, buckets=every, currency=code)
-    usage = revenue_figures(entries, buckets=checked.buckets, currency=code)
+    movements = fast.movements(session, scope, every)
+    usage = fast.revenue(session, scope, checked.buckets)
     rows = tuple(
         MrrRow(movements=row, usage_revenue=money.usage)
         for row, money in zip(movements[-shown:], usage, strict=True)
     )
     trends = _trends(every, {"mrr": [m.end for m in movements]}, checked.interval, shown)
-    return CurrencyBlock(currency=code, rows=rows, trends=trends)
+    return CurrencyBlock(currency=scope.currency, rows=rows, trends=trends)
 
 
 def _customers_block(
-    checked: ReportRange, prefix: tuple[Bucket, ...], code: str, entries: list[LedgerEntry]
+    session: Session, checked: ReportRange, prefix: tuple[Bucket, ...], scope: Scope
 ) -> CurrencyBlock:
     every, shown = (*prefix, *checked.buckets), len(checked.buckets)
-    movements = mrr_movements(entries, buckets=every, currency=code)
+    movements = fast.movements(session, scope, every)
     figures = customer_figures(movements, interval=checked.interval)
     series = {
         "customers": [f.customers for f in figures],
         "subscriptions": [f.subscriptions for f in figures],
     }
     trends = _trends(every, series, checked.interval, shown)
-    return CurrencyBlock(currency=code, rows=figures[-shown:], trends=trends)
+    return CurrencyBlock(currency=scope.currency, rows=figures[-shown:], trends=trends)
 
 
 def _revenue_block(
-    checked: ReportRange, prefix: tuple[Bucket, ...], code: str, entries: list[LedgerEntry]
+    session: Session, checked: ReportRange, prefix: tuple[Bucket, ...], scope: Scope
 ) -> CurrencyBlock:
     every, shown = (*prefix, *checked.buckets), len(checked.buckets)
-    rows = revenue_figures(entries, buckets=every, currency=code)
+    rows = fast.revenue(session, scope, every)
     series = {"invoiced": [r.invoiced for r in rows], "collected": [r.collected for r in rows]}
     trends = _trends(every, series, checked.interval, shown)
-    return CurrencyBlock(currency=code, rows=rows[-shown:], trends=trends)
+    return CurrencyBlock(currency=scope.currency, rows=rows[-shown:], trends=trends)
 
 
 def _receivables_block(
-    checked: ReportRange, _: tuple[Bucket, ...], code: str, entries: list[LedgerEntry]
+    session: Session, checked: ReportRange, _: tuple[Bucket, ...], scope: Scope
 ) -> CurrencyBlock:
-    # One row per bucket, zeros included: aging() of one currency always answers it.
-    rows = tuple(
-        aging(entries, as_of=min(bucket.end, checked.as_of), currency=code)[0]
-        for bucket in checked.buckets
-    )
-    return CurrencyBlock(currency=code, rows=rows)
+    # One row per bucket, zeros included, as of its end (or now, for one still open).
+    moments = [min(bucket.end, checked.as_of) for bucket in checked.buckets]
+    return CurrencyBlock(currency=scope.currency, rows=fast.receivables(session, scope, moments))
 
 
 def _dunning_block(
-    checked: ReportRange, _: tuple[Bucket, ...], code: str, entries: list[LedgerEntry]
+    session: Session, checked: ReportRange, _: tuple[Bucket, ...], scope: Scope
 ) -> CurrencyBlock:
-    rows = dunning_figures(entries, buckets=checked.buckets, currency=code)
-    return CurrencyBlock(currency=code, rows=rows)
+    return CurrencyBlock(
+        currency=scope.currency, rows=fast.dunning(session, scope, checked.buckets)
+    )
 
 
 def mrr(sessions: sessionmaker[Session], query: ReportQuery) -> Report:

@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from billing.analytics.buckets import bucket_range
-from billing.analytics.dunning import dunning as dunning_figures
 from billing.analytics.dunning import observed_recovery_rate
 from billing.analytics.forecast import ForecastWindow, SubscriptionOutlook
 from billing.analytics.forecast import forecast as forecast_windows
@@ -43,9 +42,17 @@ from billing.analytics.mrr import COUNTED_STATUSES
 from billing.analytics.receivables import open_invoices
 from billing.calendar import Interval, boundary
 from billing.rounding import RoundingMode
+from kakin.services import analytics_reads as fast
 from kakin.services import subscriptions as subscription_service
-from kakin.services.analytics import CurrencyBlock, Report, ReportQuery, read_ledger
+from kakin.services.analytics import (
+    CurrencyBlock,
+    Report,
+    ReportQuery,
+    checked_range,
+    scopes,
+)
 from kakin.services.invoice_drafts import current_usage, period_draft
+from models.repositories import analytics as analytics_sql
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import subscriptions as subscription_sql
@@ -189,6 +196,42 @@ def _run_rate(session: Session, subscription: Subscription, as_of: datetime) -> 
     return Decimal(exact.numerator) / Decimal(exact.denominator)
 
 
+class Drafts:
+    """The licensed total of a next invoice (``period_draft``'s), computed once per
+    set of inputs it depends on.
+
+    Without usage lines, a draft's total depends only on the plan, the quantity, the
+    non-metered items, the tax rates, the coupons due and the customer's credit
+    balance; the period's dates only label its lines. Subscriptions with a coupon or a
+    customer with a credit balance get a draft of their own; the others share the one
+    of the first subscription with the same plan, items and rates.
+    """
+
+    def __init__(self, session: Session, rounding: RoundingMode, with_credit: set[str]) -> None:
+        self.session, self.rounding, self.with_credit = session, rounding, with_credit
+        self.totals: dict[tuple[object, ...], int] = {}
+
+    def total(self, subscription: Subscription, plan: Price | None, start: datetime,
+              end: datetime) -> int:  # fmt: skip
+        key = self._key(subscription, plan)
+        if key is not None and key in self.totals:
+            return self.totals[key]
+        draft = period_draft(self.session, subscription, period_start=start, period_end=end,
+                             usage_period=None, rounding=self.rounding, plan=plan)  # fmt: skip
+        if key is not None:
+            self.totals[key] = draft.totals.total
+        return draft.totals.total
+
+    def _key(self, subscription: Subscription, plan: Price | None) -> tuple[object, ...] | None:
+        if subscription.discounts or subscription.customer_id in self.with_credit:
+            return None
+        items = tuple(sorted((item.price_id, item.quantity) for item in subscription.items
+                             if item.price.metric_id is None))  # fmt: skip
+        rates = tuple(subscription.customer.tax_rate_ids or ())
+        plan_id = (plan or subscription.price).id
+        return (plan_id, subscription.quantity, items, rates, subscription.price.currency)
+
+
 def outlook(
     session: Session,
     subscription: Subscription,
@@ -196,7 +239,7 @@ def outlook(
     as_of: datetime,
     first_start: datetime | None,
     pending_price: Price | None,
-    rounding: RoundingMode,
+    drafts: Drafts,
 ) -> SubscriptionOutlook:
     anchor, index, time_zone = _calendar(subscription, first_start)
     price = subscription.price
@@ -205,9 +248,7 @@ def outlook(
     end = boundary(anchor, interval, count, index + 1, time_zone=time_zone)
 
     def licensed(plan: Price | None) -> int:
-        draft = period_draft(session, subscription, period_start=start, period_end=end,
-                             usage_period=None, rounding=rounding, plan=plan)  # fmt: skip
-        return draft.totals.total
+        return drafts.total(subscription, plan, start, end)
 
     return SubscriptionOutlook(
         subscription_id=subscription.id,
@@ -235,10 +276,11 @@ def outlooks(
     """The outlook of every active subscription in ``currencies`` with a period."""
     rows = [
         row
-        for row in subscription_sql.subscriptions_in(session, COUNTED_STATUSES)
+        for row in analytics_sql.subscriptions_in(session, COUNTED_STATUSES)
         if row.current_period_end is not None and row.price.currency in currencies
     ]
     firsts = invoice_sql.first_period_starts(session, [row.id for row in rows])
+    drafts = Drafts(session, rounding, analytics_sql.customers_with_credit(session))
     found = []
     for row in rows:
         price_id = pending.get(row.id)
@@ -249,7 +291,7 @@ def outlooks(
                 as_of=as_of,
                 first_start=firsts.get(row.id),
                 pending_price=find(session, Price, price_id) if price_id else None,
-                rounding=rounding,
+                drafts=drafts,
             )
         )
     return found
@@ -273,23 +315,30 @@ def forecast(
     from ``scheduled_plan_changes`` (``None``: no downgrade is known).
     """
     changes = plan_changes or PlanChanges(pending={})
-    # Open invoices are as of now, which may be after the range: read up to both.
-    checked, ledger = read_ledger(sessions, query, until=lambda r: max(r.end, r.as_of))
-    as_of = checked.as_of
     with sessions() as session:
+        checked = checked_range(session, query)
+        as_of = checked.as_of
+        # Open invoices are as of now, which may be after the range: read up to both.
+        read = scopes(session, checked, max(checked.end, as_of))
+        rates = {s.currency: observed_recovery_rate(fast.dunning(session, s, checked.buckets))
+                 for s in read}  # fmt: skip
+        pending = {
+            s.currency: open_invoices(
+                analytics_sql.open_candidates(session, s, moments=[as_of]), as_of=as_of
+            )
+            for s in read
+        }
         walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
                           pending=changes.pending, rounding=rounding)  # fmt: skip
     blocks = []
-    for code, entries in ledger.items():
-        rate = observed_recovery_rate(
-            dunning_figures(entries, buckets=checked.buckets, currency=code)
-        )
+    for code in checked.currencies:
+        rate = rates[code]
         mine = [o for o in walked if o.currency == code]
         windows = forecast_windows(
             as_of=as_of,
             time_zone=checked.time_zone,
             subscriptions=mine,
-            open_invoices=open_invoices(entries, as_of=as_of),
+            open_invoices=pending[code],
             recovery_rates={code: rate},
         )
         shown = [w for w in windows if w.currency == code] or _empty_windows(
