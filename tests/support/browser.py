@@ -44,8 +44,8 @@ from playwright.async_api import (
 # (component updates, safe browsing) that would be requests to another origin.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 HOW_TO_GET_CHROMIUM = (
-    "no Chromium for the browser tests: run them with `python3 dev.py test` (it installs "
-    "Debian's chromium), or `apt-get install chromium`, or set KAKIN_CHROMIUM to a Chromium"
+    "run the tests with `python3 dev.py test` (it installs Debian's chromium), "
+    "or `apt-get install chromium`, or set KAKIN_CHROMIUM to a Chromium"
 )
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}  # an iPhone 12-15's CSS pixels
@@ -68,7 +68,9 @@ def origin_of(url: str) -> str:
 async def browser() -> AsyncIterator[Browser]:
     path = chromium_path()
     if path is None:
-        pytest.fail(HOW_TO_GET_CHROMIUM, pytrace=False)
+        named = os.environ.get("KAKIN_CHROMIUM")
+        why = f"KAKIN_CHROMIUM={named} is not an executable" if named else "no Chromium found"
+        pytest.fail(f"{why}: {HOW_TO_GET_CHROMIUM}", pytrace=False)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=path, args=list(CHROMIUM_FLAGS), headless=True
