@@ -4,14 +4,18 @@
     python3 dev.py up     # install what is missing, then run kakin on its embedded default
     python3 dev.py test   # install what is missing, then ruff, mypy, lint-imports, pytest
 
-Everything goes into ./.venv (created on first use). Extra arguments are passed on:
-``python3 dev.py up --no-demo``, ``python3 dev.py test -k renewals``.
+Everything Python goes into ./.venv (created on first use). ``test`` also needs a
+headless Chromium for the browser tests: ``chromium`` on PATH (or the one named by
+KAKIN_CHROMIUM), else Debian's package, installed with apt-get when run as root.
+Extra arguments are passed on: ``python3 dev.py up --no-demo``,
+``python3 dev.py test -k renewals``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +46,70 @@ def ensure_environment() -> None:
     STAMP.write_text(_fingerprint())
 
 
+# Debian's packages the browser tests need: the browser, and a font with Japanese glyphs
+# (without one the Japanese pages' screenshots show boxes; the tests pass either way).
+CHROMIUM_PACKAGE = "chromium"
+JAPANESE_FONT_PACKAGE = "fonts-noto-cjk"
+HOW_TO_INSTALL_CHROMIUM = (
+    "the browser tests need Chromium: run `sudo apt-get install chromium` (Debian/Ubuntu), "
+    "or install any Chromium and set KAKIN_CHROMIUM to its path"
+)
+
+
+def _can_apt_install() -> bool:
+    return os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def _has_japanese_font() -> bool:
+    if shutil.which("fc-list") is None:  # no fontconfig yet: it comes with Chromium's package
+        return False
+    found = subprocess.run(["fc-list", ":lang=ja"], capture_output=True, text=True, check=False)
+    return bool(found.stdout.strip())
+
+
+def _apt_install(packages: list[str]) -> None:
+    print(f"installing {' '.join(packages)} with apt-get (first run only) ...", flush=True)
+    # No questions (CI has no standard input); no recommends: a browser, not a desktop.
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    # Wait for another apt run's lock rather than fail at once.
+    apt = ["apt-get", "-q", "-o", "Dpkg::Use-Pty=0", "-o", "DPkg::Lock::Timeout=300"]
+    for step in (["update"], ["install", "-y", "--no-install-recommends", *packages]):
+        if subprocess.run([*apt, *step], env=env, stdin=subprocess.DEVNULL).returncode != 0:
+            sys.exit(f"`apt-get {step[0]}` failed (see above); {HOW_TO_INSTALL_CHROMIUM}")
+
+
+def ensure_chromium() -> str:
+    """The path of a Chromium for the browser tests, installed first when it is missing."""
+    named = os.environ.get("KAKIN_CHROMIUM")
+    found = shutil.which(named or "chromium")
+    if named and found is None:
+        sys.exit(f"KAKIN_CHROMIUM={named} is not an executable; {HOW_TO_INSTALL_CHROMIUM}")
+    missing = [CHROMIUM_PACKAGE] if found is None else []
+    if not _has_japanese_font():
+        missing.append(JAPANESE_FONT_PACKAGE)
+    if missing and _can_apt_install():
+        _apt_install(missing)
+        found = found or shutil.which("chromium")
+    if found is None:
+        sys.exit(HOW_TO_INSTALL_CHROMIUM)
+    if not _has_japanese_font():
+        print(
+            "note: no Japanese font, so Japanese pages' screenshots show boxes "
+            f"(apt-get install {JAPANESE_FONT_PACKAGE})",
+            file=sys.stderr,
+        )
+    return found
+
+
 def run(*command: str) -> int:
     print(f"$ {' '.join(command)}", flush=True)
     return subprocess.run([str(BIN / command[0]), *command[1:]], cwd=ROOT).returncode
 
 
 def test(extra: list[str]) -> int:
+    # Before anything else: a machine that cannot get a browser stops here, in one line,
+    # rather than failing every browser test. The tests find it through KAKIN_CHROMIUM.
+    os.environ["KAKIN_CHROMIUM"] = ensure_chromium()
     failed = [
         name
         for name, code in (

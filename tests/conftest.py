@@ -33,6 +33,10 @@ from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import connect_to, free_ports, running, serving_worker
 from tests.support.encryption import TEST_KEYS, converter_for_tests
 
+# The browser fixtures (browser, open_page, screenshot): a plugin, so playwright's names
+# stay in their own module and every test folder can use them.
+pytest_plugins = ("tests.support.browser",)
+
 PG_ADMIN_URL = os.environ.get("KAKIN_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 # Payloads are encrypted in tests as in production: the fixtures' clients use these
 # keys, and subprocesses (starter.py, kakin.cli) inherit them from the environment.
