@@ -41,7 +41,8 @@ from kakin.platform.settings import (
     get_settings,
 )
 from kakin.services.invoice_documents import Seller
-from kakin.services.staff_sessions import ConsolePolicy, SessionPolicy, ThrottlePolicy
+from kakin.services.staff_sessions import ConsolePolicy, SessionPolicy
+from kakin.services.staff_throttle import ThrottlePolicy
 from models.db import make_engine, make_session_factory, migrate
 from workflows.subscription import SubscriptionWorkflow
 

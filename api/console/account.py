@@ -34,10 +34,11 @@ from api.console.rendering import render, see_other
 from api.console.sign_in import refusal_page
 from api.deps import deps_of
 from kakin.platform.codec import EncryptionKeyError, Keyring
-from kakin.services import staff, staff_sessions
+from kakin.services import staff, staff_sessions, staff_two_factor
 from kakin.services.errors import ConflictError
 from kakin.services.staff import StaffInfo, StaffInputError
-from kakin.services.staff_sessions import SessionEndedError, SignInRefusedError, Stage
+from kakin.services.staff_sessions import SessionEndedError, Stage
+from kakin.services.staff_throttle import SignInRefusedError
 
 router = APIRouter(include_in_schema=False)
 ENROL = STAGE_PAGES[Stage.ENROL]
@@ -65,7 +66,7 @@ async def _enrol_page(
     keyring = _keyring(request)
     try:
         enrolment = await run_in_threadpool(
-            staff.begin_enrolment, deps_of(request).sessions, keyring, me.id
+            staff_two_factor.begin_enrolment, deps_of(request).sessions, keyring, me.id
         )
     except ConflictError:  # confirmed meanwhile, in another tab
         return render(request, "enrol.html.j2", me=me, done=True, error="")
@@ -115,7 +116,7 @@ async def enrol(request: Request) -> Response:
             set_session(request, response, started.token)
             return response
         codes = await run_in_threadpool(
-            staff.confirm_enrolment, sessions, keyring, current.staff.id, code,
+            staff_two_factor.confirm_enrolment, sessions, keyring, current.staff.id, code,
             origin=origin, now=console.clock(),
         )  # fmt: skip
     except SessionEndedError:
@@ -139,7 +140,7 @@ async def enrol(request: Request) -> Response:
 @router.get(RECOVERY_CODES)
 async def recovery_codes_page(request: Request, me: AnyStaff) -> Response:
     left = await run_in_threadpool(
-        staff.recovery_codes_left, deps_of(request).sessions, me.staff.id
+        staff_two_factor.recovery_codes_left, deps_of(request).sessions, me.staff.id
     )
     return render(request, "recovery_codes.html.j2", codes=None, left=left)
 
@@ -148,7 +149,7 @@ async def recovery_codes_page(request: Request, me: AnyStaff) -> Response:
 async def new_recovery_codes(request: Request, me: AnyStaff) -> Response:
     try:
         codes = await run_in_threadpool(
-            staff.new_recovery_codes, deps_of(request).sessions, me.staff.id,
+            staff_two_factor.new_recovery_codes, deps_of(request).sessions, me.staff.id,
             origin=origin_of(request), now=console_of(request).clock(),
         )  # fmt: skip
     except ConflictError:  # no two-factor yet: enrol first

@@ -34,7 +34,8 @@ from api.console.messages import translator
 from api.console.rendering import render, see_other
 from api.deps import deps_of
 from kakin.services import staff_sessions
-from kakin.services.staff_sessions import SessionEndedError, SignInRefusedError, Stage
+from kakin.services.staff_sessions import SessionEndedError, Stage
+from kakin.services.staff_throttle import SignInRefusedError
 
 router = APIRouter(include_in_schema=False)
 TWO_FACTOR = STAGE_PAGES[Stage.SECOND_FACTOR]

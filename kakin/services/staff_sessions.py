@@ -6,13 +6,8 @@ or ``enrol`` when two-factor is required and not set up yet); a TOTP or recovery
 token seen before sign-in finished is worth nothing after. The browser's cookie holds
 the token; the database keeps its SHA-256.
 
-Throttling counts failed attempts (a wrong password for any email, known or not; a wrong
-code) in the last ``lock_for``, per email and per address. After ``slow_after`` failures
-each attempt must wait longer after the last one (1 s, 2 s, 4 s ... at most
-``longest_wait``); at ``lock_after`` the account (or address) is locked until the
-oldest of those failures is ``lock_for`` old. A refused attempt is not checked and not
-counted. An email's count restarts at its last complete sign-in (not at a right
-password: that would let a guesser of second factors reset it at will).
+Throttling (slowing, then locking, an account or an address after failed attempts) is
+``kakin.services.staff_throttle``.
 
 Sessions end after ``idle`` without a request, ``absolute`` after sign-in, on sign-out,
 on a password change (every other session of that person), when the account is
@@ -22,9 +17,7 @@ disabled or its two-factor reset.
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,30 +25,19 @@ from enum import StrEnum
 from sqlalchemy.orm import Session, sessionmaker
 
 from kakin.platform.codec import Keyring
-from kakin.services import staff
+from kakin.services import staff, staff_throttle, staff_two_factor
 from kakin.services.errors import ServiceError
 from kakin.services.staff import Origin, StaffInfo, StaffInputError
+from kakin.services.staff_throttle import SignInRefusedError, ThrottlePolicy
 from models.repositories import staff as staff_sql
 from models.repositories.common import new_id
 from models.staff_tables import StaffMember, StaffSession
-
-UNKNOWN = "-"  # the audit row's entity id for an email no staff member has
 
 
 class Stage(StrEnum):
     SECOND_FACTOR = "second_factor"
     ENROL = "enrol"
     SIGNED_IN = "signed_in"
-
-
-@dataclass(frozen=True)
-class ThrottlePolicy:
-    slow_after: int = 3
-    lock_after: int = 10
-    address_slow_after: int = 10
-    address_lock_after: int = 50
-    lock_for: timedelta = timedelta(minutes=15)
-    longest_wait: timedelta = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -70,48 +52,6 @@ class SessionPolicy:
 class ConsolePolicy:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    locked: bool
-    until: datetime
-
-
-def refusal(
-    failures: Sequence[datetime],
-    *,
-    now: datetime,
-    slow_after: int,
-    lock_after: int,
-    lock_for: timedelta,
-    longest_wait: timedelta,
-) -> Refusal | None:
-    """Whether an attempt now is refused, given the failures of the window, newest first."""
-    count = len(failures)
-    if count >= lock_after:
-        until = failures[lock_after - 1] + lock_for
-        if until > now:
-            return Refusal(locked=True, until=until)
-    if count >= slow_after:
-        wait = min(longest_wait, timedelta(seconds=2 ** (count - slow_after)))
-        if failures[0] + wait > now:
-            return Refusal(locked=False, until=failures[0] + wait)
-    return None
-
-
-class SignInRefusedError(ServiceError):
-    """A sign-in step failed or was refused; the message is safe to show as it is.
-
-    ``retry_at`` is set when the attempt was throttled (or ``locked``): not checked at all.
-    """
-
-    def __init__(
-        self, message: str, *, retry_at: datetime | None = None, locked: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
-        self.locked = locked
 
 
 class SessionEndedError(ServiceError):
@@ -166,126 +106,6 @@ def _new_session(
     return Started(token=token, session_id=made.id, stage=stage, staff=staff.info(row))
 
 
-# -- throttling ------------------------------------------------------------------------------
-
-
-def _refused(
-    session: Session, email: str, origin: Origin, policy: ThrottlePolicy, now: datetime
-) -> tuple[Refusal, str] | None:
-    """The refusal in force for this email or address, and its scope, or None."""
-    since = now - policy.lock_for
-    succeeded = staff_sql.last_success(session, email)
-    account = staff_sql.recent_failures(
-        session,
-        email=email,
-        since=max(since, succeeded) if succeeded else since,
-        limit=policy.lock_after,
-    )
-    found = refusal(
-        account,
-        now=now,
-        slow_after=policy.slow_after,
-        lock_after=policy.lock_after,
-        lock_for=policy.lock_for,
-        longest_wait=policy.longest_wait,
-    )
-    if found is not None:
-        return found, "account"
-    nearby = staff_sql.recent_failures(
-        session, address=origin.address, since=since, limit=policy.address_lock_after
-    )
-    found = refusal(
-        nearby,
-        now=now,
-        slow_after=policy.address_slow_after,
-        lock_after=policy.address_lock_after,
-        lock_for=policy.lock_for,
-        longest_wait=policy.longest_wait,
-    )
-    return (found, "address") if found is not None else None
-
-
-def _refuse_if_throttled(
-    session: Session,
-    email: str,
-    row: StaffMember | None,
-    stage: str,
-    origin: Origin,
-    policy: ThrottlePolicy,
-    now: datetime,
-) -> None:
-    found = _refused(session, email, origin, policy, now)
-    if found is None:
-        return
-    refused, scope = found
-    outcome = "locked" if refused.locked else "throttled"
-    staff_sql.record_attempt(
-        session, email=email, address=origin.address, at=now, stage=stage, outcome=outcome
-    )
-    staff.record(
-        session,
-        staff_id=row.id if row else UNKNOWN,
-        action=f"staff.sign_in_{outcome}",
-        actor=f"staff:{email}",
-        origin=origin,
-        at=now,
-        scope=scope,
-        until=refused.until.isoformat(),
-    )
-    session.commit()
-    left = math.ceil((refused.until - now).total_seconds())
-    if refused.locked:
-        raise SignInRefusedError(
-            f"Too many failed sign-ins: try again in {math.ceil(left / 60)} minutes",
-            retry_at=refused.until,
-            locked=True,
-        )
-    raise SignInRefusedError(
-        f"Too many failed sign-ins: wait {left} seconds and try again", retry_at=refused.until
-    )
-
-
-def _fail(
-    session: Session,
-    email: str,
-    row: StaffMember | None,
-    stage: str,
-    origin: Origin,
-    policy: ThrottlePolicy,
-    now: datetime,
-    **details: str,
-) -> None:
-    """Record a failed attempt (and a lockout it starts), commit."""
-    staff_sql.record_attempt(
-        session, email=email, address=origin.address, at=now, stage=stage, outcome="failed"
-    )
-    subject = row.id if row else UNKNOWN
-    staff.record(
-        session,
-        staff_id=subject,
-        action="staff.sign_in_failed",
-        actor=f"staff:{email}",
-        origin=origin,
-        at=now,
-        stage=stage,
-        **details,
-    )
-    session.flush()
-    found = _refused(session, email, origin, policy, now)
-    if found is not None and found[0].locked:
-        staff.record(
-            session,
-            staff_id=subject,
-            action="staff.locked_out",
-            actor=f"staff:{email}",
-            origin=origin,
-            at=now,
-            scope=found[1],
-            until=found[0].until.isoformat(),
-        )
-    session.commit()
-
-
 def _signed_in(
     session: Session, row: StaffMember, origin: Origin, now: datetime, **details: str
 ) -> None:
@@ -326,14 +146,20 @@ def sign_in(
     email = staff.normalize_email(email)[:320]
     with sessions() as session:
         row = staff_sql.staff_by_email(session, email)
-        _refuse_if_throttled(session, email, row, "password", origin, policy.throttle, now)
+        staff_throttle.refuse_if_throttled(
+            session, email, row, "password", origin, policy.throttle, now
+        )
         if row is None:
             staff.spend_a_password_check(password)
-            _fail(session, email, None, "password", origin, policy.throttle, now, why="unknown")
+            staff_throttle.record_failure(
+                session, email, None, "password", origin, policy.throttle, now, why="unknown"
+            )
             raise SignInRefusedError("The email or password is wrong")
         if not staff.password_matches(row.password_hash, password) or row.disabled_at:
             why = "disabled" if row.disabled_at else "password"
-            _fail(session, email, row, "password", origin, policy.throttle, now, why=why)
+            staff_throttle.record_failure(
+                session, email, row, "password", origin, policy.throttle, now, why=why
+            )
             raise SignInRefusedError("The email or password is wrong")
         staff.rehash_if_needed(row, password)
         staff_sql.record_attempt(
@@ -409,16 +235,18 @@ def second_factor(
     """
     with sessions() as session:
         pending, row = _pending(session, token, Stage.SECOND_FACTOR, now)
-        _refuse_if_throttled(session, row.email, row, "second_factor", origin, policy.throttle, now)
-        if staff.looks_like_recovery_code(code):
+        staff_throttle.refuse_if_throttled(
+            session, row.email, row, "second_factor", origin, policy.throttle, now
+        )
+        if staff_two_factor.looks_like_recovery_code(code):
             method = "recovery_code"
-            hashed = staff.hash_recovery_code(row.id, code)
+            hashed = staff_two_factor.hash_recovery_code(row.id, code)
             accepted = staff_sql.use_recovery_code(session, row.id, hashed, at=now)
         else:
             method = "totp"
-            accepted = staff.accept_totp(session, keyring, row, code, now)
+            accepted = staff_two_factor.accept_totp(session, keyring, row, code, now)
         if not accepted:
-            _fail(
+            staff_throttle.record_failure(
                 session,
                 row.email,
                 row,
@@ -451,14 +279,18 @@ def finish_enrolment(
     ``InvalidRequestError`` (a wrong code, counted as a failed attempt)."""
     with sessions() as session:
         pending, row = _pending(session, token, Stage.ENROL, now)
-        _refuse_if_throttled(session, row.email, row, "second_factor", origin, policy.throttle, now)
+        staff_throttle.refuse_if_throttled(
+            session, row.email, row, "second_factor", origin, policy.throttle, now
+        )
         staff_id, email = row.id, row.email
     try:
-        codes = staff.confirm_enrolment(sessions, keyring, staff_id, code, origin=origin, now=now)
+        codes = staff_two_factor.confirm_enrolment(
+            sessions, keyring, staff_id, code, origin=origin, now=now
+        )
     except StaffInputError:
         with sessions() as session:
             row = staff_sql.staff_member(session, staff_id)
-            _fail(
+            staff_throttle.record_failure(
                 session, email, row, "second_factor", origin, policy.throttle, now, method="enrol"
             )
         raise
@@ -468,15 +300,6 @@ def finish_enrolment(
         _signed_in(session, row, origin, now, method="enrolment")
         session.commit()
         return started, codes
-
-
-def pending_staff(
-    sessions: sessionmaker[Session], token: str, stage: Stage, now: datetime
-) -> StaffInfo:
-    """Who a pending session belongs to (the enrolment page needs them); or
-    ``SessionEndedError``."""
-    with sessions() as session:
-        return staff.info(_pending(session, token, stage, now)[1])
 
 
 # -- sessions ---------------------------------------------------------------------------------

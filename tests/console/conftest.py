@@ -73,3 +73,10 @@ def console_url(pg_sessions: sessionmaker[Session], console_clock: Clock) -> Ite
 def relaxed_console_url(pg_sessions: sessionmaker[Session], console_clock: Clock) -> Iterator[str]:
     """A console where two-factor is not required (test mode only)."""
     yield from _app_url(pg_sessions, console_clock, console_settings(console_require_2fa=False))
+
+
+@pytest.fixture(scope="session")
+def guarded_console_url(pg_sessions: sessionmaker[Session], console_clock: Clock) -> Iterator[str]:
+    """A console that locks an address after 5 failed sign-ins."""
+    settings = console_settings(console_address_lockout_failures=5)
+    yield from _app_url(pg_sessions, console_clock, settings)

@@ -351,3 +351,19 @@ def test_a_live_key_refuses_turning_two_factor_off() -> None:
         runtime.console_policy(
             console_settings(stripe_api_key="sk_live_x", console_secret=EMBEDDED_CONSOLE_SECRET)
         )
+
+
+def test_an_address_trying_many_emails_is_locked(
+    guarded_console_url: str, pg_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    member = new_staff(pg_sessions, clock)
+    with browser(guarded_console_url) as client:
+        for n in range(5):  # one try each: no account is slowed, the address adds up
+            guess = password_step(client, f"guess-{n}-{member.email}", PASSWORD)
+            assert guess.status_code == 401
+        locked = password_step(client, member.email)
+        assert locked.status_code == 429 and "try again in 15 minutes" in locked.text
+        clock.advance(minutes=15)
+        assert password_step(client, member.email).status_code == 303
+    refused = audit_rows(pg_sessions, member.id, "staff.sign_in_locked")
+    assert [row.details["scope"] for row in refused] == ["address"]

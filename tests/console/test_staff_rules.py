@@ -12,7 +12,8 @@ from kakin.platform.codec import Keyring
 from kakin.platform.sealing import SealedValueError, seal, unseal
 from kakin.services import staff
 from kakin.services.staff import StaffInputError
-from kakin.services.staff_sessions import refusal
+from kakin.services.staff_throttle import refusal
+from kakin.services.staff_two_factor import hash_recovery_code, looks_like_recovery_code
 from tests.support.encryption import TEST_KEY, TEST_KEY_ID
 
 NOW = datetime(2031, 1, 1, 9, tzinfo=UTC)
@@ -77,11 +78,11 @@ def test_a_sealed_secret_opens_only_for_its_purpose() -> None:
 
 def test_recovery_codes_are_read_however_they_are_typed() -> None:
     code = "abcd-efgh-jkmn-pqrs"
-    assert staff.looks_like_recovery_code("ABCD EFGH JKMN PQRS")
-    assert not staff.looks_like_recovery_code("123456")
+    assert looks_like_recovery_code("ABCD EFGH JKMN PQRS")
+    assert not looks_like_recovery_code("123456")
     typed = "ABCDEFGHJKMNPQRS"
-    assert staff.hash_recovery_code("s1", code) == staff.hash_recovery_code("s1", typed)
-    assert staff.hash_recovery_code("s1", code) != staff.hash_recovery_code("s2", code)
+    assert hash_recovery_code("s1", code) == hash_recovery_code("s1", typed)
+    assert hash_recovery_code("s1", code) != hash_recovery_code("s2", code)
 
 
 def test_both_languages_have_every_message_with_the_same_placeholders() -> None:
