@@ -3,8 +3,8 @@
 A Content-Security-Policy that allows nothing from another origin (``default-src
 'self'``) and no inline script but one carrying the request's nonce (a page that needs
 a script says ``<script nonce="{{ csp_nonce }}" src=...>`` or inline with the nonce);
-no framing (clickjacking); no caching (pages show secrets once: recovery codes, the
-TOTP key); no MIME sniffing; no referrer outside the console's origin.
+no framing (clickjacking); no caching of pages (they show secrets once: recovery codes,
+the TOTP key); no MIME sniffing; no referrer outside the console's origin.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PREFIX = "/console"
+STATIC = "/console/static/"
 
 
 def policy(nonce: str) -> str:
@@ -56,7 +57,8 @@ class ConsoleHeaders:
                 headers["X-Frame-Options"] = "DENY"
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["Referrer-Policy"] = "same-origin"
-                headers["Cache-Control"] = "no-store"
+                if not path.startswith(STATIC):  # the stylesheet may be cached
+                    headers["Cache-Control"] = "no-store"
                 if https:
                     headers["Strict-Transport-Security"] = "max-age=31536000"
             await send(message)

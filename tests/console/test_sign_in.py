@@ -324,6 +324,7 @@ def test_pages_carry_the_security_headers_and_strict_cookies(
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in home
         css = client.get("/console/static/console.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert css.headers["cache-control"] == "public, max-age=3600"
 
 
 def test_japanese_is_shown_to_a_browser_that_prefers_it(console_url: str, clock: Clock) -> None:
