@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import access, payment_page
+from api import access, console, payment_page
 from api.deps import Deps, TemporalSource, by_endpoint
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
@@ -73,8 +75,13 @@ def create_app(
     sessions: sessionmaker[Session],
     temporal: TemporalSource,
     stripe: StripeGateway,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
-    """Build the API around the given database, Temporal client (or factory) and Stripe."""
+    """Build the API around the given database, Temporal client (or factory) and Stripe.
+
+    ``clock`` stands in for the wall clock of the staff console's sessions (tests move it).
+    Raises ``ConfigurationError`` for console settings a live key forbids.
+    """
     app = FastAPI(
         title="kakin",
         version="1",
@@ -96,6 +103,8 @@ def create_app(
         app.include_router(module.router)
     # The card-update page that dunning emails link to (outside /v1: it is for people).
     app.include_router(payment_page.router(settings))
+    # The staff console (outside /v1: pages for people, signed in with a password and TOTP).
+    console.mount(app, settings, clock=clock)
     return app
 
 

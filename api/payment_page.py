@@ -22,40 +22,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from api.deps import Deps, deps_of
+from api.forms import preferred_locale, read_form
 from kakin.adapters import links
 from kakin.platform.settings import Settings
 from kakin.services import payments as payment_service
 
 log = logging.getLogger("kakin.api.payment_page")
-LOCALES = ("ja", "en")
-
-
-def read_form(body: bytes) -> dict[str, str] | None:
-    """The form's fields (the first value of each), or None when it is not UTF-8.
-
-    Browsers send the form in the page's charset, UTF-8; anything else (raw or
-    percent-encoded) is not a form this page wrote, and is answered with a 400.
-    """
-    try:
-        fields = parse_qs(body.decode("utf-8"), errors="strict")
-    except UnicodeDecodeError:
-        return None
-    return {k: v[0] for k, v in fields.items()}
-
-
-def preferred_locale(request: Request) -> str:
-    """The page's language the browser prefers (``Accept-Language``); English otherwise."""
-    best, best_q = "en", 0.0
-    for part in request.headers.get("accept-language", "").split(",")[:20]:
-        tag, _, params = part.strip().partition(";")
-        language = tag.strip().lower().split("-", 1)[0]
-        try:
-            q = float(params.strip().removeprefix("q=")) if params.strip().startswith("q=") else 1
-        except ValueError:
-            continue
-        if language in LOCALES and q > best_q:
-            best, best_q = language, q
-    return best
 
 
 def page(request: Request, status: int, **context: Any) -> HTMLResponse:

@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import uvicorn
@@ -33,12 +34,15 @@ from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform import codec
 from kakin.platform.codec import EncryptionKeyError
 from kakin.platform.settings import (
+    EMBEDDED_CONSOLE_SECRET,
     EMBEDDED_LINK_SECRET,
     ConfigurationError,
     Settings,
     get_settings,
 )
 from kakin.services.invoice_documents import Seller
+from kakin.services.staff_sessions import ConsolePolicy, SessionPolicy
+from kakin.services.staff_throttle import ThrottlePolicy
 from models.db import make_engine, make_session_factory, migrate
 from workflows.subscription import SubscriptionWorkflow
 
@@ -102,6 +106,32 @@ def seller(settings: Settings) -> Seller:
         link_secret=settings.link_secret,
         tax_rounding=settings.tax_rounding,
         attach_invoice_pdf=settings.attach_invoice_pdf,
+    )
+
+
+def console_policy(settings: Settings) -> ConsolePolicy:
+    """The staff console's sign-in rules from the settings, refusing what a live key forbids."""
+    if settings.live_mode and not settings.console_require_2fa:
+        raise ConfigurationError(
+            "KAKIN_CONSOLE_REQUIRE_2FA cannot be false with a live Stripe key: every staff "
+            "member signs in with two-factor authentication"
+        )
+    if settings.live_mode and settings.console_secret == EMBEDDED_CONSOLE_SECRET:
+        raise ConfigurationError(
+            "KAKIN_CONSOLE_SECRET: set it to a long random value before using a live key"
+        )
+    lock_for = timedelta(minutes=settings.console_lockout_minutes)
+    return ConsolePolicy(
+        sessions=SessionPolicy(
+            idle=timedelta(minutes=settings.console_idle_minutes),
+            absolute=timedelta(hours=settings.console_session_hours),
+            require_two_factor=settings.console_require_2fa,
+        ),
+        throttle=ThrottlePolicy(
+            lock_after=settings.console_lockout_failures,
+            address_lock_after=settings.console_address_lockout_failures,
+            lock_for=lock_for,
+        ),
     )
 
 

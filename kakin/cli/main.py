@@ -17,6 +17,7 @@ from kakin.cli import (
     keys,
     report,
     servers,
+    staff,
     subscriptions,
     usage,
 )
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     servers.add_commands(commands)
     customers.add_commands(commands)
     keys.add_commands(commands)
+    staff.add_commands(commands)
     invoices.add_commands(commands)
     catalog.add_commands(commands)
     usage.add_commands(commands)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import sys
 import traceback
@@ -71,6 +73,11 @@ def run_up(
     if not settings.encryption_keys.strip() and not settings.encryption_keys_file.strip():
         keys_file = ensure_dev_key_file(data_dir / "encryption.keys")
         settings = settings.model_copy(update={"encryption_keys_file": str(keys_file)})
+    # The console's cookies are signed with a secret of this data dir (made once, mode
+    # 0600) rather than the embedded default that anyone can read in the source.
+    if "console_secret" not in settings.model_fields_set:
+        secret = ensure_secret_file(data_dir / "console.secret")
+        settings = settings.model_copy(update={"console_secret": secret})
     try:
         keyring_from_settings(settings)
         # What the worker builds from the settings, checked before anything starts: a
@@ -96,6 +103,20 @@ def run_up(
         )
     except KeyboardInterrupt:  # only before our handlers are installed: nothing runs yet
         return 0
+
+
+def ensure_secret_file(path: Path) -> str:
+    """The secret kept in ``path``, created first (random, mode 0600) if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two processes starting at once never overwrite each other's secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(f"{secret}\n")
+    return secret
 
 
 class _ApiServer(uvicorn.Server):
@@ -167,6 +188,11 @@ async def _up(
         print(
             f"  HTTP API        http://localhost:{api_port}/docs  "
             "(create a key: kakin keys create --name you --role admin)",
+            flush=True,
+        )
+        print(
+            f"  staff console   http://localhost:{api_port}/console/  "
+            "(first admin: kakin staff create --email you@example.com --name You --role admin)",
             flush=True,
         )
         if demo:

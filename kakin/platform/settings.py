@@ -18,6 +18,7 @@ from billing.dunning import DunningPolicy, parse_policy
 from billing.tax import normalize_registration_number
 
 EMBEDDED_LINK_SECRET = "kakin-embedded-link-secret"
+EMBEDDED_CONSOLE_SECRET = "kakin-embedded-console-secret"
 ENV_PREFIX = "KAKIN_"
 DEFAULT_DUNNING = "3:retry,7:retry,14:suspend,21:retry,30:cancel"
 
@@ -98,6 +99,20 @@ class Settings(BaseSettings):
         pattern=r"^\s*(off|\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour))\s*$",
     )
     api_rate_burst: int = Field(default=200, ge=1)
+
+    # The staff console (/console): two-factor sign-in for every staff member (it cannot
+    # be turned off with a live Stripe key); the key that signs its cookies (the default
+    # is for the embedded setup only: refused with a live key; `kakin up` generates one);
+    # how long a session lasts without a request and at most; and after how many failed
+    # sign-ins in KAKIN_CONSOLE_LOCKOUT_MINUTES an account (or an address) is locked
+    # for that long.
+    console_require_2fa: bool = True
+    console_secret: str = Field(default=EMBEDDED_CONSOLE_SECRET, repr=False)
+    console_idle_minutes: int = Field(default=30, ge=1)
+    console_session_hours: int = Field(default=12, ge=1)
+    console_lockout_failures: int = Field(default=10, ge=1)
+    console_address_lockout_failures: int = Field(default=50, ge=1)
+    console_lockout_minutes: int = Field(default=15, ge=1)
 
     @field_validator("seller_registration_number")
     @classmethod

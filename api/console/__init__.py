@@ -1,0 +1,33 @@
+"""The staff console under ``/console``: server-rendered pages (Jinja2, ja and en).
+
+``mount`` adds it to the API app: the pages (``sign_in``, ``account``, ``home``), their
+HTML refusals (``rendering.install``) and security headers (``headers``). Who may see a
+page is ``auth.require_staff``; the pages call the services as the API does and hold no
+business rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from api.console import account, home, rendering, sign_in
+from api.console.auth import build_console
+from api.console.headers import ConsoleHeaders
+from kakin.platform.settings import Settings
+
+ROUTERS = (sign_in.router, account.router, home.router)
+
+
+def mount(app: FastAPI, settings: Settings, *, clock: Callable[[], datetime] | None) -> None:
+    """Serve the console from ``app``; ``clock`` (tests) stands in for the wall clock.
+
+    Raises ``ConfigurationError`` for settings a live key forbids.
+    """
+    app.state.console = build_console(settings, clock)
+    app.add_middleware(ConsoleHeaders)
+    rendering.install(app)
+    for router in ROUTERS:
+        app.include_router(router)

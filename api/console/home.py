@@ -1,0 +1,50 @@
+"""The console's home page ("signed in as"), the staff list for admins, the stylesheet.
+
+The home page is a placeholder the dashboard replaces; the staff list is read-only
+until the back office adds inviting, disabling and resetting two-factor.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+
+from api.console.auth import HOME, AnyStaff, SignedIn, require_staff
+from api.console.rendering import render, see_other
+from api.deps import deps_of
+from kakin.adapters.rendering import DEFAULT_TEMPLATES_DIR
+from kakin.services import staff
+from kakin.services.staff import StaffRole
+
+router = APIRouter(include_in_schema=False)
+STYLESHEET = DEFAULT_TEMPLATES_DIR / "console" / "console.css"
+Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]
+
+
+@router.get("/console")
+async def console_root() -> RedirectResponse:
+    return see_other(HOME)
+
+
+@router.get(HOME)
+async def home(request: Request, me: AnyStaff) -> Response:
+    return render(request, "home.html.j2")
+
+
+@router.get("/console/staff")
+async def staff_list(request: Request, me: Admin) -> Response:
+    members = await run_in_threadpool(staff.list_staff, deps_of(request).sessions)
+    return render(request, "staff.html.j2", members=members)
+
+
+@router.get("/console/static/console.css")
+async def stylesheet() -> Response:
+    # Served from the project (CSP default-src 'self'): no CDN, no inline style.
+    return Response(
+        STYLESHEET.read_bytes(),
+        media_type="text/css",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )

@@ -1,0 +1,70 @@
+"""Console pages rendered from ``templates/console/``, and the answers to refusals.
+
+Every page gets ``t`` (the catalog in the reader's language), ``csrf_token`` for its
+forms, ``csp_nonce`` for a script it may carry, and ``me`` (the staff member, or None
+before sign-in). Templates are autoescaped: a customer name holding ``<script>`` is
+shown as text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from api.console.auth import ConsoleDenied, ConsoleRedirect, csrf_for, keep_anchor, locale_of
+from api.console.messages import translator
+from kakin.services.staff import StaffInfo
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    me: StaffInfo | None = None,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    me = me or getattr(request.state, "console_staff", None)
+    locale = locale_of(request, me)
+    templates: jinja2.Environment = request.app.state.templates
+    # The navigation is for a finished sign-in (a page behind require_staff, or the one
+    # that finishes enrolment), not for a pending one.
+    signed_in = hasattr(request.state, "console_staff") or hasattr(
+        request.state, "fresh_session_token"
+    )
+    html = templates.get_template(f"console/{template}").render(
+        t=translator(locale),
+        locale=locale,
+        me=me,
+        signed_in=signed_in,
+        csrf_token=csrf_for(request),
+        csp_nonce=getattr(request.state, "csp_nonce", ""),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status, headers=headers)
+    keep_anchor(request, response)
+    return response
+
+
+def see_other(location: str) -> RedirectResponse:
+    """303: after a POST the browser GETs ``location``."""
+    return RedirectResponse(location, status_code=303)
+
+
+def install(app: FastAPI) -> None:
+    """Refusals on console pages are HTML pages (the API's are JSON)."""
+
+    @app.exception_handler(ConsoleRedirect)
+    async def _redirect(_: Request, redirect: ConsoleRedirect) -> RedirectResponse:
+        return see_other(redirect.location)
+
+    @app.exception_handler(ConsoleDenied)
+    async def _denied(request: Request, denied: ConsoleDenied) -> HTMLResponse:
+        return render(
+            request, "error.html.j2", status=denied.status, message_key=denied.key,
+            params=denied.params,
+        )  # fmt: skip
