@@ -13,8 +13,9 @@ after the report from its bucket totals:
   summed; rates (churn, ARPA, quick ratio, recovery...) are recomputed from the
   converted amounts and summed counts, never averaged; durations (time to recover)
   and the forecast's recovery rate are per currency only, so they are null here;
-- a bucket whose currency has no rate is a 422 naming the currency and the bucket,
-  never a silent 0 or 1.
+- a bucket with an amount in a currency that has no rate for it is a 422 naming the
+  currency and the bucket, never a silent 0 or 1 (a bucket whose amounts are all 0
+  needs no rate: 0 is 0 at any rate).
 
 Because every movement is rounded on its own, the MRR identity (start + new +
 expansion + reactivation - contraction - churn = end) holds exactly in each currency's
@@ -138,9 +139,24 @@ class _Rates:
     found: dict[tuple[str, date], ExchangeRate] = dataclasses.field(default_factory=dict)
 
     def converter(self, currency: str, day: date, label: str) -> Converter:
-        target = self.book.reporting_currency
-        if currency == target:
+        """How the bucket's amounts of ``currency`` convert. The rate is looked up at
+        the first amount that is not 0: 0 is 0 at any rate, so a currency's buckets
+        before its first entry need no rate."""
+        if currency == self.book.reporting_currency:
             return lambda amount: amount
+        found: list[Decimal] = []
+
+        def to(amount: int) -> int:
+            if amount == 0:
+                return 0
+            if not found:
+                found.append(self.rate(currency, day, label))
+            return convert(amount, found[0], currency, self.book.reporting_currency)
+
+        return to
+
+    def rate(self, currency: str, day: date, label: str) -> Decimal:
+        target = self.book.reporting_currency
         rate = self.book.rate_on(currency, day)
         if rate is None:
             raise ReportFieldError(
@@ -155,7 +171,7 @@ class _Rates:
         labels = self.used.setdefault(key, [])
         if label not in labels:
             labels.append(label)
-        return lambda amount: convert(amount, rate.rate, currency, target)
+        return rate.rate
 
     def listed(self) -> tuple[RateUsed, ...]:
         return tuple(RateUsed(rate=self.found[key], buckets=tuple(self.used[key]))
