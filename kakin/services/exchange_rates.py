@@ -31,11 +31,7 @@ MAX_RATE_PLACES = 12
 
 
 class ExchangeRateError(InvalidRequestError):
-    """A rate that cannot be entered; ``field`` names the parameter (HTTP 422)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+    """A rate that cannot be entered (HTTP 422); the message starts with the field."""
 
 
 @dataclass(frozen=True)
@@ -60,20 +56,18 @@ def currency_code(value: str, field: str) -> str:
     try:
         return normalize_currency(value)
     except ValueError as error:
-        raise ExchangeRateError(field, f"{field} is invalid: {error}") from None
+        raise ExchangeRateError(f"{field} is invalid: {error}") from None
 
 
 def _rate(value: str | Decimal) -> Decimal:
     try:
         rate = parse_decimal(value, what="rate")
     except (TypeError, ValueError) as error:
-        raise ExchangeRateError("rate", f"{error} (write it like 150.12)") from None
+        raise ExchangeRateError(f"{error} (write it like 150.12)") from None
     if rate <= 0:
-        raise ExchangeRateError("rate", f"rate must be above 0, not {value}")
+        raise ExchangeRateError(f"rate must be above 0, not {value}")
     if -int(rate.as_tuple().exponent) > MAX_RATE_PLACES:
-        raise ExchangeRateError(
-            "rate", f"rate may have at most {MAX_RATE_PLACES} digits after the point"
-        )
+        raise ExchangeRateError(f"rate may have at most {MAX_RATE_PLACES} digits after the point")
     return rate
 
 
@@ -84,7 +78,7 @@ def _day(value: date | str) -> date:
         return date.fromisoformat(str(value).strip())
     except ValueError:
         raise ExchangeRateError(
-            "effective_from", f"effective_from must be a date such as 2027-01-01, not {value!r}"
+            f"effective_from must be a date such as 2027-01-01, not {value!r}"
         ) from None
 
 
@@ -103,9 +97,7 @@ def set_rate(
     source = currency_code(currency, "currency")
     target = currency_code(reporting_currency, "reporting_currency")
     if source == target:
-        raise ExchangeRateError(
-            "reporting_currency", f"reporting_currency must differ from currency ({source})"
-        )
+        raise ExchangeRateError(f"reporting_currency must differ from currency ({source})")
     checked = _rate(rate)
     day = _day(effective_from)
     entered_at = (now or datetime.now(UTC)).astimezone(UTC)
