@@ -12,8 +12,9 @@ everything, and cancels or changes a plan on its customer's request (as Stripe l
 secret key do). A ``support`` key (staff) reads everything and runs the support
 actions: pause, resume, cancel, change plan, grace, acting on an invoice in dunning,
 credit notes. Both may apply coupons and add items; only admin changes the catalog.
-A ``finance`` key reads the revenue analytics and nothing else: it changes nothing,
-and the customers' names and emails stay with the roles that run the billing.
+A ``finance`` key reads the revenue analytics (and the exchange rates they convert
+with) and nothing else: it changes nothing, and the customers' names and emails stay
+with the roles that run the billing. Only admin enters exchange rates.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/analytics/receivables"): ANALYTICS_KEYS,
     ("GET", "/v1/analytics/dunning"): ANALYTICS_KEYS,
     ("GET", "/v1/analytics/forecast"): ANALYTICS_KEYS,
+    # the exchange rates of the reporting currency: entered by admin, read with the figures
+    ("PUT", "/v1/exchange-rates"): ADMIN_KEYS,
+    ("GET", "/v1/exchange-rates"): ANALYTICS_KEYS,
 }
 
 # No key: probes ask for health and readiness, and Stripe signs its webhooks instead.

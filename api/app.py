@@ -34,6 +34,7 @@ from api.routers import (
     catalog,
     customers,
     documents,
+    exchange_rates,
     health,
     invoices,
     pricing,
@@ -62,6 +63,7 @@ ROUTERS = (
     documents,
     audit,
     analytics,
+    exchange_rates,
 )
 # Each endpoint's roles go into its description once, when the routers are first
 # imported; a route that checks keys but has no row in the table stops the import.

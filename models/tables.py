@@ -8,13 +8,14 @@ method ids.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -546,3 +547,32 @@ class LedgerRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     details: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     corrects: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ExchangeRateRow(Base):
+    """A rate the operator entered: 1 ``currency`` = ``rate`` ``reporting_currency``,
+    from ``effective_from`` (a date on the reporting calendar) until the next one.
+
+    Never fetched: the figures convert only with rates someone typed in. ``rate`` is the
+    exact decimal string entered (``"150.12"``), never a float. Setting a rate again for
+    the same pair and date replaces it, and ``entered_by``/``entered_at`` then say who
+    replaced it and when.
+    """
+
+    __tablename__ = "exchange_rates"
+    __table_args__ = (
+        UniqueConstraint(
+            "currency", "reporting_currency", "effective_from",
+            name="uq_exchange_rates_pair_effective_from",
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    currency: Mapped[str] = mapped_column(String(3))
+    reporting_currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[str] = mapped_column(String(40))
+    effective_from: Mapped[date] = mapped_column(Date)
+    entered_by: Mapped[str] = mapped_column(String(200))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -15,6 +15,7 @@ from kakin.cli import (
     customers,
     invoices,
     keys,
+    rates,
     report,
     servers,
     staff,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     subscriptions.add_read_commands(commands)
     audit.add_commands(commands)
     report.add_commands(commands)
+    rates.add_commands(commands)
     servers.add_http_commands(commands)
     subscriptions.add_subscription_commands(commands)
     runtime.add_connection_options(parser)

@@ -1,7 +1,8 @@
 """``kakin report mrr|revenue|customers|receivables|dunning|forecast``: the revenue analytics.
 
 The same figures as ``GET /v1/analytics/<report>`` (``kakin.services.analytics``), with
-the same options: ``--from``, ``--to``, ``--interval``, ``--currency``. By default an
+the same options: ``--from``, ``--to``, ``--interval``, ``--currency`` and
+``--reporting-currency`` (the figures also converted, "in JPY"). By default an
 aligned table per currency, amounts as the customer reads them (3,980円, $12.50) and
 rates as percentages; ``--json`` prints the API's body; ``--csv`` one row per currency
 and bucket for a spreadsheet, amounts in major units (12.50) and rates as fractions.
@@ -25,6 +26,7 @@ from kakin import runtime
 from kakin.cli.output import format_table, format_when, print_json, sessions
 from kakin.platform.settings import Settings, get_settings
 from kakin.services import analytics
+from kakin.services import analytics_conversion as converting
 from kakin.services import analytics_forecast as forecasting
 from kakin.services.analytics import ReportQuery
 from kakin.views.analytics import REPORT_VIEWS
@@ -131,7 +133,6 @@ def _label(bucket: dict[str, Any]) -> str:
 
 
 def print_table(name: str, body: dict[str, Any]) -> None:
-    columns = COLUMNS[name]
     span = f"from {body['start']} to {body['end']} by {body['interval']} ({body['time_zone']})"
     if name == "forecast":  # its range is where the recovery rate is observed
         span = (f"({body['time_zone']}), the recovery rate observed from {body['start']} "
@@ -140,28 +141,45 @@ def print_table(name: str, body: dict[str, Any]) -> None:
     if not body["currencies"]:
         print("no figures: the ledger holds no entries yet")
     for block in body["currencies"]:
-        code = block["currency"]
-        rows = [
-            [_label(b), *(shown(b[c.field], c, code, body["time_zone"]) for c in columns)]
-            for b in block["buckets"]
-        ]
-        print()
-        print(code)
-        first = "window" if name == "forecast" else "period"
-        right = range(1, len(columns) + 1)
-        print(format_table([first, *(c.header for c in columns)], rows, right=right))
+        _print_block(name, block["currency"], block, body["time_zone"])
+    converted = body.get("converted")
+    if converted:
+        _print_block(name, f"in {converted['currency']}", converted, body["time_zone"])
+        for used in converted["rates"]:
+            print(f"rate: 1 {used['currency']} = {used['rate']} {used['reporting_currency']} "
+                  f"from {used['effective_from']} ({', '.join(used['buckets'])}), "
+                  f"entered by {used['entered_by']}")  # fmt: skip
+        print(f"rounding: {converted['rounding']}")
     for subscription_id in body.get("unconfirmed_plan_changes") or ():
         print(f"note: {subscription_id}'s scheduled plan change is unconfirmed (no answer)")
+
+
+def _print_block(name: str, title: str, block: dict[str, Any], time_zone: str) -> None:
+    columns = COLUMNS[name]
+    code = block["currency"]
+    rows = [
+        [_label(b), *(shown(b[c.field], c, code, time_zone) for c in columns)]
+        for b in block["buckets"]
+    ]
+    print()
+    print(title)
+    first = "window" if name == "forecast" else "period"
+    right = range(1, len(columns) + 1)
+    print(format_table([first, *(c.header for c in columns)], rows, right=right))
 
 
 def print_csv(name: str, body: dict[str, Any]) -> None:
     columns = COLUMNS[name]
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["currency", "period", "start", "end", *(c.field for c in columns)])
-    for block in body["currencies"]:
+    # The converted block's rows say "in JPY" where the others name their currency.
+    blocks = [(b["currency"], b) for b in body["currencies"]]
+    if body.get("converted"):
+        blocks.append((f"in {body['converted']['currency']}", body["converted"]))
+    for shown_as, block in blocks:
         code = block["currency"]
         for bucket in block["buckets"]:
-            writer.writerow([code, _label(bucket), bucket["start"], bucket["end"],
+            writer.writerow([shown_as, _label(bucket), bucket["start"], bucket["end"],
                              *(exported(bucket[c.field], c, code) for c in columns)])  # fmt: skip
 
 
@@ -208,7 +226,10 @@ def _run(args: argparse.Namespace) -> int:
         currency=args.currency,
     )
     report, used_temporal = _report(args.report, query, settings)
-    body = REPORT_VIEWS[args.report](report).model_dump(mode="json")
+    conversion = converting.in_reporting_currency(
+        sessions(), query, report, args.reporting_currency
+    )
+    body = REPORT_VIEWS[args.report](report, conversion).model_dump(mode="json")
     if args.json:
         print_json(body)
     elif args.csv:
@@ -233,6 +254,11 @@ def add_commands(commands: Any) -> None:
     report.add_argument("--to", help="the range's end (exclusive); default now")
     report.add_argument("--interval", default="month", help="day, week or month (default)")
     report.add_argument("--currency", help="one currency; default each, in a table of its own")
+    report.add_argument(
+        "--reporting-currency",
+        help="also convert the figures into this currency with the rates of `kakin rates` "
+        "(one more table, 'in JPY'); a bucket without a rate is an error",
+    )
     form = report.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print the HTTP API's body")
     form.add_argument("--csv", action="store_true", help="print CSV for a spreadsheet")

@@ -6,7 +6,9 @@ ledger they may be (``lag_seconds``: 0, they are computed from the ledger at req
 time), then one block per currency (amounts of two currencies are never added), each
 with one row per bucket. Amounts are integers in the currency's minor unit (yen,
 cents); rates are decimal strings with four places (``"0.0525"`` is 5.25 %), ``null``
-where the denominator is 0. The definitions are in docs/metrics.md.
+where the denominator is 0. The definitions are in docs/metrics.md. Asked with a
+``reporting_currency``, a report adds one ``converted`` block, its figures converted into
+that currency with the rates the operator entered (``analytics_conversion``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from billing.analytics.receivables import Aging
 from billing.analytics.revenue import RevenueBucket
 from billing.analytics.trends import TrendPoint
 from kakin.services.analytics import LAG_SECONDS, CurrencyBlock, MrrRow, Report
+from kakin.services.analytics_conversion import Conversion, RateUsed
 from kakin.services.analytics_forecast import ForecastReport, ForecastRow
+from kakin.views.exchange_rates import ExchangeRateOut
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -262,6 +266,23 @@ class CurrencyOut(BaseModel, Generic[B]):
     buckets: list[B]
 
 
+class RateUsedOut(ExchangeRateOut):
+    buckets: list[str] = Field(description="the labels of the buckets it converted")
+
+    @classmethod
+    def used(cls, used: RateUsed) -> RateUsedOut:
+        return cls(**ExchangeRateOut.of(used.rate).model_dump(), buckets=list(used.buckets))
+
+
+class ConvertedOut(CurrencyOut[B], Generic[B]):
+    """The figures of every block converted into ``currency`` (``reporting_currency``)
+    with the rates the operator entered: amounts summed per bucket, rates recomputed
+    from them; no trends, and no durations (they are per currency)."""
+
+    rates: list[RateUsedOut] = Field(description="the rates used, with the buckets of each")
+    rounding: str = Field(description="how the amounts were converted and rounded")
+
+
 class ReportOut(BaseModel, Generic[B]):
     object: Literal["analytics_report"] = "analytics_report"
     report: str
@@ -275,10 +296,28 @@ class ReportOut(BaseModel, Generic[B]):
     start: datetime = Field(description="the first bucket's start")
     end: datetime = Field(description="the last bucket's end (exclusive)")
     currencies: list[CurrencyOut[B]] = Field(description="one block per currency, never added")
+    converted: ConvertedOut[B] | None = Field(
+        default=None,
+        description="with reporting_currency: the figures converted into it (null without)",
+    )
 
     @classmethod
-    def build(cls, report: Report, row_of: Callable[[Any, CurrencyBlock, int], B]) -> Any:
+    def build(
+        cls,
+        report: Report,
+        row_of: Callable[[Any, CurrencyBlock, int], B],
+        conversion: Conversion | None = None,
+    ) -> Any:
         checked = report.range
+        converted = None
+        if conversion is not None:
+            block = conversion.block
+            converted = {
+                "currency": block.currency,
+                "buckets": [row_of(row, block, i) for i, row in enumerate(block.rows)],
+                "rates": [RateUsedOut.used(used) for used in conversion.rates],
+                "rounding": conversion.rounding,
+            }
         return cls.model_validate(
             {
                 "report": report.name,
@@ -294,6 +333,7 @@ class ReportOut(BaseModel, Generic[B]):
                     }
                     for block in report.blocks
                 ],
+                "converted": converted,
             }
         )
 
@@ -302,43 +342,43 @@ class MrrReport(ReportOut[MrrBucketOut]):
     """MRR, ARR and the MRR movements per bucket and currency."""
 
     @classmethod
-    def of(cls, report: Report) -> MrrReport:
-        return cls.build(report, MrrBucketOut.of)
+    def of(cls, report: Report, conversion: Conversion | None = None) -> MrrReport:
+        return cls.build(report, MrrBucketOut.of, conversion)
 
 
 class CustomersReport(ReportOut[CustomersBucketOut]):
     """Active subscriptions and customers, ARPA, churn rates, quick ratio, LTV."""
 
     @classmethod
-    def of(cls, report: Report) -> CustomersReport:
-        return cls.build(report, CustomersBucketOut.of)
+    def of(cls, report: Report, conversion: Conversion | None = None) -> CustomersReport:
+        return cls.build(report, CustomersBucketOut.of, conversion)
 
 
 class RevenueReport(ReportOut[RevenueBucketOut]):
     """Invoiced, collected, refunded, credited and failed payments per bucket."""
 
     @classmethod
-    def of(cls, report: Report) -> RevenueReport:
-        return cls.build(report, RevenueBucketOut.of)
+    def of(cls, report: Report, conversion: Conversion | None = None) -> RevenueReport:
+        return cls.build(report, RevenueBucketOut.of, conversion)
 
 
 class ReceivablesReport(ReportOut[ReceivablesBucketOut]):
     """Accounts receivable aging at each bucket's end."""
 
     @classmethod
-    def of(cls, report: Report) -> ReceivablesReport:
+    def of(cls, report: Report, conversion: Conversion | None = None) -> ReceivablesReport:
         def row(aged: Aging, block: CurrencyBlock, index: int) -> ReceivablesBucketOut:
             return ReceivablesBucketOut.of(aged, report.range.buckets[index])
 
-        return cls.build(report, row)
+        return cls.build(report, row, conversion)
 
 
 class DunningReport(ReportOut[DunningBucketOut]):
     """Dunning: first-attempt failures, recoveries, losses, time to recover."""
 
     @classmethod
-    def of(cls, report: Report) -> DunningReport:
-        return cls.build(report, lambda row, _b, _i: DunningBucketOut.of(row))
+    def of(cls, report: Report, conversion: Conversion | None = None) -> DunningReport:
+        return cls.build(report, lambda row, _b, _i: DunningBucketOut.of(row), conversion)
 
 
 class ForecastReportOut(ReportOut[ForecastWindowOut]):
@@ -352,13 +392,14 @@ class ForecastReportOut(ReportOut[ForecastWindowOut]):
     )
 
     @classmethod
-    def of(cls, report: ForecastReport) -> ForecastReportOut:
-        out = cls.build(report, lambda row, _b, _i: ForecastWindowOut.of(row))
+    def of(cls, report: ForecastReport, conversion: Conversion | None = None) -> ForecastReportOut:
+        out = cls.build(report, lambda row, _b, _i: ForecastWindowOut.of(row), conversion)
         out.unconfirmed_plan_changes = list(report.unconfirmed_plan_changes)
         return out
 
 
-REPORT_VIEWS: dict[str, Callable[[Any], ReportOut[Any]]] = {
+# Each takes the report and its conversion into the reporting currency (or None).
+REPORT_VIEWS: dict[str, Callable[[Any, Conversion | None], ReportOut[Any]]] = {
     "mrr": MrrReport.of,
     "revenue": RevenueReport.of,
     "customers": CustomersReport.of,

@@ -419,5 +419,5 @@ def test_the_reports_are_in_the_openapi_document(url: str) -> None:
         operation = paths[f"/v1/analytics/{name}"]["get"]
         assert operation["x-roles"] == ["support", "finance", "admin"]
         params = {p["name"] for p in operation["parameters"]}
-        assert params == {"from", "to", "interval", "currency"}
+        assert params == {"from", "to", "interval", "currency", "reporting_currency"}
         assert "422" in operation["responses"]
