@@ -35,11 +35,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from billing.analytics.buckets import bucket_range
-from billing.analytics.dunning import observed_recovery_rate
 from billing.analytics.forecast import ForecastWindow, SubscriptionOutlook
 from billing.analytics.forecast import forecast as forecast_windows
 from billing.analytics.mrr import COUNTED_STATUSES
-from billing.analytics.receivables import open_invoices
 from billing.calendar import Interval, boundary
 from billing.rounding import RoundingMode
 from kakin.services import analytics_reads as fast
@@ -320,14 +318,8 @@ def forecast(
         as_of = checked.as_of
         # Open invoices are as of now, which may be after the range: read up to both.
         read = scopes(session, checked, max(checked.end, as_of))
-        rates = {s.currency: observed_recovery_rate(fast.dunning(session, s, checked.buckets))
-                 for s in read}  # fmt: skip
-        pending = {
-            s.currency: open_invoices(
-                analytics_sql.open_candidates(session, s, moments=[as_of]), as_of=as_of
-            )
-            for s in read
-        }
+        rates = {s.currency: fast.recovery_rate(session, s, checked.buckets) for s in read}
+        pending = {s.currency: fast.open_invoices(session, s, as_of) for s in read}
         walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
                           pending=changes.pending, rounding=rounding)  # fmt: skip
     blocks = []

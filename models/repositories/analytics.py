@@ -19,10 +19,23 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, selectinload
 
-from billing.analytics.ledger import EntryKind, LedgerEntry
+from billing.analytics.ledger import MRR_KINDS, EntryKind, LedgerEntry
 from models.tables import (
     CreditTransaction,
     LedgerRow,
@@ -64,6 +77,19 @@ BOOKED_AT = case(
     (LedgerRow.occurred_at >= LedgerRow.recorded_at, LedgerRow.occurred_at),
     else_=LedgerRow.recorded_at,
 )
+
+
+# The plain rows the figures' sweeps read (``kakin.services.analytics_sweeps``), each
+# starting with booking's order (booked_at, position) and ending with the id of the
+# correction in force (0: none; the SQL reads leave corrected entries out).
+# (booked_at, position, subscription_id, customer_id, mrr_after, status_after, correction)
+MrrRow = tuple[datetime, int, str, str, int, str, int]
+# (booked_at, position, kind, invoice_id, occurred_at, amount, attempt, decline_code,
+#  dunning_step, correction)
+DunningRow = tuple[datetime, int, str, str, datetime, int, int, str, str, int]
+# (booked_at, position, kind, invoice_id, customer_id, occurred_at, amount, due_at,
+#  correction)
+InvoiceRow = tuple[datetime, int, str, str, str, datetime, int, datetime | None, int]
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,28 @@ def trusted_entry(row: Sequence[Any]) -> LedgerEntry:
     return entry
 
 
+def plain_rows(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` as plain tuples.
+
+    On PostgreSQL through the driver's cursor: SQLAlchemy's row processing (a Python
+    call per value for ``UTCDateTime``, a ``Row`` per row) costs several times what
+    psycopg's own decoding does, and a report reads tens of thousands of rows. psycopg
+    gives ``timestamptz`` values aware (in the connection's zone: the same instants,
+    so comparisons and differences are unchanged). Elsewhere (SQLite), through
+    SQLAlchemy, whose types give SQLite's stored text back as aware datetimes.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [tuple(row) for row in connection.execute(query)]
+    compiled = query.compile(dialect=connection.dialect,
+                             compile_kwargs={"render_postcompile": True})  # fmt: skip
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(compiled.string, compiled.params)
+        return list(cursor.fetchall())
+
+
 def _entries_where(session: Session, *where: ColumnElement[bool]) -> list[LedgerEntry]:
     query = select(*_SELECTED).where(*where).order_by(LedgerRow.id)
     return [trusted_entry(row) for row in session.execute(query)]
@@ -141,18 +189,9 @@ def scope(session: Session, currency: str, until: datetime | None) -> Scope:
     )
 
 
-def entries(
-    session: Session,
-    where: Scope,
-    *,
-    kinds: Collection[EntryKind] | None = None,
-    failed_invoices_only: bool = False,
-) -> list[LedgerEntry]:
-    """The scope's entries of ``kinds`` (``None``: all), its special entries included.
-
-    ``failed_invoices_only``: only entries of invoices with a ``payment.failed`` in the
-    scope (and of the invoices the special entries touch).
-    """
+def _clauses(
+    where: Scope, *, kinds: Collection[EntryKind] | None, failed_invoices_only: bool
+) -> list[ColumnElement[bool]]:
     clauses = where.where()
     if kinds is not None:
         clauses.append(LedgerRow.kind.in_(sorted(str(k) for k in kinds)))
@@ -166,20 +205,62 @@ def entries(
             if touched
             else LedgerRow.invoice_id.in_(failed)
         )
-    return [*_entries_where(session, *clauses), *where.special]
+    return clauses
 
 
-def bucket_index(starts: Sequence[datetime]) -> ColumnElement[int]:
-    """The index of the bucket holding a row's booked time, as
-    ``billing.analytics.buckets.bucket_locator`` finds it (the caller keeps the rows
-    inside ``[starts[0], end)``): the number of starts at or before it, minus one."""
-    return case(
-        *(
-            (literal(start, UTCDateTime()) <= BOOKED_AT, index)
-            for index, start in reversed(list(enumerate(starts)))
-        ),
-        else_=-1,
+def _booked_rows(
+    session: Session,
+    columns: Sequence[SQLColumnExpression[Any]],
+    clauses: Sequence[ColumnElement[bool]],
+) -> list[tuple[Any, ...]]:
+    """``(booked_at, id, *columns, 0)`` of the rows matching ``clauses``, in booking
+    order (the trailing 0: no correction in force, corrected entries are left out)."""
+    query = (
+        select(BOOKED_AT, LedgerRow.id, *columns, literal(0))
+        .where(*clauses)
+        .order_by(BOOKED_AT, LedgerRow.id)
     )
+    return plain_rows(session, query)
+
+
+def mrr_rows(session: Session, where: Scope) -> list[MrrRow]:
+    """The scope's MRR entries as ``MrrRow``, its special entries left out."""
+    columns = [LedgerRow.subscription_id, LedgerRow.customer_id, LedgerRow.mrr_after,
+               LedgerRow.status_after]  # fmt: skip
+    clauses = _clauses(where, kinds=MRR_KINDS, failed_invoices_only=False)
+    return _booked_rows(session, columns, clauses)
+
+
+def dunning_rows(session: Session, where: Scope, kinds: Collection[EntryKind]) -> list[DunningRow]:
+    """The scope's entries of ``kinds`` of invoices with a failed payment (or touched by
+    its special entries) as ``DunningRow``, its special entries left out."""
+    columns = [LedgerRow.kind, LedgerRow.invoice_id, LedgerRow.occurred_at, LedgerRow.amount,
+               LedgerRow.attempt, LedgerRow.decline_code, LedgerRow.dunning_step]  # fmt: skip
+    clauses = _clauses(where, kinds=kinds, failed_invoices_only=True)
+    return _booked_rows(session, columns, clauses)
+
+
+def bucket_index(
+    starts: Sequence[datetime], moment: ColumnElement[datetime] = BOOKED_AT
+) -> ColumnElement[int]:
+    """The index of the bucket holding ``moment`` (a row's booked time), as
+    ``billing.analytics.buckets.bucket_locator`` finds it (the caller keeps the rows
+    inside ``[starts[0], end)``): the number of starts at or before it, minus one.
+
+    A binary search in nested ``CASE``s (about log2(len(starts)) comparisons a row
+    rather than one per start: 37 buckets took PostgreSQL most of a revenue report).
+    """
+    bounds = [literal(start, UTCDateTime()) for start in starts]
+
+    def between(low: int, high: int) -> ColumnElement[int]:
+        # The index in [low, high), knowing starts[low] <= booked_at.
+        if high - low == 1:
+            return literal(low)
+        middle = (low + high) // 2
+        return case((moment < bounds[middle], between(low, middle)),
+                    else_=between(middle, high))  # fmt: skip
+
+    return case((moment < bounds[0], literal(-1)), else_=between(0, len(starts)))
 
 
 def kind_sums(
@@ -236,61 +317,76 @@ def first_attempts(
     return [(int(i), int(n), int(f or 0)) for i, n, f in session.execute(query)]
 
 
-def open_candidates(
-    session: Session, where: Scope, *, moments: Sequence[datetime]
-) -> list[LedgerEntry]:
-    """The entries of every invoice that may be open at one of ``moments`` (sorted),
-    with the special entries: an invoice whose every entry is booked between two
-    moments and that ends settled or closed is open at none of them, and is left out."""
-    kinds = [
-        str(k)
-        for k in (
-            EntryKind.INVOICE_FINALIZED,
-            EntryKind.INVOICE_PAID,
-            EntryKind.CREDIT_NOTE_ISSUED,
-            EntryKind.INVOICE_VOIDED,
-            EntryKind.INVOICE_WRITTEN_OFF,
-        )
-    ]
-    index = bucket_index(moments)
-    finalized = func.sum(
-        case((LedgerRow.kind == EntryKind.INVOICE_FINALIZED, LedgerRow.amount), else_=0)
+_INVOICE_KINDS = [
+    str(k)
+    for k in (
+        EntryKind.INVOICE_FINALIZED,
+        EntryKind.INVOICE_PAID,
+        EntryKind.CREDIT_NOTE_ISSUED,
+        EntryKind.INVOICE_VOIDED,
+        EntryKind.INVOICE_WRITTEN_OFF,
     )
-    settled = func.sum(
-        case(
-            (
-                LedgerRow.kind.in_(
-                    [str(EntryKind.INVOICE_PAID), str(EntryKind.CREDIT_NOTE_ISSUED)]
-                ),
-                LedgerRow.amount,
-            ),
-            else_=0,
-        )
+]
+# What a finalized invoice leaves to be paid, as billing.analytics.receivables.amount_due.
+AMOUNT_DUE = func.coalesce(
+    cast(LedgerRow.details["amount_due"].as_string(), BigInteger), LedgerRow.amount
+)
+
+
+def _open_candidate_clauses(where: Scope, moments: Sequence[datetime]) -> list[ColumnElement[bool]]:
+    """The scope's invoice entries of every invoice that may be open at one of
+    ``moments`` (sorted): an invoice whose every entry is booked between two moments
+    and that ends settled or closed is open at none of them, and is left out."""
+    # Per group, not per row: the moments between the invoice's first and last entry.
+    spread = bucket_index(moments, func.min(BOOKED_AT)) != bucket_index(
+        moments, func.max(BOOKED_AT)
     )
-    closed = func.max(case((LedgerRow.kind.in_(kinds[3:]), 1), else_=0))
+    # The amount, not the amount due (which is never more): reading it out of the JSON
+    # for every invoice costs more than keeping the few it adds.
+    is_finalized = LedgerRow.kind == EntryKind.INVOICE_FINALIZED
+    finalized = func.sum(case((is_finalized, LedgerRow.amount), else_=0))
+    settled = func.sum(case((LedgerRow.kind.in_(_INVOICE_KINDS[1:3]), LedgerRow.amount), else_=0))
+    closed = func.max(case((LedgerRow.kind.in_(_INVOICE_KINDS[3:]), 1), else_=0))
     per_invoice = (
         select(LedgerRow.invoice_id)
-        .where(*where.where(), LedgerRow.kind.in_(kinds), LedgerRow.invoice_id != "")
+        .where(*where.where(), LedgerRow.kind.in_(_INVOICE_KINDS), LedgerRow.invoice_id != "")
         .group_by(LedgerRow.invoice_id)
-        .having(or_(func.min(index) != func.max(index), and_(closed == 0, finalized > settled)))
+        .having(or_(spread, and_(closed == 0, finalized > settled)))
     )
-    clauses = [*where.where(), LedgerRow.kind.in_(kinds), LedgerRow.invoice_id.in_(per_invoice)]
-    found = _entries_where(session, *clauses)
+    invoices: ColumnElement[bool] = LedgerRow.invoice_id.in_(per_invoice)
     if where.special_invoices:
-        taken = {e.id for e in found}
-        more = _entries_where(
-            session,
-            *where.where(),
-            LedgerRow.kind.in_(kinds),
-            LedgerRow.invoice_id.in_(sorted(where.special_invoices)),
-        )
-        found += [e for e in more if e.id not in taken]
-    return [*found, *where.special]
+        invoices = or_(invoices, LedgerRow.invoice_id.in_(sorted(where.special_invoices)))
+    return [*where.where(), LedgerRow.kind.in_(_INVOICE_KINDS), invoices]
+
+
+def invoice_rows(
+    session: Session, where: Scope, *, moments: Sequence[datetime]
+) -> list[InvoiceRow]:
+    """The scope's entries of the invoices that may be open at one of ``moments``
+    (``_open_candidate_clauses``) as ``InvoiceRow``, its special entries left out; a
+    finalized entry's amount is its amount due (``AMOUNT_DUE``)."""
+    columns = [LedgerRow.kind, LedgerRow.invoice_id, LedgerRow.customer_id, LedgerRow.occurred_at,
+               case((LedgerRow.kind == EntryKind.INVOICE_FINALIZED, AMOUNT_DUE),
+                    else_=LedgerRow.amount),
+               LedgerRow.due_at]  # fmt: skip
+    clauses = _open_candidate_clauses(where, moments)
+    return _booked_rows(session, columns, clauses)
+
+
+# The distinct currencies by skipping through the (currency, ...) indexes, one probe a
+# currency: SELECT DISTINCT reads every row (~100 ms at the bench's small size).
+_CURRENCIES = text(
+    "WITH RECURSIVE held(currency) AS ("
+    " SELECT min(currency) FROM billing_ledger"
+    " UNION ALL SELECT (SELECT min(currency) FROM billing_ledger"
+    " WHERE billing_ledger.currency > held.currency) FROM held WHERE held.currency IS NOT NULL)"
+    " SELECT currency FROM held WHERE currency IS NOT NULL"
+)
 
 
 def currencies(session: Session) -> list[str]:
     """Every currency the ledger holds, sorted."""
-    return sorted(session.scalars(select(LedgerRow.currency).distinct()))
+    return sorted(session.scalars(_CURRENCIES))
 
 
 def subscriptions_in(session: Session, statuses: Iterable[str]) -> list[Subscription]:
