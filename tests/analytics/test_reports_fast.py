@@ -161,6 +161,20 @@ LEDGER: list[tuple[str, EntryKind, str, str | None, dict[str, Any]]] = [
         dict(invoice_id="f_i2", customer_id="f_c2", amount=100),
     ),
     (
+        "r1cn",  # the refund's own credit note: in refunded, not credited
+        K.CREDIT_NOTE_ISSUED,
+        "2025-04-05",
+        None,
+        dict(invoice_id="f_i2", customer_id="f_c2", amount=100, details={"method": "refund"}),
+    ),
+    (
+        "i6",  # 300 of it paid from the customer's balance: 400 due
+        K.INVOICE_FINALIZED,
+        "2025-04-10",
+        None,
+        dict(invoice_id="f_i6", customer_id="f_c2", amount=700, details={"amount_due": "400"}),
+    ),
+    (
         "late",
         K.INVOICE_FINALIZED,
         "2025-05-10",
@@ -311,6 +325,7 @@ steps = st.lists(
         st.sampled_from([0, 0, 300, 1000]),
         st.sampled_from([None, 0, 24 * 40]),  # due after finalizing (hours), None: no due_at
         st.sampled_from([0, 0, 24 * 31]),  # hours written late
+        st.sampled_from(["", "", "200"]),  # amount due (finalized; "": the amount)
     ),
     max_size=40,
 )
@@ -321,7 +336,7 @@ steps = st.lists(
 def test_the_sweep_equals_aging_at_each_moment(changes: list) -> None:
     entries = []
     recorded = START
-    for number, (invoice, kind, hour, amount, due, late) in enumerate(changes, start=1):
+    for number, (invoice, kind, hour, amount, due, late, owed) in enumerate(changes, start=1):
         occurred = START + timedelta(hours=hour)
         recorded = max(recorded, occurred + timedelta(hours=late))
         entries.append(
@@ -335,6 +350,7 @@ def test_the_sweep_equals_aging_at_each_moment(changes: list) -> None:
                 invoice_id=f"i{invoice}",
                 amount=amount,
                 due_at=None if due is None else occurred + timedelta(hours=due),
+                details={"amount_due": owed} if owed and kind is K.INVOICE_FINALIZED else {},
             )
         )
     moments = [b.end for b in BUCKETS]
