@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 from billing.analytics.ledger import MRR_KINDS, EntryKind, LedgerEntry
 from models.tables import (
     CreditTransaction,
+    Customer,
     LedgerRow,
     Price,
     Subscription,
@@ -137,7 +138,7 @@ def trusted_entry(row: Sequence[Any]) -> LedgerEntry:
     return entry
 
 
-def plain_rows(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
+def plain_rows(session: Session, query: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The rows of ``query`` as plain tuples.
 
     On PostgreSQL through the driver's cursor: SQLAlchemy's row processing (a Python
@@ -397,15 +398,18 @@ def currencies(session: Session) -> list[str]:
     return sorted(session.scalars(_CURRENCIES))
 
 
-def subscriptions_in(session: Session, statuses: Iterable[str]) -> list[Subscription]:
-    """Every subscription in one of ``statuses``, oldest first, with what a draft of its
-    next invoice reads (price, customer, items, coupons) loaded in a few queries."""
+def subscriptions_in(
+    session: Session, statuses: Iterable[str], ids: Collection[str] | None = None
+) -> list[Subscription]:
+    """Every subscription in one of ``statuses`` (of ``ids`` if given), oldest first,
+    with what a draft of its next invoice reads (price, customer, items, coupons)
+    loaded in a few queries."""
+    query = select(Subscription).where(Subscription.status.in_(list(statuses)))
+    if ids is not None:
+        query = query.where(Subscription.id.in_(sorted(ids)))
     return list(
         session.scalars(
-            select(Subscription)
-            .where(Subscription.status.in_(list(statuses)))
-            .order_by(Subscription.created_at, Subscription.id)
-            .options(
+            query.order_by(Subscription.created_at, Subscription.id).options(
                 selectinload(Subscription.price).selectinload(Price.product),
                 selectinload(Subscription.customer),
                 selectinload(Subscription.items).selectinload(SubscriptionItem.price),
@@ -413,6 +417,54 @@ def subscriptions_in(session: Session, statuses: Iterable[str]) -> list[Subscrip
             )
         )
     )
+
+
+# (id, customer_id, price_id, quantity, billing_cycle_anchor, trial_end,
+#  current_period_start, current_period_end, cancel_at_period_end, price interval,
+#  price interval_count, price currency, customer time_zone, customer tax_rate_ids,
+#  has a discount)
+StoredSubscription = tuple[
+    str, str, str, int, datetime | None, datetime | None, datetime | None, datetime | None,
+    bool, str, int, str, str, list[str] | None, bool,
+]  # fmt: skip
+
+
+def stored_subscriptions(session: Session, statuses: Iterable[str]) -> list[StoredSubscription]:
+    """``subscriptions_in``'s subscriptions with a current period, as plain rows of what
+    the forecast reads of each (oldest first), in one query."""
+    discounted = (
+        select(SubscriptionDiscount.id)
+        .where(SubscriptionDiscount.subscription_id == Subscription.id)
+        .exists()
+    )
+    query = (
+        select(Subscription.id, Subscription.customer_id, Subscription.price_id,
+               Subscription.quantity, Subscription.billing_cycle_anchor, Subscription.trial_end,
+               Subscription.current_period_start, Subscription.current_period_end,
+               Subscription.cancel_at_period_end, Price.interval, Price.interval_count,
+               Price.currency, Customer.time_zone, Customer.tax_rate_ids, discounted)
+        .join(Price, Price.id == Subscription.price_id)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .where(Subscription.status.in_(list(statuses)),
+               Subscription.current_period_end.is_not(None))
+        .order_by(Subscription.created_at, Subscription.id)
+    )  # fmt: skip
+    return plain_rows(session, query)
+
+
+def subscription_items(
+    session: Session, statuses: Iterable[str]
+) -> list[tuple[str, str, int, bool]]:
+    """``(subscription id, price id, quantity, metered)`` of the items of every
+    subscription in one of ``statuses``."""
+    query = (
+        select(SubscriptionItem.subscription_id, SubscriptionItem.price_id,
+               SubscriptionItem.quantity, Price.metric_id.is_not(None))
+        .join(Price, Price.id == SubscriptionItem.price_id)
+        .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
+        .where(Subscription.status.in_(list(statuses)))
+    )  # fmt: skip
+    return plain_rows(session, query)
 
 
 def customers_with_credit(session: Session) -> set[str]:
