@@ -91,10 +91,7 @@ def movements(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tupl
 
 def dunning(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[DunningBucket, ...]:
     """``billing.analytics.dunning.dunning`` of the scope, one row per bucket."""
-    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS)
-    special = [sweeps.dunning_row(b) for b in book(scope.special)
-               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
-    found = sweeps.dunning_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
+    found = _episodes(session, scope, buckets)
     counted = reads.first_attempts(
         session, scope, starts=[b.start for b in buckets], end=buckets[-1].end
     )
@@ -106,6 +103,15 @@ def dunning(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[
             first_attempt_failures=row.first_attempt_failures + failures,
         )
     return tuple(found)
+
+
+def _episodes(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> list[DunningBucket]:
+    """The dunning sweep over the invoices with a failed payment."""
+    invoices = reads.failed_invoices(session, scope)
+    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS, invoices)
+    special = [sweeps.dunning_row(b) for b in book(scope.special)
+               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
+    return sweeps.dunning_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
 
 
 def receivables(session: Session, scope: Scope, moments: Sequence[datetime]) -> tuple[Aging, ...]:
@@ -126,10 +132,7 @@ def open_invoices(session: Session, scope: Scope, as_of: datetime) -> tuple[Open
 def recovery_rate(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> Decimal | None:
     """``billing.analytics.dunning.observed_recovery_rate`` of the scope's ``dunning``
     (without the first attempts, which it does not read)."""
-    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS)
-    special = [sweeps.dunning_row(b) for b in book(scope.special)
-               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
-    found = sweeps.dunning_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
+    found = _episodes(session, scope, buckets)
     return observed_recovery_rate(found)
 
 
