@@ -1,7 +1,8 @@
 """The service's fast reads (kakin.services.analytics_reads) give billing.analytics's
 figures exactly: on a hand-made ledger with late entries, partial payments, dunning
 episodes and corrections (one of an entry booked after the range, which widens the
-read), and, for the receivables sweep, on random ledgers.
+read), and, for the one-pass sweeps (kakin.services.analytics_sweeps: receivables, MRR
+movements, dunning), on random ledgers.
 
 The ledger is in SEK, which no other test bills.
 """
@@ -16,13 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing.analytics.booking import book
 from billing.analytics.buckets import bucket_range
 from billing.analytics.dunning import dunning
-from billing.analytics.ledger import EntryKind, LedgerEntry
+from billing.analytics.ledger import ATTEMPT_KINDS, EntryKind, LedgerEntry
 from billing.analytics.movements import mrr_movements
 from billing.analytics.receivables import aging
 from billing.analytics.revenue import revenue
 from kakin.services import analytics_reads as fast
+from kakin.services import analytics_sweeps as sweeps
 from models.repositories import analytics as analytics_sql
 from models.repositories import ledger as ledger_sql
 
@@ -356,4 +359,96 @@ def test_the_sweep_equals_aging_at_each_moment(changes: list) -> None:
     moments = [b.end for b in BUCKETS]
     assert fast.aging_at(entries, moments=moments, currency=CODE) == tuple(
         aging(entries, as_of=m, currency=CODE)[0] for m in moments
+    )
+
+
+# -- the MRR and dunning sweeps on random ledgers ----------------------------------------
+
+MRR_CHANGES = [K.SUBSCRIPTION_STARTED, K.PLAN_CHANGED, K.PAUSED, K.CANCELED, K.STATUS_CHANGED]
+mrr_steps = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # subscription
+        st.integers(0, 2),  # customer (a subscription may move to another)
+        st.sampled_from(MRR_CHANGES),
+        st.integers(-20 * 24, 120 * 24),  # hour after Jan 1 (some before the buckets)
+        st.sampled_from([0, 0, 500, 1000, 3000]),  # MRR after
+        st.sampled_from(["", "active", "past_due", "paused", "canceled", "trialing"]),
+        st.sampled_from([0, 0, 24 * 31]),  # hours written late
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(mrr_steps)
+def test_the_mrr_sweep_equals_the_movements(changes: list) -> None:
+    entries = []
+    recorded = START - timedelta(days=30)
+    for number, (sub, customer, kind, hour, mrr, status, late) in enumerate(changes, start=1):
+        occurred = START + timedelta(hours=hour)
+        recorded = max(recorded, occurred + timedelta(hours=late))
+        entries.append(
+            LedgerEntry(
+                id=number,
+                kind=kind,
+                occurred_at=occurred,
+                recorded_at=recorded,
+                customer_id=f"c{customer}",
+                subscription_id=f"s{sub}",
+                currency=CODE,
+                mrr_after=mrr,
+                status_after=status,
+            )
+        )
+    rows = [sweeps.mrr_row(b) for b in book(entries)]
+    assert sweeps.mrr_sweep(rows, buckets=BUCKETS, currency=CODE) == mrr_movements(
+        entries, buckets=BUCKETS, currency=CODE
+    )
+
+
+DUNNING_KINDS = [K.PAYMENT_FAILED, K.PAYMENT_FAILED, K.PAYMENT_SUCCEEDED, K.INVOICE_PAID,
+                 K.INVOICE_VOIDED, K.INVOICE_WRITTEN_OFF]  # fmt: skip
+dunning_steps = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # invoice
+        st.sampled_from(DUNNING_KINDS),
+        st.integers(-20 * 24, 120 * 24),  # hour after Jan 1
+        st.sampled_from([300, 1000]),
+        st.integers(1, 3),  # attempt
+        st.sampled_from(["", "card_declined", "expired_card"]),
+        st.sampled_from(["", "retry_1", "retry_2"]),
+        st.sampled_from([0, 0, 24 * 31]),  # hours written late
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dunning_steps)
+def test_the_dunning_sweep_equals_the_definition(changes: list) -> None:
+    entries = []
+    recorded = START - timedelta(days=30)
+    for number, (invoice, kind, hour, amount, attempt, code, step, late) in enumerate(
+        changes, start=1
+    ):
+        occurred = START + timedelta(hours=hour)
+        recorded = max(recorded, occurred + timedelta(hours=late))
+        entries.append(
+            LedgerEntry(
+                id=number,
+                kind=kind,
+                occurred_at=occurred,
+                recorded_at=recorded,
+                customer_id="c",
+                invoice_id=f"i{invoice}",
+                currency=CODE,
+                amount=amount,
+                attempt=attempt if kind in ATTEMPT_KINDS else 0,
+                decline_code=code,
+                dunning_step=step,
+            )
+        )
+    rows = [sweeps.dunning_row(b) for b in book(entries)]
+    assert tuple(sweeps.dunning_sweep(rows, buckets=BUCKETS, currency=CODE)) == dunning(
+        entries, buckets=BUCKETS, currency=CODE
     )
