@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -224,32 +224,47 @@ def stored_subscriptions(session: Session, currencies: tuple[str, ...]) -> list[
     return found
 
 
-def _calendar(subscription: Stored, first_start: datetime | None) -> tuple[datetime, int, str]:
-    """``(anchor, index, zone)`` with ``boundary(anchor, ..., index) == current_period_end``.
-
-    The anchor is the requested start, the trial's end or the first period invoice's
-    start (the workflow's anchor unless dunning or a pause moved it), on the
-    customer's zone or UTC (what subscriptions started before zones were followed
-    keep). None matching: the next invoice opens period 0 of a calendar anchored at
-    it, so its usage is not forecast.
-    """
+def _calendar(
+    subscription: Stored, anchors: Iterable[datetime | None]
+) -> tuple[datetime, int, str] | None:
+    """``(anchor, index, zone)`` with ``boundary(anchor, ..., index) == current_period_end``
+    for the first of ``anchors`` that gives one, on the customer's zone or UTC (what
+    subscriptions started before zones were followed keep); ``None``: none does."""
     end = subscription.current_period_end
     interval, count = subscription.interval, subscription.interval_count
     zones = list(dict.fromkeys([subscription.time_zone, "UTC"]))
-    candidates = (
-        subscription.billing_cycle_anchor,
-        subscription.trial_end,
-        first_start,
-        subscription.current_period_start,
-    )
-    for anchor in dict.fromkeys(c for c in candidates if c is not None and c < end):
+    for anchor in dict.fromkeys(c for c in anchors if c is not None and c < end):
         guess = round((end - anchor) / timedelta(days=_APPROX_DAYS[interval] * count))
         for time_zone in zones:
             for index in (guess, guess - 1, guess + 1):
                 if index >= 1 and boundary(anchor, interval, count, index,
                                            time_zone=time_zone) == end:  # fmt: skip
                     return anchor, index, time_zone
-    return end, 0, zones[0]
+    return None
+
+
+def calendars(session: Session, rows: Sequence[Stored]) -> list[tuple[datetime, int, str]]:
+    """Each subscription's ``(anchor, index, zone)``: ``boundary(anchor, ..., index)`` is
+    its ``current_period_end``, so later invoices fall where the workflow will date
+    them (a month-end anchor keeps its day).
+
+    The anchor is the requested start, the trial's end, the first period invoice's
+    start (the workflow's anchor unless dunning or a pause moved it) or the current
+    period's start, the first that fits. None fitting: the next invoice opens period
+    0 of a calendar anchored at it, so its usage is not forecast. The first period
+    invoices are read only for the subscriptions the first two do not fit.
+    """
+    found = [_calendar(row, (row.billing_cycle_anchor, row.trial_end)) for row in rows]
+    missing = [row.id for row, fits in zip(rows, found, strict=True) if fits is None]
+    firsts = invoice_sql.first_period_starts(session, missing) if missing else {}
+    calendars = []
+    for row, fits in zip(rows, found, strict=True):
+        if fits is None:
+            anchors = (row.billing_cycle_anchor, row.trial_end, firsts.get(row.id),
+                       row.current_period_start)  # fmt: skip
+            fits = _calendar(row, anchors)
+        calendars.append(fits or (row.current_period_end, 0, row.time_zone))
+    return calendars
 
 
 def _run_rate(session: Session, subscription: Subscription, as_of: datetime) -> Decimal:
@@ -317,7 +332,6 @@ def outlooks(
     ``period_draft`` reads), in one query.
     """
     rows = stored_subscriptions(session, currencies)
-    firsts = invoice_sql.first_period_starts(session, [row.id for row in rows])
     with_credit = analytics_sql.customers_with_credit(session)
     keys = [draft_key(row, pending.get(row.id) or row.price_id, with_credit) for row in rows]
     drafted: set[tuple[object, ...]] = set()
@@ -332,14 +346,18 @@ def outlooks(
     }
     drafts = Drafts(session, rounding)
     found = []
-    for row, key in zip(rows, keys, strict=True):
-        anchor, index, time_zone = _calendar(row, firsts.get(row.id))
+    for row, key, (anchor, index, time_zone) in zip(rows, keys, calendars(session, rows),
+                                                    strict=True):  # fmt: skip
         # The next period starts where the current one ends (period index ``index``).
         start = row.current_period_end
-        end = boundary(anchor, row.interval, row.interval_count, index + 1, time_zone=time_zone)
         price_id = pending.get(row.id)
         plan = find(session, Price, price_id) if price_id else None
         whole = loaded.get(row.id)
+        amount = drafts.totals.get(key) if key is not None else None
+        if amount is None:  # drafted now: its period's end labels its lines
+            end = boundary(anchor, row.interval, row.interval_count, index + 1,
+                           time_zone=time_zone)  # fmt: skip
+            amount = drafts.total(key, whole, plan, start, end)
         found.append(
             SubscriptionOutlook(
                 subscription_id=row.id,
@@ -350,7 +368,7 @@ def outlooks(
                 interval_count=row.interval_count,
                 time_zone=time_zone,
                 next_period_index=index,
-                next_invoice_amount=drafts.total(key, whole, plan, start, end),
+                next_invoice_amount=amount,
                 metered_per_day=(
                     _run_rate(session, whole, as_of) if row.metered and whole else Decimal(0)
                 ),
