@@ -1,18 +1,21 @@
-"""The figures of one currency read fast: what SQL sums cleanly is summed there, the rest
-is computed by ``billing.analytics`` (the definition) on the few entries it needs.
+"""The figures of one currency read fast: what SQL sums cleanly is summed there; the rest
+is read as plain rows (``models.repositories.analytics``, through the driver) and
+followed by one-pass sweeps (``kakin.services.analytics_sweeps``) that give what
+``billing.analytics`` (the definition) gives, on only the entries a figure needs.
 
 - **revenue**: per bucket and kind, sums in SQL (the bucket found from the same
   bucket starts ``billing.analytics.buckets`` gives, so both bucket alike); the
   corrected entries and their corrections by ``billing.analytics.revenue``, added.
-- **MRR movements**: ``billing.analytics.movements`` on the MRR entries only.
-- **dunning**: ``billing.analytics.dunning`` on the entries of invoices with a failed
-  payment (the only ones with episodes); the other first attempts counted in SQL.
-- **receivables**: one sweep over the entries of the invoices that may be open at a
-  bucket's end, instead of ``billing.analytics.receivables.aging`` once per bucket
-  (each a pass over the whole ledger); it gives the same rows (tests hold it to it).
+- **MRR movements**: the MRR sweep over the MRR entries (about 7% of the ledger).
+- **dunning**: the dunning sweep over the entries of invoices with a failed payment
+  (the only ones with episodes); the other first attempts counted in SQL.
+- **receivables**: the aging sweep over the entries of the invoices that may be open
+  at a bucket's end (found in SQL), instead of ``billing.analytics.receivables.aging``
+  once per bucket; the forecast's open invoices likewise, at one moment.
 
-Each entry counts once: the SQL sums leave out the corrections and the entries they
-correct (``models.repositories.analytics.Scope``), which the Python side books.
+Each entry counts once: the SQL reads leave out the corrections and the entries they
+correct (``models.repositories.analytics.Scope``), which are booked here
+(``billing.analytics.booking``) and merged into the rows in booking order.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ entry). The scope's corrections and the entries they correct (their chains, down
 the root) are read whole, once, as ``special``: the figures apply them in Python
 (``billing.analytics.booking``), and every SQL sum leaves the roots out, so each
 entry counts exactly once.
+
+The rest of the scope is read as **plain rows** (``MrrRow``, ``DunningRow``,
+``InvoiceRow``: tuples of only the columns a figure reads, in booking order, through
+the driver's cursor on PostgreSQL, ``plain_rows``), for the service's sweeps
+(``kakin.services.analytics_sweeps``). The forecast reads subscriptions likewise.
 """
 
 from __future__ import annotations
