@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -63,11 +63,17 @@ _DUNNING_KINDS = frozenset(
 )
 
 
-def revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[RevenueBucket, ...]:
-    """``billing.analytics.revenue.revenue`` of the scope, one row per bucket."""
+def revenue(
+    session: Session,
+    scope: Scope,
+    buckets: Sequence[Bucket],
+    kinds: Collection[EntryKind] = tuple(_SUMMED),
+) -> tuple[RevenueBucket, ...]:
+    """``billing.analytics.revenue.revenue`` of the scope, one row per bucket (with
+    ``kinds``, only the figures those kinds of entries sum are right)."""
     base = list(revenue_figures(scope.special, buckets=buckets, currency=scope.currency))
     sums = reads.kind_sums(
-        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end, kinds=_SUMMED
+        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end, kinds=kinds
     )
     added: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for index, kind, amount, count, usage in sums:
@@ -83,6 +89,13 @@ def revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[
             row, **{name: getattr(row, name) + value for name, value in more.items()}
         )
     return tuple(base)
+
+
+def usage_revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[int, ...]:
+    """The usage revenue of each bucket (``RevenueBucket.usage``), summing only the
+    finalized invoices (a third of the entries ``revenue`` sums)."""
+    rows = revenue(session, scope, buckets, kinds=(EntryKind.INVOICE_FINALIZED,))
+    return tuple(row.usage for row in rows)
 
 
 def movements(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[MrrBucket, ...]:

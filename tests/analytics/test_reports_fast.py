@@ -286,9 +286,9 @@ def test_the_fast_reads_equal_the_definitions(sessions: sessionmaker[Session], m
     with sessions() as session:
         entries = _oracle(session, until)
         scope = analytics_sql.scope(session, CODE, until)
-        assert fast.revenue(session, scope, buckets) == revenue(
-            entries, buckets=buckets, currency=CODE
-        )
+        figures = revenue(entries, buckets=buckets, currency=CODE)
+        assert fast.revenue(session, scope, buckets) == figures
+        assert fast.usage_revenue(session, scope, buckets) == tuple(r.usage for r in figures)
         assert fast.movements(session, scope, buckets) == mrr_movements(
             entries, buckets=buckets, currency=CODE
         )
