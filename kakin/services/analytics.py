@@ -297,10 +297,10 @@ def _mrr_block(
 ) -> CurrencyBlock:
     every, shown = (*prefix, *checked.buckets), len(checked.buckets)
     movements = fast.movements(session, scope, every)
-    usage = fast.revenue(session, scope, checked.buckets)
+    usage = fast.usage_revenue(session, scope, checked.buckets)
     rows = tuple(
-        MrrRow(movements=row, usage_revenue=money.usage)
-        for row, money in zip(movements[-shown:], usage, strict=True)
+        MrrRow(movements=row, usage_revenue=amount)
+        for row, amount in zip(movements[-shown:], usage, strict=True)
     )
     trends = _trends(every, {"mrr": [m.end for m in movements]}, checked.interval, shown)
     return CurrencyBlock(currency=scope.currency, rows=rows, trends=trends)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -35,11 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from billing.analytics.buckets import bucket_range
-from billing.analytics.dunning import observed_recovery_rate
 from billing.analytics.forecast import ForecastWindow, SubscriptionOutlook
 from billing.analytics.forecast import forecast as forecast_windows
 from billing.analytics.mrr import COUNTED_STATUSES
-from billing.analytics.receivables import open_invoices
 from billing.calendar import Interval, boundary
 from billing.rounding import RoundingMode
 from kakin.services import analytics_reads as fast
@@ -153,36 +152,119 @@ async def scheduled_plan_changes(client: Client | None, candidates: list[str]) -
 # -- each subscription's outlook ---------------------------------------------------------
 
 
-def _calendar(
-    subscription: Subscription, first_start: datetime | None
-) -> tuple[datetime, int, str]:
-    """``(anchor, index, zone)`` with ``boundary(anchor, ..., index) == current_period_end``.
+@dataclass(frozen=True)
+class Stored:
+    """What the forecast reads of one subscription (``analytics_sql.stored_subscriptions``),
+    times in UTC; ``licensed_items`` are the non-metered items' ``(price id, quantity)``,
+    sorted."""
 
-    The anchor is the requested start, the trial's end or the first period invoice's
-    start (the workflow's anchor unless dunning or a pause moved it), on the
-    customer's zone or UTC (what subscriptions started before zones were followed
-    keep). None matching: the next invoice opens period 0 of a calendar anchored at
-    it, so its usage is not forecast.
-    """
+    id: str
+    customer_id: str
+    price_id: str
+    quantity: int
+    billing_cycle_anchor: datetime | None
+    trial_end: datetime | None
+    current_period_start: datetime | None
+    current_period_end: datetime
+    cancel_at_period_end: bool
+    interval: Interval
+    interval_count: int
+    currency: str
+    time_zone: str
+    tax_rate_ids: tuple[str, ...]
+    discounted: bool
+    licensed_items: tuple[tuple[str, int], ...] = ()
+    metered: bool = False
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def stored_subscriptions(session: Session, currencies: tuple[str, ...]) -> list[Stored]:
+    """Every subscription the forecast walks (``active`` or ``past_due``, with a period,
+    in ``currencies``), oldest first, in two queries."""
+    licensed: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    metered: set[str] = set()
+    for subscription_id, price_id, quantity, is_metered in analytics_sql.subscription_items(
+        session, COUNTED_STATUSES
+    ):
+        if is_metered:
+            metered.add(subscription_id)
+        else:
+            licensed[subscription_id].append((price_id, quantity))
+    found = []
+    for row in analytics_sql.stored_subscriptions(session, COUNTED_STATUSES):
+        (id_, customer_id, price_id, quantity, anchor, trial_end, start, end, cancels,
+         interval, count, currency, time_zone, rates, discounted) = row  # fmt: skip
+        if currency not in currencies:
+            continue
+        assert end is not None  # the query reads only subscriptions with a period
+        found.append(
+            Stored(
+                id=id_,
+                customer_id=customer_id,
+                price_id=price_id,
+                quantity=quantity,
+                billing_cycle_anchor=_utc(anchor),
+                trial_end=_utc(trial_end),
+                current_period_start=_utc(start),
+                current_period_end=end.astimezone(UTC),
+                cancel_at_period_end=bool(cancels),
+                interval=Interval(interval),
+                interval_count=count,
+                currency=currency,
+                time_zone=time_zone or "UTC",
+                tax_rate_ids=tuple(rates or ()),
+                discounted=bool(discounted),
+                licensed_items=tuple(sorted(licensed.get(id_, ()))),
+                metered=id_ in metered,
+            )
+        )
+    return found
+
+
+def _calendar(
+    subscription: Stored, anchors: Iterable[datetime | None]
+) -> tuple[datetime, int, str] | None:
+    """``(anchor, index, zone)`` with ``boundary(anchor, ..., index) == current_period_end``
+    for the first of ``anchors`` that gives one, on the customer's zone or UTC (what
+    subscriptions started before zones were followed keep); ``None``: none does."""
     end = subscription.current_period_end
-    assert end is not None
-    price = subscription.price
-    interval, count = Interval(price.interval), price.interval_count
-    zones = list(dict.fromkeys([subscription.customer.time_zone or "UTC", "UTC"]))
-    candidates = (
-        subscription.billing_cycle_anchor,
-        subscription.trial_end,
-        first_start,
-        subscription.current_period_start,
-    )
-    for anchor in dict.fromkeys(c for c in candidates if c is not None and c < end):
+    interval, count = subscription.interval, subscription.interval_count
+    zones = list(dict.fromkeys([subscription.time_zone, "UTC"]))
+    for anchor in dict.fromkeys(c for c in anchors if c is not None and c < end):
         guess = round((end - anchor) / timedelta(days=_APPROX_DAYS[interval] * count))
         for time_zone in zones:
             for index in (guess, guess - 1, guess + 1):
                 if index >= 1 and boundary(anchor, interval, count, index,
                                            time_zone=time_zone) == end:  # fmt: skip
                     return anchor, index, time_zone
-    return end, 0, zones[0]
+    return None
+
+
+def calendars(session: Session, rows: Sequence[Stored]) -> list[tuple[datetime, int, str]]:
+    """Each subscription's ``(anchor, index, zone)``: ``boundary(anchor, ..., index)`` is
+    its ``current_period_end``, so later invoices fall where the workflow will date
+    them (a month-end anchor keeps its day).
+
+    The anchor is the requested start, the trial's end, the first period invoice's
+    start (the workflow's anchor unless dunning or a pause moved it) or the current
+    period's start, the first that fits. None fitting: the next invoice opens period
+    0 of a calendar anchored at it, so its usage is not forecast. The first period
+    invoices are read only for the subscriptions the first two do not fit.
+    """
+    found = [_calendar(row, (row.billing_cycle_anchor, row.trial_end)) for row in rows]
+    missing = [row.id for row, fits in zip(rows, found, strict=True) if fits is None]
+    firsts = invoice_sql.first_period_starts(session, missing) if missing else {}
+    calendars = []
+    for row, fits in zip(rows, found, strict=True):
+        if fits is None:
+            anchors = (row.billing_cycle_anchor, row.trial_end, firsts.get(row.id),
+                       row.current_period_start)  # fmt: skip
+            fits = _calendar(row, anchors)
+        calendars.append(fits or (row.current_period_end, 0, row.time_zone))
+    return calendars
 
 
 def _run_rate(session: Session, subscription: Subscription, as_of: datetime) -> Decimal:
@@ -196,9 +278,20 @@ def _run_rate(session: Session, subscription: Subscription, as_of: datetime) -> 
     return Decimal(exact.numerator) / Decimal(exact.denominator)
 
 
+def draft_key(
+    subscription: Stored, plan_id: str, with_credit: set[str]
+) -> tuple[object, ...] | None:
+    """What a next invoice's licensed total depends on (see ``Drafts``); ``None``: its
+    own (a coupon, or a customer with a credit balance)."""
+    if subscription.discounted or subscription.customer_id in with_credit:
+        return None
+    return (plan_id, subscription.quantity, subscription.licensed_items,
+            subscription.tax_rate_ids, subscription.currency)  # fmt: skip
+
+
 class Drafts:
     """The licensed total of a next invoice (``period_draft``'s), computed once per
-    set of inputs it depends on.
+    set of inputs it depends on (``draft_key``).
 
     Without usage lines, a draft's total depends only on the plan, the quantity, the
     non-metered items, the tax rates, the coupons due and the customer's credit
@@ -207,62 +300,21 @@ class Drafts:
     of the first subscription with the same plan, items and rates.
     """
 
-    def __init__(self, session: Session, rounding: RoundingMode, with_credit: set[str]) -> None:
-        self.session, self.rounding, self.with_credit = session, rounding, with_credit
+    def __init__(self, session: Session, rounding: RoundingMode) -> None:
+        self.session, self.rounding = session, rounding
         self.totals: dict[tuple[object, ...], int] = {}
 
-    def total(self, subscription: Subscription, plan: Price | None, start: datetime,
-              end: datetime) -> int:  # fmt: skip
-        key = self._key(subscription, plan)
+    def total(self, key: tuple[object, ...] | None, subscription: Subscription | None,
+              plan: Price | None, start: datetime, end: datetime) -> int:  # fmt: skip
+        """The total for ``key``; ``subscription`` (loaded) drafts it when not known yet."""
         if key is not None and key in self.totals:
             return self.totals[key]
+        assert subscription is not None, "a draft not known yet needs its subscription"
         draft = period_draft(self.session, subscription, period_start=start, period_end=end,
                              usage_period=None, rounding=self.rounding, plan=plan)  # fmt: skip
         if key is not None:
             self.totals[key] = draft.totals.total
         return draft.totals.total
-
-    def _key(self, subscription: Subscription, plan: Price | None) -> tuple[object, ...] | None:
-        if subscription.discounts or subscription.customer_id in self.with_credit:
-            return None
-        items = tuple(sorted((item.price_id, item.quantity) for item in subscription.items
-                             if item.price.metric_id is None))  # fmt: skip
-        rates = tuple(subscription.customer.tax_rate_ids or ())
-        plan_id = (plan or subscription.price).id
-        return (plan_id, subscription.quantity, items, rates, subscription.price.currency)
-
-
-def outlook(
-    session: Session,
-    subscription: Subscription,
-    *,
-    as_of: datetime,
-    first_start: datetime | None,
-    pending_price: Price | None,
-    drafts: Drafts,
-) -> SubscriptionOutlook:
-    anchor, index, time_zone = _calendar(subscription, first_start)
-    price = subscription.price
-    interval, count = Interval(price.interval), price.interval_count
-    start = boundary(anchor, interval, count, index, time_zone=time_zone)
-    end = boundary(anchor, interval, count, index + 1, time_zone=time_zone)
-
-    def licensed(plan: Price | None) -> int:
-        return drafts.total(subscription, plan, start, end)
-
-    return SubscriptionOutlook(
-        subscription_id=subscription.id,
-        customer_id=subscription.customer_id,
-        currency=price.currency,
-        anchor=anchor,
-        interval=interval,
-        interval_count=count,
-        time_zone=time_zone,
-        next_period_index=index,
-        next_invoice_amount=licensed(pending_price),
-        metered_per_day=_run_rate(session, subscription, as_of),
-        cancel_at=start if subscription.cancel_at_period_end else None,
-    )
 
 
 def outlooks(
@@ -273,25 +325,54 @@ def outlooks(
     pending: Mapping[str, str],
     rounding: RoundingMode,
 ) -> list[SubscriptionOutlook]:
-    """The outlook of every active subscription in ``currencies`` with a period."""
-    rows = [
-        row
-        for row in analytics_sql.subscriptions_in(session, COUNTED_STATUSES)
-        if row.current_period_end is not None and row.price.currency in currencies
-    ]
-    firsts = invoice_sql.first_period_starts(session, [row.id for row in rows])
-    drafts = Drafts(session, rounding, analytics_sql.customers_with_credit(session))
+    """The outlook of every active subscription in ``currencies`` with a period.
+
+    Read as plain rows: only the subscriptions whose draft is not shared yet, or with
+    metered items (their run rate reads usage), are loaded whole (with what
+    ``period_draft`` reads), in one query.
+    """
+    rows = stored_subscriptions(session, currencies)
+    with_credit = analytics_sql.customers_with_credit(session)
+    keys = [draft_key(row, pending.get(row.id) or row.price_id, with_credit) for row in rows]
+    drafted: set[tuple[object, ...]] = set()
+    needed = set()
+    for row, key in zip(rows, keys, strict=True):
+        if key is None or key not in drafted or row.metered:
+            needed.add(row.id)
+        if key is not None:
+            drafted.add(key)
+    loaded = {
+        s.id: s for s in analytics_sql.subscriptions_in(session, COUNTED_STATUSES, ids=needed)
+    }
+    drafts = Drafts(session, rounding)
     found = []
-    for row in rows:
+    for row, key, (anchor, index, time_zone) in zip(rows, keys, calendars(session, rows),
+                                                    strict=True):  # fmt: skip
+        # The next period starts where the current one ends (period index ``index``).
+        start = row.current_period_end
         price_id = pending.get(row.id)
+        plan = find(session, Price, price_id) if price_id else None
+        whole = loaded.get(row.id)
+        amount = drafts.totals.get(key) if key is not None else None
+        if amount is None:  # drafted now: its period's end labels its lines
+            end = boundary(anchor, row.interval, row.interval_count, index + 1,
+                           time_zone=time_zone)  # fmt: skip
+            amount = drafts.total(key, whole, plan, start, end)
         found.append(
-            outlook(
-                session,
-                row,
-                as_of=as_of,
-                first_start=firsts.get(row.id),
-                pending_price=find(session, Price, price_id) if price_id else None,
-                drafts=drafts,
+            SubscriptionOutlook(
+                subscription_id=row.id,
+                customer_id=row.customer_id,
+                currency=row.currency,
+                anchor=anchor,
+                interval=row.interval,
+                interval_count=row.interval_count,
+                time_zone=time_zone,
+                next_period_index=index,
+                next_invoice_amount=amount,
+                metered_per_day=(
+                    _run_rate(session, whole, as_of) if row.metered and whole else Decimal(0)
+                ),
+                cancel_at=start if row.cancel_at_period_end else None,
             )
         )
     return found
@@ -320,14 +401,8 @@ def forecast(
         as_of = checked.as_of
         # Open invoices are as of now, which may be after the range: read up to both.
         read = scopes(session, checked, max(checked.end, as_of))
-        rates = {s.currency: observed_recovery_rate(fast.dunning(session, s, checked.buckets))
-                 for s in read}  # fmt: skip
-        pending = {
-            s.currency: open_invoices(
-                analytics_sql.open_candidates(session, s, moments=[as_of]), as_of=as_of
-            )
-            for s in read
-        }
+        rates = {s.currency: fast.recovery_rate(session, s, checked.buckets) for s in read}
+        pending = {s.currency: fast.open_invoices(session, s, as_of) for s in read}
         walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
                           pending=changes.pending, rounding=rounding)  # fmt: skip
     blocks = []

@@ -1,41 +1,47 @@
-"""The figures of one currency read fast: what SQL sums cleanly is summed there, the rest
-is computed by ``billing.analytics`` (the definition) on the few entries it needs.
+"""The figures of one currency read fast: what SQL sums cleanly is summed there; the rest
+is read as plain rows (``models.repositories.analytics``, through the driver) and
+followed by one-pass sweeps (``kakin.services.analytics_sweeps``) that give what
+``billing.analytics`` (the definition) gives, on only the entries a figure needs.
 
 - **revenue**: per bucket and kind, sums in SQL (the bucket found from the same
   bucket starts ``billing.analytics.buckets`` gives, so both bucket alike); the
   corrected entries and their corrections by ``billing.analytics.revenue``, added.
-- **MRR movements**: ``billing.analytics.movements`` on the MRR entries only.
-- **dunning**: ``billing.analytics.dunning`` on the entries of invoices with a failed
-  payment (the only ones with episodes); the other first attempts counted in SQL.
-- **receivables**: one sweep over the entries of the invoices that may be open at a
-  bucket's end, instead of ``billing.analytics.receivables.aging`` once per bucket
-  (each a pass over the whole ledger); it gives the same rows (tests hold it to it).
+- **MRR movements**: the MRR sweep over the MRR entries (about 7% of the ledger).
+- **dunning**: the dunning sweep over the entries of invoices with a failed payment
+  (the only ones with episodes); the other first attempts counted in SQL.
+- **receivables**: the aging sweep over the entries of the invoices that may be open
+  at a bucket's end (found in SQL), instead of ``billing.analytics.receivables.aging``
+  once per bucket; the forecast's open invoices likewise, at one moment.
 
-Each entry counts once: the SQL sums leave out the corrections and the entries they
-correct (``models.repositories.analytics.Scope``), which the Python side books.
+Each entry counts once: the SQL reads leave out the corrections and the entries they
+correct (``models.repositories.analytics.Scope``), which are booked here
+(``billing.analytics.booking``) and merged into the rows in booking order.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from billing.analytics.booking import book
+from billing.analytics.booking import Booked, book
 from billing.analytics.buckets import Bucket
-from billing.analytics.dunning import DunningBucket
-from billing.analytics.dunning import dunning as dunning_figures
+from billing.analytics.dunning import DunningBucket, observed_recovery_rate
 from billing.analytics.ledger import MRR_KINDS, EntryKind, LedgerEntry
-from billing.analytics.movements import MrrBucket, mrr_movements
-from billing.analytics.receivables import BANDS, Aging, band_of
+from billing.analytics.movements import MrrBucket
+from billing.analytics.receivables import Aging, OpenInvoice, amount_due
 from billing.analytics.revenue import RevenueBucket
 from billing.analytics.revenue import revenue as revenue_figures
+from kakin.services import analytics_sweeps as sweeps
 from models.repositories import analytics as reads
-from models.repositories.analytics import Scope
+from models.repositories.analytics import InvoiceRow, Scope
+
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 _SUMMED = {
     EntryKind.INVOICE_FINALIZED: "invoiced",
@@ -57,11 +63,17 @@ _DUNNING_KINDS = frozenset(
 )
 
 
-def revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[RevenueBucket, ...]:
-    """``billing.analytics.revenue.revenue`` of the scope, one row per bucket."""
+def revenue(
+    session: Session,
+    scope: Scope,
+    buckets: Sequence[Bucket],
+    kinds: Collection[EntryKind] = tuple(_SUMMED),
+) -> tuple[RevenueBucket, ...]:
+    """``billing.analytics.revenue.revenue`` of the scope, one row per bucket (with
+    ``kinds``, only the figures those kinds of entries sum are right)."""
     base = list(revenue_figures(scope.special, buckets=buckets, currency=scope.currency))
     sums = reads.kind_sums(
-        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end, kinds=_SUMMED
+        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end, kinds=kinds
     )
     added: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for index, kind, amount, count, usage in sums:
@@ -79,43 +91,65 @@ def revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[
     return tuple(base)
 
 
+def usage_revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[int, ...]:
+    """The usage revenue of each bucket (``RevenueBucket.usage``), summing only the
+    finalized invoices (a third of the entries ``revenue`` sums)."""
+    rows = revenue(session, scope, buckets, kinds=(EntryKind.INVOICE_FINALIZED,))
+    return tuple(row.usage for row in rows)
+
+
 def movements(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[MrrBucket, ...]:
     """``billing.analytics.movements.mrr_movements`` of the scope."""
-    found = reads.entries(session, scope, kinds=MRR_KINDS)
-    return mrr_movements(found, buckets=buckets, currency=scope.currency)
+    rows = reads.mrr_rows(session, scope)
+    special = [sweeps.mrr_row(b) for b in book(scope.special) if b.entry.kind in MRR_KINDS]
+    return sweeps.mrr_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
 
 
 def dunning(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[DunningBucket, ...]:
     """``billing.analytics.dunning.dunning`` of the scope, one row per bucket."""
-    found = reads.entries(session, scope, kinds=_DUNNING_KINDS, failed_invoices_only=True)
-    rows = list(dunning_figures(found, buckets=buckets, currency=scope.currency))
+    found = _episodes(session, scope, buckets)
     counted = reads.first_attempts(
         session, scope, starts=[b.start for b in buckets], end=buckets[-1].end
     )
     for index, attempts, failures in counted:
-        row = rows[index]
-        rows[index] = dataclasses.replace(
+        row = found[index]
+        found[index] = dataclasses.replace(
             row,
             first_attempts=row.first_attempts + attempts,
             first_attempt_failures=row.first_attempt_failures + failures,
         )
-    return tuple(rows)
+    return tuple(found)
+
+
+def _episodes(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> list[DunningBucket]:
+    """The dunning sweep over the invoices with a failed payment."""
+    invoices = reads.failed_invoices(session, scope)
+    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS, invoices)
+    special = [sweeps.dunning_row(b) for b in book(scope.special)
+               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
+    return sweeps.dunning_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
 
 
 def receivables(session: Session, scope: Scope, moments: Sequence[datetime]) -> tuple[Aging, ...]:
     """``billing.analytics.receivables.aging`` of the scope at each of ``moments``
     (ascending), one row each."""
-    found = reads.open_candidates(session, scope, moments=moments)
-    return aging_at(found, moments=moments, currency=scope.currency)
+    rows = reads.invoice_rows(session, scope, moments=moments)
+    special = [_invoice_row(b) for b in book(scope.special)]
+    return sweeps.aging_sweep(_merged(rows, special), moments=moments, currency=scope.currency)
 
 
-@dataclass
-class _Invoice:
-    currency: str
-    finalized: int = 0
-    settled: int = 0
-    due_at: datetime | None = None
-    closed: bool = False
+def open_invoices(session: Session, scope: Scope, as_of: datetime) -> tuple[OpenInvoice, ...]:
+    """``billing.analytics.receivables.open_invoices`` of the scope as of ``as_of``."""
+    rows = reads.invoice_rows(session, scope, moments=[as_of])
+    special = [_invoice_row(b) for b in book(scope.special)]
+    return sweeps.open_at(_merged(rows, special), as_of=as_of, currency=scope.currency)
+
+
+def recovery_rate(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> Decimal | None:
+    """``billing.analytics.dunning.observed_recovery_rate`` of the scope's ``dunning``
+    (without the first attempts, which it does not read)."""
+    found = _episodes(session, scope, buckets)
+    return observed_recovery_rate(found)
 
 
 def aging_at(
@@ -123,50 +157,24 @@ def aging_at(
 ) -> tuple[Aging, ...]:
     """``aging(entries, as_of=m, currency=currency)[0]`` for each of ``moments``
     (ascending), in one pass over the booked entries rather than one per moment."""
-    booked = book(entries)
-    invoices: dict[str, _Invoice] = {}
-    rows = []
-    position = 0
-    for moment in moments:
-        while position < len(booked) and booked[position].booked_at < moment:
-            _apply(invoices, booked[position].entry)
-            position += 1
-        rows.append(_aging(invoices, moment, currency))
-    return tuple(rows)
+    rows = [_invoice_row(b) for b in book(entries) if b.entry.currency == currency]
+    return sweeps.aging_sweep(rows, moments=moments, currency=currency)
 
 
-def _apply(invoices: dict[str, _Invoice], entry: LedgerEntry) -> None:
-    """As ``billing.analytics.receivables.open_invoices`` follows an entry."""
-    if not entry.invoice_id:
-        return
-    invoice = invoices.setdefault(entry.invoice_id, _Invoice(currency=entry.currency))
-    if entry.kind is EntryKind.INVOICE_FINALIZED:
-        invoice.finalized += entry.amount
-        invoice.due_at = entry.due_at or entry.occurred_at
-    elif entry.kind in (EntryKind.INVOICE_PAID, EntryKind.CREDIT_NOTE_ISSUED):
-        invoice.settled += entry.amount
-    elif entry.kind in (EntryKind.INVOICE_VOIDED, EntryKind.INVOICE_WRITTEN_OFF):
-        invoice.closed = True
+def _invoice_row(item: Booked) -> InvoiceRow:
+    """An ``InvoiceRow``; a finalized entry's amount is its amount due."""
+    entry = item.entry
+    due = amount_due(entry) if entry.kind is EntryKind.INVOICE_FINALIZED else entry.amount
+    return (item.booked_at, item.position, str(entry.kind), entry.invoice_id, entry.customer_id,
+            entry.occurred_at, due, entry.due_at, item.correction)  # fmt: skip
 
 
-def _aging(invoices: dict[str, _Invoice], moment: datetime, currency: str) -> Aging:
-    sums = dict.fromkeys(BANDS, 0)
-    count = 0
-    for invoice in invoices.values():
-        amount = max(invoice.finalized - invoice.settled, 0)
-        if invoice.closed or amount == 0 or invoice.due_at is None:
-            continue
-        if invoice.currency != currency:
-            continue
-        sums[band_of(moment - invoice.due_at)] += amount
-        count += 1
-    return Aging(
-        currency=currency,
-        as_of=moment,
-        current=sums["current"],
-        days_1_30=sums["1-30"],
-        days_31_60=sums["31-60"],
-        days_61_90=sums["61-90"],
-        days_over_90=sums["90+"],
-        invoices=count,
-    )
+def _merged(rows: list[_Row], special: list[_Row]) -> list[_Row]:
+    """The SQL rows (in booking order) with the special entries' rows, in booking order."""
+    if not special:
+        return rows
+    return sorted([*rows, *special], key=_booking_order)
+
+
+def _booking_order(row: tuple[Any, ...]) -> tuple[datetime, int]:
+    return row[0], row[1]

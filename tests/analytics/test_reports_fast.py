@@ -1,7 +1,8 @@
 """The service's fast reads (kakin.services.analytics_reads) give billing.analytics's
 figures exactly: on a hand-made ledger with late entries, partial payments, dunning
 episodes and corrections (one of an entry booked after the range, which widens the
-read), and, for the receivables sweep, on random ledgers.
+read), and, for the one-pass sweeps (kakin.services.analytics_sweeps: receivables, MRR
+movements, dunning), on random ledgers.
 
 The ledger is in SEK, which no other test bills.
 """
@@ -16,13 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing.analytics.booking import book
 from billing.analytics.buckets import bucket_range
 from billing.analytics.dunning import dunning
-from billing.analytics.ledger import EntryKind, LedgerEntry
+from billing.analytics.ledger import ATTEMPT_KINDS, EntryKind, LedgerEntry
 from billing.analytics.movements import mrr_movements
 from billing.analytics.receivables import aging
 from billing.analytics.revenue import revenue
 from kakin.services import analytics_reads as fast
+from kakin.services import analytics_sweeps as sweeps
 from models.repositories import analytics as analytics_sql
 from models.repositories import ledger as ledger_sql
 
@@ -161,6 +164,20 @@ LEDGER: list[tuple[str, EntryKind, str, str | None, dict[str, Any]]] = [
         dict(invoice_id="f_i2", customer_id="f_c2", amount=100),
     ),
     (
+        "r1cn",  # the refund's own credit note: in refunded, not credited
+        K.CREDIT_NOTE_ISSUED,
+        "2025-04-05",
+        None,
+        dict(invoice_id="f_i2", customer_id="f_c2", amount=100, details={"method": "refund"}),
+    ),
+    (
+        "i6",  # 300 of it paid from the customer's balance: 400 due
+        K.INVOICE_FINALIZED,
+        "2025-04-10",
+        None,
+        dict(invoice_id="f_i6", customer_id="f_c2", amount=700, details={"amount_due": "400"}),
+    ),
+    (
         "late",
         K.INVOICE_FINALIZED,
         "2025-05-10",
@@ -269,9 +286,9 @@ def test_the_fast_reads_equal_the_definitions(sessions: sessionmaker[Session], m
     with sessions() as session:
         entries = _oracle(session, until)
         scope = analytics_sql.scope(session, CODE, until)
-        assert fast.revenue(session, scope, buckets) == revenue(
-            entries, buckets=buckets, currency=CODE
-        )
+        figures = revenue(entries, buckets=buckets, currency=CODE)
+        assert fast.revenue(session, scope, buckets) == figures
+        assert fast.usage_revenue(session, scope, buckets) == tuple(r.usage for r in figures)
         assert fast.movements(session, scope, buckets) == mrr_movements(
             entries, buckets=buckets, currency=CODE
         )
@@ -311,6 +328,7 @@ steps = st.lists(
         st.sampled_from([0, 0, 300, 1000]),
         st.sampled_from([None, 0, 24 * 40]),  # due after finalizing (hours), None: no due_at
         st.sampled_from([0, 0, 24 * 31]),  # hours written late
+        st.sampled_from(["", "", "200"]),  # amount due (finalized; "": the amount)
     ),
     max_size=40,
 )
@@ -321,7 +339,7 @@ steps = st.lists(
 def test_the_sweep_equals_aging_at_each_moment(changes: list) -> None:
     entries = []
     recorded = START
-    for number, (invoice, kind, hour, amount, due, late) in enumerate(changes, start=1):
+    for number, (invoice, kind, hour, amount, due, late, owed) in enumerate(changes, start=1):
         occurred = START + timedelta(hours=hour)
         recorded = max(recorded, occurred + timedelta(hours=late))
         entries.append(
@@ -335,9 +353,102 @@ def test_the_sweep_equals_aging_at_each_moment(changes: list) -> None:
                 invoice_id=f"i{invoice}",
                 amount=amount,
                 due_at=None if due is None else occurred + timedelta(hours=due),
+                details={"amount_due": owed} if owed and kind is K.INVOICE_FINALIZED else {},
             )
         )
     moments = [b.end for b in BUCKETS]
     assert fast.aging_at(entries, moments=moments, currency=CODE) == tuple(
         aging(entries, as_of=m, currency=CODE)[0] for m in moments
+    )
+
+
+# -- the MRR and dunning sweeps on random ledgers ----------------------------------------
+
+MRR_CHANGES = [K.SUBSCRIPTION_STARTED, K.PLAN_CHANGED, K.PAUSED, K.CANCELED, K.STATUS_CHANGED]
+mrr_steps = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # subscription
+        st.integers(0, 2),  # customer (a subscription may move to another)
+        st.sampled_from(MRR_CHANGES),
+        st.integers(-20 * 24, 120 * 24),  # hour after Jan 1 (some before the buckets)
+        st.sampled_from([0, 0, 500, 1000, 3000]),  # MRR after
+        st.sampled_from(["", "active", "past_due", "paused", "canceled", "trialing"]),
+        st.sampled_from([0, 0, 24 * 31]),  # hours written late
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(mrr_steps)
+def test_the_mrr_sweep_equals_the_movements(changes: list) -> None:
+    entries = []
+    recorded = START - timedelta(days=30)
+    for number, (sub, customer, kind, hour, mrr, status, late) in enumerate(changes, start=1):
+        occurred = START + timedelta(hours=hour)
+        recorded = max(recorded, occurred + timedelta(hours=late))
+        entries.append(
+            LedgerEntry(
+                id=number,
+                kind=kind,
+                occurred_at=occurred,
+                recorded_at=recorded,
+                customer_id=f"c{customer}",
+                subscription_id=f"s{sub}",
+                currency=CODE,
+                mrr_after=mrr,
+                status_after=status,
+            )
+        )
+    rows = [sweeps.mrr_row(b) for b in book(entries)]
+    assert sweeps.mrr_sweep(rows, buckets=BUCKETS, currency=CODE) == mrr_movements(
+        entries, buckets=BUCKETS, currency=CODE
+    )
+
+
+DUNNING_KINDS = [K.PAYMENT_FAILED, K.PAYMENT_FAILED, K.PAYMENT_SUCCEEDED, K.INVOICE_PAID,
+                 K.INVOICE_VOIDED, K.INVOICE_WRITTEN_OFF]  # fmt: skip
+dunning_steps = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # invoice
+        st.sampled_from(DUNNING_KINDS),
+        st.integers(-20 * 24, 120 * 24),  # hour after Jan 1
+        st.sampled_from([300, 1000]),
+        st.integers(1, 3),  # attempt
+        st.sampled_from(["", "card_declined", "expired_card"]),
+        st.sampled_from(["", "retry_1", "retry_2"]),
+        st.sampled_from([0, 0, 24 * 31]),  # hours written late
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dunning_steps)
+def test_the_dunning_sweep_equals_the_definition(changes: list) -> None:
+    entries = []
+    recorded = START - timedelta(days=30)
+    for number, (invoice, kind, hour, amount, attempt, code, step, late) in enumerate(
+        changes, start=1
+    ):
+        occurred = START + timedelta(hours=hour)
+        recorded = max(recorded, occurred + timedelta(hours=late))
+        entries.append(
+            LedgerEntry(
+                id=number,
+                kind=kind,
+                occurred_at=occurred,
+                recorded_at=recorded,
+                customer_id="c",
+                invoice_id=f"i{invoice}",
+                currency=CODE,
+                amount=amount,
+                attempt=attempt if kind in ATTEMPT_KINDS else 0,
+                decline_code=code,
+                dunning_step=step,
+            )
+        )
+    rows = [sweeps.dunning_row(b) for b in book(entries)]
+    assert tuple(sweeps.dunning_sweep(rows, buckets=BUCKETS, currency=CODE)) == dunning(
+        entries, buckets=BUCKETS, currency=CODE
     )
