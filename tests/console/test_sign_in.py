@@ -42,7 +42,9 @@ def audit_rows(sessions: sessionmaker[Session], staff_id: str, action: str) -> l
     with sessions() as session:
         return list(
             session.scalars(
-                select(AuditLog).where(AuditLog.entity_id == staff_id, AuditLog.action == action)
+                select(AuditLog)
+                .where(AuditLog.entity_id == staff_id, AuditLog.action == action)
+                .order_by(AuditLog.id)  # recording order: "the last" means the newest
             )
         )
 
