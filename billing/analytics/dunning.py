@@ -67,9 +67,10 @@ class _Episode:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """One bucket's figures as they add up: ``counts`` holds the ``DunningBucket``
-    counts and amounts by field name (``recovered``, ``lost_amount``...)."""
+    counts and amounts by field name (``recovered``, ``lost_amount``...). The fast read
+    (kakin.services.analytics_sweeps) adds up into the same and ends with dunning_bucket."""
 
     counts: Counter[str] = field(default_factory=Counter)
     by_step: Counter[str] = field(default_factory=Counter)
@@ -87,26 +88,26 @@ def dunning(
     """Dunning figures per currency and bucket (every bucket, zeros included)."""
     locate = bucket_locator(buckets)
     wanted = None if currency is None else normalize_currency(currency)
-    tallies: dict[tuple[str, int], _Tally] = {}
+    tallies: dict[tuple[str, int], Tally] = {}
     seen: set[str] = set() if wanted is None else {wanted}
     episodes: dict[str, _Episode] = {}
     for item in book(entries, known_at=known_at):
         entry = item.entry
         index = locate(item.booked_at)
-        tally = _Tally()  # outside the buckets: follow the episodes, count nothing
+        tally = Tally()  # outside the buckets: follow the episodes, count nothing
         if index is not None and wanted in (None, entry.currency):
-            tally = tallies.setdefault((entry.currency, index), _Tally())
+            tally = tallies.setdefault((entry.currency, index), Tally())
             if entry.kind in _DUNNING_KINDS:
                 seen.add(entry.currency)
         _follow(item, episodes, tally)
     rows = []
     for code in sorted(seen):
         for index, bucket in enumerate(buckets):
-            rows.append(_row(bucket, code, tallies.get((code, index), _Tally())))
+            rows.append(dunning_bucket(bucket, code, tallies.get((code, index), Tally())))
     return tuple(rows)
 
 
-def _follow(item: Booked, episodes: dict[str, _Episode], tally: _Tally) -> None:
+def _follow(item: Booked, episodes: dict[str, _Episode], tally: Tally) -> None:
     entry = item.entry
     if entry.kind in _PAYMENTS and entry.attempt == 1:
         tally.counts["first_attempts"] += 1
@@ -136,7 +137,7 @@ def _follow(item: Booked, episodes: dict[str, _Episode], tally: _Tally) -> None:
         tally.counts["lost_amount"] += episode.amount
 
 
-def _row(bucket: Bucket, code: str, tally: _Tally) -> DunningBucket:
+def dunning_bucket(bucket: Bucket, code: str, tally: Tally) -> DunningBucket:
     durations = sorted(tally.durations)
     median = mean = None
     if durations:

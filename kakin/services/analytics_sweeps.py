@@ -18,12 +18,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from billing.analytics.booking import Booked
 from billing.analytics.buckets import Bucket
-from billing.analytics.dunning import DunningBucket
+from billing.analytics.dunning import DunningBucket, Tally, dunning_bucket
 from billing.analytics.ledger import EntryKind
 from billing.analytics.movements import MrrBucket
 from billing.analytics.mrr import COUNTED_STATUSES
@@ -155,26 +155,14 @@ _PAID = str(EntryKind.INVOICE_PAID)
 _LOST = frozenset({str(EntryKind.INVOICE_VOIDED), str(EntryKind.INVOICE_WRITTEN_OFF)})
 
 
-class _Tally:
-    """One bucket's figures (``billing.analytics.dunning._Tally``)."""
-
-    __slots__ = ("by_code", "by_step", "counts", "durations")
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.by_step: Counter[str] = Counter()
-        self.by_code: Counter[str] = Counter()
-        self.durations: list[timedelta] = []
-
-
 def dunning_sweep(rows: Iterable[DunningRow], *, buckets: Sequence[Bucket],
                   currency: str) -> list[DunningBucket]:  # fmt: skip
     """``billing.analytics.dunning.dunning(..., currency=currency)`` of one currency's
     payment, paid, voided and written-off rows, sorted by ``(booked_at, position)``."""
     starts = [b.start for b in buckets]
     end = buckets[-1].end
-    tallies = [_Tally() for _ in buckets]
-    outside = _Tally()  # outside the buckets: follow the episodes, count nothing
+    tallies = [Tally() for _ in buckets]
+    outside = Tally()  # outside the buckets: follow the episodes, count nothing
     # invoice id -> [started_at, decline code, amount, last step]
     episodes: dict[str, list[Any]] = {}
     for booked_at, _, kind, invoice, occurred_at, amount, attempt, code, step, _ in rows:
@@ -201,31 +189,7 @@ def dunning_sweep(rows: Iterable[DunningRow], *, buckets: Sequence[Bucket],
             del episodes[invoice]
             tally.counts["lost"] += 1
             tally.counts["lost_amount"] += ongoing[2]
-    return [_dunning_bucket(b, currency, t) for b, t in zip(buckets, tallies, strict=True)]
-
-
-def _dunning_bucket(bucket: Bucket, currency: str, tally: _Tally) -> DunningBucket:
-    """As ``billing.analytics.dunning._row``."""
-    durations = sorted(tally.durations)
-    median = mean = None
-    if durations:
-        middle = len(durations) // 2
-        # The median of an even count is the mean of the two middle values.
-        median = (
-            durations[middle]
-            if len(durations) % 2
-            else (durations[middle - 1] + durations[middle]) / 2
-        )
-        mean = sum(durations, timedelta(0)) // len(durations)
-    return DunningBucket(
-        bucket=bucket,
-        currency=currency,
-        **tally.counts,
-        recovered_by_step=dict(sorted(tally.by_step.items())),
-        recovered_by_decline_code=dict(sorted(tally.by_code.items())),
-        time_to_recover_median=median,
-        time_to_recover_mean=mean,
-    )
+    return [dunning_bucket(b, currency, t) for b, t in zip(buckets, tallies, strict=True)]
 
 
 # -- receivables aging --------------------------------------------------------------------
