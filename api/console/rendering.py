@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.console.auth import ConsoleDenied, ConsoleRedirect, csrf_for, keep_anchor, locale_of
 from api.console.messages import translator
+from api.console.navigation import menu_for
 from kakin.services.staff import StaffInfo
 
 
@@ -38,6 +39,8 @@ def render(
     )
     html = templates.get_template(f"console/{template}").render(
         t=translator(locale),
+        menu=menu_for(me) if signed_in and me else [],
+        here=request.url.path,
         locale=locale,
         me=me,
         signed_in=signed_in,

@@ -1,7 +1,8 @@
 """A console served in-process against PostgreSQL, with a clock the tests move.
 
-The console never calls Temporal or Stripe, so the app gets addresses nothing listens
-on: a page that reached for either would fail loudly.
+The sign-in consoles (``console_url`` and its kin) never call Temporal or Stripe, so
+their app gets addresses nothing listens on: a page that reached for either would fail
+loudly. The back office (``office``) is wired to both, as ``kakin api`` is.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from api.app import create_app
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from tests.console.browsing import Clock
+from tests.console.office import Office
 from tests.helpers import connect_to, running
 from tests.support.encryption import TEST_KEYS
 
@@ -80,3 +84,29 @@ def guarded_console_url(pg_sessions: sessionmaker[Session], console_clock: Clock
     """A console that locks an address after 5 failed sign-ins."""
     settings = console_settings(console_address_lockout_failures=5)
     yield from _app_url(pg_sessions, console_clock, settings)
+
+
+@pytest.fixture(scope="module")
+def office(
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    dev_env: WorkflowEnvironment,
+    module_task_queue: str,
+    module_worker: Worker,
+) -> Iterator[Office]:
+    """The back office: the console wired to Temporal, localstripe and a worker, with
+    signed-in staff of each role (``tests/console/office.py``)."""
+    clock = Clock()
+    clock.now = datetime.now(UTC).replace(microsecond=0)
+    settings = console_settings(task_queue=module_task_queue)
+    app = create_app(
+        settings=settings,
+        sessions=pg_sessions,
+        temporal=connect_to(dev_env.client.service_client.config.target_host),
+        stripe=stripe_gateway,
+        clock=clock,
+    )
+    with running(app) as url:
+        office = Office(url=url, sessions=pg_sessions, clock=clock, task_queue=module_task_queue)
+        yield office
+        office.close()
