@@ -99,8 +99,13 @@ def issue_credit_note(
     actor: str,
     amount: int | None = None,
     memo: str = "",
+    at: datetime | None = None,
 ) -> str:
-    """Issue a full (``amount`` None) or partial credit note; returns its id."""
+    """Issue a full (``amount`` None) or partial credit note; returns its id.
+
+    ``at`` dates the note (its audit row and ledger entries): the wall clock unless a
+    caller on another clock (a time-skipping test) says otherwise."""
+    at = at or datetime.now(UTC)
     try:
         reason = rules.CreditNoteReason(reason)
     except ValueError:
@@ -127,11 +132,13 @@ def issue_credit_note(
             raise CreditNoteRefusedError(str(error)) from None
         if method == "refund":
             _check_refundable(session, invoice, notes, note.amount)
-        row = _record(session, invoice, note, reason=reason, method=method, memo=memo, actor=actor)
+        row = _record(
+            session, invoice, note, reason=reason, method=method, memo=memo, actor=actor, at=at
+        )
         session.commit()
         note_id = row.id
     if method == "refund":
-        settle_refund(sessions, stripe, credit_note_id=note_id)
+        settle_refund(sessions, stripe, credit_note_id=note_id, at=at)
     return note_id
 
 
@@ -144,6 +151,7 @@ def _record(
     method: str,
     memo: str,
     actor: str,
+    at: datetime,
 ) -> CreditNote:
     """Add the note's row (numbered in the CN- series), the balance it credits (for a
     ``credit``) and its audit row to the session, uncommitted."""
@@ -173,7 +181,6 @@ def _record(
                 credit_note_id=row.id,
             )
         )
-    at = datetime.now(UTC)
     audit_sql.audit(
         session,
         entity_type="invoice",
@@ -189,9 +196,14 @@ def _record(
 
 
 def settle_refund(
-    sessions: sessionmaker[Session], stripe: StripeGateway, *, credit_note_id: str
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    *,
+    credit_note_id: str,
+    at: datetime | None = None,
 ) -> None:
-    """Make the Stripe refund of a ``pending_refund`` note; safe to call again."""
+    """Make the Stripe refund of a ``pending_refund`` note (dated ``at``, by default
+    now); safe to call again."""
     with sessions() as session:
         note = get(session, CreditNote, credit_note_id, "credit note")
         if note.status != "pending_refund":
@@ -206,7 +218,7 @@ def settle_refund(
             )
         note.stripe_refund_id = refund_id
         note.status = "refunded"
-        ledger.record_refund(session, note.invoice, note, occurred_at=datetime.now(UTC))
+        ledger.record_refund(session, note.invoice, note, occurred_at=at or datetime.now(UTC))
         session.commit()
 
 

@@ -60,18 +60,6 @@ def private_database() -> Iterator[sessionmaker[Session]]:
         admin.close()
 
 
-class BillingClock:
-    """The credit-note service dates a note by the wall clock (which is the billing
-    clock in production); under the time-skipping server the billing clock runs years
-    ahead, so the fixture hands the service the server's time instead."""
-
-    moment = datetime(2031, 1, 1, tzinfo=UTC)
-
-    @classmethod
-    def now(cls, tz: object = None) -> datetime:
-        return cls.moment
-
-
 @dataclass
 class World:
     """Who is who in the fixture (customer and subscription ids by role)."""
@@ -90,10 +78,13 @@ class Life:
     stripe: StripeGateway
     task_queue: str
     world: World = field(default_factory=World)
+    # The server's time, which runs years ahead of the wall clock: services that take
+    # a moment (a credit note's date) are handed this one.
+    moment: datetime = datetime(2031, 1, 1, tzinfo=UTC)
 
     async def at(self, moment: datetime) -> None:
         await advance_to(self.env, moment)
-        BillingClock.moment = moment
+        self.moment = moment
 
     def customer(self, role: str, currency: str, *, card: str = OK_CARD) -> str:
         customer_id = customers.create_customer(
@@ -160,7 +151,7 @@ class Life:
     def credit_note(self, invoice_id: str, *, amount: int, method: str) -> str:
         return credit_notes.issue_credit_note(
             self.sessions, self.stripe, invoice_id=invoice_id, reason="product_unsatisfactory",
-            method=method, actor="support:ken", amount=amount,  # type: ignore[arg-type]
+            method=method, actor="support:ken", amount=amount, at=self.moment,  # type: ignore[arg-type]
         )  # fmt: skip
 
 

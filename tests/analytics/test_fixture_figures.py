@@ -40,8 +40,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services import analytics, credit_notes
-from tests.analytics.fixture_life import BillingClock, Life, live, private_database
+from kakin.services import analytics
+from tests.analytics.fixture_life import Life, live, private_database
 
 MONTHS = ("2031-01", "2031-02", "2031-03", "2031-04")
 REPORTS = ("mrr", "customers", "revenue", "receivables", "dunning")
@@ -251,9 +251,7 @@ async def test_the_hand_worked_fixture(
     pg_sessions: sessionmaker[Session],
     stripe_gateway: StripeGateway,
     task_queue: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(credit_notes, "datetime", BillingClock)
     life = Life(time_env, pg_sessions, stripe_gateway, task_queue)
     february: dict[tuple[str, str], analytics.Report] = {}
 
