@@ -7,12 +7,12 @@ field); no stack trace or internal detail ever reaches the client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -151,6 +151,28 @@ def describe_validation_error(error: dict[str, Any]) -> str:
     return _sentence(f"{field} is invalid: {message}")
 
 
+# A face with pages of its own (the console) answers refusals on its paths as an HTML
+# page: it lists (path prefix, page maker) in ``app.state.error_pages``. The maker gets
+# the status and the sentence (None for a path nothing serves). Everything else is JSON.
+ErrorPage = Callable[[Request, int, str | None], Response]
+
+
+def _answer(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    page_message: str | None = None,
+    type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    pages: list[tuple[str, ErrorPage]] = getattr(request.app.state, "error_pages", [])
+    for prefix, page in pages:
+        if request.url.path.startswith(prefix):
+            return page(request, status, page_message)
+    return error_response(status, message, type=type, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -159,11 +181,12 @@ def install(app: FastAPI) -> None:
         )
 
     # A service's typed error: its status from SERVICE_STATUSES, its message as it is.
-    async def _service_error(request: Request, error: Exception) -> JSONResponse:
+    async def _service_error(request: Request, error: Exception) -> Response:
         status = status_of(error)
         if status == 500:  # a ServiceError no entry covers: a bug here, not the caller's
             return await _unexpected(request, error)
-        return error_response(status, _sentence(str(error)))
+        message = _sentence(str(error))
+        return _answer(request, status, message, page_message=message)
 
     for kind in SERVICE_ERRORS:
         app.add_exception_handler(kind, _service_error)
@@ -175,26 +198,26 @@ def install(app: FastAPI) -> None:
         return error_response(422, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
             message = f"There is no endpoint at {request.method} {shown_path(request.url.path)}."
         elif error.status_code == 405:
             message = f"{request.method} is not allowed on {shown_path(request.url.path)}."
         else:
             message = _sentence(str(error.detail))
-        return error_response(error.status_code, message, headers=error.headers)
+        return _answer(request, error.status_code, message, headers=error.headers)
 
     # The last resort: api.middleware.AccessLog logs and answers an unhandled error with
     # its request id first; this only sees one raised outside it.
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, error: Exception) -> Response:
         log.exception(
             "unhandled error on %s %s (request %s)",
             request.method,
             redact(request.url.path),
             request_id.get(),
         )
-        return error_response(500, INTERNAL_ERROR, type="api_error")
+        return _answer(request, 500, INTERNAL_ERROR, type="api_error")
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -58,8 +58,25 @@ def see_other(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303)
 
 
+# A refusal with no sentence of its own (a path nothing serves, a bug) by its status.
+STATUS_KEYS = {404: "error.not_found", 405: "error.not_found", 500: "error.internal"}
+
+
+def error_page(request: Request, status: int, message: str | None) -> HTMLResponse:
+    """A refusal on a console path as a page: the service's sentence, or one by status."""
+    if message is None:
+        return render(
+            request, "error.html.j2", status=status,
+            message_key=STATUS_KEYS.get(status, "error.internal"), params={},
+        )  # fmt: skip
+    return render(
+        request, "error.html.j2", status=status, message_key=None, params={}, message=message
+    )
+
+
 def install(app: FastAPI) -> None:
     """Refusals on console pages are HTML pages (the API's are JSON)."""
+    app.state.error_pages = [("/console", error_page)]
 
     @app.exception_handler(ConsoleRedirect)
     async def _redirect(_: Request, redirect: ConsoleRedirect) -> RedirectResponse:

@@ -31,3 +31,15 @@ async def test_a_signed_in_browser_page_opens_the_console(
     page = await office.page(open_page, "support", locale="ja-JP")
     assert page.url.endswith("/console/")
     assert await page.locator("nav a[aria-current=page]").count() == 1
+
+
+def test_a_console_path_nothing_serves_is_a_page_and_an_api_one_stays_json(
+    office: Office,
+) -> None:
+    client = office.client("support")
+    page = client.get("/console/no-such-page")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "There is no such page." in page.text and 'href="/console/"' in page.text
+    api = client.get("/v1/no-such-endpoint")
+    assert api.status_code == 404 and api.json()["error"]["message"].startswith("There is no")

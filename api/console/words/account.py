@@ -70,6 +70,7 @@ WORDS: dict[str, dict[str, str]] = {
         "error.signed_out": "You are not signed in.",
         "error.role": "Your role ({role}) may not open this page.",
         "error.not_found": "There is no such page.",
+        "error.internal": "Something went wrong on our side; it has been logged. Please try again.",
         "error.unreadable_form": "The form could not be read; please try again.",
         "error.keys": (
             "Two-step verification needs the payload encryption keys (KAKIN_ENCRYPTION_KEYS)."
@@ -155,6 +156,7 @@ WORDS: dict[str, dict[str, str]] = {
         "error.signed_out": "ログインしていません。",
         "error.role": "あなたのロール（{role}）ではこのページを開けません。",
         "error.not_found": "そのページはありません。",
+        "error.internal": "システム側で問題が発生しました（記録済み）。もう一度お試しください。",
         "error.unreadable_form": "フォームを読み取れませんでした。もう一度お試しください。",
         "error.keys": "2段階認証には暗号化キー（KAKIN_ENCRYPTION_KEYS）の設定が必要です。",
         "error.password_short": "パスワードは{limit}文字以上にしてください。",
