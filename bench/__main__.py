@@ -21,8 +21,8 @@ from bench.common import Report, progress, quiet_core_logs, write_output
 
 # What ``all`` runs: issue 6's figures (tests/e2e/test_bench.py holds it to them).
 COMMANDS = ("cycles", "cost", "spike", "memory", "usage")
-# Run on their own: issue 13's analytics seeds its own 24 months of history.
-OTHERS = ("analytics",)
+# Run on their own: issue 13's analytics and issue 14's console seed their own history.
+OTHERS = ("analytics", "console")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]]:
-    from bench import analytics, cost, cycles, memory, spike, usage
+    from bench import analytics, console, cost, cycles, memory, spike, usage
 
     return {
         "cycles": lambda: cycles.run(
@@ -75,6 +75,7 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),
         "usage": lambda: usage.run(args.size),
         "analytics": lambda: analytics.run(args.size),
+        "console": lambda: console.run(args.size),
     }
 
 
