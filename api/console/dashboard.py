@@ -211,29 +211,30 @@ async def dashboard(
     time_zone = deps.settings.reporting_time_zone
     held = await run_in_threadpool(analytics.held_currencies, deps.sessions)
     attention = await run_in_threadpool(needs_attention, deps)
-    shown: dict[str, Any] = {"held": held, "attention": attention, "time_zone": time_zone,
-             "from_month": from_month or "", "to_month": to_month or "", "percent": percent,
-             "long_month": long_month}  # fmt: skip
+    page: dict[str, Any] = {
+        "held": held, "attention": attention, "time_zone": time_zone, "currency": None,
+        "from_month": from_month or "", "to_month": to_month or "", "refused": None,
+        "percent": percent, "long_month": long_month,
+    }  # fmt: skip
     if not held:
-        return render(request, "dashboard.html.j2", currency=None, **shown)
-    chosen = currency or held[0]
+        return render(request, "dashboard.html.j2", **page)
+    page["currency"] = chosen = currency or held[0]
     start, end = month_bounds(from_month, to_month)
     query = ReportParams(start, end, "month", chosen).query(time_zone)
     try:
         reports = await read_reports(deps, query)
     except ReportFieldError as refused:
-        return render(
-            request, "dashboard.html.j2", status=422, currency=chosen, refused=str(refused),
-            refused_field=refused.field, **shown,
-        )  # fmt: skip
-    from_shown = reports.mrr.currencies[0].buckets[0].label
-    to_shown = reports.mrr.currencies[0].buckets[-1].label
+        page["refused"] = str(refused)
+        return render(request, "dashboard.html.j2", status=422, **page)
+    months = [b.label for b in reports.mrr.currencies[0].buckets]
     locale = locale_of(request, me.staff)
-    return render(
-        request, "dashboard.html.j2", currency=chosen, reports=reports,
-        charts=charts(reports, chosen, locale, translator(locale)),
-        from_shown=from_shown, to_shown=to_shown,
-        forecast_months=[_month_of(w.start, time_zone)
-                         for w in reports.forecast.currencies[0].buckets],
-        **shown | {"from_month": from_month or from_shown, "to_month": to_month or to_shown},
-    )  # fmt: skip
+    page |= {
+        "reports": reports,
+        "charts": charts(reports, chosen, locale, translator(locale)),
+        "from_shown": months[0], "to_shown": months[-1],
+        "from_month": from_month or months[0], "to_month": to_month or months[-1],
+        "forecast_months": [
+            _month_of(w.start, time_zone) for w in reports.forecast.currencies[0].buckets
+        ],
+    }  # fmt: skip
+    return render(request, "dashboard.html.j2", **page)
