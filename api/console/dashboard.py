@@ -59,8 +59,7 @@ router = APIRouter(include_in_schema=False)
 # How many of each kind "needs attention" lists (the invoices and subscriptions pages
 # list them all).
 ATTENTION_ROWS = 10
-MONTH = re.compile(r"\d{4}-\d{2}")
-Month = Annotated[str | None, Query(max_length=20)]
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 def month_bounds(from_month: str | None, to_month: str | None) -> tuple[str | None, str | None]:
@@ -209,8 +208,10 @@ async def dashboard(
 ) -> Response:
     deps = deps_of(request)
     time_zone = deps.settings.reporting_time_zone
-    held = await run_in_threadpool(analytics.held_currencies, deps.sessions)
-    attention = await run_in_threadpool(needs_attention, deps)
+    held, attention = await asyncio.gather(
+        run_in_threadpool(analytics.held_currencies, deps.sessions),
+        run_in_threadpool(needs_attention, deps),
+    )
     page: dict[str, Any] = {
         "held": held, "attention": attention, "time_zone": time_zone, "currency": None,
         "from_month": from_month or "", "to_month": to_month or "", "refused": None,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from api.console.charts import Series, Units, bar_chart, month_label, nice_step
+from api.console.dashboard import month_bounds
 from billing.money import format_amount, format_compact
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog, customers, invoices, staff, subscriptions
@@ -282,6 +283,13 @@ def test_axis_amounts_read_as_people_read_them() -> None:
     assert month_label("2031-03", "en", first=False) == ("Mar", "")
     assert nice_step(398_000, 1) == 100_000
     assert nice_step(1_250, 100) == 500
+
+
+def test_a_range_of_months_is_the_reports_from_and_to() -> None:
+    assert month_bounds("2031-01", "2031-12") == ("2031-01-01", "2032-01-01")
+    assert month_bounds("2031-03", None) == ("2031-03-01", None)
+    assert month_bounds(None, None) == (None, None)
+    assert month_bounds("2031-13", "2031-00") == ("2031-13", "2031-00")  # the service refuses
 
 
 def test_a_chart_carries_its_numbers_and_escapes_its_words() -> None:
