@@ -23,7 +23,7 @@ from billing.money import exponent, format_amount, format_compact
 
 # The drawing's own units (the viewBox); the SVG scales to its box's width.
 WIDTH, HEIGHT = 480, 240
-LEFT, RIGHT, TOP, BOTTOM = 58, 10, 14, 40
+LEFT, RIGHT, TOP, BOTTOM = 66, 10, 14, 40
 TICKS = 4
 EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip
@@ -55,9 +55,14 @@ class Units:
     locale: str
 
     def tick(self, value: int) -> str:
+        """An axis label: compact, and without decimals on whole units ($500, not $500.00)."""
         if self.currency is None:
             return f"{value:,}"
-        return format_compact(value, self.currency, locale=self.locale)
+        text = format_compact(value, self.currency, locale=self.locale)
+        places = exponent(self.currency)
+        if places and value % 10**places == 0:
+            text = text.replace("." + "0" * places, "", 1)
+        return text
 
     def exact(self, value: int) -> str:
         if self.currency is None:
@@ -84,15 +89,15 @@ def nice_step(top: int, smallest: int) -> int:
 
 def month_label(bucket: str, locale: str, *, first: bool) -> tuple[str, str]:
     """A month bucket's axis label ``2031-03`` as (``Mar``, ``2031``) or (``3月``, ``2031年``);
-    the year only under the first bucket and each January. Other labels as they are."""
+    the year only when ``first`` (the first label of the axis, or of a new year). Other
+    labels as they are."""
     year, dash, month = bucket.partition("-")
     if not dash or not (year.isdigit() and month.isdigit() and len(month) == 2):
         return bucket, ""
     number = int(month)
     japanese = locale.startswith("ja")
     name = f"{number}月" if japanese else EN_MONTHS[number - 1]
-    shown = first or number == 1
-    return name, (f"{year}年" if japanese else year) if shown else ""
+    return name, (f"{year}年" if japanese else year) if first else ""
 
 
 EN_LONG_MONTHS = ("January", "February", "March", "April", "May", "June", "July",
@@ -144,10 +149,13 @@ class _Frame:
             parts.append(_text(LEFT - 6, y + 4, self.units.tick(value), "tick", "end"))
         # At most about 12 labels fit: beyond that, every n-th.
         every = max(1, -(-len(self.buckets) // 12))
+        year_shown = ""
         for index, bucket in enumerate(self.buckets):
             if index % every:
                 continue
-            name, year = month_label(bucket, self.units.locale, first=index == 0)
+            new_year = bucket[:4] != year_shown
+            year_shown = bucket[:4]
+            name, year = month_label(bucket, self.units.locale, first=new_year)
             x = self.center(index)
             parts.append(_text(x, HEIGHT - BOTTOM + 16, name, "tick"))
             if year:
@@ -243,7 +251,7 @@ class Band:
     value: int
 
 
-BAND_HEIGHT, BAND_GAP, BAND_LABEL = 22, 10, 96
+BAND_HEIGHT, BAND_GAP, BAND_LABEL = 22, 10, 112
 
 
 def band_chart(title: str, bands: Sequence[Band], units: Units, *, series: str) -> Chart:

@@ -279,7 +279,7 @@ def test_axis_amounts_read_as_people_read_them() -> None:
     assert format_compact(3_980, "JPY", locale="ja") == "3,980円"
     assert format_compact(1_250_000, "USD", locale="en") == "$12.5K"
     assert format_compact(1_250, "USD", locale="en") == "$12.50"
-    assert month_label("2031-01", "ja", first=False) == ("1月", "2031年")
+    assert month_label("2031-01", "ja", first=True) == ("1月", "2031年")
     assert month_label("2031-03", "en", first=False) == ("Mar", "")
     assert nice_step(398_000, 1) == 100_000
     assert nice_step(1_250, 100) == 500
@@ -301,4 +301,6 @@ def test_a_chart_carries_its_numbers_and_escapes_its_words() -> None:
     assert 'data-bucket="2031-03" data-value="398000"' in svg
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "&lt;x&gt;" in svg
     assert "¥400K" in svg  # the axis's top tick
+    dollars = bar_chart("t", ["2031-03"], [Series("s", "s", (1_250,))], Units("USD", "en"), head="")
+    assert ">$0<" in str(dollars.svg) and ">$15<" in str(dollars.svg)  # no .00 on a tick
     assert "¥398,000" in str(chart.table)
