@@ -105,3 +105,34 @@ def format_amount(amount: int, currency: str, *, locale: str = "en") -> str:
 
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CNY": "CN¥", "KRW": "₩", "INR": "₹"}
+
+
+# Compact amounts, as a chart's axis or a headline shows them: Japanese groups digits by
+# 10,000 (万) and 100,000,000 (億); English by thousands (K, M, B).
+_JA_UNITS = ((10**8, "億"), (10**4, "万"))
+_EN_UNITS = ((10**9, "B"), (10**6, "M"), (10**3, "K"))
+
+
+def _short(value: Decimal) -> str:
+    """One decimal at most, none when it is 0: 1.2, 12, 120."""
+    text = f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_EVEN):f}"
+    return text.removesuffix(".0")
+
+
+def format_compact(amount: int, currency: str, *, locale: str = "en") -> str:
+    """An amount rounded for reading at a glance: ``120万円`` / ``1.2億円`` in Japanese
+    yen, ``¥1.2M`` / ``$12.5K`` otherwise; below the first unit it is ``format_amount``'s
+    (``3,980円``, ``$12.50``), exact."""
+    code = normalize_currency(currency)
+    major = to_major(amount, code)
+    japanese_yen = code == "JPY" and locale.startswith("ja")
+    sign = "-" if major < 0 else ""
+    for size, unit in _JA_UNITS if japanese_yen else _EN_UNITS:
+        if abs(major) >= size:
+            number = _short(abs(major) / size)
+            if japanese_yen:
+                return f"{sign}{number}{unit}円"
+            sample = format_amount(0, code, locale=locale)  # where the symbol goes
+            digits = f"{0:.{CURRENCY_EXPONENTS[code]}f}"
+            return sign + sample.replace(digits, f"{number}{unit}", 1)
+    return format_amount(amount, code, locale=locale)

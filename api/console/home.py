@@ -1,7 +1,8 @@
-"""The console's home page ("signed in as"), the staff list for admins, the stylesheet.
+"""The console's root (to the dashboard, ``dashboard.py``), the staff list for admins,
+the stylesheet.
 
-The home page is a placeholder the dashboard replaces; the staff list is read-only
-until the back office adds inviting, disabling and resetting two-factor.
+The staff list is read-only until the back office adds inviting, disabling and
+resetting two-factor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from api.console.auth import HOME, AnyStaff, ConsoleDenied, SignedIn, require_staff
+from api.console.auth import HOME, ConsoleDenied, SignedIn, require_staff
 from api.console.rendering import render, see_other
 from api.deps import deps_of
 from kakin.adapters.rendering import DEFAULT_TEMPLATES_DIR
@@ -28,11 +29,6 @@ Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]
 @router.get("/console")
 async def console_root() -> RedirectResponse:
     return see_other(HOME)
-
-
-@router.get(HOME)
-async def home(request: Request, me: AnyStaff) -> Response:
-    return render(request, "home.html.j2")
 
 
 @router.get("/console/staff")

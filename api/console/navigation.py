@@ -22,7 +22,7 @@ class Entry:
 
 
 MENU = (
-    Entry("/console/", "nav.home", EVERYONE),
+    Entry("/console/", "nav.dashboard", EVERYONE),
     Entry("/console/staff", "nav.staff", (ADMIN,)),
 )
 

@@ -24,7 +24,9 @@ from billing.rounding import RoundingMode
 from kakin.services import analytics
 from kakin.services import analytics_conversion as converting
 from kakin.services import analytics_forecast as forecasting
+from kakin.services.analytics import ReportQuery
 from kakin.services.analytics_conversion import Conversion
+from kakin.services.analytics_forecast import ForecastReport
 from kakin.services.api_keys import KeyInfo
 from kakin.views.analytics import (
     CustomersReport,
@@ -91,6 +93,27 @@ def get_dunning(deps: DepsDep, params: ReportParamsDep, _: KeyInfo = KEY) -> Dun
     return _read(deps, params, analytics.dunning, DunningReport.of)
 
 
+async def forecast_report(deps: Deps, query: ReportQuery) -> ForecastReport:
+    """The forecast's figures as this endpoint reads them (the console's dashboard too):
+    the plan changes scheduled in the workflows, then the forecast in the thread pool."""
+    candidates = await run_in_threadpool(forecasting.plan_change_candidates, deps.sessions)
+    client: Client | None = None
+    if candidates:
+        try:
+            client = await deps.connected()
+        except ApiError:  # the forecast still answers, naming what it could not confirm
+            log.warning("forecast without Temporal: %d plan changes unconfirmed", len(candidates))
+    changes = await forecasting.scheduled_plan_changes(client, candidates)
+    return await run_in_threadpool(
+        lambda: forecasting.forecast(
+            deps.sessions,
+            query,
+            rounding=RoundingMode(deps.settings.tax_rounding),
+            plan_changes=changes,
+        )
+    )
+
+
 @router.get("/forecast", response_model=ForecastReportOut)
 async def get_forecast(
     deps: DepsDep, params: ReportParamsDep, _: KeyInfo = KEY
@@ -100,22 +123,7 @@ async def get_forecast(
     cancellations and downgrades, and the open invoices at the recovery rate observed
     over the range."""
     query = params.query(deps.settings.reporting_time_zone)
-    candidates = await run_in_threadpool(forecasting.plan_change_candidates, deps.sessions)
-    client: Client | None = None
-    if candidates:
-        try:
-            client = await deps.connected()
-        except ApiError:  # the forecast still answers, naming what it could not confirm
-            log.warning("forecast without Temporal: %d plan changes unconfirmed", len(candidates))
-    changes = await forecasting.scheduled_plan_changes(client, candidates)
-    report = await run_in_threadpool(
-        lambda: forecasting.forecast(
-            deps.sessions,
-            query,
-            rounding=RoundingMode(deps.settings.tax_rounding),
-            plan_changes=changes,
-        )
-    )
+    report = await forecast_report(deps, query)
     converted = await run_in_threadpool(
         converting.in_reporting_currency, deps.sessions, query, report, params.reporting_currency
     )

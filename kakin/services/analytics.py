@@ -376,3 +376,10 @@ def dunning(sessions: sessionmaker[Session], query: ReportQuery) -> Report:
     and time to recover per bucket (``DunningBucket``), each episode in the bucket
     where it ended."""
     return _report("dunning", sessions, query, _dunning_block)
+
+
+def held_currencies(sessions: sessionmaker[Session]) -> list[str]:
+    """Every currency the ledger holds, sorted: those a report's ``currency`` may name
+    (a face's currency selector offers these)."""
+    with sessions() as session:
+        return analytics_sql.currencies(session)

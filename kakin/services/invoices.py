@@ -127,6 +127,15 @@ _invoices = Reads(Invoice, "Invoice", filters=("status", "customer_id", "subscri
 find_invoice, get_invoice, list_invoices = _invoices.find, _invoices.get, _invoices.page
 
 
+def failing_invoices(
+    sessions: sessionmaker[Session], shape: Callable[[Invoice], T], *, limit: int
+) -> list[T]:
+    """Open invoices whose charge was declined, most recent decline first (the
+    dashboard's "needs attention"), each shaped inside the session."""
+    with sessions() as session:
+        return [shape(row) for row in invoice_sql.failing_invoices(session, limit=limit)]
+
+
 def invoice_and_subscription_status(
     sessions: sessionmaker[Session], invoice_id: str
 ) -> tuple[str, str, str]:

@@ -9,9 +9,9 @@ from typing import Literal, overload
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.payloads import InvoiceStatus
+from models.payloads import ChargeOutcome, InvoiceStatus
 from models.repositories.common import NotFoundError, get, page
-from models.tables import Invoice, InvoiceNumberSequence
+from models.tables import Invoice, InvoiceNumberSequence, PaymentAttempt
 
 
 def invoice(session: Session, invoice_id: str) -> Invoice:
@@ -64,6 +64,24 @@ def invoices(
     """A page of invoices, newest first, where each column named (``status``,
     ``customer_id``, ``subscription_id``) equals its value."""
     return page(session, Invoice, limit=limit, starting_after=starting_after, equal=equal)
+
+
+def failing_invoices(session: Session, *, limit: int) -> list[Invoice]:
+    """Open invoices with a declined charge (in dunning), the most recent decline first."""
+    last_decline = (
+        select(PaymentAttempt.invoice_id, func.max(PaymentAttempt.attempted_at).label("at"))
+        .where(PaymentAttempt.status == ChargeOutcome.DECLINED)
+        .group_by(PaymentAttempt.invoice_id)
+        .subquery()
+    )
+    query = (
+        select(Invoice)
+        .join(last_decline, last_decline.c.invoice_id == Invoice.id)
+        .where(Invoice.status == InvoiceStatus.OPEN)
+        .order_by(last_decline.c.at.desc(), Invoice.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
 
 
 def period_invoices_since(session: Session, subscription_id: str, since: datetime) -> int:
