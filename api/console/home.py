@@ -1,28 +1,20 @@
-"""The console's home page ("signed in as"), the staff list for admins, the stylesheet.
+"""The console's home page ("signed in as") and its static files.
 
-The home page is a placeholder the dashboard replaces; the staff list is read-only
-until the back office adds inviting, disabling and resetting two-factor.
+The home page is a placeholder the dashboard replaces. (Staff: ``staff_pages``.)
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.console.auth import HOME, AnyStaff, ConsoleDenied, SignedIn, require_staff
+from api.console.auth import HOME, AnyStaff, ConsoleDenied
 from api.console.rendering import render, see_other
-from api.deps import deps_of
 from kakin.adapters.rendering import DEFAULT_TEMPLATES_DIR
-from kakin.services import staff
-from kakin.services.staff import StaffRole
 
 router = APIRouter(include_in_schema=False)
 STATIC = DEFAULT_TEMPLATES_DIR / "console" / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
-Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]
 
 
 @router.get("/console")
@@ -33,12 +25,6 @@ async def console_root() -> RedirectResponse:
 @router.get(HOME)
 async def home(request: Request, me: AnyStaff) -> Response:
     return render(request, "home.html.j2")
-
-
-@router.get("/console/staff")
-async def staff_list(request: Request, me: Admin) -> Response:
-    members = await run_in_threadpool(staff.list_staff, deps_of(request).sessions)
-    return render(request, "staff.html.j2", members=members)
 
 
 @router.get("/console/static/{name}")
