@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from playwright.async_api import Page
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,7 @@ class Office:
     sessions: sessionmaker[Session]
     clock: Clock
     task_queue: str
+    app: FastAPI  # its routes: tests walk every console page (test_console_access)
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
     members: dict[str, Enrolled] = field(default_factory=dict)
 
