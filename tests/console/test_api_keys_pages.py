@@ -116,6 +116,13 @@ async def test_the_keys_page_in_the_browser(
     await screenshot(page, "console-api-key-created")
     await page.click("text=Back to API keys")
     assert secret not in await page.content()
+    # Revoking asks first, then says so; the revoked key stays listed, marked.
+    await page.click("tr:has-text('finance dashboard') >> text=Revoke")
+    await screenshot(page, "console-api-key-revoke")
+    await page.click("button.danger")
+    assert await page.locator("p.notice").count() == 1
+    revoked = page.locator("tr:has-text('finance dashboard') .badge.off")
+    assert (await revoked.inner_text()).startswith("revoked")
     await screenshot(page, "console-api-keys")
 
     # In Japanese (a member whose language is ja), on a laptop and on a phone.
