@@ -20,8 +20,8 @@ from api.console.messages import translator
 from api.console.rendering import render, see_other
 from api.deps import deps_of
 from kakin.services import api_keys
-from kakin.services.api_keys import Role
-from kakin.services.errors import InvalidRequestError, NotFoundError
+from kakin.services.api_keys import KeyInputError, Role
+from kakin.services.errors import NotFoundError
 from kakin.services.staff import StaffRole
 
 router = APIRouter(include_in_schema=False)
@@ -54,17 +54,15 @@ async def key_list(request: Request, me: Admin) -> Response:
 @router.post(KEYS)
 async def create_key(request: Request, me: Admin) -> Response:
     form = await form_of(request)  # its CSRF token checked by require_staff
-    name, role = form.get("name", ""), form.get("role", "")
-    t = translator(locale_of(request, me.staff))
-    if not name.strip():
-        return await _list_page(request, status=422, error=t("keys.name_missing"), form=form)
     try:
         created = await run_in_threadpool(
-            api_keys.create_key, deps_of(request).sessions, name=name, role=role,
-            actor=me.staff.actor,
+            api_keys.create_key, deps_of(request).sessions, name=form.get("name", ""),
+            role=form.get("role", ""), actor=me.staff.actor,
         )  # fmt: skip
-    except InvalidRequestError:
-        return await _list_page(request, status=422, error=t("keys.role_unknown"), form=form)
+    except KeyInputError as error:
+        t = translator(locale_of(request, me.staff))
+        words = "keys.name_missing" if error.field == "name" else "keys.role_unknown"
+        return await _list_page(request, status=422, error=t(words), form=form)
     return render(
         request, "api_key_created.html.j2", key=created.info, secret=created.secret,
         headers=NO_STORE,

@@ -34,6 +34,14 @@ class Role(StrEnum):
     FINANCE = "finance"
 
 
+class KeyInputError(InvalidRequestError):
+    """A refused name or role; ``field`` says which, for a form that marks it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """An API key as listings show it: never the secret."""
@@ -89,9 +97,9 @@ def create_key(
         role = Role(role)
     except ValueError:
         roles = ", ".join(r.value for r in Role)
-        raise InvalidRequestError(f"role {role!r} is not one of {roles}") from None
+        raise KeyInputError("role", f"role {role!r} is not one of {roles}") from None
     if not name.strip():
-        raise InvalidRequestError("a key needs a name saying who uses it")
+        raise KeyInputError("name", "a key needs a name saying who uses it")
     secret = f"kk_{role}_{secrets.token_urlsafe(32)}"
     row = ApiKey(
         id=new_id("key"),
