@@ -91,6 +91,14 @@ def test_a_bad_invitation_shows_the_error_and_stores_nothing(office: Office) -> 
     assert len(staff.list_staff(office.sessions)) == count
 
 
+def test_a_name_holding_markup_is_shown_as_text(office: Office) -> None:
+    _, answer = invite(office, email="markup@example.jp", name="<script>alert(1)</script>",
+                       role="support", locale="en")  # fmt: skip
+    listed = office.client("admin").get("/console/staff").text
+    for page in (answer.text, listed):
+        assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
 def test_disabling_ends_the_session_and_refuses_sign_in(office: Office) -> None:
     admin = office.client("admin")
     with browser(office.url) as client:
@@ -145,6 +153,25 @@ def test_an_admin_cannot_disable_themself(office: Office) -> None:
     assert refused.status_code == 409 and "You cannot disable your own account" in refused.text
     assert admin.get("/console/").status_code == 200
     assert invited_member(office, me.email).disabled_at is None
+
+
+def test_an_admin_resetting_their_own_two_step_is_signed_out_to_enrol_again(
+    office: Office,
+) -> None:
+    with browser(office.url) as client:
+        enrolled, password = signed_in_invitee(office, client, "own.reset@example.jp",
+                                               role="admin")  # fmt: skip
+        me = enrolled.member
+        confirm = client.get(f"/console/staff/{me.id}/reset-2fa")
+        assert confirm.status_code == 200
+        done = post(client, f"/console/staff/{me.id}/reset-2fa", confirm.text)
+        assert done.status_code == 303 and done.headers["location"] == "/console/sign-in?ended=1"
+        assert client.get("/console/").status_code == 303
+        office.clock.advance(seconds=30)
+        again = password_step(client, me.email, password)
+        assert again.headers["location"] == "/console/2fa/enrol"
+    (row,) = audit_of(office, me.id, "staff.two_factor_reset")
+    assert row.actor == f"staff:{me.email}"
 
 
 @pytest.mark.parametrize("role", ["support", "finance"])
