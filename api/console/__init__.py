@@ -1,9 +1,10 @@
 """The staff console under ``/console``: server-rendered pages (Jinja2, ja and en).
 
 ``mount`` adds it to the API app: the pages (``sign_in``, ``account``, ``home``,
-``dashboard``), their HTML refusals (``rendering.install``) and security headers
-(``headers``). Who may see a page is ``auth.require_staff``; the pages call the
-services as the API does and hold no business rule.
+``dashboard``, the admins' ``staff_pages`` and ``api_key_pages``), their HTML refusals
+(``rendering.install``) and security headers (``headers``). Who may see a page is
+``auth.require_staff``; the pages call the services as the API does and hold no
+business rule.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from api.console import account, dashboard, home, rendering, sign_in
+from api.console import account, api_key_pages, dashboard, home, rendering, sign_in, staff_pages
 from api.console.auth import build_console
 from api.console.headers import ConsoleHeaders
 from kakin.platform.settings import Settings
 
-ROUTERS = (sign_in.router, account.router, home.router, dashboard.router)
+ROUTERS = (
+    sign_in.router,
+    account.router,
+    home.router,
+    dashboard.router,
+    staff_pages.router,
+    api_key_pages.router,
+)
 
 
 def mount(app: FastAPI, settings: Settings, *, clock: Callable[[], datetime] | None) -> None:

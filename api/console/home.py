@@ -1,40 +1,25 @@
-"""The console's root (to the dashboard, ``dashboard.py``), the staff list for admins,
-the stylesheet.
+"""The console's root (to the dashboard, ``dashboard.py``) and its static files.
 
-The staff list is read-only until the back office adds inviting, disabling and
-resetting two-factor.
+(Staff: ``staff_pages``; API keys: ``api_key_pages``.)
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
-from api.console.auth import HOME, ConsoleDenied, SignedIn, require_staff
-from api.console.rendering import render, see_other
-from api.deps import deps_of
+from api.console.auth import HOME, ConsoleDenied
+from api.console.rendering import see_other
 from kakin.adapters.rendering import DEFAULT_TEMPLATES_DIR
-from kakin.services import staff
-from kakin.services.staff import StaffRole
 
 router = APIRouter(include_in_schema=False)
 STATIC = DEFAULT_TEMPLATES_DIR / "console" / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
-Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]
 
 
 @router.get("/console")
 async def console_root() -> RedirectResponse:
     return see_other(HOME)
-
-
-@router.get("/console/staff")
-async def staff_list(request: Request, me: Admin) -> Response:
-    members = await run_in_threadpool(staff.list_staff, deps_of(request).sessions)
-    return render(request, "staff.html.j2", members=members)
 
 
 @router.get("/console/static/{name}")

@@ -3,6 +3,9 @@
 A key reads ``kk_<role>_<random>`` and is shown once, when it is created. The database
 keeps only its SHA-256 (and a short prefix to tell keys apart), so a leaked database
 gives no working key; lookups compare hashes with ``hmac.compare_digest``.
+
+Creating and revoking a key are audit rows (``entity_type="api_key"``) naming who did it:
+the console passes the admin (``staff:<email>``); the command line is ``cli``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kakin.services.errors import InvalidRequestError
 from models.repositories import api_keys as key_sql
+from models.repositories import audit as audit_sql
 from models.repositories.common import new_id
 from models.tables import ApiKey, utcnow
 
@@ -28,6 +32,14 @@ class Role(StrEnum):
     ADMIN = "admin"
     # Read-only, for the finance team: the revenue analytics (api.access.ROLES).
     FINANCE = "finance"
+
+
+class KeyInputError(InvalidRequestError):
+    """A refused name or role; ``field`` says which, for a form that marks it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -65,14 +77,29 @@ def _info(row: ApiKey) -> KeyInfo:
     )
 
 
-def create_key(sessions: sessionmaker[Session], *, name: str, role: str) -> CreatedKey:
+def _record(session: Session, row: ApiKey, action: str, actor: str) -> None:
+    # Never the secret nor its hash: the name, role and prefix tell the key apart.
+    audit_sql.audit(
+        session,
+        entity_type="api_key",
+        entity_id=row.id,
+        action=action,
+        actor=actor[:200],
+        occurred_at=utcnow(),
+        details={"name": row.name, "role": row.role, "prefix": row.prefix},
+    )
+
+
+def create_key(
+    sessions: sessionmaker[Session], *, name: str, role: str, actor: str = "cli"
+) -> CreatedKey:
     try:
         role = Role(role)
     except ValueError:
         roles = ", ".join(r.value for r in Role)
-        raise InvalidRequestError(f"role {role!r} is not one of {roles}") from None
+        raise KeyInputError("role", f"role {role!r} is not one of {roles}") from None
     if not name.strip():
-        raise InvalidRequestError("a key needs a name saying who uses it")
+        raise KeyInputError("name", "a key needs a name saying who uses it")
     secret = f"kk_{role}_{secrets.token_urlsafe(32)}"
     row = ApiKey(
         id=new_id("key"),
@@ -83,6 +110,8 @@ def create_key(sessions: sessionmaker[Session], *, name: str, role: str) -> Crea
     )
     with sessions() as session:
         session.add(row)
+        session.flush()
+        _record(session, row, "api_key.created", actor)
         session.commit()
         return CreatedKey(info=_info(row), secret=secret)
 
@@ -92,12 +121,19 @@ def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
         return [_info(row) for row in key_sql.api_keys(session)]
 
 
-def revoke_key(sessions: sessionmaker[Session], key_id: str) -> KeyInfo:
+def get_key(sessions: sessionmaker[Session], key_id: str) -> KeyInfo:
+    """One key (never its secret). Raises ``NotFoundError``."""
+    with sessions() as session:
+        return _info(key_sql.api_key(session, key_id))
+
+
+def revoke_key(sessions: sessionmaker[Session], key_id: str, *, actor: str = "cli") -> KeyInfo:
     """Revoke a key (idempotent); it is refused from then on. Raises ``NotFoundError``."""
     with sessions() as session:
         row = key_sql.api_key(session, key_id)
         if row.revoked_at is None:
             row.revoked_at = utcnow()
+            _record(session, row, "api_key.revoked", actor)
             session.commit()
         return _info(row)
 

@@ -58,10 +58,11 @@ LOCALES = ("ja", "en")
 
 
 class StaffInputError(InvalidRequestError):
-    """A refused password or code, with ``reason`` (and ``limit``) for a face that says
-    it in the staff member's language: ``password_short``, ``password_long``,
-    ``password_common``, ``password_personal``, ``password_current_wrong``,
-    ``password_same``, ``code_wrong``."""
+    """A refused password, code or account detail, with ``reason`` (and ``limit``) for a
+    face that says it in the staff member's language: ``password_short``,
+    ``password_long``, ``password_common``, ``password_personal``,
+    ``password_current_wrong``, ``password_same``, ``code_wrong``, ``email_invalid``,
+    ``name_invalid``."""
 
     def __init__(self, reason: str, message: str, *, limit: int = 0) -> None:
         super().__init__(message)
@@ -232,9 +233,11 @@ def create_staff(
     """
     email = normalize_email(email)
     if len(email) > 320 or not _EMAIL.fullmatch(email):
-        raise InvalidRequestError(f"{email!r} is not an email address")
+        raise StaffInputError("email_invalid", f"{email!r} is not an email address")
     if not name.strip() or len(name) > 200:
-        raise InvalidRequestError("a staff member needs a name of at most 200 characters")
+        raise StaffInputError(
+            "name_invalid", "a staff member needs a name of at most 200 characters", limit=200
+        )
     if locale not in LOCALES:
         raise InvalidRequestError(f"locale must be one of {', '.join(LOCALES)}")
     staff_role = _role(role)
@@ -268,6 +271,51 @@ def create_staff(
         return info(row)
 
 
+@dataclass(frozen=True)
+class Invited:
+    """A staff member invited by an admin, and the temporary password to hand them."""
+
+    member: StaffInfo
+    password: str  # shown once to the admin, stored only as its argon2 hash
+
+
+def temporary_password() -> str:
+    """Four groups of five letters and digits (about 100 bits), easy to read out:
+    no 0/O or 1/l/I to confuse."""
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+    return "-".join("".join(secrets.choice(alphabet) for _ in range(5)) for _ in range(4))
+
+
+def invite_staff(
+    sessions: sessionmaker[Session],
+    *,
+    email: str,
+    name: str,
+    role: str,
+    locale: str,
+    actor: str,
+    origin: Origin,
+    now: datetime,
+) -> Invited:
+    """``create_staff`` with a temporary password made here, for an admin to hand over.
+
+    The invited person signs in with it, enrols two-factor as everyone does, and changes
+    it on their password page. Raises as ``create_staff`` does.
+    """
+    while True:  # a random password may, very rarely, contain the name or the email
+        password = temporary_password()
+        try:
+            check_password(password, email=normalize_email(email), name=name.strip())
+        except StaffInputError:
+            continue
+        break
+    member = create_staff(
+        sessions, email=email, name=name, role=role, password=password, locale=locale,
+        actor=actor, origin=origin, now=now,
+    )  # fmt: skip
+    return Invited(member=member, password=password)
+
+
 def list_staff(sessions: sessionmaker[Session]) -> list[StaffInfo]:
     with sessions() as session:
         return [info(row) for row in staff_sql.staff_members(session)]
@@ -288,9 +336,15 @@ def get_staff(sessions: sessionmaker[Session], staff_id: str) -> StaffInfo:
 def disable_staff(
     sessions: sessionmaker[Session], email: str, *, actor: str, origin: Origin, now: datetime
 ) -> StaffInfo:
-    """Disable a staff member (idempotent): no more sign-ins, every session ends now."""
+    """Disable a staff member (idempotent): no more sign-ins, every session ends now.
+
+    Raises ``ConflictError`` when ``actor`` is that staff member: an admin disabling
+    themself could leave the console without an admin, and a typo would lock them out.
+    """
     with sessions() as session:
         row = _by_email(session, email)
+        if actor == info(row).actor:
+            raise ConflictError("a staff member cannot disable their own account")
         if row.disabled_at is None:
             row.disabled_at = now
             ended = staff_sql.revoke_sessions(session, row.id, at=now)

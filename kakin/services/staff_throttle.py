@@ -90,6 +90,7 @@ def _refused(
         session,
         email=email,
         since=max(since, succeeded) if succeeded else since,
+        until=now,
         limit=policy.lock_after,
     )
     found = refusal(
@@ -103,8 +104,9 @@ def _refused(
     if found is not None:
         return found, "account"
     nearby = staff_sql.recent_failures(
-        session, address=origin.address, since=since, limit=policy.address_lock_after
-    )
+        session, address=origin.address, since=since, until=now,
+        limit=policy.address_lock_after,
+    )  # fmt: skip
     found = refusal(
         nearby,
         now=now,

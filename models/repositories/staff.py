@@ -128,13 +128,19 @@ def recent_failures(
     session: Session,
     *,
     since: datetime,
+    until: datetime,
     limit: int,
     email: str | None = None,
     address: str | None = None,
 ) -> list[datetime]:
-    """When the latest failed attempts after ``since`` happened (by email or address), newest
-    first, at most ``limit``."""
-    conditions = [StaffSignInAttempt.outcome == "failed", StaffSignInAttempt.at > since]
+    """When the latest failed attempts in (``since``, ``until``] happened (by email or
+    address), newest first, at most ``limit``. Not after ``until`` (now): an attempt
+    dated later by a clock that ran ahead must not lock anyone out until then."""
+    conditions = [
+        StaffSignInAttempt.outcome == "failed",
+        StaffSignInAttempt.at > since,
+        StaffSignInAttempt.at <= until,
+    ]
     if email is not None:
         conditions.append(StaffSignInAttempt.email == email)
     if address is not None:

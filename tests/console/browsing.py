@@ -52,11 +52,12 @@ def post(client: httpx.Client, path: str, form_page: str, **fields: str) -> http
 
 
 def new_staff(
-    sessions: sessionmaker[Session], clock: Clock, *, role: str = "admin", name: str = "検証 花子"
-) -> StaffInfo:
+    sessions: sessionmaker[Session], clock: Clock, *, role: str = "admin", name: str = "検証 花子",
+    locale: str = "en",
+) -> StaffInfo:  # fmt: skip
     return staff.create_staff(
         sessions, email=f"staff-{secrets.token_hex(4)}@example.jp", name=name, role=role,
-        password=PASSWORD, locale="en", actor="test", origin=Origin(address="test"),
+        password=PASSWORD, locale=locale, actor="test", origin=Origin(address="test"),
         now=clock(),
     )  # fmt: skip
 
@@ -86,10 +87,13 @@ class Enrolled:
         return pyotp.TOTP(self.secret).at(clock())
 
 
-def enrol(client: httpx.Client, member: StaffInfo, clock: Clock) -> Enrolled:
+def enrol(
+    client: httpx.Client, member: StaffInfo, clock: Clock, *, password: str = PASSWORD
+) -> Enrolled:
     """Sign in for the first time and set up two-factor (forced); the client is signed in."""
-    first = password_step(client, member.email)
-    assert first.status_code == 303 and first.headers["location"] == "/console/2fa/enrol"
+    first = password_step(client, member.email, password)
+    assert first.status_code == 303, first.text
+    assert first.headers["location"] == "/console/2fa/enrol"
     page = client.get("/console/2fa/enrol")
     assert page.status_code == 200, page.text
     secret = secret_of(page.text)

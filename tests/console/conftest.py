@@ -107,6 +107,8 @@ def office(
         clock=clock,
     )
     with running(app) as url:
-        office = Office(url=url, sessions=pg_sessions, clock=clock, task_queue=module_task_queue)
+        office = Office(
+            url=url, sessions=pg_sessions, clock=clock, task_queue=module_task_queue, app=app
+        )
         yield office
         office.close()

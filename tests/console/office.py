@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from playwright.async_api import Page
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,7 @@ class Office:
     sessions: sessionmaker[Session]
     clock: Clock
     task_queue: str
+    app: FastAPI  # its routes: tests walk every console page (test_console_access)
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
     members: dict[str, Enrolled] = field(default_factory=dict)
 
@@ -50,12 +52,17 @@ class Office:
     async def page(self, open_page: OpenPage, role: str, path: str = "/console/",
                    **options: Any) -> Page:  # fmt: skip
         """A watched browser page signed in as ``role`` (``open_page``'s options), at ``path``."""
-        cookies = self.client(role).cookies
+        return await self.page_for(open_page, self.client(role), path, **options)
+
+    async def page_for(self, open_page: OpenPage, client: httpx.Client, path: str = "/console/",
+                       **options: Any) -> Page:  # fmt: skip
+        """A watched browser page with the session of ``client`` (a member signed in by the
+        test itself: one it invited, one of another language), at ``path``."""
         page = await open_page(self.url, **options)
         await page.context.add_cookies(
             [
                 {"name": c.name, "value": c.value or "", "url": self.url + "/console"}
-                for c in cookies.jar
+                for c in client.cookies.jar
             ]
         )
         await page.goto(path)

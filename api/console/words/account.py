@@ -1,5 +1,5 @@
-"""Signing in, two-step verification, passwords, recovery codes, the staff list; the
-console's shared words (navigation, roles, errors)."""
+"""Signing in, two-step verification, passwords, recovery codes; the console's shared
+words (navigation, roles, errors)."""
 
 from __future__ import annotations
 
@@ -51,17 +51,6 @@ WORDS: dict[str, dict[str, str]] = {
         "nav.recovery": "Recovery codes",
         "nav.staff": "Staff",
         "nav.sign_out": "Sign out",
-        "staff.title": "Staff",
-        "staff.email": "Email",
-        "staff.name": "Name",
-        "staff.role": "Role",
-        "staff.two_factor": "Two-step",
-        "staff.state": "State",
-        "staff.last_sign_in": "Last sign-in",
-        "staff.on": "on",
-        "staff.off": "off",
-        "staff.active": "active",
-        "staff.disabled": "disabled",
         "role.admin": "admin",
         "role.support": "support",
         "role.finance": "finance",
@@ -134,17 +123,6 @@ WORDS: dict[str, dict[str, str]] = {
         "nav.recovery": "リカバリーコード",
         "nav.staff": "スタッフ",
         "nav.sign_out": "ログアウト",
-        "staff.title": "スタッフ",
-        "staff.email": "メールアドレス",
-        "staff.name": "名前",
-        "staff.role": "ロール",
-        "staff.two_factor": "2段階認証",
-        "staff.state": "状態",
-        "staff.last_sign_in": "最終ログイン",
-        "staff.on": "有効",
-        "staff.off": "未設定",
-        "staff.active": "有効",
-        "staff.disabled": "無効",
         "role.admin": "管理者",
         "role.support": "サポート",
         "role.finance": "経理",
