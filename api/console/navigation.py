@@ -23,6 +23,7 @@ class Entry:
 
 MENU = (
     Entry("/console/", "nav.home", EVERYONE),
+    Entry("/console/customers", "nav.customers", EVERYONE),
     Entry("/console/staff", "nav.staff", (ADMIN,)),
 )
 
