@@ -118,6 +118,12 @@ def search_customers(
         raise InvalidRequestError(str(error)) from None
 
 
+def count_customers(sessions: sessionmaker[Session]) -> int:
+    """How many customers there are (a form refused stores none)."""
+    with sessions() as session:
+        return customer_sql.count(session)
+
+
 def credit_balance(sessions: sessionmaker[Session], customer_id: str) -> tuple[int, str]:
     """What the customer's credit notes left to spend on their next invoices, in their
     currency: ``(amount, currency)``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.repositories.common import get, page
@@ -33,3 +33,8 @@ def search(
     return page(
         session, Customer, limit=limit, starting_after=starting_after, where=matching_text(text)
     )
+
+
+def count(session: Session) -> int:
+    """How many customers there are."""
+    return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
