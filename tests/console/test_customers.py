@@ -354,13 +354,18 @@ async def test_the_customer_page_in_the_browser(
     listed = await signed_in_page(office, open_page, ja, "/console/customers")
     assert await listed.get_by_role("link", name="請求 一郎").count() >= 1
     await screenshot(listed, "console-customers")
+    listed_phone = await office.page(open_page, "finance", "/console/customers", viewport=PHONE)
+    assert await horizontal_overflow(listed_phone) == 0
+    await screenshot(listed_phone, "console-customers-phone")
     ja_phone = await signed_in_page(office, open_page, ja, path, viewport=PHONE)
     assert await horizontal_overflow(ja_phone) == 0
     await screenshot(ja_phone, "console-customer-ja-phone")
     ja.close()
 
 
-async def test_adding_a_customer_in_the_browser(office: Office, open_page: OpenPage) -> None:
+async def test_adding_a_customer_in_the_browser(
+    office: Office, open_page: OpenPage, screenshot: Screenshot
+) -> None:
     page = await office.page(
         open_page,
         "support",
@@ -374,6 +379,9 @@ async def test_adding_a_customer_in_the_browser(office: Office, open_page: OpenP
     assert await page.locator("#email-error").inner_text() == (
         "Enter an email address such as taro@example.jp."
     )
+    await page.set_viewport_size(PHONE)
+    assert await horizontal_overflow(page) == 0
+    await screenshot(page, "console-customer-new-phone")
     await page.fill("#email", f"browser-{token()}@example.jp")
     await page.get_by_label("4242 4242 4242 4242: payments succeed").check()
     await page.get_by_role("button", name="Add the customer").click()
