@@ -88,6 +88,11 @@ class Words:
             return self.said(f"timeline.kind.{entry.kind}", entry.kind)
         return self.said(f"timeline.action.{entry.action}", entry.action.replace("_", " "))
 
+    def actor(self, actor: str) -> str:
+        """Who did it: a staff member or an API key as the audit log names them, kakin's
+        own parts in words."""
+        return self.said(f"timeline.actor.{actor}", actor)
+
     def when(self, moment: datetime | None) -> str:
         return "-" if moment is None else f"{self._local(moment):%Y-%m-%d %H:%M}"
 

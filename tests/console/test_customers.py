@@ -9,6 +9,8 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from temporalio.worker import Worker
 
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import catalog, customers, staff, subscriptions
+from kakin.services.customer_timeline import TimelineEntry, merge
 from kakin.services.staff import Origin
 from kakin.views.invoices import InvoiceOut
 from tests.console.browsing import PASSWORD, Enrolled, csrf, enrol, post
@@ -398,3 +401,40 @@ def test_csrf_token_is_required_to_add_a_customer(office: Office) -> None:
     assert refused.status_code == 403
     assert csrf(client.get("/console/customers/new").text)
     assert customers.count_customers(office.sessions) == before
+
+
+# -- how the timeline merges the two logs (kakin.services.customer_timeline.merge) ------------
+
+
+def entry(at: datetime, **fields: Any) -> TimelineEntry:
+    empty: dict[str, Any] = {
+        "kind": "", "action": "", "subscription_id": None, "invoice_id": None, "currency": "JPY",
+        "amount": None, "mrr_before": None, "mrr_after": None, "status_before": "",
+        "status_after": "", "actor": "", "reason": "",
+    }  # fmt: skip
+    return TimelineEntry(at=at, **(empty | fields))
+
+
+def test_an_audit_row_of_the_same_change_folds_into_the_ledger_entry() -> None:
+    t0 = datetime(2031, 1, 31, 15, tzinfo=UTC)
+    canceled = entry(
+        t0, kind="subscription.canceled", subscription_id="sub_1", status_after="canceled",
+        mrr_before=3980, mrr_after=0, actor="system",
+    )  # fmt: skip
+    paid = entry(t0 - timedelta(days=30), kind="invoice.paid", invoice_id="in_1",
+                 subscription_id="sub_1", status_after="paid", amount=3980)  # fmt: skip
+    cancel_row = entry(t0, action="cancel", subscription_id="sub_1", status_after="canceled",
+                       actor="staff:a@example.jp", reason="too dear")  # fmt: skip
+    # Another moment, or the subscription's row beside an invoice's entry: not the same change.
+    card_row = entry(t0 - timedelta(days=1), action="payment_method_updated", actor="stripe")
+    late_row = entry(t0 + timedelta(seconds=1), action="status_changed",
+                     subscription_id="sub_1", status_after="canceled")  # fmt: skip
+    merged = merge([canceled, paid], [late_row, cancel_row, card_row])
+    assert [(e.kind, e.action) for e in merged] == [
+        ("", "status_changed"),
+        ("subscription.canceled", "cancel"),
+        ("", "payment_method_updated"),
+        ("invoice.paid", ""),
+    ]
+    folded = merged[1]
+    assert (folded.actor, folded.reason, folded.mrr_after) == ("staff:a@example.jp", "too dear", 0)
