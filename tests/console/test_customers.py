@@ -390,6 +390,9 @@ async def test_adding_a_customer_in_the_browser(
     await page.get_by_role("button", name="Add the customer").click()
     await page.wait_for_url(re.compile(r"/console/customers/cus_[0-9a-f]+$"))
     assert await page.locator(".card-on-file").inner_text() == "Visa ending in 4242"
+    assert await page.get_by_text("No subscriptions yet.").count() == 1
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await screenshot(page, "console-customer-new-added")
 
 
 def test_csrf_token_is_required_to_add_a_customer(office: Office) -> None:
