@@ -14,7 +14,16 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from api.console import account, api_key_pages, dashboard, home, rendering, sign_in, staff_pages
+from api.console import (
+    account,
+    api_key_pages,
+    customers,
+    dashboard,
+    home,
+    rendering,
+    sign_in,
+    staff_pages,
+)
 from api.console.auth import build_console
 from api.console.headers import ConsoleHeaders
 from kakin.platform.settings import Settings
@@ -24,6 +33,7 @@ ROUTERS = (
     account.router,
     home.router,
     dashboard.router,
+    customers.router,
     staff_pages.router,
     api_key_pages.router,
 )

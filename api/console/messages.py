@@ -9,11 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from api.console.words import account, admin, dashboard
+from api.console.words import (
+    account,
+    admin,
+    customers,
+    dashboard,
+)
 
 # One module of words per part of the console (api/console/words/), so each part's
 # words sit beside nothing else's; a key defined twice is a mistake caught at import.
-SECTIONS = (account, dashboard, admin)
+SECTIONS = (
+    account,
+    dashboard,
+    customers,
+    admin,
+)
 
 
 def _merged(language: str) -> dict[str, str]:

@@ -24,6 +24,14 @@ class LiveModeRefusedError(Exception):
 
 
 @dataclass(frozen=True)
+class CardSummary:
+    """What staff may see of a card: its brand and last four digits, never the number."""
+
+    brand: str
+    last4: str
+
+
+@dataclass(frozen=True)
 class IntentState:
     """What we need to know of a PaymentIntent after a call."""
 
@@ -116,6 +124,14 @@ class StripeGateway:
         if isinstance(method, dict):  # expanded
             method = method.get("id")
         return str(method) if method else None
+
+    def card_summary(self, payment_method_id: str) -> CardSummary | None:
+        """The brand and last 4 of a card PaymentMethod (None for another kind)."""
+        method = self._client.v1.payment_methods.retrieve(payment_method_id).to_dict()
+        card = method.get("card") or {}
+        if not card.get("last4"):
+            return None
+        return CardSummary(brand=str(card.get("brand") or ""), last4=str(card["last4"]))
 
     # -- charges --------------------------------------------------------------------
 

@@ -1,20 +1,26 @@
-"""Customers: created here and at Stripe, with a test card becoming their default."""
+"""Customers: created here and at Stripe, with a test card becoming their default; found
+by a search; their card on file and credit balance."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import stripe as stripe_sdk
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.money import normalize_currency
-from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.services.errors import InvalidRequestError
-from kakin.services.shaping import Reads, shaped_page
+from kakin.adapters.stripe_gateway import CardSummary, StripeGateway
+from kakin.services.errors import InvalidRequestError, UnavailableError
+from kakin.services.shaping import Reads, shaped, shaped_page
+from kakin.services.staff import Origin
+from models.repositories import audit as audit_sql
+from models.repositories import credit_notes as credit_sql
+from models.repositories import customers as customer_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import payments as payment_sql
-from models.repositories.common import new_id
-from models.tables import Customer
+from models.repositories.common import InvalidCursorError, new_id
+from models.tables import Customer, utcnow
 
 
 def create_customer(
@@ -28,8 +34,14 @@ def create_customer(
     time_zone: str = "UTC",
     card_number: str | None = None,
     payment_method_id: str | None = None,
+    actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
-    """Create the customer here and at Stripe; a test card becomes a PaymentMethod."""
+    """Create the customer here and at Stripe; a test card becomes a PaymentMethod.
+
+    ``actor`` (a staff member in the console) is written to the audit log with the
+    customer, in the same transaction, with the ``origin`` of the request.
+    """
     if "@" not in email:
         raise InvalidRequestError(f"email {email!r} is not an email address")
     try:
@@ -62,6 +74,12 @@ def create_customer(
                 stripe_payment_method_id=payment_method_id,
             )
         )
+        if actor:
+            audit_sql.audit(
+                session, entity_type="customer", entity_id=customer_id, action="created",
+                actor=actor[:200], occurred_at=utcnow(),
+                details={**(origin or Origin()).details(), "has_card": bool(payment_method_id)},
+            )  # fmt: skip
         session.commit()
     return customer_id
 
@@ -73,6 +91,65 @@ R = TypeVar("R")
 
 _customers = Reads(Customer, "Customer")
 find_customer, get_customer, list_customers = _customers.find, _customers.get, _customers.page
+
+
+def search_customers(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Customer], T],
+    *,
+    text: str,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[T], bool]:
+    """A page of the customers whose name or email holds ``text`` or whose id starts
+    with it (blank: everyone), newest first, and whether more follow.
+
+    Raises ``InvalidRequestError`` for a ``starting_after`` that is not in the list.
+    """
+    try:
+        return shaped_page(
+            sessions,
+            lambda session: customer_sql.search(
+                session, text, limit=limit, starting_after=starting_after
+            ),
+            shape,
+        )
+    except InvalidCursorError as error:
+        raise InvalidRequestError(str(error)) from None
+
+
+def count_customers(sessions: sessionmaker[Session]) -> int:
+    """How many customers there are (a form refused stores none)."""
+    with sessions() as session:
+        return customer_sql.count(session)
+
+
+def credit_balance(sessions: sessionmaker[Session], customer_id: str) -> tuple[int, str]:
+    """What the customer's credit notes left to spend on their next invoices, in their
+    currency: ``(amount, currency)``."""
+
+    def read(session: Session) -> tuple[int, str]:
+        row = find_customer(session, customer_id)
+        return credit_sql.credit_balance(session, row.id, row.currency), row.currency
+
+    return shaped(sessions, read, lambda balance: balance)
+
+
+def card_on_file(
+    sessions: sessionmaker[Session], stripe: StripeGateway, customer_id: str
+) -> CardSummary | None:
+    """The brand and last 4 of the customer's default card, asked of Stripe (kakin keeps
+    only the PaymentMethod's id); None when they have none.
+
+    Raises ``UnavailableError`` when Stripe cannot be asked.
+    """
+    method = get_customer(sessions, customer_id, lambda row: row.stripe_payment_method_id)
+    if not method:
+        return None
+    try:
+        return stripe.card_summary(method)
+    except stripe_sdk.StripeError as error:
+        raise UnavailableError("Stripe did not say which card the customer has") from error
 
 
 def update_customer(

@@ -1,4 +1,5 @@
-"""How a customer reads (its card is only ever "has one or not")."""
+"""How a customer reads (its card is only ever "has one or not"), and how its page
+lists its subscriptions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kakin.views.common import columns
-from models.tables import Customer
+from kakin.views.subscriptions import SubscriptionOut
+from models.tables import Customer, Subscription
 
 
 class CustomerOut(BaseModel):
@@ -25,3 +27,28 @@ class CustomerOut(BaseModel):
     @classmethod
     def of(cls, row: Customer) -> CustomerOut:
         return cls(**columns(row, cls, has_payment_method=bool(row.stripe_payment_method_id)))
+
+
+class CustomerSubscription(SubscriptionOut):
+    """A subscription as a customer's page lists it: with its plan's name and price (the
+    amount per seat and period, for a flat or per-unit price; tiers have none)."""
+
+    plan_name: str
+    currency: str
+    pricing_model: str
+    unit_amount: int
+    interval: str
+    interval_count: int
+
+    @classmethod
+    def listed(cls, row: Subscription) -> CustomerSubscription:
+        price = row.price
+        return cls(
+            **SubscriptionOut.of(row).model_dump(),
+            plan_name=price.nickname or price.product.name,
+            currency=price.currency,
+            pricing_model=price.pricing_model,
+            unit_amount=price.unit_amount,
+            interval=price.interval,
+            interval_count=price.interval_count,
+        )

@@ -89,6 +89,19 @@ def entries(
     return [entry_of(row) for row in session.scalars(query)]
 
 
+def customer_rows(session: Session, customer_id: str, *, limit: int) -> list[LedgerRow]:
+    """The customer's latest ``limit`` rows, newest first (by billing time, then as
+    recorded): what their timeline shows."""
+    return list(
+        session.scalars(
+            select(LedgerRow)
+            .where(LedgerRow.customer_id == customer_id)
+            .order_by(LedgerRow.occurred_at.desc(), LedgerRow.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def entry_of(row: LedgerRow) -> LedgerEntry:
     return LedgerEntry(id=row.id, **{name: getattr(row, name) for name in _FIELDS})
 

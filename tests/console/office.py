@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from playwright.async_api import Page
 from sqlalchemy.orm import Session, sessionmaker
 
+from kakin.adapters.stripe_gateway import StripeGateway
 from tests.console.browsing import Clock, Enrolled, enrol, new_staff
 from tests.support.browser import OpenPage
 
@@ -38,6 +39,12 @@ class Office:
     app: FastAPI  # its routes: tests walk every console page (test_console_access)
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
     members: dict[str, Enrolled] = field(default_factory=dict)
+
+    @property
+    def stripe(self) -> StripeGateway:
+        """The console's Stripe (localstripe), for putting data in through the services."""
+        stripe: StripeGateway = self.app.state.deps.stripe
+        return stripe
 
     def client(self, role: str) -> httpx.Client:
         """An httpx client signed in as this module's member of ``role`` (redirects not

@@ -20,7 +20,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from kakin.services import api_keys, staff
+from kakin.services import api_keys, customers, staff
 from tests.console.browsing import csrf
 from tests.console.office import ROLES, Office
 
@@ -66,6 +66,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/console/api-keys"): (ADMIN,),
     ("GET", "/console/api-keys/{key_id}/revoke"): (ADMIN,),
     ("POST", "/console/api-keys/{key_id}/revoke"): (ADMIN,),
+    # customers
+    ("GET", "/console/customers"): EVERYONE,
+    ("GET", "/console/customers/{customer_id}"): EVERYONE,
+    ("GET", "/console/customers/new"): (ADMIN, SUPPORT),
+    ("POST", "/console/customers/new"): (ADMIN, SUPPORT),
 }
 
 
@@ -78,11 +83,19 @@ def _key_id(office: Office) -> str:
     return api_keys.create_key(office.sessions, name="access matrix", role="service").info.id
 
 
+def _customer_id(office: Office) -> str:
+    return customers.create_customer(
+        office.sessions, office.stripe, email="matrix@example.jp", name="表 太郎",
+        currency="JPY", locale="ja",
+    )  # fmt: skip
+
+
 # A real value for each path parameter, from data put in through the services.
 EXAMPLES: dict[str, Callable[[Office], str]] = {
     "name": lambda office: "console.css",
     "staff_id": _support_member_id,
     "key_id": _key_id,
+    "customer_id": _customer_id,
 }
 
 
