@@ -111,11 +111,14 @@ def validated(
 
 
 def field_named(sentence: str, fields: Iterable[str], aliases: Mapping[str, str]) -> str:
-    """The form field a service's refusal is about: the first field (or alias, such as
-    "tier" for the tier table) the sentence names, else the form as a whole."""
-    best, at = FORM, len(sentence) + 1
-    for word, field in [(name, name) for name in fields] + list(aliases.items()):
-        found = re.search(rf"\b{re.escape(word)}s?\b", sentence)
-        if found and found.start() < at:
-            best, at = field, found.start()
-    return best
+    """The form field a service's refusal is about: the first field the sentence names,
+    else the first alias (such as "tier" for the tier table), else the form as a whole."""
+    for words in ({name: name for name in fields}, aliases):
+        best, at = FORM, len(sentence) + 1
+        for word, field in words.items():
+            found = re.search(rf"\b{re.escape(word)}s?\b", sentence)
+            if found and found.start() < at:
+                best, at = field, found.start()
+        if best != FORM:
+            return best
+    return FORM

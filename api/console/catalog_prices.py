@@ -53,7 +53,6 @@ ALIASES = {
     "tier": "tiers",
     "product": "product_name",
     "intervals": "interval",
-    "metered": "metric",
     "pricing model": "pricing_model",
     "package": "package_size",
     "tax rate": "tax_rate_ids",

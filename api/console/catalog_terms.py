@@ -92,11 +92,11 @@ class Term:
 
 TERMS = (
     Term("metrics", "metric_form.html.j2", MetricCreate, _metric, catalog.create_metric,
-         {"metric": "code"}, {"aggregation": "count"}),
+         {}, {"aggregation": "count"}),
     Term("tax-rates", "tax_rate_form.html.j2", TaxRateCreate, _tax_rate,
          catalog.create_tax_rate, {"tax rate": "percentage"}, {}),
     Term("coupons", "coupon_form.html.j2", CouponCreate, _coupon, catalog.create_coupon,
-         {"coupon": "code", "repeating": "duration_in_periods"}, {"duration": "once"}),
+         {"repeating": "duration_in_periods"}, {"duration": "once"}),
 )  # fmt: skip
 
 
