@@ -300,12 +300,15 @@ async def test_the_catalog_in_the_browser(
 
     form = await office.page(open_page, "admin", f"{CATALOG}/prices/new")
     assert await form.locator("#tier-rows tr").count() == 4
-    await form.click("#add-tier")  # the script adds a fifth row, numbered
-    assert await form.locator("#tier-rows tr").count() == 5
-    assert await form.locator("#tier-rows tr").last.locator("th").inner_text() == "5"
+    assert not await form.locator("#tiers").is_visible()  # a flat price has no tiers
     product = unique("Team ")
     await form.fill("#f-product_name", product)
     await form.check("input[name=pricing_model][value=graduated]")
+    assert await form.locator("#tiers").is_visible()
+    assert not await form.locator("#f-unit_amount").is_visible()
+    await form.click("#add-tier")  # the script adds a fifth row, numbered
+    assert await form.locator("#tier-rows tr").count() == 5
+    assert await form.locator("#tier-rows tr").last.locator("th").inner_text() == "5"
     for row, (up_to, unit) in enumerate([("10", "1000"), ("50", "800"), ("", "500")]):
         await form.fill(f"#f-tier-{row}-up_to", up_to)
         await form.fill(f"#f-tier-{row}-unit_amount", unit)
@@ -324,7 +327,19 @@ async def test_the_catalog_in_the_browser(
         assert await ja.locator("h1").first.inner_text() == "カタログ"
         assert "3,980円" in await ja.content() or "段階" in await ja.content()
         await screenshot(ja, "console-catalog-ja")
-        ja_form = await office.page_for(open_page, ja_client, f"{CATALOG}/prices/new")
+        ja_form = await office.page_for(
+            open_page, ja_client, f"{CATALOG}/prices/new", locale="ja-JP",
+            allow=[r"HTTP 422: POST .*/console/catalog/prices$", r"status of 422"],
+        )  # fmt: skip
+        prices = count(office, catalog.list_prices)
+        await ja_form.fill("#f-product_name", unique("誤り "))
+        await ja_form.fill("#f-unit_amount", "12.5")
+        await ja_form.click('form[action="/console/catalog/prices"] button[type=submit]')
+        await ja_form.wait_for_selector("#e-unit_amount")
+        said = await ja_form.locator("#e-unit_amount").inner_text()
+        assert "整数で入力してください" in said
+        assert await ja_form.locator("#f-unit_amount").input_value() == "12.5"
+        assert count(office, catalog.list_prices) == prices
         await screenshot(ja_form, "console-price-new-ja")
     finally:
         ja_client.close()

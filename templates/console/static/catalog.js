@@ -1,7 +1,24 @@
-// The price form's tier table: "Add a row" copies the last row with the next number.
-// Without this script the form still works: it posts its blank rows, which are skipped.
+// The price form, progressively: "Add a row" copies the tier table's last row with the
+// next number, and the amount fields a pricing model does not use are hidden (and not
+// sent). Without this script the form still works: every field shows, blank tier rows
+// are posted and skipped.
 "use strict";
+
+function showFieldsOf(model) {
+  document.querySelectorAll("[data-for]").forEach((part) => {
+    const used = part.dataset.for.split(" ").includes(model);
+    const refused = part.querySelector(".field-error") !== null;  // never hide an error
+    part.hidden = !used && !refused;
+    part.querySelectorAll("input, select").forEach((input) => { input.disabled = part.hidden; });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const models = document.querySelectorAll("input[name=pricing_model]");
+  models.forEach((radio) => radio.addEventListener("change", () => showFieldsOf(radio.value)));
+  const chosen = document.querySelector("input[name=pricing_model]:checked");
+  if (chosen) showFieldsOf(chosen.value);
+
   const button = document.getElementById("add-tier");
   const body = document.getElementById("tier-rows");
   if (!button || !body) return;
