@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,6 +20,16 @@ from tests.console.office import Office
 from tests.support.browser import PHONE, OpenPage, Screenshot, horizontal_overflow
 
 CATALOG = "/console/catalog"
+KINDS = ("prices", "metrics", "tax-rates", "coupons")
+
+
+@pytest.fixture(scope="module")
+def ja_admin(office: Office) -> Iterator[httpx.Client]:
+    """An admin who reads the console in Japanese, signed in."""
+    with httpx.Client(base_url=office.url, follow_redirects=False, timeout=60) as client:
+        member = new_staff(office.sessions, office.clock, locale="ja", name="管理 花子")
+        enrol(client, member, office.clock)
+        yield client
 
 
 def unique(prefix: str) -> str:
@@ -269,7 +279,7 @@ def test_other_roles_read_the_catalog_and_may_not_change_it(office: Office, role
     assert page.status_code == 200
     assert "¥980" in row_of(page.text, price_id) and "only an admin can change it" in page.text
     assert f'href="{CATALOG}/prices/new"' not in page.text and "/archive" not in page.text
-    for kind in ("prices", "metrics", "tax-rates", "coupons"):
+    for kind in KINDS:
         assert client.get(f"{CATALOG}/{kind}").status_code == 200
         assert client.get(f"{CATALOG}/{kind}/new").status_code == 403
     prices = count(office, catalog.list_prices)
@@ -288,8 +298,20 @@ def test_a_page_of_an_unknown_kind_or_after_an_unknown_row_is_not_found(office: 
     assert admin.get(f"{CATALOG}/prices?after=price_nope").status_code == 404
 
 
+def test_every_catalog_page_reads_in_japanese(office: Office, ja_admin: httpx.Client) -> None:
+    paths = [CATALOG] + [f"{CATALOG}/{kind}" for kind in KINDS]
+    for path in paths + [f"{CATALOG}/{kind}/new" for kind in KINDS]:
+        page = ja_admin.get(path)
+        assert page.status_code == 200, path
+        assert '<html lang="ja">' in page.text and "カタログ" in page.text, path
+    refused = submit(ja_admin, "coupons", code="空白 あり", name="", duration="repeating")
+    assert refused.status_code == 422
+    assert "英数字と - _ だけ" in error_beside(refused.text, "code")
+    assert error_beside(refused.text, "name") == "入力してください。"
+
+
 async def test_the_catalog_in_the_browser(
-    office: Office, open_page: OpenPage, screenshot: Screenshot
+    office: Office, open_page: OpenPage, screenshot: Screenshot, ja_admin: httpx.Client
 ) -> None:
     admin = office.client("admin")
     new_tax_rate(admin)
@@ -319,34 +341,33 @@ async def test_the_catalog_in_the_browser(
     assert product in await form.locator("tr.fresh").inner_text()
     await screenshot(form, "console-catalog")
 
-    ja_client = httpx.Client(base_url=office.url, follow_redirects=False, timeout=60)
-    try:
-        enrol(ja_client, new_staff(office.sessions, office.clock, locale="ja", name="管理 花子"),
-              office.clock)  # fmt: skip
-        ja = await office.page_for(open_page, ja_client, CATALOG, locale="ja-JP")
-        assert await ja.locator("h1").first.inner_text() == "カタログ"
-        assert "3,980円" in await ja.content() or "段階" in await ja.content()
-        await screenshot(ja, "console-catalog-ja")
-        ja_form = await office.page_for(
-            open_page, ja_client, f"{CATALOG}/prices/new", locale="ja-JP",
-            allow=[r"HTTP 422: POST .*/console/catalog/prices$", r"status of 422"],
-        )  # fmt: skip
-        prices = count(office, catalog.list_prices)
-        await ja_form.fill("#f-product_name", unique("誤り "))
-        await ja_form.fill("#f-unit_amount", "12.5")
-        await ja_form.click('form[action="/console/catalog/prices"] button[type=submit]')
-        await ja_form.wait_for_selector("#e-unit_amount")
-        said = await ja_form.locator("#e-unit_amount").inner_text()
-        assert "整数で入力してください" in said
-        assert await ja_form.locator("#f-unit_amount").input_value() == "12.5"
-        assert count(office, catalog.list_prices) == prices
-        await screenshot(ja_form, "console-price-new-ja")
-    finally:
-        ja_client.close()
+    ja = await office.page_for(open_page, ja_admin, CATALOG, locale="ja-JP")
+    assert await ja.locator("h1").first.inner_text() == "カタログ"
+    assert "段階料金（累進）" in await ja.locator("#prices tbody tr").first.inner_text()
+    await screenshot(ja, "console-catalog-ja")
+    ja_form = await office.page_for(
+        open_page, ja_admin, f"{CATALOG}/prices/new", locale="ja-JP",
+        allow=[r"HTTP 422: POST .*/console/catalog/prices$", r"status of 422"],
+    )  # fmt: skip
+    prices = count(office, catalog.list_prices)
+    await ja_form.fill("#f-product_name", unique("誤り "))
+    await ja_form.fill("#f-unit_amount", "12.5")
+    await ja_form.click('form[action="/console/catalog/prices"] button[type=submit]')
+    await ja_form.wait_for_selector("#e-unit_amount")
+    said = await ja_form.locator("#e-unit_amount").inner_text()
+    assert "整数で入力してください" in said
+    assert await ja_form.locator("#f-unit_amount").input_value() == "12.5"
+    assert count(office, catalog.list_prices) == prices
+    await screenshot(ja_form, "console-price-new-ja")
 
+    coupon = await office.page(open_page, "admin", f"{CATALOG}/coupons/new")
+    await screenshot(coupon, "console-coupon-new")
     phone = await office.page(open_page, "finance", CATALOG, viewport=PHONE)
     assert await horizontal_overflow(phone) == 0
     await screenshot(phone, "console-catalog-phone")
     phone_form = await office.page(open_page, "admin", f"{CATALOG}/prices/new", viewport=PHONE)
     assert await horizontal_overflow(phone_form) == 0
     await screenshot(phone_form, "console-price-new-phone")
+    for kind in ("metrics", "tax-rates", "coupons"):
+        phone_form = await office.page(open_page, "admin", f"{CATALOG}/{kind}/new", viewport=PHONE)
+        assert await horizontal_overflow(phone_form) == 0, kind
