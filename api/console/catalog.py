@@ -10,7 +10,7 @@ models and the same service functions as ``POST /v1/prices`` and its kin.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -38,14 +38,13 @@ PAGE_ROWS = 50
 class Kind:
     """One list of the catalog: its path under /console/catalog, its read and shape."""
 
-    name: str  # prices, metrics, tax-rates, coupons (the path and the words' key)
+    name: str  # prices, metrics, tax-rates, coupons (its path; its words say catalog.<key>)
     lister: Callable[..., tuple[list[Any], bool]]
     out: type[FromRow]
-    words: str = field(default="")
 
     @property
     def key(self) -> str:
-        return self.words or self.name.replace("-", "_")
+        return self.name.replace("-", "_")
 
 
 KINDS = {

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.console.auth import ConsoleDenied, form_of, locale_of
-from api.console.catalog import HOME, lookups
+from api.console.catalog import HOME, decimal_amount, lookups
 from api.console.catalog_forms import (
     FORM,
     Errors,
@@ -169,6 +169,20 @@ async def create_price(request: Request, me: Admin) -> Response:
         shown = [*rows, dict.fromkeys(TIER_COLUMNS, "")] if len(rows) < 2 else rows
         return await _form(request, form, shown, refused.errors, status=422)
     return see_other(f"{HOME}?created={price_id}#prices")
+
+
+@router.get(HOME + "/prices/{price_id}/archive")
+async def confirm_archive(request: Request, price_id: str, me: Admin) -> Response:
+    """Archiving cannot be undone here: the price is shown first, with the button."""
+    try:
+        price = await run_in_threadpool(
+            catalog.get_price, deps_of(request).sessions, price_id, PriceOut.of
+        )
+    except NotFoundError:
+        raise ConsoleDenied(404, "error.not_found") from None
+    return render(
+        request, "price_archive.html.j2", p=price, amount=decimal_amount, **await lookups(request)
+    )
 
 
 @router.post(HOME + "/prices/{price_id}/archive")

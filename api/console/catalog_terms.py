@@ -130,8 +130,10 @@ def _routes(term: Term) -> None:
             )  # fmt: skip
         return see_other(f"{HOME}?created={made}#{term.path}")
 
-    router.add_api_route(f"{HOME}/{term.path}/new", form_page, methods=["GET"])
-    router.add_api_route(f"{HOME}/{term.path}", create, methods=["POST"])
+    router.add_api_route(f"{HOME}/{term.path}/new", form_page, methods=["GET"],
+                         name=f"catalog-{term.path}-form")  # fmt: skip
+    router.add_api_route(f"{HOME}/{term.path}", create, methods=["POST"],
+                         name=f"catalog-{term.path}-create")  # fmt: skip
 
 
 for _term in TERMS:

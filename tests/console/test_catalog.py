@@ -260,11 +260,37 @@ def test_an_admin_archives_a_price(office: Office) -> None:
     )
     page = admin.get(CATALOG).text
     assert "$12.50" in row_of(page, price_id)
-    archived = post(admin, f"{CATALOG}/prices/{price_id}/archive", page)
+    confirm = admin.get(f"{CATALOG}/prices/{price_id}/archive")  # the list's button
+    assert f'href="{CATALOG}/prices/{price_id}/archive"' in row_of(page, price_id)
+    assert "Archive this price?" in confirm.text and "$12.50" in confirm.text
+    assert catalog.get_price(office.sessions, price_id, PriceOut.of).active
+    archived = post(admin, f"{CATALOG}/prices/{price_id}/archive", confirm.text)
     assert archived.status_code == 303
     assert not catalog.get_price(office.sessions, price_id, PriceOut.of).active
     after = admin.get(archived.headers["location"]).text
     assert "archived" in row_of(after, price_id) and "takes no new subscriptions" in after
+    assert "/archive" not in row_of(after, price_id)
+    assert "archived already" in admin.get(f"{CATALOG}/prices/{price_id}/archive").text
+    assert admin.get(f"{CATALOG}/prices/price_nope/archive").status_code == 404
+    actor = office.members["admin"].member.actor
+    entries, _ = audit.list_entries_shaped(
+        office.sessions, lambda e: (e.action, e.entity_id), actor=actor
+    )
+    assert entries.count(("price.archived", price_id)) == 1
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused_and_stores_nothing(
+    office: Office,
+) -> None:
+    admin = office.client("admin")
+    admin.get(CATALOG)
+    prices, rates = count(office, catalog.list_prices), count(office, catalog.list_tax_rates)
+    fields = {"product_name": unique("Forged "), "currency": "JPY", "unit_amount": "1"}
+    assert admin.post(f"{CATALOG}/prices", data=fields).status_code == 403
+    forged = {"name": "x", "percentage": "5", "csrf_token": "forged"}
+    assert admin.post(f"{CATALOG}/tax-rates", data=forged).status_code == 403
+    assert count(office, catalog.list_prices) == prices
+    assert count(office, catalog.list_tax_rates) == rates
 
 
 @pytest.mark.parametrize("role", ["support", "finance"])
@@ -282,6 +308,7 @@ def test_other_roles_read_the_catalog_and_may_not_change_it(office: Office, role
     for kind in KINDS:
         assert client.get(f"{CATALOG}/{kind}").status_code == 200
         assert client.get(f"{CATALOG}/{kind}/new").status_code == 403
+    assert client.get(f"{CATALOG}/prices/{price_id}/archive").status_code == 403
     prices = count(office, catalog.list_prices)
     fields = {"product_name": unique("Sneaky "), "currency": "JPY", "unit_amount": "1"}
     assert post(client, f"{CATALOG}/prices", page.text, **fields).status_code == 403
@@ -340,6 +367,9 @@ async def test_the_catalog_in_the_browser(
     assert await form.locator("tr.fresh").count() == 1
     assert product in await form.locator("tr.fresh").inner_text()
     await screenshot(form, "console-catalog")
+    await form.locator("tr.fresh a.button").click()  # archive: a page to confirm first
+    await form.wait_for_url(re.compile(r".*/archive$"))
+    await screenshot(form, "console-price-archive")
 
     ja = await office.page_for(open_page, ja_admin, CATALOG, locale="ja-JP")
     assert await ja.locator("h1").first.inner_text() == "カタログ"

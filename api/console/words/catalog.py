@@ -48,6 +48,13 @@ WORDS: dict[str, dict[str, str]] = {
         "price.status": "Status",
         "price.created": "Created",
         "price.archive": "Archive",
+        "price.archive_title": "Archive this price?",
+        "price.archive_lead": (
+            "An archived price takes no new subscriptions; the subscriptions on it continue "
+            "and renew as before. This cannot be undone from the console."
+        ),
+        "price.archive_confirm": "Archive the price",
+        "price.archived_already": "This price is archived already.",
         "price.metered": "metered on {code}",
         "price.per_unit": "{amount} per unit",
         "price.per_package": "{amount} per {size} units",
@@ -258,6 +265,13 @@ WORDS: dict[str, dict[str, str]] = {
         "price.status": "状態",
         "price.created": "作成日",
         "price.archive": "アーカイブ",
+        "price.archive_title": "この価格をアーカイブしますか？",
+        "price.archive_lead": (
+            "アーカイブした価格は新規の契約に使えません。この価格の既存の契約はこれまでどおり"
+            "続き、更新されます。管理画面から元に戻すことはできません。"
+        ),
+        "price.archive_confirm": "価格をアーカイブする",
+        "price.archived_already": "この価格はすでにアーカイブされています。",
         "price.metered": "従量：{code}",
         "price.per_unit": "1単位 {amount}",
         "price.per_package": "{size}単位ごとに {amount}",
