@@ -70,6 +70,12 @@ def tier_rows(form: Mapping[str, str]) -> list[dict[str, str]]:
     return [{c: form.get(f"tier-{n}-{c}", "") for c in TIER_COLUMNS} for n in range(count)]
 
 
+def _padded(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The tier table to show: the rows posted, and blank ones up to the usual count."""
+    blank = [dict.fromkeys(TIER_COLUMNS, "") for _ in range(BLANK_TIER_ROWS - len(rows))]
+    return rows + blank
+
+
 def _decimal_text(text: str) -> str | None:
     # The tiers' up_to and unit_amount are decimal strings: "1,000" is 1000 here too.
     found = number(text)
@@ -150,8 +156,7 @@ async def _form(
 async def new_price(request: Request, me: Admin) -> Response:
     values = {"currency": "JPY", "interval": "month", "interval_count": "1",
               "pricing_model": "flat"}  # fmt: skip
-    blank = [dict.fromkeys(TIER_COLUMNS, "") for _ in range(BLANK_TIER_ROWS)]
-    return await _form(request, values, blank, {})
+    return await _form(request, values, _padded([]), {})
 
 
 @router.post(HOME + "/prices")
@@ -166,8 +171,7 @@ async def create_price(request: Request, me: Admin) -> Response:
             _create, deps_of(request).sessions, price, me.staff.actor
         )
     except FormRefused as refused:
-        shown = [*rows, dict.fromkeys(TIER_COLUMNS, "")] if len(rows) < 2 else rows
-        return await _form(request, form, shown, refused.errors, status=422)
+        return await _form(request, form, _padded(rows), refused.errors, status=422)
     return see_other(f"{HOME}?created={price_id}#prices")
 
 
