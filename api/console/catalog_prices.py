@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, get_args
 
 from fastapi import APIRouter, Request
@@ -18,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.console.auth import ConsoleDenied, form_of, locale_of
+from api.console.auth import ConsoleDenied, form_of, locale_of, origin_of
 from api.console.catalog import HOME, decimal_amount, lookups
 from api.console.catalog_forms import (
     FORM,
@@ -38,6 +39,7 @@ from api.requests.catalog import PriceCreate, PricingModel
 from api.requests.common import IntervalName
 from kakin.services import catalog
 from kakin.services.errors import NotFoundError
+from kakin.services.staff import Origin
 from kakin.views.catalog import PriceOut
 
 router = APIRouter(include_in_schema=False)
@@ -131,9 +133,11 @@ def _field_of(filled: list[int]) -> Any:
     return field_of
 
 
-def _create(sessions: sessionmaker[Session], body: PriceCreate, actor: str) -> str:
+def _create(sessions: sessionmaker[Session], body: PriceCreate, actor: str, origin: Origin) -> str:
     try:
-        return catalog.create_price(sessions, **body.service_arguments(), actor=actor)
+        return catalog.create_price(
+            sessions, **body.service_arguments(), actor=actor, origin=origin
+        )
     except catalog.CatalogError as error:
         raise FormRefused({field_named(str(error), FIELDS, ALIASES): str(error)}) from None
 
@@ -168,7 +172,7 @@ async def create_price(request: Request, me: Admin) -> Response:
     try:
         price = validated(PriceCreate, body, t, field_of=_field_of(filled))
         price_id = await run_in_threadpool(
-            _create, deps_of(request).sessions, price, me.staff.actor
+            _create, deps_of(request).sessions, price, me.staff.actor, origin_of(request)
         )
     except FormRefused as refused:
         return await _form(request, form, _padded(rows), refused.errors, status=422)
@@ -193,11 +197,8 @@ async def confirm_archive(request: Request, price_id: str, me: Admin) -> Respons
 async def archive_price(request: Request, price_id: str, me: Admin) -> Response:
     """As ``POST /v1/prices/{id}/archive``: no new subscriptions; running ones continue."""
     try:
-        await run_in_threadpool(
-            lambda: catalog.archive_price(
-                deps_of(request).sessions, price_id, PriceOut.of, actor=me.staff.actor
-            )
-        )
+        archive = partial(catalog.archive_price, actor=me.staff.actor, origin=origin_of(request))
+        await run_in_threadpool(archive, deps_of(request).sessions, price_id, PriceOut.of)
     except NotFoundError:
         raise ConsoleDenied(404, "error.not_found") from None
     return see_other(f"{HOME}?archived={price_id}#prices")

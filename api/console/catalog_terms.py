@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from api.console.auth import form_of, locale_of
+from api.console.auth import form_of, locale_of, origin_of
 from api.console.catalog import HOME
 from api.console.catalog_forms import (
     FormRefused,
@@ -34,6 +34,7 @@ from api.console.rendering import render, see_other
 from api.deps import deps_of
 from api.requests.catalog import Aggregation, CouponCreate, MetricCreate, TaxRateCreate
 from kakin.services import catalog
+from kakin.services.staff import Origin
 
 router = APIRouter(include_in_schema=False)
 DURATIONS = get_args(CouponCreate.model_fields["duration"].annotation)
@@ -100,9 +101,9 @@ TERMS = (
 )  # fmt: skip
 
 
-def _make(term: Term, sessions: Any, body: BaseModel, actor: str) -> str:
+def _make(term: Term, sessions: Any, body: BaseModel, actor: str, origin: Origin) -> str:
     try:
-        return term.make(sessions, **body.model_dump(), actor=actor)
+        return term.make(sessions, **body.model_dump(), actor=actor, origin=origin)
     except catalog.CatalogError as error:
         field = field_named(str(error), term.request.model_fields, term.aliases)
         raise FormRefused({field: str(error)}) from None
@@ -121,8 +122,9 @@ def _routes(term: Term) -> None:
         try:
             body = validated(term.request, term.body(form), t)
             made = await run_in_threadpool(
-                _make, term, deps_of(request).sessions, body, me.staff.actor
-            )
+                _make, term, deps_of(request).sessions, body, me.staff.actor,
+                origin_of(request),
+            )  # fmt: skip
         except FormRefused as refused:
             return render(
                 request, term.template, status=422, values=form, errors=refused.errors,

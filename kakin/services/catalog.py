@@ -3,9 +3,10 @@
 Every entry point (HTTP API, CLI, the console) creates these through here, so each is
 validated once, by the pure rules in billing/, with an error that says what is wrong.
 
-A face that knows who asked passes ``actor`` (the console: ``staff:<email>``): the change
-is then an audit row (``entity_type`` price, metric, tax_rate or coupon) written in the
-same transaction, so a refused request leaves none.
+A face that knows who asked passes ``actor`` (the console: ``staff:<email>``) and the
+request's ``origin`` (address, user agent): the change is then an audit row
+(``entity_type`` price, metric, tax_rate or coupon) written in the same transaction, so
+a refused request leaves none.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from billing.rounding import parse_decimal
 from kakin.services import errors, ledger
 from kakin.services.invoice_drafts import rating_price
 from kakin.services.shaping import Reads
+from kakin.services.staff import Origin
 from models.repositories import audit as audit_sql
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
@@ -60,13 +62,20 @@ def _rule(check: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _audit(
-    session: Session, actor: str | None, kind: str, row_id: str, action: str, **details: Any
+    session: Session,
+    asked: tuple[str | None, Origin | None],
+    kind: str,
+    row_id: str,
+    action: str,
+    **details: Any,
 ) -> None:
-    """The audit row of a change ``actor`` asked for (none when no actor is given)."""
+    """The audit row of a change an actor asked for, from where (none without an actor)."""
+    actor, origin = asked
     if actor is not None:
         audit_sql.audit(
             session, entity_type=kind, entity_id=row_id, action=f"{kind}.{action}",
-            actor=actor[:200], occurred_at=datetime.now(UTC), details=details,
+            actor=actor[:200], occurred_at=datetime.now(UTC),
+            details={**(origin or Origin()).details(), **details},
         )  # fmt: skip
 
 
@@ -88,13 +97,22 @@ def create_metric(
     aggregation: str,
     property: str | None = None,
     actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     _rule(metering.BillableMetric, code=code, aggregation=aggregation, property=property)
     with sessions() as session:
         metric = BillableMetric(
             id=new_id("bm"), code=code, name=name, aggregation=aggregation, property=property
         )
-        _audit(session, actor, "metric", metric.id, "created", code=code, aggregation=aggregation)
+        _audit(
+            session,
+            (actor, origin),
+            "metric",
+            metric.id,
+            "created",
+            code=code,
+            aggregation=aggregation,
+        )
         _add_unique(session, metric, taken=f"a metric with code {code!r} exists already")
         return metric.id
 
@@ -108,6 +126,7 @@ def create_tax_rate(
     jurisdiction: str = "",
     reduced: bool = False,
     actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     terms = _rule(tax.TaxRate, id="new", name=name, percentage=percentage, inclusive=inclusive)
     with sessions() as session:
@@ -121,7 +140,13 @@ def create_tax_rate(
         )
         session.add(rate)
         _audit(
-            session, actor, "tax_rate", rate.id, "created", name=name, percentage=rate.percentage
+            session,
+            (actor, origin),
+            "tax_rate",
+            rate.id,
+            "created",
+            name=name,
+            percentage=rate.percentage,
         )
         session.commit()
         return rate.id
@@ -152,6 +177,7 @@ def create_price(
     metric_code: str | None = None,
     tax_rate_ids: list[str] | None = None,
     actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     """Create a price of any pricing model (a new product unless ``product_id``)."""
     try:
@@ -200,7 +226,7 @@ def create_price(
         _rule(rating_price, price)  # the tiers, package size and amounts make sense
         session.add(price)
         _audit(
-            session, actor, "price", price.id, "created", product=product.name,
+            session, (actor, origin), "price", price.id, "created", product=product.name,
             currency=currency, pricing_model=pricing_model,
         )  # fmt: skip
         session.commit()
@@ -249,6 +275,7 @@ def create_coupon(
     redeem_by: datetime | None = None,
     max_redemptions: int | None = None,
     actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     terms = _rule(
         discounts.Coupon,
@@ -274,7 +301,15 @@ def create_coupon(
             redeem_by=redeem_by,
             max_redemptions=max_redemptions,
         )
-        _audit(session, actor, "coupon", coupon.id, "created", code=code, duration=coupon.duration)
+        _audit(
+            session,
+            (actor, origin),
+            "coupon",
+            coupon.id,
+            "created",
+            code=code,
+            duration=coupon.duration,
+        )
         _add_unique(session, coupon, taken=f"a coupon with code {code!r} exists already")
         return coupon.id
 
@@ -352,12 +387,13 @@ def archive_price(
     shape: Callable[[Price], T],
     *,
     actor: str | None = None,
+    origin: Origin | None = None,
 ) -> T:
     """Archive a price: it takes no new subscriptions; running ones continue."""
     with sessions() as session:
         row = find_price(session, price_id)
         if row.active:
-            _audit(session, actor, "price", row.id, "archived", product=row.product.name)
+            _audit(session, (actor, origin), "price", row.id, "archived", product=row.product.name)
         row.active = False
         session.commit()
         return shape(row)

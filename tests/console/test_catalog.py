@@ -108,9 +108,12 @@ def test_a_tax_rate_and_a_flat_yen_price_from_the_forms(office: Office) -> None:
 
     actor = office.members["admin"].member.actor
     entries, _ = audit.list_entries_shaped(
-        office.sessions, lambda e: (e.action, e.entity_id), actor=actor
+        office.sessions, lambda e: (e.action, e.entity_id, e.details), actor=actor
     )
-    assert ("price.created", price_id) in entries and ("tax_rate.created", rate_id) in entries
+    rows = {(action, entity): details for action, entity, details in entries}
+    assert rows[("price.created", price_id)]["address"] == "127.0.0.1"  # who, and from where
+    assert rows[("price.created", price_id)]["pricing_model"] == "flat"
+    assert rows[("tax_rate.created", rate_id)]["percentage"] == "10"
 
 
 def test_a_graduated_price_with_three_tiers_from_the_table(office: Office) -> None:
