@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kakin.services import audit, catalog
+from kakin.services import api_keys, audit, catalog
 from kakin.views.catalog import CouponOut, MetricOut, PriceOut, TaxRateOut
 from tests.console.browsing import enrol, new_staff, post
 from tests.console.office import Office
@@ -137,6 +137,11 @@ def test_a_graduated_price_with_three_tiers_from_the_table(office: Office) -> No
         {"up_to": "10000", "unit_amount": "5", "flat_amount": 500},
         {"up_to": None, "unit_amount": "0.5", "flat_amount": 0},
     ]
+    key = api_keys.create_key(office.sessions, name="catalog test", role="service").secret
+    through_api = httpx.get(
+        f"{office.url}/v1/prices/{price_id}", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert through_api.status_code == 200 and through_api.json()["tiers"] == price.tiers
     row = row_of(admin.get(CATALOG + "/prices").text, price_id)
     assert "3 tiers" in row and "up to 1,000" in row and "+ ¥500" in row
     assert "above 10,000" in row and "0.5 JPY per unit" in row
@@ -404,3 +409,21 @@ async def test_the_catalog_in_the_browser(
     for kind in ("metrics", "tax-rates", "coupons"):
         phone_form = await office.page(open_page, "admin", f"{CATALOG}/{kind}/new", viewport=PHONE)
         assert await horizontal_overflow(phone_form) == 0, kind
+
+
+def test_long_lists_are_paged(office: Office) -> None:
+    for n in range(55 - count(office, catalog.list_tax_rates)):
+        catalog.create_tax_rate(office.sessions, name=f"Rate {n}", percentage="5")
+    total = count(office, catalog.list_tax_rates)
+    reader = office.client("finance")
+    overview = reader.get(CATALOG).text
+    section = overview.split('id="tax-rates"', 1)[1].split("</section>", 1)[0]
+    assert section.count("data-id=") == 20 and f'href="{CATALOG}/tax-rates"' in section
+    seen: list[str] = []
+    path = f"{CATALOG}/tax-rates"
+    while path:
+        page = reader.get(path).text
+        seen += re.findall(r'data-id="([\w-]+)"', page)
+        older = re.search(r'href="(/console/catalog/tax-rates\?after=[\w-]+)">Older', page)
+        path = older.group(1) if older else ""
+    assert len(seen) == len(set(seen)) == total
