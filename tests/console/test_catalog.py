@@ -251,8 +251,15 @@ def test_refusals_of_the_service_and_of_a_tier_cell_stay_beside_their_fields(
         amount_off="500", currency="JPY",
     )  # fmt: skip
     assert both.status_code == 422 and "exactly one" in error_beside(both.text, "percent_off")
+    rates, metrics = count(office, catalog.list_tax_rates), count(office, catalog.list_metrics)
+    too_high = submit(admin, "tax-rates", name="消費税", percentage="150%")
+    assert "between 0 and 100" in error_beside(too_high.text, "percentage")
+    unsummed = submit(admin, "metrics", code=unique("gb_"), name="GB", aggregation="sum")
+    assert "needs the property" in error_beside(unsummed.text, "property")
     assert count(office, catalog.list_prices) == prices
     assert count(office, catalog.list_coupons) == coupons
+    assert count(office, catalog.list_tax_rates) == rates
+    assert count(office, catalog.list_metrics) == metrics
 
     code = unique("dup_")
     created_id(submit(admin, "metrics", code=code, name="x", aggregation="count"), "metrics")
