@@ -17,6 +17,9 @@ from fastapi import FastAPI
 from api.console import (
     account,
     api_key_pages,
+    catalog,
+    catalog_prices,
+    catalog_terms,
     customers,
     dashboard,
     home,
@@ -36,6 +39,9 @@ ROUTERS = (
     customers.router,
     staff_pages.router,
     api_key_pages.router,
+    catalog.router,
+    catalog_prices.router,
+    catalog_terms.router,
 )
 
 

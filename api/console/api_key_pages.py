@@ -9,23 +9,19 @@ first on a page of its own, so it works without JavaScript.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from api.console.auth import ConsoleDenied, SignedIn, form_of, locale_of, require_staff
+from api.console.auth import Admin, ConsoleDenied, form_of, locale_of
 from api.console.messages import translator
 from api.console.rendering import render, see_other
 from api.deps import deps_of
 from kakin.services import api_keys
 from kakin.services.api_keys import KeyInputError, Role
 from kakin.services.errors import NotFoundError
-from kakin.services.staff import StaffRole
 
 router = APIRouter(include_in_schema=False)
-Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]
 KEYS = "/console/api-keys"
 ROLES = tuple(Role)
 # A page holding a secret: no copy in the browser's cache or a proxy's.

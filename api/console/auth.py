@@ -296,4 +296,7 @@ def require_staff(*roles: StaffRole) -> Callable[[Request], Awaitable[SignedIn]]
 
 
 # A page any signed-in staff member may see: ``me: AnyStaff``.
+# The page parameters of who may open a page (an admin always may).
 AnyStaff = Annotated[SignedIn, Depends(require_staff())]
+Support = Annotated[SignedIn, Depends(require_staff(StaffRole.SUPPORT))]
+Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]

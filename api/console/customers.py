@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import stripe as stripe_sdk
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -25,10 +25,10 @@ from api.console.auth import (
     AnyStaff,
     ConsoleDenied,
     SignedIn,
+    Support,
     check_csrf,
     locale_of,
     origin_of,
-    require_staff,
 )
 from api.console.messages import MESSAGES, translator
 from api.console.rendering import render, see_other
@@ -61,7 +61,6 @@ CARD_CHOICES = (
     ("4000000000000341", "customer_new.card_declined"),
 )
 FIELDS = ("name", "email", "locale", "currency", "time_zone", "card_number")
-Support = Annotated[SignedIn, Depends(require_staff(StaffRole.SUPPORT))]
 
 
 def customer_path(customer_id: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from api.console.words import (
     account,
     admin,
+    catalog,
     customers,
     dashboard,
 )
@@ -22,6 +23,7 @@ SECTIONS = (
     account,
     dashboard,
     customers,
+    catalog,
     admin,
 )
 

@@ -11,10 +11,9 @@ The service refuses an admin disabling themself; the page offers no such button 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -22,13 +21,13 @@ from api.console.account import input_error
 from api.console.api_key_pages import NO_STORE
 from api.console.auth import (
     SIGN_IN,
+    Admin,
     ConsoleDenied,
     SignedIn,
     console_of,
     form_of,
     locale_of,
     origin_of,
-    require_staff,
 )
 from api.console.messages import translator
 from api.console.rendering import render, see_other
@@ -38,7 +37,6 @@ from kakin.services.errors import ConflictError, InvalidRequestError, NotFoundEr
 from kakin.services.staff import Origin, StaffInfo, StaffInputError, StaffRole
 
 router = APIRouter(include_in_schema=False)
-Admin = Annotated[SignedIn, Depends(require_staff(StaffRole.ADMIN))]
 STAFF = "/console/staff"
 ROLES = tuple(StaffRole)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -55,6 +55,13 @@ class PriceCreate(Request):
     tax_rate_ids: list[Id] = Field(default_factory=list, max_length=5)
 
     _currency = field_validator("currency")(check_currency)
+
+    def service_arguments(self) -> dict[str, Any]:
+        """What ``catalog.create_price`` takes for this body: its tiers as dicts, its
+        metric by code (the API and the console both create a price so)."""
+        fields = self.model_dump(exclude={"tiers", "metric"})
+        tiers = None if self.tiers is None else [tier.model_dump() for tier in self.tiers]
+        return {**fields, "tiers": tiers, "metric_code": self.metric}
 
 
 class MetricCreate(Request):

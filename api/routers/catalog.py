@@ -26,12 +26,8 @@ async def create_price(body: PriceCreate, write: WriteDep) -> JSONResponse:
 
 
 def do_create_price(deps: Deps, body: PriceCreate) -> PriceOut:
-    fields = body.model_dump(exclude={"tiers", "metric"})
-    tiers = None if body.tiers is None else [tier.model_dump() for tier in body.tiers]
     try:
-        price_id = catalog.create_price(
-            deps.sessions, **fields, tiers=tiers, metric_code=body.metric
-        )
+        price_id = catalog.create_price(deps.sessions, **body.service_arguments())
     except catalog.CatalogError as error:
         # 422 even for a missing product or tax rate: the body names them.
         raise ApiError(422, str(error)) from None

@@ -1,7 +1,12 @@
 """The catalog beyond flat prices: billable metrics, priced usage, tax rates, coupons.
 
-Every entry point (HTTP API, CLI) creates these through here, so each is validated
-once, by the pure rules in billing/, with an error that says what is wrong.
+Every entry point (HTTP API, CLI, the console) creates these through here, so each is
+validated once, by the pure rules in billing/, with an error that says what is wrong.
+
+A face that knows who asked passes ``actor`` (the console: ``staff:<email>``) and the
+request's ``origin`` (address, user agent): the change is then an audit row
+(``entity_type`` price, metric, tax_rate or coupon) written in the same transaction, so
+a refused request leaves none.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from billing.rounding import parse_decimal
 from kakin.services import errors, ledger
 from kakin.services.invoice_drafts import rating_price
 from kakin.services.shaping import Reads
+from kakin.services.staff import Origin
+from models.repositories import audit as audit_sql
 from models.repositories import catalog as catalog_sql
 from models.repositories import subscriptions as subscription_sql
 from models.repositories.common import find, new_id
@@ -54,6 +61,24 @@ def _rule(check: Any, *args: Any, **kwargs: Any) -> Any:
         raise CatalogError(str(error)) from None
 
 
+def _audit(
+    session: Session,
+    asked: tuple[str | None, Origin | None],
+    kind: str,
+    row_id: str,
+    action: str,
+    **details: Any,
+) -> None:
+    """The audit row of a change an actor asked for, from where (none without an actor)."""
+    actor, origin = asked
+    if actor is not None:
+        audit_sql.audit(
+            session, entity_type=kind, entity_id=row_id, action=f"{kind}.{action}",
+            actor=actor[:200], occurred_at=datetime.now(UTC),
+            details={**(origin or Origin()).details(), **details},
+        )  # fmt: skip
+
+
 def _add_unique(session: Session, row: object, *, taken: str) -> None:
     """Add ``row`` and commit; a unique key it repeats (a code, a coupon already held)
     is a ``CatalogError`` saying ``taken``."""
@@ -71,11 +96,22 @@ def create_metric(
     name: str,
     aggregation: str,
     property: str | None = None,
+    actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     _rule(metering.BillableMetric, code=code, aggregation=aggregation, property=property)
     with sessions() as session:
         metric = BillableMetric(
             id=new_id("bm"), code=code, name=name, aggregation=aggregation, property=property
+        )
+        _audit(
+            session,
+            (actor, origin),
+            "metric",
+            metric.id,
+            "created",
+            code=code,
+            aggregation=aggregation,
         )
         _add_unique(session, metric, taken=f"a metric with code {code!r} exists already")
         return metric.id
@@ -89,6 +125,8 @@ def create_tax_rate(
     inclusive: bool = False,
     jurisdiction: str = "",
     reduced: bool = False,
+    actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     terms = _rule(tax.TaxRate, id="new", name=name, percentage=percentage, inclusive=inclusive)
     with sessions() as session:
@@ -101,6 +139,15 @@ def create_tax_rate(
             reduced=reduced,
         )
         session.add(rate)
+        _audit(
+            session,
+            (actor, origin),
+            "tax_rate",
+            rate.id,
+            "created",
+            name=name,
+            percentage=rate.percentage,
+        )
         session.commit()
         return rate.id
 
@@ -129,6 +176,8 @@ def create_price(
     tiers: list[dict[str, Any]] | None = None,
     metric_code: str | None = None,
     tax_rate_ids: list[str] | None = None,
+    actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     """Create a price of any pricing model (a new product unless ``product_id``)."""
     try:
@@ -176,6 +225,10 @@ def create_price(
         )
         _rule(rating_price, price)  # the tiers, package size and amounts make sense
         session.add(price)
+        _audit(
+            session, (actor, origin), "price", price.id, "created", product=product.name,
+            currency=currency, pricing_model=pricing_model,
+        )  # fmt: skip
         session.commit()
         return price.id
 
@@ -221,6 +274,8 @@ def create_coupon(
     duration_in_periods: int | None = None,
     redeem_by: datetime | None = None,
     max_redemptions: int | None = None,
+    actor: str | None = None,
+    origin: Origin | None = None,
 ) -> str:
     terms = _rule(
         discounts.Coupon,
@@ -245,6 +300,15 @@ def create_coupon(
             duration_periods=duration_in_periods,
             redeem_by=redeem_by,
             max_redemptions=max_redemptions,
+        )
+        _audit(
+            session,
+            (actor, origin),
+            "coupon",
+            coupon.id,
+            "created",
+            code=code,
+            duration=coupon.duration,
         )
         _add_unique(session, coupon, taken=f"a coupon with code {code!r} exists already")
         return coupon.id
@@ -317,10 +381,19 @@ _coupons = Reads(Coupon, "Coupon")
 get_coupon, list_coupons = _coupons.get, _coupons.page
 
 
-def archive_price(sessions: sessionmaker[Session], price_id: str, shape: Callable[[Price], T]) -> T:
+def archive_price(
+    sessions: sessionmaker[Session],
+    price_id: str,
+    shape: Callable[[Price], T],
+    *,
+    actor: str | None = None,
+    origin: Origin | None = None,
+) -> T:
     """Archive a price: it takes no new subscriptions; running ones continue."""
     with sessions() as session:
         row = find_price(session, price_id)
+        if row.active:
+            _audit(session, (actor, origin), "price", row.id, "archived", product=row.product.name)
         row.active = False
         session.commit()
         return shape(row)

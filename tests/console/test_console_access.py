@@ -20,7 +20,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from kakin.services import api_keys, customers, staff
+from kakin.services import api_keys, catalog, customers, staff
 from tests.console.browsing import csrf
 from tests.console.office import ROLES, Office
 
@@ -71,6 +71,19 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/console/customers/{customer_id}"): EVERYONE,
     ("GET", "/console/customers/new"): (ADMIN, SUPPORT),
     ("POST", "/console/customers/new"): (ADMIN, SUPPORT),
+    # the catalog: everyone reads, admins set it up
+    ("GET", "/console/catalog"): EVERYONE,
+    ("GET", "/console/catalog/{section}"): EVERYONE,
+    ("GET", "/console/catalog/prices/new"): (ADMIN,),
+    ("POST", "/console/catalog/prices"): (ADMIN,),
+    ("GET", "/console/catalog/prices/{price_id}/archive"): (ADMIN,),
+    ("POST", "/console/catalog/prices/{price_id}/archive"): (ADMIN,),
+    ("GET", "/console/catalog/metrics/new"): (ADMIN,),
+    ("POST", "/console/catalog/metrics"): (ADMIN,),
+    ("GET", "/console/catalog/tax-rates/new"): (ADMIN,),
+    ("POST", "/console/catalog/tax-rates"): (ADMIN,),
+    ("GET", "/console/catalog/coupons/new"): (ADMIN,),
+    ("POST", "/console/catalog/coupons"): (ADMIN,),
 }
 
 
@@ -90,12 +103,21 @@ def _customer_id(office: Office) -> str:
     )  # fmt: skip
 
 
+def _price_id(office: Office) -> str:
+    return catalog.create_price(
+        office.sessions, product_name="表 プラン", currency="JPY", unit_amount=1000,
+        interval="month",
+    )  # fmt: skip
+
+
 # A real value for each path parameter, from data put in through the services.
 EXAMPLES: dict[str, Callable[[Office], str]] = {
     "name": lambda office: "console.css",
     "staff_id": _support_member_id,
     "key_id": _key_id,
     "customer_id": _customer_id,
+    "section": lambda office: "prices",
+    "price_id": _price_id,
 }
 
 
