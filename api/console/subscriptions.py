@@ -39,7 +39,7 @@ from api.console.auth import (
 from api.console.messages import translator
 from api.console.rendering import render, see_other
 from api.deps import Deps, deps_of
-from api.errors import SERVICE_ERRORS, ApiError, status_of
+from api.errors import SERVICE_ERRORS, ApiError, error_body, status_of
 from api.lookups import require_customer, require_price
 from api.requests.invoices import InvoiceActionCreate
 from api.requests.subscriptions import (
@@ -52,7 +52,7 @@ from api.requests.subscriptions import (
 from api.routers.invoices import check_in_collection
 from api.routers.subscription_actions import do_preview
 from api.routers.subscriptions import do_start_subscription, live_status
-from api.workflow_calls import capitalized, run_update
+from api.workflow_calls import run_update
 from kakin.platform.temporal_ui import ui_link
 from kakin.services import audit, catalog, customers, invoices, payments
 from kakin.services import subscriptions as subscription_service
@@ -110,10 +110,13 @@ class FormErrors(Exception):
 
 
 def refusal(error: Exception) -> tuple[int, str]:
-    """A refused call's status and sentence: the service's or the API's own words."""
+    """A refused call's status and sentence: the service's or the API's own words, made a
+    sentence as the API's error bodies make them."""
     if isinstance(error, ApiError):
-        return error.status, error.message
-    return status_of(error), capitalized(str(error))
+        status, message = error.status, error.message
+    else:
+        status, message = status_of(error), str(error)
+    return status, error_body(status, message)["error"]["message"]
 
 
 REFUSALS = (ApiError, *SERVICE_ERRORS)

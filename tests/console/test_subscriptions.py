@@ -107,7 +107,7 @@ async def test_a_subscription_started_from_the_form_is_billed_and_shown_live(
     text = page.text
     assert "The subscription has started" not in text  # the notice is for the redirect only
     assert 'class="badge badge-active"' in text
-    assert re.search(r'href="/console/invoices/inv_\w+"', text)
+    assert re.search(r'href="/console/invoices/in_\w+"', text)
     assert "3,000" in text and "Renew and charge" in text  # the live status's next action
     assert f'href="/console/customers/{customer_id}"' in text
     link = f"http://localhost:8233/namespaces/default/workflows/subscription-{subscription_id}"
@@ -240,8 +240,8 @@ async def test_pause_and_resume_keep_their_reasons_and_a_refusal_is_shown_on_the
     page = (await get(support, paused.headers["location"])).text
     assert 'class="badge badge-paused"' in page and "Paused: no invoices" in page
 
-    assert await act(support, subscription_id, "resume", reason="").status_code == 422
-    assert await act(support, subscription_id, "resume", reason="back home").status_code == 303
+    assert (await act(support, subscription_id, "resume", reason="")).status_code == 422
+    assert (await act(support, subscription_id, "resume", reason="back home")).status_code == 303
     email = office.members["support"].member.email
     asked = [
         (row.action, row.actor, row.reason)
@@ -269,10 +269,10 @@ async def test_dunning_actions_grace_retry_and_waive(
     await eventually(in_dunning, timeout=40, what="the declined first invoice in collection")
     page = (await get(support, f"/console/subscriptions/{subscription_id}")).text
     assert "Invoice in collection" in page and "First failure" in page
-    invoice_id = re.search(r'name="invoice_id" value="(inv_\w+)"', page)
+    invoice_id = re.search(r'name="invoice_id" value="(in_\w+)"', page)
     assert invoice_id
 
-    assert await act(support, subscription_id, "grace", days="0", reason="r").status_code == 422
+    assert (await act(support, subscription_id, "grace", days="0", reason="r")).status_code == 422
     granted = await act(support, subscription_id, "grace", days="7", reason="salary on the 25th")
     assert granted.status_code == 303, granted.text
     retried = await act(support, subscription_id, "retry", invoice_id=invoice_id.group(1),
