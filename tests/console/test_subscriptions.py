@@ -336,15 +336,26 @@ def japanese_support(office: Office) -> httpx.Client:
 async def test_the_pages_in_a_browser(
     office: Office, started: tuple[str, str], open_page: OpenPage, screenshot: Screenshot
 ) -> None:
-    subscription_id, _ = started
+    subscription_id, customer_id = started
     support = office.client("support")
     await first_invoice_paid(support, subscription_id)
     path = f"/console/subscriptions/{subscription_id}"
+    dearer = catalog.create_price(
+        office.sessions, product_name="Business plan", currency="JPY", unit_amount=9800
+    )
 
     page = await office.page(open_page, "support", path)
     assert await page.locator("h1").inner_text() == "山田 太郎 · Pro plan"
     assert await page.locator("form.action").count() >= 3
     await screenshot(page, "console-subscription")
+
+    await page.select_option("#change-price", dearer)
+    await page.click("form.action >> text=Preview the change")
+    await page.wait_for_url(f"**{path}/change-plan?price_id={dearer}")
+    assert "Charged now" in await page.content()
+    await screenshot(page, "console-subscription-change")
+    await page.goto(f"/console/subscriptions/new?customer={customer_id}")
+    await screenshot(page, "console-subscription-new")
 
     listed = await office.page(open_page, "support", "/console/subscriptions")
     assert await listed.locator(f'a[href="{path}"]').count() >= 1

@@ -138,7 +138,7 @@ WORDS: dict[str, dict[str, str]] = {
         "subs.range": " – ",
         "subs.pending_plan": "Changes to {price} at the renewal",
         "subs.live": "Live status",
-        "subs.live_lead": "As the subscription's workflow answers right now.",
+        "subs.live_lead": "As the subscription's workflow answers right now; times in {zone}.",
         "subs.live_missing": "The workflow does not answer (it has ended, or Temporal is down).",
         "subs.next_action": "Next action",
         "subs.next_at": "When",
@@ -263,7 +263,7 @@ WORDS: dict[str, dict[str, str]] = {
         "subs.range": "〜",
         "subs.pending_plan": "次回の更新で {price} に変更",
         "subs.live": "現在の状態",
-        "subs.live_lead": "契約のワークフローが今答えている状態です。",
+        "subs.live_lead": "契約のワークフローが今答えている状態です（時刻は {zone}）。",
         "subs.live_missing": (
             "ワークフローが応答しません（終了したか、Temporal が停止しています）。"
         ),
