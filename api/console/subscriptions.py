@@ -41,6 +41,7 @@ from api.console.rendering import render, see_other
 from api.deps import Deps, deps_of
 from api.errors import SERVICE_ERRORS, ApiError, error_body, status_of
 from api.lookups import require_customer, require_price
+from api.requests.common import ReasonedRequest
 from api.requests.invoices import InvoiceActionCreate
 from api.requests.subscriptions import (
     CancelCreate,
@@ -359,7 +360,7 @@ def _reason_words(t: Callable[..., str]) -> dict[str, str]:
     return {"reason": t("subs.error.reason"), "": t("subs.error.form")}
 
 
-class _Reasoned(PauseCreate):
+class _Reasoned(ReasonedRequest):
     """A reason alone, checked as every reasoned request is (resume and retry now
     carry none of their own: the console keeps it in the audit log)."""
 
