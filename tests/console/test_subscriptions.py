@@ -376,6 +376,9 @@ async def test_the_pages_in_a_browser(
     listed = await office.page(open_page, "support", "/console/subscriptions")
     assert await listed.locator(f'a[href="{path}"]').count() >= 1
     await screenshot(listed, "console-subscriptions")
+    listed_phone = await office.page(open_page, "support", "/console/subscriptions", viewport=PHONE)
+    assert await horizontal_overflow(listed_phone) == 0  # the table scrolls in its box
+    await screenshot(listed_phone, "console-subscriptions-phone")
 
     phone = await office.page(open_page, "support", path, viewport=PHONE)
     assert await horizontal_overflow(phone) == 0
