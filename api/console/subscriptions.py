@@ -38,6 +38,7 @@ from api.console.auth import (
 )
 from api.console.messages import translator
 from api.console.rendering import render, see_other
+from api.console.words import subscriptions as subscription_words
 from api.deps import Deps, deps_of
 from api.errors import SERVICE_ERRORS, ApiError, error_body, status_of
 from api.lookups import require_customer, require_price
@@ -217,6 +218,7 @@ async def start_subscription(request: Request, me: Acting) -> Response:
         "price_id": t("subs.error.price"),
         "quantity": t("subs.error.quantity"),
         "trial_days": t("subs.error.trial_days"),
+        "": t("subs.error.form"),
     }
     deps = deps_of(request)
     try:
@@ -312,6 +314,7 @@ async def _subscription_page(
         form=form or {},
         done=done if done in DONE else "",
         tz=stored.subscription.time_zone,
+        known_actions=subscription_words.ACTIONS,
     )
 
 

@@ -75,6 +75,34 @@ _DONE_JA = {
     "retry": "登録済みのカードで支払いを再試行しています。",
     "waive": "回収中の請求書を免除しました。契約は有効に戻りました。",
 }
+# The audit log's actions a subscription's history shows (any other reads as recorded).
+_ACTIONS_EN = {
+    "status_changed": "Status changed",
+    "cancel_scheduled": "Cancellation scheduled",
+    "paid": "Invoice paid",
+    "finalized": "Invoice issued",
+    "plan_changed": "Plan changed",
+    "plan_change_scheduled": "Plan change scheduled",
+    "grace_granted": "Grace days granted",
+    "payment_method_updated": "Card updated",
+    "credit_note_issued": "Credit note issued",
+    "resume_requested": "Resume requested",
+    "retry_requested": "Retry requested",
+}
+_ACTIONS_JA = {
+    "status_changed": "状態の変更",
+    "cancel_scheduled": "解約の予約",
+    "paid": "請求書の支払い",
+    "finalized": "請求書の発行",
+    "plan_changed": "プラン変更",
+    "plan_change_scheduled": "プラン変更の予約",
+    "grace_granted": "猶予の付与",
+    "payment_method_updated": "カードの更新",
+    "credit_note_issued": "クレジットノートの発行",
+    "resume_requested": "再開の依頼",
+    "retry_requested": "再試行の依頼",
+}
+ACTIONS = frozenset(_ACTIONS_EN)
 _INTERVALS_EN = {"day": "day", "week": "week", "month": "month", "year": "year"}
 _INTERVALS_JA = {"day": "日", "week": "週", "month": "月", "year": "年"}
 _N_INTERVALS_JA = {"day": "日", "week": "週間", "month": "か月", "year": "年"}
@@ -112,6 +140,7 @@ WORDS: dict[str, dict[str, str]] = {
         **_prefixed("subs.inv_status.", _INVOICE_STATUSES_EN),
         **_prefixed("subs.next.", _NEXT_EN),
         **_prefixed("subs.done.", _DONE_EN),
+        **_prefixed("subs.action.", _ACTIONS_EN),
         "subs.new.title": "Start a subscription",
         "subs.new.lead": "The customer is charged with their card on file when each period starts.",
         "subs.new.customer": "Customer ID",
@@ -238,6 +267,7 @@ WORDS: dict[str, dict[str, str]] = {
         **_prefixed("subs.inv_status.", _INVOICE_STATUSES_JA),
         **_prefixed("subs.next.", _NEXT_JA),
         **_prefixed("subs.done.", _DONE_JA),
+        **_prefixed("subs.action.", _ACTIONS_JA),
         "subs.new.title": "契約を開始",
         "subs.new.lead": "各期間の開始時に、登録済みのカードで請求します。",
         "subs.new.customer": "顧客ID",
