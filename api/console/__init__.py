@@ -26,6 +26,7 @@ from api.console import (
     rendering,
     sign_in,
     staff_pages,
+    subscriptions,
 )
 from api.console.auth import build_console
 from api.console.headers import ConsoleHeaders
@@ -35,6 +36,7 @@ ROUTERS = (
     sign_in.router,
     account.router,
     home.router,
+    subscriptions.router,
     dashboard.router,
     customers.router,
     staff_pages.router,

@@ -15,6 +15,7 @@ from api.console.words import (
     catalog,
     customers,
     dashboard,
+    subscriptions,
 )
 
 # One module of words per part of the console (api/console/words/), so each part's
@@ -23,6 +24,7 @@ SECTIONS = (
     account,
     dashboard,
     customers,
+    subscriptions,
     catalog,
     admin,
 )

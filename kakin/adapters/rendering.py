@@ -181,6 +181,15 @@ def periodend(
     return localdate(end, time_zone, locale)
 
 
+def localtime(dt: datetime, time_zone: str = "UTC", locale: str = "en") -> str:
+    """Jinja filter: the date and the time of day of a UTC instant in ``time_zone``,
+    ``2031年1月31日 09:00`` / ``Jan 31, 2031 09:00`` (when a renewal or a retry runs)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    local = dt.astimezone(ZoneInfo(time_zone))
+    return f"{_format_day(local.date(), locale)} {local:%H:%M}"
+
+
 def make_template_env(templates_dir: Path | None = None) -> jinja2.Environment:
     """The Jinja2 environment for invoices and emails.
 
@@ -202,6 +211,7 @@ def make_template_env(templates_dir: Path | None = None) -> jinja2.Environment:
     env.filters["money"] = money
     env.filters["localdate"] = localdate
     env.filters["periodend"] = periodend
+    env.filters["localtime"] = localtime
     return env
 
 

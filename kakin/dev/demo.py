@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +34,7 @@ from kakin import runtime
 from kakin.adapters.mailer import safe_key
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
+from kakin.platform.temporal_ui import ui_link
 from kakin.services import catalog, customers, feed, invoices, subscriptions
 from kakin.services.errors import NotFoundError
 from models.payloads import SubscriptionStatus
@@ -87,14 +87,6 @@ def demo_anchor(now: datetime) -> datetime:
             if anchor >= now:
                 return anchor
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-
-
-def ui_link(ui_url: str, namespace: str, *, query: str | None = None, workflow_id: str = "") -> str:
-    """A Temporal UI link: a workflow's page, or the list filtered by a visibility query."""
-    base = f"{ui_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows"
-    if workflow_id:
-        return f"{base}/{quote(workflow_id, safe='')}"
-    return f"{base}?query={quote(query, safe='')}" if query else base
 
 
 @dataclass

@@ -26,10 +26,11 @@ import uvicorn
 from api.app import build_app
 from api.codec_server import build_codec_app
 from kakin import runtime
-from kakin.dev.demo import Demo, ui_link
+from kakin.dev.demo import Demo
 from kakin.dev.embedded import LOCALHOST, EmbeddedStack, port_is_open
 from kakin.platform.codec import EncryptionKeyError, ensure_dev_key_file, keyring_from_settings
 from kakin.platform.settings import ConfigurationError, Settings, get_settings
+from kakin.platform.temporal_ui import ui_link
 from kakin.runtime import run_worker
 
 

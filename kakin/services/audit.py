@@ -70,3 +70,29 @@ def list_entries_shaped(
     with sessions() as session:
         rows, more = list_entries(session, **filters)
         return [shape(row) for row in rows], more
+
+
+def record_request(
+    sessions: sessionmaker[Session],
+    *,
+    entity_type: str,
+    entity_id: str,
+    action: str,
+    actor: str,
+    reason: str,
+    occurred_at: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Write down (committed) what a staff member asked and why, when the message they
+    sent carries no reason of its own.
+
+    Resuming a subscription and retrying its charge now are messages without a reason
+    (the workflow records who asked, not why); the console asks for one all the same,
+    and this row keeps it, with where the request came from (``details``).
+    """
+    with sessions() as session:
+        audit_sql.audit(
+            session, entity_type=entity_type, entity_id=entity_id, action=action,
+            actor=actor[:200], reason=reason, occurred_at=occurred_at, details=details,
+        )  # fmt: skip
+        session.commit()

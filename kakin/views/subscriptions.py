@@ -39,6 +39,36 @@ class SubscriptionOut(BaseModel):
         return cls(**columns(row, cls, metadata=dict(row.metadata_ or {})))
 
 
+class SubscriptionSummary(SubscriptionOut):
+    """The stored subscription with what a person reads beside it: whose it is, and the
+    plan by name and amount (the console's lists and pages)."""
+
+    customer_name: str
+    customer_email: str
+    time_zone: str  # the customer's: the calendar its dates are shown in
+    plan_name: str
+    unit_amount: int
+    currency: str
+    interval: str
+    interval_count: int
+
+    @classmethod
+    def of(cls, row: Subscription) -> SubscriptionSummary:
+        customer, price = row.customer, row.price
+        plan = price.product.name + (f" · {price.nickname}" if price.nickname else "")
+        return cls(
+            **SubscriptionOut.of(row).model_dump(),
+            customer_name=customer.name,
+            customer_email=customer.email,
+            time_zone=customer.time_zone or "UTC",
+            plan_name=plan,
+            unit_amount=price.unit_amount,
+            currency=price.currency,
+            interval=price.interval,
+            interval_count=price.interval_count,
+        )
+
+
 class OutstandingInvoiceOut(BaseModel):
     invoice_id: str
     number: str | None

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from kakin.services import api_keys, catalog, customers, staff
+from tests.api.test_api_subscriptions import stored_subscription
 from tests.console.browsing import csrf
 from tests.console.office import ROLES, Office
 
@@ -84,6 +85,19 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/console/catalog/tax-rates"): (ADMIN,),
     ("GET", "/console/catalog/coupons/new"): (ADMIN,),
     ("POST", "/console/catalog/coupons"): (ADMIN,),
+    # subscriptions: everyone reads, support acts
+    ("GET", "/console/subscriptions"): EVERYONE,
+    ("GET", "/console/subscriptions/{subscription_id}"): EVERYONE,
+    ("GET", "/console/subscriptions/new"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/new"): (ADMIN, SUPPORT),
+    ("GET", "/console/subscriptions/{subscription_id}/change-plan"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/change-plan"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/cancel"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/pause"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/resume"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/grace"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/retry"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/waive"): (ADMIN, SUPPORT),
 }
 
 
@@ -110,6 +124,11 @@ def _price_id(office: Office) -> str:
     )  # fmt: skip
 
 
+# Pages that need a choice in the query: without it, an admitted role is sent back
+# (the plan-change preview without a plan: to the subscription).
+ONWARDS = {"/console/subscriptions/{subscription_id}/change-plan"}
+
+
 # A real value for each path parameter, from data put in through the services.
 EXAMPLES: dict[str, Callable[[Office], str]] = {
     "name": lambda office: "console.css",
@@ -118,6 +137,9 @@ EXAMPLES: dict[str, Callable[[Office], str]] = {
     "customer_id": _customer_id,
     "section": lambda office: "prices",
     "price_id": _price_id,
+    # One whose workflow has gone (the page shows the stored row): a sync test cannot
+    # let the module's worker answer a status query.
+    "subscription_id": lambda office: stored_subscription(office.sessions),
 }
 
 
@@ -192,7 +214,7 @@ def test_each_page_opens_for_its_roles_and_is_403_for_the_others(office: Office,
         if route.method != "GET" or access is None:
             continue  # an undecided route fails the test above
         answer = client.get(url_of(office, route, cache))
-        if isinstance(access, Before):
+        if isinstance(access, Before) or (role in access and route.path in ONWARDS):
             # Signed in already: the page itself, or a redirect onwards (to home).
             expected: tuple[int, ...] = (200, 303)
         else:
