@@ -13,12 +13,12 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from api.console import account, home, rendering, sign_in
+from api.console import account, home, invoices, rendering, sign_in
 from api.console.auth import build_console
 from api.console.headers import ConsoleHeaders
 from kakin.platform.settings import Settings
 
-ROUTERS = (sign_in.router, account.router, home.router)
+ROUTERS = (sign_in.router, account.router, home.router, invoices.router)
 
 
 def mount(app: FastAPI, settings: Settings, *, clock: Callable[[], datetime] | None) -> None:

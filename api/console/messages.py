@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from api.console.words import account
+from api.console.words import account, invoices
 
 # One module of words per part of the console (api/console/words/), so each part's
 # words sit beside nothing else's; a key defined twice is a mistake caught at import.
-SECTIONS = (account,)
+SECTIONS = (account, invoices)
 
 
 def _merged(language: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ class Entry:
 
 MENU = (
     Entry("/console/", "nav.home", EVERYONE),
+    Entry("/console/invoices", "nav.invoices", EVERYONE),
     Entry("/console/staff", "nav.staff", (ADMIN,)),
 )
 

@@ -126,7 +126,16 @@ def read_invoice(deps: Deps, invoice_id: str) -> InvoiceDetail:
 async def do_waive(
     write: Write, invoice_id: str, body: InvoiceActionCreate, mark_as: InvoiceStatus
 ) -> InvoiceDetail:
-    deps, requested_by = write.deps, write.requested_by
+    return await waive(
+        write.deps, invoice_id, reason=body.reason, requested_by=write.requested_by,
+        mark_as=mark_as,
+    )  # fmt: skip
+
+
+async def waive(
+    deps: Deps, invoice_id: str, *, reason: str, requested_by: str, mark_as: InvoiceStatus
+) -> InvoiceDetail:
+    """Void or write off the invoice in dunning (the console's forms call it too)."""
     done = "voided" if mark_as == InvoiceStatus.VOID else "marked uncollectible"
     subscription_id = await check_in_collection(deps, invoice_id, done)
     await run_update(
@@ -136,7 +145,7 @@ async def do_waive(
         lambda client: subscription_service.waive_invoice(
             client,
             subscription_id,
-            reason=body.reason,
+            reason=reason,
             requested_by=requested_by,
             mark_as=mark_as,
             invoice_id=invoice_id,  # the workflow refuses if another took its place

@@ -1,6 +1,7 @@
 """Invoices once stored: their arithmetic recomposed from the rows (for credit notes),
 marking one void or uncollectible, and the reads the faces make (an invoice, a page of
-them, the usage so far and the upcoming invoice, each shaped inside its session).
+them by status, customer, overdue or period, its payments, the usage so far and the
+upcoming invoice, each shaped inside its session).
 
 What an invoice holds is computed in ``invoice_drafts``; how it prints, in
 ``invoice_documents``.
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,12 +25,13 @@ from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
 from kakin.services import ledger
 from kakin.services.invoice_drafts import Draft, DraftLine, current_usage, upcoming_draft
-from kakin.services.shaping import Reads
-from models.payloads import InvoiceChange
+from kakin.services.shaping import Reads, shaped_page
+from models.payloads import InvoiceChange, InvoiceStatus
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
 from models.repositories.common import find, get
-from models.tables import Invoice, Price, Subscription
+from models.tables import Invoice, PaymentAttempt, Price, Subscription
 
 T = TypeVar("T")
 
@@ -123,8 +126,71 @@ def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
 # --- invoice reads, for the faces (each shapes a row inside its session) ---
 
 
-_invoices = Reads(Invoice, "Invoice", filters=("status", "customer_id", "subscription_id"))
-find_invoice, get_invoice, list_invoices = _invoices.find, _invoices.get, _invoices.page
+_invoices = Reads(Invoice, "Invoice")
+find_invoice, get_invoice = _invoices.find, _invoices.get
+
+
+def list_invoices(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Invoice], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+    overdue_at: datetime | None = None,
+    period_from: datetime | None = None,
+    period_until: datetime | None = None,
+) -> tuple[list[T], bool]:
+    """A page of invoices, newest first, each shaped inside the session.
+
+    ``status``, ``customer_id`` and ``subscription_id`` must equal (None or "" filters
+    nothing); ``overdue_at``: only open invoices due before that moment (due when
+    finalized); ``period_from``/``period_until``: the period starts in ``[from,
+    until)`` (``period_bounds`` makes them from days).
+    """
+
+    def read(session: Session) -> tuple[list[Invoice], bool]:
+        return invoice_sql.invoices(
+            session, limit=limit, starting_after=starting_after, overdue_at=overdue_at,
+            period_from=period_from, period_until=period_until, status=status,
+            customer_id=customer_id, subscription_id=subscription_id,
+        )  # fmt: skip
+
+    return shaped_page(sessions, read, shape)
+
+
+def is_overdue(invoice: Invoice, as_of: datetime) -> bool:
+    """Open and due before ``as_of``: an invoice is due when finalized (the ledger's
+    ``due_at``), as ``list_invoices(overdue_at=...)`` filters."""
+    due = invoice.finalized_at
+    return invoice.status == InvoiceStatus.OPEN and due is not None and due < as_of
+
+
+def period_bounds(
+    first_day: date | None, last_day: date | None, time_zone: str
+) -> tuple[datetime | None, datetime | None]:
+    """The instants a list of periods starting from ``first_day`` to ``last_day``
+    (inclusive, days in ``time_zone``: the seller's reporting zone) filters on."""
+    zone = ZoneInfo(time_zone)
+
+    def midnight(day: date) -> datetime:
+        return datetime.combine(day, time(), zone).astimezone(UTC)
+
+    return (
+        midnight(first_day) if first_day else None,
+        midnight(last_day + timedelta(days=1)) if last_day else None,
+    )
+
+
+def invoice_payments(
+    sessions: sessionmaker[Session], invoice_id: str, shape: Callable[[PaymentAttempt], T]
+) -> list[T]:
+    """The invoice's payment attempts, oldest first (``NotFoundError``: no such invoice)."""
+    with sessions() as session:
+        find_invoice(session, invoice_id)
+        return [shape(row) for row in payment_sql.invoice_payments(session, invoice_id)]
 
 
 def invoice_and_subscription_status(
