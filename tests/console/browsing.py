@@ -52,11 +52,12 @@ def post(client: httpx.Client, path: str, form_page: str, **fields: str) -> http
 
 
 def new_staff(
-    sessions: sessionmaker[Session], clock: Clock, *, role: str = "admin", name: str = "検証 花子"
-) -> StaffInfo:
+    sessions: sessionmaker[Session], clock: Clock, *, role: str = "admin", name: str = "検証 花子",
+    locale: str = "en",
+) -> StaffInfo:  # fmt: skip
     return staff.create_staff(
         sessions, email=f"staff-{secrets.token_hex(4)}@example.jp", name=name, role=role,
-        password=PASSWORD, locale="en", actor="test", origin=Origin(address="test"),
+        password=PASSWORD, locale=locale, actor="test", origin=Origin(address="test"),
         now=clock(),
     )  # fmt: skip
 

@@ -50,12 +50,17 @@ class Office:
     async def page(self, open_page: OpenPage, role: str, path: str = "/console/",
                    **options: Any) -> Page:  # fmt: skip
         """A watched browser page signed in as ``role`` (``open_page``'s options), at ``path``."""
-        cookies = self.client(role).cookies
+        return await self.page_for(open_page, self.client(role), path, **options)
+
+    async def page_for(self, open_page: OpenPage, client: httpx.Client, path: str = "/console/",
+                       **options: Any) -> Page:  # fmt: skip
+        """A watched browser page with the session of ``client`` (a member signed in by the
+        test itself: one it invited, one of another language), at ``path``."""
         page = await open_page(self.url, **options)
         await page.context.add_cookies(
             [
                 {"name": c.name, "value": c.value or "", "url": self.url + "/console"}
-                for c in cookies.jar
+                for c in client.cookies.jar
             ]
         )
         await page.goto(path)
