@@ -138,7 +138,7 @@ def test_the_list_reads_as_people_read_it(office: Office, billed: Billed) -> Non
     assert page.status_code == 200
     assert "青空 商店" in page.text
     assert f'href="/console/customers/{billed.paid_customer}"' in page.text
-    assert '<td class="num">¥3,300</td>' in page.text  # 3,000 + 10% tax, an English reader
+    assert '<td class="num c-total">¥3,300</td>' in page.text  # 3,000 + 10% tax, an English reader
     assert 'class="badge paid"' in page.text
     bad = office.client("support").get("/console/invoices?from=2026-13-45&customer=cus_none")
     assert bad.status_code == 200
@@ -297,12 +297,15 @@ async def test_the_pages_in_a_browser(
     frame = page.frame_locator("iframe.document")
     await frame.locator("body").wait_for()
     assert "青空 商店" in await frame.locator("body").inner_text()
+    # Chromium paints a frame only once it has been in view.
+    await page.locator("iframe.document").scroll_into_view_if_needed()
     await screenshot(page, "console-invoice")
 
     phone = await office.page(
         open_page, "support", f"/console/invoices/{billed.paid_invoice}", viewport=PHONE
     )
     assert await horizontal_overflow(phone) == 0
+    await phone.locator("iframe.document").scroll_into_view_if_needed()
     await screenshot(phone, "console-invoice-phone")
     phone_list = await office.page(open_page, "finance", "/console/invoices", viewport=PHONE)
     assert await horizontal_overflow(phone_list) == 0
@@ -316,6 +319,7 @@ async def test_the_pages_in_a_browser(
     )
     assert "基本料金" in await ja.locator("table.lines").inner_text()
     assert "3,300円" in await ja.locator(".summary").inner_text()
+    await ja.locator("iframe.document").scroll_into_view_if_needed()
     await screenshot(ja, "console-invoice-ja")
     ja_list = await office.page_for(open_page, client, "/console/invoices", locale="ja-JP")
     await screenshot(ja_list, "console-invoices-ja")
