@@ -388,31 +388,59 @@ def minor_amount(text: str, currency: str) -> int | None:
     return int(scaled)
 
 
+@dataclass(frozen=True)
+class CreditContext:
+    """What the credit form is checked against, read before it is."""
+
+    currency: str
+    creditable: Creditable
+    lines_amount: int | None  # what the lines chosen come to (None: none chosen)
+    lines_refused: bool  # lines the invoice does not charge for were named
+
+
+def chosen_lines(form: dict[str, str]) -> list[int]:
+    """The positions of the lines the form ticks (``line_<position>``)."""
+    names = (name.removeprefix("line_") for name in form if name.startswith("line_"))
+    return sorted({int(n) for n in names if n.isdigit() and len(n) < 5})
+
+
 def _credit_form(
-    form: dict[str, str], t: Callable[..., str], *, currency: str, creditable: Creditable,
-    locale: str,
-) -> CreditNoteCreate:  # fmt: skip
+    form: dict[str, str], t: Callable[..., str], *, context: CreditContext, locale: str
+) -> CreditNoteCreate:
     """The credit form as the API's request, or the fields it gets wrong (an amount
-    beyond what ``credit_notes.creditable`` allows says so here; the issue checks again)."""
+    beyond what ``credit_notes.creditable`` allows says so here; the issue checks again).
+
+    An amount, or lines (their amount with tax, ``credit_notes.credit_for_lines``), or
+    neither: all that remains."""
+    currency, creditable = context.currency, context.creditable
 
     def money(amount: int) -> str:
         return format_amount(amount, currency, locale=locale)
 
     errors: dict[str, str] = {}
     method = form.get("method", "")
-    try:
-        amount = minor_amount(form.get("amount", ""), currency)
-    except ValueError:
-        amount = None
-        errors["amount"] = t("inv.error.amount_nan", example=amount_example(currency))
+    typed = form.get("amount", "").strip()
+    amount: int | None = None
+    if context.lines_refused:
+        errors["lines"] = t("inv.error.lines")
+    elif context.lines_amount is not None and typed:
+        errors["amount"] = t("inv.error.amount_or_lines")
+    elif context.lines_amount is not None:
+        amount = context.lines_amount
+    else:
+        try:
+            amount = minor_amount(typed, currency)
+        except ValueError:
+            errors["amount"] = t("inv.error.amount_nan", example=amount_example(currency))
+    field = "lines" if context.lines_amount is not None else "amount"
     if amount is not None and amount <= 0:
-        errors["amount"] = t("inv.error.amount_positive")
-    elif "amount" not in errors:
+        errors[field] = t("inv.error.amount_positive")
+    elif not errors:
         wanted = creditable.amount if amount is None else amount
         if wanted > creditable.amount:
-            errors["amount"] = t("inv.error.amount_over", amount=money(creditable.amount))
+            errors[field] = t("inv.error.amount_over", amount=money(creditable.amount))
         elif method == "refund" and wanted > creditable.refundable:
-            errors["amount"] = t("inv.error.refund_over", amount=money(creditable.refundable))
+            errors[field] = t("inv.error.refund_over", amount=money(creditable.refundable))
     words = {
         "reason": t("inv.error.credit_reason"),
         "method": t("inv.error.method"),
@@ -423,13 +451,13 @@ def _credit_form(
         body = CreditNoteCreate(
             reason=form.get("reason", ""),  # type: ignore[arg-type]
             method=method,  # type: ignore[arg-type]
-            amount=amount if "amount" not in errors else None,
+            amount=amount if not errors else None,
             memo=form.get("memo", "").strip(),
         )
     except ValidationError as error:
         for problem in error.errors():
-            field = str(problem["loc"][0]) if problem["loc"] else ""
-            errors.setdefault(field, words.get(field, t("inv.error.form")))
+            name = str(problem["loc"][0]) if problem["loc"] else ""
+            errors.setdefault(name, words.get(name, t("inv.error.form")))
     if errors:
         raise FormErrors(errors)
     return body
@@ -439,20 +467,29 @@ def _credit_form(
 async def credit_note(request: Request, invoice_id: str, me: Acting) -> Response:
     deps = deps_of(request)
     locale = locale_of(request, me.staff)
+    positions = chosen_lines(await form_of(request))
 
-    def read() -> tuple[str, Creditable]:
+    def read() -> CreditContext:
+        sessions = deps.sessions
         try:
-            currency = invoice_service.get_invoice(
-                deps.sessions, invoice_id, lambda row: row.currency
-            )
+            currency = invoice_service.get_invoice(sessions, invoice_id, lambda row: row.currency)
         except SERVICE_ERRORS:
             raise ConsoleDenied(404, "error.not_found") from None
-        return currency, credit_notes.creditable(deps.sessions, invoice_id)
+        lines_amount, refused = None, False
+        if positions:
+            try:
+                lines_amount = credit_notes.credit_for_lines(sessions, invoice_id, positions)
+            except SERVICE_ERRORS:
+                refused = True
+        return CreditContext(
+            currency=currency, creditable=credit_notes.creditable(sessions, invoice_id),
+            lines_amount=lines_amount, lines_refused=refused,
+        )  # fmt: skip
 
-    currency, creditable = await run_in_threadpool(read)
+    context = await run_in_threadpool(read)
 
     def parse(form: dict[str, str], t: Callable[..., str]) -> CreditNoteCreate:
-        return _credit_form(form, t, currency=currency, creditable=creditable, locale=locale)
+        return _credit_form(form, t, context=context, locale=locale)
 
     async def work(deps: Deps, body: CreditNoteCreate) -> str:
         await run_in_threadpool(do_credit, deps, invoice_id, body, me.staff.actor)

@@ -24,7 +24,7 @@ from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import ledger
 from kakin.services.errors import ConflictError, InvalidRequestError
-from kakin.services.invoices import find_invoice, stored_totals
+from kakin.services.invoices import find_invoice, lines_total, stored_totals
 from kakin.services.shaping import shaped
 from models.payloads import InvoiceStatus
 from models.repositories import audit as audit_sql
@@ -227,6 +227,16 @@ class Creditable:
 
     amount: int  # the creditable remainder, tax included
     refundable: int  # of it, what may go back to the card (the rest only as credit)
+
+
+def credit_for_lines(sessions: sessionmaker[Session], invoice_id: str, positions: list[int]) -> int:
+    """The amount, tax included, that credits the invoice's lines at ``positions``
+    (``invoices.lines_total``; ``InvalidRequestError`` for lines it lacks)."""
+    with sessions() as session:
+        try:
+            return lines_total(find_invoice(session, invoice_id), positions)
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
 
 
 def creditable(sessions: sessionmaker[Session], invoice_id: str) -> Creditable:

@@ -9,7 +9,7 @@ What an invoice holds is computed in ``invoice_drafts``; how it prints, in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import payments as payment_sql
 from models.repositories.common import find, get
-from models.tables import Invoice, PaymentAttempt, Price, Subscription
+from models.tables import Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
 
 T = TypeVar("T")
 
@@ -62,19 +62,46 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
                 )
             )
             continue
-        ids = line.details.get("tax_rate_ids")
-        if ids is None:
-            ids = [line.tax_rate_id] if line.tax_rate_id else []
-        charges.append(
-            MathLine(
-                description=line.description,
-                amount=line.amount,
-                tax_rate_ids=tuple(ids),
-                discountable=line.amount >= 0,
-            )
-        )
+        charges.append(_math_line(line))
     breakdown = invoice.tax_breakdown
-    totals = compose_invoice(
+    totals = _compose(invoice, charges, coupons)
+    if totals.total + rounded != invoice.total or [t.tax for t in totals.taxes] != [
+        item["tax"] for item in breakdown
+    ]:
+        raise ValueError(f"invoice {invoice.id}'s stored amounts do not recompose")
+    return replace(totals, total=invoice.total)
+
+
+def lines_total(invoice: Invoice, positions: Iterable[int]) -> int:
+    """What the invoice's charge lines at ``positions`` (indexes into its lines) come
+    to with their tax, as the invoice taxed them; no discount is taken off (a credit
+    note for them is capped by the creditable remainder). Discount and rounding lines
+    are not charges: ``ValueError``, as for a position the invoice lacks."""
+    lines = list(invoice.lines)
+    chosen = sorted(set(positions))
+    if any(not 0 <= i < len(lines) or lines[i].kind in ("discount", "rounding") for i in chosen):
+        raise ValueError("choose the invoice's charge lines")
+    return _compose(invoice, [_math_line(lines[i]) for i in chosen], []).total
+
+
+def _math_line(line: InvoiceLine) -> MathLine:
+    ids = line.details.get("tax_rate_ids")
+    if ids is None:
+        ids = [line.tax_rate_id] if line.tax_rate_id else []
+    return MathLine(
+        description=line.description,
+        amount=line.amount,
+        tax_rate_ids=tuple(ids),
+        discountable=line.amount >= 0,
+    )
+
+
+def _compose(
+    invoice: Invoice, charges: list[MathLine], coupons: list[CouponTerms]
+) -> InvoiceTotals:
+    """The lines composed under the invoice's own tax rates and rounding."""
+    breakdown = invoice.tax_breakdown
+    return compose_invoice(
         currency=invoice.currency,
         lines=charges,
         tax_rates=[
@@ -91,11 +118,6 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
         if breakdown
         else RoundingMode.DOWN,
     )
-    if totals.total + rounded != invoice.total or [t.tax for t in totals.taxes] != [
-        item["tax"] for item in breakdown
-    ]:
-        raise ValueError(f"invoice {invoice.id}'s stored amounts do not recompose")
-    return replace(totals, total=invoice.total)
 
 
 def apply_invoice_change(session: Session, change: InvoiceChange) -> None:

@@ -227,6 +227,27 @@ def test_a_credit_note_refunded_to_the_card_shows_on_the_page(
     assert f"Credit note {note.number} has been issued." in shown
     assert note.number in shown and "Refunded" in shown and "サービス停止のお詫び" in shown
     assert "Up to ¥2,200 may be credited" in shown
+
+    # the line (3,000 + its 10% tax) is more than remains; then the rest as credit
+    assert credit_notes.credit_for_lines(office.sessions, billed.paid_invoice, [0]) == 3300
+    by_line = post(client, f"{path}/credit-notes", shown, line_0="1", method="refund",
+                   reason="duplicate")  # fmt: skip
+    assert by_line.status_code == 422
+    assert (
+        '<p class="field-error" id="credit-lines-error">At most ¥2,200 remains creditable.</p>'
+        in by_line.text
+    )
+    both = post(client, f"{path}/credit-notes", shown, line_0="1", amount="100",
+                method="credit", reason="duplicate")  # fmt: skip
+    assert "Give an amount or choose lines, not both." in both.text
+    rest = post(client, f"{path}/credit-notes", shown, amount="", method="credit",
+                reason="order_change")  # fmt: skip
+    assert rest.status_code == 303, rest.text
+    notes = credit_notes_of(office, billed.paid_invoice)
+    assert [(n.amount, n.method, n.status) for n in notes] == [
+        (1100, "refund", "refunded"), (2200, "credit", "credited"),
+    ]  # fmt: skip
+    assert "Nothing is left to credit on this invoice." in client.get(path).text
     entries, _ = audit.list_entries_shaped(
         office.sessions, lambda e: (e.entity_id, e.action, e.actor), limit=20,
         customer_id=billed.paid_customer,
