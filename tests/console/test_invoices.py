@@ -36,19 +36,23 @@ TOKYO = ZoneInfo("Asia/Tokyo")
 
 @dataclass(frozen=True)
 class Billed:
-    """The module's invoices: one paid (3,000円 + 10% tax), one open in dunning."""
+    """The module's invoices: one paid (3,000円 + 10% tax), one open in dunning, and
+    one paid in dollars that no test acts on (the screenshots show its forms)."""
 
     paid_customer: str
     paid_invoice: str
     open_customer: str
     open_subscription: str
     open_invoice: str
+    dollar_invoice: str
 
 
-def _customer(office: Office, stripe: StripeGateway, *, name: str, card: str) -> str:
+def _customer(
+    office: Office, stripe: StripeGateway, *, name: str, card: str, currency: str = "JPY"
+) -> str:
     return customers.create_customer(
-        office.sessions, stripe, email="billing@example.jp", name=name, currency="JPY",
-        locale="ja", time_zone="Asia/Tokyo", card_number=card,
+        office.sessions, stripe, email="billing@example.jp", name=name, currency=currency,
+        locale="ja" if currency == "JPY" else "en", time_zone="Asia/Tokyo", card_number=card,
     )  # fmt: skip
 
 
@@ -69,13 +73,21 @@ async def billed(
         sessions, product_name="スタンダード プラン", currency="JPY", unit_amount=3000,
         tax_rate_ids=[rate],
     )  # fmt: skip
+    dollars = catalog.create_price(
+        sessions, product_name="Team plan", currency="USD", unit_amount=1250, tax_rate_ids=[rate]
+    )
     paid_customer = _customer(office, stripe_gateway, name="青空 商店", card=OK_CARD)
     open_customer = _customer(office, stripe_gateway, name="港 ラボ", card=DECLINED_CARD)
+    dollar_customer = _customer(
+        office, stripe_gateway, name="Lumen Studio", card=OK_CARD, currency="USD"
+    )
     started = {}
-    for customer_id in (paid_customer, open_customer):
+    for customer_id, price_id in [
+        (paid_customer, price), (open_customer, price), (dollar_customer, dollars),
+    ]:  # fmt: skip
         started[customer_id] = await subscriptions.start_subscription(
             dev_env.client, sessions, task_queue=office.task_queue, customer_id=customer_id,
-            price_id=price,
+            price_id=price_id,
         )  # fmt: skip
 
     def status_of(customer_id: str) -> str:
@@ -83,7 +95,8 @@ async def billed(
         return rows[0].status if rows else ""
 
     async def billed_both() -> bool:
-        if status_of(paid_customer) != "paid" or status_of(open_customer) != "open":
+        paid = status_of(paid_customer) == status_of(dollar_customer) == "paid"
+        if not paid or status_of(open_customer) != "open":
             return False
         view = await subscriptions.subscription_status(dev_env.client, started[open_customer])
         return view.status == "past_due" and view.outstanding_invoice is not None
@@ -98,6 +111,7 @@ async def billed(
         open_customer=open_customer,
         open_subscription=started[open_customer],
         open_invoice=_invoices_of(sessions, open_customer)[0].id,
+        dollar_invoice=_invoices_of(sessions, dollar_customer)[0].id,
     )
 
 
@@ -314,16 +328,17 @@ async def test_the_pages_in_a_browser(
     assert await listed.locator("table.invoices tbody tr").count() > 0
     await screenshot(listed, "console-invoices")
 
-    page = await office.page(open_page, "support", f"/console/invoices/{billed.paid_invoice}")
+    page = await office.page(open_page, "support", f"/console/invoices/{billed.dollar_invoice}")
     frame = page.frame_locator("iframe.document")
     await frame.locator("body").wait_for()
-    assert "青空 商店" in await frame.locator("body").inner_text()
+    assert "Lumen Studio" in await frame.locator("body").inner_text()
+    assert "$13.75" in await page.locator(".due-box").inner_text()  # $12.50 + 10% tax
     # Chromium paints a frame only once it has been in view.
     await page.locator("iframe.document").scroll_into_view_if_needed()
     await screenshot(page, "console-invoice")
 
     phone = await office.page(
-        open_page, "support", f"/console/invoices/{billed.paid_invoice}", viewport=PHONE
+        open_page, "support", f"/console/invoices/{billed.dollar_invoice}", viewport=PHONE
     )
     assert await horizontal_overflow(phone) == 0
     await phone.locator("iframe.document").scroll_into_view_if_needed()
