@@ -7,9 +7,10 @@ invoice (the one its workflow is collecting); any other invoice is a 409.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -63,8 +64,25 @@ def list_invoices(
     customer_id: str | None = None,
     subscription_id: str | None = None,
     status: InvoiceStatus | None = None,
+    overdue: Annotated[
+        bool, Query(description="only open invoices past their due date (due when issued)")
+    ] = False,
+    period_from: Annotated[
+        date | None, Query(description="the period starts on or after this day")
+    ] = None,
+    period_to: Annotated[
+        date | None, Query(description="the period starts on or before this day")
+    ] = None,
 ) -> Page[InvoiceOut]:
-    filters = {"status": status, "customer_id": customer_id, "subscription_id": subscription_id}
+    """Newest first. The period's days are in the seller's reporting time zone
+    (``KAKIN_REPORTING_TIME_ZONE``), as the console's filter takes them."""
+    zone = deps.settings.reporting_time_zone
+    starts_from, starts_before = invoice_service.period_bounds(period_from, period_to, zone)
+    filters: dict[str, Any] = {
+        "status": status, "customer_id": customer_id, "subscription_id": subscription_id,
+        "overdue_at": datetime.now(UTC) if overdue else None,
+        "period_from": starts_from, "period_until": starts_before,
+    }  # fmt: skip
     return page.read(
         InvoiceOut, invoice_service.list_invoices, deps.sessions, InvoiceOut.of, **filters
     )
