@@ -328,7 +328,10 @@ async def test_the_pages_in_a_browser(
     assert await listed.locator("table.invoices tbody tr").count() > 0
     await screenshot(listed, "console-invoices")
 
-    page = await office.page(open_page, "support", f"/console/invoices/{billed.dollar_invoice}")
+    page = await office.page(
+        open_page, "support", f"/console/invoices/{billed.dollar_invoice}",
+        allow=[r"HTTP 422: POST .*/credit-notes$", r"status of 422 .*/credit-notes\)$"],
+    )  # fmt: skip
     frame = page.frame_locator("iframe.document")
     await frame.locator("body").wait_for()
     assert "Lumen Studio" in await frame.locator("body").inner_text()
@@ -336,6 +339,17 @@ async def test_the_pages_in_a_browser(
     # Chromium paints a frame only once it has been in view.
     await page.locator("iframe.document").scroll_into_view_if_needed()
     await screenshot(page, "console-invoice")
+    # a wrong amount, typed in the browser: said beside the field, nothing issued
+    await page.locator("#credit-amount").fill("12.345")
+    await page.locator("#credit-reason").select_option("duplicate")
+    await page.get_by_role("button", name="Issue the credit note").click()
+    await page.wait_for_load_state()
+    error = page.locator("#credit-amount-error")
+    assert await error.inner_text() == "Enter an amount such as 12.50."
+    assert await page.locator("#credit-amount").input_value() == "12.345"
+    assert credit_notes_of(office, billed.dollar_invoice) == []
+    await error.scroll_into_view_if_needed()
+    await screenshot(page, "console-invoice-error")
 
     phone = await office.page(
         open_page, "support", f"/console/invoices/{billed.dollar_invoice}", viewport=PHONE
