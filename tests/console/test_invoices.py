@@ -45,6 +45,8 @@ class Billed:
     open_subscription: str
     open_invoice: str
     dollar_invoice: str
+    lost_subscription: str  # past due too: written off
+    lost_invoice: str
 
 
 def _customer(
@@ -78,12 +80,18 @@ async def billed(
     )
     paid_customer = _customer(office, stripe_gateway, name="青空 商店", card=OK_CARD)
     open_customer = _customer(office, stripe_gateway, name="港 ラボ", card=DECLINED_CARD)
+    lost_customer = _customer(office, stripe_gateway, name="閉店 商会", card=DECLINED_CARD)
+    # past due and left so: the list's screenshot shows an overdue invoice
+    late_customer = _customer(
+        office, stripe_gateway, name="Kobe Trading", card=DECLINED_CARD, currency="USD"
+    )
     dollar_customer = _customer(
         office, stripe_gateway, name="Lumen Studio", card=OK_CARD, currency="USD"
     )
     started = {}
     for customer_id, price_id in [
         (paid_customer, price), (open_customer, price), (dollar_customer, dollars),
+        (lost_customer, price), (late_customer, dollars),
     ]:  # fmt: skip
         started[customer_id] = await subscriptions.start_subscription(
             dev_env.client, sessions, task_queue=office.task_queue, customer_id=customer_id,
@@ -96,10 +104,14 @@ async def billed(
 
     async def billed_both() -> bool:
         paid = status_of(paid_customer) == status_of(dollar_customer) == "paid"
-        if not paid or status_of(open_customer) != "open":
+        unpaid = {status_of(c) for c in (open_customer, lost_customer, late_customer)}
+        if not paid or unpaid != {"open"}:
             return False
-        view = await subscriptions.subscription_status(dev_env.client, started[open_customer])
-        return view.status == "past_due" and view.outstanding_invoice is not None
+        for customer_id in (open_customer, lost_customer):
+            view = await subscriptions.subscription_status(dev_env.client, started[customer_id])
+            if view.status != "past_due" or view.outstanding_invoice is None:
+                return False
+        return True
 
     await eventually(billed_both, timeout=60, what="one invoice paid, one past due")
     # The console's clock stands still from the module's start; move it past the issue,
@@ -112,6 +124,8 @@ async def billed(
         open_subscription=started[open_customer],
         open_invoice=_invoices_of(sessions, open_customer)[0].id,
         dollar_invoice=_invoices_of(sessions, dollar_customer)[0].id,
+        lost_subscription=started[lost_customer],
+        lost_invoice=_invoices_of(sessions, lost_customer)[0].id,
     )
 
 
@@ -305,6 +319,18 @@ async def test_support_voids_the_invoice_in_dunning(
     assert (billed.open_invoice, "marked_void", f"staff:{support.email}", reason) in entries
     view = await subscriptions.subscription_status(dev_env.client, billed.open_subscription)
     assert view.status == "active"  # the subscription is out of dunning
+
+    lost = f"/console/invoices/{billed.lost_invoice}"
+    page = await get(lost)
+    written_off = await asyncio.to_thread(
+        post, client, f"{lost}/write-off", page, reason="the shop has closed"
+    )
+    assert written_off.status_code == 303, written_off.text
+    shown = await get(f"{lost}?done=write_off")
+    assert "The invoice has been written off as uncollectible." in shown
+    assert 'class="badge uncollectible"' in shown
+    view = await subscriptions.subscription_status(dev_env.client, billed.lost_subscription)
+    assert view.status == "active"
 
 
 @pytest.mark.parametrize("action", ["void", "write-off", "credit-notes"])
