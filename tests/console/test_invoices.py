@@ -172,6 +172,8 @@ def test_the_list_reads_as_people_read_it(office: Office, billed: Billed) -> Non
     assert bad.status_code == 200
     assert "Enter a date as YYYY-MM-DD." in bad.text
     assert "No invoice matches these filters." in bad.text
+    lost = office.client("support").get("/console/invoices?status=paid&after=in_gone")
+    assert (lost.status_code, lost.headers["location"]) == (303, "/console/invoices?status=paid")
 
 
 # -- an invoice's page, its document and PDF --------------------------------------------------
