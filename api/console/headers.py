@@ -3,8 +3,9 @@
 A Content-Security-Policy that allows nothing from another origin (``default-src
 'self'``) and no inline script but one carrying the request's nonce (a page that needs
 a script says ``<script nonce="{{ csp_nonce }}" src=...>`` or inline with the nonce);
-no framing (clickjacking); no caching of pages (they show secrets once: recovery codes,
-the TOTP key); no MIME sniffing; no referrer outside the console's origin.
+no framing (clickjacking; a document the console frames brings its own policy); no
+caching of pages (they show secrets once: recovery codes, the TOTP key); no MIME
+sniffing; no referrer outside the console's origin.
 """
 
 from __future__ import annotations
@@ -53,8 +54,11 @@ class ConsoleHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = policy(nonce)
-                headers["X-Frame-Options"] = "DENY"
+                # A document shown as it is printed (an invoice's page, framed by the
+                # console's invoice page) brings its own, stricter policy; pages get this.
+                if "Content-Security-Policy" not in headers:
+                    headers["Content-Security-Policy"] = policy(nonce)
+                    headers["X-Frame-Options"] = "DENY"
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["Referrer-Policy"] = "same-origin"
                 if not path.startswith(STATIC):  # the stylesheet may be cached

@@ -15,6 +15,7 @@ from api.console.words import (
     catalog,
     customers,
     dashboard,
+    invoices,
     subscriptions,
 )
 
@@ -24,6 +25,7 @@ SECTIONS = (
     account,
     dashboard,
     customers,
+    invoices,
     subscriptions,
     catalog,
     admin,

@@ -25,6 +25,7 @@ MENU = (
     Entry("/console/", "nav.dashboard", EVERYONE),
     Entry("/console/customers", "nav.customers", EVERYONE),
     Entry("/console/subscriptions", "nav.subscriptions", EVERYONE),
+    Entry("/console/invoices", "nav.invoices", EVERYONE),
     Entry("/console/catalog", "nav.catalog", EVERYONE),
     Entry("/console/api-keys", "nav.api_keys", (ADMIN,)),
     Entry("/console/staff", "nav.staff", (ADMIN,)),

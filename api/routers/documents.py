@@ -44,6 +44,11 @@ templates = make_template_env()
 )
 def get_invoice_pdf(deps: DepsDep, invoice_id: PathId, _: KeyInfo = KEY) -> Response:
     """The invoice as a PDF (A4, the same template as the HTML, Japanese included)."""
+    return pdf_response(deps, invoice_id)
+
+
+def pdf_response(deps: Deps, invoice_id: str) -> PdfResponse:
+    """The invoice's PDF, named by its number (the console's download serves it too)."""
     seller = wiring.seller(deps.settings)
     pdf, name = invoice_service.get_invoice(
         deps.sessions,

@@ -7,9 +7,10 @@ invoice (the one its workflow is collecting); any other invoice is a 409.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -63,8 +64,25 @@ def list_invoices(
     customer_id: str | None = None,
     subscription_id: str | None = None,
     status: InvoiceStatus | None = None,
+    overdue: Annotated[
+        bool, Query(description="only open invoices past their due date (due when issued)")
+    ] = False,
+    period_from: Annotated[
+        date | None, Query(description="the period starts on or after this day")
+    ] = None,
+    period_to: Annotated[
+        date | None, Query(description="the period starts on or before this day")
+    ] = None,
 ) -> Page[InvoiceOut]:
-    filters = {"status": status, "customer_id": customer_id, "subscription_id": subscription_id}
+    """Newest first. The period's days are in the seller's reporting time zone
+    (``KAKIN_REPORTING_TIME_ZONE``), as the console's filter takes them."""
+    zone = deps.settings.reporting_time_zone
+    starts_from, starts_before = invoice_service.period_bounds(period_from, period_to, zone)
+    filters: dict[str, Any] = {
+        "status": status, "customer_id": customer_id, "subscription_id": subscription_id,
+        "overdue_at": datetime.now(UTC) if overdue else None,
+        "period_from": starts_from, "period_until": starts_before,
+    }  # fmt: skip
     return page.read(
         InvoiceOut, invoice_service.list_invoices, deps.sessions, InvoiceOut.of, **filters
     )
@@ -126,7 +144,16 @@ def read_invoice(deps: Deps, invoice_id: str) -> InvoiceDetail:
 async def do_waive(
     write: Write, invoice_id: str, body: InvoiceActionCreate, mark_as: InvoiceStatus
 ) -> InvoiceDetail:
-    deps, requested_by = write.deps, write.requested_by
+    return await waive(
+        write.deps, invoice_id, reason=body.reason, requested_by=write.requested_by,
+        mark_as=mark_as,
+    )  # fmt: skip
+
+
+async def waive(
+    deps: Deps, invoice_id: str, *, reason: str, requested_by: str, mark_as: InvoiceStatus
+) -> InvoiceDetail:
+    """Void or write off the invoice in dunning (the console's forms call it too)."""
     done = "voided" if mark_as == InvoiceStatus.VOID else "marked uncollectible"
     subscription_id = await check_in_collection(deps, invoice_id, done)
     await run_update(
@@ -136,7 +163,7 @@ async def do_waive(
         lambda client: subscription_service.waive_invoice(
             client,
             subscription_id,
-            reason=body.reason,
+            reason=reason,
             requested_by=requested_by,
             mark_as=mark_as,
             invoice_id=invoice_id,  # the workflow refuses if another took its place

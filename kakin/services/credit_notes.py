@@ -14,6 +14,7 @@ split per tax group and rate). This module keeps the promises around them:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -23,7 +24,7 @@ from billing import credit_notes as rules
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import ledger
 from kakin.services.errors import ConflictError, InvalidRequestError
-from kakin.services.invoices import find_invoice, stored_totals
+from kakin.services.invoices import find_invoice, lines_total, stored_totals
 from kakin.services.shaping import shaped
 from models.payloads import InvoiceStatus
 from models.repositories import audit as audit_sql
@@ -65,14 +66,19 @@ def _previous(notes: list[CreditNote]) -> list[rules.CreditNote]:
     ]
 
 
+def _not_refunded(invoice: Invoice, notes: list[CreditNote]) -> int:
+    """What was paid on the invoice and not refunded yet."""
+    return invoice.amount_paid - sum(n.amount for n in notes if n.method == "refund")
+
+
 def _check_refundable(
     session: Session, invoice: Invoice, notes: list[CreditNote], amount: int
 ) -> None:
     """A refund goes back to the card: no more than was paid by card and not refunded."""
-    refunded = sum(n.amount for n in notes if n.method == "refund")
-    if amount > invoice.amount_paid - refunded:
+    left = _not_refunded(invoice, notes)
+    if amount > left:
         raise CreditNoteRefusedError(
-            f"only {invoice.amount_paid - refunded} was paid by card and not yet "
+            f"only {left} was paid by card and not yet "
             "refunded; credit the rest to the customer's balance"
         )
     if payment_sql.paid_intent(session, invoice.id) is None:
@@ -225,6 +231,41 @@ def settle_refund(
 # --- credit note reads, for the faces (each shapes rows inside its session) ---
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Creditable:
+    """What a credit note on an invoice may still give back (0 and 0: none may be issued)."""
+
+    amount: int  # the creditable remainder, tax included
+    refundable: int  # of it, what may go back to the card (the rest only as credit)
+
+
+def credit_for_lines(sessions: sessionmaker[Session], invoice_id: str, positions: list[int]) -> int:
+    """The amount, tax included, that credits the invoice's lines at ``positions``
+    (``invoices.lines_total``; ``InvalidRequestError`` for lines it lacks)."""
+    with sessions() as session:
+        try:
+            return lines_total(find_invoice(session, invoice_id), positions)
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
+
+
+def creditable(sessions: sessionmaker[Session], invoice_id: str) -> Creditable:
+    """What ``issue_credit_note`` would allow now on the invoice, for a form to say
+    before it is sent (the issue checks it again, under the invoice's lock)."""
+    with sessions() as session:
+        invoice = find_invoice(session, invoice_id)
+        if invoice.status != InvoiceStatus.PAID:
+            return Creditable(amount=0, refundable=0)
+        notes = credit_sql.credit_notes_of(session, invoice.id)
+        remainder = rules.creditable_remainder(
+            invoice=stored_totals(invoice), previous=_previous(notes)
+        )
+        by_card = _not_refunded(invoice, notes)
+        if payment_sql.paid_intent(session, invoice.id) is None:
+            by_card = 0
+        return Creditable(amount=remainder, refundable=max(0, min(remainder, by_card)))
 
 
 def get_credit_note(

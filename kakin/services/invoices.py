@@ -1,6 +1,7 @@
 """Invoices once stored: their arithmetic recomposed from the rows (for credit notes),
 marking one void or uncollectible, and the reads the faces make (an invoice, a page of
-them, the usage so far and the upcoming invoice, each shaped inside its session).
+them by status, customer, overdue or period, its payments, the usage so far and the
+upcoming invoice, each shaped inside its session).
 
 What an invoice holds is computed in ``invoice_drafts``; how it prints, in
 ``invoice_documents``.
@@ -8,11 +9,12 @@ What an invoice holds is computed in ``invoice_drafts``; how it prints, in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,12 +25,13 @@ from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
 from kakin.services import ledger
 from kakin.services.invoice_drafts import Draft, DraftLine, current_usage, upcoming_draft
-from kakin.services.shaping import Reads
-from models.payloads import InvoiceChange
+from kakin.services.shaping import Reads, shaped_page
+from models.payloads import InvoiceChange, InvoiceStatus
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
+from models.repositories import payments as payment_sql
 from models.repositories.common import find, get
-from models.tables import Invoice, Price, Subscription
+from models.tables import Invoice, InvoiceLine, PaymentAttempt, Price, Subscription
 
 T = TypeVar("T")
 
@@ -59,19 +62,46 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
                 )
             )
             continue
-        ids = line.details.get("tax_rate_ids")
-        if ids is None:
-            ids = [line.tax_rate_id] if line.tax_rate_id else []
-        charges.append(
-            MathLine(
-                description=line.description,
-                amount=line.amount,
-                tax_rate_ids=tuple(ids),
-                discountable=line.amount >= 0,
-            )
-        )
+        charges.append(_math_line(line))
     breakdown = invoice.tax_breakdown
-    totals = compose_invoice(
+    totals = _compose(invoice, charges, coupons)
+    if totals.total + rounded != invoice.total or [t.tax for t in totals.taxes] != [
+        item["tax"] for item in breakdown
+    ]:
+        raise ValueError(f"invoice {invoice.id}'s stored amounts do not recompose")
+    return replace(totals, total=invoice.total)
+
+
+def lines_total(invoice: Invoice, positions: Iterable[int]) -> int:
+    """What the invoice's charge lines at ``positions`` (indexes into its lines) come
+    to with their tax, as the invoice taxed them; no discount is taken off (a credit
+    note for them is capped by the creditable remainder). Discount and rounding lines
+    are not charges: ``ValueError``, as for a position the invoice lacks."""
+    lines = list(invoice.lines)
+    chosen = sorted(set(positions))
+    if any(not 0 <= i < len(lines) or lines[i].kind in ("discount", "rounding") for i in chosen):
+        raise ValueError("choose the invoice's charge lines")
+    return _compose(invoice, [_math_line(lines[i]) for i in chosen], []).total
+
+
+def _math_line(line: InvoiceLine) -> MathLine:
+    ids = line.details.get("tax_rate_ids")
+    if ids is None:
+        ids = [line.tax_rate_id] if line.tax_rate_id else []
+    return MathLine(
+        description=line.description,
+        amount=line.amount,
+        tax_rate_ids=tuple(ids),
+        discountable=line.amount >= 0,
+    )
+
+
+def _compose(
+    invoice: Invoice, charges: list[MathLine], coupons: list[CouponTerms]
+) -> InvoiceTotals:
+    """The lines composed under the invoice's own tax rates and rounding."""
+    breakdown = invoice.tax_breakdown
+    return compose_invoice(
         currency=invoice.currency,
         lines=charges,
         tax_rates=[
@@ -88,11 +118,6 @@ def stored_totals(invoice: Invoice) -> InvoiceTotals:
         if breakdown
         else RoundingMode.DOWN,
     )
-    if totals.total + rounded != invoice.total or [t.tax for t in totals.taxes] != [
-        item["tax"] for item in breakdown
-    ]:
-        raise ValueError(f"invoice {invoice.id}'s stored amounts do not recompose")
-    return replace(totals, total=invoice.total)
 
 
 def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
@@ -123,8 +148,71 @@ def apply_invoice_change(session: Session, change: InvoiceChange) -> None:
 # --- invoice reads, for the faces (each shapes a row inside its session) ---
 
 
-_invoices = Reads(Invoice, "Invoice", filters=("status", "customer_id", "subscription_id"))
-find_invoice, get_invoice, list_invoices = _invoices.find, _invoices.get, _invoices.page
+_invoices = Reads(Invoice, "Invoice")
+find_invoice, get_invoice = _invoices.find, _invoices.get
+
+
+def list_invoices(
+    sessions: sessionmaker[Session],
+    shape: Callable[[Invoice], T],
+    *,
+    limit: int,
+    starting_after: str | None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+    overdue_at: datetime | None = None,
+    period_from: datetime | None = None,
+    period_until: datetime | None = None,
+) -> tuple[list[T], bool]:
+    """A page of invoices, newest first, each shaped inside the session.
+
+    ``status``, ``customer_id`` and ``subscription_id`` must equal (None or "" filters
+    nothing); ``overdue_at``: only open invoices due before that moment (due when
+    finalized); ``period_from``/``period_until``: the period starts in ``[from,
+    until)`` (``period_bounds`` makes them from days).
+    """
+
+    def read(session: Session) -> tuple[list[Invoice], bool]:
+        return invoice_sql.invoices(
+            session, limit=limit, starting_after=starting_after, overdue_at=overdue_at,
+            period_from=period_from, period_until=period_until, status=status,
+            customer_id=customer_id, subscription_id=subscription_id,
+        )  # fmt: skip
+
+    return shaped_page(sessions, read, shape)
+
+
+def is_overdue(invoice: Invoice, as_of: datetime) -> bool:
+    """Open and due before ``as_of``: an invoice is due when finalized (the ledger's
+    ``due_at``), as ``list_invoices(overdue_at=...)`` filters."""
+    due = invoice.finalized_at
+    return invoice.status == InvoiceStatus.OPEN and due is not None and due < as_of
+
+
+def period_bounds(
+    first_day: date | None, last_day: date | None, time_zone: str
+) -> tuple[datetime | None, datetime | None]:
+    """The instants a list of periods starting from ``first_day`` to ``last_day``
+    (inclusive, days in ``time_zone``: the seller's reporting zone) filters on."""
+    zone = ZoneInfo(time_zone)
+
+    def midnight(day: date) -> datetime:
+        return datetime.combine(day, time(), zone).astimezone(UTC)
+
+    return (
+        midnight(first_day) if first_day else None,
+        midnight(last_day + timedelta(days=1)) if last_day else None,
+    )
+
+
+def invoice_payments(
+    sessions: sessionmaker[Session], invoice_id: str, shape: Callable[[PaymentAttempt], T]
+) -> list[T]:
+    """The invoice's payment attempts, oldest first (``NotFoundError``: no such invoice)."""
+    with sessions() as session:
+        find_invoice(session, invoice_id)
+        return [shape(row) for row in payment_sql.invoice_payments(session, invoice_id)]
 
 
 def failing_invoices(

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal, overload
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from models.payloads import ChargeOutcome, InvoiceStatus
@@ -59,11 +59,31 @@ def take_number(session: Session, series: str, prefix: str) -> str:
 
 
 def invoices(
-    session: Session, *, limit: int, starting_after: str | None = None, **equal: str | None
+    session: Session,
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    overdue_at: datetime | None = None,
+    period_from: datetime | None = None,
+    period_until: datetime | None = None,
+    **equal: str | None,
 ) -> tuple[list[Invoice], bool]:
     """A page of invoices, newest first, where each column named (``status``,
-    ``customer_id``, ``subscription_id``) equals its value."""
-    return page(session, Invoice, limit=limit, starting_after=starting_after, equal=equal)
+    ``customer_id``, ``subscription_id``) equals its value; with ``overdue_at``, only
+    those open and due before it (an invoice is due when finalized, as the ledger's
+    ``due_at`` says); with ``period_from``/``period_until``, only those whose period
+    starts at or after / before them."""
+    conditions: list[ColumnElement[bool]] = []
+    if overdue_at is not None:
+        conditions += [Invoice.status == InvoiceStatus.OPEN, Invoice.finalized_at < overdue_at]
+    if period_from is not None:
+        conditions.append(Invoice.period_start >= period_from)
+    if period_until is not None:
+        conditions.append(Invoice.period_start < period_until)
+    where = and_(*conditions) if conditions else None
+    return page(
+        session, Invoice, limit=limit, starting_after=starting_after, where=where, equal=equal
+    )
 
 
 def failing_invoices(session: Session, *, limit: int) -> list[Invoice]:

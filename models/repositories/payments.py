@@ -1,6 +1,6 @@
 """Payments and the card on file: attempts by business key or PaymentIntent, a
 customer's payments, the declined ones since, a customer by Stripe id, the card
-claimed once. Callers own the session and commit."""
+claimed once; an invoice's attempts. Callers own the session and commit."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ def customer_payments(
     invoices = select(Invoice.id).where(Invoice.customer_id == customer_id)
     where = PaymentAttempt.invoice_id.in_(invoices)
     return page(session, PaymentAttempt, limit=limit, starting_after=starting_after, where=where)
+
+
+def invoice_payments(session: Session, invoice_id: str) -> list[PaymentAttempt]:
+    """The payment attempts on one invoice, in the order they were made."""
+    return list(
+        session.scalars(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.invoice_id == invoice_id)
+            .order_by(PaymentAttempt.attempted_at, PaymentAttempt.id)
+        )
+    )
 
 
 def declined_attempts_after(

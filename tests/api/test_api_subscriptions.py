@@ -6,6 +6,7 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, select
@@ -87,6 +88,15 @@ async def test_start_bill_read_and_cancel_a_subscription(
             "/v1/invoices", params={"customer_id": customer_id, "status": "paid"}
         )
         assert [i["id"] for i in filtered.json()["data"]] == [invoice["id"]]
+        today = datetime.now(ZoneInfo("Asia/Tokyo")).date()  # the reporting time zone's day
+        for more, found in [
+            ({"period_from": str(today), "period_to": str(today)}, [invoice["id"]]),
+            ({"period_from": str(today + timedelta(days=1))}, []),
+            ({"period_to": str(today - timedelta(days=1))}, []),
+            ({"overdue": "true"}, []),  # paid, so never overdue
+        ]:
+            listed = await support.get("/v1/invoices", params={"customer_id": customer_id, **more})
+            assert [i["id"] for i in listed.json()["data"]] == found, more
 
         async def rendered() -> bool:
             html = await support.get(f"/v1/invoices/{invoice['id']}/html")

@@ -98,6 +98,14 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/console/subscriptions/{subscription_id}/grace"): (ADMIN, SUPPORT),
     ("POST", "/console/subscriptions/{subscription_id}/retry"): (ADMIN, SUPPORT),
     ("POST", "/console/subscriptions/{subscription_id}/waive"): (ADMIN, SUPPORT),
+    # invoices: everyone reads (the document and its PDF too), support acts
+    ("GET", "/console/invoices"): EVERYONE,
+    ("GET", "/console/invoices/{invoice_id}"): EVERYONE,
+    ("GET", "/console/invoices/{invoice_id}/document"): EVERYONE,
+    ("GET", "/console/invoices/{invoice_id}/pdf"): EVERYONE,
+    ("POST", "/console/invoices/{invoice_id}/void"): (ADMIN, SUPPORT),
+    ("POST", "/console/invoices/{invoice_id}/write-off"): (ADMIN, SUPPORT),
+    ("POST", "/console/invoices/{invoice_id}/credit-notes"): (ADMIN, SUPPORT),
 }
 
 
@@ -140,6 +148,12 @@ EXAMPLES: dict[str, Callable[[Office], str]] = {
     # One whose workflow has gone (the page shows the stored row): a sync test cannot
     # let the module's worker answer a status query.
     "subscription_id": lambda office: stored_subscription(office.sessions),
+    "invoice_id": lambda office: (
+        "in_"
+        + stored_subscription(  # that one's invoice
+            office.sessions, html="<!doctype html><title>請求書</title><p>請求書</p>"
+        )
+    ),
 }
 
 
