@@ -42,13 +42,13 @@ from api.console.auth import (
     require_staff,
 )
 from api.console.messages import translator
+from api.console.refusals import REFUSALS, FormErrors, refusal
 from api.console.rendering import render, see_other
 from api.deps import Deps, deps_of
-from api.errors import SERVICE_ERRORS, ApiError, status_of
+from api.errors import SERVICE_ERRORS
 from api.requests.invoices import CreditNoteCreate, InvoiceActionCreate
 from api.routers.documents import do_credit, pdf_response
 from api.routers.invoices import waive
-from api.workflow_calls import capitalized
 from billing.money import exponent, format_amount
 from kakin.services import credit_notes, customers
 from kakin.services import invoices as invoice_service
@@ -69,7 +69,6 @@ STATUSES = tuple(InvoiceStatus)
 CREDIT_REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory")
 METHODS = ("refund", "credit")
 DONE = ("void", "write_off", "credit")
-REFUSALS = (ApiError, *SERVICE_ERRORS)
 NONE = "'none'"
 
 
@@ -79,13 +78,6 @@ def _path(invoice_id: str) -> str:
 
 def can_act(me: SignedIn) -> bool:
     return me.staff.role in (StaffRole.SUPPORT, StaffRole.ADMIN)
-
-
-def refusal(error: Exception) -> tuple[int, str]:
-    """A refused call's status and sentence: the service's or the API's own words."""
-    if isinstance(error, ApiError):
-        return error.status, error.message
-    return status_of(error), capitalized(str(error))
 
 
 # -- the list -----------------------------------------------------------------------------
@@ -298,12 +290,6 @@ async def invoice_pdf(request: Request, invoice_id: str, me: AnyStaff) -> Respon
 
 
 # -- the actions -----------------------------------------------------------------------------
-
-
-class FormErrors(Exception):
-    def __init__(self, fields: dict[str, str]) -> None:
-        super().__init__(", ".join(fields))
-        self.fields = fields
 
 
 async def _act(

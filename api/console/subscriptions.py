@@ -37,10 +37,11 @@ from api.console.auth import (
     require_staff,
 )
 from api.console.messages import translator
+from api.console.refusals import REFUSALS, FormErrors, refusal
 from api.console.rendering import render, see_other
 from api.console.words import subscriptions as subscription_words
 from api.deps import Deps, deps_of
-from api.errors import SERVICE_ERRORS, ApiError, error_body, status_of
+from api.errors import SERVICE_ERRORS, ApiError
 from api.lookups import require_customer, require_price
 from api.requests.common import ReasonedRequest
 from api.requests.invoices import InvoiceActionCreate
@@ -103,25 +104,6 @@ def _parse(model: type[BaseModel], fields: dict[str, Any], words: dict[str, str]
         return model(**fields)
     except ValidationError as error:
         raise FormErrors(_field_errors(error, words)) from None
-
-
-class FormErrors(Exception):
-    def __init__(self, fields: dict[str, str]) -> None:
-        super().__init__(", ".join(fields))
-        self.fields = fields
-
-
-def refusal(error: Exception) -> tuple[int, str]:
-    """A refused call's status and sentence: the service's or the API's own words, made a
-    sentence as the API's error bodies make them."""
-    if isinstance(error, ApiError):
-        status, message = error.status, error.message
-    else:
-        status, message = status_of(error), str(error)
-    return status, error_body(status, message)["error"]["message"]
-
-
-REFUSALS = (ApiError, *SERVICE_ERRORS)
 
 
 # -- the list -----------------------------------------------------------------------------
