@@ -182,7 +182,7 @@ def send_billing_link(
     window = int(requested_at.timestamp()) // BILLING_LINK_WINDOW_SECONDS
     notifications.send_email(
         EmailRequest(
-            kind="billing_link", business_key=f"billing_link:{subscription_id}:{window}",
+            kind="billing_link", business_key=f"email:billing_link:{subscription_id}:{window}",
             subscription_id=subscription_id, occurred_at=requested_at,
         )
     )  # fmt: skip
