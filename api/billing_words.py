@@ -31,8 +31,8 @@ WORDS: dict[str, dict[str, str]] = {
         "so_far.unavailable": (
             "Your bill so far cannot be shown just now; please try again shortly."
         ),
-        "chart.title": "Your bill this period against the last one",
-        "chart.so_far": "This period so far",
+        "chart.title": "Your next invoice so far against the last one",
+        "chart.so_far": "Next invoice",
         "chart.last": "Last invoice",
         "chart.budget": "Your budget",
         "usage.heading": "Usage this period",
@@ -54,7 +54,6 @@ WORDS: dict[str, dict[str, str]] = {
         "invoices.period": "Period",
         "invoices.total": "Total",
         "invoices.status": "Status",
-        "invoices.pdf": "PDF",
         "invoices.download": "Download",
         "invoices.none": "No invoices yet.",
         "invoice.draft": "Draft",
@@ -109,7 +108,7 @@ WORDS: dict[str, dict[str, str]] = {
         "refused.send_explain": "We will send it to the email address we have for you.",
         "link.sent": "We have sent a new link to {email}. It works for 30 days.",
         "link.unavailable": "We could not send the email just now; please try again shortly.",
-        "footer": "Questions about a bill? Reply to any email from {seller}.",
+        "footer": "Questions about a bill? Reply to any email from us ({seller})",
     },
     "ja": {
         "title": "ご請求・お支払い",
@@ -132,8 +131,8 @@ WORDS: dict[str, dict[str, str]] = {
         "so_far.unavailable": (
             "ただいまご請求見込みを表示できません。しばらくしてからもう一度お試しください。"
         ),
-        "chart.title": "今期のご請求見込みと前回のご請求",
-        "chart.so_far": "今期（現時点）",
+        "chart.title": "次回のご請求（現時点）と前回のご請求",
+        "chart.so_far": "次回（現時点）",
         "chart.last": "前回のご請求",
         "chart.budget": "ご予算",
         "usage.heading": "今期のご利用量",
@@ -155,7 +154,6 @@ WORDS: dict[str, dict[str, str]] = {
         "invoices.period": "ご利用期間",
         "invoices.total": "合計",
         "invoices.status": "状態",
-        "invoices.pdf": "PDF",
         "invoices.download": "ダウンロード",
         "invoices.none": "請求書はまだありません。",
         "invoice.draft": "下書き",
@@ -215,7 +213,7 @@ WORDS: dict[str, dict[str, str]] = {
         "link.unavailable": (
             "ただいまメールを送信できませんでした。しばらくしてからもう一度お試しください。"
         ),
-        "footer": "ご請求についてのお問い合わせは、{seller}からのメールにご返信ください。",
+        "footer": "ご請求についてのお問い合わせは、当社（{seller}）からのメールにご返信ください。",
     },
 }
 

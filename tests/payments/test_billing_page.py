@@ -63,13 +63,13 @@ class Language:
 
 JAPANESE = Language(
     code="ja", browser_locale="ja-JP", name="山田 太郎", title="ご請求・お支払い",
-    so_far="今期（現時点）", update_card="カードを更新", card_shown="Visa（下4桁 4242）",
+    so_far="次回（現時点）", update_card="カードを更新", card_shown="Visa（下4桁 4242）",
     cancel="今期末で解約する", cancel_requested="今期末での解約を承りました。",
     first_invoice="3,000円",
 )  # fmt: skip
 ENGLISH = Language(
     code="en", browser_locale="en-US", name="Taro Yamada", title="Your billing",
-    so_far="This period so far", update_card="Update card", card_shown="Visa ending in 4242",
+    so_far="Next invoice", update_card="Update card", card_shown="Visa ending in 4242",
     cancel="Cancel at period end", cancel_requested="Your subscription will end",
     first_invoice="¥3,000",
 )  # fmt: skip
