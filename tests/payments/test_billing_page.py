@@ -59,19 +59,20 @@ class Language:
     cancel: str
     cancel_requested: str
     first_invoice: str
+    not_a_test_card: str
 
 
 JAPANESE = Language(
     code="ja", browser_locale="ja-JP", name="山田 太郎", title="ご請求・お支払い",
     so_far="次回（現時点）", update_card="カードを更新", card_shown="Visa（下4桁 4242）",
     cancel="今期末で解約する", cancel_requested="今期末での解約を承りました。",
-    first_invoice="3,000円",
+    first_invoice="3,000円", not_a_test_card="Stripe のテストカード番号を入力してください。",
 )  # fmt: skip
 ENGLISH = Language(
     code="en", browser_locale="en-US", name="Taro Yamada", title="Your billing",
     so_far="Next invoice", update_card="Update card", card_shown="Visa ending in 4242",
     cancel="Cancel at period end", cancel_requested="Your subscription will end",
-    first_invoice="¥3,000",
+    first_invoice="¥3,000", not_a_test_card="Please enter a Stripe test card number.",
 )  # fmt: skip
 LANGUAGES = pytest.mark.parametrize("language", [JAPANESE, ENGLISH], ids=lambda lang: lang.code)
 
@@ -193,6 +194,12 @@ async def test_from_the_receipt_the_customer_sees_the_bill_so_far_updates_the_ca
         assert await horizontal_overflow(phone) == 0
         await screenshot(phone, "billing-page-phone" + ("" if language.code == "en" else "-ja"))
 
+        # Not a Stripe test card: refused, and the number is never shown back.
+        await page.locator("#card-number").press_sequentially("4111 1111 1111 1111")
+        async with page.expect_navigation():
+            await page.get_by_role("button", name=language.update_card).click()
+        assert await page.inner_text(".message.error") == language.not_a_test_card
+        assert "4111" not in await page.content()
         # A new card (Stripe's test Visa again: a new PaymentMethod).
         await page.locator("#card-number").press_sequentially("4242 4242 4242 4242")
         async with page.expect_navigation():
@@ -209,6 +216,7 @@ async def test_from_the_receipt_the_customer_sees_the_bill_so_far_updates_the_ca
         assert (await status_of(time_env, subscription_id)).cancel_at_period_end
         assert await page.locator("#cancel").count() == 0
         assert await page.locator(".ending").count() == 1
+        await screenshot(page, f"billing-page-canceled-{language.code}")
 
     audit = observe(pg_sessions, subscription_id).audit
     asked = [a for a in audit if a.actor == f"customer:{customer_id}"]
@@ -273,3 +281,11 @@ def test_the_page_words_have_the_same_keys_and_placeholders_in_both_languages() 
     assert WORDS["en"].keys() == WORDS["ja"].keys()
     for key, english in WORDS["en"].items():
         assert re.findall(r"{\w+}", english) == re.findall(r"{\w+}", WORDS["ja"][key]), key
+
+
+def test_customers_may_cancel_on_their_page_in_test_mode_and_with_a_live_key_when_allowed() -> None:
+    assert SETTINGS.portal_cancel
+    live = SETTINGS.model_copy(update={"stripe_api_key": "sk_live_x"})
+    assert not live.portal_cancel
+    assert live.model_copy(update={"portal_allow_cancel": True}).portal_cancel
+    assert not SETTINGS.model_copy(update={"portal_allow_cancel": False}).portal_cancel
