@@ -134,17 +134,13 @@ class Link:
 
 
 def read_link(deps: Deps, values: dict[str, str]) -> Link:
-    link = Link(
-        subscription_id=values.get("subscription", "")[:40],
-        expires=values.get("expires", "")[:20],
-        token=values.get("token", "")[:64],
-        problem=None,
-    )
+    """The link's fields from a query or a form (bounded: an id is at most 40 characters)."""
+    subscription_id = values.get("subscription", "")[:40]
+    expires, token = values.get("expires", "")[:20], values.get("token", "")[:64]
     problem = links.problem(
-        link.subscription_id, link.expires, link.token,
-        secret=deps.settings.link_secret, now=time.time(),
-    )  # fmt: skip
-    return Link(link.subscription_id, link.expires, link.token, problem)
+        subscription_id, expires, token, secret=deps.settings.link_secret, now=time.time()
+    )
+    return Link(subscription_id, expires, token, problem)
 
 
 def read_account(deps: Deps, subscription_id: str) -> Account | None:
@@ -177,7 +173,7 @@ def refused(request: Request, link: Link, account: Account | None) -> HTMLRespon
     locale = account.locale if expired and account else preferred_locale(request)
     return render(
         request, "refused.html.j2", locale=locale, status=403, expired=expired,
-        link=link if expired else None,
+        link=link if expired else None, missing=False,
     )  # fmt: skip
 
 
@@ -390,9 +386,9 @@ async def invoice_document(request: Request, invoice_id: str) -> Response:
     if link.problem or account is None:
         return refused(request, link, account)
     found = await run_in_threadpool(_pdf, request, deps, account, invoice_id[:40])
-    if found is None:
+    if found is None:  # not this customer's invoice (or none such): nothing is said of it
         return render(request, "refused.html.j2", locale=account.locale, status=404,
-                      expired=False, link=None)  # fmt: skip
+                      expired=False, link=None, missing=True)  # fmt: skip
     pdf, name = found
     return Response(
         pdf, media_type="application/pdf",

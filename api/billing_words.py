@@ -104,6 +104,7 @@ WORDS: dict[str, dict[str, str]] = {
             "This link is not valid. Please use the link in the newest email from us."
         ),
         "refused.expired": "This link has expired.",
+        "refused.no_invoice": "We have no such invoice for you.",
         "refused.send": "Email me a new link",
         "refused.send_explain": "We will send it to the email address we have for you.",
         "link.sent": "We have sent a new link to {email}. It works for 30 days.",
@@ -207,6 +208,7 @@ WORDS: dict[str, dict[str, str]] = {
             "このリンクは無効です。当社からの最新のメールにあるリンクをご利用ください。"
         ),
         "refused.expired": "このリンクの有効期限が切れています。",
+        "refused.no_invoice": "該当する請求書はありません。",
         "refused.send": "新しいリンクをメールで受け取る",
         "refused.send_explain": "ご登録のメールアドレスにお送りします。",
         "link.sent": "{email} に新しいリンクをお送りしました。有効期限は30日間です。",

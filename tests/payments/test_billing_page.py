@@ -32,6 +32,7 @@ from kakin.adapters import links
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import api_keys, catalog, customers
 from kakin.services.usage import UsageEventIn, ingest
+from tests.api.test_api_subscriptions import stored_subscription
 from tests.helpers import (
     SETTINGS,
     advance_to,
@@ -256,6 +257,10 @@ async def test_an_altered_link_shows_nothing_and_an_expired_one_emails_a_fresh_l
             assert await page.locator("form").count() == 0  # no fresh link for a forgery
         pdf = await page.request.get(f"/billing/invoices/in_x?{urlencode(query)[:-2]}")
         assert pdf.status == 403
+        # A genuine link does not open another customer's invoice.
+        someone_else = f"in_{stored_subscription(pg_sessions)}"
+        pdf = await page.request.get(f"/billing/invoices/{someone_else}?{urlencode(query)}")
+        assert pdf.status == 404 and "%PDF" not in await pdf.text()
 
         response = await page.goto("/billing?" + urlencode(old))
         assert response is not None and response.status == 403
