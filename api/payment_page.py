@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -34,7 +34,7 @@ def page(request: Request, status: int, **context: Any) -> HTMLResponse:
     settings = deps_of(request).settings
     templates: jinja2.Environment = request.app.state.templates
     defaults = {"locale": "en", "seller_name": settings.seller_name, "form": False,
-                "message": "", "error": False}  # fmt: skip
+                "message": "", "error": False, "billing_url": ""}  # fmt: skip
     html = templates.get_template("pay_update.html.j2").render(defaults | context)
     return HTMLResponse(html, status_code=status)
 
@@ -58,9 +58,12 @@ def show(request: Request) -> HTMLResponse:
     subscription_id, context, refusal = check(deps_of(request), values)
     if refusal or context is None:
         return page(request, 403, message=refusal, error=True)
+    # The same link opens the customer's billing page (usage, invoices, card, cancel).
+    query = urlencode({k: values[k] for k in ("subscription", "expires", "token")})
+    billing_url = f"{urlsplit(deps_of(request).settings.billing_page_url).path}?{query}"
     return page(
         request, 200, form=True, subscription_id=subscription_id,
-        expires=values["expires"], token=values["token"], **context,
+        expires=values["expires"], token=values["token"], billing_url=billing_url, **context,
     )  # fmt: skip
 
 
