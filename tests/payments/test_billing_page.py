@@ -294,3 +294,36 @@ def test_customers_may_cancel_on_their_page_in_test_mode_and_with_a_live_key_whe
     assert not live.portal_cancel
     assert live.model_copy(update={"portal_allow_cancel": True}).portal_cancel
     assert not SETTINGS.model_copy(update={"portal_allow_cancel": False}).portal_cancel
+
+
+def test_forms_the_page_did_not_write_are_refused_and_never_answered_with_an_error(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway, outbox: Path
+) -> None:
+    subscription_id = stored_subscription(pg_sessions)
+    genuine = links.signed_query(
+        subscription_id, expires=int(time.time()) + 3600, secret=SETTINGS.link_secret
+    )
+    forged = {**genuine, "token": "x" * 5000}
+    app = create_app(
+        settings=SETTINGS.model_copy(update={"outbox_dir": outbox}), sessions=pg_sessions,
+        temporal=connect_to("127.0.0.1:1"), stripe=stripe_gateway,
+    )  # fmt: skip
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with running(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        for path in ("/billing/card", "/billing/cancel", "/billing/link"):
+            for body in (b"\xff\xfe=1", urlencode(forged).encode(), b""):
+                answer = http.post(path, content=body, headers=form)
+                assert answer.status_code == 403, (path, body[:20], answer.status_code)
+                assert "not valid" in answer.text and subscription_id not in answer.text
+        assert http.get("/billing").status_code == 403
+        assert http.get("/billing/invoices/" + "i" * 500, params=forged).status_code == 403
+        # A blank reason is refused before anything is sent (the API's rule for reasons).
+        blank = http.post("/billing/cancel", data={**genuine, "reason": "   "})
+        assert blank.status_code == 303
+        assert "problem=cancel.reason_needed" in blank.headers["location"]
+        assert (
+            http.get("/billing/static/billing.css").headers["content-type"].startswith("text/css")
+        )
+    assert not [
+        a for a in observe(pg_sessions, subscription_id).audit if a.actor.startswith("customer")
+    ]
