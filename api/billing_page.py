@@ -201,7 +201,10 @@ def budget_of(deps: Deps, account: Account) -> int | None:
     parallel) owns budgets. The lead wires it here: the budget amount of the
     subscription's (or its customer's) bill-so-far alert, read through that service.
     The chart then draws it as the "budget" band, and the page's "Budget and alerts"
-    section lists the alerts (templates/billing/page.html.j2, marked ALERTS).
+    section lists the alerts (templates/billing/page.html.j2, marked ALERTS). Mind the
+    measure: the chart's bands are invoice totals (tax included, what the customer pays);
+    a bill-so-far alert watches the amount tax excluded, so draw its budget against the
+    same measure (or label the band so).
     """
     return None
 
