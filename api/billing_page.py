@@ -28,6 +28,7 @@ when ``KAKIN_PORTAL_ALLOW_CANCEL`` allows it (by default in test mode only).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -62,7 +63,6 @@ from kakin.services import subscriptions as subscription_service
 from kakin.services.errors import NotFoundError, ServiceError, UnavailableError
 from kakin.services.invoice_documents import invoice_pdf
 from kakin.views.invoices import InvoiceOut, PaymentOut, UpcomingInvoice
-from kakin.views.subscriptions import LiveStatus
 from kakin.views.usage import CurrentUsage
 from models.tables import Invoice, Subscription
 
@@ -252,8 +252,10 @@ async def show(request: Request) -> Response:
     if link.problem or account is None:
         return refused(request, link, account)
     shown = await run_in_threadpool(read_page, deps, link.subscription_id)
-    upcoming, answered = await bill_so_far(deps, link.subscription_id)
-    live: LiveStatus | None = await live_status(deps, link.subscription_id)
+    # Both ask the workflow; side by side, a Temporal that does not answer costs one wait.
+    (upcoming, answered), live = await asyncio.gather(
+        bill_so_far(deps, link.subscription_id), live_status(deps, link.subscription_id)
+    )
     account = shown.account
     t = translator(account.locale)
     budget = await run_in_threadpool(budget_of, deps, account)
