@@ -137,19 +137,22 @@ class NotificationActivities:
     ) -> dict[str, Any]:
         """What the email's templates are given."""
         customer = subscription.customer
+        # Link expiry is not a billing date: the real clock is right here.
+        expires = int(time.time()) + links.LINK_LIFETIME_SECONDS
         return {
             "customer_name": customer.name,
             "subscription_id": subscription.id,
             "seller_name": self._seller.name,
             "time_zone": customer.time_zone,
             "invoice": self._document(invoice) if invoice else None,
-            # Link expiry is not a billing date: the real clock is right here.
             "payment_update_url": links.payment_update_url(
                 self._seller.payment_update_url,
                 subscription.id,
-                expires=int(time.time()) + links.LINK_LIFETIME_SECONDS,
+                expires=expires,
                 secret=self._seller.link_secret,
             ),
+            # Every email links the customer's billing page (when the seller serves one).
+            "billing_page_url": self._billing_page_url(subscription.id, expires),
             "next_retry_at": request.next_retry_at,
             "cancel_at": request.cancel_at,
             "cancel_reason": subscription.cancel_reason,
@@ -158,6 +161,16 @@ class NotificationActivities:
                 subscription.current_period_end if subscription.cancel_at_period_end else None
             ),
         }
+
+    def _billing_page_url(self, subscription_id: str, expires: int) -> str | None:
+        if not self._seller.billing_page_url:
+            return None
+        return links.billing_page_url(
+            self._seller.billing_page_url,
+            subscription_id,
+            expires=expires,
+            secret=self._seller.link_secret,
+        )
 
     def _invoice_pdf(self, invoice: Invoice | None) -> tuple[Attachment, ...]:
         """The finalized invoice as a PDF, for the emails about it (if configured)."""

@@ -24,7 +24,7 @@ from datetime import datetime
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import access, console, payment_page
+from api import access, billing_page, console, payment_page
 from api.deps import Deps, TemporalSource, by_endpoint
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
@@ -105,6 +105,8 @@ def create_app(
         app.include_router(module.router)
     # The card-update page that dunning emails link to (outside /v1: it is for people).
     app.include_router(payment_page.router(settings))
+    # The customer's own billing page, reached by the signed link in every email.
+    billing_page.mount(app, settings)
     # The staff console (outside /v1: pages for people, signed in with a password and TOTP).
     console.mount(app, settings, clock=clock)
     return app

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -34,7 +34,7 @@ def page(request: Request, status: int, **context: Any) -> HTMLResponse:
     settings = deps_of(request).settings
     templates: jinja2.Environment = request.app.state.templates
     defaults = {"locale": "en", "seller_name": settings.seller_name, "form": False,
-                "message": "", "error": False}  # fmt: skip
+                "message": "", "error": False, "billing_url": ""}  # fmt: skip
     html = templates.get_template("pay_update.html.j2").render(defaults | context)
     return HTMLResponse(html, status_code=status)
 
@@ -58,9 +58,12 @@ def show(request: Request) -> HTMLResponse:
     subscription_id, context, refusal = check(deps_of(request), values)
     if refusal or context is None:
         return page(request, 403, message=refusal, error=True)
+    # The same link opens the customer's billing page (usage, invoices, card, cancel).
+    query = urlencode({k: values[k] for k in ("subscription", "expires", "token")})
+    billing_url = f"{urlsplit(deps_of(request).settings.billing_page_url).path}?{query}"
     return page(
         request, 200, form=True, subscription_id=subscription_id,
-        expires=values["expires"], token=values["token"], **context,
+        expires=values["expires"], token=values["token"], billing_url=billing_url, **context,
     )  # fmt: skip
 
 
@@ -94,21 +97,39 @@ async def submit(request: Request) -> HTMLResponse:
         return page(request, 403, message=refusal, error=True)
     again = {"form": True, "subscription_id": subscription_id,
              "expires": form["expires"], "token": form["token"], **context}  # fmt: skip
+    refused = await replace_card(
+        deps, subscription_id, form.get("card_number", ""), locale=context["locale"]
+    )
+    if refused is not None:
+        status, message = refused
+        return page(request, status, error=True, message=message, **again)
     ja = context["locale"].startswith("ja")
+    thanks = (
+        "ありがとうございます。新しいお支払い方法で、ただちにお支払いを再試行します。"
+        if ja
+        else "Thank you. We are retrying your payment with the new card now."
+    )
+    return page(request, 200, message=thanks, locale=context["locale"])
+
+
+async def replace_card(
+    deps: Deps, subscription_id: str, card_number: str, *, locale: str
+) -> tuple[int, str] | None:
+    """Put the (test) card on file and tell the workflow; None when done, else the page's
+    status and what to tell the customer (the card-update page and the billing page)."""
+    ja = locale.startswith("ja")
     if deps.stripe.live_mode:
-        return page(
-            request, 422, error=True, message="Card entry here is for test mode only.", **again
-        )
+        return 422, "Card entry here is for test mode only."
     try:
         await payment_service.update_payment_method(
             await deps.temporal_client(), deps.sessions, deps.stripe, subscription_id,
-            card_number=form.get("card_number", ""), requested_by="customer",
+            card_number=card_number, requested_by="customer",
         )  # fmt: skip
     except ValueError:
         # The number itself is never put in the page or a log.
         message = ("Stripe のテストカード番号を入力してください。" if ja
                    else "Please enter a Stripe test card number.")  # fmt: skip
-        return page(request, 422, error=True, message=message, **again)
+        return 422, message
     except Exception as error:  # Stripe or Temporal unreachable: say so, keep the form
         log.warning("card update for %s failed: %s", subscription_id, type(error).__name__)
         message = (
@@ -116,13 +137,8 @@ async def submit(request: Request) -> HTMLResponse:
             if ja
             else "We could not update your card just now; please try again shortly."
         )
-        return page(request, 503, error=True, message=message, **again)
-    thanks = (
-        "ありがとうございます。新しいお支払い方法で、ただちにお支払いを再試行します。"
-        if ja
-        else "Thank you. We are retrying your payment with the new card now."
-    )
-    return page(request, 200, message=thanks, locale=context["locale"])
+        return 503, message
+    return None
 
 
 def router(settings: Settings) -> APIRouter:

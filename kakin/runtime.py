@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import uvicorn
@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.bundle import Activities, build_activities
+from activities.notifications import NotificationActivities
 from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
@@ -44,6 +45,7 @@ from kakin.services.invoice_documents import Seller
 from kakin.services.staff_sessions import ConsolePolicy, SessionPolicy
 from kakin.services.staff_throttle import ThrottlePolicy
 from models.db import make_engine, make_session_factory, migrate
+from models.payloads import EmailRequest
 from workflows.subscription import SubscriptionWorkflow
 
 WORKER_DOC = """The kakin worker: runs SubscriptionWorkflow and the billing activities.
@@ -101,6 +103,7 @@ def seller(settings: Settings) -> Seller:
         address=settings.seller_address,
         registration_number=settings.seller_registration_number,
         payment_update_url=settings.payment_update_url,
+        billing_page_url=settings.billing_page_url,
         email_from=settings.email_from,
         email_from_name=settings.email_from_name,
         link_secret=settings.link_secret,
@@ -150,6 +153,39 @@ def billing_activities(
         templates=make_template_env(),
         seller=seller(settings),
     )
+
+
+# One "send me a link" email per subscription per window: asking again at once finds
+# the email sent (its business key) and sends nothing more, so the button cannot be used
+# to flood a customer's inbox.
+BILLING_LINK_WINDOW_SECONDS = 600
+
+
+def send_billing_link(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    subscription_id: str,
+    *,
+    requested_at: datetime,
+    mail: Mailer | None = None,
+) -> None:
+    """Email the customer a fresh link to their billing page (asked for on the page).
+
+    The same mail path as every other email: the notification activity's ``send_email``
+    (templates/email/billing_link.*, the email row's business key, the outbox or
+    SendGrid), called here directly since no workflow is involved.
+    """
+    notifications = NotificationActivities(
+        session_factory=sessions, mailer=mail or mailer(settings),
+        templates=make_template_env(), seller=seller(settings),
+    )  # fmt: skip
+    window = int(requested_at.timestamp()) // BILLING_LINK_WINDOW_SECONDS
+    notifications.send_email(
+        EmailRequest(
+            kind="billing_link", business_key=f"email:billing_link:{subscription_id}:{window}",
+            subscription_id=subscription_id, occurred_at=requested_at,
+        )
+    )  # fmt: skip
 
 
 async def temporal_client(settings: Settings) -> Client:

@@ -164,6 +164,7 @@ SELLER = Seller(
     address="1-1 Chiyoda, Tokyo",
     registration_number="T9234567890123",
     payment_update_url="http://localhost:8000/pay/update",
+    billing_page_url="http://localhost:8000/billing",
 )
 
 

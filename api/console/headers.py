@@ -36,14 +36,18 @@ def policy(nonce: str) -> str:
 
 
 class ConsoleHeaders:
-    """Adds the headers to responses under ``/console``; passes everything else by."""
+    """Adds the headers to responses under ``prefix`` (``/console``; the customer's
+    billing page uses the same policy under its own path); passes everything else by."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, prefix: str = PREFIX) -> None:
         self.app = app
+        self.prefix = prefix.rstrip("/")
+        self.static = f"{self.prefix}/static/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (path == PREFIX or path.startswith(f"{PREFIX}/")):
+        prefix = self.prefix
+        if scope["type"] != "http" or not (path == prefix or path.startswith(f"{prefix}/")):
             await self.app(scope, receive, send)
             return
         nonce = secrets.token_urlsafe(16)
@@ -61,7 +65,7 @@ class ConsoleHeaders:
                     headers["X-Frame-Options"] = "DENY"
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["Referrer-Policy"] = "same-origin"
-                if not path.startswith(STATIC):  # the stylesheet may be cached
+                if not path.startswith(self.static):  # the stylesheet may be cached
                     headers["Cache-Control"] = "no-store"
                 if https:
                     headers["Strict-Transport-Security"] = "max-age=31536000"

@@ -67,6 +67,11 @@ def do_ingest(deps: Deps, events: list[UsageEventBody]) -> dict[str, Any]:
 @router.get("/subscriptions/{subscription_id}/usage", response_model=CurrentUsage)
 def get_usage(deps: DepsDep, subscription_id: PathId, _: KeyInfo = KEY) -> CurrentUsage:
     """Usage of the open period so far, per metered price, and its cost so far."""
+    return usage_so_far(deps, subscription_id)
+
+
+def usage_so_far(deps: Deps, subscription_id: str) -> CurrentUsage:
+    """The endpoint's answer (also the customer's billing page's usage)."""
     return invoice_service.usage_so_far(
         deps.sessions,
         subscription_id,
@@ -90,6 +95,13 @@ async def get_upcoming_invoice(
     deps: DepsDep, _: KeyInfo = KEY, *, subscription_id: ExistingSubscriptionId
 ) -> UpcomingInvoice:
     """The invoice the next renewal will create, with the usage received so far."""
+    return await upcoming_invoice(deps, subscription_id)
+
+
+async def upcoming_invoice(deps: Deps, subscription_id: str) -> UpcomingInvoice:
+    """The upcoming invoice of an existing subscription, as the endpoint answers it (also
+    the customer's billing page's "bill so far"); ``ApiError`` 409 when there is none
+    (the workflow ended, or nothing follows), 503 when Temporal does not answer."""
     client = await deps.connected()
     handle = subscription_service.handle(client, subscription_id)
     try:

@@ -28,7 +28,7 @@ _EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oc
 # Context keys each email kind needs (beyond the common ones) and the optional ones it
 # reads; optional keys default to None so templates can test them under StrictUndefined.
 _COMMON_KEYS = ("customer_name", "subscription_id", "seller_name")
-_COMMON_OPTIONAL = ("time_zone", "invoice")
+_COMMON_OPTIONAL = ("time_zone", "invoice", "billing_page_url")
 EMAIL_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "receipt": (("invoice",), ()),
     "payment_failed": (("invoice", "payment_update_url"), ("next_retry_at",)),
@@ -37,6 +37,8 @@ EMAIL_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "final_notice": (("invoice", "payment_update_url"), ("cancel_at",)),
     "canceled_unpaid": (("invoice",), ()),
     "canceled": ((), ("cancel_reason", "ends_at")),
+    # Asked for on the billing page ("email me a new link"): the link is the whole message.
+    "billing_link": (("billing_page_url",), ()),
 }
 
 

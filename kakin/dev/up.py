@@ -68,6 +68,10 @@ def run_up(
         settings = settings.model_copy(
             update={"payment_update_url": f"http://localhost:{api_port}/pay/update"}
         )
+    if "billing_page_url" not in settings.model_fields_set:
+        settings = settings.model_copy(
+            update={"billing_page_url": f"http://localhost:{api_port}/billing"}
+        )
     # Payloads are encrypted here too. Without configured keys, a development key is
     # kept next to the other state (created once, mode 0600): only this data dir's
     # Temporal payloads are readable with it.

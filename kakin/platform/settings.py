@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # Attach the invoice PDF to every email about an invoice (about 20 ms of CPU each).
     attach_invoice_pdf: bool = True
     payment_update_url: str = "http://localhost:8000/pay/update"
+    # The customer's own billing page (api/billing_page.py), linked from every email.
+    billing_page_url: str = "http://localhost:8000/billing"
+    # May customers cancel at period end from their billing page? Unset: yes in test
+    # mode, no with a live key (a seller turns it on deliberately): see portal_cancel.
+    portal_allow_cancel: bool | None = None
     # Signs the card-update links in emails. The default is for the embedded setup
     # only: kakin refuses it with a live Stripe key.
     link_secret: str = Field(default=EMBEDDED_LINK_SECRET, repr=False)
@@ -131,6 +136,13 @@ class Settings(BaseSettings):
     def _valid_dunning(cls, value: str) -> str:
         parse_policy(value)  # raises ValueError naming the bad step
         return value
+
+    @property
+    def portal_cancel(self) -> bool:
+        """Whether the billing page offers cancelling at period end (KAKIN_PORTAL_ALLOW_CANCEL)."""
+        if self.portal_allow_cancel is None:
+            return not self.live_mode
+        return self.portal_allow_cancel
 
     @property
     def live_mode(self) -> bool:

@@ -30,6 +30,7 @@ class Seller:
     address: str
     registration_number: str = ""
     payment_update_url: str = ""
+    billing_page_url: str = ""  # the customer's billing page, linked from every email
     email_from: str = "billing@kakin.example"
     email_from_name: str = "kakin billing"
     link_secret: str = "kakin-embedded-link-secret"  # signs links in emails (KAKIN_LINK_SECRET)

@@ -24,6 +24,9 @@ from kakin.adapters.rendering import (
 
 ENV: jinja2.Environment = make_template_env()
 PAY_URL = "https://pay.example/update?subscription=sub_123"
+BILLING_URL = "https://pay.example/billing?subscription=sub_123"
+# Emails about no invoice: a cancellation on request, a billing-page link asked for.
+NOT_ABOUT_AN_INVOICE = {"canceled", "billing_link"}
 FAILURE_KINDS = ("payment_failed", "payment_reminder", "suspended", "final_notice")
 
 # 2024-02-28 15:00 UTC is already Feb 29 in Tokyo: dates must follow the customer's zone.
@@ -74,6 +77,7 @@ def email_context(kind: str, doc: InvoiceDocument | None, **extra: Any) -> dict[
         "time_zone": "Asia/Tokyo",
         "invoice": doc,
         "payment_update_url": PAY_URL,
+        "billing_page_url": BILLING_URL,
     }
     context.update(extra)
     return context
@@ -182,7 +186,9 @@ def test_every_email_kind_renders_in_both_languages(kind, locale, currency, ja_a
     assert email.html.strip() and email.text.strip()
     assert "sub_123" in email.html and "sub_123" in email.text
     assert "kakin K.K." in email.html and "kakin K.K." in email.text
-    if kind != "canceled":  # a cancellation on request is not about an invoice
+    # Every email links the customer's billing page.
+    assert f'href="{BILLING_URL}"' in email.html and BILLING_URL in email.text
+    if kind not in NOT_ABOUT_AN_INVOICE:
         amount = ja_amount if locale == "ja" else en_amount
         assert amount in email.html and amount in email.text
         assert "12,000.00" not in email.html
@@ -316,7 +322,7 @@ def test_english_invoice_keeps_the_half_open_end_as_stripe_prints_it():
     assert html.count("Dec 31, 2026 – Jan 31, 2027") == 2
 
 
-@pytest.mark.parametrize("kind", sorted(set(EMAIL_KINDS) - {"canceled"}))
+@pytest.mark.parametrize("kind", sorted(set(EMAIL_KINDS) - NOT_ABOUT_AN_INVOICE))
 def test_japanese_emails_print_the_last_day_of_the_period(kind):
     doc = december_invoice("ja")
     email = render_email(ENV, kind, "ja", email_context(kind, doc))

@@ -65,6 +65,8 @@ async def test_a_customer_updates_the_card_from_the_email_and_the_payment_retrie
         shown = http.get(emailed.path, params=query)
         assert shown.status_code == 200
         assert "3,000円" in shown.text and "お支払い方法の更新" in shown.text
+        # The same signed link opens the billing page, linked from this one.
+        assert f'href="/billing?{html.escape(emailed.query)}"' in shown.text
 
         tampered = http.get(emailed.path, params=query | {"subscription": "sub_someone_else"})
         assert tampered.status_code == 403 and "not valid" in tampered.text
