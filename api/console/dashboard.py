@@ -26,8 +26,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from api.console.auth import HOME, AnyStaff, locale_of
-from api.console.charts import (
+from api.charts import (
     Band,
     Series,
     Units,
@@ -36,6 +35,7 @@ from api.console.charts import (
     line_chart,
     long_month,
 )
+from api.console.auth import HOME, AnyStaff, locale_of
 from api.console.messages import translator
 from api.console.rendering import render
 from api.deps import Deps, deps_of

@@ -20,7 +20,7 @@ from playwright.async_api import Page
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from api.console.charts import Series, Units, bar_chart, month_label, nice_step
+from api.charts import Series, Units, bar_chart, month_label, nice_step
 from api.console.dashboard import month_bounds
 from billing.money import format_amount, format_compact
 from kakin.adapters.stripe_gateway import StripeGateway
