@@ -37,6 +37,7 @@ EMAIL_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "final_notice": (("invoice", "payment_update_url"), ("cancel_at",)),
     "canceled_unpaid": (("invoice",), ()),
     "canceled": ((), ("cancel_reason", "ends_at")),
+    "alert_triggered": (("alert", "payment_update_url"), ()),
 }
 
 

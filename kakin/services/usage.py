@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
+from kakin.services.alert_emails import AlertMail, send_alert_emails
+from kakin.services.alerts_evaluation import check_caps, evaluate
 from kakin.services.errors import InvalidRequestError
 from models.repositories import usage as usage_sql
 from models.tables import BillableMetric
@@ -166,8 +168,17 @@ def _shape_problem(event: UsageEvent) -> str | None:
     return None
 
 
-def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> list[EventResult]:
+def ingest(
+    sessions: sessionmaker[Session],
+    events: Sequence[UsageEvent],
+    *,
+    mail: AlertMail | None = None,
+) -> list[EventResult]:
     """Store the valid events once each; one result per event, in the order given.
+
+    Then the alerts watching the subscriptions the batch touched are evaluated
+    (``kakin.services.alerts_evaluation``, which also holds the hard caps that refuse
+    events here), and with ``mail`` their emails not sent yet go out.
 
     The lookups (metrics by code, the subscriptions with their open periods) are one
     query each per batch, the subscriptions locked ``FOR SHARE`` until the events are
@@ -206,8 +217,19 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> lis
                 results[index] = EventResult(event.event_id, "duplicate", "repeated in this batch")
                 continue
             pending[pair] = (index, outcome)
+        caps = check_caps(session, list(pending.values()))
+        for pair, (index, _) in list(pending.items()):
+            if index in caps.refused:
+                results[index] = EventResult(pair[1], "rejected", caps.refused[index])
+                del pending[pair]
         inserted = usage_sql.insert_once(session, [row for _, row in pending.values()])
         session.commit()
+    # Accepted and duplicate events alike: a resend repairs an evaluation that a crash
+    # after the commit above cut short (kakin.services.alerts_evaluation).
+    touched = {row["subscription_id"] for _, row in pending.values()}
+    evaluate(sessions, touched, capped_alerts=caps.capped_alerts)
+    if mail is not None:
+        send_alert_emails(sessions, mail, touched)
     for pair, (index, row) in pending.items():
         if pair in inserted:
             results[index] = EventResult(pair[1], "accepted", "", row["subscription_id"])
