@@ -254,7 +254,10 @@ def _owned(session: Session, alert_id: str, owner: dict[str, str | None]) -> Ale
 
 
 def _owner(subscription_id: str | None, customer_id: str | None) -> dict[str, str | None]:
-    """Which alerts a path may reach: its subscription's, or its customer's own."""
+    """Which alerts a path may reach: its subscription's, or its customer's own (any,
+    for a face that names neither: the CLI)."""
+    if subscription_id is None and customer_id is None:
+        return {}
     if subscription_id is not None:
         return {"subscription_id": subscription_id}
     return {"customer_id": customer_id, "subscription_id": None}
