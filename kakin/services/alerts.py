@@ -447,3 +447,25 @@ def details_of(session: Session, alert: Alert) -> AlertDetails:
         next_threshold=next_threshold,
         cap_reached=cap_reached,
     )
+
+
+@dataclass(frozen=True)
+class UsageCap:
+    """A hard cap on one metric of a subscription, and where the period stands."""
+
+    alert_id: str
+    metric: str
+    cap: str
+    used: str | None
+    reached: bool
+
+
+def usage_caps(sessions: sessionmaker[Session], subscription_id: str) -> list[UsageCap]:
+    """The subscription's hard caps (for its status): reached ones refuse usage."""
+    with sessions() as session:
+        capped = alert_sql.capped(session, {subscription_id})
+        found = [details_of(session, alert) for alert in capped]
+    return [
+        UsageCap(item.id, item.metric or "", item.hard_cap or "", item.current, item.cap_reached)
+        for item in found
+    ]

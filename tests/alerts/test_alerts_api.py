@@ -108,6 +108,10 @@ def test_a_cap_refuses_per_event_and_support_raises_it(
             True,
             ["50", "cap:100"],
         )
+        # The subscription shows the cap too (Temporal is out of reach here: live is null).
+        [cap] = service.get(f"/v1/subscriptions/{subscription_id}").json()["usage_caps"]
+        assert cap == {"alert_id": alert["id"], "metric": code, "cap": "100", "used": "100",
+                       "reached": True}  # fmt: skip
     sent = [p.read_text() for p in outbox.glob("alert_*.html")]
     assert any(subscription_id in page and "50 Storage" in page for page in sent)
     with as_role(base, keys, "support") as support:
