@@ -8,6 +8,7 @@ client that timed out can resend the whole batch safely.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from models.repositories import usage as usage_sql
 from models.tables import BillableMetric
 
 MAX_BATCH = 1000
+log = logging.getLogger("kakin.usage")
 _MAX_VALUE = Decimal(10) ** 12  # keeps sums of scaled values far from 64-bit overflow
 
 
@@ -224,12 +226,6 @@ def ingest(
                 del pending[pair]
         inserted = usage_sql.insert_once(session, [row for _, row in pending.values()])
         session.commit()
-    # Accepted and duplicate events alike: a resend repairs an evaluation that a crash
-    # after the commit above cut short (kakin.services.alerts_evaluation).
-    touched = {row["subscription_id"] for _, row in pending.values()}
-    evaluate(sessions, touched, capped_alerts=caps.capped_alerts)
-    if mail is not None:
-        send_alert_emails(sessions, mail, touched)
     for pair, (index, row) in pending.items():
         if pair in inserted:
             results[index] = EventResult(pair[1], "accepted", "", row["subscription_id"])
@@ -237,6 +233,18 @@ def ingest(
             results[index] = EventResult(
                 pair[1], "duplicate", "already received; counted once", row["subscription_id"]
             )
+    # Accepted and duplicate events alike: a resend repairs an evaluation that a crash
+    # after the commit above cut short (kakin.services.alerts_evaluation).
+    touched = {row["subscription_id"] for _, row in pending.values()}
+    try:
+        evaluate(sessions, touched, capped_alerts=caps.capped_alerts)
+    except Exception:
+        # The events are stored: the answer must say so. The next batch for these
+        # subscriptions (a resend of this one included) evaluates their totals again.
+        log.exception("alerts not evaluated for %s", sorted(touched))
+    else:
+        if mail is not None:
+            send_alert_emails(sessions, mail, touched)
     return [result for result in results if result is not None]
 
 
