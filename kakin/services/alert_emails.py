@@ -43,8 +43,11 @@ class AlertMail:
     seller: Seller
 
 
+KEY_PREFIX = "alert:"
+
+
 def business_key(firing_id: int) -> str:
-    return f"alert:{firing_id}"
+    return f"{KEY_PREFIX}{firing_id}"
 
 
 def send_alert_emails(
@@ -53,12 +56,11 @@ def send_alert_emails(
     """Send the emails of these subscriptions' firings not sent yet; how many were sent."""
     sent = 0
     with sessions() as session:
-        for firing in alert_sql.recent_firings(session, subscription_ids):
-            if firing.threshold.startswith(CAP):
-                continue
-            row = email_sql.email_by_key(session, business_key(firing.id))
-            if row is not None and row.status == "sent":
-                continue
+        # A cap reached is told by the refusals themselves (and the ledger), not by email.
+        unsent = alert_sql.unsent_firings(
+            session, subscription_ids, key_prefix=KEY_PREFIX, silent_prefix=CAP
+        )
+        for firing in unsent:
             try:
                 sent += _send(session, mail, firing)
             except Exception:

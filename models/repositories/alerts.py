@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import String, Table, func, literal, select, text
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.alert_tables import Alert, AlertFiring
-from models.tables import Subscription, UsageEvent
+from models.tables import EmailMessage, Subscription, UsageEvent
 
 
 def alert(session: Session, alert_id: str) -> Alert | None:
@@ -124,17 +125,29 @@ def firing(session: Session, firing_id: int) -> AlertFiring | None:
     return session.get(AlertFiring, firing_id)
 
 
-def recent_firings(
-    session: Session, subscription_ids: Iterable[str], *, limit: int = 200
+def unsent_firings(
+    session: Session,
+    subscription_ids: Iterable[str],
+    *,
+    key_prefix: str,
+    silent_prefix: str,
+    limit: int = 100,
 ) -> list[AlertFiring]:
-    """The newest firings of these subscriptions, oldest first (for delivering emails)."""
+    """These subscriptions' firings whose email (business key ``key_prefix`` + the
+    firing's id) is not sent yet, oldest first: one query, however many were sent.
+    Firings whose threshold starts with ``silent_prefix`` send none."""
     ids = set(subscription_ids)
     if not ids:
         return []
+    key = literal(key_prefix) + sql_cast(AlertFiring.id, String)
+    sent = select(EmailMessage.id).where(
+        EmailMessage.business_key == key, EmailMessage.status == "sent"
+    )
     query = (
         select(AlertFiring)
-        .where(AlertFiring.subscription_id.in_(ids))
-        .order_by(AlertFiring.id.desc())
+        .where(AlertFiring.subscription_id.in_(ids), ~sent.exists())
+        .where(~AlertFiring.threshold.startswith(silent_prefix))
+        .order_by(AlertFiring.id)
         .limit(limit)
     )
-    return list(reversed(list(session.scalars(query))))
+    return list(session.scalars(query))
