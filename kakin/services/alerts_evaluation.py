@@ -76,6 +76,7 @@ CAPPABLE = ("count", "sum", "max")
 CAP = "cap:"  # the threshold key of a hard cap reached: "cap:" and the cap
 MAX_STEPS = 100  # recurring steps recorded at most per evaluation (a runaway guard)
 _PROJECTED = ("count", "sum")  # metered quantities that grow with time
+_MICRO = datetime.resolution  # one microsecond: durations as exact integers
 
 
 # -- thresholds ---------------------------------------------------------------------------
@@ -182,9 +183,6 @@ def forecast_bill(session: Session, subscription: Subscription, as_of: datetime 
         factor = Fraction((end - start) // _MICRO, (as_of - start) // _MICRO)
         used = [_projected(subscription, line, factor) for line in used]
     return _untaxed(session, subscription, _plan(subscription, start, end) + used)
-
-
-_MICRO = datetime.resolution
 
 
 def _projected(subscription: Subscription, line: DraftLine, factor: Fraction) -> DraftLine:

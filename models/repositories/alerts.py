@@ -121,10 +121,6 @@ def firings(
     return list(session.scalars(query.order_by(AlertFiring.id.desc()).limit(limit)))
 
 
-def firing(session: Session, firing_id: int) -> AlertFiring | None:
-    return session.get(AlertFiring, firing_id)
-
-
 def unsent_firings(
     session: Session,
     subscription_ids: Iterable[str],
