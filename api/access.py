@@ -72,6 +72,17 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/usage"): SERVICE_KEYS,
     ("GET", "/v1/subscriptions/{subscription_id}/usage"): ANY_KEY,
     ("GET", "/v1/subscriptions/{subscription_id}/upcoming-invoice"): ANY_KEY,
+    # alerts: the customer's side (service) sets its budgets, support raises a cap
+    ("POST", "/v1/subscriptions/{subscription_id}/alerts"): ANY_KEY,
+    ("GET", "/v1/subscriptions/{subscription_id}/alerts"): ANY_KEY,
+    ("GET", "/v1/subscriptions/{subscription_id}/alerts/{alert_id}"): ANY_KEY,
+    ("PATCH", "/v1/subscriptions/{subscription_id}/alerts/{alert_id}"): ANY_KEY,
+    ("DELETE", "/v1/subscriptions/{subscription_id}/alerts/{alert_id}"): ANY_KEY,
+    ("POST", "/v1/customers/{customer_id}/alerts"): ANY_KEY,
+    ("GET", "/v1/customers/{customer_id}/alerts"): ANY_KEY,
+    ("GET", "/v1/customers/{customer_id}/alerts/{alert_id}"): ANY_KEY,
+    ("PATCH", "/v1/customers/{customer_id}/alerts/{alert_id}"): ANY_KEY,
+    ("DELETE", "/v1/customers/{customer_id}/alerts/{alert_id}"): ANY_KEY,
     # invoices
     ("GET", "/v1/invoices"): ANY_KEY,
     ("GET", "/v1/invoices/{invoice_id}"): ANY_KEY,

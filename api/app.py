@@ -29,6 +29,7 @@ from api.deps import Deps, TemporalSource, by_endpoint
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
 from api.routers import (
+    alerts,
     analytics,
     audit,
     catalog,
@@ -60,6 +61,7 @@ ROUTERS = (
     invoices,
     pricing,
     usage,
+    alerts,
     documents,
     audit,
     analytics,

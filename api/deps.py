@@ -8,6 +8,7 @@ share a database or a Temporal client by accident.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,9 +23,12 @@ from api import access
 from api.errors import ApiError, shown_path
 from api.idempotency import MAX_KEY_LENGTH
 from api.rate_limit import TokenBuckets, parse_rate, retry_after
+from kakin import runtime
+from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform.settings import Settings
 from kakin.services import api_keys
+from kakin.services.alert_emails import AlertMail
 from kakin.services.api_keys import KeyInfo, Role
 from kakin.views.common import Page
 
@@ -116,6 +120,13 @@ class Deps:
         rate = parse_rate(settings.api_rate_limit)
         self.rate_limits = (
             None if rate is None else TokenBuckets(rate=rate, burst=settings.api_rate_burst)
+        )
+
+    @functools.cached_property
+    def alert_mail(self) -> AlertMail:
+        """What the ingestion sends alert emails with, built from the settings on first use."""
+        return AlertMail(
+            runtime.mailer(self.settings), make_template_env(), runtime.seller(self.settings)
         )
 
     async def temporal_client(self) -> Client:

@@ -18,6 +18,7 @@ from api.lookups import require_customer, require_price
 from api.requests.subscriptions import CancelCreate, SubscriptionCreate
 from api.workflow_calls import TEMPORAL_DOWN, capitalized
 from api.writes import Write, WriteDep
+from kakin.services import alerts as alert_service
 from kakin.services import errors as service_errors
 from kakin.services import subscriptions as subscription_service
 from kakin.services.api_keys import KeyInfo
@@ -27,6 +28,7 @@ from kakin.views.subscriptions import (
     LiveStatus,
     SubscriptionDetail,
     SubscriptionOut,
+    UsageCapOut,
 )
 from models.payloads import SubscriptionStatus
 
@@ -136,7 +138,9 @@ async def get_subscription(
     """
     row = await run_in_threadpool(read_subscription, deps, subscription_id)
     live = await live_status(deps, subscription_id)
-    return SubscriptionDetail(**row.model_dump(), live=live)
+    caps = await run_in_threadpool(alert_service.usage_caps, deps.sessions, subscription_id)
+    shown = [UsageCapOut(**vars(cap)) for cap in caps]
+    return SubscriptionDetail(**row.model_dump(), live=live, usage_caps=shown)
 
 
 def check_cancellable(deps: Deps, subscription_id: str) -> None:

@@ -46,7 +46,7 @@ async def report_usage(body: UsageBatch, write: WriteDep) -> JSONResponse:
 def do_ingest(deps: Deps, events: list[UsageEventBody]) -> dict[str, Any]:
     # The parsed events go in as they are (they have UsageEventIn's fields), and the
     # receipt (a UsageReceipt) comes out as JSON-ready dicts: no model per event.
-    results = ingest(deps.sessions, events)
+    results = ingest(deps.sessions, events, mail=deps.alert_mail)
     statuses = [result.status for result in results]
     return {
         "accepted": statuses.count("accepted"),

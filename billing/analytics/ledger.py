@@ -43,6 +43,10 @@ class EntryKind(StrEnum):
     PAYMENT_FAILED = "payment.failed"
     PAYMENT_SUCCEEDED = "payment.succeeded"
     CORRECTION = "correction"
+    # Notices, not changes: no money or MRR moves (amount is what was observed), so no
+    # figure counts them; they are in the ledger for the timeline and outgoing webhooks.
+    ALERT_TRIGGERED = "alert.triggered"
+    USAGE_CAP_REACHED = "usage.cap_reached"
 
 
 # The kinds that carry a subscription's MRR (mrr_after is its MRR from then on). Money

@@ -39,6 +39,7 @@ EMAIL_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "canceled": ((), ("cancel_reason", "ends_at")),
     # Asked for on the billing page ("email me a new link"): the link is the whole message.
     "billing_link": (("billing_page_url",), ()),
+    "alert_triggered": (("alert", "billing_page_url"), ()),
 }
 
 

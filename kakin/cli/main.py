@@ -9,6 +9,7 @@ import sys
 
 from kakin import runtime
 from kakin.cli import (
+    alerts,
     audit,
     catalog,
     credit_notes,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoices.add_commands(commands)
     catalog.add_commands(commands)
     usage.add_commands(commands)
+    alerts.add_commands(commands)
     credit_notes.add_commands(commands)
     customers.add_read_commands(commands)
     subscriptions.add_read_commands(commands)

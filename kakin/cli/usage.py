@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from kakin.cli.alerts import alert_mail
 from kakin.cli.output import (
     command_group,
     format_money,
@@ -51,8 +52,9 @@ def _usage_report(args: argparse.Namespace) -> int:
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidRequestError(f"event {item!r} is malformed: {error}") from None
     status = 0
+    mail = alert_mail()
     for start in range(0, len(events), 1000):
-        for result in ingest(sessions(), events[start : start + 1000]):
+        for result in ingest(sessions(), events[start : start + 1000], mail=mail):
             line = f"{result.status:9}  {result.event_id}"
             print(f"{line}  {result.reason}".rstrip())
             status = 1 if result.status == "rejected" else status

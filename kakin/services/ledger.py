@@ -454,3 +454,37 @@ def record_refund(
         occurred_at=occurred_at, amount=note.amount, actor=note.actor,
         details={"credit_note": note.number, "refund": note.stripe_refund_id or ""},
     )  # fmt: skip
+
+
+def record_notice(
+    session: Session,
+    kind: EntryKind,
+    key: str,
+    *,
+    occurred_at: datetime,
+    customer_id: str,
+    subscription_id: str,
+    currency: str,
+    amount: int = 0,
+    details: Mapping[str, str],
+) -> LedgerRow:
+    """An alert fired or a usage cap reached (``alert.triggered``, ``usage.cap_reached``).
+
+    A notice moves no money and no MRR: ``amount`` is the bill the alert saw (0 for a
+    usage alert), counted by no figure, and both MRR columns stay 0.
+    """
+    if kind not in (EntryKind.ALERT_TRIGGERED, EntryKind.USAGE_CAP_REACHED):
+        raise ValueError(f"{kind} is not a notice")
+    return ledger_sql.append(
+        session,
+        key,
+        kind=kind,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at(occurred_at),
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        currency=currency,
+        amount=amount,
+        actor="system",
+        details=dict(details),
+    )

@@ -8,6 +8,7 @@ client that timed out can resend the whole batch safely.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,14 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
+from kakin.services.alert_emails import AlertMail, send_alert_emails
+from kakin.services.alerts_evaluation import check_caps, evaluate
 from kakin.services.errors import InvalidRequestError
 from models.repositories import usage as usage_sql
 from models.tables import BillableMetric
 
 MAX_BATCH = 1000
+log = logging.getLogger("kakin.usage")
 _MAX_VALUE = Decimal(10) ** 12  # keeps sums of scaled values far from 64-bit overflow
 
 
@@ -166,8 +170,17 @@ def _shape_problem(event: UsageEvent) -> str | None:
     return None
 
 
-def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> list[EventResult]:
+def ingest(
+    sessions: sessionmaker[Session],
+    events: Sequence[UsageEvent],
+    *,
+    mail: AlertMail | None = None,
+) -> list[EventResult]:
     """Store the valid events once each; one result per event, in the order given.
+
+    Then the alerts watching the subscriptions the batch touched are evaluated
+    (``kakin.services.alerts_evaluation``, which also holds the hard caps that refuse
+    events here), and with ``mail`` their emails not sent yet go out.
 
     The lookups (metrics by code, the subscriptions with their open periods) are one
     query each per batch, the subscriptions locked ``FOR SHARE`` until the events are
@@ -206,6 +219,11 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> lis
                 results[index] = EventResult(event.event_id, "duplicate", "repeated in this batch")
                 continue
             pending[pair] = (index, outcome)
+        caps = check_caps(session, list(pending.values()))
+        for pair, (index, _) in list(pending.items()):
+            if index in caps.refused:
+                results[index] = EventResult(pair[1], "rejected", caps.refused[index])
+                del pending[pair]
         inserted = usage_sql.insert_once(session, [row for _, row in pending.values()])
         session.commit()
     for pair, (index, row) in pending.items():
@@ -215,6 +233,18 @@ def ingest(sessions: sessionmaker[Session], events: Sequence[UsageEvent]) -> lis
             results[index] = EventResult(
                 pair[1], "duplicate", "already received; counted once", row["subscription_id"]
             )
+    # Accepted and duplicate events alike: a resend repairs an evaluation that a crash
+    # after the commit above cut short (kakin.services.alerts_evaluation).
+    touched = {row["subscription_id"] for _, row in pending.values()}
+    try:
+        evaluate(sessions, touched, capped_alerts=caps.capped_alerts)
+    except Exception:
+        # The events are stored: the answer must say so. The next batch for these
+        # subscriptions (a resend of this one included) evaluates their totals again.
+        log.exception("alerts not evaluated for %s", sorted(touched))
+    else:
+        if mail is not None:
+            send_alert_emails(sessions, mail, touched)
     return [result for result in results if result is not None]
 
 

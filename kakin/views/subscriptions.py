@@ -99,12 +99,26 @@ class LiveStatus(BaseModel):
         return cls(**columns(view, cls, status=str(view.status), outstanding_invoice=outstanding))
 
 
+class UsageCapOut(BaseModel):
+    """A hard cap on a metric (set on a usage alert): once reached, further usage of the
+    metric in the period is refused at ingestion, event by event."""
+
+    alert_id: str
+    metric: str
+    cap: str
+    used: str | None
+    reached: bool
+
+
 class SubscriptionDetail(SubscriptionOut):
     """The stored subscription (every top-level field is the row's) and its live status."""
 
     live: LiveStatus | None = Field(
         description="the running workflow's status query, which may be a moment ahead of "
         "the stored fields (a cancel it has not recorded yet); null when it cannot be queried"
+    )
+    usage_caps: list[UsageCapOut] = Field(
+        default_factory=list, description="hard caps on its usage, and whether reached"
     )
 
 

@@ -82,6 +82,22 @@ def lock_subscription(session: Session, subscription_id: str) -> Subscription:
     return row
 
 
+def stored_event_ids(session: Session, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (customer id, event id) pairs are stored already.
+
+    Asked before a capped batch is counted: a replayed event is a duplicate, never a
+    refusal for passing the cap it was already counted under.
+    """
+    if not pairs:
+        return set()
+    customers = {customer for customer, _ in pairs}
+    events = {event for _, event in pairs}
+    query = select(UsageEvent.customer_id, UsageEvent.event_id).where(
+        UsageEvent.customer_id.in_(customers), UsageEvent.event_id.in_(events)
+    )
+    return {(row[0], row[1]) for row in session.execute(query)} & pairs
+
+
 def insert_once(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
     """Insert the events not stored yet; returns the (customer id, event id) inserted.
 

@@ -18,6 +18,7 @@ from kakin.adapters.rendering import (
     last_day,
     localdate,
     make_template_env,
+    money,
     render_email,
     render_invoice_html,
 )
@@ -79,6 +80,15 @@ def email_context(kind: str, doc: InvoiceDocument | None, **extra: Any) -> dict[
         "payment_update_url": PAY_URL,
         "billing_page_url": BILLING_URL,
     }
+    if kind == "alert_triggered" and doc is not None:
+        # A spend alert, at the invoice's amount and period (as kakin.services.alert_emails
+        # writes the amounts out).
+        shown = money(doc.amount_due, doc.currency, doc.locale)
+        context["alert"] = {
+            "name": "", "watches": "bill", "metric": None, "observed": shown,
+            "threshold": shown, "budget": shown, "percent": "100%",
+            "period_start": doc.period_start, "period_end": doc.period_end,
+        }  # fmt: skip
     context.update(extra)
     return context
 
