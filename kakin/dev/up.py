@@ -31,6 +31,7 @@ from kakin.dev.embedded import LOCALHOST, EmbeddedStack, port_is_open
 from kakin.platform.codec import EncryptionKeyError, ensure_dev_key_file, keyring_from_settings
 from kakin.platform.settings import ConfigurationError, Settings, get_settings
 from kakin.runtime import run_worker
+from kakin.views.webhook_events import event_data
 
 
 def run_up(
@@ -180,7 +181,7 @@ async def _up(
         settings = _on_stack(settings, stack)
         client = await runtime.temporal_client(settings)
         running.worker = asyncio.create_task(
-            run_worker(settings, client=client, stop=running.worker_stop)
+            run_worker(settings, client=client, stop=running.worker_stop, shape_event=event_data)
         )
         running.api = _api_server(settings, api_port)
         running.serving = asyncio.create_task(running.api.serve())

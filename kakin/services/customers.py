@@ -11,6 +11,7 @@ from billing.money import normalize_currency
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import InvalidRequestError
 from kakin.services.shaping import Reads, shaped_page
+from kakin.services.webhook_events import record_customer_created, record_customer_updated
 from models.repositories import invoices as invoice_sql
 from models.repositories import payments as payment_sql
 from models.repositories.common import new_id
@@ -50,18 +51,18 @@ def create_customer(
             stripe_customer_id=stripe_customer_id, payment_method_id=payment_method_id
         )
     with sessions() as session:
-        session.add(
-            Customer(
-                id=customer_id,
-                email=email,
-                name=name,
-                locale=locale,
-                currency=currency,
-                time_zone=time_zone,
-                stripe_customer_id=stripe_customer_id,
-                stripe_payment_method_id=payment_method_id,
-            )
+        customer = Customer(
+            id=customer_id,
+            email=email,
+            name=name,
+            locale=locale,
+            currency=currency,
+            time_zone=time_zone,
+            stripe_customer_id=stripe_customer_id,
+            stripe_payment_method_id=payment_method_id,
         )
+        session.add(customer)
+        record_customer_created(session, customer)  # outgoing webhooks, with the row
         session.commit()
     return customer_id
 
@@ -88,6 +89,8 @@ def update_customer(
             if value is None:
                 raise InvalidRequestError(f"{field} cannot be null")
             setattr(row, field, value)
+        if changes:
+            record_customer_updated(session, row)  # outgoing webhooks, with the change
         session.commit()
         return shape(row)
 
