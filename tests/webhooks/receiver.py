@@ -1,0 +1,95 @@
+"""A loopback webhook receiver for tests: a small HTTP server in a thread that answers a
+scripted sequence and keeps every request it got."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the receiver answers one request with; ``sleep`` first (a timeout)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = "ok"
+    sleep: float = 0.0
+
+
+@dataclass(frozen=True)
+class Received:
+    headers: dict[str, str]
+    body: str
+    answered: int
+    at: float
+    late: bool = False  # answered after sleeping: the sender had given up
+
+
+class Receiver:
+    """Answers ``script`` in order, then ``then`` to every further request."""
+
+    def __init__(self, script: list[Answer], then: Answer | None = None) -> None:
+        self.script = list(script)
+        self.then = then or Answer()
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        self.url = ""
+
+    def next_answer(self) -> Answer:
+        with self.lock:
+            return self.script.pop(0) if self.script else self.then
+
+    @property
+    def accepted(self) -> list[Received]:
+        """The requests answered 2xx (and not left to time out)."""
+        return [r for r in self.received if 200 <= r.answered < 300 and not r.late]
+
+
+@contextlib.contextmanager
+def receiving(receiver: Receiver, path: str = "/hooks/kakin") -> Iterator[Receiver]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length).decode()
+            answer = receiver.next_answer()
+            with receiver.lock:  # kept as it arrives (a late answer comes after the next try)
+                receiver.received.append(
+                    Received(
+                        dict(self.headers.items()),
+                        body,
+                        answer.status,
+                        time.time(),
+                        late=answer.sleep > 0,
+                    )
+                )
+            if answer.sleep:
+                time.sleep(answer.sleep)
+            try:
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                data = answer.body.encode()
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender gave up waiting (a timeout): as a real receiver sees it
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
