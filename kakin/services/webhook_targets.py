@@ -38,8 +38,6 @@ def resolve(host: str, port: int) -> list[str]:
 
 def why_refused(address: Address, *, live_mode: bool) -> str | None:
     """Why ``address`` may not receive a webhook, or None if it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     if address in _METADATA:
         return "a cloud metadata address"
     if address.is_loopback:
@@ -69,21 +67,24 @@ def check_url(url: str, *, live_mode: bool, resolver: Resolver = resolve) -> Non
         raise TargetRefusedError(f"webhook URL {url!r} has an invalid port") from None
     host = parts.hostname
     try:
-        addresses = [ipaddress.ip_address(host)]
+        addresses, literal = [ipaddress.ip_address(host)], True
     except ValueError:
         try:
-            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
+            found = resolver(host, port)
         except (OSError, UnicodeError) as error:
             raise TargetRefusedError(
                 f"webhook URL {url!r}: {host} does not resolve ({error})"
             ) from None
+        addresses, literal = [ipaddress.ip_address(a.split("%")[0]) for a in found], False
     if not addresses:
         raise TargetRefusedError(f"webhook URL {url!r}: {host} does not resolve")
     for address in addresses:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
         reason = why_refused(address, live_mode=live_mode)
         if reason is not None:
             mode = "in live mode " if live_mode else ""
-            resolved = "" if str(address) == host else f"{host} resolves to "
+            resolved = "" if literal else f"{host} resolves to "
             raise TargetRefusedError(
                 f"webhook URL {url!r} is refused: {resolved}{address} is {reason}; "
                 f"{mode}webhooks go only to public addresses"

@@ -13,8 +13,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.webhooks import WebhookActivities
+from activities.webhooks import Sender, WebhookActivities
 from kakin import contracts
+from kakin.adapters.webhook_sender import send
 from kakin.platform.codec import Keyring
 from kakin.runtime import WEBHOOK_WORKFLOWS, ensure_webhook_dispatcher
 from kakin.services import webhook_endpoints
@@ -50,10 +51,12 @@ def _endpoints_removed(pg_sessions: sessionmaker[Session]) -> Iterator[None]:
         session.commit()
 
 
-def hook_activities(sessions: sessionmaker[Session], **options: object) -> WebhookActivities:
+def hook_activities(
+    sessions: sessionmaker[Session], *, live_mode: bool = False, sender: Sender = send
+) -> WebhookActivities:
     return WebhookActivities(
-        session_factory=sessions, keyring=KEYRING, shape_event=event_data, live_mode=False,
-        timeout_seconds=TRY_TIMEOUT, **options,  # type: ignore[arg-type]
+        session_factory=sessions, keyring=KEYRING, shape_event=event_data, live_mode=live_mode,
+        timeout_seconds=TRY_TIMEOUT, sender=sender,
     )  # fmt: skip
 
 
