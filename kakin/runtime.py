@@ -435,7 +435,10 @@ def worker_main(argv: list[str] | None = None, *, shape_event: EventShaper | Non
         settings = settings_from(args, get_settings())  # KAKIN_* and the options
         if args.role:
             settings = settings.model_copy(update={"worker_role": args.role})
-        asyncio.run(run_worker(settings, shape_event=shape_event))
+        if shape_event is None:
+            asyncio.run(run_worker(settings))
+        else:
+            asyncio.run(run_worker(settings, shape_event=shape_event))
     except (ConfigurationError, EncryptionKeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
