@@ -24,8 +24,8 @@ from kakin.views.webhook_endpoints import (
 )
 from kakin.views.webhook_events import event_data
 from tests.helpers import eventually
+from tests.support.webhook_receiver import Answer, Receiver, receiving
 from tests.webhooks.conftest import KEYRING, dispatcher, register
-from tests.webhooks.receiver import Answer, Receiver, receiving
 
 
 def new_customer(sessions: sessionmaker[Session], stripe: StripeGateway, name: str) -> str:

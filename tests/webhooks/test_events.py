@@ -20,8 +20,8 @@ from kakin.runtime import build_worker
 from kakin.services import invoices
 from kakin.views.invoices import InvoiceDetail
 from tests.helpers import advance_to, eventually, start_subscription
+from tests.support.webhook_receiver import Receiver, receiving
 from tests.webhooks.conftest import dispatcher, hook_activities, register
-from tests.webhooks.receiver import Receiver, receiving
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
-"""A loopback webhook receiver for tests: a small HTTP server in a thread that answers a
-scripted sequence and keeps every request it got."""
+"""A loopback receiver of kakin's outgoing webhooks, for tests and the chaos run: a small
+HTTP server in a thread that answers a scripted sequence (or what ``choose`` says) and
+keeps every request it got, with ``time.monotonic()`` when it arrived."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,18 +32,18 @@ class Received:
 
 
 class Receiver:
-    """Answers ``script`` in order, then ``then`` to every further request."""
+    """Answers ``script`` in order, then what ``choose()`` says (200 without it)."""
 
-    def __init__(self, script: list[Answer], then: Answer | None = None) -> None:
+    def __init__(self, script: list[Answer], choose: Callable[[], Answer] | None = None) -> None:
         self.script = list(script)
-        self.then = then or Answer()
+        self.choose = choose or Answer
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.url = ""
 
     def next_answer(self) -> Answer:
         with self.lock:
-            return self.script.pop(0) if self.script else self.then
+            return self.script.pop(0) if self.script else self.choose()
 
     @property
     def accepted(self) -> list[Received]:
@@ -63,7 +64,7 @@ def receiving(receiver: Receiver, path: str = "/hooks/kakin") -> Iterator[Receiv
                         dict(self.headers.items()),
                         body,
                         answer.status,
-                        time.time(),
+                        time.monotonic(),
                         late=answer.sleep > 0,
                     )
                 )
