@@ -90,7 +90,7 @@ def update_customer(
                 raise InvalidRequestError(f"{field} cannot be null")
             setattr(row, field, value)
         if changes:
-            record_customer_updated(session, row)  # outgoing webhooks, with the change
+            record_customer_updated(session, row.id)  # outgoing webhooks, with the change
         session.commit()
         return shape(row)
 

@@ -45,8 +45,8 @@ def record_customer_created(session: Session, customer: Customer) -> None:
     _record(session, f"{CUSTOMER_CREATED}:{customer.id}", CUSTOMER_CREATED, "customer", customer.id)
 
 
-def record_customer_updated(session: Session, customer: Customer) -> None:
-    """One event per update (keyed by the moment: two updates are two events)."""
-    at = utcnow().isoformat()
-    key = f"{CUSTOMER_UPDATED}:{customer.id}:{at}"
-    _record(session, key, CUSTOMER_UPDATED, "customer", customer.id)
+def record_customer_updated(session: Session, customer_id: str) -> None:
+    """One event per update (keyed by the moment: two updates are two events), in the
+    transaction of the update: its fields, or its card (``has_payment_method``)."""
+    key = f"{CUSTOMER_UPDATED}:{customer_id}:{utcnow().isoformat()}"
+    _record(session, key, CUSTOMER_UPDATED, "customer", customer_id)
