@@ -5,11 +5,36 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Callable
 
-from tests.cli.test_cli import kakin
+import pytest
+
+from kakin.cli import main
+from kakin.platform.settings import get_settings
+
+Kakin = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def test_add_list_disable_enable_rotate_and_deliveries(postgres_url: str) -> None:
+@pytest.fixture
+def kakin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Kakin:
+    """``kakin ...`` in this process (as ``python -m kakin.cli`` runs it, without the
+    seconds a new interpreter takes), on the test database."""
+
+    def run(postgres_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.setenv("KAKIN_DATABASE_URL", postgres_url)
+        get_settings.cache_clear()
+        try:
+            code = main(list(args))
+        finally:
+            get_settings.cache_clear()
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run
+
+
+def test_add_list_disable_enable_rotate_and_deliveries(postgres_url: str, kakin: Kakin) -> None:
     events = "invoice.paid,subscription.canceled"
     added = kakin(
         postgres_url, "webhooks", "add", "http://127.0.0.1:9/cli-hook", "--events", events
@@ -39,7 +64,7 @@ def test_add_list_disable_enable_rotate_and_deliveries(postgres_url: str) -> Non
     assert none.returncode == 0 and "no deliveries" in none.stdout
 
 
-def test_refusals_are_one_line_and_exit_2(postgres_url: str) -> None:
+def test_refusals_are_one_line_and_exit_2(postgres_url: str, kakin: Kakin) -> None:
     unknown = kakin(postgres_url, "webhooks", "add", "http://127.0.0.1:9/x", "--events", "nope")
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("error: unknown event type(s) nope")
