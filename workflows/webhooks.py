@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
 # database work around it. Retried (a worker killed mid-try) without end: the schedule
 # is the workflow's, an activity retry is the same try.
 _TRY_TIMEOUT = timedelta(seconds=60)
+_LONG = 10_000  # history events: continue as new past this many
 _ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
@@ -48,7 +49,9 @@ _ACTIVITY_RETRY = RetryPolicy(
 @workflow.defn(name=WEBHOOK_DISPATCH_WORKFLOW)
 class WebhookDispatchWorkflow:
     """Looks at the ledger every ``poll_seconds`` (or when poked) and starts a
-    ``WebhookDeliveryWorkflow`` for each new delivery; continues as new now and then."""
+    ``WebhookDeliveryWorkflow`` for each new delivery; continues as new after
+    ``looks_per_run`` looks, or sooner when its history grows long (a busy month start
+    starts thousands of deliveries), so a run's history stays small."""
 
     def __init__(self) -> None:
         self._poked = False
@@ -60,6 +63,9 @@ class WebhookDispatchWorkflow:
     @workflow.run
     async def run(self, input: DispatchInput) -> None:
         for _ in range(input.looks_per_run):
+            info = workflow.info()
+            if info.is_continue_as_new_suggested() or info.get_current_history_length() > _LONG:
+                break
             self._poked = False
             found = await workflow.execute_activity(
                 ACTIVITY_DISPATCH_WEBHOOKS,
