@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,7 @@ from kakin.views.webhook_events import event_data
 from models.repositories import webhook_endpoints as endpoint_sql
 from tests.support.encryption import TEST_KEY, TEST_KEY_ID
 
+HISTORIES = Path(__file__).resolve().parent / "histories"
 KEYRING = Keyring(keys={TEST_KEY_ID: TEST_KEY}, current=TEST_KEY_ID)
 # A try gives up after this long here (15 s in production): the receiver that "times
 # out" sleeps a little longer than this, not 15 s.

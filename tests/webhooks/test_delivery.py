@@ -5,6 +5,7 @@ verifies, a 410 disabling the endpoint, Retry-After, and secret rotation."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from itertools import pairwise
 
@@ -25,7 +26,7 @@ from kakin.views.webhook_endpoints import (
 from kakin.views.webhook_events import event_data
 from tests.helpers import eventually
 from tests.support.webhook_receiver import Answer, Receiver, receiving
-from tests.webhooks.conftest import KEYRING, dispatcher, register
+from tests.webhooks.conftest import HISTORIES, KEYRING, dispatcher, register
 
 
 def new_customer(sessions: sessionmaker[Session], stripe: StripeGateway, name: str) -> str:
@@ -71,6 +72,16 @@ async def finished(env: WorkflowEnvironment, delivery_id: str, run: int = 0) -> 
         return await handle.result()
 
 
+async def record(env: WorkflowEnvironment, workflow_id: str, scenario: str) -> None:
+    """With KAKIN_RECORD_HISTORIES=1, keep the history for tests/webhooks/test_replay.py."""
+    if os.environ.get("KAKIN_RECORD_HISTORIES") != "1":
+        return
+    history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    path = HISTORIES / f"{scenario}.json"
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+
+
 async def test_an_event_is_tried_on_the_schedule_and_accepted_once_with_one_id(
     time_env: WorkflowEnvironment,
     hook_worker: Worker,
@@ -86,6 +97,8 @@ async def test_an_event_is_tried_on_the_schedule_and_accepted_once_with_one_id(
         await dispatcher(time_env.client, task_queue)
         (delivery,) = await delivery_of(pg_sessions, endpoint.id)
         assert await finished(time_env, delivery.id) == "delivered"
+        await record(time_env, contracts.webhook_delivery_workflow_id(delivery.id), "retries")
+        await record(time_env, contracts.WEBHOOK_DISPATCH_WORKFLOW_ID, "dispatch")
 
     # Four requests, one accepted; the same webhook-id on every one.
     assert len(receiver.received) == 4
