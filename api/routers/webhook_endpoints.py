@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import KEY, DepsDep, PathId, requester
@@ -26,6 +26,7 @@ from kakin.services.api_keys import KeyInfo
 from kakin.views.webhook_endpoints import (
     WebhookDeliveryList,
     WebhookDeliveryOut,
+    WebhookEndpointDeleted,
     WebhookEndpointList,
     WebhookEndpointOut,
     WebhookEndpointWithSecret,
@@ -93,11 +94,13 @@ def rotate_secret(
     )  # fmt: skip
 
 
-@router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
-def delete_endpoint(deps: DepsDep, endpoint_id: PathId, key: KeyInfo = KEY) -> Response:
-    """Remove the endpoint and its deliveries."""
+@router.delete("/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointDeleted)
+def delete_endpoint(
+    deps: DepsDep, endpoint_id: PathId, key: KeyInfo = KEY
+) -> WebhookEndpointDeleted:
+    """Remove the endpoint and its deliveries (those in flight stop at their next try)."""
     webhook_endpoints.delete_endpoint(deps.sessions, endpoint_id, actor=requester(key))
-    return Response(status_code=204)
+    return WebhookEndpointDeleted(id=endpoint_id)
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/deliveries", response_model=WebhookDeliveryList)

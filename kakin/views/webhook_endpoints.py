@@ -42,6 +42,14 @@ class WebhookEndpointWithSecret(WebhookEndpointOut):
         return cls(**WebhookEndpointOut.of(row).model_dump(), secret=secret)
 
 
+class WebhookEndpointDeleted(BaseModel):
+    """What ``DELETE /v1/webhook-endpoints/{id}`` answers (as Stripe's deletions do)."""
+
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    id: str
+    deleted: Literal[True] = True
+
+
 class WebhookEndpointList(BaseModel):
     object: Literal["list"] = "list"
     data: list[WebhookEndpointOut]

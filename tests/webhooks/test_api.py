@@ -84,7 +84,8 @@ def test_an_admin_registers_updates_rotates_and_deletes_an_endpoint(
         assert rotated["secret_rotating_until"] is not None
 
         assert http.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries").json()["data"] == []
-        assert http.delete(f"/v1/webhook-endpoints/{endpoint_id}").status_code == 204
+        deleted = http.delete(f"/v1/webhook-endpoints/{endpoint_id}")
+        assert deleted.json() == {"object": "webhook_endpoint", "id": endpoint_id, "deleted": True}
         gone = http.get(f"/v1/webhook-endpoints/{endpoint_id}")
         assert "Webhook endpoint" in error_of(gone, 404)["message"]
 
