@@ -268,6 +268,12 @@ async def resend(
                 f"webhook endpoint {endpoint.id} is disabled ({endpoint.disabled_reason}); "
                 "enable it before resending"
             )
+        if row.status == "pending":
+            # Two runs at once would race each other's tries; this one is still trying.
+            raise RefusedError(
+                f"webhook delivery {row.id} is still being tried ({row.tries} tries so far); "
+                "resend it once it is delivered or failed"
+            )
         row.resends = (row.resends or 0) + 1
         row.status, run = "pending", row.resends
         audit_sql.audit(

@@ -13,6 +13,7 @@ from billing.analytics.ledger import EntryKind
 from billing.webhooks import EVENT_TYPES, KNOWN_TYPES, SCHEDULE, check_types, next_wait
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import customers, webhook_deliveries
+from kakin.services.errors import RefusedError
 from kakin.views.customers import CustomerOut
 from kakin.views.webhook_endpoints import WebhookDeliveryOut
 from kakin.views.webhook_events import event_data
@@ -69,3 +70,18 @@ def test_a_customer_update_is_one_delivery_however_often_the_dispatcher_looks(
     shown = customers.get_customer(pg_sessions, customer_id, CustomerOut.of)
     assert body["data"] == json.loads(shown.model_dump_json())  # as GET /v1/customers/{id}
     assert body["data"]["name"] == "梅子"
+
+
+async def test_a_delivery_still_being_tried_is_not_resent(
+    pg_sessions: sessionmaker[Session], stripe_gateway: StripeGateway
+) -> None:
+    register(pg_sessions, "http://127.0.0.1:9/hook", ["customer.created"])
+    customers.create_customer(
+        pg_sessions, stripe_gateway, email="sakura@example.jp", name="桜", currency="JPY"
+    )
+    (delivery_id,) = webhook_deliveries.dispatch(pg_sessions, event_data).delivery_ids
+    with pytest.raises(RefusedError, match="still being tried"):
+        await webhook_deliveries.resend(
+            pg_sessions, None, delivery_id, WebhookDeliveryOut.of,  # type: ignore[arg-type]
+            task_queue="unused", requested_by="test",
+        )  # fmt: skip
