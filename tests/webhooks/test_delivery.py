@@ -214,3 +214,33 @@ async def test_a_resend_of_a_delivered_event_has_the_same_id_and_both_secrets_si
     assert [(t.run, t.number, t.outcome) for t in shown.attempts] == [
         (0, 1, "delivered"), (1, 1, "delivered"),
     ]  # fmt: skip
+
+
+async def test_eight_failed_tries_fail_the_delivery_and_a_resend_of_it_delivers(
+    time_env: WorkflowEnvironment,
+    hook_worker: Worker,
+    pg_sessions: sessionmaker[Session],
+    stripe_gateway: StripeGateway,
+    task_queue: str,
+) -> None:
+    with receiving(Receiver([Answer(500)] * 8)) as receiver:  # then 200
+        endpoint = register(pg_sessions, receiver.url, ["customer.created"])
+        new_customer(pg_sessions, stripe_gateway, "rokuro")
+        await dispatcher(time_env.client, task_queue)
+        (delivery,) = await delivery_of(pg_sessions, endpoint.id)
+        assert await finished(time_env, delivery.id) == "failed"
+        failed = webhook_deliveries.get_delivery(pg_sessions, delivery.id, WebhookDeliveryOut.of)
+        assert failed.status == "failed" and failed.tries == 8
+        # The whole Svix schedule: about 27 h 35 min from the first try to the eighth.
+        span = failed.attempts[-1].scheduled_at - failed.attempts[0].scheduled_at
+        assert timedelta(hours=27, minutes=35) <= span < timedelta(hours=27, minutes=36)
+
+        await webhook_deliveries.resend(
+            pg_sessions, time_env.client, delivery.id, WebhookDeliveryOut.of,
+            task_queue=task_queue, requested_by="test",
+        )  # fmt: skip
+        assert await finished(time_env, delivery.id, run=1) == "delivered"
+    assert {r.headers["webhook-id"] for r in receiver.received} == {delivery.event_id}
+    assert len(receiver.received) == 9 and len(receiver.accepted) == 1
+    shown = webhook_deliveries.get_delivery(pg_sessions, delivery.id, WebhookDeliveryOut.of)
+    assert shown.status == "delivered" and shown.resends == 1
