@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from kakin.runtime import worker_main
+from kakin.views.webhook_events import event_data
 
 if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1:]))
+    sys.exit(worker_main(sys.argv[1:], shape_event=event_data))

@@ -20,6 +20,7 @@ from billing.stripe_rules import charge_step, chargeable, minimum_charge
 from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services import ledger
+from kakin.services.webhook_events import record_customer_updated
 from models.payloads import (
     ChargeOutcome,
     ChargeRequest,
@@ -261,6 +262,7 @@ class PaymentActivities:
                 occurred_at=change.occurred_at,
                 details={"payment_method_id": change.payment_method_id},
             )
+            record_customer_updated(session, customer.id)  # outgoing webhooks, with it
             session.commit()
 
     def activities(self) -> list[Any]:

@@ -104,6 +104,16 @@ ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # the exchange rates of the reporting currency: entered by admin, read with the figures
     ("PUT", "/v1/exchange-rates"): ADMIN_KEYS,
     ("GET", "/v1/exchange-rates"): ANALYTICS_KEYS,
+    # outgoing webhooks: where kakin sends events, and their secrets (admin only)
+    ("POST", "/v1/webhook-endpoints"): ADMIN_KEYS,
+    ("GET", "/v1/webhook-endpoints"): ADMIN_KEYS,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): ADMIN_KEYS,
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): ADMIN_KEYS,
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): ADMIN_KEYS,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate_secret"): ADMIN_KEYS,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): ADMIN_KEYS,
+    ("GET", "/v1/webhook-deliveries/{delivery_id}"): ADMIN_KEYS,
+    ("POST", "/v1/webhook-deliveries/{delivery_id}/resend"): ADMIN_KEYS,
 }
 
 # No key: probes ask for health and readiness, and Stripe signs its webhooks instead.

@@ -42,6 +42,7 @@ from api.routers import (
     subscription_actions,
     subscriptions,
     usage,
+    webhook_endpoints,
     webhooks,
 )
 from kakin import runtime
@@ -66,6 +67,7 @@ ROUTERS = (
     audit,
     analytics,
     exchange_rates,
+    webhook_endpoints,
 )
 # Each endpoint's roles go into its description once, when the routers are first
 # imported; a route that checks keys but has no row in the table stops the import.

@@ -105,6 +105,31 @@ PATCHES: Final = (
     PATCH_LOCAL_CALENDAR,
 )
 
+# -- outgoing webhooks (workflows of their own: the subscription's histories are untouched) --
+
+WEBHOOK_DISPATCH_WORKFLOW: Final = "WebhookDispatchWorkflow"
+WEBHOOK_DISPATCH_WORKFLOW_ID: Final = "webhook-dispatch"  # one per namespace and task queue
+WEBHOOK_DELIVERY_WORKFLOW: Final = "WebhookDeliveryWorkflow"
+WEBHOOK_DELIVERY_ID_PREFIX: Final = "webhook-delivery-"
+SIGNAL_WEBHOOK_POKE: Final = "poke"  # look at the ledger now, not at the next poll
+
+ACTIVITY_DISPATCH_WEBHOOKS: Final = "dispatch_webhooks"
+ACTIVITY_MARK_WEBHOOKS_DISPATCHED: Final = "mark_webhooks_dispatched"
+ACTIVITY_TRY_WEBHOOK: Final = "try_webhook"
+
+WEBHOOK_WORKFLOWS: Final = (WEBHOOK_DISPATCH_WORKFLOW, WEBHOOK_DELIVERY_WORKFLOW)
+WEBHOOK_ACTIVITIES: Final = (
+    ACTIVITY_DISPATCH_WEBHOOKS,
+    ACTIVITY_MARK_WEBHOOKS_DISPATCHED,
+    ACTIVITY_TRY_WEBHOOK,
+)
+
+
+def webhook_delivery_workflow_id(delivery_id: str, run: int = 0) -> str:
+    """``webhook-delivery-<delivery id>`` for the first run, ``...-<n>`` for the n-th resend."""
+    return f"{WEBHOOK_DELIVERY_ID_PREFIX}{delivery_id}" + (f"-{run}" if run else "")
+
+
 # -- search attributes (not encrypted: never names, emails or card data) ---------------
 
 SUBSCRIPTION_STATUS = SearchAttributeKey.for_keyword("SubscriptionStatus")

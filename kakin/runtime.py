@@ -24,16 +24,19 @@ from typing import Any, NoReturn
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from activities.bundle import Activities, build_activities
 from activities.notifications import NotificationActivities
+from activities.webhooks import WebhookActivities
+from kakin import contracts
 from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.platform import codec
-from kakin.platform.codec import EncryptionKeyError
+from kakin.platform.codec import EncryptionKeyError, keyring_from_settings
 from kakin.platform.settings import (
     EMBEDDED_CONSOLE_SECRET,
     EMBEDDED_LINK_SECRET,
@@ -44,9 +47,12 @@ from kakin.platform.settings import (
 from kakin.services.invoice_documents import Seller
 from kakin.services.staff_sessions import ConsolePolicy, SessionPolicy
 from kakin.services.staff_throttle import ThrottlePolicy
+from kakin.services.webhook_deliveries import EventShaper
 from models.db import make_engine, make_session_factory, migrate
 from models.payloads import EmailRequest
+from models.webhook_payloads import DispatchInput
 from workflows.subscription import SubscriptionWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
 
 WORKER_DOC = """The kakin worker: runs SubscriptionWorkflow and the billing activities.
 
@@ -60,6 +66,8 @@ queues: e.g. ``python worker.py --role workflows`` once and ``python worker.py -
 activities`` two or three times. Each queue needs a worker of each kind running.
 """
 WORKFLOWS = [SubscriptionWorkflow]
+# Outgoing webhooks: run beside the billing when the worker is given the event shaper.
+WEBHOOK_WORKFLOWS = [WebhookDispatchWorkflow, WebhookDeliveryWorkflow]
 ROLES = ("all", "workflows", "activities")
 # create + confirm for a first try (charge_invoice); a retry adds a retrieve.
 STRIPE_REQUESTS_PER_CHARGE = 2
@@ -188,6 +196,33 @@ def send_billing_link(
     )  # fmt: skip
 
 
+def webhook_activities(
+    settings: Settings, shape_event: EventShaper, *, sessions: sessionmaker[Session] | None = None
+) -> WebhookActivities:
+    """The outgoing webhooks' activities; ``shape_event`` is ``kakin.views.webhook_events
+    .event_data``, handed in by the entry points (views are a layer above this one)."""
+    return WebhookActivities(
+        session_factory=sessions or session_factory(settings),
+        keyring=keyring_from_settings(settings),
+        shape_event=shape_event,
+        live_mode=settings.live_mode,
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
+
+
+async def ensure_webhook_dispatcher(
+    client: Client, *, task_queue: str, poll_seconds: float
+) -> None:
+    """Start the one ``WebhookDispatchWorkflow`` of the task queue unless it runs."""
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            contracts.WEBHOOK_DISPATCH_WORKFLOW,
+            DispatchInput(poll_seconds=poll_seconds),
+            id=contracts.WEBHOOK_DISPATCH_WORKFLOW_ID,
+            task_queue=task_queue,
+        )
+
+
 async def temporal_client(settings: Settings) -> Client:
     """A client whose payloads are encrypted with the configured keys (kakin/codec.py).
 
@@ -300,12 +335,14 @@ def build_worker(
     activities: Activities,
     executor: ThreadPoolExecutor | None,
     role: str = "all",
+    webhooks: WebhookActivities | None = None,
 ) -> Worker:
     """A worker for the billing task queue; activities run in ``executor`` threads.
 
     ``role`` (KAKIN_WORKER_ROLE): ``all`` runs the workflows and the activities,
     ``workflows`` only the workflows (no executor needed), ``activities`` only the
     activities. Workers of different roles polling one task queue share its work.
+    ``webhooks``: the outgoing webhooks' activities, run with their workflows.
     """
     if role not in ROLES:
         raise ValueError(f"unknown worker role {role!r}; known roles: {', '.join(ROLES)}")
@@ -315,8 +352,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS if role != "activities" else [],
-        activities=activities.all() if run_activities else [],
+        workflows=[*WORKFLOWS, *(WEBHOOK_WORKFLOWS if webhooks else [])]
+        if role != "activities"
+        else [],
+        activities=[*activities.all(), *(webhooks.activities() if webhooks else [])]
+        if run_activities
+        else [],
         activity_executor=executor if run_activities else None,
         max_concurrent_activities=executor._max_workers if run_activities and executor else None,
     )
@@ -348,12 +389,21 @@ def build_stripe_worker(
 
 
 async def run_worker(
-    settings: Settings, *, client: Client | None = None, stop: asyncio.Event | None = None
+    settings: Settings,
+    *,
+    client: Client | None = None,
+    stop: asyncio.Event | None = None,
+    shape_event: EventShaper | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or, without one, until SIGINT/SIGTERM)."""
+    """Run until ``stop`` is set (or, without one, until SIGINT/SIGTERM).
+
+    With ``shape_event`` the worker also delivers outgoing webhooks (and starts their
+    dispatcher if it is not running).
+    """
     # The activities first: a refused setting (ConfigurationError) is reported before
     # anything connects, not after the worker has reached Temporal.
     activities = billing_activities(settings)
+    webhooks = webhook_activities(settings, shape_event) if shape_event else None
     client = client or await temporal_client(settings)
     if stop is None:
         stop = asyncio.Event()
@@ -370,6 +420,7 @@ async def run_worker(
                 activities=activities,
                 executor=executor,
                 role=settings.worker_role,
+                webhooks=webhooks,
             )
         ]
         # The charge queue has activities only: a workflow-only process leaves it alone.
@@ -386,6 +437,12 @@ async def run_worker(
         async with contextlib.AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)
+            if webhooks is not None:
+                await ensure_webhook_dispatcher(
+                    client,
+                    task_queue=settings.task_queue,
+                    poll_seconds=settings.webhook_poll_seconds,
+                )
             log.info(
                 "worker (%s) polling task queue(s) %s at %s",
                 settings.worker_role,
@@ -395,9 +452,10 @@ async def run_worker(
             await stop.wait()
 
 
-def worker_main(argv: list[str] | None = None) -> int:
+def worker_main(argv: list[str] | None = None, *, shape_event: EventShaper | None = None) -> int:
     """Run a worker; ``argv`` is ``python worker.py``'s arguments (``kakin worker`` passes
-    none: it takes the role from KAKIN_WORKER_ROLE).
+    none: it takes the role from KAKIN_WORKER_ROLE); ``shape_event`` turns on outgoing
+    webhooks (both pass ``kakin.views.webhook_events.event_data``).
 
     Returns the exit code: 0 when stopped, 2 when the configuration is refused (one
     line naming the setting on stderr, no traceback).
@@ -413,7 +471,10 @@ def worker_main(argv: list[str] | None = None) -> int:
         settings = settings_from(args, get_settings())  # KAKIN_* and the options
         if args.role:
             settings = settings.model_copy(update={"worker_role": args.role})
-        asyncio.run(run_worker(settings))
+        if shape_event is None:
+            asyncio.run(run_worker(settings))
+        else:
+            asyncio.run(run_worker(settings, shape_event=shape_event))
     except (ConfigurationError, EncryptionKeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@ from sqlalchemy import engine_from_config, pool
 # The staff console's tables live in their own module on the same Base: imported so
 # target_metadata holds them too.
 import models.alert_tables
-import models.staff_tables  # noqa: F401
+import models.staff_tables
+import models.webhook_tables  # noqa: F401
 from kakin.platform.settings import get_settings
 from models.db import normalize_url
 from models.tables import Base

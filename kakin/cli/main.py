@@ -22,6 +22,7 @@ from kakin.cli import (
     staff,
     subscriptions,
     usage,
+    webhooks,
 )
 from kakin.platform.codec import EncryptionKeyError
 from kakin.platform.settings import ConfigurationError
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_commands(commands)
     report.add_commands(commands)
     rates.add_commands(commands)
+    webhooks.add_commands(commands)
     servers.add_http_commands(commands)
     subscriptions.add_subscription_commands(commands)
     runtime.add_connection_options(parser)

@@ -22,8 +22,11 @@ def _worker(args: argparse.Namespace) -> int:
     # The connection options, before or after `worker`, become python worker.py's.
     options = {"--temporal-address": args.temporal_address, "--namespace": args.namespace,
                "--task-queue": args.task_queue}  # fmt: skip
+    from kakin.views.webhook_events import event_data  # outgoing webhooks' bodies
+
     return runtime.worker_main(
-        [part for name, value in options.items() if value for part in (name, value)]
+        [part for name, value in options.items() if value for part in (name, value)],
+        shape_event=event_data,
     )
 
 

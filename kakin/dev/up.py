@@ -32,6 +32,7 @@ from kakin.platform.codec import EncryptionKeyError, ensure_dev_key_file, keyrin
 from kakin.platform.settings import ConfigurationError, Settings, get_settings
 from kakin.platform.temporal_ui import ui_link
 from kakin.runtime import run_worker
+from kakin.views.webhook_events import event_data
 
 
 def run_up(
@@ -185,7 +186,7 @@ async def _up(
         settings = _on_stack(settings, stack)
         client = await runtime.temporal_client(settings)
         running.worker = asyncio.create_task(
-            run_worker(settings, client=client, stop=running.worker_stop)
+            run_worker(settings, client=client, stop=running.worker_stop, shape_event=event_data)
         )
         running.api = _api_server(settings, api_port)
         running.serving = asyncio.create_task(running.api.serve())

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     console_address_lockout_failures: int = Field(default=50, ge=1)
     console_lockout_minutes: int = Field(default=15, ge=1)
 
+    # Outgoing webhooks: how long a receiver has to answer a try (Standard Webhooks
+    # suggests 15 s), and how often the dispatcher looks at the ledger for new events.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=30)
+    webhook_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+
     @field_validator("seller_registration_number")
     @classmethod
     def _valid_registration_number(cls, value: str) -> str:

@@ -14,6 +14,7 @@ from kakin.adapters.stripe_gateway import CardSummary, StripeGateway
 from kakin.services.errors import InvalidRequestError, UnavailableError
 from kakin.services.shaping import Reads, shaped, shaped_page
 from kakin.services.staff import Origin
+from kakin.services.webhook_events import record_customer_created, record_customer_updated
 from models.repositories import audit as audit_sql
 from models.repositories import credit_notes as credit_sql
 from models.repositories import customers as customer_sql
@@ -62,18 +63,18 @@ def create_customer(
             stripe_customer_id=stripe_customer_id, payment_method_id=payment_method_id
         )
     with sessions() as session:
-        session.add(
-            Customer(
-                id=customer_id,
-                email=email,
-                name=name,
-                locale=locale,
-                currency=currency,
-                time_zone=time_zone,
-                stripe_customer_id=stripe_customer_id,
-                stripe_payment_method_id=payment_method_id,
-            )
+        customer = Customer(
+            id=customer_id,
+            email=email,
+            name=name,
+            locale=locale,
+            currency=currency,
+            time_zone=time_zone,
+            stripe_customer_id=stripe_customer_id,
+            stripe_payment_method_id=payment_method_id,
         )
+        session.add(customer)
+        record_customer_created(session, customer)  # outgoing webhooks, with the row
         if actor:
             audit_sql.audit(
                 session, entity_type="customer", entity_id=customer_id, action="created",
@@ -165,6 +166,8 @@ def update_customer(
             if value is None:
                 raise InvalidRequestError(f"{field} cannot be null")
             setattr(row, field, value)
+        if changes:
+            record_customer_updated(session, row.id)  # outgoing webhooks, with the change
         session.commit()
         return shape(row)
 

@@ -16,6 +16,7 @@ from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.errors import InvalidRequestError
 from kakin.services.subscriptions import handle
+from kakin.services.webhook_events import record_customer_updated
 from models.payloads import InvoiceStatus, PaymentMethodUpdated, PaymentReceived
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
@@ -83,6 +84,7 @@ def claim_payment_method(
         session, entity_type="customer", entity_id=customer_id, action="payment_method_updated",
         actor=actor, occurred_at=occurred_at, details={"payment_method_id": payment_method_id},
     )  # fmt: skip
+    record_customer_updated(session, customer_id)  # outgoing webhooks, with the change
     return True
 
 

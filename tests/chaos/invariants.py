@@ -18,8 +18,12 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from billing.analytics.ledger import MRR_KINDS
+from billing.webhooks import event_type, wants
+from kakin.services.webhook_events import ledger_event_id, outbox_event_id
 from models.tables import (
     AuditLog,
     Customer,
@@ -32,6 +36,8 @@ from models.tables import (
     UsageEvent,
     WebhookEvent,
 )
+from models.webhook_tables import OutboxEvent, WebhookDelivery
+from tests.support.webhook_receiver import Received
 
 SHOWN = 5  # examples kept per invariant
 
@@ -324,6 +330,70 @@ def check_webhooks(
     return answered, once
 
 
+@dataclass(frozen=True)
+class OutgoingLog:
+    """kakin's outgoing webhooks in the run: the endpoint's event types and secret, what
+    its receiver got (tests/support/webhook_receiver.py) and when the worker was killed
+    (``time.monotonic()``, as the receiver's times)."""
+
+    types: Sequence[str]
+    secret: str
+    received: Sequence[Received]
+    kills: Sequence[float]
+
+
+def check_outgoing(
+    log: OutgoingLog,
+    ledger: Sequence[LedgerRow],
+    outbox: Sequence[OutboxEvent],
+    deliveries: Sequence[WebhookDelivery],
+) -> tuple[Invariant, Invariant]:
+    """Every ledger (and outbox) event the endpoint wants was delivered and accepted;
+    one delivery per event; nothing accepted that no change made; the same webhook-id
+    accepted twice only across a worker kill (a try cut after the receiver's 2xx is
+    retried: at least once, which the receiver de-duplicates on webhook-id)."""
+    every = Invariant("outgoing webhooks: every ledger event for the enabled endpoint delivered")
+    once = Invariant("outgoing webhooks: one delivery per event, none invented, a second "
+                     "acceptance only across a worker kill")  # fmt: skip
+    expected = {
+        ledger_event_id(row.id): kind
+        for row in ledger
+        if (kind := event_type(row.kind)) is not None and wants(list(log.types), kind)
+    }
+    expected |= {outbox_event_id(e.id): e.type for e in outbox if wants(list(log.types), e.type)}
+    made = Counter(d.event_id for d in deliveries)
+    status = {d.event_id: d.status for d in deliveries}
+    verifier = Webhook(log.secret)
+    accepted: dict[str, list[float]] = defaultdict(list)
+    for request in log.received:
+        if not 200 <= request.answered < 300 or request.late:
+            continue
+        event_id = request.headers.get("webhook-id", "")
+        try:
+            verifier.verify(request.body, request.headers)
+        except WebhookVerificationError as error:
+            once.fail(f"{event_id}: accepted with a bad signature ({error})")
+        accepted[event_id].append(request.at)
+    for event_id, kind in sorted(expected.items()):
+        every.checked += 1
+        if status.get(event_id) != "delivered" or not accepted.get(event_id):
+            every.fail(f"{event_id} ({kind}): delivery {status.get(event_id, 'never made')}, "
+                       f"accepted {len(accepted.get(event_id, []))} times")  # fmt: skip
+    for event_id, count in sorted(made.items()):
+        once.checked += 1
+        if count > 1:
+            once.fail(f"{event_id}: {count} deliveries to one endpoint")
+        if event_id not in expected:
+            once.fail(f"{event_id}: a delivery no wanted change made")
+    for event_id, times in sorted(accepted.items()):
+        for first, again in pairwise(sorted(times)):
+            if not any(first <= kill <= again for kill in log.kills):
+                once.fail(
+                    f"{event_id}: accepted twice {again - first:.1f} s apart, no kill between"
+                )
+    return every, once
+
+
 def check_cards(
     customers: Sequence[Customer],
     stripe_defaults: Mapping[str, str | None],
@@ -459,10 +529,12 @@ def check(
     webhook_events: Sequence[dict[str, Any]] = (),
     webhook_tries: Sequence[WebhookTry] = (),
     stripe_defaults: Mapping[str, str | None] | None = None,
+    outgoing: OutgoingLog | None = None,
 ) -> Report:
     """Every invariant, from the database after the run and the records passed in.
 
-    ``stripe_defaults``: Stripe's default card of each customer whose card changed.
+    ``stripe_defaults``: Stripe's default card of each customer whose card changed;
+    ``outgoing``: what kakin's outgoing webhooks' receiver got.
     """
     with sessions() as session:
         hooks = list(session.scalars(select(WebhookEvent)))
@@ -481,6 +553,8 @@ def check(
         sequence = session.get(InvoiceNumberSequence, "invoice")
         subscriptions = {s.id: s for s in session.scalars(select(Subscription))}
         ledger = list(session.scalars(select(LedgerRow)))
+        outbox = list(session.scalars(select(OutboxEvent)))
+        deliveries = list(session.scalars(select(WebhookDelivery)))
     owner = {invoice.id: invoice.subscription_id for invoice in invoices}
     usage_lines: dict[str, list[InvoiceLine]] = defaultdict(list)
     for line in lines:
@@ -507,6 +581,7 @@ def check(
     answered, once = check_webhooks(webhook_events, webhook_tries, hooks)
     cards = check_cards(customers, stripe_defaults or {}, changes)
     books, ledger_once = check_ledger(invoices, ledger)
+    outgoing_checks = list(check_outgoing(outgoing, ledger, outbox, deliveries)) if outgoing else []
     statuses = Counter(i.status for i in invoices)
     figures = {
         "subscriptions": len(planned),
@@ -530,6 +605,11 @@ def check(
         ),
         "card_changes_applied": len(changes),
         "ledger_entries": len(ledger),
+        "outgoing_webhook_deliveries": len(deliveries),
+        "outgoing_webhook_requests": len(outgoing.received) if outgoing else 0,
+        "outgoing_webhook_not_2xx": sum(
+            1 for r in (outgoing.received if outgoing else ()) if not 200 <= r.answered < 300
+        ),
     }
     return Report(
         invariants=[
@@ -547,6 +627,7 @@ def check(
             cards,
             books,
             ledger_once,
+            *outgoing_checks,
         ],
         figures=figures,
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 import stripe
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
@@ -36,25 +36,36 @@ from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.dev.embedded import ManagedProcess, start_localstripe
 from kakin.platform.binaries import find_binary
+from kakin.platform.codec import Keyring
 from kakin.platform.settings import Settings
-from kakin.services import catalog, payments, usage
+from kakin.services import catalog, payments, usage, webhook_endpoints
 from kakin.services import customers as customers_service
 from kakin.services import subscriptions as subscriptions_service
 from models.db import make_engine, make_session_factory, migrate
+from models.repositories import webhook_endpoints as endpoint_sql
+from models.webhook_tables import WebhookDelivery
 from tests.chaos import invariants
 from tests.chaos.invariants import Planned, Report, StripeIntent, UsageLog, WorkflowView
 from tests.chaos.processes import PrivatePostgres, WorkerProcess
 from tests.helpers import connect_to, free_ports, running
 from tests.support import fault_proxy
-from tests.support.encryption import TEST_KEYS, converter_for_tests
+from tests.support.encryption import TEST_KEY, TEST_KEY_ID, TEST_KEYS, converter_for_tests
 from tests.support.fault_proxy import FaultProxy
 from tests.support.sendgrid_loopback import SendGridLoopback
+from tests.support.webhook_receiver import Answer, Receiver, receiving
 from tests.support.webhook_relay import WebhookRelay, register
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
 METRIC = "chaos_api_calls"
 WEBHOOK_SECRET = "whsec_chaos"
+# kakin's outgoing webhooks in the run: a few types, so a delivery workflow per event
+# does not crowd out the billing (customer.created comes from the outbox, the rest from
+# the ledger); a share of the receiver's answers are 503 with Retry-After: 1.
+OUTGOING_TYPES = (
+    "customer.created", "subscription.created", "subscription.canceled", "invoice.payment_failed",
+)  # fmt: skip
+OUTGOING_REFUSED = 0.1
 
 
 @dataclass
@@ -84,6 +95,7 @@ class ChaosConfig:
     webhook_duplicate: float = 0.2
     card_change_share: float = 0.1  # good subscriptions whose card changes, twice
     card_change_at: tuple[float, float] = (0.25, 0.6)
+    outgoing_settle_timeout: float = 120.0  # outgoing webhooks left pending after the run
     seed: int = 5
     timeout: float = 900.0  # the chaos phase gives up after this many seconds
     stalled_after: float = 150.0  # ...or when nothing got paid or ended for this long
@@ -138,6 +150,7 @@ class _Run:
         self.config = config
         self.run_dir = run_dir
         self.rng = random.Random(config.seed)
+        self.hook_rng = random.Random(config.seed + 2)
         self.faults = FaultCounts()
         self.usage = UsageLog()
         self.planned: list[Planned] = []
@@ -157,6 +170,8 @@ class _Run:
         self.proxy: FaultProxy
         self.mail: SendGridLoopback
         self.relay: WebhookRelay
+        self.hooks: Receiver
+        self.hook_secret: str
         self.stripe_direct: StripeGateway
 
     def explain(self, moment: float) -> str:
@@ -545,6 +560,13 @@ class _Run:
             await asyncio.to_thread(self.pg.start)
             await asyncio.to_thread(migrate, self.pg.url)
             self.sessions = make_session_factory(make_engine(self.pg.url))
+            # Registered before anything happens: every event of the run is for it.
+            self.hooks = stack.enter_context(receiving(Receiver([], choose=self._hook_answer)))
+            self.hook_secret = webhook_endpoints.create_endpoint(
+                self.sessions, Keyring(keys={TEST_KEY_ID: TEST_KEY}, current=TEST_KEY_ID),
+                lambda _row, secret: secret, url=self.hooks.url,
+                enabled_events=list(OUTGOING_TYPES), live_mode=False, created_by="chaos",
+            )  # fmt: skip
             localstripe, started = await asyncio.gather(
                 start_localstripe(port=stripe_port, log_dir=logs),
                 WorkflowEnvironment.start_local(
@@ -665,6 +687,10 @@ class _Run:
             self.say(f"webhook answers other than 2xx: {dict(refused.most_common(8))}")
             seconds["webhooks_idle"] = time.monotonic() - began
             began = time.monotonic()
+            if not await self._outgoing_settle():
+                self.say("outgoing webhook deliveries still pending")
+            seconds["outgoing_webhooks_idle"] = time.monotonic() - began
+            began = time.monotonic()
             intents = await asyncio.to_thread(self._intents, stripe_url)
             defaults = await asyncio.to_thread(self._stripe_defaults)
             seconds["list_stripe"] = time.monotonic() - began
@@ -682,7 +708,12 @@ class _Run:
                 webhook_events=list(self.relay.events),
                 webhook_tries=self._webhook_tries(),
                 stripe_defaults=defaults,
-            )
+                outgoing=invariants.OutgoingLog(
+                    types=OUTGOING_TYPES, secret=self.hook_secret,
+                    received=list(self.hooks.received),
+                    kills=[when for when, what in self.timeline if what == "worker SIGKILL"],
+                ),
+            )  # fmt: skip
             seconds["check"] = time.monotonic() - began
         finally:
             await asyncio.to_thread(self.worker.stop)
@@ -710,6 +741,30 @@ class _Run:
         seconds["total"] = time.monotonic() - self.t0
         shown = {k: v for k, v in asdict(config).items() if k != "log"}
         return ChaosResult(shown, report, self.faults, seconds, str(self.run_dir))
+
+    def _hook_answer(self) -> Answer:
+        """The run's receiver of outgoing webhooks: mostly 200, sometimes 503 asking for
+        a retry in 1 s (the next try comes then, not on the 5 min step)."""
+        if self.hook_rng.random() < OUTGOING_REFUSED:
+            return Answer(503, headers={"Retry-After": "1"}, body="busy")
+        return Answer(200)
+
+    async def _outgoing_settle(self) -> bool:
+        """Wait until the dispatcher has read the whole ledger and no delivery is pending."""
+        deadline = time.monotonic() + self.config.outgoing_settle_timeout
+        while time.monotonic() < deadline:
+            with self.sessions() as session:
+                ledger, outbox = endpoint_sql.heads(session)
+                (endpoint,) = endpoint_sql.endpoints(session)
+                pending = session.scalar(
+                    select(func.count()).select_from(WebhookDelivery)
+                    .where(WebhookDelivery.status == "pending")
+                )  # fmt: skip
+                caught_up = (endpoint.ledger_cursor, endpoint.outbox_cursor) == (ledger, outbox)
+            if caught_up and not pending:
+                return True
+            await asyncio.sleep(1)
+        return False
 
     def _api(self, env: WorkflowEnvironment) -> FastAPI:
         """kakin's HTTP API (served in a thread), for the webhooks: Stripe reached directly."""

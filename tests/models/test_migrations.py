@@ -24,7 +24,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 import models.alert_tables
-import models.staff_tables  # noqa: F401  (its tables join Base.metadata)
+import models.staff_tables
+import models.webhook_tables  # noqa: F401  (its tables join Base.metadata)
 from models.db import MIGRATIONS_DIR, make_engine, make_session_factory, normalize_url
 from models.tables import Base, Invoice, Price
 from tests.conftest import PG_ADMIN_URL
