@@ -50,6 +50,7 @@ from kakin.services.analytics import (
     checked_range,
     scopes,
 )
+from kakin.services.analytics_cache import Closed
 from kakin.services.invoice_drafts import current_usage, period_draft
 from models.repositories import analytics as analytics_sql
 from models.repositories import audit as audit_sql
@@ -400,9 +401,10 @@ def forecast(
         checked = checked_range(session, query)
         as_of = checked.as_of
         # Open invoices are as of now, which may be after the range: read up to both.
+        cache = Closed(session, as_of)  # the ledger's mark, before any figure
         read = scopes(session, checked, max(checked.end, as_of))
-        rates = {s.currency: fast.recovery_rate(session, s, checked.buckets) for s in read}
-        pending = {s.currency: fast.open_invoices(session, s, as_of) for s in read}
+        rates = {s.currency: fast.recovery_rate(session, s, checked.buckets, cache) for s in read}
+        pending = {s.currency: fast.open_invoices(session, s, as_of, cache) for s in read}
         walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
                           pending=changes.pending, rounding=rounding)  # fmt: skip
     blocks = []

@@ -131,6 +131,19 @@ class Scope:
         return clauses
 
 
+def booked_since(moment: datetime | None) -> list[ColumnElement[bool]]:
+    """The entries booked at or after ``moment`` (none: every entry). The ``or`` is
+    what the indexes on ``(currency, occurred_at)`` and ``(currency, recorded_at)``
+    answer (migration 0012); ``BOOKED_AT`` alone is read only row by row."""
+    if moment is None:
+        return []
+    bound = literal(moment, UTCDateTime())
+    return [
+        or_(LedgerRow.occurred_at >= bound, LedgerRow.recorded_at >= bound),
+        bound <= BOOKED_AT,
+    ]
+
+
 def trusted_entry(row: Sequence[Any]) -> LedgerEntry:
     """A LedgerEntry from a stored row, without checking it again.
 
@@ -226,24 +239,33 @@ def _booked_rows(
     return plain_rows(session, query)
 
 
-def mrr_rows(session: Session, where: Scope) -> list[MrrRow]:
-    """The scope's MRR entries as ``MrrRow``, its special entries left out."""
+def mrr_rows(session: Session, where: Scope, since: datetime | None = None) -> list[MrrRow]:
+    """The scope's MRR entries (booked at or after ``since``) as ``MrrRow``, its
+    special entries left out."""
     columns = [LedgerRow.subscription_id, LedgerRow.customer_id, LedgerRow.mrr_after,
                LedgerRow.status_after]  # fmt: skip
-    clauses = _clauses(where, kinds=MRR_KINDS)
+    clauses = [*_clauses(where, kinds=MRR_KINDS), *booked_since(since)]
     return _booked_rows(session, columns, clauses)
 
 
-def failed_invoices(session: Session, where: Scope) -> list[str]:
+def failed_invoices(
+    session: Session,
+    where: Scope,
+    since: datetime | None = None,
+    kinds: Collection[EntryKind] = (),
+) -> list[str]:
     """The invoices with a ``payment.failed`` in the scope, and those its special
-    entries touch: the only ones with dunning episodes."""
-    failed = (
-        select(LedgerRow.invoice_id)
-        .where(
-            *where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED, LedgerRow.invoice_id != ""
+    entries touch: the only ones with dunning episodes. With ``since``, only those with
+    an entry of ``kinds`` booked at or after it (the only ones whose episodes can end
+    in a bucket from ``since`` on)."""
+    clauses = [*where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED,
+               LedgerRow.invoice_id != ""]  # fmt: skip
+    if since is not None:
+        recent = select(LedgerRow.invoice_id).where(
+            *_clauses(where, kinds=kinds), *booked_since(since), LedgerRow.invoice_id != ""
         )
-        .distinct()
-    )
+        clauses.append(LedgerRow.invoice_id.in_(recent))
+    failed = select(LedgerRow.invoice_id).where(*clauses).distinct()
     return sorted({row[0] for row in plain_rows(session, failed)} | where.special_invoices)
 
 
@@ -291,9 +313,12 @@ def kind_sums(
     starts: Sequence[datetime],
     end: datetime,
     kinds: Iterable[EntryKind],
+    recent: bool = False,
 ) -> list[tuple[int, str, int, int, int]]:
     """``(bucket index, kind, amount, count, usage)`` of the scope's rows of ``kinds``
-    booked in ``[starts[0], end)``; usage sums ``details["usage_amount"]``."""
+    booked in ``[starts[0], end)``; usage sums ``details["usage_amount"]``. ``recent``:
+    ``starts[0]`` is recent, so the rows are found through the time indexes
+    (``booked_since``) rather than by kind."""
     index = bucket_index(starts)
     usage = cast(func.coalesce(LedgerRow.details["usage_amount"].as_string(), "0"), BigInteger)
     query = (
@@ -310,6 +335,7 @@ def kind_sums(
                 literal(starts[0], UTCDateTime()) <= BOOKED_AT,
                 literal(end, UTCDateTime()) > BOOKED_AT,
             ),
+            *(booked_since(starts[0]) if recent else ()),
         )
         .group_by(index, LedgerRow.kind)
     )
@@ -319,11 +345,16 @@ def kind_sums(
 
 
 def first_attempts(
-    session: Session, where: Scope, *, starts: Sequence[datetime], end: datetime
+    session: Session,
+    where: Scope,
+    *,
+    starts: Sequence[datetime],
+    end: datetime,
+    recent: bool = False,
 ) -> list[tuple[int, int, int]]:
     """``(bucket index, first attempts, first-attempt failures)`` of the scope's payment
     entries with ``attempt == 1`` booked in ``[starts[0], end)``, leaving out the
-    invoices with a failure (``dunning_rows`` reads those)."""
+    invoices with a failure (``dunning_rows`` reads those); ``recent`` as ``kind_sums``."""
     index = bucket_index(starts)
     failed = select(LedgerRow.invoice_id).where(
         *where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED, LedgerRow.invoice_id != ""
@@ -336,6 +367,7 @@ def first_attempts(
         LedgerRow.invoice_id.not_in(failed),
         literal(starts[0], UTCDateTime()) <= BOOKED_AT,
         literal(end, UTCDateTime()) > BOOKED_AT,
+        *(booked_since(starts[0]) if recent else ()),
     ]
     if where.special_invoices:
         clauses.append(LedgerRow.invoice_id.not_in(sorted(where.special_invoices)))
@@ -399,6 +431,19 @@ def invoice_rows(
     # Read by the invoice_id index, the candidates being a few percent of the invoices.
     clauses = [*where.where(), LedgerRow.kind.in_(_INVOICE_KINDS),
                _one_of(session, LedgerRow.invoice_id, invoices)]  # fmt: skip
+    return _booked_rows(session, columns, clauses)
+
+
+def invoice_rows_since(session: Session, where: Scope, since: datetime) -> list[InvoiceRow]:
+    """The scope's invoice entries booked at or after ``since`` (every invoice's) as
+    ``InvoiceRow``, its special entries left out: what moves the open invoices kept at
+    a horizon (``kakin.services.analytics_cache``)."""
+    columns = [LedgerRow.kind, LedgerRow.invoice_id, LedgerRow.customer_id, LedgerRow.occurred_at,
+               case((LedgerRow.kind == EntryKind.INVOICE_FINALIZED, AMOUNT_DUE),
+                    else_=LedgerRow.amount),
+               LedgerRow.due_at]  # fmt: skip
+    clauses = [*where.where(), LedgerRow.kind.in_(_INVOICE_KINDS), LedgerRow.invoice_id != "",
+               *booked_since(since)]  # fmt: skip
     return _booked_rows(session, columns, clauses)
 
 
@@ -490,3 +535,47 @@ def subscription_items(
 def customers_with_credit(session: Session) -> set[str]:
     """Customers with a credit transaction (a balance, or one spent to zero)."""
     return set(session.scalars(select(CreditTransaction.customer_id).distinct()))
+
+
+# -- what the cache of closed buckets checks (kakin.services.analytics_cache) -------------
+
+
+def ledger_mark(session: Session, window: int) -> tuple[int, str, tuple[int, ...]]:
+    """``(last id, its event key, gaps)``: the highest ledger id visible now, its key
+    (so another database that reached the same id is told apart) and the ids of the
+    last ``window`` that are not visible (rolled back, or still being written by a
+    transaction that has not committed: those may appear later)."""
+    last = session.scalar(select(func.max(LedgerRow.id)))
+    if last is None:
+        return 0, "", ()
+    key = session.scalar(select(LedgerRow.event_key).where(LedgerRow.id == last)) or ""
+    low = max(last - window, 0)
+    seen = set(session.scalars(select(LedgerRow.id).where(LedgerRow.id > low)))
+    return last, key, tuple(i for i in range(low + 1, last + 1) if i not in seen)
+
+
+def arrivals(
+    session: Session, last_id: int, gaps: Sequence[int]
+) -> tuple[dict[str, datetime], bool]:
+    """The entries visible now that were not at a mark (``ledger_mark``: ids above its
+    last, or in its gaps): per currency the earliest time one is booked at, and
+    whether any of them is a correction."""
+    arrived = LedgerRow.id > last_id
+    if gaps:
+        arrived = or_(arrived, LedgerRow.id.in_(sorted(gaps)))
+    is_correction = case((LedgerRow.kind == EntryKind.CORRECTION, 1), else_=0)
+    query = (
+        select(LedgerRow.currency, func.min(BOOKED_AT), func.max(is_correction))
+        .where(arrived)
+        .group_by(LedgerRow.currency)
+    )
+    earliest: dict[str, datetime] = {}
+    corrected = False
+    for currency, booked_at, correction in session.execute(query):
+        earliest[currency] = booked_at
+        corrected = corrected or bool(correction)
+    return earliest, corrected
+
+
+def event_key_of(session: Session, entry_id: int) -> str | None:
+    return session.scalar(select(LedgerRow.event_key).where(LedgerRow.id == entry_id))
