@@ -41,6 +41,7 @@ from billing.rounding import RoundingMode, round_fraction
 
 _DAY = timedelta(days=1)
 _MICROSECOND = timedelta(microseconds=1)
+_NO_DAYS = Fraction(0)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,12 @@ def _boundary(outlook: SubscriptionOutlook, index: int) -> datetime:
 def _invoices(
     outlook: SubscriptionOutlook, until: datetime
 ) -> Iterable[tuple[datetime, int, Fraction]]:
-    """``(date, licensed amount, days of usage billed)`` of its invoices before ``until``."""
+    """``(date, licensed amount, days of usage billed)`` of its invoices before ``until``
+    (the days only with a metered run rate: 0 otherwise, and no boundary computed for
+    them; each boundary is computed once, as the walk goes on)."""
     index = outlook.next_period_index
+    metered = bool(outlook.metered_per_day)
+    previous = _boundary(outlook, index - 1) if metered and index > 0 else None
     while True:
         at = _boundary(outlook, index)
         if at >= until or (outlook.cancel_at is not None and at >= outlook.cancel_at):
@@ -119,8 +124,11 @@ def _invoices(
             amount = outlook.amount_after_change
         # In arrears: the invoice opening period ``index`` bills the usage of the
         # period before it (none before the first period).
-        used = at - _boundary(outlook, index - 1) if index > 0 else timedelta(0)
-        yield at, amount, Fraction(used // _MICROSECOND, _DAY // _MICROSECOND)
+        used = _NO_DAYS
+        if metered and previous is not None:
+            used = Fraction((at - previous) // _MICROSECOND, _DAY // _MICROSECOND)
+        yield at, amount, used
+        previous = at
         index += 1
 
 
