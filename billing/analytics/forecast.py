@@ -58,6 +58,9 @@ class SubscriptionOutlook:
         metered_per_day: The metered run rate, minor units per day.
         cancel_at: A scheduled cancellation: no invoice at or after it.
         change_at, amount_after_change: A scheduled plan change.
+        next_invoice_at: The next invoice's date when the caller knows it (it must be
+            ``boundary(anchor, interval, interval_count, next_period_index)``): one
+            boundary fewer to compute per subscription.
     """
 
     subscription_id: str
@@ -74,6 +77,7 @@ class SubscriptionOutlook:
     cancel_at: datetime | None = None
     change_at: datetime | None = None
     amount_after_change: int | None = None
+    next_invoice_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if (self.change_at is None) != (self.amount_after_change is None):
@@ -113,7 +117,9 @@ def _invoices(
     metered = bool(outlook.metered_per_day)
     previous = _boundary(outlook, index - 1) if metered and index > 0 else None
     while True:
-        at = _boundary(outlook, index)
+        at = outlook.next_invoice_at if index == outlook.next_period_index else None
+        if at is None:
+            at = _boundary(outlook, index)
         if at >= until or (outlook.cancel_at is not None and at >= outlook.cancel_at):
             return
         amount = outlook.next_invoice_amount
@@ -154,7 +160,7 @@ def forecast(
     for outlook in subscriptions:
         code = normalize_currency(outlook.currency)
         currencies.add(code)
-        rate = Fraction(outlook.metered_per_day)
+        rate = Fraction(outlook.metered_per_day) if outlook.metered_per_day else 0
         for at, amount, usage_days in _invoices(outlook, following.end):
             for number, (_, start, end) in enumerate(windows):
                 if start <= at < end:

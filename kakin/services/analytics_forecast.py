@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -153,11 +154,11 @@ async def scheduled_plan_changes(client: Client | None, candidates: list[str]) -
 # -- each subscription's outlook ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What the forecast reads of one subscription (``analytics_sql.stored_subscriptions``),
     times in UTC; ``licensed_items`` are the non-metered items' ``(price id, quantity)``,
-    sorted."""
+    sorted. A named tuple: the forecast makes one per active subscription, and a frozen
+    dataclass costs several times as much to make."""
 
     id: str
     customer_id: str
@@ -369,6 +370,7 @@ def outlooks(
                 interval_count=row.interval_count,
                 time_zone=time_zone,
                 next_period_index=index,
+                next_invoice_at=start,  # boundary(anchor, ..., index), as calendars found
                 next_invoice_amount=amount,
                 metered_per_day=(
                     _run_rate(session, whole, as_of) if row.metered and whole else Decimal(0)
