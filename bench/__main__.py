@@ -1,4 +1,4 @@
-"""``python -m bench {cycles,cost,spike,memory,usage,analytics,all} [--tiny|--small|--full]``.
+"""``python -m bench {cycles,cost,spike,memory,usage,analytics,forecast,all} [--tiny|...]``.
 
 Progress goes to stderr; the figures go to stdout as a table and then as JSON (or
 the JSON to ``--json PATH``). ``all`` runs every command but ``analytics``. Sizes:
@@ -22,7 +22,7 @@ from bench.common import Report, progress, quiet_core_logs, write_output
 # What ``all`` runs: issue 6's figures (tests/e2e/test_bench.py holds it to them).
 COMMANDS = ("cycles", "cost", "spike", "memory", "usage")
 # Run on their own: issue 13's analytics seeds its own 24 months of history.
-OTHERS = ("analytics",)
+OTHERS = ("analytics", "forecast")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]]:
-    from bench import analytics, cost, cycles, memory, spike, usage
+    from bench import analytics, cost, cycles, forecast_backtest, memory, spike, usage
 
     return {
         "cycles": lambda: cycles.run(
@@ -75,6 +75,7 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),
         "usage": lambda: usage.run(args.size),
         "analytics": lambda: analytics.run(args.size),
+        "forecast": lambda: forecast_backtest.run(args.size),
     }
 
 
