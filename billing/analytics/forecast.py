@@ -42,6 +42,15 @@ from billing.rounding import RoundingMode, round_fraction
 _DAY = timedelta(days=1)
 _MICROSECOND = timedelta(microseconds=1)
 _NO_DAYS = Fraction(0)
+# The shortest a period of one interval can be (a month-end anchor clamped into
+# February, a day or a week shortened by a DST change): the walk stops when the next
+# invoice cannot fall before the end, without computing it.
+_SHORTEST = {
+    Interval.DAY: timedelta(hours=22),
+    Interval.WEEK: timedelta(days=6, hours=22),
+    Interval.MONTH: timedelta(days=27),
+    Interval.YEAR: timedelta(days=364),
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,11 @@ def _invoices(
     index = outlook.next_period_index
     metered = bool(outlook.metered_per_day)
     previous = _boundary(outlook, index - 1) if metered and index > 0 else None
+    shortest = _SHORTEST[Interval(outlook.interval)] * outlook.interval_count
+    at: datetime | None = None
     while True:
+        if at is not None and at + shortest >= until:
+            return  # the next boundary is at or after ``until``
         at = outlook.next_invoice_at if index == outlook.next_period_index else None
         if at is None:
             at = _boundary(outlook, index)
