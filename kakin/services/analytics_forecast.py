@@ -245,6 +245,24 @@ def _calendar(
     return None
 
 
+# Each subscription's calendar from its requested start or trial end, by what it was
+# found from (a ``Stored`` is every input of ``_calendar``): a renewal changes the
+# stored period end, hence the key, so a kept calendar is never stale. Bounded: cleared
+# when full (a forecast walks every active subscription once).
+_CALENDARS: dict[Stored, tuple[datetime, int, str] | None] = {}
+_CALENDARS_KEPT = 500_000
+
+
+def _first_calendar(row: Stored) -> tuple[datetime, int, str] | None:
+    """``_calendar`` from the requested start or the trial's end, remembered."""
+    if row in _CALENDARS:
+        return _CALENDARS[row]
+    if len(_CALENDARS) >= _CALENDARS_KEPT:
+        _CALENDARS.clear()
+    fits = _CALENDARS[row] = _calendar(row, (row.billing_cycle_anchor, row.trial_end))
+    return fits
+
+
 def calendars(session: Session, rows: Sequence[Stored]) -> list[tuple[datetime, int, str]]:
     """Each subscription's ``(anchor, index, zone)``: ``boundary(anchor, ..., index)`` is
     its ``current_period_end``, so later invoices fall where the workflow will date
@@ -256,7 +274,7 @@ def calendars(session: Session, rows: Sequence[Stored]) -> list[tuple[datetime, 
     0 of a calendar anchored at it, so its usage is not forecast. The first period
     invoices are read only for the subscriptions the first two do not fit.
     """
-    found = [_calendar(row, (row.billing_cycle_anchor, row.trial_end)) for row in rows]
+    found = [_first_calendar(row) for row in rows]
     missing = [row.id for row, fits in zip(rows, found, strict=True) if fits is None]
     firsts = invoice_sql.first_period_starts(session, missing) if missing else {}
     calendars = []

@@ -224,16 +224,16 @@ def receivables(
     closed = [m for m in moments if m <= horizon]  # the last is the horizon
     rest = moments[len(closed) :]
     key = ("aging", scope.until, tuple(closed))
-    kept = cache.get(key, code, horizon)
-    if kept is None:
-        rows = _merged(reads.invoice_rows(session, scope, moments=moments), special)
-        invoices: dict[str, Any] = {}
-        shut, index = sweeps.aging_run(invoices, rows, 0, moments=closed, currency=code)
-        cache.put(key, code, horizon, (shut, sweeps.open_state(invoices)))
-    else:
-        shut, at_horizon = kept
-        invoices, index = sweeps.open_state(at_horizon), 0
-        rows = _since(session, scope, horizon, special)
+    shut = cache.get(key, code, horizon)
+    if shut is None:
+        rows = _merged(reads.invoice_rows(session, scope, moments=closed), special)
+        shut = sweeps.aging_sweep(rows, moments=closed, currency=code)
+        cache.put(key, code, horizon, shut)
+    if not rest:
+        return shut
+    # The moments after the horizon are all within SETTLE of the request's: followed
+    # from the open invoices kept at the start of that day.
+    invoices, rows, index = _open_state(session, scope, rest, cache, special)
     opened, _ = sweeps.aging_run(invoices, rows, index, moments=rest, currency=code)
     return (*shut, *opened)
 
@@ -245,6 +245,29 @@ def _since(session: Session, scope: Scope, horizon: datetime,
     return _merged(reads.invoice_rows_since(session, scope, horizon), recent)
 
 
+def _open_state(
+    session: Session,
+    scope: Scope,
+    moments: Sequence[datetime],
+    cache: Closed,
+    special: list[InvoiceRow],
+) -> tuple[dict[str, Any], list[InvoiceRow], int]:
+    """``(invoices, rows, index)``: the invoices that may be open at ``moments``
+    (ascending), followed up to the UTC midnight before ``moments[0] - SETTLE`` (kept by
+    the cache: stable for a day), and the rows from there on, to follow from ``index``."""
+    settled = moments[0] - SETTLE
+    horizon = settled.replace(hour=0, minute=0, second=0, microsecond=0)
+    key = ("open", scope.until)
+    kept = cache.get(key, scope.currency, horizon)
+    if kept is not None:
+        return sweeps.open_state(kept), _since(session, scope, horizon, special), 0
+    rows = _merged(reads.invoice_rows(session, scope, moments=[horizon, *moments]), special)
+    invoices: dict[str, Any] = {}
+    index = sweeps.follow(invoices, rows, 0, horizon)
+    cache.put(key, scope.currency, horizon, sweeps.open_state(invoices))
+    return invoices, rows, index
+
+
 def open_invoices(
     session: Session, scope: Scope, as_of: datetime, cache: Closed | None = None
 ) -> tuple[OpenInvoice, ...]:
@@ -254,20 +277,7 @@ def open_invoices(
     if cache is None:
         rows = _merged(reads.invoice_rows(session, scope, moments=[as_of]), special)
         return sweeps.open_at(rows, as_of=as_of, currency=code)
-    # The horizon: the UTC midnight before the moment the cache can keep (stable for a
-    # day, and a day's entries to read after it).
-    settled = as_of - SETTLE
-    horizon = settled.replace(hour=0, minute=0, second=0, microsecond=0)
-    key = ("open", scope.until)
-    kept = cache.get(key, code, horizon)
-    if kept is None:
-        rows = _merged(reads.invoice_rows(session, scope, moments=[horizon, as_of]), special)
-        invoices: dict[str, Any] = {}
-        index = sweeps.follow(invoices, rows, 0, horizon)
-        cache.put(key, code, horizon, sweeps.open_state(invoices))
-    else:
-        invoices, index = sweeps.open_state(kept), 0
-        rows = _since(session, scope, horizon, special)
+    invoices, rows, index = _open_state(session, scope, [as_of], cache, special)
     sweeps.follow(invoices, rows, index, as_of)
     return sweeps.open_list(invoices, as_of=as_of, currency=code)
 
