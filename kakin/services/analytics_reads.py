@@ -81,7 +81,9 @@ def _split(
 
 
 def _key(name: str, scope: Scope, buckets: Sequence[Bucket], *more: object) -> tuple[object, ...]:
-    return (name, scope.until, buckets[0].start, len(buckets), *more)
+    """What a kept value is for (the cache adds the database, currency and horizon):
+    the buckets' bounds say the zone and the interval too."""
+    return (name, scope.until, tuple(b.start for b in buckets), *more)
 
 
 def revenue(
