@@ -44,7 +44,7 @@ from billing.analytics.revenue import revenue as revenue_figures
 from kakin.services import analytics_sweeps as sweeps
 from kakin.services.analytics_cache import SETTLE, Closed
 from models.repositories import analytics as reads
-from models.repositories.analytics import InvoiceRow, Scope
+from models.repositories.analytics import DunningRow, InvoiceRow, Scope
 
 _Row = TypeVar("_Row", bound=tuple[Any, ...])
 
@@ -175,22 +175,48 @@ def dunning(
     """``billing.analytics.dunning.dunning`` of the scope, one row per bucket."""
     horizon, closed, rest = _split(cache, buckets)
     if cache is None or horizon is None:
-        return _dunning(session, scope, buckets)
+        return _dunning(session, scope, buckets, _failed_rows(session, scope))
     key = _key("dunning", scope, closed)
     kept = cache.get(key, scope.currency, horizon)
     if kept is None:
-        kept = _dunning(session, scope, closed)
+        rows = _failed_rows(session, scope)
+        kept = (_dunning(session, scope, closed, rows), sweeps.ongoing_at(rows, horizon))
         cache.put(key, scope.currency, horizon, kept)
-    # An episode counts where it ends, and only the invoices with an entry booked from
-    # the horizon on can end one there (the dunning sweep follows each invoice alone).
-    return (*kept, *(_dunning(session, scope, rest, since=horizon) if rest else ()))
+    shut, ongoing = kept
+    if not rest:
+        return shut
+    # An episode counts where it ends: one ending from the horizon on was ongoing there
+    # or starts with a failure booked since (the dunning sweep follows each invoice
+    # alone); the failed invoices' first attempts since the horizon are theirs too.
+    recent = reads.failed_since(session, scope, horizon)
+    invoices = sorted({*ongoing, *recent, *scope.special_invoices})
+    return (*shut, *_dunning(session, scope, rest, _failed_rows(session, scope, invoices),
+                             recent=True))  # fmt: skip
 
 
-def _dunning(session: Session, scope: Scope, buckets: Sequence[Bucket],
-             since: datetime | None = None) -> tuple[DunningBucket, ...]:  # fmt: skip
-    found = _episodes(session, scope, buckets, since=since)
+def _failed_rows(
+    session: Session, scope: Scope, invoices: Sequence[str] | None = None
+) -> list[DunningRow]:
+    """The dunning rows of ``invoices`` (``None``: every invoice with a failed payment,
+    and those the special entries touch), the special ones merged in."""
+    if invoices is None:
+        invoices = reads.failed_invoices(session, scope)
+    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS, invoices)
+    special = [sweeps.dunning_row(b) for b in book(scope.special)
+               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
+    return _merged(rows, special)
+
+
+def _dunning(
+    session: Session,
+    scope: Scope,
+    buckets: Sequence[Bucket],
+    rows: list[DunningRow],
+    recent: bool = False,
+) -> tuple[DunningBucket, ...]:
+    found = sweeps.dunning_sweep(rows, buckets=buckets, currency=scope.currency)
     counted = reads.first_attempts(session, scope, starts=[b.start for b in buckets],
-                                   end=buckets[-1].end, recent=since is not None)  # fmt: skip
+                                   end=buckets[-1].end, recent=recent)  # fmt: skip
     for index, attempts, failures in counted:
         row = found[index]
         found[index] = dataclasses.replace(
@@ -199,17 +225,6 @@ def _dunning(session: Session, scope: Scope, buckets: Sequence[Bucket],
             first_attempt_failures=row.first_attempt_failures + failures,
         )
     return tuple(found)
-
-
-def _episodes(session: Session, scope: Scope, buckets: Sequence[Bucket],
-              since: datetime | None = None) -> list[DunningBucket]:  # fmt: skip
-    """The dunning sweep over the invoices with a failed payment (with ``since``, those
-    with a dunning entry booked from it on: the ``buckets`` start there)."""
-    invoices = reads.failed_invoices(session, scope, since=since, kinds=_DUNNING_KINDS)
-    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS, invoices)
-    special = [sweeps.dunning_row(b) for b in book(scope.special)
-               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
-    return sweeps.dunning_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
 
 
 def receivables(

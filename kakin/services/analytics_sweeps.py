@@ -216,6 +216,22 @@ def dunning_sweep(rows: Iterable[DunningRow], *, buckets: Sequence[Bucket],
     return [dunning_bucket(b, currency, t) for b, t in zip(buckets, tallies, strict=True)]
 
 
+def ongoing_at(rows: Iterable[DunningRow], moment: datetime) -> frozenset[str]:
+    """The invoices with a dunning episode ongoing at ``moment``: after the rows booked
+    before it, as ``dunning_sweep`` starts and ends episodes."""
+    ongoing: set[str] = set()
+    for booked_at, _, kind, invoice, *_ in rows:
+        if booked_at >= moment:
+            break
+        if not invoice:
+            continue
+        if kind == _FAILED:
+            ongoing.add(invoice)
+        elif kind == _PAID or kind in _LOST:
+            ongoing.discard(invoice)
+    return frozenset(ongoing)
+
+
 # -- receivables aging --------------------------------------------------------------------
 
 _FINALIZED = str(EntryKind.INVOICE_FINALIZED)

@@ -249,25 +249,40 @@ def mrr_rows(session: Session, where: Scope, since: datetime | None = None) -> l
     return _booked_rows(session, columns, clauses)
 
 
-def failed_invoices(
-    session: Session,
-    where: Scope,
-    since: datetime | None = None,
-    kinds: Collection[EntryKind] = (),
-) -> list[str]:
+def failed_invoices(session: Session, where: Scope) -> list[str]:
     """The invoices with a ``payment.failed`` in the scope, and those its special
-    entries touch: the only ones with dunning episodes. With ``since``, only those with
-    an entry of ``kinds`` booked at or after it (the only ones whose episodes can end
-    in a bucket from ``since`` on)."""
-    clauses = [*where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED,
-               LedgerRow.invoice_id != ""]  # fmt: skip
-    if since is not None:
-        recent = select(LedgerRow.invoice_id).where(
-            *_clauses(where, kinds=kinds), *booked_since(since), LedgerRow.invoice_id != ""
+    entries touch: the only ones with dunning episodes."""
+    failed = (
+        select(LedgerRow.invoice_id)
+        .where(
+            *where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED, LedgerRow.invoice_id != ""
         )
-        clauses.append(LedgerRow.invoice_id.in_(recent))
-    failed = select(LedgerRow.invoice_id).where(*clauses).distinct()
+        .distinct()
+    )
     return sorted({row[0] for row in plain_rows(session, failed)} | where.special_invoices)
+
+
+def failed_since(session: Session, where: Scope, since: datetime) -> list[str]:
+    """The invoices with a ``payment.failed`` of the scope booked at or after ``since``,
+    or with a first attempt booked since then and a failure in the scope (whose first
+    attempts the dunning sweep counts, ``first_attempts`` leaving them out)."""
+    recent_failure = select(LedgerRow.invoice_id).where(
+        *where.where(), *booked_since(since), LedgerRow.kind == EntryKind.PAYMENT_FAILED,
+        LedgerRow.invoice_id != "",
+    )  # fmt: skip
+    other = aliased(LedgerRow)
+    failing = [other.currency == where.currency, other.kind == EntryKind.PAYMENT_FAILED,
+               other.invoice_id == LedgerRow.invoice_id, other.invoice_id != ""]  # fmt: skip
+    if where.until is not None:
+        failing += [other.occurred_at < where.until, other.recorded_at < where.until]
+    if where.roots:
+        failing.append(other.id.not_in(sorted(where.roots)))
+    first_with_failure = select(LedgerRow.invoice_id).where(
+        *where.where(), *booked_since(since), LedgerRow.attempt == 1,
+        LedgerRow.kind == EntryKind.PAYMENT_SUCCEEDED, select(other.id).where(*failing).exists(),
+    )  # fmt: skip
+    found = session.scalars(recent_failure.union(first_with_failure))
+    return sorted(set(found))
 
 
 def dunning_rows(
