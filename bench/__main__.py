@@ -1,4 +1,4 @@
-"""``python -m bench {cycles,cost,spike,memory,usage,analytics,all} [--tiny|--small|--full]``.
+"""``python -m bench {cycles,cost,spike,memory,usage,analytics,forecast,all} [--tiny|...]``.
 
 Progress goes to stderr; the figures go to stdout as a table and then as JSON (or
 the JSON to ``--json PATH``). ``all`` runs every command but ``analytics``. Sizes:
@@ -21,8 +21,9 @@ from bench.common import Report, progress, quiet_core_logs, write_output
 
 # What ``all`` runs: issue 6's figures (tests/e2e/test_bench.py holds it to them).
 COMMANDS = ("cycles", "cost", "spike", "memory", "usage")
-# Run on their own: issue 13's analytics and issue 14's console seed their own history.
-OTHERS = ("analytics", "console")
+# Run on their own: issue 13's analytics and forecast backtest and issue 14's console
+# seed their own history.
+OTHERS = ("analytics", "forecast", "console")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]]:
-    from bench import analytics, console, cost, cycles, memory, spike, usage
+    from bench import analytics, console, cost, cycles, forecast_backtest, memory, spike, usage
 
     return {
         "cycles": lambda: cycles.run(
@@ -75,6 +76,7 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
         "memory": lambda: memory.run(args.k or memory.SIZES[args.size]),
         "usage": lambda: usage.run(args.size),
         "analytics": lambda: analytics.run(args.size),
+        "forecast": lambda: forecast_backtest.run(args.size),
         "console": lambda: console.run(args.size),
     }
 

@@ -521,6 +521,8 @@ class LedgerRow(Base):
         # The analytics reads (models.repositories.analytics), migration 0009.
         Index("ix_billing_ledger_currency_kind", "currency", "kind"),
         Index("ix_billing_ledger_invoice_id", "invoice_id"),
+        # The entries booked since a moment (kakin.services.analytics_cache), 0012.
+        Index("ix_billing_ledger_currency_recorded_at", "currency", "recorded_at"),
     )
 
     # SQLite numbers rows only for an INTEGER primary key.

@@ -41,6 +41,16 @@ from billing.rounding import RoundingMode, round_fraction
 
 _DAY = timedelta(days=1)
 _MICROSECOND = timedelta(microseconds=1)
+_NO_DAYS = Fraction(0)
+# The shortest a period of one interval can be (a month-end anchor clamped into
+# February, a day or a week shortened by a DST change): the walk stops when the next
+# invoice cannot fall before the end, without computing it.
+_SHORTEST = {
+    Interval.DAY: timedelta(hours=22),
+    Interval.WEEK: timedelta(days=6, hours=22),
+    Interval.MONTH: timedelta(days=27),
+    Interval.YEAR: timedelta(days=364),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,9 @@ class SubscriptionOutlook:
         metered_per_day: The metered run rate, minor units per day.
         cancel_at: A scheduled cancellation: no invoice at or after it.
         change_at, amount_after_change: A scheduled plan change.
+        next_invoice_at: The next invoice's date when the caller knows it (it must be
+            ``boundary(anchor, interval, interval_count, next_period_index)``): one
+            boundary fewer to compute per subscription.
     """
 
     subscription_id: str
@@ -73,6 +86,7 @@ class SubscriptionOutlook:
     cancel_at: datetime | None = None
     change_at: datetime | None = None
     amount_after_change: int | None = None
+    next_invoice_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if (self.change_at is None) != (self.amount_after_change is None):
@@ -105,10 +119,20 @@ def _boundary(outlook: SubscriptionOutlook, index: int) -> datetime:
 def _invoices(
     outlook: SubscriptionOutlook, until: datetime
 ) -> Iterable[tuple[datetime, int, Fraction]]:
-    """``(date, licensed amount, days of usage billed)`` of its invoices before ``until``."""
+    """``(date, licensed amount, days of usage billed)`` of its invoices before ``until``
+    (the days only with a metered run rate: 0 otherwise, and no boundary computed for
+    them; each boundary is computed once, as the walk goes on)."""
     index = outlook.next_period_index
+    metered = bool(outlook.metered_per_day)
+    previous = _boundary(outlook, index - 1) if metered and index > 0 else None
+    shortest = _SHORTEST[Interval(outlook.interval)] * outlook.interval_count
+    at: datetime | None = None
     while True:
-        at = _boundary(outlook, index)
+        if at is not None and at + shortest >= until:
+            return  # the next boundary is at or after ``until``
+        at = outlook.next_invoice_at if index == outlook.next_period_index else None
+        if at is None:
+            at = _boundary(outlook, index)
         if at >= until or (outlook.cancel_at is not None and at >= outlook.cancel_at):
             return
         amount = outlook.next_invoice_amount
@@ -119,8 +143,11 @@ def _invoices(
             amount = outlook.amount_after_change
         # In arrears: the invoice opening period ``index`` bills the usage of the
         # period before it (none before the first period).
-        used = at - _boundary(outlook, index - 1) if index > 0 else timedelta(0)
-        yield at, amount, Fraction(used // _MICROSECOND, _DAY // _MICROSECOND)
+        used = _NO_DAYS
+        if metered and previous is not None:
+            used = Fraction((at - previous) // _MICROSECOND, _DAY // _MICROSECOND)
+        yield at, amount, used
+        previous = at
         index += 1
 
 
@@ -146,7 +173,7 @@ def forecast(
     for outlook in subscriptions:
         code = normalize_currency(outlook.currency)
         currencies.add(code)
-        rate = Fraction(outlook.metered_per_day)
+        rate = Fraction(outlook.metered_per_day) if outlook.metered_per_day else 0
         for at, amount, usage_days in _invoices(outlook, following.end):
             for number, (_, start, end) in enumerate(windows):
                 if start <= at < end:

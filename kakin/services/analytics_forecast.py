@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -50,6 +51,7 @@ from kakin.services.analytics import (
     checked_range,
     scopes,
 )
+from kakin.services.analytics_cache import Closed
 from kakin.services.invoice_drafts import current_usage, period_draft
 from models.repositories import analytics as analytics_sql
 from models.repositories import audit as audit_sql
@@ -152,11 +154,11 @@ async def scheduled_plan_changes(client: Client | None, candidates: list[str]) -
 # -- each subscription's outlook ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What the forecast reads of one subscription (``analytics_sql.stored_subscriptions``),
     times in UTC; ``licensed_items`` are the non-metered items' ``(price id, quantity)``,
-    sorted."""
+    sorted. A named tuple: the forecast makes one per active subscription, and a frozen
+    dataclass costs several times as much to make."""
 
     id: str
     customer_id: str
@@ -243,6 +245,24 @@ def _calendar(
     return None
 
 
+# Each subscription's calendar from its requested start or trial end, by what it was
+# found from (a ``Stored`` is every input of ``_calendar``): a renewal changes the
+# stored period end, hence the key, so a kept calendar is never stale. Bounded: cleared
+# when full (a forecast walks every active subscription once).
+_CALENDARS: dict[Stored, tuple[datetime, int, str] | None] = {}
+_CALENDARS_KEPT = 500_000
+
+
+def _first_calendar(row: Stored) -> tuple[datetime, int, str] | None:
+    """``_calendar`` from the requested start or the trial's end, remembered."""
+    if row in _CALENDARS:
+        return _CALENDARS[row]
+    if len(_CALENDARS) >= _CALENDARS_KEPT:
+        _CALENDARS.clear()
+    fits = _CALENDARS[row] = _calendar(row, (row.billing_cycle_anchor, row.trial_end))
+    return fits
+
+
 def calendars(session: Session, rows: Sequence[Stored]) -> list[tuple[datetime, int, str]]:
     """Each subscription's ``(anchor, index, zone)``: ``boundary(anchor, ..., index)`` is
     its ``current_period_end``, so later invoices fall where the workflow will date
@@ -254,7 +274,7 @@ def calendars(session: Session, rows: Sequence[Stored]) -> list[tuple[datetime, 
     0 of a calendar anchored at it, so its usage is not forecast. The first period
     invoices are read only for the subscriptions the first two do not fit.
     """
-    found = [_calendar(row, (row.billing_cycle_anchor, row.trial_end)) for row in rows]
+    found = [_first_calendar(row) for row in rows]
     missing = [row.id for row, fits in zip(rows, found, strict=True) if fits is None]
     firsts = invoice_sql.first_period_starts(session, missing) if missing else {}
     calendars = []
@@ -368,6 +388,7 @@ def outlooks(
                 interval_count=row.interval_count,
                 time_zone=time_zone,
                 next_period_index=index,
+                next_invoice_at=start,  # boundary(anchor, ..., index), as calendars found
                 next_invoice_amount=amount,
                 metered_per_day=(
                     _run_rate(session, whole, as_of) if row.metered and whole else Decimal(0)
@@ -400,9 +421,10 @@ def forecast(
         checked = checked_range(session, query)
         as_of = checked.as_of
         # Open invoices are as of now, which may be after the range: read up to both.
+        cache = Closed(session, as_of)  # the ledger's mark, before any figure
         read = scopes(session, checked, max(checked.end, as_of))
-        rates = {s.currency: fast.recovery_rate(session, s, checked.buckets) for s in read}
-        pending = {s.currency: fast.open_invoices(session, s, as_of) for s in read}
+        rates = {s.currency: fast.recovery_rate(session, s, checked.buckets, cache) for s in read}
+        pending = {s.currency: fast.open_invoices(session, s, as_of, cache) for s in read}
         walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
                           pending=changes.pending, rounding=rounding)  # fmt: skip
     blocks = []

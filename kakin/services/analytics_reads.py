@@ -13,6 +13,10 @@ followed by one-pass sweeps (``kakin.services.analytics_sweeps``) that give what
   at a bucket's end (found in SQL), instead of ``billing.analytics.receivables.aging``
   once per bucket; the forecast's open invoices likewise, at one moment.
 
+With a ``cache`` (``kakin.services.analytics_cache.Closed``), each figure keeps the rows
+of its buckets before a recent horizon, and what its sweep had followed there, and reads
+only the entries booked since it; without one (the fast tests), it reads everything.
+
 Each entry counts once: the SQL reads leave out the corrections and the entries they
 correct (``models.repositories.analytics.Scope``), which are booked here
 (``billing.analytics.booking``) and merged into the rows in booking order.
@@ -38,8 +42,9 @@ from billing.analytics.receivables import Aging, OpenInvoice, amount_due
 from billing.analytics.revenue import RevenueBucket
 from billing.analytics.revenue import revenue as revenue_figures
 from kakin.services import analytics_sweeps as sweeps
+from kakin.services.analytics_cache import SETTLE, Closed
 from models.repositories import analytics as reads
-from models.repositories.analytics import InvoiceRow, Scope
+from models.repositories.analytics import DunningRow, InvoiceRow, Scope
 
 _Row = TypeVar("_Row", bound=tuple[Any, ...])
 
@@ -63,18 +68,54 @@ _DUNNING_KINDS = frozenset(
 )
 
 
+def _split(
+    cache: Closed | None, buckets: Sequence[Bucket]
+) -> tuple[datetime | None, Sequence[Bucket], Sequence[Bucket]]:
+    """``(horizon, closed buckets, the others)``: the buckets ending by the cache's
+    horizon are closed (no horizon, or no cache: none is)."""
+    horizon = cache.horizon([b.end for b in buckets]) if cache is not None else None
+    if horizon is None:
+        return None, (), buckets
+    closed = [b for b in buckets if b.end <= horizon]
+    return horizon, closed, buckets[len(closed) :]
+
+
+def _key(name: str, scope: Scope, buckets: Sequence[Bucket], *more: object) -> tuple[object, ...]:
+    """What a kept value is for (the cache adds the database, currency and horizon):
+    the buckets' bounds say the zone and the interval too."""
+    return (name, scope.until, tuple(b.start for b in buckets), *more)
+
+
 def revenue(
     session: Session,
     scope: Scope,
     buckets: Sequence[Bucket],
     kinds: Collection[EntryKind] = tuple(_SUMMED),
+    cache: Closed | None = None,
 ) -> tuple[RevenueBucket, ...]:
     """``billing.analytics.revenue.revenue`` of the scope, one row per bucket (with
     ``kinds``, only the figures those kinds of entries sum are right)."""
+    horizon, closed, rest = _split(cache, buckets)
+    if cache is None or horizon is None:
+        return _revenue(session, scope, buckets, kinds)
+    key = _key("revenue", scope, closed, tuple(sorted(kinds)))
+    kept = cache.get(key, scope.currency, horizon)
+    if kept is None:
+        kept = _revenue(session, scope, closed, kinds)
+        cache.put(key, scope.currency, horizon, kept)
+    return (*kept, *(_revenue(session, scope, rest, kinds, recent=True) if rest else ()))
+
+
+def _revenue(
+    session: Session,
+    scope: Scope,
+    buckets: Sequence[Bucket],
+    kinds: Collection[EntryKind],
+    recent: bool = False,
+) -> tuple[RevenueBucket, ...]:
     base = list(revenue_figures(scope.special, buckets=buckets, currency=scope.currency))
-    sums = reads.kind_sums(
-        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end, kinds=kinds
-    )
+    sums = reads.kind_sums(session, scope, starts=[b.start for b in buckets],
+                           end=buckets[-1].end, kinds=kinds, recent=recent)  # fmt: skip
     added: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for index, kind, amount, count, usage in sums:
         entry_kind = EntryKind(kind)
@@ -91,26 +132,91 @@ def revenue(
     return tuple(base)
 
 
-def usage_revenue(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[int, ...]:
+def usage_revenue(
+    session: Session, scope: Scope, buckets: Sequence[Bucket], cache: Closed | None = None
+) -> tuple[int, ...]:
     """The usage revenue of each bucket (``RevenueBucket.usage``), summing only the
     finalized invoices (a third of the entries ``revenue`` sums)."""
-    rows = revenue(session, scope, buckets, kinds=(EntryKind.INVOICE_FINALIZED,))
+    rows = revenue(session, scope, buckets, kinds=(EntryKind.INVOICE_FINALIZED,), cache=cache)
     return tuple(row.usage for row in rows)
 
 
-def movements(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[MrrBucket, ...]:
+def movements(
+    session: Session, scope: Scope, buckets: Sequence[Bucket], cache: Closed | None = None
+) -> tuple[MrrBucket, ...]:
     """``billing.analytics.movements.mrr_movements`` of the scope."""
-    rows = reads.mrr_rows(session, scope)
     special = [sweeps.mrr_row(b) for b in book(scope.special) if b.entry.kind in MRR_KINDS]
-    return sweeps.mrr_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
+    horizon, closed, rest = _split(cache, buckets)
+    code = scope.currency
+    if cache is None or horizon is None:
+        rows = _merged(reads.mrr_rows(session, scope), special)
+        return sweeps.mrr_sweep(rows, buckets=buckets, currency=code)
+    key = _key("movements", scope, closed)
+    kept = cache.get(key, code, horizon)
+    if kept is None:
+        rows = _merged(reads.mrr_rows(session, scope), special)
+        state = sweeps.new_mrr_state()
+        shut, index = sweeps.mrr_run(state, rows, 0, buckets=closed, currency=code)
+        cache.put(key, code, horizon, (shut, state.copy()))
+    else:
+        shut, at_horizon = kept
+        state, index = at_horizon.copy(), 0
+        recent = [row for row in special if row[0] >= horizon]
+        rows = _merged(reads.mrr_rows(session, scope, since=horizon), recent)
+    if not rest:
+        return shut
+    opened, _ = sweeps.mrr_run(state, rows, index, buckets=rest, currency=code)
+    return (*shut, *opened)
 
 
-def dunning(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[DunningBucket, ...]:
+def dunning(
+    session: Session, scope: Scope, buckets: Sequence[Bucket], cache: Closed | None = None
+) -> tuple[DunningBucket, ...]:
     """``billing.analytics.dunning.dunning`` of the scope, one row per bucket."""
-    found = _episodes(session, scope, buckets)
-    counted = reads.first_attempts(
-        session, scope, starts=[b.start for b in buckets], end=buckets[-1].end
-    )
+    horizon, closed, rest = _split(cache, buckets)
+    if cache is None or horizon is None:
+        return _dunning(session, scope, buckets, _failed_rows(session, scope))
+    key = _key("dunning", scope, closed)
+    kept = cache.get(key, scope.currency, horizon)
+    if kept is None:
+        rows = _failed_rows(session, scope)
+        kept = (_dunning(session, scope, closed, rows), sweeps.ongoing_at(rows, horizon))
+        cache.put(key, scope.currency, horizon, kept)
+    shut, ongoing = kept
+    if not rest:
+        return shut
+    # An episode counts where it ends: one ending from the horizon on was ongoing there
+    # or starts with a failure booked since (the dunning sweep follows each invoice
+    # alone); the failed invoices' first attempts since the horizon are theirs too.
+    recent = reads.failed_since(session, scope, horizon)
+    invoices = sorted({*ongoing, *recent, *scope.special_invoices})
+    return (*shut, *_dunning(session, scope, rest, _failed_rows(session, scope, invoices),
+                             recent=True))  # fmt: skip
+
+
+def _failed_rows(
+    session: Session, scope: Scope, invoices: Sequence[str] | None = None
+) -> list[DunningRow]:
+    """The dunning rows of ``invoices`` (``None``: every invoice with a failed payment,
+    and those the special entries touch), the special ones merged in."""
+    if invoices is None:
+        invoices = reads.failed_invoices(session, scope)
+    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS, invoices)
+    special = [sweeps.dunning_row(b) for b in book(scope.special)
+               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
+    return _merged(rows, special)
+
+
+def _dunning(
+    session: Session,
+    scope: Scope,
+    buckets: Sequence[Bucket],
+    rows: list[DunningRow],
+    recent: bool = False,
+) -> tuple[DunningBucket, ...]:
+    found = sweeps.dunning_sweep(rows, buckets=buckets, currency=scope.currency)
+    counted = reads.first_attempts(session, scope, starts=[b.start for b in buckets],
+                                   end=buckets[-1].end, recent=recent)  # fmt: skip
     for index, attempts, failures in counted:
         row = found[index]
         found[index] = dataclasses.replace(
@@ -121,35 +227,82 @@ def dunning(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> tuple[
     return tuple(found)
 
 
-def _episodes(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> list[DunningBucket]:
-    """The dunning sweep over the invoices with a failed payment."""
-    invoices = reads.failed_invoices(session, scope)
-    rows = reads.dunning_rows(session, scope, _DUNNING_KINDS, invoices)
-    special = [sweeps.dunning_row(b) for b in book(scope.special)
-               if b.entry.kind in _DUNNING_KINDS]  # fmt: skip
-    return sweeps.dunning_sweep(_merged(rows, special), buckets=buckets, currency=scope.currency)
-
-
-def receivables(session: Session, scope: Scope, moments: Sequence[datetime]) -> tuple[Aging, ...]:
+def receivables(
+    session: Session, scope: Scope, moments: Sequence[datetime], cache: Closed | None = None
+) -> tuple[Aging, ...]:
     """``billing.analytics.receivables.aging`` of the scope at each of ``moments``
     (ascending), one row each."""
-    rows = reads.invoice_rows(session, scope, moments=moments)
     special = [_invoice_row(b) for b in book(scope.special)]
-    return sweeps.aging_sweep(_merged(rows, special), moments=moments, currency=scope.currency)
+    code = scope.currency
+    horizon = cache.horizon(moments) if cache is not None else None
+    if cache is None or horizon is None:
+        rows = _merged(reads.invoice_rows(session, scope, moments=moments), special)
+        return sweeps.aging_sweep(rows, moments=moments, currency=code)
+    closed = [m for m in moments if m <= horizon]  # the last is the horizon
+    rest = moments[len(closed) :]
+    key = ("aging", scope.until, tuple(closed))
+    shut = cache.get(key, code, horizon)
+    if shut is None:
+        rows = _merged(reads.invoice_rows(session, scope, moments=closed), special)
+        shut = sweeps.aging_sweep(rows, moments=closed, currency=code)
+        cache.put(key, code, horizon, shut)
+    if not rest:
+        return shut
+    # The moments after the horizon are all within SETTLE of the request's: followed
+    # from the open invoices kept at the start of that day.
+    invoices, rows, index = _open_state(session, scope, rest, cache, special)
+    opened, _ = sweeps.aging_run(invoices, rows, index, moments=rest, currency=code)
+    return (*shut, *opened)
 
 
-def open_invoices(session: Session, scope: Scope, as_of: datetime) -> tuple[OpenInvoice, ...]:
+def _since(session: Session, scope: Scope, horizon: datetime,
+           special: list[InvoiceRow]) -> list[InvoiceRow]:  # fmt: skip
+    """The invoice rows booked from ``horizon`` on, the special ones merged in."""
+    recent = [row for row in special if row[0] >= horizon]
+    return _merged(reads.invoice_rows_since(session, scope, horizon), recent)
+
+
+def _open_state(
+    session: Session,
+    scope: Scope,
+    moments: Sequence[datetime],
+    cache: Closed,
+    special: list[InvoiceRow],
+) -> tuple[dict[str, Any], list[InvoiceRow], int]:
+    """``(invoices, rows, index)``: the invoices that may be open at ``moments``
+    (ascending), followed up to the UTC midnight before ``moments[0] - SETTLE`` (kept by
+    the cache: stable for a day), and the rows from there on, to follow from ``index``."""
+    settled = moments[0] - SETTLE
+    horizon = settled.replace(hour=0, minute=0, second=0, microsecond=0)
+    key = ("open", scope.until)
+    kept = cache.get(key, scope.currency, horizon)
+    if kept is not None:
+        return sweeps.open_state(kept), _since(session, scope, horizon, special), 0
+    rows = _merged(reads.invoice_rows(session, scope, moments=[horizon, *moments]), special)
+    invoices: dict[str, Any] = {}
+    index = sweeps.follow(invoices, rows, 0, horizon)
+    cache.put(key, scope.currency, horizon, sweeps.open_state(invoices))
+    return invoices, rows, index
+
+
+def open_invoices(
+    session: Session, scope: Scope, as_of: datetime, cache: Closed | None = None
+) -> tuple[OpenInvoice, ...]:
     """``billing.analytics.receivables.open_invoices`` of the scope as of ``as_of``."""
-    rows = reads.invoice_rows(session, scope, moments=[as_of])
     special = [_invoice_row(b) for b in book(scope.special)]
-    return sweeps.open_at(_merged(rows, special), as_of=as_of, currency=scope.currency)
+    code = scope.currency
+    if cache is None:
+        rows = _merged(reads.invoice_rows(session, scope, moments=[as_of]), special)
+        return sweeps.open_at(rows, as_of=as_of, currency=code)
+    invoices, rows, index = _open_state(session, scope, [as_of], cache, special)
+    sweeps.follow(invoices, rows, index, as_of)
+    return sweeps.open_list(invoices, as_of=as_of, currency=code)
 
 
-def recovery_rate(session: Session, scope: Scope, buckets: Sequence[Bucket]) -> Decimal | None:
-    """``billing.analytics.dunning.observed_recovery_rate`` of the scope's ``dunning``
-    (without the first attempts, which it does not read)."""
-    found = _episodes(session, scope, buckets)
-    return observed_recovery_rate(found)
+def recovery_rate(session: Session, scope: Scope, buckets: Sequence[Bucket],
+                  cache: Closed | None = None) -> Decimal | None:  # fmt: skip
+    """``billing.analytics.dunning.observed_recovery_rate`` of the scope's ``dunning``."""
+    return observed_recovery_rate(list(dunning(session, scope, buckets, cache=cache)))
 
 
 def aging_at(

@@ -58,6 +58,15 @@ class _MrrState:
         self.had_mrr: set[str] = set()
         self.total = self.customers = self.active = 0
 
+    def copy(self) -> _MrrState:
+        """An independent copy (the values are immutable tuples and ints)."""
+        twin = _MrrState()
+        twin.subscriptions = dict(self.subscriptions)
+        twin.customer_mrr = dict(self.customer_mrr)
+        twin.had_mrr = set(self.had_mrr)
+        twin.total, twin.customers, twin.active = self.total, self.customers, self.active
+        return twin
+
     def apply(self, position: int, subscription: str, customer: str, mrr: int,
               status: str) -> None:  # fmt: skip
         old = self.subscriptions.get(subscription)
@@ -87,8 +96,19 @@ def mrr_sweep(rows: Sequence[MrrRow], *, buckets: Sequence[Bucket],
               currency: str) -> tuple[MrrBucket, ...]:  # fmt: skip
     """``billing.analytics.movements.mrr_movements(..., currency=currency)`` of the
     MRR rows of one currency, sorted by ``(booked_at, position)``."""
-    state = _MrrState()
-    index, count = 0, len(rows)
+    found, _ = mrr_run(_MrrState(), rows, 0, buckets=buckets, currency=currency)
+    return found
+
+
+def mrr_run(
+    state: _MrrState, rows: Sequence[MrrRow], index: int, *, buckets: Sequence[Bucket],
+    currency: str,
+) -> tuple[tuple[MrrBucket, ...], int]:  # fmt: skip
+    """``mrr_sweep`` from ``state`` (which it moves on) and ``rows[index:]``; also the
+    index of the first row not followed (booked at or after the last bucket's end), so
+    a sweep stopped at a bucket's end goes on from there (``kakin.services.
+    analytics_cache`` keeps the state at its horizon)."""
+    count = len(rows)
     while index < count and rows[index][0] < buckets[0].start:
         _, position, subscription, customer, mrr, status, _ = rows[index]
         state.apply(position, subscription, customer, mrr, status)
@@ -120,7 +140,11 @@ def mrr_sweep(rows: Sequence[MrrRow], *, buckets: Sequence[Bucket],
                 **_classify(first_seen, state.customer_mrr),
             )
         )
-    return tuple(found)
+    return tuple(found), index
+
+
+def new_mrr_state() -> _MrrState:
+    return _MrrState()
 
 
 def _moved_from(state: _MrrState, subscription: str, customer: str) -> tuple[str, ...]:
@@ -192,6 +216,22 @@ def dunning_sweep(rows: Iterable[DunningRow], *, buckets: Sequence[Bucket],
     return [dunning_bucket(b, currency, t) for b, t in zip(buckets, tallies, strict=True)]
 
 
+def ongoing_at(rows: Iterable[DunningRow], moment: datetime) -> frozenset[str]:
+    """The invoices with a dunning episode ongoing at ``moment``: after the rows booked
+    before it, as ``dunning_sweep`` starts and ends episodes."""
+    ongoing: set[str] = set()
+    for booked_at, _, kind, invoice, *_ in rows:
+        if booked_at >= moment:
+            break
+        if not invoice:
+            continue
+        if kind == _FAILED:
+            ongoing.add(invoice)
+        elif kind == _PAID or kind in _LOST:
+            ongoing.discard(invoice)
+    return frozenset(ongoing)
+
+
 # -- receivables aging --------------------------------------------------------------------
 
 _FINALIZED = str(EntryKind.INVOICE_FINALIZED)
@@ -245,6 +285,12 @@ def open_at(rows: Sequence[InvoiceRow], *, as_of: datetime,
     invoice rows sorted by ``(booked_at, position)``."""
     invoices: dict[str, _Open] = {}
     _follow_until(rows, 0, as_of, invoices)
+    return open_list(invoices, as_of=as_of, currency=currency)
+
+
+def open_list(invoices: dict[str, _Open], *, as_of: datetime,
+              currency: str) -> tuple[OpenInvoice, ...]:  # fmt: skip
+    """The open invoices of a followed state (``open_at``), as of ``as_of``."""
     found = []
     for invoice_id, invoice in invoices.items():
         amount = invoice.open_amount
@@ -260,13 +306,43 @@ def aging_sweep(rows: Sequence[InvoiceRow], *, moments: Sequence[datetime],
     """``billing.analytics.receivables.aging(..., as_of=m, currency=currency)[0]`` at
     each of ``moments`` (ascending), in one pass over one currency's invoice rows
     sorted by ``(booked_at, position)``."""
-    invoices: dict[str, _Open] = {}
+    found, _ = aging_run({}, rows, 0, moments=moments, currency=currency)
+    return found
+
+
+def aging_run(
+    invoices: dict[str, _Open], rows: Sequence[InvoiceRow], index: int, *,
+    moments: Sequence[datetime], currency: str,
+) -> tuple[tuple[Aging, ...], int]:  # fmt: skip
+    """``aging_sweep`` from the followed ``invoices`` (moved on) and ``rows[index:]``;
+    also the index of the first row not followed."""
     found = []
-    index = 0
     for moment in moments:
         index = _follow_until(rows, index, moment, invoices)
         found.append(_aging(invoices.values(), moment, currency))
-    return tuple(found)
+    return tuple(found), index
+
+
+def follow(invoices: dict[str, _Open], rows: Sequence[InvoiceRow], index: int,
+           moment: datetime) -> int:  # fmt: skip
+    """Follows ``rows[index:]`` booked before ``moment`` into ``invoices``."""
+    return _follow_until(rows, index, moment, invoices)
+
+
+def open_state(invoices: dict[str, _Open]) -> dict[str, _Open]:
+    """A copy of the invoices of a followed state that may still be open later: not
+    voided or written off, and not settled in full (an invoice's entries after its
+    payment can only settle it more, so a settled one stays at 0 whatever follows).
+    Kept at a horizon by ``kakin.services.analytics_cache``; followed on a copy."""
+    kept = {}
+    for invoice_id, invoice in invoices.items():
+        if invoice.closed or (invoice.finalized and invoice.finalized <= invoice.settled):
+            continue
+        twin = _Open(invoice.customer_id)
+        twin.finalized, twin.settled = invoice.finalized, invoice.settled
+        twin.due_at, twin.closed = invoice.due_at, invoice.closed
+        kept[invoice_id] = twin
+    return kept
 
 
 def _aging(invoices: Iterable[_Open], moment: datetime, currency: str) -> Aging:

@@ -18,6 +18,7 @@ the driver's cursor on PostgreSQL, ``plain_rows``), for the service's sweeps
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +43,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from billing.analytics.ledger import MRR_KINDS, EntryKind, LedgerEntry
 from models.tables import (
@@ -129,6 +130,19 @@ class Scope:
         if self.roots:
             clauses.append(LedgerRow.id.not_in(sorted(self.roots)))
         return clauses
+
+
+def booked_since(moment: datetime | None) -> list[ColumnElement[bool]]:
+    """The entries booked at or after ``moment`` (none: every entry). The ``or`` is
+    what the indexes on ``(currency, occurred_at)`` and ``(currency, recorded_at)``
+    answer (migration 0012); ``BOOKED_AT`` alone is read only row by row."""
+    if moment is None:
+        return []
+    bound = literal(moment, UTCDateTime())
+    return [
+        or_(LedgerRow.occurred_at >= bound, LedgerRow.recorded_at >= bound),
+        bound <= BOOKED_AT,
+    ]
 
 
 def trusted_entry(row: Sequence[Any]) -> LedgerEntry:
@@ -226,11 +240,12 @@ def _booked_rows(
     return plain_rows(session, query)
 
 
-def mrr_rows(session: Session, where: Scope) -> list[MrrRow]:
-    """The scope's MRR entries as ``MrrRow``, its special entries left out."""
+def mrr_rows(session: Session, where: Scope, since: datetime | None = None) -> list[MrrRow]:
+    """The scope's MRR entries (booked at or after ``since``) as ``MrrRow``, its
+    special entries left out."""
     columns = [LedgerRow.subscription_id, LedgerRow.customer_id, LedgerRow.mrr_after,
                LedgerRow.status_after]  # fmt: skip
-    clauses = _clauses(where, kinds=MRR_KINDS)
+    clauses = [*_clauses(where, kinds=MRR_KINDS), *booked_since(since)]
     return _booked_rows(session, columns, clauses)
 
 
@@ -245,6 +260,29 @@ def failed_invoices(session: Session, where: Scope) -> list[str]:
         .distinct()
     )
     return sorted({row[0] for row in plain_rows(session, failed)} | where.special_invoices)
+
+
+def failed_since(session: Session, where: Scope, since: datetime) -> list[str]:
+    """The invoices with a ``payment.failed`` of the scope booked at or after ``since``,
+    or with a first attempt booked since then and a failure in the scope (whose first
+    attempts the dunning sweep counts, ``first_attempts`` leaving them out)."""
+    recent_failure = select(LedgerRow.invoice_id).where(
+        *where.where(), *booked_since(since), LedgerRow.kind == EntryKind.PAYMENT_FAILED,
+        LedgerRow.invoice_id != "",
+    )  # fmt: skip
+    other = aliased(LedgerRow)
+    failing = [other.currency == where.currency, other.kind == EntryKind.PAYMENT_FAILED,
+               other.invoice_id == LedgerRow.invoice_id, other.invoice_id != ""]  # fmt: skip
+    if where.until is not None:
+        failing += [other.occurred_at < where.until, other.recorded_at < where.until]
+    if where.roots:
+        failing.append(other.id.not_in(sorted(where.roots)))
+    first_with_failure = select(LedgerRow.invoice_id).where(
+        *where.where(), *booked_since(since), LedgerRow.attempt == 1,
+        LedgerRow.kind == EntryKind.PAYMENT_SUCCEEDED, select(other.id).where(*failing).exists(),
+    )  # fmt: skip
+    found = session.scalars(recent_failure.union(first_with_failure))
+    return sorted(set(found))
 
 
 def dunning_rows(
@@ -291,9 +329,12 @@ def kind_sums(
     starts: Sequence[datetime],
     end: datetime,
     kinds: Iterable[EntryKind],
+    recent: bool = False,
 ) -> list[tuple[int, str, int, int, int]]:
     """``(bucket index, kind, amount, count, usage)`` of the scope's rows of ``kinds``
-    booked in ``[starts[0], end)``; usage sums ``details["usage_amount"]``."""
+    booked in ``[starts[0], end)``; usage sums ``details["usage_amount"]``. ``recent``:
+    ``starts[0]`` is recent, so the rows are found through the time indexes
+    (``booked_since``) rather than by kind."""
     index = bucket_index(starts)
     usage = cast(func.coalesce(LedgerRow.details["usage_amount"].as_string(), "0"), BigInteger)
     query = (
@@ -310,6 +351,7 @@ def kind_sums(
                 literal(starts[0], UTCDateTime()) <= BOOKED_AT,
                 literal(end, UTCDateTime()) > BOOKED_AT,
             ),
+            *(booked_since(starts[0]) if recent else ()),
         )
         .group_by(index, LedgerRow.kind)
     )
@@ -319,23 +361,42 @@ def kind_sums(
 
 
 def first_attempts(
-    session: Session, where: Scope, *, starts: Sequence[datetime], end: datetime
+    session: Session,
+    where: Scope,
+    *,
+    starts: Sequence[datetime],
+    end: datetime,
+    recent: bool = False,
 ) -> list[tuple[int, int, int]]:
     """``(bucket index, first attempts, first-attempt failures)`` of the scope's payment
     entries with ``attempt == 1`` booked in ``[starts[0], end)``, leaving out the
-    invoices with a failure (``dunning_rows`` reads those)."""
+    invoices with a failure (``dunning_rows`` reads those); ``recent`` as ``kind_sums``."""
     index = bucket_index(starts)
-    failed = select(LedgerRow.invoice_id).where(
-        *where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED, LedgerRow.invoice_id != ""
-    )
+    if recent:
+        # Per row, by the invoice_id index: the few recent rows, not every failure of
+        # the currency (which a hashed NOT IN reads whole: most of a recent report).
+        other = aliased(LedgerRow)
+        failing = [other.currency == where.currency, other.kind == EntryKind.PAYMENT_FAILED,
+                   other.invoice_id == LedgerRow.invoice_id, other.invoice_id != ""]  # fmt: skip
+        if where.until is not None:
+            failing += [other.occurred_at < where.until, other.recorded_at < where.until]
+        if where.roots:
+            failing.append(other.id.not_in(sorted(where.roots)))
+        no_failure = ~select(other.id).where(*failing).exists()
+    else:
+        failed = select(LedgerRow.invoice_id).where(
+            *where.where(), LedgerRow.kind == EntryKind.PAYMENT_FAILED, LedgerRow.invoice_id != ""
+        )
+        no_failure = LedgerRow.invoice_id.not_in(failed)
     is_failure = case((LedgerRow.kind == EntryKind.PAYMENT_FAILED, 1), else_=0)
     clauses = [
         *where.where(),
         LedgerRow.kind.in_([str(EntryKind.PAYMENT_FAILED), str(EntryKind.PAYMENT_SUCCEEDED)]),
         LedgerRow.attempt == 1,
-        LedgerRow.invoice_id.not_in(failed),
+        no_failure,
         literal(starts[0], UTCDateTime()) <= BOOKED_AT,
         literal(end, UTCDateTime()) > BOOKED_AT,
+        *(booked_since(starts[0]) if recent else ()),
     ]
     if where.special_invoices:
         clauses.append(LedgerRow.invoice_id.not_in(sorted(where.special_invoices)))
@@ -402,6 +463,19 @@ def invoice_rows(
     return _booked_rows(session, columns, clauses)
 
 
+def invoice_rows_since(session: Session, where: Scope, since: datetime) -> list[InvoiceRow]:
+    """The scope's invoice entries booked at or after ``since`` (every invoice's) as
+    ``InvoiceRow``, its special entries left out: what moves the open invoices kept at
+    a horizon (``kakin.services.analytics_cache``)."""
+    columns = [LedgerRow.kind, LedgerRow.invoice_id, LedgerRow.customer_id, LedgerRow.occurred_at,
+               case((LedgerRow.kind == EntryKind.INVOICE_FINALIZED, AMOUNT_DUE),
+                    else_=LedgerRow.amount),
+               LedgerRow.due_at]  # fmt: skip
+    clauses = [*where.where(), LedgerRow.kind.in_(_INVOICE_KINDS), LedgerRow.invoice_id != "",
+               *booked_since(since)]  # fmt: skip
+    return _booked_rows(session, columns, clauses)
+
+
 # The distinct currencies by skipping through the (currency, ...) indexes, one probe a
 # currency: SELECT DISTINCT reads every row (~100 ms at the bench's small size).
 _CURRENCIES = text(
@@ -416,6 +490,11 @@ _CURRENCIES = text(
 def currencies(session: Session) -> list[str]:
     """Every currency the ledger holds, sorted."""
     return sorted(session.scalars(_CURRENCIES))
+
+
+def customers_per_currency(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Customer.currency, func.count()).group_by(Customer.currency))
+    return {currency: count for currency, count in rows.tuples()}
 
 
 def subscriptions_in(
@@ -449,6 +528,15 @@ StoredSubscription = tuple[
 ]  # fmt: skip
 
 
+# A customer's tax rate ids as their JSON text: decoding it for every row cost more than
+# the rest of the row, and most customers have none ("[]", read as no rates).
+_TAX_RATES = cast(Customer.tax_rate_ids, String)
+
+
+def _rates(text: str | None) -> list[str] | None:
+    return None if text is None or text in ("[]", "null") else json.loads(text)
+
+
 def stored_subscriptions(session: Session, statuses: Iterable[str]) -> list[StoredSubscription]:
     """``subscriptions_in``'s subscriptions with a current period, as plain rows of what
     the forecast reads of each (oldest first), in one query."""
@@ -462,14 +550,14 @@ def stored_subscriptions(session: Session, statuses: Iterable[str]) -> list[Stor
                Subscription.quantity, Subscription.billing_cycle_anchor, Subscription.trial_end,
                Subscription.current_period_start, Subscription.current_period_end,
                Subscription.cancel_at_period_end, Price.interval, Price.interval_count,
-               Price.currency, Customer.time_zone, Customer.tax_rate_ids, discounted)
+               Price.currency, Customer.time_zone, _TAX_RATES, discounted)
         .join(Price, Price.id == Subscription.price_id)
         .join(Customer, Customer.id == Subscription.customer_id)
         .where(Subscription.status.in_(list(statuses)),
                Subscription.current_period_end.is_not(None))
         .order_by(Subscription.created_at, Subscription.id)
     )  # fmt: skip
-    return plain_rows(session, query)
+    return [(*row[:13], _rates(row[13]), row[14]) for row in plain_rows(session, query)]
 
 
 def subscription_items(
@@ -490,3 +578,47 @@ def subscription_items(
 def customers_with_credit(session: Session) -> set[str]:
     """Customers with a credit transaction (a balance, or one spent to zero)."""
     return set(session.scalars(select(CreditTransaction.customer_id).distinct()))
+
+
+# -- what the cache of closed buckets checks (kakin.services.analytics_cache) -------------
+
+
+def ledger_mark(session: Session, window: int) -> tuple[int, str, tuple[int, ...]]:
+    """``(last id, its event key, gaps)``: the highest ledger id visible now, its key
+    (so another database that reached the same id is told apart) and the ids of the
+    last ``window`` that are not visible (rolled back, or still being written by a
+    transaction that has not committed: those may appear later)."""
+    last = session.scalar(select(func.max(LedgerRow.id)))
+    if last is None:
+        return 0, "", ()
+    key = session.scalar(select(LedgerRow.event_key).where(LedgerRow.id == last)) or ""
+    low = max(last - window, 0)
+    seen = set(session.scalars(select(LedgerRow.id).where(LedgerRow.id > low)))
+    return last, key, tuple(i for i in range(low + 1, last + 1) if i not in seen)
+
+
+def arrivals(
+    session: Session, last_id: int, gaps: Sequence[int]
+) -> tuple[dict[str, datetime], bool]:
+    """The entries visible now that were not at a mark (``ledger_mark``: ids above its
+    last, or in its gaps): per currency the earliest time one is booked at, and
+    whether any of them is a correction."""
+    arrived = LedgerRow.id > last_id
+    if gaps:
+        arrived = or_(arrived, LedgerRow.id.in_(sorted(gaps)))
+    is_correction = case((LedgerRow.kind == EntryKind.CORRECTION, 1), else_=0)
+    query = (
+        select(LedgerRow.currency, func.min(BOOKED_AT), func.max(is_correction))
+        .where(arrived)
+        .group_by(LedgerRow.currency)
+    )
+    earliest: dict[str, datetime] = {}
+    corrected = False
+    for currency, booked_at, correction in session.execute(query):
+        earliest[currency] = booked_at
+        corrected = corrected or bool(correction)
+    return earliest, corrected
+
+
+def event_key_of(session: Session, entry_id: int) -> str | None:
+    return session.scalar(select(LedgerRow.event_key).where(LedgerRow.id == entry_id))
