@@ -1,8 +1,9 @@
 """The beginner's path, end to end in Chromium, clicking and typing as a person does: an
 admin sets up a 10 % consumption tax and a monthly yen price on the catalog pages, adds a
 customer with the test card, starts a subscription from the customer's page and sees its
-first invoice paid; then support cancels it with a reason, and the reason and the staff
-member are found in the audit log (``GET /v1/audit-log``) and on the customer's timeline.
+first invoice paid, its tax on its own line; then support cancels it with a reason, and
+the reason and the staff member are found in the audit log (``GET /v1/audit-log``) and
+on the customer's timeline.
 
 Only the assertions read back, through the API and the services; every step of the
 path itself goes through the pages. Awaiting the browser yields to the event loop, so
@@ -132,6 +133,12 @@ async def test_a_beginner_sets_up_a_plan_bills_a_customer_and_support_cancels_wi
     assert "¥4,378" in await first.first.inner_text()
     assert await admin.locator("h1 + .badge, .heading .badge").first.inner_text() == "Active"
     await screenshot(admin, "console-path-5-first-invoice-paid")
+    await first.first.get_by_role("link").click()  # the invoice itself: its tax and total
+    await admin.wait_for_url(re.compile(r".*/console/invoices/in_\w+$"))
+    assert await admin.locator(".badges .badge").first.inner_text() == "Paid"
+    assert "¥398" in await admin.locator("table.totals tr.tax").inner_text()
+    assert "¥4,378" in await admin.locator("table.totals tr.grand").first.inner_text()
+    await screenshot(admin, "console-path-5-invoice")
 
     # 6. Support cancels it now, with a reason.
     support = await office.page(open_page, "support", subscription_path)
@@ -141,12 +148,17 @@ async def test_a_beginner_sets_up_a_plan_bills_a_customer_and_support_cancels_wi
     await support.get_by_role("button", name="Cancel the subscription").click()
     await support.wait_for_url(re.compile(rf".*{subscription_path}\?done=cancel\w*$"))
     await until_on_page(support, ".heading .badge-canceled", "the subscription canceled")
-    assert REASON in await support.locator("body").inner_text()  # its history, and why
+    # Its history, with why: the audit row is written as the workflow records the cancel.
+    await until_on_page(support, f'td.wrap:text-is("{REASON}")', "the reason in its history")
     await screenshot(support, "console-path-6-canceled")
-    stored = subscription_service.get_subscription(
-        office.sessions, subscription_id, SubscriptionOut.of
-    )
-    assert stored.status == "canceled"
+
+    def stored_status() -> str:
+        row = subscription_service.get_subscription(
+            office.sessions, subscription_id, SubscriptionOut.of
+        )
+        return row.status
+
+    await eventually(lambda: stored_status() == "canceled", timeout=20, what="canceled, stored")
 
     # 7. The reason and the staff member, in the audit log through the API...
     staff_actor = office.members["support"].member.actor
