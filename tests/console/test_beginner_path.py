@@ -138,6 +138,8 @@ async def test_a_beginner_sets_up_a_plan_bills_a_customer_and_support_cancels_wi
     assert await admin.locator(".badges .badge").first.inner_text() == "Paid"
     assert "¥398" in await admin.locator("table.totals tr.tax").inner_text()
     assert "¥4,378" in await admin.locator("table.totals tr.grand").first.inner_text()
+    framed = admin.frame_locator("iframe.document").locator("body")  # as the customer sees it
+    assert "4,378" in await framed.inner_text()
     await screenshot(admin, "console-path-5-invoice")
 
     # 6. Support cancels it now, with a reason.
