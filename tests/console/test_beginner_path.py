@@ -188,6 +188,8 @@ async def test_a_beginner_sets_up_a_plan_bills_a_customer_and_support_cancels_wi
     said = await canceled.first.inner_text()
     assert REASON in said and staff_actor in said
     assert "MRR ¥3,980 → ¥0" in said
+    listed = await support.locator("#subscriptions tbody tr").first.inner_text()
+    assert f"{product} · 月額" in listed and "canceled" in listed
     paid = support.locator("#timeline li.event").filter(has_text="Invoice paid")
     assert "¥4,378" in await paid.first.inner_text()
     await support.locator("#timeline").scroll_into_view_if_needed()
