@@ -34,7 +34,7 @@ from tests.support.browser import PHONE, OpenPage, Screenshot, horizontal_overfl
 
 pytestmark = pytest.mark.devserver
 
-# Pages looked at on a phone too (as registered): the lists, a customer, a subscription.
+# Pages looked at on a phone too (as registered): the lists and one of each kind.
 ON_A_PHONE = {
     "/console/",
     "/console/customers",
