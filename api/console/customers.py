@@ -261,4 +261,5 @@ async def customer_page(request: Request, customer_id: str, me: AnyStaff) -> Res
     return render(
         request, "customer.html.j2", page=shown, c=shown.customer, numbers=numbers,
         words=_words(request, me), size={"section": SECTION_SIZE, "timeline": TIMELINE_SIZE},
+        may_start=_may_add(me),  # the roles that start subscriptions are those that add customers
     )  # fmt: skip

@@ -45,7 +45,9 @@ class CustomerSubscription(SubscriptionOut):
         price = row.price
         return cls(
             **SubscriptionOut.of(row).model_dump(),
-            plan_name=price.nickname or price.product.name,
+            # The product first, as the subscription pages name it: a nickname alone
+            # ("月額") does not say which plan.
+            plan_name=price.product.name + (f" · {price.nickname}" if price.nickname else ""),
             currency=price.currency,
             pricing_model=price.pricing_model,
             unit_amount=price.unit_amount,
