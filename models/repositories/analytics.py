@@ -494,7 +494,7 @@ def currencies(session: Session) -> list[str]:
 
 def customers_per_currency(session: Session) -> dict[str, int]:
     rows = session.execute(select(Customer.currency, func.count()).group_by(Customer.currency))
-    return {currency: count for currency, count in rows.tuples()}
+    return {currency: count for currency, count in rows}
 
 
 def subscriptions_in(
