@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -30,11 +30,11 @@ from api.console.auth import (
     AnyStaff,
     ConsoleDenied,
     SignedIn,
+    Support,
     console_of,
     form_of,
     locale_of,
     origin_of,
-    require_staff,
 )
 from api.console.messages import translator
 from api.console.refusals import REFUSALS, FormErrors, refusal
@@ -68,7 +68,6 @@ from kakin.views.subscriptions import PlanChangePreview, SubscriptionSummary
 from models.payloads import InvoiceStatus, StatusView, SubscriptionStatus
 
 router = APIRouter(include_in_schema=False)
-Acting = Annotated[SignedIn, Depends(require_staff(StaffRole.SUPPORT))]
 
 LIST = "/console/subscriptions"
 NEW = "/console/subscriptions/new"
@@ -161,7 +160,7 @@ async def _new_page(
 
 
 @router.get(NEW)
-async def new_subscription_page(request: Request, me: Acting) -> Response:
+async def new_subscription_page(request: Request, me: Support) -> Response:
     form = {
         "customer_id": request.query_params.get("customer", ""),
         "price_id": request.query_params.get("price", ""),
@@ -187,7 +186,7 @@ def _check_parts(deps: Deps, body: SubscriptionCreate) -> dict[str, str]:
 
 
 @router.post(NEW)
-async def start_subscription(request: Request, me: Acting) -> Response:
+async def start_subscription(request: Request, me: Support) -> Response:
     form = {k: v.strip() for k, v in (await form_of(request)).items() if k != "csrf_token"}
     t = translator(locale_of(request, me.staff))
     fields = {
@@ -368,7 +367,7 @@ def _record(request: Request, me: SignedIn, entity: tuple[str, str], action: str
 
 
 @router.post(LIST + "/{subscription_id}/cancel")
-async def cancel(request: Request, subscription_id: str, me: Acting) -> Response:
+async def cancel(request: Request, subscription_id: str, me: Support) -> Response:
     def parse(form: dict[str, str], t: Callable[..., str]) -> CancelCreate:
         at_end = form.get("when", "") == "period_end"
         fields = {"reason": form.get("reason", ""), "at_period_end": at_end}
@@ -391,7 +390,7 @@ async def cancel(request: Request, subscription_id: str, me: Acting) -> Response
 
 
 @router.post(LIST + "/{subscription_id}/pause")
-async def pause(request: Request, subscription_id: str, me: Acting) -> Response:
+async def pause(request: Request, subscription_id: str, me: Support) -> Response:
     def parse(form: dict[str, str], t: Callable[..., str]) -> PauseCreate:
         result: PauseCreate = _parse(PauseCreate, {"reason": form.get("reason", "")},
                                      _reason_words(t))  # fmt: skip
@@ -415,7 +414,7 @@ def _reason_only(form: dict[str, str], t: Callable[..., str]) -> _Reasoned:
 
 
 @router.post(LIST + "/{subscription_id}/resume")
-async def resume(request: Request, subscription_id: str, me: Acting) -> Response:
+async def resume(request: Request, subscription_id: str, me: Support) -> Response:
     async def work(deps: Deps, body: _Reasoned) -> str:
         def send(client: Client) -> Awaitable[StatusView]:
             return subscription_service.resume_subscription(
@@ -432,7 +431,7 @@ async def resume(request: Request, subscription_id: str, me: Acting) -> Response
 
 
 @router.post(LIST + "/{subscription_id}/grace")
-async def grace(request: Request, subscription_id: str, me: Acting) -> Response:
+async def grace(request: Request, subscription_id: str, me: Support) -> Response:
     def parse(form: dict[str, str], t: Callable[..., str]) -> GraceCreate:
         words = _reason_words(t) | {"days": t("subs.error.days")}
         fields = {"days": form.get("days", "").strip() or None, "reason": form.get("reason", "")}
@@ -462,7 +461,7 @@ async def _outstanding(deps: Deps, subscription_id: str, invoice_id: str, done: 
 
 
 @router.post(LIST + "/{subscription_id}/retry")
-async def retry(request: Request, subscription_id: str, me: Acting) -> Response:
+async def retry(request: Request, subscription_id: str, me: Support) -> Response:
     invoice_id = (await form_of(request)).get("invoice_id", "")
 
     async def work(deps: Deps, body: _Reasoned) -> str:
@@ -478,7 +477,7 @@ async def retry(request: Request, subscription_id: str, me: Acting) -> Response:
 
 
 @router.post(LIST + "/{subscription_id}/waive")
-async def waive(request: Request, subscription_id: str, me: Acting) -> Response:
+async def waive(request: Request, subscription_id: str, me: Support) -> Response:
     form = await form_of(request)
     invoice_id = form.get("invoice_id", "")
     uncollectible = form.get("mark_as") == "uncollectible"
@@ -529,7 +528,7 @@ async def _preview_page(
 
 
 @router.get(LIST + "/{subscription_id}/change-plan")
-async def change_plan_preview(request: Request, subscription_id: str, me: Acting) -> Response:
+async def change_plan_preview(request: Request, subscription_id: str, me: Support) -> Response:
     """What the change would charge now (the API's preview), and the form to confirm it."""
     price_id = request.query_params.get("price_id", "")
     if not price_id:
@@ -538,7 +537,7 @@ async def change_plan_preview(request: Request, subscription_id: str, me: Acting
 
 
 @router.post(LIST + "/{subscription_id}/change-plan")
-async def change_plan(request: Request, subscription_id: str, me: Acting) -> Response:
+async def change_plan(request: Request, subscription_id: str, me: Support) -> Response:
     form = await form_of(request)
     t = translator(locale_of(request, me.staff))
     price_id, reason = form.get("price_id", ""), form.get("reason", "")

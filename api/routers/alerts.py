@@ -78,26 +78,14 @@ def update_subscription_alert(
     key: KeyInfo = KEY,
 ) -> AlertOut:  # fmt: skip
     """Change the thresholds, budget, step or hard cap; fields left out stay. Audited."""
-    return AlertOut.of(
-        alert_service.update_alert(
-            deps.sessions,
-            alert_id,
-            body.changes(),
-            subscription_id=subscription_id,
-            actor=requester(key),
-            reason=body.reason,
-        )
-    )
+    return _update(deps, alert_id, body, key, subscription_id=subscription_id)
 
 
 @router.delete("/subscriptions/{subscription_id}/alerts/{alert_id}", response_model=AlertDeleted)
 def delete_subscription_alert(
     deps: DepsDep, subscription_id: PathId, alert_id: PathId, key: KeyInfo = KEY
 ) -> AlertDeleted:
-    alert_service.delete_alert(
-        deps.sessions, alert_id, subscription_id=subscription_id, actor=requester(key)
-    )
-    return AlertDeleted(id=alert_id)
+    return _delete(deps, alert_id, key, subscription_id=subscription_id)
 
 
 # -- on a customer, across its subscriptions ---------------------------------------------
@@ -136,23 +124,26 @@ def update_customer_alert(
     deps: DepsDep, customer_id: PathId, alert_id: PathId, body: AlertUpdate,
     key: KeyInfo = KEY,
 ) -> AlertOut:  # fmt: skip
-    return AlertOut.of(
-        alert_service.update_alert(
-            deps.sessions,
-            alert_id,
-            body.changes(),
-            customer_id=customer_id,
-            actor=requester(key),
-            reason=body.reason,
-        )
-    )
+    return _update(deps, alert_id, body, key, customer_id=customer_id)
 
 
 @router.delete("/customers/{customer_id}/alerts/{alert_id}", response_model=AlertDeleted)
 def delete_customer_alert(
     deps: DepsDep, customer_id: PathId, alert_id: PathId, key: KeyInfo = KEY
 ) -> AlertDeleted:
-    alert_service.delete_alert(
-        deps.sessions, alert_id, customer_id=customer_id, actor=requester(key)
+    return _delete(deps, alert_id, key, customer_id=customer_id)
+
+
+# -- what both owners' endpoints do, the owner (subscription_id or customer_id) given --
+
+
+def _update(deps: Deps, alert_id: str, body: AlertUpdate, key: KeyInfo, **owner: str) -> AlertOut:
+    changed = alert_service.update_alert(
+        deps.sessions, alert_id, body.changes(), actor=requester(key), reason=body.reason, **owner
     )
+    return AlertOut.of(changed)
+
+
+def _delete(deps: Deps, alert_id: str, key: KeyInfo, **owner: str) -> AlertDeleted:
+    alert_service.delete_alert(deps.sessions, alert_id, actor=requester(key), **owner)
     return AlertDeleted(id=alert_id)
