@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from api.requests.common import Request
 from kakin.services.alerts import MAX_THRESHOLDS, AlertSpec, Threshold
 
-Amount = Decimal  # minor units for money alerts, the metric's unit for usage alerts
+# An alert's amounts: minor units for money alerts, the metric's unit for usage alerts,
+# given as a JSON number or a decimal string ("5000", "12.5") of at most 40 characters.
+DECIMAL_LENGTH = 40
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > DECIMAL_LENGTH:
+        raise ValueError(f"a decimal string has at most {DECIMAL_LENGTH} characters")
+    return value
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_short),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": DECIMAL_LENGTH}]}
+    ),
+]
 
 
 class ThresholdBody(Request):
     """``{"percent": 80}`` of the budget, or ``{"value": 5000}``."""
 
-    percent: Decimal | None = Field(default=None, gt=0, le=100000)
+    percent: Amount | None = Field(default=None, gt=0, le=100000)
     value: Amount | None = Field(default=None, gt=0, lt=Decimal(10) ** 15)
 
     @model_validator(mode="after")
