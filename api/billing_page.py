@@ -232,12 +232,13 @@ class Level:
     percent: str | None  # "80" of the budget; None: an absolute value
     value: int | str  # minor units (money), or the metric's quantity
     fired_at: datetime | None
-    recurring: bool = False
+    beyond: str = ""  # fired past the thresholds: "recurring" (the step), or "earlier"
 
 
 def levels_of(alert: AlertDetails) -> list[Level]:
-    """The alert's thresholds in order, each with when it fired this period; then any
-    recurring step fired beyond the last."""
+    """The alert's thresholds in order, each with when it fired this period; then what
+    fired this period at other values: the recurring step past the last, or a threshold
+    of the budget before the customer changed it."""
     money = alert.currency is not None
 
     def amount(value: str) -> int | str:
@@ -248,8 +249,9 @@ def levels_of(alert: AlertDetails) -> list[Level]:
         for term, value in zip(alert.thresholds, alert.levels, strict=False)
     ]
     beyond = [key for key in alert.fired if key not in alert.levels and key in alert.fired_at]
+    past = "recurring" if alert.recurring else "earlier"
     shown += [
-        Level(None, amount(key), alert.fired_at[key], recurring=True)
+        Level(None, amount(key), alert.fired_at[key], beyond=past)
         for key in beyond
         if not key.startswith("cap")
     ]

@@ -281,7 +281,7 @@ def band_chart(
         x = BAND_LABEL + (room * line.value / highest if highest else 0)
         bottom = TOP + len(bands) * (BAND_HEIGHT + BAND_GAP)
         parts.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP - 6}" y2="{bottom - BAND_GAP + 6}" '
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP - 6}" y2="{bottom + 2}" '
             f'class="marker {escape(line.key)}" data-series="{escape(series)}" '
             f'data-bucket="{escape(line.key)}" data-value="{line.value}">'
             f"<title>{escape(line.label)}: {escape(units.exact(line.value))}</title></line>"

@@ -151,9 +151,11 @@ async def test_the_customer_sets_changes_and_removes_a_budget_drawn_on_the_chart
             customers.update_customer(
                 pg_sessions, customer_id, {"locale": JAPANESE.code}, lambda c: c.id
             )
-            await page.reload()
+            await page.goto(page_path)
             assert "税抜・割引適用後" in await page.inner_text("#budget")
             assert "8,000円" in await page.inner_text("#budget")
+            # The 50 % of the budget before the change fired this period: still listed.
+            assert "変更前の基準" in await page.inner_text("#budget table.levels")
             await screenshot(page, "billing-page-budget-ja")
             phone = await open_page(url, locale="ja-JP", viewport=PHONE)
             await phone.goto(page_path + "#budget")
