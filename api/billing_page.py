@@ -71,6 +71,7 @@ from kakin.services import invoices as invoice_service
 from kakin.services import subscriptions as subscription_service
 from kakin.services.alerts import AlertDetails
 from kakin.services.errors import (
+    ConflictError,
     InvalidRequestError,
     NotFoundError,
     ServiceError,
@@ -465,10 +466,10 @@ async def set_budget(request: Request) -> Response:
             alert_service.set_budget, deps_of(request).sessions, account.subscription_id,
             amount, actor=f"customer:{account.customer_id}",
         )  # fmt: skip
-    except InvalidRequestError as error:
+    except (InvalidRequestError, ConflictError) as error:  # e.g. the subscription ended
         log.info("budget of %s refused: %s", account.subscription_id, error)
         return back(request, link, problem="budget.refused", at="budget")
-    except ServiceError as error:  # canceled, or the database did not answer
+    except ServiceError as error:
         log.info("budget of %s not set: %s", account.subscription_id, error)
         return back(request, link, problem="budget.unavailable", at="budget")
     return back(request, link, done="budget", at="budget")
