@@ -16,14 +16,19 @@ The routes, under the base path:
   and the budget, the usage so far (``GET /v1/subscriptions/{id}/usage``), invoices,
   payments, the card on file with the update form, and cancel at period end.
 - ``GET  {base}/invoices/{invoice_id}``: an invoice of this customer as PDF (as the API's).
-- ``POST {base}/card``, ``POST {base}/cancel``, ``POST {base}/link``: the forms; each
+- ``POST {base}/card``, ``POST {base}/cancel``, ``POST {base}/link``,
+  ``POST {base}/budget`` (set or change), ``POST {base}/budget/remove``: the forms; each
   answers with a redirect to the page (a 303, so a reload does not post again).
 - ``GET  {base}/static/billing.css``: its stylesheet (the CSP admits no inline style).
 
 Every figure comes from the services the API calls; this module only reads, checks the
-link and renders. Cancelling is the API's ``cancel`` signal with ``at_period_end`` true,
-the actor ``customer:<customer id>`` and the customer's reason in the audit log, offered
-when ``KAKIN_PORTAL_ALLOW_CANCEL`` allows it (by default in test mode only).
+link and renders. The budget is the subscription's bill-so-far alert
+(``alerts.subscription_budget``): it counts the period's bill before tax, discounts
+included, so with a budget the chart draws this period by that measure (the service's
+own figure) against the budget's line and says so; without one it draws invoice totals.
+Cancelling is the API's ``cancel`` signal with ``at_period_end`` true, the actor
+``customer:<customer id>`` and the customer's reason in the audit log, offered when
+``KAKIN_PORTAL_ALLOW_CANCEL`` allows it (by default in test mode only).
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,15 +59,24 @@ from api.payment_page import replace_card
 from api.requests.subscriptions import CancelCreate
 from api.routers.subscriptions import live_status
 from api.routers.usage import upcoming_invoice, usage_so_far
+from billing.money import exponent, to_major, to_minor
 from kakin import runtime as wiring
 from kakin.adapters import links
 from kakin.adapters.rendering import DEFAULT_TEMPLATES_DIR
 from kakin.adapters.stripe_gateway import CardSummary
 from kakin.platform.settings import Settings
+from kakin.services import alerts as alert_service
 from kakin.services import customers as customer_service
 from kakin.services import invoices as invoice_service
 from kakin.services import subscriptions as subscription_service
-from kakin.services.errors import NotFoundError, ServiceError, UnavailableError
+from kakin.services.alerts import AlertDetails
+from kakin.services.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceError,
+    UnavailableError,
+)
 from kakin.services.invoice_documents import invoice_pdf
 from kakin.views.invoices import InvoiceOut, PaymentOut, UpcomingInvoice
 from kakin.views.usage import CurrentUsage
@@ -112,6 +128,8 @@ class Shown:
     card: CardSummary | None
     card_unknown: bool
     usage: CurrentUsage
+    budget: AlertDetails | None
+    alerts: list[AlertDetails]  # the others: on the subscription, or customer-wide
 
 
 # -- the link -------------------------------------------------------------------------------
@@ -179,34 +197,77 @@ def refused(request: Request, link: Link, account: Account | None) -> HTMLRespon
 
 def bill_chart(
     t: Any, account: Account, upcoming: UpcomingInvoice | None, last: InvoiceOut | None,
-    budget: int | None,
+    budget: AlertDetails | None,
 ) -> Chart | None:  # fmt: skip
-    """This period's bill so far against the last invoice and the budget, drawn from the
-    figures the page was given (``api.charts``)."""
+    """This period's bill so far against the last invoice, and the budget's line, drawn
+    from the figures the page was given (``api.charts``).
+
+    A budget counts the bill before tax, discounts included (what a ``bill`` alert
+    watches): with one, the chart is this period's bill by that measure (the alert's own
+    figure) against the budget's line, like with like; the last invoice is left out, its
+    total being tax included. Without one, the bands are invoice totals, tax included
+    (what the customer pays).
+    """
     if upcoming is None:
         return None
-    bands = [Band("so_far", t("chart.so_far"), upcoming.total)]
-    if last is not None:
-        bands.append(Band("last", t("chart.last"), last.total))
-    if budget is not None:
-        bands.append(Band("budget", t("chart.budget"), budget))
     units = Units(currency=upcoming.currency, locale=account.locale)
-    return band_chart(t("chart.title"), bands, units, series="bill")
+    if budget is None or budget.budget is None:
+        bands = [Band("so_far", t("chart.so_far"), upcoming.total)]
+        if last is not None:
+            bands.append(Band("last", t("chart.last"), last.total))
+        return band_chart(t("chart.title"), bands, units, series="bill")
+    so_far = (
+        int(Decimal(budget.current))
+        if budget.current is not None
+        else upcoming.total - upcoming.tax_total
+    )
+    bands = [Band("so_far", t("chart.this_period"), so_far)]
+    line = Band("budget", t("chart.budget"), int(Decimal(budget.budget)))
+    return band_chart(t("chart.title_budget"), bands, units, series="bill", line=line)
 
 
-def budget_of(deps: Deps, account: Account) -> int | None:
-    """The customer's budget for this period, in the currency's minor unit; None: not set.
+@dataclass(frozen=True)
+class Level:
+    """One threshold of an alert as the page lists it."""
 
-    BUDGET (issue 15 part 1): the alerts service (kakin/services/alerts.py, built in
-    parallel) owns budgets. The lead wires it here: the budget amount of the
-    subscription's (or its customer's) bill-so-far alert, read through that service.
-    The chart then draws it as the "budget" band, and the page's "Budget and alerts"
-    section lists the alerts (templates/billing/page.html.j2, marked ALERTS). Mind the
-    measure: the chart's bands are invoice totals (tax included, what the customer pays);
-    a bill-so-far alert watches the amount tax excluded, so draw its budget against the
-    same measure (or label the band so).
-    """
-    return None
+    percent: str | None  # "80" of the budget; None: an absolute value
+    value: int | str  # minor units (money), or the metric's quantity
+    fired_at: datetime | None
+    beyond: str = ""  # fired past the thresholds: "recurring" (the step), or "earlier"
+
+
+def levels_of(alert: AlertDetails) -> list[Level]:
+    """The alert's thresholds in order, each with when it fired this period; then what
+    fired this period at other values: the recurring step past the last, or a threshold
+    of the budget before the customer changed it."""
+    money = alert.currency is not None
+
+    def amount(value: str) -> int | str:
+        return int(Decimal(value)) if money else value
+
+    shown = [
+        Level(term.get("percent"), amount(value), alert.fired_at.get(value))
+        for term, value in zip(alert.thresholds, alert.levels, strict=False)
+    ]
+    beyond = [key for key in alert.fired if key not in alert.levels and key in alert.fired_at]
+    past = "recurring" if alert.recurring else "earlier"
+    shown += [
+        Level(None, amount(key), alert.fired_at[key], beyond=past)
+        for key in beyond
+        if not key.startswith("cap")
+    ]
+    return shown
+
+
+def read_alerts(deps: Deps, account: Account) -> tuple[AlertDetails | None, list[AlertDetails]]:
+    """The budget and the customer's other alerts (the subscription's and customer-wide)."""
+    sessions = deps.sessions
+    budget = alert_service.subscription_budget(sessions, account.subscription_id)
+    others = [
+        *alert_service.list_alerts(sessions, subscription_id=account.subscription_id),
+        *alert_service.list_alerts(sessions, customer_id=account.customer_id),
+    ]
+    return budget, [item for item in others if budget is None or item.id != budget.id]
 
 
 def read_page(deps: Deps, subscription_id: str) -> Shown:
@@ -224,12 +285,14 @@ def read_page(deps: Deps, subscription_id: str) -> Shown:
         card_unknown = False
     except UnavailableError:
         card, card_unknown = None, True
+    budget, alerts = read_alerts(deps, account)
     return Shown(
         account=account,
         # A draft is not the customer's yet: only issued invoices are theirs to see.
         invoices=[i for i in invoices if i.status != "draft" and i.number],
         payments=payments, card=card, card_unknown=card_unknown,
         usage=usage_so_far(deps, subscription_id),
+        budget=budget, alerts=alerts,
     )  # fmt: skip
 
 
@@ -258,27 +321,33 @@ async def show(request: Request) -> Response:
     )
     account = shown.account
     t = translator(account.locale)
-    budget = await run_in_threadpool(budget_of, deps, account)
+    budget = shown.budget
     last = next((i for i in shown.invoices if i.status in ("paid", "open")), None)
     ending = account.cancel_at_period_end or bool(live and live.cancel_at_period_end)
     period_end = (live.current_period_end if live else None) or account.period_end
     state = live.status if live else account.status
-    notice = {"card": "card.updated", "cancel": "cancel.requested"}.get(
-        request.query_params.get("done", "")
-    )
+    notice = {
+        "card": "card.updated", "cancel": "cancel.requested", "budget": "budget.saved",
+        "budget_removed": "budget.removed",
+    }.get(request.query_params.get("done", ""))  # fmt: skip
     return render(
         request, "page.html.j2", locale=account.locale, a=account, shown=shown,
         upcoming=upcoming, answered=answered, chart=bill_chart(t, account, upcoming, last, budget),
-        budget=budget, ending=ending, period_end=period_end, state=state,
+        budget=budget, levels_of=levels_of, ending=ending, period_end=period_end, state=state,
         can_cancel=deps.settings.portal_cancel and not ending and state != "canceled",
         link=link, notice=notice, problem=problem_of(request),
         test_mode=not deps.stripe.live_mode, known=WORDS["en"].keys(),
+        budget_major=None if budget is None or budget.budget is None
+        else to_major(int(Decimal(budget.budget)), account.currency),
         numbers={invoice.id: invoice.number for invoice in shown.invoices},
     )  # fmt: skip
 
 
+BUDGET_PROBLEMS = ("budget.needed", "budget.not_a_number", "budget.negative", "budget.zero",
+                   "budget.too_precise", "budget.too_large", "budget.refused",
+                   "budget.unavailable")  # fmt: skip
 PROBLEMS = ("card.not_a_test_card", "card.live", "card.unavailable", "cancel.reason_needed",
-            "cancel.refused", "cancel.unavailable")  # fmt: skip
+            "cancel.refused", "cancel.unavailable", *BUDGET_PROBLEMS)  # fmt: skip
 
 
 def problem_of(request: Request) -> str | None:
@@ -300,8 +369,12 @@ async def _posted(request: Request) -> tuple[dict[str, str], Link, Account | Non
 
 def back(request: Request, link: Link, **outcome: str) -> RedirectResponse:
     """303 to the page, with what happened (``done=card``) or what went wrong."""
+    at = outcome.pop("at", "")  # the section to come back to
     query = link.query + ("&" + urlencode(outcome) if outcome else "")
-    return RedirectResponse(f"{base_path(deps_of(request).settings)}?{query}", status_code=303)
+    anchor = f"#{at}" if at else ""
+    return RedirectResponse(
+        f"{base_path(deps_of(request).settings)}?{query}{anchor}", status_code=303
+    )
 
 
 async def card(request: Request) -> Response:
@@ -350,6 +423,67 @@ async def cancel(request: Request) -> Response:
         log.info("cancel of %s refused: %s", account.subscription_id, error)
         return back(request, link, problem="cancel.refused")
     return back(request, link, done="cancel")
+
+
+def read_budget(text: str, currency: str) -> int | str:
+    """The budget typed in the form, in minor units; or the key of what is wrong with it.
+
+    In the currency's major unit as people write it: ``3980``, ``3,980``, ``３９８０``,
+    ``¥3,980``, ``12.50``, ``$12.50``.
+    """
+    typed = unicodedata.normalize("NFKC", text).strip()
+    for mark in (",", " ", "¥", "円", "$", "€", "£"):
+        typed = typed.replace(mark, "")
+    typed = typed.replace("−", "-")
+    if not typed:
+        return "budget.needed"
+    try:
+        number = Decimal(typed)
+    except ArithmeticError:
+        return "budget.not_a_number"
+    if not number.is_finite():
+        return "budget.not_a_number"
+    if number < 0:
+        return "budget.negative"
+    if number == 0:
+        return "budget.zero"
+    if number != round(number, exponent(currency)):
+        return "budget.too_precise"
+    minor = to_minor(number, currency)
+    return minor if minor < 10**15 else "budget.too_large"
+
+
+async def set_budget(request: Request) -> Response:
+    """Set or change the budget: the API's alert service, with the customer as the actor."""
+    form, link, account = await _posted(request)
+    if link.problem or account is None:
+        return refused(request, link, account)
+    amount = read_budget(form.get("amount", "")[:40], account.currency)
+    if isinstance(amount, str):  # nothing is stored from a wrong form
+        return back(request, link, problem=amount, at="budget")
+    try:
+        await run_in_threadpool(
+            alert_service.set_budget, deps_of(request).sessions, account.subscription_id,
+            amount, actor=f"customer:{account.customer_id}",
+        )  # fmt: skip
+    except (InvalidRequestError, ConflictError) as error:  # e.g. the subscription ended
+        log.info("budget of %s refused: %s", account.subscription_id, error)
+        return back(request, link, problem="budget.refused", at="budget")
+    except ServiceError as error:
+        log.info("budget of %s not set: %s", account.subscription_id, error)
+        return back(request, link, problem="budget.unavailable", at="budget")
+    return back(request, link, done="budget", at="budget")
+
+
+async def remove_budget(request: Request) -> Response:
+    _, link, account = await _posted(request)
+    if link.problem or account is None:
+        return refused(request, link, account)
+    await run_in_threadpool(
+        alert_service.remove_budget, deps_of(request).sessions, account.subscription_id,
+        actor=f"customer:{account.customer_id}",
+    )  # fmt: skip
+    return back(request, link, done="budget_removed", at="budget")
 
 
 async def send_link(request: Request) -> Response:
@@ -442,6 +576,8 @@ def mount(app: FastAPI, settings: Settings) -> None:
     pages.add_api_route(f"{base}/card", card, methods=["POST"])
     pages.add_api_route(f"{base}/cancel", cancel, methods=["POST"])
     pages.add_api_route(f"{base}/link", send_link, methods=["POST"])
+    pages.add_api_route(f"{base}/budget", set_budget, methods=["POST"])
+    pages.add_api_route(f"{base}/budget/remove", remove_budget, methods=["POST"])
     pages.add_api_route(f"{base}/invoices/{{invoice_id}}", invoice_document, methods=["GET"])
     pages.add_api_route(f"{base}/static/billing.css", stylesheet, methods=["GET"])
     app.include_router(pages)

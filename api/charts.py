@@ -255,10 +255,13 @@ class Band:
 BAND_HEIGHT, BAND_GAP, BAND_LABEL = 22, 10, 112
 
 
-def band_chart(title: str, bands: Sequence[Band], units: Units, *, series: str) -> Chart:
-    """Horizontal bars, one per band, each labelled with its name and its amount."""
-    highest = max((b.value for b in bands), default=0)
-    height = TOP + len(bands) * (BAND_HEIGHT + BAND_GAP)
+def band_chart(
+    title: str, bands: Sequence[Band], units: Units, *, series: str, line: Band | None = None
+) -> Chart:
+    """Horizontal bars, one per band, each labelled with its name and its amount; and
+    ``line``, a vertical line across them at its value (a budget), named below them."""
+    highest = max([b.value for b in bands] + ([line.value] if line else []), default=0)
+    height = TOP + (len(bands) + (1 if line else 0)) * (BAND_HEIGHT + BAND_GAP)
     room = WIDTH - BAND_LABEL - RIGHT - 92  # the amount is written after the bar
     parts = []
     for index, band in enumerate(bands):
@@ -274,6 +277,20 @@ def band_chart(title: str, bands: Sequence[Band], units: Units, *, series: str) 
         )
         amount = units.exact(band.value)
         parts.append(_text(BAND_LABEL + width + 6, middle, amount, "amount", "start"))
+    if line is not None:
+        x = BAND_LABEL + (room * line.value / highest if highest else 0)
+        bottom = TOP + len(bands) * (BAND_HEIGHT + BAND_GAP)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP - 6}" y2="{bottom + 2}" '
+            f'class="marker {escape(line.key)}" data-series="{escape(series)}" '
+            f'data-bucket="{escape(line.key)}" data-value="{line.value}">'
+            f"<title>{escape(line.label)}: {escape(units.exact(line.value))}</title></line>"
+        )
+        # Named in the labels' column, its amount at the line's foot.
+        middle = bottom + BAND_HEIGHT / 2 - 2
+        parts.append(_text(BAND_LABEL - 8, middle, line.label, "tick", "end"))
+        amount = units.exact(line.value)
+        parts.append(_text(x, middle, amount, f"amount marker-label {line.key}", "middle"))
     body = "".join(parts)
     svg = Markup(
         f'<svg class="chart bands" viewBox="0 0 {WIDTH} {height}" role="img" '
@@ -283,7 +300,7 @@ def band_chart(title: str, bands: Sequence[Band], units: Units, *, series: str) 
         f'<tr><th scope="row">{escape(b.label)}</th><td data-series="{escape(series)}" '
         f'data-bucket="{escape(b.key)}" data-value="{b.value}">'
         f"{escape(units.exact(b.value))}</td></tr>"
-        for b in bands
+        for b in [*bands, *([line] if line else [])]
     )
     table = Markup(
         f'<table class="visually-hidden"><caption>{escape(title)}</caption>'

@@ -105,6 +105,7 @@ class AlertDetails:
     fired: list[str] = field(default_factory=list)
     next_threshold: str | None = None
     cap_reached: bool = False
+    fired_at: dict[str, datetime] = field(default_factory=dict)
 
 
 def _decimal(value: Any, name: str) -> Decimal:
@@ -406,13 +407,13 @@ def details_of(session: Session, alert: Alert) -> AlertDetails:
         metric = row.code if row is not None else None
     seen = watched(session, alert, group_of(session, alert))
     fired: list[str] = []
+    fired_at: dict[str, datetime] = {}
     next_threshold = None
     cap_reached = False
     if seen is not None:
-        fired = [
-            row.threshold
-            for row in alert_sql.firings(session, alert.id, period_start=seen.period_start)
-        ]
+        rows = alert_sql.firings(session, alert.id, period_start=seen.period_start)
+        fired = [row.threshold for row in rows]
+        fired_at = {row.threshold: row.fired_at for row in rows}
         cap = alert.hard_cap
         cap_reached = cap is not None and cap_key(Decimal(cap)) in fired
         done = {Decimal(value) for value in fired if not value.startswith(CAP)}
@@ -446,7 +447,61 @@ def details_of(session: Session, alert: Alert) -> AlertDetails:
         fired=fired,
         next_threshold=next_threshold,
         cap_reached=cap_reached,
+        fired_at=fired_at,
     )
+
+
+# -- the budget: what the customer sets on their billing page -------------------------------
+
+DEFAULT_BUDGET_PERCENTS = (50, 80, 100)
+
+
+def _is_budget(item: AlertDetails) -> bool:
+    return item.watches == "bill" and item.budget is not None
+
+
+def subscription_budget(
+    sessions: sessionmaker[Session], subscription_id: str
+) -> AlertDetails | None:
+    """The subscription's budget: its (first) bill-so-far alert with a budget; None: none.
+
+    The budget counts what a ``bill`` alert watches: the period's bill so far, tax
+    excluded, discounts included (``alerts_evaluation.bill_so_far``).
+    """
+    found = list_alerts(sessions, subscription_id=subscription_id)
+    return next((item for item in found if _is_budget(item)), None)
+
+
+def set_budget(
+    sessions: sessionmaker[Session], subscription_id: str, budget: int, *, actor: str
+) -> AlertDetails:
+    """Set or change the subscription's budget (minor units); audited.
+
+    A new budget fires at 50 %, 80 % and 100 % of it; a changed one keeps the
+    thresholds it had (they are percents of the budget, or the customer's own values).
+    """
+    current = subscription_budget(sessions, subscription_id)
+    if current is None:
+        spec = AlertSpec(
+            watches="bill",
+            name="budget",
+            budget=Decimal(budget),
+            thresholds=tuple(Threshold(percent=Decimal(p)) for p in DEFAULT_BUDGET_PERCENTS),
+        )
+        return create_alert(sessions, spec, subscription_id=subscription_id, actor=actor)
+    return update_alert(
+        sessions, current.id, {"budget": Decimal(budget)},
+        subscription_id=subscription_id, actor=actor,
+    )  # fmt: skip
+
+
+def remove_budget(sessions: sessionmaker[Session], subscription_id: str, *, actor: str) -> bool:
+    """Remove the subscription's budget alert (False: there was none); audited."""
+    current = subscription_budget(sessions, subscription_id)
+    if current is None:
+        return False
+    delete_alert(sessions, current.id, subscription_id=subscription_id, actor=actor)
+    return True
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kakin.services.alerts import AlertDetails
 
@@ -37,6 +37,9 @@ class AlertOut(BaseModel):
     fired: list[str]
     next_threshold: str | None
     cap_reached: bool
+    fired_at: dict[str, datetime] = Field(
+        default_factory=dict, description="when each threshold in ``fired`` fired"
+    )
     created_at: datetime
     updated_at: datetime
 

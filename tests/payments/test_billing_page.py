@@ -310,7 +310,8 @@ def test_forms_the_page_did_not_write_are_refused_and_never_answered_with_an_err
     )  # fmt: skip
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     with running(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        for path in ("/billing/card", "/billing/cancel", "/billing/link"):
+        for path in ("/billing/card", "/billing/cancel", "/billing/link", "/billing/budget",
+                     "/billing/budget/remove"):  # fmt: skip
             for body in (b"\xff\xfe=1", urlencode(forged).encode(), b""):
                 answer = http.post(path, content=body, headers=form)
                 assert answer.status_code == 403, (path, body[:20], answer.status_code)
@@ -321,6 +322,10 @@ def test_forms_the_page_did_not_write_are_refused_and_never_answered_with_an_err
         blank = http.post("/billing/cancel", data={**genuine, "reason": "   "})
         assert blank.status_code == 303
         assert "problem=cancel.reason_needed" in blank.headers["location"]
+        # So is a budget that is not an amount: the error to show beside the field.
+        negative = http.post("/billing/budget", data={**genuine, "amount": "-1"})
+        assert negative.status_code == 303
+        assert "problem=budget.negative" in negative.headers["location"]
         assert (
             http.get("/billing/static/billing.css").headers["content-type"].startswith("text/css")
         )
