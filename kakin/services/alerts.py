@@ -103,6 +103,8 @@ class AlertDetails:
     period_start: datetime | None = None
     period_end: datetime | None = None
     fired: list[str] = field(default_factory=list)
+    # When each of ``fired`` fired (the console shows it; the API's view leaves it out).
+    fired_at: dict[str, datetime] = field(default_factory=dict)
     next_threshold: str | None = None
     cap_reached: bool = False
 
@@ -406,13 +408,13 @@ def details_of(session: Session, alert: Alert) -> AlertDetails:
         metric = row.code if row is not None else None
     seen = watched(session, alert, group_of(session, alert))
     fired: list[str] = []
+    fired_at: dict[str, datetime] = {}
     next_threshold = None
     cap_reached = False
     if seen is not None:
-        fired = [
-            row.threshold
-            for row in alert_sql.firings(session, alert.id, period_start=seen.period_start)
-        ]
+        firings = alert_sql.firings(session, alert.id, period_start=seen.period_start)
+        fired = [row.threshold for row in firings]
+        fired_at = {row.threshold: row.fired_at for row in firings}
         cap = alert.hard_cap
         cap_reached = cap is not None and cap_key(Decimal(cap)) in fired
         done = {Decimal(value) for value in fired if not value.startswith(CAP)}
@@ -444,6 +446,7 @@ def details_of(session: Session, alert: Alert) -> AlertDetails:
         period_start=None if seen is None else seen.period_start,
         period_end=None if seen is None else seen.period_end,
         fired=fired,
+        fired_at=fired_at,
         next_threshold=next_threshold,
         cap_reached=cap_reached,
     )
