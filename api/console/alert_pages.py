@@ -46,8 +46,8 @@ from kakin.views.subscriptions import SubscriptionSummary
 router = APIRouter(include_in_schema=False)
 Acting = Annotated[SignedIn, Depends(require_staff(StaffRole.SUPPORT))]
 
-SUBSCRIPTION = "/console/subscriptions/{owner_id}/alerts"
-CUSTOMER = "/console/customers/{owner_id}/alerts"
+SUBSCRIPTION = "/console/subscriptions/{subscription_id}/alerts"
+CUSTOMER = "/console/customers/{customer_id}/alerts"
 MONEY_WATCHES = ("bill", "forecast")
 WATCHES = ("bill", "forecast", "usage")
 DONE = ("added", "removed", "cap")
@@ -185,9 +185,7 @@ def _kind(request: Request) -> str:
     return "subscription" if request.url.path.startswith("/console/subscriptions/") else "customer"
 
 
-@router.get(SUBSCRIPTION)
-@router.get(CUSTOMER)
-async def alerts_page(request: Request, owner_id: str, me: AnyStaff) -> Response:
+async def _show(request: Request, owner_id: str, me: SignedIn) -> Response:
     return await _page(request, me, _kind(request), owner_id)
 
 
@@ -246,9 +244,7 @@ def _create_body(form: dict[str, str], owner: Owner) -> AlertCreate:
     return AlertCreate(**fields)
 
 
-@router.post(SUBSCRIPTION)
-@router.post(CUSTOMER)
-async def add_alert(request: Request, owner_id: str, me: Acting) -> Response:
+async def _add(request: Request, owner_id: str, me: SignedIn) -> Response:
     kind = _kind(request)
     form = {k: v for k, v in (await form_of(request)).items() if k != "csrf_token"}
     t = translator(locale_of(request, me.staff))
@@ -280,9 +276,7 @@ def _reason(form: dict[str, str], t: Any) -> str:
     return reason
 
 
-@router.post(SUBSCRIPTION + "/{alert_id}/remove")
-@router.post(CUSTOMER + "/{alert_id}/remove")
-async def remove_alert(request: Request, owner_id: str, alert_id: str, me: Acting) -> Response:
+async def _remove(request: Request, owner_id: str, alert_id: str, me: SignedIn) -> Response:
     kind = _kind(request)
     form = {k: v for k, v in (await form_of(request)).items() if k != "csrf_token"}
     t = translator(locale_of(request, me.staff))
@@ -306,9 +300,7 @@ async def remove_alert(request: Request, owner_id: str, alert_id: str, me: Actin
     return see_other(f"{owner.path}?done=removed")
 
 
-@router.post(SUBSCRIPTION + "/{alert_id}/cap")
-@router.post(CUSTOMER + "/{alert_id}/cap")
-async def change_cap(request: Request, owner_id: str, alert_id: str, me: Acting) -> Response:
+async def _cap(request: Request, owner_id: str, alert_id: str, me: SignedIn) -> Response:
     """A new hard cap (raising one lets refused usage be sent again): audited with the
     old cap, the new one and the reason (``usage_cap_changed``)."""
     kind = _kind(request)
@@ -342,3 +334,54 @@ async def change_cap(request: Request, owner_id: str, alert_id: str, me: Acting)
         return await _page(request, me, kind, owner_id, status=status, action=action,
                            error=message, form=form)  # fmt: skip
     return see_other(f"{owner.path}?done=cap")
+
+
+# -- the routes: the same pages for a subscription's alerts and a customer's ---------------
+
+
+@router.get(SUBSCRIPTION)
+async def subscription_alerts(request: Request, subscription_id: str, me: AnyStaff) -> Response:
+    return await _show(request, subscription_id, me)
+
+
+@router.get(CUSTOMER)
+async def customer_alerts(request: Request, customer_id: str, me: AnyStaff) -> Response:
+    return await _show(request, customer_id, me)
+
+
+@router.post(SUBSCRIPTION)
+async def add_subscription_alert(request: Request, subscription_id: str, me: Acting) -> Response:
+    return await _add(request, subscription_id, me)
+
+
+@router.post(CUSTOMER)
+async def add_customer_alert(request: Request, customer_id: str, me: Acting) -> Response:
+    return await _add(request, customer_id, me)
+
+
+@router.post(SUBSCRIPTION + "/{alert_id}/remove")
+async def remove_subscription_alert(
+    request: Request, subscription_id: str, alert_id: str, me: Acting
+) -> Response:
+    return await _remove(request, subscription_id, alert_id, me)
+
+
+@router.post(CUSTOMER + "/{alert_id}/remove")
+async def remove_customer_alert(
+    request: Request, customer_id: str, alert_id: str, me: Acting
+) -> Response:
+    return await _remove(request, customer_id, alert_id, me)
+
+
+@router.post(SUBSCRIPTION + "/{alert_id}/cap")
+async def change_subscription_cap(
+    request: Request, subscription_id: str, alert_id: str, me: Acting
+) -> Response:
+    return await _cap(request, subscription_id, alert_id, me)
+
+
+@router.post(CUSTOMER + "/{alert_id}/cap")
+async def change_customer_cap(
+    request: Request, customer_id: str, alert_id: str, me: Acting
+) -> Response:
+    return await _cap(request, customer_id, alert_id, me)
