@@ -146,7 +146,7 @@ def _endpoint_id(office: Office) -> str:
     deps = office.app.state.deps
     made = webhook_endpoints.create_endpoint(
         office.sessions, keyring_from_settings(deps.settings), lambda row, secret: row.id,
-        url="https://hooks.example.com/matrix", enabled_events=["*"], description="",
+        url="http://127.0.0.1:9/matrix", enabled_events=["*"], description="",
         live_mode=False, created_by="test",
     )  # fmt: skip
     return str(made)
