@@ -125,8 +125,7 @@ def _amount(value: str | None, alert: AlertDetails, locale: str) -> str | None:
     number = Decimal(value)
     if alert.watches in MONEY_WATCHES and alert.currency:
         return format_amount(int(number.to_integral_value()), alert.currency, locale=locale)
-    shown = f"{number.normalize():,f}"
-    return f"{shown} {alert.metric}" if alert.metric else shown
+    return f"{number.normalize():,f}"  # in the metric's unit (its code heads the card)
 
 
 def _row(alert: AlertDetails, locale: str) -> AlertRow:
