@@ -40,6 +40,7 @@ DELIVERIES_SHOWN = 50
 # A page holding a secret: no copy in the browser's cache or a proxy's.
 NO_STORE = {"Cache-Control": "no-store"}
 DONE = ("enabled", "disabled", "resent")
+OUTCOMES = ("delivered", "failed", "timeout", "error", "refused", "gone")  # a try's, worded
 EVENT_FIELD = "event."  # a checkbox per event type: form_of keeps one value per name
 
 
@@ -125,7 +126,7 @@ async def _endpoint_page(
     done = request.query_params.get("done", "") if status == 200 else ""
     return render(
         request, "webhook.html.j2", status=status, endpoint=endpoint, deliveries=deliveries,
-        error=error, done=done if done in DONE else "",
+        error=error, done=done if done in DONE else "", outcomes=OUTCOMES,
     )  # fmt: skip
 
 

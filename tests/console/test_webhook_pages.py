@@ -129,8 +129,9 @@ async def test_the_webhooks_page_in_the_browser(
 ) -> None:
     endpoint_id, _ = await asyncio.to_thread(
         add_endpoint, office, "http://127.0.0.1:9/a-rather-long/path/for/the/shop/webhooks",
-        "invoice.paid", "invoice.payment_failed", "subscription.canceled",
+        "invoice.paid", "invoice.payment_failed", "customer.created",
     )  # fmt: skip
+    await asyncio.to_thread(_a_failed_delivery, office, endpoint_id)
     page = await office.page(open_page, "admin", "/console/webhooks")
     assert await page.locator("h1").inner_text() == "Webhooks"
     await screenshot(page, "console-webhooks")
