@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from api.console import (
     account,
+    alert_pages,
     api_key_pages,
     catalog,
     catalog_prices,
@@ -28,6 +29,7 @@ from api.console import (
     sign_in,
     staff_pages,
     subscriptions,
+    webhook_pages,
 )
 from api.console.auth import build_console
 from api.console.headers import ConsoleHeaders
@@ -46,6 +48,8 @@ ROUTERS = (
     catalog.router,
     catalog_prices.router,
     catalog_terms.router,
+    alert_pages.router,
+    webhook_pages.router,
 )
 
 

@@ -12,11 +12,13 @@ from typing import Any
 from api.console.words import (
     account,
     admin,
+    alerts,
     catalog,
     customers,
     dashboard,
     invoices,
     subscriptions,
+    webhooks,
 )
 
 # One module of words per part of the console (api/console/words/), so each part's
@@ -29,6 +31,8 @@ SECTIONS = (
     subscriptions,
     catalog,
     admin,
+    alerts,
+    webhooks,
 )
 
 

@@ -29,6 +29,7 @@ MENU = (
     Entry("/console/catalog", "nav.catalog", EVERYONE),
     Entry("/console/api-keys", "nav.api_keys", (ADMIN,)),
     Entry("/console/staff", "nav.staff", (ADMIN,)),
+    Entry("/console/webhooks", "nav.webhooks", (ADMIN,)),
 )
 
 

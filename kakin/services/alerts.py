@@ -105,6 +105,7 @@ class AlertDetails:
     fired: list[str] = field(default_factory=list)
     next_threshold: str | None = None
     cap_reached: bool = False
+    # When each of ``fired`` fired (the API, the console and the billing page show it).
     fired_at: dict[str, datetime] = field(default_factory=dict)
 
 

@@ -20,7 +20,8 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from kakin.services import api_keys, catalog, customers, staff
+from kakin.platform.codec import keyring_from_settings
+from kakin.services import api_keys, catalog, customers, staff, webhook_endpoints
 from tests.api.test_api_subscriptions import stored_subscription
 from tests.console.browsing import csrf
 from tests.console.office import ROLES, Office
@@ -106,6 +107,22 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/console/invoices/{invoice_id}/void"): (ADMIN, SUPPORT),
     ("POST", "/console/invoices/{invoice_id}/write-off"): (ADMIN, SUPPORT),
     ("POST", "/console/invoices/{invoice_id}/credit-notes"): (ADMIN, SUPPORT),
+    # alerts on a subscription or a customer: everyone reads, support acts
+    ("GET", "/console/subscriptions/{subscription_id}/alerts"): EVERYONE,
+    ("POST", "/console/subscriptions/{subscription_id}/alerts"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/alerts/{alert_id}/remove"): (ADMIN, SUPPORT),
+    ("POST", "/console/subscriptions/{subscription_id}/alerts/{alert_id}/cap"): (ADMIN, SUPPORT),
+    ("GET", "/console/customers/{customer_id}/alerts"): EVERYONE,
+    ("POST", "/console/customers/{customer_id}/alerts"): (ADMIN, SUPPORT),
+    ("POST", "/console/customers/{customer_id}/alerts/{alert_id}/remove"): (ADMIN, SUPPORT),
+    ("POST", "/console/customers/{customer_id}/alerts/{alert_id}/cap"): (ADMIN, SUPPORT),
+    # outgoing webhooks: admins only
+    ("GET", "/console/webhooks"): (ADMIN,),
+    ("POST", "/console/webhooks"): (ADMIN,),
+    ("GET", "/console/webhooks/{endpoint_id}"): (ADMIN,),
+    ("POST", "/console/webhooks/{endpoint_id}/enabled"): (ADMIN,),
+    ("POST", "/console/webhooks/{endpoint_id}/rotate"): (ADMIN,),
+    ("POST", "/console/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend"): (ADMIN,),
 }
 
 
@@ -123,6 +140,16 @@ def _customer_id(office: Office) -> str:
         office.sessions, office.stripe, email="matrix@example.jp", name="表 太郎",
         currency="JPY", locale="ja",
     )  # fmt: skip
+
+
+def _endpoint_id(office: Office) -> str:
+    deps = office.app.state.deps
+    made = webhook_endpoints.create_endpoint(
+        office.sessions, keyring_from_settings(deps.settings), lambda row, secret: row.id,
+        url="http://127.0.0.1:9/matrix", enabled_events=["*"], description="",
+        live_mode=False, created_by="test",
+    )  # fmt: skip
+    return str(made)
 
 
 def _price_id(office: Office) -> str:
@@ -148,6 +175,10 @@ EXAMPLES: dict[str, Callable[[Office], str]] = {
     # One whose workflow has gone (the page shows the stored row): a sync test cannot
     # let the module's worker answer a status query.
     "subscription_id": lambda office: stored_subscription(office.sessions),
+    "endpoint_id": _endpoint_id,
+    # Only POSTs name these, and none may act: the role or the token refuses them first.
+    "alert_id": lambda office: "alrt_matrix",
+    "delivery_id": lambda office: "whd_matrix",
     "invoice_id": lambda office: (
         "in_"
         + stored_subscription(  # that one's invoice
