@@ -147,6 +147,21 @@ def test_a_graduated_price_with_three_tiers_from_the_table(office: Office) -> No
     assert "above 10,000" in row and "0.5 JPY per unit" in row
 
 
+def test_tiers_stored_without_a_flat_fee_are_listed(office: Office) -> None:
+    """Tiers the API took without ``flat_amount`` (it is optional there) list as well."""
+    metric = unique("calls_")
+    catalog.create_metric(office.sessions, code=metric, name="Calls", aggregation="count")
+    price_id = catalog.create_price(
+        office.sessions, product_name=unique("Calls "), currency="JPY",
+        pricing_model="graduated", metric_code=metric,
+        tiers=[{"up_to": "1000", "unit_amount": "0"}, {"up_to": None, "unit_amount": "0.015"}],
+    )  # fmt: skip
+    listed = office.client("finance").get(CATALOG + "/prices")
+    assert listed.status_code == 200
+    row = row_of(listed.text, price_id)
+    assert "up to 1,000" in row and "above 1,000" in row and "+ ¥" not in row
+
+
 def test_a_metric_and_a_metered_price(office: Office) -> None:
     admin = office.client("admin")
     code = unique("api_calls_")
