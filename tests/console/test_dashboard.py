@@ -10,7 +10,7 @@ worker on the dev server.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +28,23 @@ from kakin.services import catalog, customers, invoices, staff, subscriptions
 from kakin.services.api_keys import CreatedKey
 from kakin.services.staff import Origin
 from models.repositories import analytics as analytics_sql
+from tests.analytics.fixture_life import private_database
 from tests.console.browsing import PASSWORD, enrol
 from tests.console.office import ROLES, Office
 from tests.helpers import DECLINED_CARD, OK_CARD, client, eventually
 from tests.support.browser import PHONE, OpenPage, Screenshot
 
 pytestmark = pytest.mark.devserver
+
+
+@pytest.fixture(scope="module")
+def pg_sessions() -> Iterator[sessionmaker[Session]]:
+    """This module's own database (the console, its worker and its keys use it): the
+    dashboard's figures, the forecast above all, read every subscription of a currency,
+    and the shared database's, left by other modules, made the page's forecast and the
+    API's differ in the full run (not understood yet; see the issue 14 note)."""
+    with private_database() as sessions:
+        yield sessions
 
 
 @dataclass(frozen=True)
@@ -138,19 +149,11 @@ async def assert_charts_match_api(
     dunning = api_report(office, key, "dunning", **params)["buckets"][-1]
     steps = ("first_attempts", "first_attempt_failures", "recovered", "lost")
     assert await drawn(page, "funnel") == {step: dunning[step] for step in steps}
-    # The forecast reads every active subscription of the (shared) database as of now,
-    # so another module's subscription changing between the page and the API's answer
-    # moves it: the two must agree for a read in which nothing moved (three tries).
-    for _ in range(3):
-        windows = await page.eval_on_selector_all(
-            "[data-window]", "nodes => nodes.map(n => [n.dataset.window, n.dataset.value])"
-        )
-        shown = {w: int(v) for w, v in windows}
-        forecast = api_report(office, key, "forecast", **params)["buckets"]
-        if shown == {w["window"]: w["total"] for w in forecast}:
-            break
-        await page.reload()
-    assert shown == {w["window"]: w["total"] for w in forecast}
+    forecast = api_report(office, key, "forecast", **params)["buckets"]
+    windows = await page.eval_on_selector_all(
+        "[data-window]", "nodes => nodes.map(n => [n.dataset.window, n.dataset.value])"
+    )
+    assert {w: int(v) for w, v in windows} == {w["window"]: w["total"] for w in forecast}
 
 
 # -- the page in the browser ------------------------------------------------------------------
