@@ -24,16 +24,23 @@ REFUSED = (
 )
 
 
+async def submit(page: Page, button: str) -> None:
+    """Click ``button`` and wait for the answer's page to load whole (its stylesheet
+    too), so the next step's navigation aborts nothing still loading."""
+    async with page.expect_navigation(wait_until="load"):
+        await page.click(button)
+
+
 async def type_password(page: Page, email: str, password: str = PASSWORD) -> None:
     await page.goto("/console/sign-in")
     await page.fill("#email", email)
     await page.fill("#password", password)
-    await page.click("button[type=submit]")
+    await submit(page, "main button[type=submit]")
 
 
 async def type_code(page: Page, code: str) -> None:
     await page.fill("#code", code)
-    await page.click("main button[type=submit]")
+    await submit(page, "main button[type=submit]")
 
 
 async def sign_out(page: Page) -> None:
