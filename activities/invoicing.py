@@ -26,10 +26,9 @@ from kakin.services.invoice_documents import Seller, invoice_html
 from kakin.services.invoice_drafts import (
     Draft,
     closing_period,
-    compose,
+    final_draft,
     line_rows,
     period_draft,
-    usage_lines,
 )
 from kakin.services.invoices import apply_invoice_change
 from kakin.services.subscriptions import apply_subscription_change
@@ -104,15 +103,13 @@ class InvoicingActivities:
             if existing is not None:
                 return _ref(existing)
             subscription = usage_sql.lock_subscription(session, request.subscription_id)
-            start, end = subscription.current_period_start, subscription.current_period_end
-            if start is None or end is None:
-                return None
-            charges = usage_lines(session, subscription, start=start, end=end)
-            if sum(line.amount for line in charges) <= 0:
-                return None
-            draft = compose(
-                session, subscription, charges, rounding=RoundingMode(self._seller.tax_rounding)
+            draft = final_draft(
+                session, subscription, rounding=RoundingMode(self._seller.tax_rounding)
             )
+            if draft is None:
+                return None
+            start, end = subscription.current_period_start, subscription.current_period_end
+            assert start is not None and end is not None  # final_draft needs a period
             invoice = self._store_draft(
                 session, key, subscription, draft,
                 period_start=start, period_end=end, issued_at=request.ended_at,

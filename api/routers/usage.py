@@ -94,7 +94,8 @@ def usage_so_far(deps: Deps, subscription_id: str) -> CurrentUsage:
 async def get_upcoming_invoice(
     deps: DepsDep, _: KeyInfo = KEY, *, subscription_id: ExistingSubscriptionId
 ) -> UpcomingInvoice:
-    """The invoice the next renewal will create, with the usage received so far."""
+    """The invoice the subscription will be billed next, with the usage received so far:
+    the next renewal's, or when it ends at the period end the last period's usage."""
     return await upcoming_invoice(deps, subscription_id)
 
 
@@ -114,22 +115,31 @@ async def upcoming_invoice(deps: Deps, subscription_id: str) -> UpcomingInvoice:
             )
     except TimeoutError:
         raise ApiError(503, "Temporal did not answer the status query; try again") from None
-    if view.next_period_start is None or view.next_period_end is None:
+    period = invoice_service.upcoming_period(view)
+    if period is None:
         raise ApiError(409, f"Subscription {subscription_id!r} has no upcoming invoice")
-    start, end = view.next_period_start, view.next_period_end
+    start, end, ends = period
     pending = view.pending_price_id
-    return await run_in_threadpool(preview, deps, subscription_id, start, end, pending)
+    return await run_in_threadpool(preview, deps, subscription_id, start, end, pending, ends)
 
 
 def preview(
-    deps: Deps, subscription_id: str, start: datetime, end: datetime, pending: str | None
+    deps: Deps,
+    subscription_id: str,
+    start: datetime,
+    end: datetime,
+    pending: str | None,
+    ends: bool = False,
 ) -> UpcomingInvoice:
     return invoice_service.upcoming_invoice(
         deps.sessions,
         subscription_id,
-        lambda subscription, draft: UpcomingInvoice.of(subscription.id, start, end, draft),
+        lambda subscription, draft: UpcomingInvoice.of(
+            subscription.id, start, end, draft, issued_at=end if ends else start
+        ),
         next_start=start,
         next_end=end,
         pending_price_id=pending,
         rounding=RoundingMode(deps.settings.tax_rounding),
+        ends=ends,
     )

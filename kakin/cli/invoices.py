@@ -173,24 +173,27 @@ def _invoices_upcoming(args: argparse.Namespace) -> int:
         return await subscriptions.subscription_status(client, args.subscription)
 
     view = asyncio.run(ask())
-    if view.next_period_start is None or view.next_period_end is None:
+    period = invoices.upcoming_period(view)
+    if period is None:
         raise InvalidRequestError(f"{args.subscription} has no upcoming invoice")
+    start, end, ends = period
     customer, draft = invoices.upcoming_invoice(
         sessions(),
         args.subscription,
         lambda subscription, draft: (subscription.customer, draft),
-        next_start=view.next_period_start,
-        next_end=view.next_period_end,
+        next_start=start,
+        next_end=end,
         pending_price_id=view.pending_price_id,
         rounding=RoundingMode(settings.tax_rounding),
+        ends=ends,
     )
     totals = draft.totals
     if args.json:
         print_json(
             {
                 "subscription_id": args.subscription,
-                "period_start": view.next_period_start,
-                "period_end": view.next_period_end,
+                "period_start": start,
+                "period_end": end,
                 "currency": draft.currency,
                 "lines": [vars(line) for line in draft.lines],
                 "taxes": draft.tax_breakdown,

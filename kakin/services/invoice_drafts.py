@@ -412,6 +412,21 @@ def closing_period(
     return start, end
 
 
+def final_draft(
+    session: Session, subscription: Subscription, *, rounding: RoundingMode = RoundingMode.DOWN
+) -> Draft | None:
+    """The invoice of a subscription's last period when it ends: the period's metered usage
+    in arrears and no plan line (no period follows). None when there is nothing to bill
+    (no metered prices, or no usage cost)."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if start is None or end is None:
+        return None
+    charges = usage_lines(session, subscription, start=start, end=end)
+    if sum(line.amount for line in charges) <= 0:
+        return None
+    return compose(session, subscription, charges, rounding=rounding)
+
+
 def line_rows(draft: Draft) -> list[InvoiceLine]:
     """The draft's lines as rows to store with the invoice."""
     return [

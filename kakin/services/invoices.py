@@ -24,9 +24,16 @@ from billing.invoice_math import InvoiceTotals, compose_invoice
 from billing.rounding import RoundingMode
 from billing.tax import TaxRate as RateTerms
 from kakin.services import ledger
-from kakin.services.invoice_drafts import Draft, DraftLine, current_usage, upcoming_draft
+from kakin.services.errors import ConflictError
+from kakin.services.invoice_drafts import (
+    Draft,
+    DraftLine,
+    current_usage,
+    final_draft,
+    upcoming_draft,
+)
 from kakin.services.shaping import Reads, shaped_page
-from models.payloads import InvoiceChange, InvoiceStatus
+from models.payloads import InvoiceChange, InvoiceStatus, StatusView
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
 from models.repositories import payments as payment_sql
@@ -245,6 +252,25 @@ def usage_so_far(
         return shape(subscription, current_usage(session, subscription))
 
 
+def upcoming_period(view: StatusView) -> tuple[datetime, datetime, bool] | None:
+    """The period the workflow's next invoice bills, and whether it is the last one.
+
+    A renewal bills the next period (its plan in advance, the closing period's usage in
+    arrears). When the next action is the end (a cancel at the period end) no period
+    follows: the last invoice is the current period's usage, issued as it ends. None
+    when the workflow has no invoice to come.
+    """
+    ends = view.next_action == "end"
+    start, end = (
+        (view.current_period_start, view.current_period_end)
+        if ends
+        else (view.next_period_start, view.next_period_end)
+    )
+    if start is None or end is None:
+        return None
+    return start, end, ends
+
+
 def upcoming_invoice(
     sessions: sessionmaker[Session],
     subscription_id: str,
@@ -254,10 +280,24 @@ def upcoming_invoice(
     next_end: datetime,
     pending_price_id: str | None,
     rounding: RoundingMode,
+    ends: bool = False,
 ) -> T:
-    """The draft of the invoice the next renewal will create (``upcoming_draft``)."""
+    """The draft of the invoice the subscription's workflow will create next.
+
+    ``ends``: the workflow's next action is the end (a cancel at the period end), so what
+    follows is no renewal but the last period's usage in arrears (``final_draft``, as the
+    workflow bills it); ``ConflictError`` when that has nothing to bill.
+    """
     with sessions() as session:
         subscription = _find_subscription(session, subscription_id)
+        if ends:
+            final = final_draft(session, subscription, rounding=rounding)
+            if final is None:
+                raise ConflictError(
+                    f"Subscription {subscription_id!r} has no upcoming invoice: it ends at"
+                    " the period end with no usage to bill"
+                )
+            return shape(subscription, final)
         draft = upcoming_draft(
             session,
             subscription,

@@ -159,8 +159,16 @@ class UpcomingInvoice(BaseModel):
 
     @classmethod
     def of(
-        cls, subscription_id: str, start: datetime, end: datetime, draft: Draft
+        cls,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        draft: Draft,
+        *,
+        issued_at: datetime | None = None,
     ) -> UpcomingInvoice:
+        """``issued_at``: the start of the period (a renewal's), unless given (the last
+        period's usage, issued when the subscription ends)."""
         totals = draft.totals
         return cls(
             subscription_id=subscription_id,
@@ -168,7 +176,7 @@ class UpcomingInvoice(BaseModel):
             currency=draft.currency,
             period_start=start,
             period_end=end,
-            issued_at=start,
+            issued_at=issued_at or start,
             lines=[LineOut.of(line) for line in draft.lines],
             subtotal=totals.subtotal,
             discount_total=totals.discount_total,

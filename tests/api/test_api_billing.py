@@ -7,6 +7,7 @@ preview and the real invoice agree).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -167,6 +168,27 @@ async def test_a_metered_subscription_over_http_from_catalog_to_credit_note(
         text = pymupdf.open(stream=response.content, filetype="pdf")[0].get_text()
         assert first.number is not None and first.number in text
         assert "1,100円" in text
+
+        # Canceled at the period end, nothing renews: the next invoice is the last
+        # period's usage alone, issued when it ends (no plan fee for a period not had):
+        # 300 of calls, halved by the coupon, + 10% = 165, all paid by the 300 of credit.
+        response = await support.post(
+            f"/v1/subscriptions/{subscription}/cancel",
+            json={"reason": "moving to a yearly contract", "at_period_end": True},
+        )
+        assert response.status_code == 202, response.text
+        live = f"/v1/subscriptions/{subscription}"
+        for _ in range(50):  # the cancel is a signal: the workflow takes it in a moment
+            if (await support.get(live)).json()["live"]["next_action"] == "end":
+                break
+            await asyncio.sleep(0.1)
+        response = await support.get(f"{live}/upcoming-invoice")
+        assert response.status_code == 200, response.text
+        last = response.json()
+        assert [line["kind"] for line in last["lines"]] == ["usage", "discount"]
+        assert (last["total"], last["credit_applied"], last["amount_due"]) == (165, 165, 0)
+        assert datetime.fromisoformat(last["period_end"]) == first.period_end
+        assert datetime.fromisoformat(last["issued_at"]) == first.period_end
 
 
 async def test_usage_and_catalog_errors_say_what_is_wrong(
