@@ -304,6 +304,8 @@ async def bill_so_far(deps: Deps, subscription_id: str) -> tuple[UpcomingInvoice
         if error.status == 409:  # the subscription ended: nothing more to bill
             return None, True
         return None, False
+    except ConflictError:  # it ends at the period end with no usage left to bill
+        return None, True
     except ServiceError:
         return None, False
 
