@@ -98,3 +98,17 @@ class StaffSignInAttempt(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     stage: Mapped[str] = mapped_column(String(20))  # password | second_factor
     outcome: Mapped[str] = mapped_column(String(20))
+
+
+class ConsoleFormSubmission(Base):
+    """A console form's one-time token, once its form has been sent.
+
+    Each page's forms carry a fresh token; the first POST with it inserts this row and
+    acts, a second (a double click, a resent form) finds the row and does nothing.
+    Rows older than the tokens' lifetime are pruned: an older token is refused anyway.
+    """
+
+    __tablename__ = "console_form_submissions"
+
+    nonce: Mapped[str] = mapped_column(String(40), primary_key=True)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -22,7 +22,10 @@ the console at sign-in) and Secure over https.
 CSRF: every form carries ``csrf_token``, an HMAC of the session token (or, before
 sign-in, of a random value in a cookie of its own) under the console secret. A page
 from another site can neither read the token nor compute it, so a POST it forges
-lacks it and is refused with 403 before anything runs.
+lacks it and is refused with 403 before anything runs. Each page's token is new (its
+time and a nonce under the HMAC) and spent by the first form sent with it
+(``kakin.services.console_forms``): a form sent twice (a double click, a resend) is a
+409 the second time and acts once.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -45,7 +48,7 @@ from api.forms import preferred_locale, read_form
 from kakin import runtime
 from kakin.platform.codec import Keyring, keyring_from_settings
 from kakin.platform.settings import Settings
-from kakin.services import staff_sessions
+from kakin.services import console_forms, staff_sessions
 from kakin.services.staff import Origin, StaffInfo, StaffRole
 from kakin.services.staff_sessions import ConsolePolicy, Current, Stage
 
@@ -86,7 +89,30 @@ class Console:
         return self._keyring[0]
 
     def csrf_token(self, anchor: str) -> str:
-        return hmac.new(self._csrf_key, anchor.encode(), hashlib.sha256).hexdigest()
+        """A new one-time token for a page's forms: when it was made, a nonce, and their
+        HMAC with the browser's anchor (``form_token``)."""
+        issued, nonce = str(int(self.clock().timestamp())), secrets.token_urlsafe(12)
+        return f"{issued}.{nonce}.{self._form_mac(anchor, issued, nonce)}"
+
+    def form_token(self, anchor: str, token: str) -> FormToken | None:
+        """The nonce and time of ``token`` if this console made it for ``anchor``."""
+        issued, _, rest = token.partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (issued.isdigit() and nonce and mac):
+            return None
+        if not hmac.compare_digest(mac, self._form_mac(anchor, issued, nonce)):
+            return None
+        return FormToken(nonce=nonce, issued=datetime.fromtimestamp(int(issued), UTC))
+
+    def _form_mac(self, anchor: str, issued: str, nonce: str) -> str:
+        message = f"{anchor}|{issued}|{nonce}".encode()
+        return hmac.new(self._csrf_key, message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class FormToken:
+    nonce: str
+    issued: datetime
 
 
 def build_console(settings: Settings, clock: Callable[[], datetime] | None = None) -> Console:
@@ -194,8 +220,9 @@ def _anchor(request: Request) -> str | None:
 
 
 def csrf_for(request: Request, response: Response | None = None) -> str:
-    """The CSRF token for the forms of a page; with no anchor yet, one is made (and set
-    on ``response``, or later by ``render`` from ``request.state``)."""
+    """The CSRF token for the forms of a page (one per page, spent by the first form
+    sent); with no anchor yet, one is made (and set on ``response``, or later by
+    ``render`` from ``request.state``)."""
     console = console_of(request)
     anchor = _anchor(request) or getattr(request.state, "new_anchor", None)
     if anchor is None:
@@ -203,7 +230,11 @@ def csrf_for(request: Request, response: Response | None = None) -> str:
         request.state.new_anchor = anchor
     if response is not None:
         keep_anchor(request, response)
-    return console.csrf_token(anchor)
+    made: dict[str, str] = getattr(request.state, "form_tokens", {})
+    if anchor not in made:
+        made[anchor] = console.csrf_token(anchor)
+        request.state.form_tokens = made
+    return made[anchor]
 
 
 def keep_anchor(request: Request, response: Response) -> None:
@@ -226,14 +257,29 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 async def check_csrf(request: Request) -> dict[str, str]:
-    """The posted form, if it carries this browser's CSRF token; else a 403."""
+    """The posted form, if it carries this browser's CSRF token (else a 403) not spent
+    by an earlier POST (else a 409: the form was sent twice and acts once)."""
     form = await form_of(request)
     anchor = _anchor(request)
-    given = form.get(CSRF_FIELD, "")
-    expected = console_of(request).csrf_token(anchor) if anchor else ""
-    if not anchor or not given or not hmac.compare_digest(given, expected):
+    console = console_of(request)
+    token = console.form_token(anchor, form.get(CSRF_FIELD, "")) if anchor else None
+    if token is None or console.clock() - token.issued > console_forms.LIFETIME:
         raise ConsoleDenied(403, "error.csrf")
+    if getattr(request.state, "spent_form", None) != token.nonce:
+        sessions, now = deps_of(request).sessions, console.clock()
+        if not await run_in_threadpool(console_forms.spend, sessions, token.nonce, now=now):
+            raise ConsoleDenied(409, "error.already_sent", back=_back(request))
+        request.state.spent_form = token.nonce
     return form
+
+
+def _back(request: Request) -> str:
+    """The console page the form was on (from Referer, this site's paths only)."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    same_site = not referer.netloc or referer.netloc == request.url.netloc
+    if same_site and referer.path.startswith("/console"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return HOME
 
 
 # -- who is signed in ------------------------------------------------------------------------
@@ -284,11 +330,11 @@ def require_staff(*roles: StaffRole) -> Callable[[Request], Awaitable[SignedIn]]
             ended = request.cookies.get(SESSION_COOKIE) is not None
             raise ConsoleRedirect(sign_in_location(request, ended=ended))
         token, current = found
-        if unsafe:
-            await check_csrf(request)
         me = current.staff
         if allowed and me.role not in allowed and me.role is not StaffRole.ADMIN:
             raise ConsoleDenied(403, "error.role", role=me.role.value)
+        if unsafe:  # after the role: a refused form does not spend its page's token
+            await check_csrf(request)
         request.state.console_staff = me
         return SignedIn(staff=me, session_id=current.session_id, token=token)
 

@@ -12,11 +12,15 @@ from typing import Any
 
 import jinja2
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.console.auth import ConsoleDenied, ConsoleRedirect, csrf_for, keep_anchor, locale_of
 from api.console.messages import translator
 from api.console.navigation import menu_for
+from api.deps import deps_of
+from kakin.services import console_forms
 from kakin.services.staff import StaffInfo
 
 
@@ -78,6 +82,8 @@ def install(app: FastAPI) -> None:
     """Refusals on console pages are HTML pages (the API's are JSON)."""
     app.state.error_pages = [("/console", error_page)]
 
+    app.add_middleware(GiveBackRefusedForms)
+
     @app.exception_handler(ConsoleRedirect)
     async def _redirect(_: Request, redirect: ConsoleRedirect) -> RedirectResponse:
         return see_other(redirect.location)
@@ -88,3 +94,32 @@ def install(app: FastAPI) -> None:
             request, "error.html.j2", status=denied.status, message_key=denied.key,
             params=denied.params,
         )  # fmt: skip
+
+
+class GiveBackRefusedForms:
+    """A console form refused (answered with 400 or more, or failing) gives its page's
+    token back (``console_forms.release``): corrected and sent again, it acts then."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/console"):
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            # check_csrf keeps the token it spent in the request's state (scope["state"]).
+            nonce = scope.get("state", {}).get("spent_form")
+            if status >= 400 and nonce is not None:
+                sessions = deps_of(Request(scope)).sessions
+                await run_in_threadpool(console_forms.release, sessions, nonce)

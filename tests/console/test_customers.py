@@ -8,6 +8,7 @@ import html
 import re
 import secrets
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,6 +149,35 @@ def test_support_adds_a_customer_with_a_test_card_and_lands_on_their_page(office
     assert "Visa ending in 4242" in page.text
     assert "Customer added" in page.text  # the timeline, from the audit log
     assert f"by staff:{office.members['support'].member.email}" in page.text
+
+
+def test_a_form_sent_twice_acts_once_and_a_refused_one_can_be_corrected(office: Office) -> None:
+    client = office.client("support")
+    path, form = "/console/customers/new", client.get("/console/customers/new").text
+    before = customers.count_customers(office.sessions)
+    fields = dict(locale="ja", currency="JPY", time_zone="Asia/Tokyo", card_number=OK_CARD)
+    refused = post(client, path, form, name="二重 太郎", email="not-an-email", **fields)
+    assert refused.status_code == 422
+    # The refusal gave the page's token back: corrected, the same form goes through...
+    email = f"twice-{token()}@example.jp"
+    added = post(client, path, form, name="二重 太郎", email=email, **fields)
+    assert added.status_code == 303, added.text
+    # ... and sent once more (the back button, a resend) it does nothing.
+    again = post(client, path, form, name="二重 太郎", email=email, **fields)
+    assert again.status_code == 409
+    assert "This form was already sent" in again.text
+    assert customers.count_customers(office.sessions) == before + 1
+
+    # A double click: the same form twice at the same moment adds one customer.
+    form = client.get(path).text
+    email = f"double-{token()}@example.jp"
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(lambda _: post(client, path, form, name="二重 花子", email=email, **fields),
+                     range(2))
+        )  # fmt: skip
+    assert sorted(answer.status_code for answer in answers) == [303, 409]
+    assert customers.count_customers(office.sessions) == before + 2
 
 
 def test_finance_reads_customers_but_may_not_add_one(office: Office) -> None:

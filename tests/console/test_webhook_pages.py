@@ -53,9 +53,10 @@ def test_an_admin_adds_disables_enables_and_rotates_an_endpoint(office: Office) 
     after = admin.get(off.headers["location"]).text
     assert "The endpoint is disabled." in after and ">Enable<" in after
     on = post(admin, f"/console/webhooks/{endpoint_id}/enabled", after, enabled="true")
-    assert "The endpoint is enabled." in admin.get(on.headers["location"]).text
+    enabled = admin.get(on.headers["location"]).text
+    assert "The endpoint is enabled." in enabled
 
-    rotated = post(admin, f"/console/webhooks/{endpoint_id}/rotate", after)
+    rotated = post(admin, f"/console/webhooks/{endpoint_id}/rotate", enabled)
     assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
     new = SECRET.findall(rotated.text)
     assert len(set(new)) == 1 and new[0] != secret

@@ -56,6 +56,11 @@ WORDS: dict[str, dict[str, str]] = {
         "role.finance": "finance",
         "error.title": "Not allowed",
         "error.csrf": "The form has expired or did not come from this console; reload the page.",
+        "error.already_sent": (
+            "This form was already sent, and what it asked for was done once; it was not"
+            " done again."
+        ),
+        "error.back": "Back to the page",
         "error.signed_out": "You are not signed in.",
         "error.role": "Your role ({role}) may not open this page.",
         "error.not_found": "There is no such page.",
@@ -131,6 +136,10 @@ WORDS: dict[str, dict[str, str]] = {
             "フォームの有効期限が切れたか、この管理画面から送信されていません。"
             "ページを再読み込みしてください。"
         ),
+        "error.already_sent": (
+            "このフォームは送信済みです。処理は一度だけ行われ、重ねては行われていません。"
+        ),
+        "error.back": "元のページへ戻る",
         "error.signed_out": "ログインしていません。",
         "error.role": "あなたのロール（{role}）ではこのページを開けません。",
         "error.not_found": "そのページはありません。",
