@@ -443,11 +443,14 @@ async def run_worker(
                     task_queue=settings.task_queue,
                     poll_seconds=settings.webhook_poll_seconds,
                 )
+            # The identity (the SDK's default, pid@host) tells copies of this process
+            # apart in the Temporal UI: each event a worker ran names it.
             log.info(
-                "worker (%s) polling task queue(s) %s at %s",
+                "worker (%s) polling task queue(s) %s at %s as %s",
                 settings.worker_role,
                 ", ".join(repr(w.task_queue) for w in workers),
                 settings.temporal_address,
+                client.identity,
             )
             await stop.wait()
 
