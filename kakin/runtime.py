@@ -64,6 +64,9 @@ One process runs the workflows and the activities by default. ``--role workflows
 (invoice PDFs, Stripe calls, email) can be spread over more processes polling the same
 queues: e.g. ``python worker.py --role workflows`` once and ``python worker.py --role
 activities`` two or three times. Each queue needs a worker of each kind running.
+
+To scale, run more copies with the same settings: they share the queues' work, bind
+no port unless one is configured, and each is named by its identity (pid@host).
 """
 WORKFLOWS = [SubscriptionWorkflow]
 # Outgoing webhooks: run beside the billing when the worker is given the event shaper.

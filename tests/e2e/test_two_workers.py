@@ -13,7 +13,11 @@ Once every invoice is paid and every receipt sent:
   time: read from the histories (ActivityTaskStarted and WorkflowTaskStarted name the
   worker that polled the task).
 
-Everything is private to the test: dev server, localstripe, a PostgreSQL database.
+Everything is private to the test, built from the bench's pieces (bench.common,
+bench.stack): a dev server (SQLite with WAL), localstripe, a PostgreSQL database, the
+customer pool and the starts; the worker processes are the chaos run's
+(tests.chaos.processes.WorkerProcess), its charge and numbering checks too. The CPU of
+each process is printed (``-s``), never asserted.
 """
 
 from __future__ import annotations
@@ -33,12 +37,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from bench import stack
-from bench.common import localstripe, postgres_database
+from bench.common import CpuMeter, dev_server, localstripe, postgres_database
 from kakin import contracts
-from kakin.platform.binaries import find_binary
 from models.tables import Invoice, InvoiceNumberSequence, PaymentAttempt
 from tests.chaos import invariants
 from tests.chaos.processes import WorkerProcess
@@ -110,10 +112,11 @@ async def wait_settled(
         paid, receipts = await asyncio.to_thread(settled, sessions, outbox)
         if paid >= SUBSCRIPTIONS and receipts >= SUBSCRIPTIONS:
             return
-        dead = [w.log.name for w in workers if not w.alive()]
-        assert not dead, f"worker(s) {dead} exited"
+        dead = [str(w.log) for w in workers if not w.alive()]
+        assert not dead, f"worker(s) exited: see {dead}"
         assert time.monotonic() < deadline, (
-            f"after {timeout:.0f} s only {paid} invoices paid, {receipts} receipts sent"
+            f"after {timeout:.0f} s only {paid} invoices paid, {receipts} receipts sent; "
+            f"see {[str(w.log) for w in workers]}"
         )
         await asyncio.sleep(0.5)
 
@@ -166,19 +169,11 @@ async def test_two_worker_processes_share_500_renewals_and_charge_each_invoice_o
     began = time.monotonic()
     outbox = tmp_path / "outbox"
     with postgres_database("two_workers") as database:
-        async with (
-            localstripe(tmp_path) as stripe,
-            await WorkflowEnvironment.start_local(
-                dev_server_existing_path=find_binary("temporal"),
-                search_attributes=list(contracts.SEARCH_ATTRIBUTES),
-                data_converter=converter_for_tests(),
-                ui=False,
-                dev_server_log_level="error",
-            ) as env,
-        ):
+        async with localstripe(tmp_path) as stripe, dev_server(tmp_path) as server:
+            client = await Client.connect(server.address, data_converter=converter_for_tests())
             kakin = stack.make_kakin(database.url, stripe.url, outbox)
             database.before_drop.append(kakin.close)
-            address = env.client.service_client.config.target_host
+            address = server.address
             environment = worker_env(database.url, stripe.url, address, outbox)
             workers = [
                 WorkerProcess(environment, cwd=tmp_path, log=tmp_path / f"worker-{n}.log")
@@ -191,15 +186,20 @@ async def test_two_worker_processes_share_500_renewals_and_charge_each_invoice_o
                 await asyncio.gather(*(asyncio.to_thread(w.wait_polling) for w in workers))
                 identities = [identity_of(w) for w in workers]
                 ready = time.monotonic()
+                meter = CpuMeter(
+                    {"test": os.getpid(), "temporal": server.process.pid, "localstripe": stripe.pid}
+                    | {f"worker_{n}": w.popen.pid for n, w in enumerate(workers, 1) if w.popen}
+                )
 
                 due = stack.due_after(LEAD_SECONDS)
                 subscription_ids = await stack.start_subscriptions(
-                    env.client, kakin, task_queue=TASK_QUEUE, customers=customers,
+                    client, kakin, task_queue=TASK_QUEUE, customers=customers,
                     price_id=price_id, count=SUBSCRIPTIONS, due=due,
                 )  # fmt: skip
                 started = time.monotonic()
                 await wait_settled(kakin.sessions, outbox, workers, timeout=LEAD_SECONDS + 240)
                 settled_at = time.monotonic()
+                meter.stop()  # CPU seconds per process, printed (figures are for reading)
             finally:
                 for worker in workers:
                     await asyncio.to_thread(worker.stop)
@@ -211,7 +211,7 @@ async def test_two_worker_processes_share_500_renewals_and_charge_each_invoice_o
                 sequence = session.get(InvoiceNumberSequence, "invoice")
                 next_number = sequence.next_value if sequence else None
             intents = await asyncio.to_thread(invariants.stripe_intents, stripe.url)
-            ran = await what_each_ran(env.client, subscription_ids)
+            ran = await what_each_ran(client, subscription_ids)
     checked = time.monotonic()
     charges = {who: r.activities[contracts.ACTIVITY_CHARGE_INVOICE] for who, r in ran.items()}
     print(
