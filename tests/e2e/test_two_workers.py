@@ -54,7 +54,7 @@ TASK_QUEUE = "billing"  # the default, as two copies of `python worker.py` would
 # Seconds from the first start to the moment every first cycle falls due: enough for the
 # starts to land before it (the test prints how long they took), so the cycles come as
 # one burst that both processes work through at once.
-LEAD_SECONDS = 25.0
+LEAD_SECONDS = 20.0
 # Each process runs at least this share of the charges: both did work, not a token task.
 MIN_SHARE = 0.1
 
