@@ -147,13 +147,15 @@ async def start_subscriptions(
 
     subscriptions_service.start_subscription writes to the database synchronously: run on this
     loop it would stall the worker's loop for seconds (workflow tasks time out). So
-    the starts run on a loop of their own in a thread, with their own client.
+    the starts run on a loop of their own in a thread, with their own client (with
+    ``client``'s data converter: a test's encrypted payloads stay encrypted).
     """
     address = client.service_client.config.target_host
     namespace = client.namespace
+    converter = client.data_converter
 
     async def start_all() -> list[str]:
-        own = await Client.connect(address, namespace=namespace)
+        own = await Client.connect(address, namespace=namespace, data_converter=converter)
         semaphore = asyncio.Semaphore(16)
         started: list[str] = []
 

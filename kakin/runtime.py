@@ -64,6 +64,9 @@ One process runs the workflows and the activities by default. ``--role workflows
 (invoice PDFs, Stripe calls, email) can be spread over more processes polling the same
 queues: e.g. ``python worker.py --role workflows`` once and ``python worker.py --role
 activities`` two or three times. Each queue needs a worker of each kind running.
+
+To scale, run more copies with the same settings: they share the queues' work, bind
+no port unless one is configured, and each is named by its identity (pid@host).
 """
 WORKFLOWS = [SubscriptionWorkflow]
 # Outgoing webhooks: run beside the billing when the worker is given the event shaper.
@@ -443,11 +446,14 @@ async def run_worker(
                     task_queue=settings.task_queue,
                     poll_seconds=settings.webhook_poll_seconds,
                 )
+            # The identity (the SDK's default, pid@host) tells copies of this process
+            # apart in the Temporal UI: each event a worker ran names it.
             log.info(
-                "worker (%s) polling task queue(s) %s at %s",
+                "worker (%s) polling task queue(s) %s at %s as %s",
                 settings.worker_role,
                 ", ".join(repr(w.task_queue) for w in workers),
                 settings.temporal_address,
+                client.identity,
             )
             await stop.wait()
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any, ClassVar
 
+import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
@@ -130,6 +131,24 @@ def _number(text: str) -> int:
     if match is None:
         raise ValueError(f"unexpected invoice number {text!r}")
     return int(match.group(1))
+
+
+def stripe_intents(api_base: str, api_key: str = "sk_test_kakin") -> list[StripeIntent]:
+    """Every PaymentIntent the Stripe at ``api_base`` (localstripe) holds, with the kakin
+    invoice its metadata names: what check_charges counts."""
+    client = stripe.StripeClient(api_key, base_addresses={"api": api_base})
+    found = []
+    for intent in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter():
+        data = intent.to_dict()
+        found.append(
+            StripeIntent(
+                id=intent.id,
+                status=str(intent.status),
+                amount=int(data.get("amount") or 0),
+                invoice_id=str((data.get("metadata") or {}).get("kakin_invoice_id") or ""),
+            )
+        )
+    return found
 
 
 def check_charges(invoices: Sequence[Invoice], intents: Sequence[StripeIntent]) -> Invariant:

@@ -23,7 +23,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import stripe
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -521,19 +520,7 @@ class _Run:
             )
 
     def _intents(self, api_base: str) -> list[StripeIntent]:
-        client = stripe.StripeClient("sk_test_kakin", base_addresses={"api": api_base})
-        found = []
-        for intent in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter():
-            data = intent.to_dict()
-            found.append(
-                StripeIntent(
-                    id=intent.id,
-                    status=str(intent.status),
-                    amount=int(data.get("amount") or 0),
-                    invoice_id=str((data.get("metadata") or {}).get("kakin_invoice_id") or ""),
-                )
-            )
-        return found
+        return invariants.stripe_intents(api_base)
 
     # -- the whole run ----------------------------------------------------------------------------
 
