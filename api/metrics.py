@@ -50,6 +50,8 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # As they came: routing into a mounted app rewrites the scope's root path.
+        root, path = scope.get("root_path", ""), scope["path"]
         status = 500  # unless a response starts: an exception escaped
 
         async def watching(message: Message) -> None:
@@ -61,20 +63,26 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, watching)
         finally:
-            metrics.http_request(
-                scope["method"], self._route(scope), status, time.perf_counter() - started
-            )
+            took = time.perf_counter() - started
+            metrics.http_request(scope["method"], self._route(scope, root, path), status, took)
 
-    def _route(self, scope: Scope) -> str:
+    def _route(self, scope: Scope, root: str, path: str) -> str:
         """The template of the route that served ``scope`` (the router leaves it in the
-        scope); for a request refused before routing (the body guard), the route it was
-        for; ``unmatched`` when none serves the path."""
+        scope; under a mounted app, after the mount's path, which routing added to the
+        root path); for a request refused before routing (the body guard), the route it
+        was for; ``unmatched`` when none serves the path."""
         route = scope.get("route")
         if route is not None:
-            return _template(route) or metrics.UNMATCHED
+            template = _template(route)
+            if template is None:
+                return metrics.UNMATCHED
+            mounted: str = scope.get("root_path", "")
+            return (mounted[len(root) :] if mounted.startswith(root) else "") + template
         router = getattr(scope.get("app"), "router", None)
-        found = _match(router.routes, scope) if router is not None else None
-        return found or metrics.UNMATCHED
+        if router is None:
+            return metrics.UNMATCHED
+        asked = {"type": "http", "method": scope["method"], "path": path, "root_path": root}
+        return _match(router.routes, asked) or metrics.UNMATCHED
 
 
 def _template(route: Any) -> str | None:
