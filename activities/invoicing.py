@@ -21,6 +21,7 @@ from billing.proration import prorate
 from billing.rounding import RoundingMode
 from billing.stripe_rules import charge_step, settle
 from kakin import contracts
+from kakin.platform import metrics
 from kakin.services import ledger
 from kakin.services.invoice_documents import Seller, invoice_html
 from kakin.services.invoice_drafts import (
@@ -87,7 +88,10 @@ class InvoicingActivities:
                 return _ref(existing)
             subscription, draft = self._draft_period(session, request)
             invoice = self._store_period(session, key, subscription, draft, request)
-            return _commit_once(session, key, invoice)
+            ref = _commit_once(session, key, invoice)
+            if ref.invoice_id == invoice.id:  # ours committed, not a concurrent try's
+                metrics.renewal_started()
+            return ref
 
     @activity.defn(name=contracts.ACTIVITY_CREATE_FINAL_INVOICE)
     def create_final_invoice(self, request: FinalInvoiceRequest) -> InvoiceRef | None:
@@ -202,6 +206,7 @@ class InvoicingActivities:
                 self._open(session, invoice, number, request.finalized_at)
                 # Number, status and audit commit together: a rollback frees the number.
                 session.commit()
+                metrics.invoice_finalized(invoice.currency)
             return _ref(invoice)
 
     @activity.defn(name=contracts.ACTIVITY_ISSUE_INVOICE)
@@ -221,7 +226,11 @@ class InvoicingActivities:
             else:
                 # Number, invoice and audit commit together: gapless. When a concurrent
                 # try won, the rollback gives the number taken back.
-                ref = _commit_once(session, key, self._issue_new(session, key, request))
+                issued = self._issue_new(session, key, request)
+                ref = _commit_once(session, key, issued)
+                if ref.invoice_id == issued.id:  # ours committed, not a concurrent try's
+                    metrics.renewal_started()
+                    metrics.invoice_finalized(issued.currency)
         if ref.number is not None:
             return ref
         return self.finalize_invoice(

@@ -19,6 +19,7 @@ from kakin.adapters.rendering import (
     InvoiceDocument,
     render_email,
 )
+from kakin.platform import metrics
 from kakin.services.invoice_documents import Seller, invoice_document, invoice_html, invoice_pdf
 from kakin.services.invoices import (
     apply_invoice_change,
@@ -104,6 +105,7 @@ class NotificationActivities:
                     subject=content.subject,
                     locale=customer.locale,
                 )
+                metrics.email_written(request.kind)  # once per key: a dunning step reached
             message = OutgoingEmail(
                 key=request.business_key,
                 to_address=customer.email,
@@ -122,7 +124,8 @@ class NotificationActivities:
                 if provider_id is None:
                     sent.status = "sending"
                     session.commit()
-                    provider_id = self._mailer.send(message)
+                    with metrics.sending_email(request.kind):
+                        provider_id = self._mailer.send(message)
             except PermanentEmailError as error:
                 raise ApplicationError(
                     str(error), type="PermanentEmailError", non_retryable=True

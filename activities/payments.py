@@ -9,6 +9,7 @@ attempt and resumes the stored PaymentIntent.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from billing.stripe_rules import charge_step, chargeable, minimum_charge
 from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform import metrics
 from kakin.services import ledger
 from kakin.services.webhook_events import record_customer_updated
 from models.payloads import (
@@ -28,6 +30,7 @@ from models.payloads import (
     ExternalPayment,
     InvoiceStatus,
     PaymentMethodChange,
+    SubscriptionStatus,
 )
 from models.repositories import audit as audit_sql
 from models.repositories import invoices as invoice_sql
@@ -94,7 +97,13 @@ class PaymentActivities:
                     attempt = payment_sql.payment_attempt(session, key, required=True)
             if attempt.status != "pending":
                 return _result(attempt)
-            return self._charge(session, invoice, attempt, key)
+            try:
+                result = self._charge(session, invoice, attempt, key)
+            except Exception:
+                metrics.charge_failed()
+                raise
+            _count(request, invoice, attempt, result)
+            return result
 
     def _charge(
         self, session: Session, invoice: Invoice, attempt: PaymentAttempt, key: str
@@ -268,6 +277,31 @@ class PaymentActivities:
     def activities(self) -> list[Any]:
         """Every activity method, for ``Worker(activities=...)``."""
         return [self.charge_invoice, self.record_external_payment, self.record_payment_method]
+
+
+def _count(
+    request: ChargeRequest, invoice: Invoice, attempt: PaymentAttempt, result: ChargeResult
+) -> None:
+    """The metrics of a settled attempt: the charge, and for a renewal's first attempt
+    how the renewal ended and how long after its due time it was charged."""
+    succeeded = result.outcome == ChargeOutcome.SUCCEEDED
+    charged = attempt.amount > 0  # nothing owed: settled without a charge
+    if charged:
+        metrics.charge_settled(succeeded=succeeded, decline_code=result.decline_code)
+    if request.attempt > 1:
+        if charged:
+            metrics.dunning_step("retry")  # a new attempt: the ladder's (or support's) retry
+        return
+    # A period's invoice (invoice:<subscription>:<period>) of a running subscription is a
+    # renewal's; the final usage invoice of an ended one has a key of the same form.
+    renewal = invoice.business_key.startswith("invoice:")
+    if not renewal or invoice.subscription.status == SubscriptionStatus.CANCELED:
+        return
+    metrics.renewal_finished("skipped" if not charged else "paid" if succeeded else "failed")
+    if charged and not request.test_clock:
+        # The wall clock is right for an operating figure (no billing date comes from
+        # it); a test clock's period starts are on another calendar.
+        metrics.renewal_charge_lag(time.time() - invoice.period_start.timestamp())
 
 
 def _result(attempt: PaymentAttempt) -> ChargeResult:

@@ -15,6 +15,7 @@ from temporalio import activity
 
 from kakin import contracts
 from kakin.adapters.webhook_sender import SendResult, send
+from kakin.platform import metrics
 from kakin.platform.codec import Keyring
 from kakin.services import webhook_deliveries
 from kakin.services.webhook_deliveries import EventShaper, Prepared, TryRecord
@@ -60,6 +61,8 @@ class WebhookActivities:
     def try_webhook(self, input: TryInput) -> TryOutcome:
         prepared = webhook_deliveries.prepare_try(self._sessions, self._keyring, input)
         if not isinstance(prepared, Prepared):
+            if prepared.status == "skipped":  # the endpoint disabled (or deleted)
+                metrics.webhook_delivery("disabled")
             return prepared
         try:
             # Again at each try: the name may resolve elsewhere since registration.
@@ -77,4 +80,8 @@ class WebhookActivities:
                 excerpt=sent.excerpt, error=sent.error,
                 retry_after_seconds=sent.retry_after_seconds,
             )  # fmt: skip
-        return webhook_deliveries.record_try(self._sessions, input, record)
+        outcome = webhook_deliveries.record_try(self._sessions, input, record)
+        if outcome.final and outcome.status != "skipped":  # skipped: the delivery deleted
+            # delivered, or failed for good: a 410 ("gone") disables the endpoint too.
+            metrics.webhook_delivery("disabled" if record.outcome == "gone" else outcome.status)
+        return outcome

@@ -24,7 +24,7 @@ from datetime import datetime
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import access, billing_page, console, payment_page
+from api import access, billing_page, console, metrics, payment_page
 from api.deps import Deps, TemporalSource, by_endpoint
 from api.errors import install
 from api.middleware import AccessLog, BodyGuard
@@ -113,6 +113,8 @@ def create_app(
     billing_page.mount(app, settings)
     # The staff console (outside /v1: pages for people, signed in with a password and TOTP).
     console.mount(app, settings, clock=clock)
+    # GET /metrics, and the request metrics: added last, the outermost middleware.
+    metrics.mount(app)
     return app
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.bundle import Activities, build_activities
@@ -35,7 +37,7 @@ from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.platform import codec
+from kakin.platform import codec, metrics
 from kakin.platform.codec import EncryptionKeyError, keyring_from_settings
 from kakin.platform.settings import (
     EMBEDDED_CONSOLE_SECRET,
@@ -67,6 +69,10 @@ activities`` two or three times. Each queue needs a worker of each kind running.
 
 To scale, run more copies with the same settings: they share the queues' work, bind
 no port unless one is configured, and each is named by its identity (pid@host).
+
+Prometheus metrics: KAKIN_METRICS_PORT serves kakin's (charges, declines, renewals,
+dunning, emails, Stripe latency...) and KAKIN_TEMPORAL_METRICS_PORT the Temporal SDK's
+(temporal_*), each at /metrics on KAKIN_METRICS_HOST (default 127.0.0.1); 0 or unset is off.
 """
 WORKFLOWS = [SubscriptionWorkflow]
 # Outgoing webhooks: run beside the billing when the worker is given the event shaper.
@@ -226,16 +232,31 @@ async def ensure_webhook_dispatcher(
         )
 
 
-async def temporal_client(settings: Settings) -> Client:
+async def temporal_client(settings: Settings, *, runtime_metrics: bool = False) -> Client:
     """A client whose payloads are encrypted with the configured keys (kakin/codec.py).
 
+    ``runtime_metrics`` (the worker's): with KAKIN_TEMPORAL_METRICS_PORT set, the client
+    runs on a Temporal runtime serving the SDK's own metrics there (``temporal_runtime``).
     Raises ``EncryptionKeyError`` (a ValueError) naming what to set when no key is configured.
     """
+    port = settings.temporal_metrics_port if runtime_metrics else 0
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=codec.data_converter_from_settings(settings),
+        runtime=temporal_runtime(settings.metrics_host, port) if port else None,
     )
+
+
+@functools.cache
+def temporal_runtime(host: str, port: int) -> Runtime:
+    """A Temporal runtime whose telemetry serves the SDK's Prometheus metrics (``temporal_*``:
+    task slots, poll and schedule-to-start latencies, sticky cache...) on ``host:port``.
+
+    One per address and process: the runtime binds the port when it is made.
+    """
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
 
 
 # -- serving HTTP (kakin api, kakin codec-server, kakin up, the bench's API servers) ------
@@ -407,7 +428,34 @@ async def run_worker(
     # anything connects, not after the worker has reached Temporal.
     activities = billing_activities(settings)
     webhooks = webhook_activities(settings, shape_event) if shape_event else None
-    client = client or await temporal_client(settings)
+    client = client or await temporal_client(settings, runtime_metrics=True)
+    with serving_metrics(settings):
+        await _run_workers(settings, client, activities, webhooks, stop)
+
+
+@contextlib.contextmanager
+def serving_metrics(settings: Settings) -> Iterator[None]:
+    """kakin's metrics on KAKIN_METRICS_HOST:KAKIN_METRICS_PORT while the worker runs
+    (prometheus-client's HTTP server, in a daemon thread); nothing when the port is 0."""
+    if not settings.metrics_port:
+        yield
+        return
+    server, _ = metrics.serve(host=settings.metrics_host, port=settings.metrics_port)
+    log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _run_workers(
+    settings: Settings,
+    client: Client,
+    activities: Activities,
+    webhooks: WebhookActivities | None,
+    stop: asyncio.Event | None,
+) -> None:
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -15,6 +15,8 @@ from typing import Any
 import stripe
 from stripe.params import PaymentIntentConfirmParams
 
+from kakin.adapters.stripe_http import MeasuredRequestsClient
+
 # Stripe's test cards, accepted only in test mode (see create_test_payment_method).
 TEST_CARDS = {"4242424242424242", "4000000000000341", "4000000000000002", "4000000000009995"}
 
@@ -63,7 +65,8 @@ class StripeGateway:
             max_network_retries=0,
             # Well under the charge activity's 60 s timeout: a hung call ends before
             # Temporal starts a retry of the same attempt, so the two never overlap.
-            http_client=stripe.RequestsClient(timeout=20),
+            # Measured: each request's latency and Stripe's 429s (kakin.platform.metrics).
+            http_client=MeasuredRequestsClient(timeout=20),
         )
         self.live_mode = api_key.startswith(("sk_live_", "rk_live_"))
         # localstripe rejects off_session on confirm; real Stripe needs it for

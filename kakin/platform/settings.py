@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.calendar import zone
@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     # polling the same task queue(s). Every queue needs both kinds of worker somewhere.
     worker_role: Literal["all", "workflows", "activities"] = "all"
     temporal_ui_url: str = "http://localhost:8233"
+    # Prometheus metrics of a worker process: kakin's own (prometheus-client,
+    # kakin.platform.metrics) on metrics_port and the Temporal SDK's runtime metrics
+    # (temporal_*) on temporal_metrics_port, both served at /metrics on metrics_host
+    # (0.0.0.0 in a container, for Prometheus to reach). 0 turns each off. The API serves
+    # its own on its port (GET /metrics).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    temporal_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     stripe_api_key: str = Field(default="sk_test_kakin", repr=False)
     # None talks to api.stripe.com; the embedded default points at localstripe.
@@ -123,6 +131,15 @@ class Settings(BaseSettings):
     # suggests 15 s), and how often the dispatcher looks at the ledger for new events.
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=30)
     webhook_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _distinct_metrics_ports(self) -> Settings:
+        if self.metrics_port and self.metrics_port == self.temporal_metrics_port:
+            raise ValueError(
+                "KAKIN_METRICS_PORT and KAKIN_TEMPORAL_METRICS_PORT must differ "
+                "(two servers cannot listen on one port)"
+            )
+        return self
 
     @field_validator("seller_registration_number")
     @classmethod

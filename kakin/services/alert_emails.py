@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kakin.adapters import links
 from kakin.adapters.mailer import Mailer, OutgoingEmail
 from kakin.adapters.rendering import money, render_email
+from kakin.platform import metrics
 from kakin.services.alerts_evaluation import CAP, MONEY_WATCHES
 from kakin.services.invoice_documents import Seller
 from models.alert_tables import Alert, AlertFiring
@@ -111,7 +112,8 @@ def _send(session: Session, mail: AlertMail, firing: AlertFiring) -> int:
     if provider_id is None:
         row.status = "sending"
         session.commit()
-        provider_id = mail.mailer.send(message)
+        with metrics.sending_email(EMAIL_KIND):
+            provider_id = mail.mailer.send(message)
     row.status = "sent"
     row.provider_message_id = provider_id
     row.sent_at = firing.fired_at

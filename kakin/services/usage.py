@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import metering
+from kakin.platform.metrics import usage_events as count_usage_events
 from kakin.services.alert_emails import AlertMail, send_alert_emails
 from kakin.services.alerts_evaluation import check_caps, evaluate
 from kakin.services.errors import InvalidRequestError
@@ -233,6 +234,8 @@ def ingest(
             results[index] = EventResult(
                 pair[1], "duplicate", "already received; counted once", row["subscription_id"]
             )
+    # kakin_usage_events_total, by outcome
+    count_usage_events(result.status for result in results if result is not None)
     # Accepted and duplicate events alike: a resend repairs an evaluation that a crash
     # after the commit above cut short (kakin.services.alerts_evaluation).
     touched = {row["subscription_id"] for _, row in pending.values()}

@@ -9,6 +9,7 @@ import os
 from datetime import timedelta
 from itertools import pairwise
 
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 from temporalio.service import RPCError
@@ -33,6 +34,12 @@ def new_customer(sessions: sessionmaker[Session], stripe: StripeGateway, name: s
     return customers.create_customer(
         sessions, stripe, email=f"{name}@example.jp", name=name, currency="JPY", locale="ja"
     )
+
+
+def delivery_count(outcome: str) -> float:
+    """What this process's ``kakin_webhook_deliveries_total{outcome}`` holds now."""
+    found = REGISTRY.get_sample_value("kakin_webhook_deliveries_total", {"outcome": outcome})
+    return found or 0.0
 
 
 async def delivery_of(
@@ -91,6 +98,7 @@ async def test_an_event_is_tried_on_the_schedule_and_accepted_once_with_one_id(
 ) -> None:
     # 500, 500, no answer within the timeout, then 200.
     script = [Answer(500, body="boom"), Answer(500), Answer(200, sleep=2.0), Answer(200)]
+    delivered = delivery_count("delivered")
     with receiving(Receiver(script)) as receiver:
         endpoint = register(pg_sessions, receiver.url, ["customer.created"])
         customer_id = new_customer(pg_sessions, stripe_gateway, "hanako")
@@ -99,6 +107,8 @@ async def test_an_event_is_tried_on_the_schedule_and_accepted_once_with_one_id(
         assert await finished(time_env, delivery.id) == "delivered"
         await record(time_env, contracts.webhook_delivery_workflow_id(delivery.id), "retries")
         await record(time_env, contracts.WEBHOOK_DISPATCH_WORKFLOW_ID, "dispatch")
+    # Operations see one delivery, not four tries (kakin_webhook_deliveries_total).
+    assert delivery_count("delivered") == delivered + 1
 
     # Four requests, one accepted; the same webhook-id on every one.
     assert len(receiver.received) == 4
@@ -136,12 +146,14 @@ async def test_a_410_disables_the_endpoint_and_it_hears_nothing_more(
     stripe_gateway: StripeGateway,
     task_queue: str,
 ) -> None:
+    disabled = delivery_count("disabled")
     with receiving(Receiver([Answer(410, body="gone for good")])) as receiver:
         endpoint = register(pg_sessions, receiver.url, ["*"])
         new_customer(pg_sessions, stripe_gateway, "jiro")
         await dispatcher(time_env.client, task_queue)
         (delivery,) = await delivery_of(pg_sessions, endpoint.id)
         assert await finished(time_env, delivery.id) == "failed"
+        assert delivery_count("disabled") == disabled + 1  # the endpoint is gone
 
         shown = webhook_endpoints.get_endpoint(pg_sessions, endpoint.id, WebhookEndpointOut.of)
         assert shown.enabled is False
