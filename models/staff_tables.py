@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.tables import Base, UTCDateTime, utcnow
@@ -31,6 +31,8 @@ class StaffMember(Base):
     locale: Mapped[str] = mapped_column(String(5), default="ja")  # ja | en
     password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, with its parameters
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Made by an admin's invitation and handed over: to be changed before anything else.
+    password_temporary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Sealed (AES-GCM under the payload keys); set at enrolment, confirmed by a first code.
     totp_secret: Mapped[str | None] = mapped_column(Text)

@@ -159,7 +159,9 @@ async def new_recovery_codes(request: Request, me: AnyStaff) -> Response:
 
 @router.get(PASSWORD)
 async def password_page(request: Request, me: AnyStaff) -> Response:
-    return render(request, "password.html.j2", error="", notice="")
+    t = translator(locale_of(request, me.staff))
+    notice = t("password.temporary") if me.staff.password_temporary else ""
+    return render(request, "password.html.j2", error="", notice=notice)
 
 
 @router.post(PASSWORD)

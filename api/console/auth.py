@@ -58,6 +58,7 @@ COOKIE_PATH = "/console"
 CSRF_FIELD = "csrf_token"
 SIGN_IN = "/console/sign-in"
 HOME = "/console/"
+PASSWORD_PAGE = "/console/password"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where each unfinished stage of sign-in continues.
 STAGE_PAGES = {Stage.SECOND_FACTOR: "/console/sign-in/2fa", Stage.ENROL: "/console/2fa/enrol"}
@@ -331,6 +332,12 @@ def require_staff(*roles: StaffRole) -> Callable[[Request], Awaitable[SignedIn]]
             raise ConsoleRedirect(sign_in_location(request, ended=ended))
         token, current = found
         me = current.staff
+        if me.password_temporary and request.url.path != PASSWORD_PAGE:
+            # An invitation's password was seen by the admin who handed it over.
+            request.state.console_staff = me  # the refusal in their language
+            if unsafe:
+                raise ConsoleDenied(403, "error.password_temporary")
+            raise ConsoleRedirect(PASSWORD_PAGE)
         if allowed and me.role not in allowed and me.role is not StaffRole.ADMIN:
             raise ConsoleDenied(403, "error.role", role=me.role.value)
         if unsafe:  # after the role: a refused form does not spend its page's token

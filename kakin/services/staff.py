@@ -94,6 +94,8 @@ class StaffInfo:
     created_at: datetime
     disabled_at: datetime | None
     last_sign_in_at: datetime | None
+    # An invitation's password, still to be changed: the console asks for that first.
+    password_temporary: bool = False
 
     @property
     def actor(self) -> str:
@@ -112,6 +114,7 @@ def info(row: StaffMember) -> StaffInfo:
         created_at=row.created_at,
         disabled_at=row.disabled_at,
         last_sign_in_at=row.last_sign_in_at,
+        password_temporary=row.password_temporary,
     )
 
 
@@ -224,6 +227,7 @@ def create_staff(
     actor: str,
     origin: Origin,
     now: datetime,
+    temporary: bool = False,
 ) -> StaffInfo:
     """A new staff member who signs in with ``password`` (and enrols two-factor then).
 
@@ -253,6 +257,7 @@ def create_staff(
             locale=locale,
             password_hash=hash_password(password),
             password_changed_at=now,
+            password_temporary=temporary,
             created_at=now,
         )
         session.add(row)
@@ -299,8 +304,9 @@ def invite_staff(
 ) -> Invited:
     """``create_staff`` with a temporary password made here, for an admin to hand over.
 
-    The invited person signs in with it, enrols two-factor as everyone does, and changes
-    it on their password page. Raises as ``create_staff`` does.
+    The invited person signs in with it, enrols two-factor as everyone does, and must
+    change it on their password page before the console shows anything else. Raises as
+    ``create_staff`` does.
     """
     while True:  # a random password may, very rarely, contain the name or the email
         password = temporary_password()
@@ -311,7 +317,7 @@ def invite_staff(
         break
     member = create_staff(
         sessions, email=email, name=name, role=role, password=password, locale=locale,
-        actor=actor, origin=origin, now=now,
+        actor=actor, origin=origin, now=now, temporary=True,
     )  # fmt: skip
     return Invited(member=member, password=password)
 
@@ -421,6 +427,7 @@ def change_password(
         check_password(new, email=row.email, name=row.name)
         row.password_hash = hash_password(new)
         row.password_changed_at = now
+        row.password_temporary = False
         ended = staff_sql.revoke_sessions(session, row.id, at=now, keep=keep_session_id)
         record(
             session,

@@ -44,6 +44,11 @@ WORDS: dict[str, dict[str, str]] = {
         "password.submit": "Change password",
         "password.mismatch": "The two new passwords differ.",
         "password.changed": "Your password has been changed. Sessions ended elsewhere: {count}.",
+        "password.temporary": (
+            "Choose a password of your own first: the one you signed in with was handed to"
+            " you with the invitation. The current password is that one."
+        ),
+        "error.password_temporary": "Change the password you were given first.",
         "home.title": "Home",
         "home.signed_in_as": "Signed in as {name} ({email}), {role}.",
         "nav.home": "Home",
@@ -121,6 +126,11 @@ WORDS: dict[str, dict[str, str]] = {
         "password.changed": (
             "パスワードを変更しました。ほかの端末のセッション {count} 件を終了しました。"
         ),
+        "password.temporary": (
+            "はじめにご自身のパスワードを設定してください。招待で受け取ったパスワードが"
+            "現在のパスワードです。"
+        ),
+        "error.password_temporary": "はじめに受け取ったパスワードを変更してください。",
         "home.title": "ホーム",
         "home.signed_in_as": "{name}（{email}、{role}）としてログインしています。",
         "nav.home": "ホーム",
