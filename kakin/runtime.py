@@ -35,7 +35,7 @@ from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.platform import codec
+from kakin.platform import codec, temporal_connection
 from kakin.platform.codec import EncryptionKeyError, keyring_from_settings
 from kakin.platform.settings import (
     EMBEDDED_CONSOLE_SECRET,
@@ -227,11 +227,14 @@ async def temporal_client(settings: Settings) -> Client:
     """A client whose payloads are encrypted with the configured keys (kakin/codec.py).
 
     Raises ``EncryptionKeyError`` (a ValueError) naming what to set when no key is configured.
+    TLS, an API key (a cluster, Temporal Cloud) and tracing come from the settings
+    (kakin/platform/temporal_connection.py); workers built on this client trace too.
     """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=codec.data_converter_from_settings(settings),
+        **temporal_connection.connect_options(settings),
     )
 
 
