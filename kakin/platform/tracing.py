@@ -51,7 +51,7 @@ _DROPPED_ATTRIBUTES = (
     "http.client_ip",
 )
 # Scraped every few seconds and probed by orchestrators: spans would be noise.
-EXCLUDED_URLS = "/metrics,/v1/health"
+EXCLUDED_URLS = "/metrics$,/v1/health$,/v1/ready$"
 
 _providers: dict[tuple[str, str], TracerProvider] = {}
 _lock = threading.Lock()
