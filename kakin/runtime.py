@@ -35,7 +35,7 @@ from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.platform import codec, temporal_connection
+from kakin.platform import codec, temporal_connection, tracing
 from kakin.platform.codec import EncryptionKeyError, keyring_from_settings
 from kakin.platform.settings import (
     EMBEDDED_CONSOLE_SECRET,
@@ -321,8 +321,9 @@ def exit_process(code: int) -> NoReturn:
     The Temporal client's Rust threads can outlive the event loop and abort CPython's
     finalization (SIGABRT, "PyGILState_Release ... finalizing"; temporalio/sdk-python
     issue 300), turning a command that succeeded into a crash. The work is done and
-    the output flushed, so skip teardown.
+    the output flushed, so skip teardown (after sending the command's spans, if traced).
     """
+    tracing.flush_all()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

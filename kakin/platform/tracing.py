@@ -138,3 +138,13 @@ def flush(settings: Settings, *, timeout_millis: int = 10_000) -> bool:
     if not enabled(settings):
         return True
     return tracer_provider(settings).force_flush(timeout_millis)
+
+
+def flush_all(*, timeout_millis: int = 5_000) -> None:
+    """Export every provider's waiting spans: for a process about to end without the
+    interpreter's teardown (``runtime.exit_process``), where the exit hook never runs.
+    Nothing to do, and nothing imported, when tracing was never on."""
+    with _lock:
+        providers = list(_providers.values())
+    for provider in providers:
+        provider.force_flush(timeout_millis)

@@ -244,3 +244,27 @@ def test_the_traces_url_follows_the_otlp_http_convention() -> None:
     assert tracing.traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert tracing.traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
     assert tracing.traces_url("https://x.example/v1/traces") == "https://x.example/v1/traces"
+
+
+def test_a_command_ending_through_exit_process_still_sends_its_spans(
+    receiver: OtlpReceiver,
+) -> None:
+    """`kakin cancel ...` ends with os._exit (runtime.exit_process): no exit hook runs, so
+    the batch waiting in the exporter must be sent before it."""
+    script = f"""
+from kakin import runtime
+from kakin.platform import tracing
+from kakin.platform.settings import Settings
+
+settings = Settings(_env_file=None, otlp_endpoint="{receiver.url}", otlp_service_name="kakin-cli")
+with tracing.tracer_provider(settings).get_tracer("test").start_as_current_span("kakin cancel"):
+    pass
+runtime.exit_process(0)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (span,) = receiver.named("kakin cancel")
+    assert span.service == "kakin-cli"
