@@ -17,7 +17,8 @@ WORKDIR /app
 RUN groupadd --system kakin && useradd --system --gid kakin --home-dir /app kakin
 
 # Packaging first, then the code: `pip install .` builds the packages and installs
-# every dependency (temporalio, SQLAlchemy, psycopg, alembic, stripe, sendgrid, ...).
+# every dependency (temporalio, SQLAlchemy, psycopg, alembic, stripe, sendgrid, ...),
+# and the tracing extra, so that setting KAKIN_OTLP_ENDPOINT is all tracing needs.
 COPY pyproject.toml README.md ./
 COPY billing/ billing/
 COPY kakin/ kakin/
@@ -26,7 +27,7 @@ COPY activities/ activities/
 COPY workflows/ workflows/
 COPY api/ api/
 COPY worker.py starter.py ./
-RUN pip install .
+RUN pip install ".[tracing]"
 
 COPY templates/ templates/
 COPY migrations/ migrations/

@@ -48,6 +48,7 @@ from api.routers import (
 from kakin import runtime
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.platform import tracing
 from kakin.platform.settings import Settings
 
 __all__ = ["TemporalSource", "build_app", "create_app"]
@@ -130,6 +131,7 @@ def build_app(settings: Settings) -> FastAPI:
         temporal=lambda: runtime.temporal_client(settings),
         stripe=runtime.stripe_gateway(settings),
     )
+    tracing.instrument_app(app, settings)  # KAKIN_OTLP_ENDPOINT: a span per request
     # What exists now (modules, the app, its routes and models) lives as long as the
     # process: frozen, the cyclic collector stops walking it at every full collection,
     # which a large request's garbage (a batch of 1,000 usage events) triggers often.

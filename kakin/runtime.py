@@ -37,7 +37,7 @@ from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.platform import codec, metrics
+from kakin.platform import codec, metrics, temporal_connection, tracing
 from kakin.platform.codec import EncryptionKeyError, keyring_from_settings
 from kakin.platform.settings import (
     EMBEDDED_CONSOLE_SECRET,
@@ -238,6 +238,8 @@ async def temporal_client(settings: Settings, *, runtime_metrics: bool = False) 
     ``runtime_metrics`` (the worker's): with KAKIN_TEMPORAL_METRICS_PORT set, the client
     runs on a Temporal runtime serving the SDK's own metrics there (``temporal_runtime``).
     Raises ``EncryptionKeyError`` (a ValueError) naming what to set when no key is configured.
+    TLS, an API key (a cluster, Temporal Cloud) and tracing come from the settings
+    (kakin/platform/temporal_connection.py); workers built on this client trace too.
     """
     port = settings.temporal_metrics_port if runtime_metrics else 0
     return await Client.connect(
@@ -245,6 +247,7 @@ async def temporal_client(settings: Settings, *, runtime_metrics: bool = False) 
         namespace=settings.temporal_namespace,
         data_converter=codec.data_converter_from_settings(settings),
         runtime=temporal_runtime(settings.metrics_host, port) if port else None,
+        **temporal_connection.connect_options(settings),
     )
 
 
@@ -342,8 +345,9 @@ def exit_process(code: int) -> NoReturn:
     The Temporal client's Rust threads can outlive the event loop and abort CPython's
     finalization (SIGABRT, "PyGILState_Release ... finalizing"; temporalio/sdk-python
     issue 300), turning a command that succeeded into a crash. The work is done and
-    the output flushed, so skip teardown.
+    the output flushed, so skip teardown (after sending the command's spans, if traced).
     """
+    tracing.flush_all()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

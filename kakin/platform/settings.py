@@ -102,6 +102,25 @@ class Settings(BaseSettings):
     # The id of the key that encrypts new payloads; empty: the first key listed.
     encryption_key_id: str = ""
 
+    # Temporal beyond the dev server (kakin/platform/temporal_connection.py): TLS, on by
+    # default when an API key or a certificate is given (a self-hosted cluster with mTLS:
+    # the client certificate and key files, the CA file when the server's certificate is
+    # not from a public CA, the server name when it differs from the address's host);
+    # Temporal Cloud: its endpoint as the address, <namespace>.<account> as the
+    # namespace, and an API key (or the mTLS files).
+    temporal_tls: bool | None = None
+    temporal_tls_ca_file: str = ""
+    temporal_tls_cert_file: str = ""
+    temporal_tls_key_file: str = ""
+    temporal_tls_server_name: str = ""
+    temporal_api_key: str = Field(default="", repr=False)
+
+    # Tracing (kakin/platform/tracing.py): an OTLP/HTTP collector's base URL (e.g.
+    # http://otel-collector:4318); empty: off, and no OpenTelemetry SDK is loaded. The
+    # service name is the resource's service.name on this process's spans.
+    otlp_endpoint: str = ""
+    otlp_service_name: str = "kakin"
+
     # The HTTP API's limits (api/middleware.py, api/rate_limit.py): the largest request
     # body in bytes (413 beyond), and per API key a token bucket refilled at
     # api_rate_limit ("100/s", "6000/min", "1000/h" or "off") holding api_rate_burst

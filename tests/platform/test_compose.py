@@ -3,10 +3,13 @@
 No Docker engine is needed: the compose file is parsed with PyYAML, ``${VARIABLES}`` are
 resolved the way Compose does from the values in ``.env.example``, and the result is
 checked against kakin's own settings (``kakin.platform.settings.Settings``) and URL handling.
+Prometheus's configuration and alerting rules and Grafana's provisioning (deploy/) are
+parsed the same way and checked against the services and the agreed metric names.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -34,6 +37,8 @@ SERVICES = {
     "worker",
     "api",
     "codec",
+    "prometheus",
+    "grafana",
 }
 SEARCH_ATTRIBUTES = {
     "SubscriptionStatus": "Keyword",
@@ -417,7 +422,7 @@ def copied_sources() -> set[str]:
 def test_dockerfile_builds_the_kakin_image() -> None:
     instructions = dockerfile_instructions()
     assert ("FROM", "python:3.11-slim") in instructions
-    assert any(i == "RUN" and re.search(r"\bpip install\b.*(\s|^)\.(\s|$)", a)
+    assert any(i == "RUN" and re.search(r"\bpip install\b.*(\s|^)\"?\.(\[[\w,]+\])?\"?(\s|$)", a)
                for i, a in instructions)  # fmt: skip
     sources = copied_sources()
     assert {"templates", "migrations", "alembic.ini", "worker.py", "starter.py"} <= sources
@@ -441,3 +446,278 @@ def test_secrets_never_reach_the_image() -> None:
     assert ".env" in ignored
     assert not any(args.startswith(". ") or args == "." for i, args in
                    dockerfile_instructions() if i in ("COPY", "ADD"))  # fmt: skip
+
+
+# --- monitoring: Prometheus, its alerts, Grafana ---------------------------------------
+
+# The metric names agreed for kakin (README "Metrics"); histograms are queried through
+# their _bucket/_count/_sum series. temporal_* are the Temporal SDK's own runtime metrics.
+KAKIN_METRICS = {
+    "kakin_renewals_started_total",
+    "kakin_renewals_finished_total",
+    "kakin_charges_total",
+    "kakin_charge_declines_total",
+    "kakin_stripe_request_seconds",
+    "kakin_stripe_rate_limited_total",
+    "kakin_stripe_limiter_wait_seconds",
+    "kakin_invoices_finalized_total",
+    "kakin_dunning_steps_total",
+    "kakin_emails_total",
+    "kakin_usage_events_total",
+    "kakin_webhook_deliveries_total",
+    "kakin_http_requests_total",
+    "kakin_http_request_seconds",
+    "kakin_renewal_charge_lag_seconds",
+}
+KAKIN_HISTOGRAMS = {
+    "kakin_stripe_request_seconds",
+    "kakin_http_request_seconds",
+    "kakin_renewal_charge_lag_seconds",
+    "kakin_stripe_limiter_wait_seconds",
+}
+# Series Prometheus makes itself for every target.
+PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+_PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+_PROMQL_LABEL_LISTS = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+
+
+def promql_series(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (functions, labels and keywords aside)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors
+    text = re.sub(r"\$\w+", " ", text)  # Grafana variables ($__rate_interval)
+    text = _PROMQL_LABEL_LISTS.sub(" ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in _PROMQL_WORDS:
+            continue  # a function (rate, sum, histogram_quantile...) or a keyword
+        names.add(name)
+    return names
+
+
+def agreed_series(name: str) -> bool:
+    if name in KAKIN_METRICS or name in PROMETHEUS_SERIES or name.startswith("temporal_"):
+        return True
+    base, _, suffix = name.rpartition("_")
+    return base in KAKIN_HISTOGRAMS and suffix in ("bucket", "count", "sum")
+
+
+def metric_family(name: str) -> str:
+    for suffix in ("_bucket", "_count", "_sum"):
+        if name.removesuffix(suffix) in KAKIN_HISTOGRAMS:
+            return name.removesuffix(suffix)
+    return name
+
+
+def host_path(service: dict[str, Any], container_path: str) -> Path:
+    """The repository file that a bind mount of ``service`` shows at ``container_path``."""
+    for volume in service.get("volumes") or []:
+        source, target, *_ = volume.split(":")
+        if source.startswith(".") and (
+            container_path == target or container_path.startswith(target.rstrip("/") + "/")
+        ):
+            return ROOT / source / container_path[len(target) :].lstrip("/")
+    raise AssertionError(f"{container_path} is not bind-mounted from the repository")
+
+
+def command_option(service: dict[str, Any], option: str) -> str:
+    words = command_words(service)
+    for i, word in enumerate(words):
+        if word == option:
+            return words[i + 1]
+        if word.startswith(option + "="):
+            return word.split("=", 1)[1]
+    raise AssertionError(f"no {option} in {words}")
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services: dict[str, Any]) -> dict[str, Any]:
+    prometheus = services["prometheus"]
+    path = host_path(prometheus, command_option(prometheus, "--config.file"))
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def alert_rules(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    rules = []
+    for rule_file in prometheus_config["rule_files"]:
+        path = host_path(services["prometheus"], rule_file)
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            rules.extend(group["rules"])
+    return rules
+
+
+@pytest.fixture(scope="module")
+def dashboards(services: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dashboard JSON files the provisioned dashboard providers load."""
+    grafana = services["grafana"]
+    found = []
+    folder = host_path(grafana, "/etc/grafana/provisioning/dashboards")
+    for provider_file in sorted(folder.glob("*.y*ml")):
+        for provider in yaml.safe_load(provider_file.read_text(encoding="utf-8"))["providers"]:
+            assert provider["type"] == "file"
+            for path in sorted(host_path(grafana, provider["options"]["path"]).glob("*.json")):
+                found.append(json.loads(path.read_text(encoding="utf-8")))
+    assert found, "no dashboard is provisioned"
+    return found
+
+
+def scrape_jobs(prometheus_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+
+
+def test_the_promql_reader_finds_metric_names_only() -> None:
+    expr = (
+        "histogram_quantile(0.99, sum by (le, route) (rate(kakin_http_request_seconds_bucket"
+        '{route!="/v1/x", status=~"5.."}[5m]))) > 2 and on (job) up{job="a"} == 1 or vector(0)'
+    )
+    assert promql_series(expr) == {"kakin_http_request_seconds_bucket", "up"}
+    assert not agreed_series("kakin_charges_declined_total")  # a misspelt name is caught
+    assert not agreed_series("kakin_charges_total_bucket")
+
+
+def test_the_worker_scales_without_a_change(services: dict[str, Any]) -> None:
+    """`docker compose up --scale worker=3`: nothing in the service may be one of a kind."""
+    worker = services["worker"]
+    assert "container_name" not in worker and "hostname" not in worker
+    assert not worker.get("ports"), "a published host port can be bound by one replica only"
+    env = environment(worker)
+    assert env["KAKIN_METRICS_HOST"] == "0.0.0.0"  # reachable from Prometheus's container
+    ports = {int(env["KAKIN_METRICS_PORT"]), int(env["KAKIN_TEMPORAL_METRICS_PORT"])}
+    assert len(ports) == 2 and all(port > 0 for port in ports)
+    assert {int(port) for port in worker.get("expose") or []} == ports
+
+
+def test_prometheus_scrapes_the_api_on_its_port(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> None:
+    api_port = command_option(services["api"], "--port")
+    api_jobs = [
+        job
+        for job in prometheus_config["scrape_configs"]
+        for static in job.get("static_configs") or []
+        if f"api:{api_port}" in static["targets"]
+    ]
+    assert len(api_jobs) == 1, "one job scrapes the api service on the port kakin api listens on"
+    assert api_jobs[0].get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_prometheus_finds_every_worker_by_dns_on_both_metrics_ports(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> None:
+    env = environment(services["worker"])
+    scraped = {}
+    for job in prometheus_config["scrape_configs"]:
+        assert not any(
+            target.startswith("worker")
+            for static in job.get("static_configs") or []
+            for target in static["targets"]
+        ), "a static worker target finds one replica only: use dns_sd_configs"
+        for sd in job.get("dns_sd_configs") or []:
+            assert sd.get("type", "SRV") == "A", "Compose's DNS answers A records per replica"
+            if "worker" in sd["names"]:  # the service name: one A record per container
+                scraped[int(sd["port"])] = job
+    assert set(scraped) == {
+        int(env["KAKIN_METRICS_PORT"]),
+        int(env["KAKIN_TEMPORAL_METRICS_PORT"]),
+    }
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in scraped.values())
+
+
+def test_prometheus_and_grafana_publish_on_localhost_only_and_keep_their_data(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "127.0.0.1:9090:9090" in prometheus["ports"]
+    assert "127.0.0.1:3000:3000" in grafana["ports"]
+    for service, data in ((prometheus, command_option(prometheus, "--storage.tsdb.path")),
+                          (grafana, "/var/lib/grafana")):  # fmt: skip
+        named = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == data]
+        assert named and named[0] in compose["volumes"], f"{data} must be a named volume"
+    env = environment(grafana)
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_grafana_admin_password_is_required(raw_compose: dict[str, Any]) -> None:
+    grafana = raw_compose["services"]["grafana"]
+    with pytest.raises(KeyError, match="GRAFANA_ADMIN_PASSWORD"):
+        resolve(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"], {})
+
+
+def test_every_alert_reads_agreed_metrics_and_has_a_runbook_entry(
+    alert_rules: list[dict[str, Any]],
+) -> None:
+    assert len(alert_rules) >= 6
+    headings = {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip()).lower().replace(" ", "-")
+        for line in RUNBOOK.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    }
+    names = [rule["alert"] for rule in alert_rules]
+    assert len(names) == len(set(names)), "alert names are unique"
+    for rule in alert_rules:
+        series = promql_series(rule["expr"])
+        assert series, f"{rule['alert']} reads no metric"
+        unknown = {name for name in series if not agreed_series(name)}
+        assert not unknown, f"{rule['alert']} reads metrics nobody exports: {unknown}"
+        assert rule["labels"]["severity"] in ("page", "warning", "info")
+        assert rule["annotations"]["summary"]
+        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        assert anchor in headings, f"docs/runbook.md has no section for {rule['alert']}"
+    read = {metric_family(n) for rule in alert_rules for n in promql_series(rule["expr"])}
+    for watched in ("kakin_charges_total", "kakin_stripe_rate_limited_total",
+                    "kakin_renewal_charge_lag_seconds", "kakin_emails_total",
+                    "kakin_webhook_deliveries_total", "up"):  # fmt: skip
+        assert watched in read, f"no alert watches {watched}"
+
+
+def test_grafana_reads_the_prometheus_service(services: dict[str, Any]) -> None:
+    grafana = services["grafana"]
+    folder = host_path(grafana, "/etc/grafana/provisioning/datasources")
+    sources = [
+        source
+        for path in sorted(folder.glob("*.y*ml"))
+        for source in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+    ]
+    (prometheus,) = [source for source in sources if source["type"] == "prometheus"]
+    container_port = next(iter(published_ports(services["prometheus"]).values()))
+    assert prometheus["url"] == f"http://prometheus:{container_port}"
+    assert prometheus["uid"]
+    assert "prometheus" in depends_on(grafana)
+
+
+def test_the_dashboard_charts_every_agreed_metric_and_nothing_else(
+    services: dict[str, Any], dashboards: list[dict[str, Any]]
+) -> None:
+    folder = host_path(services["grafana"], "/etc/grafana/provisioning/datasources")
+    uids = {
+        source["uid"]
+        for path in folder.glob("*.y*ml")
+        for source in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+    }
+    charted: set[str] = set()
+    for dashboard in dashboards:
+        panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), "panel ids are unique"
+        for panel in panels:
+            assert panel["datasource"]["uid"] in uids, f"{panel['title']}: unknown data source"
+            assert panel["targets"], f"{panel['title']} has no query"
+            for target in panel["targets"]:
+                series = promql_series(target["expr"])
+                unknown = {name for name in series if not agreed_series(name)}
+                assert not unknown, f"{panel['title']} queries unknown metrics: {unknown}"
+                charted |= {metric_family(name) for name in series}
+    assert charted >= KAKIN_METRICS, f"no panel for {sorted(KAKIN_METRICS - charted)}"
+    assert any(name.startswith("temporal_") for name in charted), "no Temporal SDK panel"
