@@ -32,7 +32,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.adapters.stripe_pacing import RATE_LIMITED_RETRIES
+from kakin.adapters.stripe_pacing import RATE_LIMITED_RETRIES, retry_after_seconds
 from kakin.dev.embedded import ManagedProcess, wait_for_port
 from kakin.platform.settings import Settings
 from kakin.runtime import stripe_gateway as gateway_from_settings
@@ -239,3 +239,12 @@ def test_429s_past_the_bound_or_refused_a_retry_reach_the_caller(proxy: FaultPro
     with pytest.raises(stripe.RateLimitError):
         gateway.retrieve_intent("pi_missing")
     assert proxy.requests == RATE_LIMITED_RETRIES + 2
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    now = datetime(2027, 3, 1, 9, 0, 0, tzinfo=UTC).timestamp()
+    assert retry_after_seconds({"Retry-After": "2"}, now=now) == 2.0
+    assert retry_after_seconds({"retry-after": "0.5"}, now=now) == 0.5
+    assert retry_after_seconds({"Retry-After": "Mon, 01 Mar 2027 09:00:03 GMT"}, now=now) == 3.0
+    assert retry_after_seconds({"Retry-After": "soon"}, now=now) == -1.0  # unreadable: backoff
+    assert retry_after_seconds({}, now=now) == -1.0
