@@ -33,6 +33,9 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", help="kakin: the run's database")
     parser.add_argument("--stripe-url", help="kakin: the run's localstripe")
     parser.add_argument("--outbox", type=Path, help="kakin: the run's outbox")
+    parser.add_argument(
+        "--stripe-request-rate", type=float, help="kakin: this process's Stripe requests/s"
+    )
     args = parser.parse_args(argv)
     quiet_core_logs()
     client = await Client.connect(args.address)
@@ -43,7 +46,10 @@ async def main(argv: list[str] | None = None) -> None:
             from kakin.adapters.pdf import warm_up
             from kakin.runtime import build_worker
 
-            kakin = make_kakin(args.database_url, args.stripe_url, args.outbox)
+            kakin = make_kakin(
+                args.database_url, args.stripe_url, args.outbox,
+                stripe_request_rate=args.stripe_request_rate,
+            )  # fmt: skip
             warm_up()  # as kakin.runtime.run_worker does before polling
             worker = build_worker(
                 client,

@@ -38,7 +38,7 @@ from kakin.adapters import pdf
 from kakin.adapters.mailer import OutboxMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.runtime import build_stripe_worker, build_worker
+from kakin.runtime import STRIPE_LIMITER_SHARE, build_stripe_worker, build_worker, stripe_bucket
 from kakin.services import catalog
 from kakin.services import customers as customers_service
 from kakin.services import subscriptions as subscriptions_service
@@ -71,6 +71,7 @@ class Kakin:
     # Where they are, for activity worker processes (bench.activity_worker).
     database_url: str = ""
     charge_url: str = ""
+    stripe_request_rate: float | None = None  # each process's Stripe bucket (None: unpaced)
 
     def close(self) -> None:
         """Close the pool before the database is dropped (no half-dead connections)."""
@@ -87,23 +88,34 @@ class Kakin:
 
 
 def make_kakin(
-    database_url: str, stripe_url: str, outbox: Path, *, charge_url: str | None = None
+    database_url: str,
+    stripe_url: str,
+    outbox: Path,
+    *,
+    charge_url: str | None = None,
+    stripe_request_rate: float | None = None,
 ) -> Kakin:
+    """``stripe_request_rate``: the activities' Stripe requests per second, paced by the
+    process's token bucket as kakin.runtime.stripe_gateway paces a worker's (None: unpaced)."""
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
 
-    def gateway(url: str) -> StripeGateway:
+    def gateway(url: str, rate: float | None = None) -> StripeGateway:
         # localstripe rejects off_session on confirm (as `kakin up` configures it).
-        return StripeGateway(api_key=STRIPE_KEY, api_base=url, confirm_off_session=False)
+        return StripeGateway(
+            api_key=STRIPE_KEY, api_base=url, confirm_off_session=False,
+            bucket=stripe_bucket(rate) if rate else None,
+        )  # fmt: skip
 
     return Kakin(
         engine=engine,
         sessions=sessions,
         setup_stripe=gateway(stripe_url),
-        charge_stripe=gateway(charge_url or stripe_url),
+        charge_stripe=gateway(charge_url or stripe_url, stripe_request_rate),
         outbox=outbox,
         database_url=database_url,
         charge_url=charge_url or stripe_url,
+        stripe_request_rate=stripe_request_rate,
     )
 
 
@@ -231,6 +243,8 @@ async def activity_processes(
         assert kakin is not None
         extra = ["--database-url", kakin.database_url, "--stripe-url", kakin.charge_url,
                  "--outbox", str(kakin.outbox)]  # fmt: skip
+        if kakin.stripe_request_rate:
+            extra += ["--stripe-request-rate", str(kakin.stripe_request_rate)]
     children: list[ActivityProcess] = []
     try:
         for _ in range(count):
@@ -270,6 +284,7 @@ async def kakin_worker(
     *,
     stripe_task_queue: str | None = None,
     stripe_rate_limit: float = 25.0,
+    stripe_share: float = STRIPE_LIMITER_SHARE,
     activity_workers: int = 0,
     pids: dict[str, int] | None = None,
 ) -> AsyncIterator[Worker]:
@@ -314,6 +329,7 @@ async def kakin_worker(
                     activities=activities,
                     executor=stripe_executor,
                     stripe_rate_limit=stripe_rate_limit,
+                    share=stripe_share,
                 )
                 await workers.enter_async_context(stripe_worker)
             yield worker

@@ -3,7 +3,11 @@
 Every request is forwarded to the emulator unless more than ``--limit`` requests have
 already been forwarded in the current wall-clock second; those get Stripe's answer to
 a client over its limit, HTTP 429 with a ``rate_limit`` error (the stripe SDK raises
-``RateLimitError``). ``GET /__bench__/stats`` answers what it counted.
+``RateLimitError``) and, with ``--retry-after S``, a ``Retry-After: S`` header.
+``GET /__bench__/stats`` answers what it counted.
+
+The rate-limit test (tests/payments/test_stripe_rate_limit.py) runs it too, as the
+loopback Stripe double whose per-second counts it asserts on.
 
 Run as its own process (``python -m bench.stripe_limiter --target URL --limit 25
 --port P``) so its work does not share the worker's interpreter lock. Modelled on
@@ -71,7 +75,7 @@ def _route(method: str, path: str) -> str:
     return f"{method} {'/'.join(shape)}"
 
 
-def serve(target: str, limit: float, port: int) -> None:
+def serve(target: str, limit: float, port: int, retry_after: float | None = None) -> None:
     parts = urlsplit(target)
     upstream_address = (parts.hostname or "127.0.0.1", parts.port or 80)
     limiter = Limiter(limit)
@@ -100,7 +104,10 @@ def serve(target: str, limit: float, port: int) -> None:
                 self._send(200, payload, [("Content-Type", "application/json")])
                 return
             if not limiter.admit(_route(self.command, self.path)):
-                self._send(429, RATE_LIMITED, [("Content-Type", "application/json")])
+                refusal = [("Content-Type", "application/json")]
+                if retry_after is not None:
+                    refusal.append(("Retry-After", f"{retry_after:g}"))
+                self._send(429, RATE_LIMITED, refusal)
                 return
             connection = getattr(local, "connection", None)
             if connection is None:
@@ -134,8 +141,9 @@ def main() -> None:
     parser.add_argument("--target", required=True)
     parser.add_argument("--limit", type=float, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--retry-after", type=float, help="seconds, sent with each 429")
     args = parser.parse_args()
-    serve(args.target, args.limit, args.port)
+    serve(args.target, args.limit, args.port, args.retry_after)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from kakin.adapters import pdf
 from kakin.adapters.mailer import Mailer, OutboxMailer, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.adapters.stripe_pacing import TokenBucket
 from kakin.platform import codec, metrics, temporal_connection, tracing
 from kakin.platform.codec import EncryptionKeyError, keyring_from_settings
 from kakin.platform.settings import (
@@ -80,6 +81,8 @@ WEBHOOK_WORKFLOWS = [WebhookDispatchWorkflow, WebhookDeliveryWorkflow]
 ROLES = ("all", "workflows", "activities")
 # create + confirm for a first try (charge_invoice); a retry adds a retrieve.
 STRIPE_REQUESTS_PER_CHARGE = 2
+# The share of Stripe's rate limit kakin uses (KAKIN_STRIPE_LIMITER_SHARE's default).
+STRIPE_LIMITER_SHARE = Settings.model_fields["stripe_limiter_share"].default
 log = logging.getLogger("kakin.worker")
 
 
@@ -92,11 +95,25 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return make_session_factory(make_engine(settings.database_url))
 
 
+def stripe_request_rate(settings: Settings) -> float:
+    """Stripe requests per second one kakin process sends at most (its bucket's rate)."""
+    return settings.stripe_limiter_share * settings.stripe_rate_limit
+
+
+@functools.cache
+def stripe_bucket(rate: float) -> TokenBucket:
+    """The process's one Stripe token bucket for ``rate``: every gateway built from the
+    settings shares it, so all activity threads (and any other caller) draw from it."""
+    return TokenBucket(rate=rate)
+
+
 def stripe_gateway(settings: Settings) -> StripeGateway:
     return StripeGateway(
         api_key=settings.stripe_api_key,
         api_base=settings.stripe_api_base,
         confirm_off_session=settings.stripe_confirm_off_session,
+        bucket=stripe_bucket(stripe_request_rate(settings)),
+        rate_limited_retries=settings.stripe_rate_limited_retries,
     )
 
 
@@ -398,13 +415,19 @@ def build_stripe_worker(
     activities: Activities,
     executor: ThreadPoolExecutor,
     stripe_rate_limit: float,
+    share: float = STRIPE_LIMITER_SHARE,
 ) -> Worker:
-    """A worker for the charge task queue, held to 80% of Stripe's rate limit.
+    """A worker for the charge task queue, held to ``share`` of Stripe's rate limit.
 
     The limit is the task queue's, enforced by the Temporal server across every worker
     polling it: a month-start spike of renewals queues charges instead of earning 429s.
     A charge makes STRIPE_REQUESTS_PER_CHARGE requests (retries aside), so the queue
     runs that many times fewer charges per second than Stripe takes requests.
+
+    The server's limiter lets short bursts above this mean through; the process's
+    token bucket (stripe_gateway, the same share in requests/s) spreads them, so the
+    queue's rate can be the bucket's: a lower one would only leave Stripe's capacity
+    unused. The bucket's wait stays short since at most the pool's threads queue on it.
     """
     return Worker(
         client,
@@ -412,7 +435,7 @@ def build_stripe_worker(
         activities=[activities.payments.charge_invoice],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
-        max_task_queue_activities_per_second=0.8 * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,
+        max_task_queue_activities_per_second=share * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,
     )
 
 
@@ -487,6 +510,7 @@ async def _run_workers(
                     activities=activities,
                     executor=executor,
                     stripe_rate_limit=settings.stripe_rate_limit,
+                    share=settings.stripe_limiter_share,
                 )
             )
         async with contextlib.AsyncExitStack() as running:

@@ -5,6 +5,10 @@ id, then confirm it. If the worker dies after Stripe accepted the charge, the re
 activity finds the stored id, retrieves the PaymentIntent and sees it succeeded, so
 exactly-once does not depend on Stripe honouring idempotency keys (the localstripe
 emulator ignores them). The keys are still sent, for real Stripe's own protection.
+
+Every request goes through kakin.adapters.stripe_pacing's HTTP client: paced by the
+process's token bucket (when the gateway is given one) and retried after Stripe's
+Retry-After when answered 429.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import stripe
 from stripe.params import PaymentIntentConfirmParams
 
-from kakin.adapters.stripe_http import MeasuredRequestsClient
+from kakin.adapters.stripe_pacing import RATE_LIMITED_RETRIES, PacedHttpClient, TokenBucket
 
 # Stripe's test cards, accepted only in test mode (see create_test_payment_method).
 TEST_CARDS = {"4242424242424242", "4000000000000341", "4000000000000002", "4000000000009995"}
@@ -55,7 +59,12 @@ class StripeGateway:
         api_key: str,
         api_base: str | None = None,
         confirm_off_session: bool = True,
+        bucket: TokenBucket | None = None,
+        rate_limited_retries: int = RATE_LIMITED_RETRIES,
     ) -> None:
+        """``bucket``: the process's Stripe token bucket (kakin.runtime.stripe_bucket),
+        shared by every gateway of the process; None sends unpaced (tests, setup).
+        ``rate_limited_retries``: 429s retried after Retry-After before RateLimitError."""
         # Temporal retries failed activities with backoff; SDK-level retries on top
         # would re-send a confirm whose first try may already have succeeded.
         base = {"api": api_base} if api_base else None
@@ -64,9 +73,11 @@ class StripeGateway:
             base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=0,
             # Well under the charge activity's 60 s timeout: a hung call ends before
-            # Temporal starts a retry of the same attempt, so the two never overlap.
-            # Measured: each request's latency and Stripe's 429s (kakin.platform.metrics).
-            http_client=MeasuredRequestsClient(timeout=20),
+            # Temporal starts a retry of the same attempt, so the two never overlap
+            # (the pacing client adds at most MAX_WAIT_SECONDS of waiting per call).
+            http_client=PacedHttpClient(
+                bucket=bucket, timeout=20, rate_limited_retries=rate_limited_retries
+            ),
         )
         self.live_mode = api_key.startswith(("sk_live_", "rk_live_"))
         # localstripe rejects off_session on confirm; real Stripe needs it for

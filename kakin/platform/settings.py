@@ -57,9 +57,18 @@ class Settings(BaseSettings):
     # How old (seconds) a signed webhook may be before it counts as a replay.
     stripe_webhook_tolerance: int = 300
     # Charges run on this task queue when set, by workers that keep them under
-    # stripe_rate_limit (operations per second; Stripe allows 100 live, 25 in test mode).
+    # stripe_rate_limit (requests per second; Stripe allows 100 live, 25 in test mode).
     stripe_task_queue: str = ""
     stripe_rate_limit: float = Field(default=25.0, gt=0)
+    # The share of stripe_rate_limit kakin uses: every Stripe request of a worker
+    # process waits on one token bucket at stripe_limiter_share × stripe_rate_limit
+    # requests/s (kakin.adapters.stripe_pacing), and the charge task queue's server-side
+    # rate is the same share in charges (÷ requests per charge). The bucket is per
+    # process: with P processes sending to Stripe at once, set the share to about 0.9 ÷ P.
+    stripe_limiter_share: float = Field(default=0.9, gt=0, le=1)
+    # 429s a Stripe request retries after Retry-After before the activity fails (and
+    # Temporal retries it with backoff).
+    stripe_rate_limited_retries: int = Field(default=3, ge=0)
 
     email_backend: Literal["outbox", "sendgrid"] = "outbox"
     outbox_dir: Path = Path("var/outbox")

@@ -21,6 +21,7 @@ from activities.bundle import build_activities
 from kakin.adapters.mailer import OutgoingEmail, SendGridMailer
 from kakin.adapters.rendering import make_template_env
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.adapters.stripe_pacing import RATE_LIMITED_RETRIES
 from kakin.services import subscriptions
 from models.payloads import EmailRequest
 from models.repositories import emails as email_sql
@@ -76,7 +77,9 @@ CONFIRM = r"/v1/payment_intents/pi_\w+/confirm"
     [
         [("POST", CONFIRM, "drop_after_forward")],
         [("POST", r"/v1/payment_intents$", 500)],
-        [("POST", CONFIRM, 429)],
+        # The gateway retries a 429 itself (after Retry-After) a few times; one past
+        # those fails the activity, and Temporal's retry resumes the stored intent.
+        [("POST", CONFIRM, 429)] * (RATE_LIMITED_RETRIES + 1),
         # Only a retry asks Stripe where the intent stands; lose that answer too.
         [("POST", CONFIRM, 500), ("GET", r"/v1/payment_intents/pi_\w+$", "drop_after_forward")],
     ],

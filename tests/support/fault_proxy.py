@@ -39,6 +39,8 @@ class Rule:
     # "drop_after_forward": the emulator handles it, the client sees a dropped connection.
     # an int: answer with this HTTP status without forwarding.
     fault: str | int
+    # Headers of an int fault's answer (e.g. a 429's Retry-After).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,9 +79,19 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add(self, method: str, path_regex: str, fault: str | int, times: int = 1) -> None:
+    def add(
+        self,
+        method: str,
+        path_regex: str,
+        fault: str | int,
+        times: int = 1,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         with self._lock:
-            self.rules.append(Rule(method, re.compile(path_regex), times, fault))
+            self.rules.append(
+                Rule(method, re.compile(path_regex), times, fault, dict(headers or {}))
+            )
 
     def chaos(
         self,
@@ -107,27 +119,31 @@ class FaultProxy:
         with self._lock:
             self._chaos = None
 
-    def _take(self, method: str, path: str) -> str | int | None:
+    def _take(self, method: str, path: str) -> tuple[str | int | None, dict[str, str]]:
         with self._lock:
             self.requests += 1
             for rule in self.rules:
                 if rule.times > 0 and rule.method == method and rule.path.search(path):
                     rule.times -= 1
-                    return self._injected(method, path, rule.fault)
-            chaos = self._chaos
-            if chaos is None or method not in chaos.methods or not chaos.path.search(path):
-                return None
-            if chaos.rng.random() >= chaos.rate:
-                return None
-            kinds = [
-                kind
-                for kind in chaos.weights
-                if kind not in chaos.limits or self.counts[str(kind)] < chaos.limits[kind]
-            ]
-            if not kinds:
-                return None
-            fault = chaos.rng.choices(kinds, weights=[chaos.weights[k] for k in kinds])[0]
-            return self._injected(method, path, fault)
+                    return self._injected(method, path, rule.fault), rule.headers
+            return self._chaos_fault(method, path), {}
+
+    def _chaos_fault(self, method: str, path: str) -> str | int | None:
+        """A random fault for this request, if chaos is on (the lock is held)."""
+        chaos = self._chaos
+        if chaos is None or method not in chaos.methods or not chaos.path.search(path):
+            return None
+        if chaos.rng.random() >= chaos.rate:
+            return None
+        kinds = [
+            kind
+            for kind in chaos.weights
+            if kind not in chaos.limits or self.counts[str(kind)] < chaos.limits[kind]
+        ]
+        if not kinds:
+            return None
+        fault = chaos.rng.choices(kinds, weights=[chaos.weights[k] for k in kinds])[0]
+        return self._injected(method, path, fault)
 
     def _injected(self, method: str, path: str, fault: str | int) -> str | int:
         self.faults_injected.append(f"{method} {path} -> {fault}")
@@ -168,10 +184,11 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                fault = proxy._take(self.command, self.path)
+                fault, extra = proxy._take(self.command, self.path)
                 if isinstance(fault, int):
                     payload = b'{"error": {"type": "api_error", "message": "injected fault"}}'
-                    self._answer(fault, [("Content-Type", "application/json")], payload)
+                    headers = [("Content-Type", "application/json"), *extra.items()]
+                    self._answer(fault, headers, payload)
                     return
                 if fault == DROP:
                     self._hang_up()
