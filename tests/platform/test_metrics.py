@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import stripe
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
@@ -177,7 +176,8 @@ def test_a_stripe_path_is_named_by_its_resource_never_its_ids(path: str, operati
 
 
 def test_a_stripe_429_is_counted_and_every_request_timed(localstripe_url: str) -> None:
-    # The real SDK and emulator, behind a proxy answering the first create with a 429.
+    # The real SDK and emulator, behind a proxy answering the first create with a 429:
+    # the pacing client sends it again after a moment, and both requests are timed.
     with FaultProxy(localstripe_url) as proxy:
         proxy.add("POST", r"^/v1/customers$", 429)
         gateway = StripeGateway(api_key="sk_test_kakin", api_base=proxy.url)
@@ -185,8 +185,6 @@ def test_a_stripe_429_is_counted_and_every_request_timed(localstripe_url: str) -
             ("kakin_stripe_rate_limited_total", {}),
             ("kakin_stripe_request_seconds_count", {"operation": "customer"}),
         ) as added:
-            with pytest.raises(stripe.RateLimitError):
-                gateway.create_customer(email="a@example.jp", name="A", kakin_customer_id="c1")
             assert gateway.create_customer(
                 email="a@example.jp", name="A", kakin_customer_id="c1"
             ).startswith("cus_")
