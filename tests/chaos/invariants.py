@@ -19,8 +19,6 @@ from typing import Any, ClassVar
 import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 
 from billing.analytics.ledger import MRR_KINDS
 from billing.webhooks import event_type, wants
@@ -382,16 +380,16 @@ def check_outgoing(
     expected |= {outbox_event_id(e.id): e.type for e in outbox if wants(list(log.types), e.type)}
     made = Counter(d.event_id for d in deliveries)
     status = {d.event_id: d.status for d in deliveries}
-    verifier = Webhook(log.secret)
     accepted: dict[str, list[float]] = defaultdict(list)
     for request in log.received:
         if not 200 <= request.answered < 300 or request.late:
             continue
         event_id = request.headers.get("webhook-id", "")
-        try:
-            verifier.verify(request.body, request.headers)
-        except WebhookVerificationError as error:
-            once.fail(f"{event_id}: accepted with a bad signature ({error})")
+        # As the receiver checked it when it arrived (the run is longer than the five
+        # minutes a timestamp is good for, so verifying now would refuse the first ones).
+        problem = request.signature_problem(log.secret)
+        if problem is not None:
+            once.fail(f"{event_id}: accepted with a bad signature ({problem})")
         accepted[event_id].append(request.at)
     for event_id, kind in sorted(expected.items()):
         every.checked += 1
