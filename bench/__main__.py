@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
         "--activity-workers", type=int, default=None, metavar="K",
         help="cycles: activity-only worker processes beside the workflow worker (0: one process)",
     )  # fmt: skip
+    parser.add_argument(
+        "--steady", action="store_true",
+        help="cycles: time each subscription's second cycle (a renewal), not its first",
+    )  # fmt: skip
     return parser
 
 
@@ -66,6 +70,7 @@ def _jobs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[Report]]
                 if args.activity_workers is None
                 else args.activity_workers
             ),
+            steady=args.steady,
         ),
         "cost": lambda: cost.run(),
         "spike": lambda: spike.run(

@@ -11,9 +11,14 @@ event in the history; in the ``.v1`` histories the charge activity's one heartbe
 attempt is added as an estimate and shown on its own line (today's activities send
 no heartbeat).
 
-The histories are kakin's recorded ones (tests/histories, one file per run; a run is
-one cycle because the workflow continues as new after every renewal). The baseline
-is a fresh bare cycle (one timer, one no-op activity) run on a dev server now.
+The histories are kakin's recorded ones (tests/histories, one file per run). A cycle
+is one wake-up of the renewal timer and what it leads to, up to the next timer: a
+subscription's runs are read as one sequence of events cut at each ``TimerFired``
+(``cycles``), so a continue-as-new and the next run's start count in the renewal
+that ends a run. The workflow used to continue as new after every renewal (one run =
+one cycle, the ``.v1``-``.v3`` histories); since ``run-of-renewals`` a run holds
+twelve. The baseline is a fresh bare cycle (one timer, one no-op activity) run on a
+dev server now.
 
 Recorded histories have no webhooks, so a production renewal is also measured: one
 subscription renews on a test clock while localstripe sends its signed webhooks to
@@ -56,6 +61,12 @@ HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
 GOAL_HAPPY = 5
 GOAL_DUNNED = 25
 GOAL_BYTES = 4096
+# Histories recorded before the last patched changes, compared with the current ones:
+# .v3 before run-of-renewals (continue-as-new at every renewal, issue and charge apart),
+# .v1 before compact-cycle.
+PREVIOUS = (".v3", ".v1")
+# The activities that start billing a period: one per cycle that bills.
+ISSUING = {"create_invoice", "issue_invoice", "issue_and_charge_invoice"}
 
 # Heartbeats per attempt, by activity, of the code that recorded each set of histories:
 # charge_invoice heartbeated once per attempt until commit af2549e; none do today.
@@ -223,18 +234,57 @@ def _events(path: Path) -> list[HistoryEvent]:
 
 
 def _closed(events: Sequence[HistoryEvent]) -> bool:
-    return bool(events) and events[-1].event_type in (
-        E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
-        E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    """The workflow ended in these events (a continue-as-new ends a run, not it)."""
+    return any(
+        event.event_type
+        in (
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+        )
+        for event in events
     )
 
 
+def cycles(runs: Sequence[Sequence[HistoryEvent]]) -> list[list[HistoryEvent]]:
+    """A subscription's runs (oldest first) as one sequence of events, cut before each
+    ``TimerFired``: piece 0 is what came before the first timer fired, each later piece
+    one wake-up and all it did until the next one (a continue-as-new and the next run's
+    first events fall in the piece of the renewal that ended the run)."""
+    pieces: list[list[HistoryEvent]] = [[]]
+    for events in runs:
+        for event in events:
+            if event.event_type == E.EVENT_TYPE_TIMER_FIRED:
+                pieces.append([])
+            pieces[-1].append(event)
+    return pieces
+
+
+def _bills(events: Sequence[HistoryEvent]) -> bool:
+    return any(
+        event.activity_task_scheduled_event_attributes.activity_type.name in ISSUING
+        for event in events
+        if event.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
+
+
+def renewal_cycles(runs: Sequence[Sequence[HistoryEvent]], version: str = "") -> tuple[Cost, Cost]:
+    """(the steady renewals, the first cycle) of one subscription's runs. Steady: every
+    cycle after the first that billed a period, except one the workflow ended in (a
+    cancellation's steps are not a renewal's); ``runs`` of the result counts them."""
+    pieces = cycles(runs)
+    first = cost_of_run([*pieces[0], *pieces[1]], first_run=True, version=version)
+    steady = Cost()
+    for piece in pieces[2:]:
+        if _bills(piece) and not _closed(piece):
+            steady = steady + cost_of_run(piece, version=version)
+    return steady, first
+
+
 def happy_path(version: str = "") -> tuple[Cost, Cost]:
-    """(a steady renewal, the first cycle): ``renewals`` runs that billed and closed."""
-    runs = [(i, _events(p)) for i, p in enumerate(_runs("renewals", version))]
-    steady = [cost_of_run(ev, version=version) for i, ev in runs if i > 0 and _closed(ev)]
-    first = cost_of_run(runs[0][1], first_run=True, version=version)
-    return sum(steady, Cost()), first
+    """(a steady renewal, the first cycle) of the recorded ``renewals`` scenario."""
+    return renewal_cycles([_events(p) for p in _runs("renewals", version)], version)
 
 
 def fully_dunned(version: str = "") -> Cost:
@@ -285,12 +335,12 @@ async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
     (their cost, webhook events by outcome)."""
     import httpx
     import uvicorn
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from api.app import create_app
     from kakin.platform.settings import Settings
     from kakin.services import subscriptions
-    from models.tables import WebhookEvent
+    from models.tables import Invoice, WebhookEvent
 
     seconds_per_month = 4.0
     with temp_dir("cost-webhooks") as work, postgres_database("cost") as database:
@@ -329,11 +379,16 @@ async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
                         test_clock_speed=30 * 86_400 / seconds_per_month,
                     )  # fmt: skip
                     wid = subscriptions.workflow_id(sub_id)
-                    query = f"WorkflowId = '{wid}' AND ExecutionStatus = 'ContinuedAsNew'"
                     deadline = time.monotonic() + 30 + renewals * seconds_per_month * 3
                     while time.monotonic() < deadline:
-                        done = (await server.client.count_workflows(query)).count
-                        if done >= renewals + 1:
+                        with kakin.sessions() as session:
+                            paid = session.scalar(
+                                select(func.count())
+                                .select_from(Invoice)
+                                .where(Invoice.subscription_id == sub_id, Invoice.status == "paid")
+                            )
+                        # The first cycle, ``renewals`` steady ones and one more to cancel in.
+                        if (paid or 0) >= renewals + 2:
                             break
                         await asyncio.sleep(0.5)
                     await asyncio.sleep(2)  # the last charge's webhook (a second later)
@@ -350,15 +405,17 @@ async def webhook_renewals(renewals: int = 3) -> tuple[Cost, dict[str, int]]:
                         async for execution in server.client.list_workflows(f"WorkflowId = '{wid}'")
                     ]
                     runs.sort(key=lambda e: e.start_time)
-                    steady = Cost()
-                    for i, execution in enumerate(runs):
-                        history = await server.client.get_workflow_handle(
-                            wid, run_id=execution.run_id
-                        ).fetch_history()
-                        events = list(history.events)
-                        last = events[-1].event_type if events else None
-                        if i > 0 and last == E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-                            steady = steady + cost_of_run(events)
+                    histories = [
+                        list(
+                            (
+                                await server.client.get_workflow_handle(
+                                    wid, run_id=execution.run_id
+                                ).fetch_history()
+                            ).events
+                        )
+                        for execution in runs
+                    ]
+                    steady, _ = renewal_cycles(histories)
             finally:
                 api.should_exit = True
                 thread.join(timeout=10)
@@ -448,34 +505,49 @@ async def run() -> Report:
         ),
     ]
     before: dict[str, Any] = {}
-    if _runs("renewals", ".v1"):
-        # Histories of the workflow before its last patched change: before → after.
-        steady_v1, _ = happy_path(".v1")
-        dunned_v1 = fully_dunned(".v1")
-        before = {"happy_path_steady": steady_v1.per_run(), "fully_dunned": dunned_v1.per_run()}
+    for version in PREVIOUS:
+        if not _runs("renewals", version):
+            continue
+        # Histories of the workflow before a patched change: before → after.
+        steady_old, _ = happy_path(version)
+        dunned_old = fully_dunned(version)
+        before[version] = {
+            "happy_path_steady": steady_old.per_run(),
+            "fully_dunned": dunned_old.per_run(),
+        }
         progress(
-            "v1 histories (before the patched change): happy path "
-            f"{steady_v1.per_run()['actions']:g} actions, "
-            f"fully dunned {dunned_v1.per_run()['actions']:g}"
+            f"{version[1:]} histories (before a patched change): happy path "
+            f"{steady_old.per_run()['actions']:g} actions, "
+            f"{steady_old.per_run()['history_bytes']:,.0f} bytes; "
+            f"fully dunned {dunned_old.per_run()['actions']:g} actions"
         )
         figures += [
             Figure(
-                "actions per happy-path cycle (v1 histories)",
-                steady_v1.per_run()["actions"],
+                f"actions per happy-path cycle ({version[1:]} histories)",
+                steady_old.per_run()["actions"],
                 "actions",
                 baseline=bare.per_run()["actions"],
                 baseline_what="bare cycle: timer + no-op activity",
                 goal=f"≤ {GOAL_HAPPY}",
-                met=steady_v1.per_run()["actions"] <= GOAL_HAPPY,
+                met=steady_old.per_run()["actions"] <= GOAL_HAPPY,
             ),
             Figure(
-                "actions per fully dunned cycle (v1 histories)",
-                dunned_v1.per_run()["actions"],
+                f"history bytes per happy-path cycle ({version[1:]} histories)",
+                steady_old.per_run()["history_bytes"],
+                "bytes",
+                baseline=bare.per_run()["history_bytes"],
+                baseline_what="bare cycle: timer + no-op activity",
+                goal=f"< {GOAL_BYTES}",
+                met=steady_old.per_run()["history_bytes"] < GOAL_BYTES,
+            ),
+            Figure(
+                f"actions per fully dunned cycle ({version[1:]} histories)",
+                dunned_old.per_run()["actions"],
                 "actions",
                 baseline=bare.per_run()["actions"],
                 baseline_what="bare cycle: timer + no-op activity",
                 goal=f"≤ {GOAL_DUNNED}",
-                met=dunned_v1.per_run()["actions"] <= GOAL_DUNNED,
+                met=dunned_old.per_run()["actions"] <= GOAL_DUNNED,
             ),
         ]
     return Report(
@@ -491,7 +563,7 @@ async def run() -> Report:
             "happy_path_with_webhooks": hooked.per_run(),
             "webhook_outcomes": outcomes,
             "scenarios": scenarios(),
-            "v1_histories": before,
+            "previous_histories": before,
             "state_transitions": "not in histories; see `cycles` (DescribeWorkflowExecution)",
         },
         seconds=time.monotonic() - started,

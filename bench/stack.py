@@ -119,11 +119,15 @@ def make_kakin(
     )
 
 
-async def make_customers(kakin: Kakin, count: int) -> tuple[list[str], str]:
-    """``count`` JPY customers with a good card, and one monthly price; returns their ids."""
+async def make_customers(
+    kakin: Kakin, count: int, *, interval: str = "month"
+) -> tuple[list[str], str]:
+    """``count`` JPY customers with a good card, and one price billed every ``interval``
+    (monthly by default); returns their ids."""
     price_id = catalog.create_price(
-        kakin.sessions, product_name="bench plan", currency="JPY", unit_amount=3980
-    )
+        kakin.sessions, product_name="bench plan", currency="JPY", unit_amount=3980,
+        interval=interval,
+    )  # fmt: skip
     semaphore = asyncio.Semaphore(8)
     made = 0
 
@@ -154,8 +158,11 @@ async def start_subscriptions(
     count: int,
     due: datetime,
     stripe_task_queue: str | None = None,
+    start_at: datetime | None = None,
 ) -> list[str]:
-    """Start ``count`` subscriptions (round-robin over ``customers``) all due at ``due``.
+    """Start ``count`` subscriptions (round-robin over ``customers``) all due at ``due``
+    (their start; with ``start_at``, they start then instead: a start in the past bills
+    the first period at once, and ``due`` is when the price's interval ends it).
 
     subscriptions_service.start_subscription writes to the database synchronously: run on this
     loop it would stall the worker's loop for seconds (workflow tasks time out). So
@@ -179,7 +186,7 @@ async def start_subscriptions(
                     task_queue=task_queue,
                     customer_id=customers[number % len(customers)],
                     price_id=price_id,
-                    start_at=due,
+                    start_at=start_at or due,
                     stripe_task_queue=stripe_task_queue,
                 )
             started.append(sub_id)

@@ -62,6 +62,7 @@ ACTIVITY_RENDER_INVOICE: Final = "render_invoice"
 ACTIVITY_CHANGE_PLAN: Final = "change_plan"
 ACTIVITY_RECORD_INVOICE_CHANGE: Final = "record_invoice_change"
 ACTIVITY_CHARGE_INVOICE: Final = "charge_invoice"
+ACTIVITY_ISSUE_AND_CHARGE_INVOICE: Final = "issue_and_charge_invoice"
 ACTIVITY_RECORD_EXTERNAL_PAYMENT: Final = "record_external_payment"
 ACTIVITY_RECORD_PAYMENT_METHOD: Final = "record_payment_method"
 ACTIVITY_RECORD_SUBSCRIPTION_CHANGE: Final = "record_subscription_change"
@@ -81,6 +82,7 @@ ACTIVITIES: Final = (
     ACTIVITY_RECORD_PAYMENT_METHOD,
     ACTIVITY_RECORD_SUBSCRIPTION_CHANGE,
     ACTIVITY_SEND_EMAIL,
+    ACTIVITY_ISSUE_AND_CHARGE_INVOICE,
 )
 
 # -- application error types (ApplicationError.type, matched by retry policies) ---------
@@ -97,12 +99,14 @@ PATCH_FINAL_USAGE_INVOICE: Final = "final-usage-invoice"
 PATCH_COMPACT_CYCLE: Final = "compact-cycle"
 PATCH_RECORDS_WITH_EMAIL: Final = "records-with-email"
 PATCH_LOCAL_CALENDAR: Final = "local-calendar"
+PATCH_RUN_OF_RENEWALS: Final = "run-of-renewals"
 
 PATCHES: Final = (
     PATCH_FINAL_USAGE_INVOICE,
     PATCH_COMPACT_CYCLE,
     PATCH_RECORDS_WITH_EMAIL,
     PATCH_LOCAL_CALENDAR,
+    PATCH_RUN_OF_RENEWALS,
 )
 
 # -- outgoing webhooks (workflows of their own: the subscription's histories are untouched) --

@@ -432,7 +432,11 @@ def build_stripe_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        activities=[activities.payments.charge_invoice],
+        # The renewal's issue-and-charge charges too: it runs where charges run.
+        activities=[
+            activities.payments.charge_invoice,
+            activities.renewals.issue_and_charge_invoice,
+        ],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_task_queue_activities_per_second=share * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,

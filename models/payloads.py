@@ -284,6 +284,21 @@ class ChargeResult:
 
 
 @dataclass
+class IssueAndChargeRequest(CreateInvoiceRequest):
+    """A renewal's invoice issued and charged (first attempt) in one activity."""
+
+    test_clock: bool = False
+
+
+@dataclass
+class IssuedCharge:
+    """What ``issue_and_charge_invoice`` answers: the invoice issued, and its charge."""
+
+    invoice: InvoiceRef
+    charge: ChargeResult
+
+
+@dataclass
 class RenderInvoiceRequest:
     invoice_id: str
 

@@ -26,10 +26,13 @@ from workflows.steps import Steps
 class Dunning(Steps):
     """Charge a finalized invoice; climb the dunning ladder until it is paid or written off."""
 
-    async def _collect(self, invoice: InvoiceRef, now: datetime) -> None:
-        """Charge a finalized invoice; a receipt, or the start of dunning."""
+    async def _collect(
+        self, invoice: InvoiceRef, now: datetime, *, charged: ChargeResult | None = None
+    ) -> None:
+        """Charge a finalized invoice (unless ``charged`` is its first attempt's outcome,
+        from issue_and_charge_invoice); a receipt, or the start of dunning."""
         st = self._state
-        result = await self._charge(invoice.invoice_id, invoice.number, 1, now)
+        result = charged or await self._charge(invoice.invoice_id, invoice.number, 1, now)
         # Rendered with the email in one activity from PATCH_COMPACT_CYCLE on.
         compact = self._patched(contracts.PATCH_COMPACT_CYCLE)
         if not compact:

@@ -14,6 +14,7 @@ from models.payloads import (
     FinalInvoiceRequest,
     InvoiceRef,
     InvoiceStatus,
+    IssueAndChargeRequest,
     SubscriptionStatus,
 )
 from workflows.dunning import Dunning
@@ -45,6 +46,20 @@ class Renewals(Dunning):
             # A downgrade asked for during the last period starts with this one.
             await self._switch_price(st.pending_price_id, index, now, actor="workflow")
             st.pending_price_id = None
+        if self._patched(contracts.PATCH_RUN_OF_RENEWALS):
+            issued = await self._issue_and_charge(
+                IssueAndChargeRequest(
+                    subscription_id=self._input.subscription_id,
+                    period_index=index,
+                    period_start=period.start,
+                    period_end=period.end,
+                    issued_at=now,
+                    test_clock=st.clock is not None,
+                )
+            )
+            self._billed(index, period.start, period.end)
+            await self._collect(issued.invoice, now, charged=issued.charge)
+            return
         invoice = await self._issue(
             CreateInvoiceRequest(
                 subscription_id=self._input.subscription_id,
@@ -54,10 +69,16 @@ class Renewals(Dunning):
                 issued_at=now,
             )
         )
-        st.period_index, st.period_start, st.period_end = index, period.start, period.end
-        st.renewals += 1
-        self._renewed = True
+        self._billed(index, period.start, period.end)
         await self._collect(invoice, now)
+
+    def _billed(self, index: int, start: datetime, end: datetime) -> None:
+        """Period ``index`` is the current one now: its invoice is issued."""
+        st = self._state
+        st.period_index, st.period_start, st.period_end = index, start, end
+        st.renewals += 1
+        self._run_renewals += 1
+        self._renewed = True
 
     async def _issue(self, request: CreateInvoiceRequest) -> InvoiceRef:
         """The period's invoice, created and finalized (numbered)."""

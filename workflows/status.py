@@ -121,7 +121,9 @@ class StatusReport(SubscriptionBase):
         return pairs
 
     def _search_attribute_updates(self) -> list[SearchAttributeUpdate[Any]]:
+        """Every search attribute as the state shows it, for an upsert (which follows)."""
         renewal = self._next_renewal()
+        self._renewal_shown = renewal
         return [
             contracts.SUBSCRIPTION_STATUS.value_set(str(self._state.status)),
             contracts.CUSTOMER_ID.value_set(self._input.customer_id),

@@ -23,6 +23,8 @@ from models.payloads import (
     InvoiceChange,
     InvoiceRef,
     InvoiceStatus,
+    IssueAndChargeRequest,
+    IssuedCharge,
     PlanChange,
     RenderInvoiceRequest,
     SubscriptionChange,
@@ -187,6 +189,20 @@ class Steps(StatusReport):
             retry_policy=CHARGE_RETRY,
         )
         return result
+
+    async def _issue_and_charge(self, request: IssueAndChargeRequest) -> IssuedCharge:
+        """A renewal's invoice issued and charged (attempt 1) in one activity: it runs
+        where charges run, with the charge's timeout and retries (PATCH_RUN_OF_RENEWALS)."""
+        issued: IssuedCharge = await workflow.execute_activity(
+            contracts.ACTIVITY_ISSUE_AND_CHARGE_INVOICE,
+            request,
+            result_type=IssuedCharge,
+            summary=None,  # the hot path (see Renewals._issue)
+            task_queue=self._input.stripe_task_queue,
+            start_to_close_timeout=CHARGE_TIMEOUT,
+            retry_policy=CHARGE_RETRY,
+        )
+        return issued
 
     async def _render(self, invoice_id: str, number: str | None) -> None:
         await self._quick(

@@ -2,7 +2,9 @@
 
 It sleeps until the next renewal, then creates, finalizes, charges and renders the
 period's invoice and emails the customer. A declined charge starts the dunning ladder
-(``billing.dunning``). It continues as new after every renewal, carrying its state.
+(``billing.dunning``). It continues as new after every renewal, carrying its state;
+since PATCH_RUN_OF_RENEWALS after every twelfth (``RENEWALS_PER_RUN``), or sooner if
+the server suggests it, upserting NextRenewalAt after each renewal in between.
 
 Renewals during dunning: a renewal that falls due while the subscription is
 ``past_due`` or ``suspended`` is held, not billed. If the customer pays, a past-due
@@ -31,7 +33,9 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import TypedSearchAttributes
 
+from kakin import contracts
 from models.payloads import SubscriptionInput, SubscriptionStatus
+from workflows.state import RENEWALS_PER_RUN
 from workflows.status import summary as _summary
 from workflows.support import SupportMessages
 
@@ -46,10 +50,15 @@ class SubscriptionCore(SupportMessages):
     async def main(self, input: SubscriptionInput) -> str:
         if input.state is None:
             workflow.upsert_search_attributes(self._search_attribute_updates())
+        else:  # as the continue-as-new that started this run set them
+            self._renewal_shown = self._next_renewal()
         while True:
             await self._handle_messages()
             if self._state.status == SubscriptionStatus.CANCELED:
                 return str(self._state.status)
+            if self._renewed and self._stays_in_run():
+                self._renewed = False
+                self._show_next_renewal()
             if self._renewed:
                 # Updates wait for the loop to apply them: wake for those too, or a pause
                 # arriving now would wait for us while we wait for it.
@@ -82,6 +91,32 @@ class SubscriptionCore(SupportMessages):
             if await self._sleep_until(at, summary):
                 continue  # a message arrived first: handle it, then decide again
             await self._perform(action, at)
+
+    def _stays_in_run(self) -> bool:
+        """After a renewal: bill the next one in this run (PATCH_RUN_OF_RENEWALS), or
+        continue as new (every renewal before it; now every RENEWALS_PER_RUN-th, or
+        when the server suggests it because the history has grown long)."""
+        if contracts.PATCH_RUN_OF_RENEWALS not in self._state.patches:
+            return False  # asked (and remembered) by the renewal that just ran
+        if self._run_renewals >= RENEWALS_PER_RUN:
+            return False
+        return not workflow.info().is_continue_as_new_suggested()
+
+    def _show_next_renewal(self) -> None:
+        """NextRenewalAt, upserted when the renewal moved it (an action each time: at
+        continue-as-new it was free). A declined renewal's status change has already
+        unset it with the other search attributes."""
+        renewal = self._next_renewal()
+        if renewal == self._renewal_shown:
+            return
+        self._renewal_shown = renewal
+        workflow.upsert_search_attributes(
+            [
+                contracts.NEXT_RENEWAL_AT.value_set(renewal)
+                if renewal
+                else contracts.NEXT_RENEWAL_AT.value_unset()
+            ]
+        )
 
     async def _sleep_until(self, at: datetime | None, summary: str | None) -> bool:
         """Sleep until billing time ``at`` (forever if None); True if a message woke us."""

@@ -11,9 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from kakin.adapters.stripe_gateway import StripeGateway
-from models.payloads import CreateInvoiceRequest, InvoiceRef, InvoiceStatus
-from models.tables import AuditLog, Invoice
+from models.payloads import (
+    ChargeOutcome,
+    CreateInvoiceRequest,
+    InvoiceRef,
+    InvoiceStatus,
+    IssueAndChargeRequest,
+    IssuedCharge,
+)
+from models.tables import AuditLog, Invoice, PaymentAttempt
 from tests.conftest import make_activities
+from tests.helpers import DECLINED_CARD
 from tests.models.test_database import (  # noqa: F401 (sessions is a fixture)
     invoice_request,
     new_subscription,
@@ -77,3 +85,42 @@ def test_issue_invoice_finishes_a_draft_an_earlier_try_left(
 
     assert issued.invoice_id == draft.invoice_id and issued.status == InvoiceStatus.OPEN
     assert issued.number is not None and again == issued
+
+
+def test_issue_and_charge_retried_issues_one_invoice_and_charges_it_once(
+    sessions: sessionmaker[Session],  # noqa: F811
+    stripe_gateway: StripeGateway,
+    tmp_path: Path,
+) -> None:
+    """The renewal's merged step, as Temporal retries it after a lost answer."""
+    billing = make_activities(sessions, stripe_gateway, tmp_path / "outbox")
+    paying = new_subscription(sessions, stripe_gateway)
+    declining = new_subscription(sessions, stripe_gateway, card=DECLINED_CARD)
+    env = ActivityEnvironment()
+
+    def renew(subscription_id: str) -> IssuedCharge:
+        request = IssueAndChargeRequest(**vars(invoice_request(subscription_id, 0)))
+        return env.run(billing.renewals.issue_and_charge_invoice, request)
+
+    paid, again = renew(paying), renew(paying)
+    # The retry's invoice is the same one (now read back paid), and so is the charge.
+    assert (again.invoice.invoice_id, again.invoice.number) == (
+        paid.invoice.invoice_id, paid.invoice.number,
+    )  # fmt: skip
+    assert again.charge == paid.charge
+    assert paid.charge.outcome == ChargeOutcome.SUCCEEDED and paid.invoice.number is not None
+    declined, declined_again = renew(declining), renew(declining)
+    assert declined_again == declined
+    assert declined.charge.outcome == ChargeOutcome.DECLINED
+    with sessions() as session:
+        for subscription_id, status, attempt in (
+            (paying, "paid", "succeeded"), (declining, "open", "declined")
+        ):  # fmt: skip
+            invoices = session.scalars(
+                select(Invoice).where(Invoice.subscription_id == subscription_id)
+            ).all()
+            assert [i.status for i in invoices] == [status]
+            attempts = session.scalars(
+                select(PaymentAttempt).where(PaymentAttempt.invoice_id == invoices[0].id)
+            ).all()
+            assert [a.status for a in attempts] == [attempt]

@@ -225,7 +225,10 @@ async def test_wiring_builds_an_encrypting_client_and_refuses_without_keys(
 
 
 async def test_histories_recorded_before_encryption_still_replay() -> None:
-    path = HISTORIES / "cancel_now.run00.json"
+    # The .v1 set is the one recorded before payloads were encrypted (plain JSON payloads).
+    path = HISTORIES / "cancel_now.v1.run00.json"
+    # (Payload metadata is base64 in a history's JSON.)
+    assert base64.b64encode(b"binary/encrypted").decode() not in path.read_text()
     replayer = Replayer(workflows=[SubscriptionWorkflow], data_converter=converter_for_tests())
     history = WorkflowHistory.from_json("x", path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

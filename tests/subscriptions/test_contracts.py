@@ -14,6 +14,7 @@ from temporalio import activity, workflow
 from activities.invoicing import InvoicingActivities
 from activities.notifications import NotificationActivities
 from activities.payments import PaymentActivities
+from activities.renewals import RenewalActivities
 from kakin import contracts as c
 from tests.conftest import make_activities
 from workflows.subscription import SubscriptionWorkflow
@@ -40,6 +41,7 @@ def test_the_public_names_are_what_integrations_rely_on() -> None:
         "record_payment_method",
         "record_subscription_change",
         "send_email",
+        "issue_and_charge_invoice",
     )
     assert (
         c.ERROR_INVOICE_NOT_OPEN,
@@ -59,6 +61,7 @@ def test_the_public_names_are_what_integrations_rely_on() -> None:
         "compact-cycle",
         "records-with-email",
         "local-calendar",
+        "run-of-renewals",
     )
     assert [key.name for key in c.SEARCH_ATTRIBUTES] == [
         "SubscriptionStatus",
@@ -87,7 +90,12 @@ def test_the_worker_registers_exactly_the_public_activity_names(tmp_path: Path) 
     # together they define every public name, once.
     defined = [
         definition.name
-        for cls in (InvoicingActivities, PaymentActivities, NotificationActivities)
+        for cls in (
+            InvoicingActivities,
+            PaymentActivities,
+            NotificationActivities,
+            RenewalActivities,
+        )
         for attribute in vars(cls).values()
         if (definition := activity._Definition.from_callable(attribute)) is not None
     ]

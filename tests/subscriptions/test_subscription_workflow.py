@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.bundle import Activities
 from billing import calendar
+from kakin import contracts
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.runtime import build_stripe_worker
 from kakin.services import errors, payments, subscriptions
@@ -90,6 +91,14 @@ async def test_twelve_monthly_renewals_from_jan_31(
     assert status.current_period_start == expected[12].start
     assert status.next_action == "renew"
     assert status.next_action_at == expected[12].end
+    # What operators search by shows the coming renewal, though the run has not
+    # continued as new since the twelfth (one run per twelve renewals: run-of-renewals).
+    handle = time_env.client.get_workflow_handle(subscriptions.workflow_id(subscription_id))
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(contracts.NEXT_RENEWAL_AT) == expected[12].end
+    assert described.typed_search_attributes.get(contracts.SUBSCRIPTION_STATUS) == "active"
+    runs = await run_histories(time_env.client, subscriptions.workflow_id(subscription_id))
+    assert len(runs) == 2
     await record_histories(time_env.client, subscription_id, "renewals")
 
 
@@ -383,8 +392,10 @@ async def test_charges_run_on_the_rate_limited_stripe_queue_when_configured(
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
     }
-    assert queues["charge_invoice"] == stripe_queue
-    assert queues["issue_invoice"] == task_queue
+    # The renewal's invoice is issued and charged by one activity (run-of-renewals),
+    # which runs where charges run; the receipt is rendered and sent on the main queue.
+    assert queues["issue_and_charge_invoice"] == stripe_queue
+    assert queues["render_and_email"] == task_queue
 
 
 # -- the customer's calendar (issue 11, item 0) -----------------------------------------
