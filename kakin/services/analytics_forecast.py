@@ -24,9 +24,11 @@ report's range (``billing.analytics.dunning``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,10 +39,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from billing.analytics.buckets import bucket_range
-from billing.analytics.forecast import ForecastWindow, SubscriptionOutlook
-from billing.analytics.forecast import forecast as forecast_windows
+from billing.analytics.forecast import (
+    ForecastWindow,
+    SubscriptionOutlook,
+    Walk,
+    forecast_of,
+    invoice_dates,
+    walk,
+)
+from billing.analytics.forecast import windows as forecast_windows
 from billing.analytics.mrr import COUNTED_STATUSES
 from billing.calendar import Interval, boundary
+from billing.money import normalize_currency
 from billing.rounding import RoundingMode
 from kakin.services import analytics_reads as fast
 from kakin.services import subscriptions as subscription_service
@@ -183,23 +193,25 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
 
 
-def stored_subscriptions(session: Session, currencies: tuple[str, ...]) -> list[Stored]:
+def stored_subscriptions(
+    session: Session, currencies: tuple[str, ...] | None, ids: Sequence[str] | None = None
+) -> list[Stored]:
     """Every subscription the forecast walks (``active`` or ``past_due``, with a period,
-    in ``currencies``), oldest first, in two queries."""
+    in ``currencies``: ``None``, any; of ``ids`` if given), oldest first, in two queries."""
     licensed: dict[str, list[tuple[str, int]]] = defaultdict(list)
     metered: set[str] = set()
     for subscription_id, price_id, quantity, is_metered in analytics_sql.subscription_items(
-        session, COUNTED_STATUSES
+        session, COUNTED_STATUSES, ids
     ):
         if is_metered:
             metered.add(subscription_id)
         else:
             licensed[subscription_id].append((price_id, quantity))
     found = []
-    for row in analytics_sql.stored_subscriptions(session, COUNTED_STATUSES):
+    for row in analytics_sql.stored_subscriptions(session, COUNTED_STATUSES, ids):
         (id_, customer_id, price_id, quantity, anchor, trial_end, start, end, cancels,
          interval, count, currency, time_zone, rates, discounted) = row  # fmt: skip
-        if currency not in currencies:
+        if currencies is not None and currency not in currencies:
             continue
         assert end is not None  # the query reads only subscriptions with a period
         found.append(
@@ -337,23 +349,27 @@ class Drafts:
         return draft.totals.total
 
 
-def outlooks(
+_NO_RATE = Decimal(0)
+
+
+def _priced(
     session: Session,
+    rows: Sequence[Stored],
+    keys: Sequence[tuple[object, ...] | None],
+    calendar_of: Callable[[int], tuple[datetime, int, str]],
     *,
-    currencies: tuple[str, ...],
     as_of: datetime,
     pending: Mapping[str, str],
     rounding: RoundingMode,
-) -> list[SubscriptionOutlook]:
-    """The outlook of every active subscription in ``currencies`` with a period.
+) -> list[tuple[int, Decimal]]:
+    """``(next invoice's licensed amount, metered run rate per day)`` of each of ``rows``
+    (``keys``: their ``draft_key``; ``calendar_of(i)``: the calendar of ``rows[i]``,
+    asked only to label a draft).
 
     Read as plain rows: only the subscriptions whose draft is not shared yet, or with
     metered items (their run rate reads usage), are loaded whole (with what
     ``period_draft`` reads), in one query.
     """
-    rows = stored_subscriptions(session, currencies)
-    with_credit = analytics_sql.customers_with_credit(session)
-    keys = [draft_key(row, pending.get(row.id) or row.price_id, with_credit) for row in rows]
     drafted: set[tuple[object, ...]] = set()
     needed = set()
     for row, key in zip(rows, keys, strict=True):
@@ -366,37 +382,205 @@ def outlooks(
     }
     drafts = Drafts(session, rounding)
     found = []
-    for row, key, (anchor, index, time_zone) in zip(rows, keys, calendars(session, rows),
-                                                    strict=True):  # fmt: skip
-        # The next period starts where the current one ends (period index ``index``).
-        start = row.current_period_end
-        price_id = pending.get(row.id)
-        plan = find(session, Price, price_id) if price_id else None
-        whole = loaded.get(row.id)
+    for number, (row, key) in enumerate(zip(rows, keys, strict=True)):
         amount = drafts.totals.get(key) if key is not None else None
+        whole = loaded.get(row.id) if amount is None or row.metered else None
         if amount is None:  # drafted now: its period's end labels its lines
+            price_id = pending.get(row.id)
+            plan = find(session, Price, price_id) if price_id else None
+            anchor, index, time_zone = calendar_of(number)
+            # The next period starts where the current one ends (period index ``index``).
             end = boundary(anchor, row.interval, row.interval_count, index + 1,
                            time_zone=time_zone)  # fmt: skip
-            amount = drafts.total(key, whole, plan, start, end)
-        found.append(
-            SubscriptionOutlook(
-                subscription_id=row.id,
-                customer_id=row.customer_id,
-                currency=row.currency,
-                anchor=anchor,
-                interval=row.interval,
-                interval_count=row.interval_count,
-                time_zone=time_zone,
-                next_period_index=index,
-                next_invoice_at=start,  # boundary(anchor, ..., index), as calendars found
-                next_invoice_amount=amount,
-                metered_per_day=(
-                    _run_rate(session, whole, as_of) if row.metered and whole else Decimal(0)
-                ),
-                cancel_at=start if row.cancel_at_period_end else None,
-            )
-        )
+            amount = drafts.total(key, whole, plan, row.current_period_end, end)
+        rate = _run_rate(session, whole, as_of) if row.metered and whole else _NO_RATE
+        found.append((amount, rate))
     return found
+
+
+def _outlook(
+    row: Stored, calendar: tuple[datetime, int, str], amount: int, per_day: Decimal
+) -> SubscriptionOutlook:
+    anchor, index, time_zone = calendar
+    start = row.current_period_end  # the next period's start (period index ``index``)
+    return SubscriptionOutlook(
+        subscription_id=row.id,
+        customer_id=row.customer_id,
+        currency=row.currency,
+        anchor=anchor,
+        interval=row.interval,
+        interval_count=row.interval_count,
+        time_zone=time_zone,
+        next_period_index=index,
+        next_invoice_at=start,  # boundary(anchor, ..., index), as calendars found
+        next_invoice_amount=amount,
+        metered_per_day=per_day,
+        cancel_at=start if row.cancel_at_period_end else None,
+    )
+
+
+def outlooks(
+    session: Session,
+    *,
+    currencies: tuple[str, ...],
+    as_of: datetime,
+    pending: Mapping[str, str],
+    rounding: RoundingMode,
+) -> list[SubscriptionOutlook]:
+    """The outlook of every active subscription in ``currencies`` with a period."""
+    rows = stored_subscriptions(session, currencies)
+    found = calendars(session, rows)
+    with_credit = analytics_sql.customers_with_credit(session)
+    keys = [draft_key(row, pending.get(row.id) or row.price_id, with_credit) for row in rows]
+    priced = _priced(session, rows, keys, found.__getitem__, as_of=as_of, pending=pending,
+                     rounding=rounding)  # fmt: skip
+    return [
+        _outlook(row, calendar, amount, per_day)
+        for row, calendar, (amount, per_day) in zip(rows, found, priced, strict=True)
+    ]
+
+
+# -- each subscription's invoice dates, kept between requests ------------------------------
+
+
+class _Kept(NamedTuple):
+    """One subscription as read at ``version`` (``analytics_sql.subscription_versions``).
+
+    Attributes:
+        order: Its place in the forecast's order (created, then id).
+        key: Its ``draft_key`` without a credit balance or a plan change.
+        calendar: ``_first_calendar``'s (``None``: found from its invoices, each time).
+        dates: ``(date, usage days)`` of its invoices before the state's ``until``
+            (``None``: walked on each request: metered, or its calendar not kept).
+    """
+
+    version: str
+    row: Stored
+    order: tuple[datetime, str]
+    key: tuple[object, ...] | None
+    calendar: tuple[datetime, int, str] | None
+    dates: tuple[tuple[datetime, Fraction], ...] | None
+
+
+@dataclass
+class _Walked:
+    """One database's subscriptions as last read, for invoices before ``until``."""
+
+    until: datetime
+    kept: dict[str, _Kept]
+    order: list[str]
+    # The walk last made of a kept subscription's dates, with the entry and the amount
+    # it was made from (reused while they stay: no new objects per request).
+    walks: dict[str, tuple[_Kept, int, Walk]] = dataclasses.field(default_factory=dict)
+
+
+# Per database, the latest state (a new month's ``until`` re-walks the kept rows).
+_WALKED: dict[str, _Walked] = {}
+_WALKED_LOCK = threading.Lock()
+
+
+def forget_kept() -> None:
+    """Forgets every kept subscription (tests, and a database restored from a backup)."""
+    with _WALKED_LOCK:
+        _WALKED.clear()
+
+
+def _dates(row: Stored, calendar: tuple[datetime, int, str] | None,
+           until: datetime) -> tuple[tuple[datetime, Fraction], ...] | None:  # fmt: skip
+    """Its invoice dates before ``until`` (``invoice_dates``: they do not depend on the
+    amount, 0 here), or ``None`` when they are walked on each request."""
+    if calendar is None or row.metered:
+        return None
+    outlook = _outlook(row, calendar, 0, Decimal(0))
+    return tuple((at, used) for _, at, used in invoice_dates(outlook, until))
+
+
+def _kept_rows(session: Session, until: datetime) -> tuple[list[_Kept], _Walked]:
+    """Every subscription ``stored_subscriptions`` reads (any currency), in its order,
+    from the rows kept at their current version: only those whose version changed
+    (or new ones) are read again, and their dates walked."""
+    versions = analytics_sql.subscription_versions(session, COUNTED_STATUSES)
+    database = str(session.get_bind().engine.url)
+    with _WALKED_LOCK:
+        state = _WALKED.get(database)
+        if state is not None and state.until != until:  # a new month: re-walk every row
+            kept = {i: k._replace(dates=_dates(k.row, k.calendar, until))
+                    for i, k in state.kept.items()}  # fmt: skip
+            state = _WALKED[database] = _Walked(until=until, kept=kept, order=state.order)
+        if state is None:
+            state = _WALKED[database] = _Walked(until=until, kept={}, order=[])
+        kept = state.kept
+        changed = [i for i, v in versions.items() if (k := kept.get(i)) is None or k.version != v]
+        gone = [i for i in kept if i not in versions]
+        for i in gone:
+            del kept[i]
+            state.walks.pop(i, None)  # (a changed one's is made again: not its entry)
+        if changed:
+            # Read after their versions: each row is at least as recent as its version,
+            # so one changed in between differs from it next time and is read again.
+            created = analytics_sql.created_times(session, changed)
+            for row in stored_subscriptions(session, None, changed):
+                calendar = _first_calendar(row)
+                kept[row.id] = _Kept(version=versions[row.id], row=row,
+                                     order=(created[row.id], row.id),
+                                     key=draft_key(row, row.price_id, set()), calendar=calendar,
+                                     dates=_dates(row, calendar, until))  # fmt: skip
+        if changed or gone:
+            state.order = sorted(kept, key=lambda i: kept[i].order)
+        return [kept[i] for i in state.order], state
+
+
+def kept_walks(
+    session: Session,
+    *,
+    currencies: tuple[str, ...],
+    as_of: datetime,
+    until: datetime,
+    pending: Mapping[str, str],
+    rounding: RoundingMode,
+) -> list[Walk]:
+    """``walk(outlook, until)`` of every ``outlooks`` subscription, from the kept rows
+    and dates (``_kept_rows``); the amounts and run rates are found on each request
+    (``_priced``, as ``outlooks`` does), so a price, tax rate, coupon or credit change
+    shows at once. PostgreSQL only (row versions)."""
+    every, state = _kept_rows(session, until)
+    made = state.walks
+    entries = [k for k in every if k.row.currency in currencies]
+    rows = [k.row for k in entries]
+    # The calendars not kept are found from the invoices, as ``calendars`` does.
+    unkept = [k.row for k in entries if k.calendar is None]
+    found = dict(zip((r.id for r in unkept), calendars(session, unkept), strict=True))
+
+    def calendar_of(number: int) -> tuple[datetime, int, str]:
+        return entries[number].calendar or found[rows[number].id]
+
+    # ``draft_key`` of each: the kept one unless a credit balance or a plan change
+    # makes it another.
+    with_credit = analytics_sql.customers_with_credit(session)
+    keys = [
+        k.key if k.key is None or (k.row.customer_id not in with_credit and k.row.id not in pending)
+        else draft_key(k.row, pending.get(k.row.id) or k.row.price_id, with_credit)
+        for k in entries
+    ]  # fmt: skip
+    priced = _priced(session, rows, keys, calendar_of, as_of=as_of, pending=pending,
+                     rounding=rounding)  # fmt: skip
+    walks = []
+    for number, (entry, (amount, per_day)) in enumerate(zip(entries, priced, strict=True)):
+        if entry.dates is None:
+            walks.append(walk(_outlook(entry.row, calendar_of(number), amount, per_day), until))
+            continue
+        # One dict read and write each (atomic): the walk is reused only if made from
+        # this very entry at this amount, so a race between requests costs a remake.
+        last = made.get(entry.row.id)
+        if last is None or last[0] is not entry or last[1] != amount:
+            # Not metered (per day 0), and the service's outlooks have no recurring
+            # amount nor scheduled change (``invoice_amount``): every invoice is at the
+            # next one's amount.
+            code = normalize_currency(entry.row.currency)
+            invoices = tuple((at, amount, used) for at, used in entry.dates)
+            last = made[entry.row.id] = (entry, amount, Walk(code, 0, invoices))
+        walks.append(last[2])
+    return walks
 
 
 # -- the report --------------------------------------------------------------------------
@@ -408,13 +592,16 @@ def forecast(
     *,
     rounding: RoundingMode = RoundingMode.DOWN,
     plan_changes: PlanChanges | None = None,
+    keep: bool = True,
 ) -> ForecastReport:
     """Billing expected for the rest of this month and for the next month, per currency
     (``ForecastRow``), from ``as_of``.
 
     The query's range is the one the recovery rate is observed over. ``rounding`` is
     the tax rounding invoices use (``KAKIN_TAX_ROUNDING``); ``plan_changes`` comes
-    from ``scheduled_plan_changes`` (``None``: no downgrade is known).
+    from ``scheduled_plan_changes`` (``None``: no downgrade is known). ``keep``: on
+    PostgreSQL, each subscription's invoice dates are kept between requests
+    (``kept_walks``); ``False`` walks every subscription again (the same figures).
     """
     changes = plan_changes or PlanChanges(pending={})
     with sessions() as session:
@@ -425,16 +612,23 @@ def forecast(
         read = scopes(session, checked, max(checked.end, as_of))
         rates = {s.currency: fast.recovery_rate(session, s, checked.buckets, cache) for s in read}
         pending = {s.currency: fast.open_invoices(session, s, as_of, cache) for s in read}
-        walked = outlooks(session, currencies=checked.currencies, as_of=as_of,
-                          pending=changes.pending, rounding=rounding)  # fmt: skip
+        until = forecast_windows(as_of, checked.time_zone)[-1][2]
+        codes, planned = checked.currencies, changes.pending
+        if keep and session.get_bind().dialect.name == "postgresql":
+            walked = kept_walks(session, currencies=codes, as_of=as_of, until=until,
+                                pending=planned, rounding=rounding)  # fmt: skip
+        else:
+            found = outlooks(session, currencies=codes, as_of=as_of, pending=planned,
+                             rounding=rounding)  # fmt: skip
+            walked = [walk(o, until) for o in found]
     blocks = []
     for code in checked.currencies:
         rate = rates[code]
-        mine = [o for o in walked if o.currency == code]
-        windows = forecast_windows(
+        mine = [w for w in walked if w.currency == normalize_currency(code)]
+        windows = forecast_of(
             as_of=as_of,
             time_zone=checked.time_zone,
-            subscriptions=mine,
+            walks=mine,
             open_invoices=pending[code],
             recovery_rates={code: rate},
         )
