@@ -180,6 +180,24 @@ class Walk(NamedTuple):
     invoices: Sequence[tuple[datetime, int, Fraction]]
 
 
+class Placed(NamedTuple):
+    """``invoices`` invoices of ``amount`` each (no usage), already placed in window
+    ``window`` (0: the rest of the month, 1: the next month; ``window_of``)."""
+
+    currency: str
+    window: int
+    amount: int
+    invoices: int
+
+
+def window_of(at: datetime, as_of: datetime, month_end: datetime, until: datetime) -> int | None:
+    """The window an invoice dated ``at`` falls in (0: ``[as_of, month_end)``, 1:
+    ``[month_end, until)``), or ``None``."""
+    if at < as_of or at >= until:
+        return None
+    return 0 if at < month_end else 1
+
+
 def windows(as_of: datetime, time_zone: str) -> tuple[tuple[str, datetime, datetime], ...]:
     """``(name, start, end)`` of the rest of this month and of the next month."""
     month = bucket_range(from_=as_of, to=as_of + _DAY, interval=Granularity.MONTH,
@@ -219,10 +237,12 @@ def forecast_of(
     as_of: datetime,
     time_zone: str,
     walks: Iterable[Walk],
+    placed: Iterable[Placed] = (),
     open_invoices: Iterable[OpenInvoice] = (),
     recovery_rates: Mapping[str, Decimal | None] | None = None,
 ) -> tuple[ForecastWindow, ...]:
-    """``forecast`` from each subscription's ``Walk`` (up to the next month's end)."""
+    """``forecast`` from each subscription's ``Walk`` (up to the next month's end) and
+    invoices counted per window already (``placed``)."""
     named = windows(as_of, time_zone)
     (_, _, month_end), (_, _, until) = named
     recurring: dict[tuple[int, str], int] = defaultdict(int)
@@ -233,19 +253,26 @@ def forecast_of(
     for code, rate, walked in walks:
         currencies.add(code)
         for at, amount, usage_days in walked:
-            if at < as_of or at >= until:
+            number = window_of(at, as_of, month_end, until)
+            if number is None:
                 continue
-            number = 0 if at < month_end else 1
             recurring[number, code] += amount
             counts[number, code] += 1
             if rate:
                 metered[number, code] += rate * usage_days
+    for code, number, amount, count in placed:
+        currencies.add(code)
+        recurring[number, code] += amount * count
+        counts[number, code] += count
+    owed: dict[str, int] = defaultdict(int)
     for invoice in open_invoices:
         code = normalize_currency(invoice.currency)
         currencies.add(code)
+        owed[code] += invoice.open_amount
+    for code, amount in owed.items():
         observed = (recovery_rates or {}).get(code)
-        if observed is not None:
-            pending[0, code] += Fraction(invoice.open_amount) * Fraction(observed)
+        if observed is not None:  # the sum times the rate: exact, one product per currency
+            pending[0, code] = Fraction(amount) * Fraction(observed)
     return tuple(
         ForecastWindow(
             name=name,

@@ -24,11 +24,12 @@ report's range (``billing.analytics.dunning``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -41,11 +42,13 @@ from temporalio.client import Client
 from billing.analytics.buckets import bucket_range
 from billing.analytics.forecast import (
     ForecastWindow,
+    Placed,
     SubscriptionOutlook,
     Walk,
     forecast_of,
     invoice_dates,
     walk,
+    window_of,
 )
 from billing.analytics.forecast import windows as forecast_windows
 from billing.analytics.mrr import COUNTED_STATUSES
@@ -129,9 +132,10 @@ def plan_change_candidates(sessions: sessionmaker[Session]) -> list[str]:
             return []
         return [
             row.id
-            for row in subscription_sql.subscriptions_in(session, COUNTED_STATUSES)
-            if row.id in scheduled
-            and (row.current_period_start is None or scheduled[row.id] >= row.current_period_start)
+            for row in subscription_sql.subscriptions_in(
+                session, COUNTED_STATUSES, ids=sorted(scheduled)
+            )
+            if row.current_period_start is None or scheduled[row.id] >= row.current_period_start
         ]
 
 
@@ -462,19 +466,106 @@ class _Kept(NamedTuple):
     dates: tuple[tuple[datetime, Fraction], ...] | None
 
 
+class _Group:
+    """Kept subscriptions of one currency and ``draft_key`` with their dates kept: all
+    their invoices are at that key's draft, so a request counts the dates per window
+    (``billing.analytics.forecast.window_of``) instead of walking each subscription."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, _Kept] = {}
+        self.soon: list[datetime] = []  # the dates before the month's end (window 0 from as_of)
+        self.later = 0  # the dates from the month's end on (window 1: all before ``until``)
+        self.ordered = True
+        self.first: _Kept | None = None  # the earliest member, found when asked
+
+    def add(self, entry: _Kept, month_end: datetime) -> None:
+        assert entry.dates is not None
+        self.members[entry.row.id] = entry
+        for at, _ in entry.dates:
+            if at < month_end:
+                self.soon.append(at)
+                self.ordered = False
+            else:
+                self.later += 1
+        if self.first is not None and entry.order < self.first.order:
+            self.first = entry
+
+    def remove(self, entry: _Kept, month_end: datetime) -> None:
+        assert entry.dates is not None
+        del self.members[entry.row.id]
+        for at, _ in entry.dates:
+            if at < month_end:
+                self.soon.remove(at)  # (one equal date: only their count matters)
+            else:
+                self.later -= 1
+        if self.first is entry:
+            self.first = None
+
+    def counts(self, as_of: datetime) -> tuple[int, int]:
+        """The invoices in window 0 (``[as_of, month end)``) and in window 1."""
+        if not self.ordered:
+            self.soon.sort()
+            self.ordered = True
+        return len(self.soon) - bisect.bisect_left(self.soon, as_of), self.later
+
+    def earliest(self, excluded: Collection[str]) -> _Kept | None:
+        """Its earliest member (``order``) not in ``excluded``."""
+        if self.first is None and self.members:
+            self.first = min(self.members.values(), key=_order)
+        if self.first is None or self.first.row.id not in excluded:
+            return self.first
+        rest = [m for m in self.members.values() if m.row.id not in excluded]
+        return min(rest, key=_order) if rest else None
+
+
+def _order(entry: _Kept) -> tuple[datetime, str]:
+    return entry.order
+
+
 @dataclass
 class _Walked:
-    """One database's subscriptions as last read, for invoices before ``until``."""
+    """One database's subscriptions as last read, for invoices before ``until`` (the
+    next month's end; ``month_end``: this month's).
+
+    Attributes:
+        groups: By (currency, ``draft_key``), the kept ones with their dates kept.
+        own: The others (walked on each request, as ``outlooks`` does).
+        by_customer: The grouped ones per customer (a credit balance takes them out).
+    """
 
     until: datetime
-    kept: dict[str, _Kept]
-    order: list[str]
-    # The walk last made of a kept subscription's dates, with the entry and the amount
-    # it was made from (reused while they stay: no new objects per request).
-    walks: dict[str, tuple[_Kept, int, Walk]] = dataclasses.field(default_factory=dict)
+    month_end: datetime
+    kept: dict[str, _Kept] = dataclasses.field(default_factory=dict)
+    groups: dict[tuple[str, object], _Group] = dataclasses.field(default_factory=dict)
+    own: set[str] = dataclasses.field(default_factory=set)
+    by_customer: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+
+    def add(self, entry: _Kept) -> None:
+        row = entry.row
+        self.kept[row.id] = entry
+        if entry.dates is None or entry.key is None:
+            self.own.add(row.id)
+            return
+        self.groups.setdefault((row.currency, entry.key), _Group()).add(entry, self.month_end)
+        self.by_customer.setdefault(row.customer_id, set()).add(row.id)
+
+    def remove(self, subscription_id: str) -> None:
+        entry = self.kept.pop(subscription_id)
+        if subscription_id in self.own:
+            self.own.discard(subscription_id)
+            return
+        where = (entry.row.currency, entry.key)
+        group = self.groups[where]
+        group.remove(entry, self.month_end)
+        if not group.members:
+            del self.groups[where]
+        mine = self.by_customer[entry.row.customer_id]
+        mine.discard(subscription_id)
+        if not mine:
+            del self.by_customer[entry.row.customer_id]
 
 
-# Per database, the latest state (a new month's ``until`` re-walks the kept rows).
+# Per database, the latest state (a new month re-walks the kept rows).
 _WALKED: dict[str, _Walked] = {}
 _WALKED_LOCK = threading.Lock()
 
@@ -491,43 +582,45 @@ def _dates(row: Stored, calendar: tuple[datetime, int, str] | None,
     amount, 0 here), or ``None`` when they are walked on each request."""
     if calendar is None or row.metered:
         return None
-    outlook = _outlook(row, calendar, 0, Decimal(0))
+    outlook = _outlook(row, calendar, 0, _NO_RATE)
     return tuple((at, used) for _, at, used in invoice_dates(outlook, until))
 
 
-def _kept_rows(session: Session, until: datetime) -> tuple[list[_Kept], _Walked]:
-    """Every subscription ``stored_subscriptions`` reads (any currency), in its order,
-    from the rows kept at their current version: only those whose version changed
-    (or new ones) are read again, and their dates walked."""
-    versions = analytics_sql.subscription_versions(session, COUNTED_STATUSES)
+def _refreshed(session: Session, versions: Mapping[str, str], month_end: datetime,
+               until: datetime) -> _Walked:  # fmt: skip
+    """The database's state brought to ``versions`` (call with ``_WALKED_LOCK`` held):
+    only the subscriptions whose version changed (or new ones) are read again, and
+    their dates walked; those gone are dropped."""
     database = str(session.get_bind().engine.url)
-    with _WALKED_LOCK:
-        state = _WALKED.get(database)
-        if state is not None and state.until != until:  # a new month: re-walk every row
-            kept = {i: k._replace(dates=_dates(k.row, k.calendar, until))
-                    for i, k in state.kept.items()}  # fmt: skip
-            state = _WALKED[database] = _Walked(until=until, kept=kept, order=state.order)
-        if state is None:
-            state = _WALKED[database] = _Walked(until=until, kept={}, order=[])
-        kept = state.kept
-        changed = [i for i, v in versions.items() if (k := kept.get(i)) is None or k.version != v]
-        gone = [i for i in kept if i not in versions]
-        for i in gone:
-            del kept[i]
-            state.walks.pop(i, None)  # (a changed one's is made again: not its entry)
-        if changed:
-            # Read after their versions: each row is at least as recent as its version,
-            # so one changed in between differs from it next time and is read again.
-            created = analytics_sql.created_times(session, changed)
-            for row in stored_subscriptions(session, None, changed):
-                calendar = _first_calendar(row)
-                kept[row.id] = _Kept(version=versions[row.id], row=row,
-                                     order=(created[row.id], row.id),
-                                     key=draft_key(row, row.price_id, set()), calendar=calendar,
-                                     dates=_dates(row, calendar, until))  # fmt: skip
-        if changed or gone:
-            state.order = sorted(kept, key=lambda i: kept[i].order)
-        return [kept[i] for i in state.order], state
+    state = _WALKED.get(database)
+    if state is None or (state.until, state.month_end) != (until, month_end):
+        fresh = _Walked(until=until, month_end=month_end)
+        for entry in state.kept.values() if state is not None else ():  # a new month
+            fresh.add(entry._replace(dates=_dates(entry.row, entry.calendar, until)))
+        state = _WALKED[database] = fresh
+    kept = state.kept
+    changed = [i for i, v in versions.items() if (k := kept.get(i)) is None or k.version != v]
+    for gone in [i for i in kept if i not in versions or i in changed]:
+        state.remove(gone)
+    if changed:
+        # Read after their versions: each row is at least as recent as its version,
+        # so one changed in between differs from it next time and is read again.
+        created = analytics_sql.created_times(session, changed)
+        for row in stored_subscriptions(session, None, changed):
+            calendar = _first_calendar(row)
+            state.add(_Kept(version=versions[row.id], row=row, order=(created[row.id], row.id),
+                            key=draft_key(row, row.price_id, set()), calendar=calendar,
+                            dates=_dates(row, calendar, until)))  # fmt: skip
+    return state
+
+
+class KeptForecast(NamedTuple):
+    """``kept_walks``: the subscriptions walked on this request, the invoices of the
+    others counted per window, and how many subscriptions each currency has."""
+
+    walks: list[Walk]
+    placed: list[Placed]
+    subscriptions: dict[str, int]
 
 
 def kept_walks(
@@ -535,52 +628,77 @@ def kept_walks(
     *,
     currencies: tuple[str, ...],
     as_of: datetime,
+    month_end: datetime,
     until: datetime,
     pending: Mapping[str, str],
     rounding: RoundingMode,
-) -> list[Walk]:
-    """``walk(outlook, until)`` of every ``outlooks`` subscription, from the kept rows
-    and dates (``_kept_rows``); the amounts and run rates are found on each request
-    (``_priced``, as ``outlooks`` does), so a price, tax rate, coupon or credit change
-    shows at once. PostgreSQL only (row versions)."""
-    every, state = _kept_rows(session, until)
-    made = state.walks
-    entries = [k for k in every if k.row.currency in currencies]
-    rows = [k.row for k in entries]
-    # The calendars not kept are found from the invoices, as ``calendars`` does.
-    unkept = [k.row for k in entries if k.calendar is None]
-    found = dict(zip((r.id for r in unkept), calendars(session, unkept), strict=True))
+) -> KeptForecast:
+    """What ``walk(outlook, until)`` of every ``outlooks`` subscription adds up to, from
+    the kept rows and dates (``_refreshed``).
 
-    def calendar_of(number: int) -> tuple[datetime, int, str]:
-        return entries[number].calendar or found[rows[number].id]
-
-    # ``draft_key`` of each: the kept one unless a credit balance or a plan change
-    # makes it another.
+    The amounts and run rates are found on each request (``_priced``, as ``outlooks``
+    does), so a price, tax rate, coupon or credit change shows at once: for a group of
+    subscriptions sharing a draft, once, from its earliest member (the one ``outlooks``
+    drafts it from). Walked again on each request: the metered ones, those whose
+    calendar is found from their invoices, those with a coupon, a credit balance or a
+    plan change. PostgreSQL only (row versions).
+    """
+    versions = analytics_sql.subscription_versions(session, COUNTED_STATUSES)
     with_credit = analytics_sql.customers_with_credit(session)
-    keys = [
-        k.key if k.key is None or (k.row.customer_id not in with_credit and k.row.id not in pending)
-        else draft_key(k.row, pending.get(k.row.id) or k.row.price_id, with_credit)
-        for k in entries
-    ]  # fmt: skip
-    priced = _priced(session, rows, keys, calendar_of, as_of=as_of, pending=pending,
-                     rounding=rounding)  # fmt: skip
-    walks = []
-    for number, (entry, (amount, per_day)) in enumerate(zip(entries, priced, strict=True)):
-        if entry.dates is None:
-            walks.append(walk(_outlook(entry.row, calendar_of(number), amount, per_day), until))
-            continue
-        # One dict read and write each (atomic): the walk is reused only if made from
-        # this very entry at this amount, so a race between requests costs a remake.
-        last = made.get(entry.row.id)
-        if last is None or last[0] is not entry or last[1] != amount:
-            # Not metered (per day 0), and the service's outlooks have no recurring
-            # amount nor scheduled change (``invoice_amount``): every invoice is at the
-            # next one's amount.
-            code = normalize_currency(entry.row.currency)
-            invoices = tuple((at, amount, used) for at, used in entry.dates)
-            last = made[entry.row.id] = (entry, amount, Walk(code, 0, invoices))
-        walks.append(last[2])
-    return walks
+    with _WALKED_LOCK:
+        state = _refreshed(session, versions, month_end, until)
+        # Grouped, but drafted otherwise on this request: taken out of their groups.
+        excluded = {i for i in pending if i in state.kept and i not in state.own}
+        for customer in with_credit & state.by_customer.keys():
+            excluded |= state.by_customer[customer]
+        groups = [(g, g.earliest(excluded)) for (code, _), g in state.groups.items()
+                  if code in currencies]  # fmt: skip
+        own = [state.kept[i] for i in state.own | excluded
+               if state.kept[i].row.currency in currencies]  # fmt: skip
+        entries = sorted([*own, *(first for _, first in groups if first is not None)],
+                         key=_order)  # fmt: skip
+        rows = [e.row for e in entries]
+        unkept = [e.row for e in entries if e.calendar is None]
+        found = dict(zip((r.id for r in unkept), calendars(session, unkept), strict=True))
+
+        def calendar_of(number: int) -> tuple[datetime, int, str]:
+            return entries[number].calendar or found[rows[number].id]
+
+        keys = [draft_key(r, pending.get(r.id) or r.price_id, with_credit) for r in rows]
+        priced = _priced(session, rows, keys, calendar_of, as_of=as_of, pending=pending,
+                         rounding=rounding)  # fmt: skip
+        amounts = {e.row.id: amount for e, (amount, _) in zip(entries, priced, strict=True)}
+        walks = []
+        mine = {e.row.id for e in own}
+        for number, (entry, (amount, per_day)) in enumerate(zip(entries, priced, strict=True)):
+            if entry.row.id not in mine:
+                continue  # a group's earliest: counted with its group
+            if entry.dates is None:
+                outlook = _outlook(entry.row, calendar_of(number), amount, per_day)
+                walks.append(walk(outlook, until))
+            else:
+                # Not metered (per day 0), and the service's outlooks have no recurring
+                # amount nor scheduled change (``invoice_amount``): every invoice is at
+                # the next one's amount.
+                invoices = tuple((at, amount, used) for at, used in entry.dates)
+                walks.append(Walk(normalize_currency(entry.row.currency), 0, invoices))
+        placed, counted = [], Counter(w.currency for w in walks)
+        for group, first in groups:
+            if first is None:
+                continue  # every member taken out
+            soon, later = group.counts(as_of)
+            for entry in group.members.values() if excluded else ():
+                if entry.row.id in excluded:
+                    assert entry.dates is not None
+                    for at, _ in entry.dates:
+                        window = window_of(at, as_of, month_end, until)
+                        soon -= window == 0
+                        later -= window == 1
+            code = normalize_currency(first.row.currency)
+            amount = amounts[first.row.id]
+            placed += [Placed(code, 0, amount, soon), Placed(code, 1, amount, later)]
+            counted[code] += len(group.members) - sum(i in excluded for i in group.members)
+        return KeptForecast(walks=walks, placed=placed, subscriptions=dict(counted))
 
 
 # -- the report --------------------------------------------------------------------------
@@ -605,6 +723,7 @@ def forecast(
     """
     changes = plan_changes or PlanChanges(pending={})
     with sessions() as session:
+        analytics_sql.without_jit(session)
         checked = checked_range(session, query)
         as_of = checked.as_of
         # Open invoices are as of now, which may be after the range: read up to both.
@@ -612,30 +731,40 @@ def forecast(
         read = scopes(session, checked, max(checked.end, as_of))
         rates = {s.currency: fast.recovery_rate(session, s, checked.buckets, cache) for s in read}
         pending = {s.currency: fast.open_invoices(session, s, as_of, cache) for s in read}
-        until = forecast_windows(as_of, checked.time_zone)[-1][2]
+        (_, _, month_end), (_, _, until) = forecast_windows(as_of, checked.time_zone)
         codes, planned = checked.currencies, changes.pending
         if keep and session.get_bind().dialect.name == "postgresql":
-            walked = kept_walks(session, currencies=codes, as_of=as_of, until=until,
-                                pending=planned, rounding=rounding)  # fmt: skip
+            kept = kept_walks(session, currencies=codes, as_of=as_of, month_end=month_end,
+                              until=until, pending=planned, rounding=rounding)  # fmt: skip
         else:
             found = outlooks(session, currencies=codes, as_of=as_of, pending=planned,
                              rounding=rounding)  # fmt: skip
             walked = [walk(o, until) for o in found]
+            kept = KeptForecast(walks=walked, placed=[],
+                                subscriptions=Counter(w.currency for w in walked))  # fmt: skip
+    walks: dict[str, list[Walk]] = defaultdict(list)
+    for each in kept.walks:
+        walks[each.currency].append(each)
+    placed: dict[str, list[Placed]] = defaultdict(list)
+    for counted in kept.placed:
+        placed[counted.currency].append(counted)
     blocks = []
     for code in checked.currencies:
         rate = rates[code]
-        mine = [w for w in walked if w.currency == normalize_currency(code)]
+        normal = normalize_currency(code)
         windows = forecast_of(
             as_of=as_of,
             time_zone=checked.time_zone,
-            walks=mine,
+            walks=walks[normal],
+            placed=placed[normal],
             open_invoices=pending[code],
             recovery_rates={code: rate},
         )
         shown = [w for w in windows if w.currency == code] or _empty_windows(
             as_of, checked.time_zone, code
         )
-        rows = tuple(ForecastRow(window=w, recovery_rate=rate, subscriptions=len(mine))
+        count = kept.subscriptions.get(normal, 0)
+        rows = tuple(ForecastRow(window=w, recovery_rate=rate, subscriptions=count)
                      for w in shown)  # fmt: skip
         blocks.append(CurrencyBlock(currency=code, rows=rows))
     return ForecastReport(name="forecast", range=checked, blocks=tuple(blocks),

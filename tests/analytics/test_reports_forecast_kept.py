@@ -28,6 +28,7 @@ from models.repositories import ledger as ledger_sql
 from models.tables import (
     BillableMetric,
     Coupon,
+    CreditTransaction,
     Customer,
     Price,
     Product,
@@ -177,6 +178,19 @@ def test_the_kept_forecast_equals_walking_everything_after_each_change(
                                          coupon_id=ids["coupon"], redeemed_at=NOW))  # fmt: skip
         session.commit()
     assert both(pg_sessions)[1][1] == 25000
+
+    # A credit balance of 30.00: the customer's subscriptions are drafted on their own
+    # (out of the shared drafts); the forecast bills the invoices' totals, before the
+    # credit they spend, so the figures stay.
+    with pg_sessions() as session:
+        session.add(CreditTransaction(business_key=f"credit:{ids['tag']}", currency="SEK",
+                                      customer_id=ids["customer"], amount=3000))  # fmt: skip
+        session.commit()
+    assert both(pg_sessions)[1][1] == 25000
+    with pg_sessions() as session:
+        session.add(CreditTransaction(business_key=f"spent:{ids['tag']}", currency="SEK",
+                                      customer_id=ids["customer"], amount=-3000))  # fmt: skip
+        session.commit()
 
     # The customer's zone: the calendars are found on it again (the same dates here).
     change(pg_sessions, Customer, ids["customer"], time_zone="Europe/Stockholm")
