@@ -19,6 +19,18 @@ Per subscription ``active`` or ``past_due``:
 
 Open invoices (as of now) count at the currency's recovery rate observed over the
 report's range (``billing.analytics.dunning``).
+
+**Kept between requests** (PostgreSQL, ``kept_walks``): each subscription's row, its
+calendar and its invoice dates up to the next month's end, under the **version** of
+the rows they were read from (the ``xmin`` of the subscription, its customer, price,
+items and discounts: ``analytics_sql.subscription_versions``). Each request reads the
+versions of every counted subscription (one narrow query) and reads again, and walks
+again, only the rows whose version changed; the dates do not depend on the amounts,
+which are found on every request by ``period_draft`` as above (a price, tax rate,
+coupon, credit or plan change shows at once). Subscriptions sharing a draft are
+grouped and their dates counted per window. So a report is what walking every
+subscription gives (``forecast(..., keep=False)``; tests/analytics/
+test_reports_forecast_kept.py), with no lag.
 """
 
 from __future__ import annotations
