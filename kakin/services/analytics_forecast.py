@@ -699,17 +699,17 @@ def kept_walks(
             if first is None:
                 continue  # every member taken out
             soon, later = group.counts(as_of)
-            for entry in group.members.values() if excluded else ():
-                if entry.row.id in excluded:
-                    assert entry.dates is not None
-                    for at, _ in entry.dates:
-                        window = window_of(at, as_of, month_end, until)
-                        soon -= window == 0
-                        later -= window == 1
+            out = [group.members[i] for i in excluded if i in group.members]
+            for entry in out:  # taken out: walked above, not counted here
+                assert entry.dates is not None
+                for at, _ in entry.dates:
+                    window = window_of(at, as_of, month_end, until)
+                    soon -= window == 0
+                    later -= window == 1
             code = normalize_currency(first.row.currency)
             amount = amounts[first.row.id]
             placed += [Placed(code, 0, amount, soon), Placed(code, 1, amount, later)]
-            counted[code] += len(group.members) - sum(i in excluded for i in group.members)
+            counted[code] += len(group.members) - len(out)
         return KeptForecast(walks=walks, placed=placed, subscriptions=dict(counted))
 
 
