@@ -1,5 +1,5 @@
 """The forecast with each subscription's invoice dates kept between requests
-(``kept_walks``) gives what walking every subscription again gives (``keep=False``),
+(``analytics_forecast_kept``) gives what walking every subscription again gives (``keep=False``),
 after each change a user makes: a renewal, a plan change scheduled, a cancellation at
 period end, usage recorded, a coupon redeemed, the customer's time zone, a payment of
 an open invoice.
@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.analytics.ledger import EntryKind
-from kakin.services import analytics_forecast
+from kakin.services import analytics_forecast_kept
 from kakin.services.analytics import ReportQuery
 from kakin.services.analytics_forecast import PlanChanges, forecast
 from kakin.services.usage import UsageEventIn, ingest
@@ -139,12 +139,12 @@ def change(sessions: sessionmaker[Session], model: type[Any], key: str, **values
 def test_the_kept_forecast_equals_walking_everything_after_each_change(
     pg_sessions: sessionmaker[Session], ids: dict[str, str]
 ) -> None:
-    analytics_forecast.forget_kept()
+    analytics_forecast_kept.forget_kept()
     first = both(pg_sessions)
     assert first[0][:5] == ("rest_of_month", 10000, 0, 4000, 1)  # renews on Jan 20
     # Next month: renews Feb 20, changes Feb 5, cancels Feb 10, meters Feb 1 (00:00Z).
     assert first[1][:5] == ("next_month", 40000, 0, 0, 4)
-    state = analytics_forecast._WALKED[str(pg_sessions.kw["bind"].url)]
+    state = analytics_forecast_kept._WALKED[str(pg_sessions.kw["bind"].url)]
     untouched = state.kept[ids["changes"]]
 
     # Renewed: its period moves to [Jan 20, Feb 20); Jan 20 is no longer ahead.
