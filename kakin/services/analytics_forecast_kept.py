@@ -208,6 +208,8 @@ def _refreshed(session: Session, versions: Mapping[str, str], month_end: datetim
         # so one changed in between differs from it next time and is read again.
         created = analytics_sql.created_times(session, changed)
         for row in stored_subscriptions(session, None, changed):
+            if row.id not in created:  # deleted and made again in between: read next time
+                continue
             calendar = first_calendar(row)
             state.add(_Kept(version=versions[row.id], row=row, order=(created[row.id], row.id),
                             key=draft_key(row, row.price_id, set()), calendar=calendar,
