@@ -27,11 +27,12 @@ currency; the total is the sum of the rounded parts.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import NamedTuple
 
 from billing.analytics.buckets import Granularity, bucket_range
 from billing.analytics.receivables import OpenInvoice
@@ -116,12 +117,13 @@ def _boundary(outlook: SubscriptionOutlook, index: int) -> datetime:
     )  # fmt: skip
 
 
-def _invoices(
+def invoice_dates(
     outlook: SubscriptionOutlook, until: datetime
-) -> Iterable[tuple[datetime, int, Fraction]]:
-    """``(date, licensed amount, days of usage billed)`` of its invoices before ``until``
+) -> Iterable[tuple[int, datetime, Fraction]]:
+    """``(period index, date, days of usage billed)`` of its invoices before ``until``
     (the days only with a metered run rate: 0 otherwise, and no boundary computed for
-    them; each boundary is computed once, as the walk goes on)."""
+    them; each boundary is computed once, as the walk goes on). The dates do not
+    depend on the amounts, so a caller may keep them while the amounts change."""
     index = outlook.next_period_index
     metered = bool(outlook.metered_per_day)
     previous = _boundary(outlook, index - 1) if metered and index > 0 else None
@@ -135,20 +137,80 @@ def _invoices(
             at = _boundary(outlook, index)
         if at >= until or (outlook.cancel_at is not None and at >= outlook.cancel_at):
             return
-        amount = outlook.next_invoice_amount
-        if index > outlook.next_period_index and outlook.recurring_amount is not None:
-            amount = outlook.recurring_amount
-        if outlook.change_at is not None and at >= outlook.change_at:
-            assert outlook.amount_after_change is not None
-            amount = outlook.amount_after_change
         # In arrears: the invoice opening period ``index`` bills the usage of the
         # period before it (none before the first period).
         used = _NO_DAYS
         if metered and previous is not None:
             used = Fraction((at - previous) // _MICROSECOND, _DAY // _MICROSECOND)
-        yield at, amount, used
+        yield index, at, used
         previous = at
         index += 1
+
+
+def invoice_amount(outlook: SubscriptionOutlook, index: int, at: datetime) -> int:
+    """The licensed amount of its invoice opening period ``index``, dated ``at``."""
+    amount = outlook.next_invoice_amount
+    if index > outlook.next_period_index and outlook.recurring_amount is not None:
+        amount = outlook.recurring_amount
+    if outlook.change_at is not None and at >= outlook.change_at:
+        assert outlook.amount_after_change is not None
+        amount = outlook.amount_after_change
+    return amount
+
+
+def invoices(
+    outlook: SubscriptionOutlook, until: datetime
+) -> Iterable[tuple[datetime, int, Fraction]]:
+    """``(date, licensed amount, days of usage billed)`` of its invoices before ``until``."""
+    for index, at, used in invoice_dates(outlook, until):
+        yield at, invoice_amount(outlook, index, at), used
+
+
+class Walk(NamedTuple):
+    """One subscription's invoices before the end of the next month (``invoices``), as
+    ``forecast_of`` sums them.
+
+    Attributes:
+        per_day: Its metered run rate (minor units per day, exact).
+        invoices: ``(date, licensed amount, days of usage billed)``, in date order.
+    """
+
+    currency: str
+    per_day: Fraction | int
+    invoices: Sequence[tuple[datetime, int, Fraction]]
+
+
+class Placed(NamedTuple):
+    """``invoices`` invoices of ``amount`` each (no usage), already placed in window
+    ``window`` (0: the rest of the month, 1: the next month; ``window_of``)."""
+
+    currency: str
+    window: int
+    amount: int
+    invoices: int
+
+
+def window_of(at: datetime, as_of: datetime, month_end: datetime, until: datetime) -> int | None:
+    """The window an invoice dated ``at`` falls in (0: ``[as_of, month_end)``, 1:
+    ``[month_end, until)``), or ``None``."""
+    if at < as_of or at >= until:
+        return None
+    return 0 if at < month_end else 1
+
+
+def windows(as_of: datetime, time_zone: str) -> tuple[tuple[str, datetime, datetime], ...]:
+    """``(name, start, end)`` of the rest of this month and of the next month."""
+    month = bucket_range(from_=as_of, to=as_of + _DAY, interval=Granularity.MONTH,
+                         time_zone=time_zone)[0]  # fmt: skip
+    following = bucket_range(from_=month.end, to=month.end + _DAY,
+                             interval=Granularity.MONTH, time_zone=time_zone)[0]  # fmt: skip
+    return ("rest_of_month", as_of, month.end), ("next_month", month.end, following.end)
+
+
+def walk(outlook: SubscriptionOutlook, until: datetime) -> Walk:
+    """Its ``Walk`` up to ``until`` (the end of the next month's window)."""
+    rate = Fraction(outlook.metered_per_day) if outlook.metered_per_day else 0
+    return Walk(normalize_currency(outlook.currency), rate, tuple(invoices(outlook, until)))
 
 
 def forecast(
@@ -160,33 +222,57 @@ def forecast(
     recovery_rates: Mapping[str, Decimal | None] | None = None,
 ) -> tuple[ForecastWindow, ...]:
     """The forecast per window and currency (rest of this month, then next month)."""
-    month = bucket_range(from_=as_of, to=as_of + _DAY, interval=Granularity.MONTH,
-                         time_zone=time_zone)[0]  # fmt: skip
-    following = bucket_range(from_=month.end, to=month.end + _DAY,
-                             interval=Granularity.MONTH, time_zone=time_zone)[0]  # fmt: skip
-    windows = (("rest_of_month", as_of, month.end), ("next_month", month.end, following.end))
+    until = windows(as_of, time_zone)[-1][2]
+    return forecast_of(
+        as_of=as_of,
+        time_zone=time_zone,
+        walks=(walk(outlook, until) for outlook in subscriptions),
+        open_invoices=open_invoices,
+        recovery_rates=recovery_rates,
+    )
+
+
+def forecast_of(
+    *,
+    as_of: datetime,
+    time_zone: str,
+    walks: Iterable[Walk],
+    placed: Iterable[Placed] = (),
+    open_invoices: Iterable[OpenInvoice] = (),
+    recovery_rates: Mapping[str, Decimal | None] | None = None,
+) -> tuple[ForecastWindow, ...]:
+    """``forecast`` from each subscription's ``Walk`` (up to the next month's end) and
+    invoices counted per window already (``placed``)."""
+    named = windows(as_of, time_zone)
+    (_, _, month_end), (_, _, until) = named
     recurring: dict[tuple[int, str], int] = defaultdict(int)
     metered: dict[tuple[int, str], Fraction] = defaultdict(Fraction)
     counts: dict[tuple[int, str], int] = defaultdict(int)
     pending: dict[tuple[int, str], Fraction] = defaultdict(Fraction)
     currencies: set[str] = set()
-    for outlook in subscriptions:
-        code = normalize_currency(outlook.currency)
+    for code, rate, walked in walks:
         currencies.add(code)
-        rate = Fraction(outlook.metered_per_day) if outlook.metered_per_day else 0
-        for at, amount, usage_days in _invoices(outlook, following.end):
-            for number, (_, start, end) in enumerate(windows):
-                if start <= at < end:
-                    recurring[number, code] += amount
-                    counts[number, code] += 1
-                    if rate:
-                        metered[number, code] += rate * usage_days
+        for at, amount, usage_days in walked:
+            number = window_of(at, as_of, month_end, until)
+            if number is None:
+                continue
+            recurring[number, code] += amount
+            counts[number, code] += 1
+            if rate:
+                metered[number, code] += rate * usage_days
+    for code, number, amount, count in placed:
+        currencies.add(code)
+        recurring[number, code] += amount * count
+        counts[number, code] += count
+    owed: dict[str, int] = defaultdict(int)
     for invoice in open_invoices:
         code = normalize_currency(invoice.currency)
         currencies.add(code)
+        owed[code] += invoice.open_amount
+    for code, amount in owed.items():
         observed = (recovery_rates or {}).get(code)
-        if observed is not None:
-            pending[0, code] += Fraction(invoice.open_amount) * Fraction(observed)
+        if observed is not None:  # the sum times the rate: exact, one product per currency
+            pending[0, code] = Fraction(amount) * Fraction(observed)
     return tuple(
         ForecastWindow(
             name=name,
@@ -199,5 +285,5 @@ def forecast(
             invoices=counts[number, code],
         )
         for code in sorted(currencies)
-        for number, (name, start, end) in enumerate(windows)
+        for number, (name, start, end) in enumerate(named)
     )

@@ -212,7 +212,10 @@ def _report(name: str, query: ReportQuery, settings: Settings) -> tuple[Any, boo
         return readers[name](sessions(), query), False
     changes, used_temporal = _plan_changes(settings)
     rounding = RoundingMode(settings.tax_rounding)
-    report = forecasting.forecast(sessions(), query, rounding=rounding, plan_changes=changes)
+    # One report per process: keeping the invoice dates for a next request would cost
+    # more than it saves (the same figures either way).
+    report = forecasting.forecast(sessions(), query, rounding=rounding, plan_changes=changes,
+                                  keep=False)  # fmt: skip
     return report, used_temporal
 
 

@@ -288,6 +288,7 @@ Figures = Callable[[Session, ReportRange, tuple[Bucket, ...], Scope, Closed], Cu
 def _report(name: str, sessions: sessionmaker[Session], query: ReportQuery,
             figures: Figures) -> Report:  # fmt: skip
     with sessions() as session:
+        analytics_sql.without_jit(session)
         checked = checked_range(session, query)
         cache = Closed(session, checked.as_of)  # the ledger's mark, before any figure
         prefix = _year_before(checked)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,12 +36,11 @@ def subscription_statuses(session: Session, subscription_ids: Iterable[str]) -> 
     return {sub_id: status for sub_id, status in rows}
 
 
-def subscriptions_in(session: Session, statuses: Iterable[str]) -> list[Subscription]:
-    """Every subscription in one of ``statuses``, oldest first."""
-    return list(
-        session.scalars(
-            select(Subscription)
-            .where(Subscription.status.in_(list(statuses)))
-            .order_by(Subscription.created_at, Subscription.id)
-        )
-    )
+def subscriptions_in(
+    session: Session, statuses: Iterable[str], ids: Sequence[str] | None = None
+) -> list[Subscription]:
+    """Every subscription in one of ``statuses`` (of ``ids`` if given), oldest first."""
+    query = select(Subscription).where(Subscription.status.in_(list(statuses)))
+    if ids is not None:
+        query = query.where(Subscription.id.in_(ids))
+    return list(session.scalars(query.order_by(Subscription.created_at, Subscription.id)))
