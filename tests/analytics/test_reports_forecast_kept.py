@@ -13,6 +13,7 @@ As of 2026-01-15T00:00Z on the Tokyo calendar, in SEK (no other test bills it):
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from models.tables import (
     SubscriptionDiscount,
     SubscriptionItem,
 )
+from tests.analytics.fixture_life import private_database
 
 K = EntryKind
 NOW = datetime(2026, 1, 15, tzinfo=UTC)
@@ -46,6 +48,14 @@ QUERY = ReportQuery(
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pg_sessions() -> Iterator[sessionmaker[Session]]:
+    """This module's own database: the forecast reads every subscription and open
+    invoice of its currency, and other modules leave theirs in the shared one."""
+    with private_database() as sessions:
+        yield sessions
 
 
 @pytest.fixture(scope="module")
