@@ -17,6 +17,7 @@ from activities.invoicing import InvoicingActivities
 from activities.notifications import NotificationActivities
 from activities.payments import PaymentActivities
 from activities.renewals import RenewalActivities
+from activities.sessions import activity_sessions
 from kakin.adapters.mailer import Mailer
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.services.invoice_documents import Seller
@@ -50,6 +51,7 @@ def build_activities(
     templates: jinja2.Environment,
     seller: Seller,
 ) -> Activities:
+    session_factory = activity_sessions(session_factory)  # cancellation waits for the session
     invoicing = InvoicingActivities(
         session_factory=session_factory, templates=templates, seller=seller
     )

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.sessions import activity_sessions
 from kakin import contracts
 from kakin.adapters.webhook_sender import SendResult, send
 from kakin.platform import metrics
@@ -38,7 +39,7 @@ class WebhookActivities:
         sender: Sender = send,
         resolver: Resolver = resolve,
     ) -> None:
-        self._sessions = session_factory
+        self._sessions = activity_sessions(session_factory)  # see activities/sessions.py
         self._keyring = keyring
         self._shape = shape_event
         self._live_mode = live_mode

@@ -372,6 +372,11 @@ def exit_process(code: int) -> NoReturn:
 
 # -- the worker (python worker.py, kakin worker, kakin up) --------------------------------
 
+# On SIGTERM a worker stops taking tasks and gives the activities it is running this long
+# to finish before the SDK cancels them: a deploy then cuts no email or charge short.
+# Below `docker stop`'s 10 s before its SIGKILL.
+WORKER_SHUTDOWN_GRACE = timedelta(seconds=8)
+
 
 def build_worker(
     client: Client,
@@ -405,6 +410,7 @@ def build_worker(
         else [],
         activity_executor=executor if run_activities else None,
         max_concurrent_activities=executor._max_workers if run_activities and executor else None,
+        graceful_shutdown_timeout=WORKER_SHUTDOWN_GRACE,
     )
 
 
@@ -440,6 +446,7 @@ def build_stripe_worker(
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_task_queue_activities_per_second=share * stripe_rate_limit / STRIPE_REQUESTS_PER_CHARGE,
+        graceful_shutdown_timeout=WORKER_SHUTDOWN_GRACE,
     )
 
 
