@@ -22,8 +22,9 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.watched_send import WatchedSend
 from kakin.platform import metrics
 
 PATH = "/metrics"
@@ -52,19 +53,14 @@ class RequestMetrics:
         started = time.perf_counter()
         # As they came: routing into a mounted app rewrites the scope's root path.
         root, path = scope.get("root_path", ""), scope["path"]
-        status = 500  # unless a response starts: an exception escaped
-
-        async def watching(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watching = WatchedSend(send)
         try:
             await self.app(scope, receive, watching)
         finally:
             took = time.perf_counter() - started
-            metrics.http_request(scope["method"], self._route(scope, root, path), status, took)
+            metrics.http_request(
+                scope["method"], self._route(scope, root, path), watching.status, took
+            )
 
     def _route(self, scope: Scope, root: str, path: str) -> str:
         """The template of the route that served ``scope`` (the router leaves it in the

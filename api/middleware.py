@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import pan_guard
 from api.errors import INTERNAL_ERROR, error_response
 from api.request_context import request_id
+from api.watched_send import WatchedSend
 
 access_log = logging.getLogger("kakin.api.access")
 log = logging.getLogger("kakin.api")
@@ -69,16 +70,11 @@ class AccessLog:
         state["request_id"] = rid
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500  # unless a response starts: an exception escaped
-        responding = False
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, responding
-            if message["type"] == "http.response.start":
-                status, responding = message["status"], True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
-            await send(message)
+        def add_id(start: Message) -> None:
+            MutableHeaders(scope=start)[REQUEST_ID_HEADER] = rid
 
+        send_with_id = WatchedSend(send, on_start=add_id)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -91,7 +87,7 @@ class AccessLog:
                 pan_guard.redact(scope["path"])[:300],
                 rid,
             )
-            if responding:
+            if send_with_id.started:
                 raise  # half a response has gone out: only closing the connection ends it
             await error_response(500, INTERNAL_ERROR, type="api_error")(
                 scope, receive, send_with_id
@@ -105,7 +101,7 @@ class AccessLog:
                         "request_id": rid,
                         "method": scope["method"],
                         "path": pan_guard.redact(scope["path"])[:300],
-                        "status": status,
+                        "status": send_with_id.status,
                         "key_id": state.get("key_id"),
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     },

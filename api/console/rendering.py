@@ -14,12 +14,13 @@ import jinja2
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.console.auth import ConsoleDenied, ConsoleRedirect, csrf_for, keep_anchor, locale_of
 from api.console.messages import translator
 from api.console.navigation import menu_for
 from api.deps import deps_of
+from api.watched_send import WatchedSend
 from kakin.services import console_forms
 from kakin.services.staff import StaffInfo
 
@@ -107,19 +108,12 @@ class GiveBackRefusedForms:
         if scope["type"] != "http" or not scope["path"].startswith("/console"):
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sending = WatchedSend(send)
         try:
             await self.app(scope, receive, sending)
         finally:
             # check_csrf keeps the token it spent in the request's state (scope["state"]).
             nonce = scope.get("state", {}).get("spent_form")
-            if status >= 400 and nonce is not None:
+            if sending.status >= 400 and nonce is not None:
                 sessions = deps_of(Request(scope)).sessions
                 await run_in_threadpool(console_forms.release, sessions, nonce)
