@@ -179,6 +179,10 @@ async def test_concurrent_copies_of_a_card_change_retry_the_charge_once(
     )
     stripe_gateway.set_default_payment_method(stripe_customer_id=customer, payment_method_id=other)
     await eventually(lambda: len(observe(pg_sessions, subscription_id).attempts) == 2, timeout=30)
+    await eventually(  # its email follows the attempt (slow on a busy machine)
+        lambda: observe(pg_sessions, subscription_id).email_kinds.count("payment_failed") == 2,
+        timeout=30,
+    )
     assert traffic.idle(30)
     await asyncio.sleep(2)  # room for a second retry to show, if one were coming
     seen = observe(pg_sessions, subscription_id)
@@ -235,7 +239,16 @@ async def test_an_older_card_event_arriving_late_does_not_put_back_a_stale_card(
         await eventually(lambda n=n: len(_events(traffic, "customer.updated", id=customer)) == n)
     assert traffic.release(order="reverse") >= 2  # the newer event first, then the older
     assert traffic.idle(30)
-    await asyncio.sleep(2)  # the workflow records what it was told
+    # The workflow records what it was told (slow on a busy machine); then a moment more,
+    # in which a stale card put back late would show.
+    await eventually(
+        lambda: (
+            _card(pg_sessions, subscription_id) == newer
+            and _card_changes(pg_sessions, subscription_id) != []
+        ),
+        timeout=60,
+    )
+    await asyncio.sleep(2)
 
     assert _card(pg_sessions, subscription_id) == newer
     assert stripe_gateway.default_payment_method(customer) == newer
