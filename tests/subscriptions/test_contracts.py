@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.orm import sessionmaker
 from temporalio import activity, workflow
 
 from activities.invoicing import InvoicingActivities
@@ -101,6 +102,6 @@ def test_the_worker_registers_exactly_the_public_activity_names(tmp_path: Path) 
     ]
     assert sorted(defined) == sorted(c.ACTIVITIES)
     # Built as the worker builds them; nothing is called, so no database is touched.
-    activities = make_activities(None, None, tmp_path)  # type: ignore[arg-type]
+    activities = make_activities(sessionmaker(), None, tmp_path)  # type: ignore[arg-type]
     names = sorted(activity._Definition.must_from_callable(fn).name for fn in activities.all())
     assert names == sorted(c.ACTIVITIES)
