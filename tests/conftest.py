@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -32,6 +33,11 @@ from kakin.services.invoice_documents import Seller
 from models.db import make_engine, make_session_factory, migrate
 from tests.helpers import connect_to, free_ports, running, serving_worker
 from tests.support.encryption import TEST_KEYS, converter_for_tests
+
+# No per-example time limit: Hypothesis' default (200 ms) is a timed assertion, and a
+# busy machine failed property tests of the billing calendar with it. Speed lives in bench/.
+settings.register_profile("kakin", deadline=None)
+settings.load_profile("kakin")
 
 # The browser fixtures (browser, open_page, screenshot): a plugin, so playwright's names
 # stay in their own module and every test folder can use them.
