@@ -21,8 +21,8 @@ Why a small class and not pyrate-limiter (4.5): its blocking acquire stamps a wa
 request with its *planned* wake-up time (``item.timestamp += sleep_ms``), so on a busy
 machine a thread that oversleeps is counted earlier than it sent and a real second can
 carry more than the rate; and its sliding-window log of N per second lets N go at once,
-where Stripe wants them spread. The bucket below reserves a slot under one lock and
-the thread sleeps until it, which is all we need.
+where Stripe wants them spread. The bucket below has one thread at a time wait for the
+next token, under one lock, and counts from when it actually woke.
 
 The two things operations count each happen in one place: :meth:`PacedHttpClient.waited`
 (time a request waited on the bucket) and :meth:`PacedHttpClient.rate_limited` (a 429
@@ -73,8 +73,14 @@ class TokenBucket:
     Stripe's limit absorbs the jitter between taking a token and the request reaching
     Stripe. A larger capacity buys nothing in throughput, only a burst.
 
-    ``take`` reserves the next slot under the lock (the count may go below zero:
-    later callers queue behind, first come first served) and sleeps outside it.
+    ``take`` waits for its token *holding the lock*, and counts the tokens again from
+    the clock when it wakes. The other threads queue on the lock behind it. So the
+    spacing is measured between the moments requests actually go, not planned ahead:
+    when the whole process stalls (a garbage-collection pause, a busy machine), the
+    requests queued behind the stall go one gap apart afterwards. A bucket that hands
+    out future slots and lets each thread sleep to its own would send every slot that
+    fell inside the stall at once. CI once saw 14 requests in one second that way,
+    against a pace of 9.
     """
 
     def __init__(
@@ -96,26 +102,37 @@ class TokenBucket:
         self._counted_at = clock()
 
     def take(self, *, max_wait: float = math.inf) -> float:
-        """Wait for a token and take it; returns the seconds waited.
+        """Wait for a token and take it; returns the seconds waited (in the queue too).
 
         Raises :class:`PacingTimeout` (taking nothing) when the wait would exceed
         ``max_wait``.
         """
-        with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._counted_at)
-            self._tokens = min(float(self.capacity), self._tokens + elapsed * self.rate)
-            self._counted_at = now
+        started = self._clock()
+        if not self._lock.acquire(timeout=-1 if math.isinf(max_wait) else max(0.0, max_wait)):
+            raise self._timeout(max_wait)
+        try:
+            self._refill()
             wait = max(0.0, (1.0 - self._tokens) / self.rate)
-            if wait > max_wait:
-                raise PacingTimeout(
-                    f"kakin's Stripe rate ({self.rate:g} requests/s) has no slot "
-                    f"within {max_wait:g} s"
-                )
-            self._tokens -= 1.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+            if self._clock() - started + wait > max_wait:
+                raise self._timeout(max_wait)
+            if wait > 0:
+                self._sleep(wait)
+                self._refill()  # a long sleep credits no more than the capacity
+            self._tokens = max(0.0, self._tokens - 1.0)
+        finally:
+            self._lock.release()
+        return self._clock() - started
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._counted_at)
+        self._tokens = min(float(self.capacity), self._tokens + elapsed * self.rate)
+        self._counted_at = now
+
+    def _timeout(self, max_wait: float) -> PacingTimeout:
+        return PacingTimeout(
+            f"kakin's Stripe rate ({self.rate:g} requests/s) has no slot within {max_wait:g} s"
+        )
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float | None = None) -> float:

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.bundle import Activities
 from kakin.adapters.stripe_gateway import StripeGateway
-from kakin.adapters.stripe_pacing import RATE_LIMITED_RETRIES, retry_after_seconds
+from kakin.adapters.stripe_pacing import (
+    RATE_LIMITED_RETRIES,
+    PacingTimeout,
+    TokenBucket,
+    retry_after_seconds,
+)
 from kakin.dev.embedded import ManagedProcess, wait_for_port
 from kakin.platform.settings import Settings
 from kakin.runtime import stripe_gateway as gateway_from_settings
@@ -248,3 +254,49 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after_seconds({"Retry-After": "Mon, 01 Mar 2027 09:00:03 GMT"}, now=now) == 3.0
     assert retry_after_seconds({"Retry-After": "soon"}, now=now) == -1.0  # unreadable: backoff
     assert retry_after_seconds({}, now=now) == -1.0
+
+
+def test_requests_queued_behind_a_stall_still_go_one_gap_apart() -> None:
+    """A stall (a garbage-collection pause, a busy machine) holds every waiting thread
+    past its turn; when it ends they must not all go at once, or one second carries
+    several seconds' worth of requests and Stripe answers 429."""
+    rate, threads = 10.0, 6
+    gap = 1 / rate
+    stall_ends = time.monotonic() + 0.4
+
+    def stalled_sleep(seconds: float) -> None:  # no thread wakes before the stall ends
+        time.sleep(max(seconds, stall_ends - time.monotonic()))
+
+    bucket = TokenBucket(rate=rate, sleep=stalled_sleep)
+    bucket.take()  # the token saved while idle: from now on each take waits
+    went: list[float] = []
+
+    def send(_: int) -> None:
+        bucket.take()
+        went.append(time.monotonic())
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, range(threads)))
+
+    went.sort()
+    assert went[0] >= stall_ends
+    gaps = [later - earlier for earlier, later in pairwise(went)]
+    # Half a gap of tolerance for a thread that is slow to note the time it went.
+    assert min(gaps) >= gap / 2, f"gaps after the stall: {[round(g, 3) for g in gaps]}"
+
+
+def test_a_request_that_would_wait_past_its_budget_is_refused_without_waiting_it() -> None:
+    bucket = TokenBucket(rate=2.0)  # one token every 0.5 s
+    bucket.take()
+    with pytest.raises(PacingTimeout):
+        bucket.take(max_wait=0.1)  # the next token is 0.5 s away
+
+    # Queued behind a thread that holds the bucket for its own 0.5 s wait.
+    with ThreadPoolExecutor(1) as other:
+        holder = other.submit(bucket.take)
+        time.sleep(0.05)
+        began = time.monotonic()
+        with pytest.raises(PacingTimeout):
+            bucket.take(max_wait=0.2)
+        assert time.monotonic() - began < 0.45  # gave up at its budget, not after the holder
+        assert holder.result() > 0
