@@ -20,6 +20,10 @@ event is:
    default card (read from Stripe, whatever the event carried), so a late, older event
    cannot put back a stale card. A workflow that has ended is not an error: the event
    is acknowledged and its ``outcome`` says why it did nothing.
+
+The database work runs in threads (``asyncio.to_thread``), never on the event loop:
+the API serves every request from one loop, and a webhook waiting for a row lock or
+a database coming back must not hold up the others.
 """
 
 from __future__ import annotations
@@ -150,20 +154,23 @@ async def claim(
     held after the wait: ``WebhookBusyError`` (503), so Stripe delivers it again
     rather than be told "done" about work that may yet fail.
     """
-    if not store_once(sessions, event):
+    if not await asyncio.to_thread(store_once, sessions, event):
         return None
     deadline = time.monotonic() + wait
     while True:
-        token = _try_claim(sessions, event["id"])
+        token = await asyncio.to_thread(_try_claim, sessions, event["id"])
         if token is not None:
             return token
-        with sessions() as session:
-            row = get(session, WebhookEvent, event["id"])
-            if row.processed_at is not None:
-                return None
+        if await asyncio.to_thread(_processed, sessions, event["id"]):
+            return None
         if time.monotonic() >= deadline:
             raise WebhookBusyError(f"event {event['id']} is being processed by another delivery")
         await asyncio.sleep(0.1)
+
+
+def _processed(sessions: sessionmaker[Session], event_id: str) -> bool:
+    with sessions() as session:
+        return get(session, WebhookEvent, event_id).processed_at is not None
 
 
 def _previous_outcome(sessions: sessionmaker[Session], event_id: str) -> str | None:
@@ -210,12 +217,10 @@ async def _payment_succeeded(
 ) -> tuple[int, str]:
     invoice_id = str((data.get("metadata") or {}).get("kakin_invoice_id") or "")
     intent_id = str(data.get("id") or "")
-    with sessions() as session:
-        invoice = find(session, Invoice, invoice_id) if invoice_id else None
-        if invoice is None:
-            return 0, "not one of our invoices"
-        subscription_id, status = invoice.subscription_id, invoice.status
-        own = payment_sql.attempt_status_by_intent(session, intent_id)
+    known = await asyncio.to_thread(_invoice_and_attempt, sessions, invoice_id, intent_id)
+    if known is None:
+        return 0, "not one of our invoices"
+    subscription_id, status, own = known
     if status == InvoiceStatus.PAID:
         # Our own charge (or an earlier event) recorded it: the workflow would ignore
         # the signal, which would cost a Temporal action and a task per renewal.
@@ -235,6 +240,19 @@ async def _payment_succeeded(
             _late_payment, sessions, stripe_gateway, invoice_id, intent_id
         )
     return 1, f"payment_received sent for {invoice_id}"
+
+
+def _invoice_and_attempt(
+    sessions: sessionmaker[Session], invoice_id: str, intent_id: str
+) -> tuple[str, str, str | None] | None:
+    """(subscription, invoice status, our attempt's status for the intent), or None
+    when the invoice is not ours."""
+    with sessions() as session:
+        invoice = find(session, Invoice, invoice_id) if invoice_id else None
+        if invoice is None:
+            return None
+        own = payment_sql.attempt_status_by_intent(session, intent_id)
+        return invoice.subscription_id, invoice.status, own
 
 
 def _late_payment(
@@ -325,6 +343,17 @@ def _follow_default(
     return method, claimed
 
 
+def _customer_of(sessions: sessionmaker[Session], stripe_customer: str) -> str | None:
+    with sessions() as session:
+        customer = payment_sql.customer_by_stripe_id(session, stripe_customer)
+        return None if customer is None else customer.id
+
+
+def _live_subscriptions(sessions: sessionmaker[Session], customer_id: str) -> list[str]:
+    with sessions() as session:
+        return list(subscription_sql.live_subscription_ids(session, customer_id))
+
+
 async def _card_event(
     client: Client,
     sessions: sessionmaker[Session],
@@ -336,11 +365,9 @@ async def _card_event(
     previous: str | None,
 ) -> tuple[int, str]:
     """Follow Stripe's current default card; tell the live subscriptions once per change."""
-    with sessions() as session:
-        customer = payment_sql.customer_by_stripe_id(session, stripe_customer)
-        if customer is None:
-            return 0, "not one of our customers"
-        customer_id = customer.id
+    customer_id = await asyncio.to_thread(_customer_of, sessions, stripe_customer)
+    if customer_id is None:
+        return 0, "not one of our customers"
     method, claimed = await asyncio.to_thread(
         _follow_default, sessions, stripe_gateway, customer_id, stripe_customer, hinted, event_id
     )
@@ -348,8 +375,7 @@ async def _card_event(
         return 0, "no default card at Stripe"
     if not claimed and previous != f"applying {method}":
         return 0, f"card {method} already current"
-    with sessions() as session:
-        subscriptions = subscription_sql.live_subscription_ids(session, customer_id)
+    subscriptions = await asyncio.to_thread(_live_subscriptions, sessions, customer_id)
     told = 0
     for subscription_id in subscriptions:
         try:
@@ -418,15 +444,15 @@ async def receive(
     if token is None:
         return Outcome(event["id"], kind, duplicate=True, signals=0)
     try:
-        previous = _previous_outcome(sessions, event["id"])
+        previous = await asyncio.to_thread(_previous_outcome, sessions, event["id"])
         signals, result = await dispatch(
             client, sessions, event, stripe_gateway=stripe_gateway, previous=previous
         )
     except BaseException:
         try:
-            release(sessions, event["id"], token)
+            await asyncio.to_thread(release, sessions, event["id"], token)
         except Exception:  # the database is down: the lease runs out instead
             log.warning("webhook %s: could not give the claim back", event["id"])
         raise
-    mark_processed(sessions, event["id"], token, result)
+    await asyncio.to_thread(mark_processed, sessions, event["id"], token, result)
     return Outcome(event["id"], kind, duplicate=False, signals=signals, result=result)

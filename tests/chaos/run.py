@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -458,7 +460,8 @@ class _Run:
                     f"{done}/{len(self.planned)} through their script, paid periods "
                     f"{paid_total}/{wanted}, "
                     f"kills {self.faults.worker_kills}, stripe faults "
-                    f"{sum(self.proxy.counts.values())}, usage events {len(self.usage.sent)}"
+                    f"{sum(self.proxy.counts.values())}, usage events {len(self.usage.sent)}, "
+                    f"webhooks waiting {self.relay.waiting}, {_threads()}"
                 )
             if done == len(self.planned):
                 return
@@ -664,8 +667,9 @@ class _Run:
                             at_period_end=False, requested_by="chaos",
                         )  # fmt: skip
             began = time.monotonic()
+            self.say(f"waiting for {self.relay.waiting} webhook deliveries queued or in flight")
             if not await asyncio.to_thread(self.relay.settle):
-                self.say("webhook deliveries still in flight after 180 s")
+                self.say(f"webhook deliveries stopped draining: {self.relay.waiting} left")
             refused = Counter(
                 f"{d.status} {d.body[:80]}"
                 for d in self.relay.deliveries
@@ -797,6 +801,14 @@ async def run_chaos(config: ChaosConfig) -> ChaosResult:
     finally:
         if not config.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _threads() -> str:
+    """The driver's threads, by what they run: a count that keeps growing is a leak
+    (the relay, the proxy and the loopbacks start a thread per delivery or connection)."""
+    kinds = Counter(re.sub(r"[-_]\d+", "", t.name) for t in threading.enumerate())
+    top = ", ".join(f"{name} {n}" for name, n in kinds.most_common(3))
+    return f"threads {threading.active_count()} ({top})"
 
 
 def timed(seconds: float) -> str:

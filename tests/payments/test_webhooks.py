@@ -416,3 +416,65 @@ def test_a_customer_created_with_a_card_has_it_as_stripes_default(
         stripe_gateway.default_payment_method(customer.stripe_customer_id)
         == customer.stripe_payment_method_id
     )
+
+
+async def test_a_webhook_waiting_on_the_database_leaves_other_requests_running(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """The API serves every request from one event loop: a webhook waiting for a row
+    lock (or for a database coming back) must wait in a thread, not on the loop."""
+    import threading
+
+    from sqlalchemy import text
+
+    payload = event(
+        "customer.updated", {"id": "cus_nobody"}, event_id=f"evt_locked_{time.time_ns()}"
+    )
+    event_id = json.loads(payload)["id"]
+    assert stripe_webhooks.store_once(pg_sessions, json.loads(payload))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        with pg_sessions() as session:
+            session.execute(
+                select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+            )
+            locked.set()
+            release.wait(30)  # a bound, not a measure: the test fails, it does not hang
+            session.rollback()
+
+    def webhook_waits_for_the_lock() -> bool:
+        with pg_sessions() as session:
+            waiting = session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE webhook_events%'"
+                )
+            )
+        return bool(waiting)
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 10)
+        unreachable = None  # not one of our customers: Temporal is never called
+        delivery = asyncio.create_task(
+            stripe_webhooks.receive(unreachable, pg_sessions, payload, sign(payload), secret=SECRET)  # type: ignore[arg-type]
+        )
+        # This loop must go on turning while the delivery waits for the lock.
+        seen = False
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if delivery.done():
+                break
+            if await asyncio.to_thread(webhook_waits_for_the_lock):
+                seen = True
+                break
+        assert seen and not delivery.done(), (
+            "the event loop stood still while the webhook waited for the database"
+        )
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+    outcome = await delivery
+    assert (outcome.duplicate, outcome.result) == (False, "not one of our customers")

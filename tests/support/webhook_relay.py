@@ -13,7 +13,9 @@ way Stripe might:
 - ``chaos``: a random delay per event (reordering), random concurrent or later
   duplicates;
 - like Stripe, an answer that is not 2xx is retried (after ``retry_delay``), up to
-  ``max_tries``; every try is re-signed at send time, as Stripe signs each attempt.
+  ``max_tries``; every try is re-signed at send time, as Stripe signs each attempt;
+- at most ``senders`` sends are in flight (plus their concurrent copies); the rest
+  wait their turn in a queue ordered by when they fall due.
 
 ``deliveries`` records every try (event id, type, HTTP status); ``idle`` waits until
 nothing is held back or in flight.
@@ -21,12 +23,15 @@ nothing is held back or in flight.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import heapq
 import hmac
 import json
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,6 +68,7 @@ class WebhookRelay:
         copies: int = 1,
         retry_delay: float = 0.5,
         max_tries: int = 60,
+        senders: int = 32,
     ) -> None:
         self.target = target  # kakin's full webhook URL
         self.secret = secret
@@ -79,6 +85,10 @@ class WebhookRelay:
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._closed = False
+        self._due: list[tuple[float, int, bytes, int, int]] = []  # a heap, by due time
+        self._sequence = 0
+        self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="relay-send")
+        self._scheduler = threading.Thread(target=self._dispatch, daemon=True)
 
     @property
     def url(self) -> str:
@@ -86,12 +96,16 @@ class WebhookRelay:
 
     def __enter__(self) -> WebhookRelay:
         self._thread.start()
+        self._scheduler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
         self._server.shutdown()
         self._server.server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- what the relay does to the traffic ----------------------------------------------
 
@@ -136,21 +150,30 @@ class WebhookRelay:
                 self._lock.wait(left)
         return True
 
+    @property
+    def waiting(self) -> int:
+        """Sends queued or in flight (held deliveries do not count)."""
+        with self._lock:
+            return self._busy
+
     def of(self, event_id: str) -> list[Delivery]:
         with self._lock:
             return [d for d in self.deliveries if d.event_id == event_id]
 
     def settle(self, quiet: float = 3.0, timeout: float = 180.0) -> bool:
-        """Wait until no event has arrived for ``quiet`` seconds and none is in flight
-        (the emulator sends each event a second after it happened)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Wait until no event has arrived for ``quiet`` seconds and none is queued or
+        in flight (the emulator sends each event a second after it happened). Gives up
+        after ``timeout`` seconds in which the queue did not shrink: a long backlog
+        that is draining (kakin slower than the events came) is waited for."""
+        best, moved = self.waiting, time.monotonic()
+        while time.monotonic() - moved < timeout:
             seen = len(self.events)
             time.sleep(quiet)
-            if not self.idle(max(deadline - time.monotonic(), 0.1)):
-                return False
-            if len(self.events) == seen:
+            waiting = self.waiting
+            if waiting == 0 and len(self.events) == seen:
                 return True
+            if waiting < best or waiting == 0:
+                best, moved = waiting, time.monotonic()
         return False
 
     def unanswered(self) -> list[str]:
@@ -182,60 +205,88 @@ class WebhookRelay:
             self._later(delay + rng.uniform(0.5, 2 * max_delay + 0.5), payload, 1)
 
     def _later(self, delay: float, payload: bytes, copies: int) -> None:
-        with self._lock:
-            self._busy += 1
-
-        def run() -> None:
-            try:
-                time.sleep(delay)
-                self._deliver(payload, copies)
-            finally:
-                self._done()
-
-        threading.Thread(target=run, daemon=True).start()
+        self._schedule(time.monotonic() + delay, payload, copies, 0)
 
     def _deliver(self, payload: bytes, copies: int | None = None) -> None:
-        """Send ``copies`` tries at the same moment (threads started together)."""
-        n = self.copies if copies is None else copies
-        gate = threading.Barrier(n)
+        """Send ``copies`` tries at the same moment, now."""
+        self._schedule(time.monotonic(), payload, self.copies if copies is None else copies, 0)
+
+    def _schedule(self, due: float, payload: bytes, copies: int, tries: int) -> None:
+        """Queue a send (``copies`` at once, ``tries`` made before) for ``due``; ties go
+        in the order they were queued, so held events released in an order keep it."""
         with self._lock:
-            self._busy += n
-        for _ in range(n):
-            threading.Thread(target=self._send, args=(payload, gate), daemon=True).start()
+            self._busy += 1
+            self._sequence += 1
+            heapq.heappush(self._due, (due, self._sequence, payload, copies, tries))
+            self._lock.notify_all()
 
     def _done(self) -> None:
         with self._lock:
             self._busy -= 1
             self._lock.notify_all()
 
-    def _send(self, payload: bytes, gate: threading.Barrier) -> None:
-        event = json.loads(payload)
+    def _dispatch(self) -> None:
+        """The one scheduler thread: hands each send to the pool when it falls due.
+
+        A fixed pool, not a thread per send: when kakin answers slower than events
+        arrive, the backlog waits here as data instead of as thousands of threads
+        (a 10,000-renewal chaos run once ran out of threads that way)."""
+        while True:
+            with self._lock:
+                while not self._closed and (not self._due or self._due[0][0] > time.monotonic()):
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._lock.wait(wait)
+                if self._closed:
+                    return
+                _, _, payload, copies, tries = heapq.heappop(self._due)
+            self._pool.submit(self._send_copies, payload, copies, tries)
+
+    def _send_copies(self, payload: bytes, copies: int, tries: int) -> None:
+        """One try of each copy, released together by a barrier (one extra thread per
+        extra copy, so at most ``2 × senders`` are ever sending)."""
         try:
-            gate.wait(timeout=5)
-            for _ in range(self.max_tries):
-                headers = {
-                    "Content-Type": "application/json",
-                    "Stripe-Signature": sign(payload, self.secret),
-                }
-                if self._closed:  # nobody is listening any more
-                    return
-                try:
-                    # A connection per try, as Stripe makes: hundreds of sending threads
-                    # sharing one client's pool saw reads fail ("Bad file descriptor")
-                    # and tries wait past every deadline.
-                    response = httpx.post(self.target, content=payload, headers=headers, timeout=60)
-                    status, body = response.status_code, response.text
-                except httpx.HTTPError as error:
-                    status, body = 0, repr(error)
-                with self._lock:
-                    self.deliveries.append(
-                        Delivery(event["id"], event.get("type", ""), status, body, time.monotonic())
-                    )
-                if 200 <= status < 300:
-                    return
-                time.sleep(self.retry_delay)
+            if copies == 1:
+                self._try(payload, tries, None)
+                return
+            gate = threading.Barrier(copies)
+            others = [
+                threading.Thread(target=self._try, args=(payload, tries, gate), daemon=True)
+                for _ in range(copies - 1)
+            ]
+            for thread in others:
+                thread.start()
+            self._try(payload, tries, gate)
+            for thread in others:
+                thread.join()
         finally:
             self._done()
+
+    def _try(self, payload: bytes, tries: int, gate: threading.Barrier | None) -> None:
+        """Send once; not 2xx: the next try is queued ``retry_delay`` later, like
+        Stripe, until ``max_tries``. Each try is signed as it is sent."""
+        if gate is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                gate.wait(timeout=5)  # a copy late to the gate is still sent
+        if self._closed:  # nobody is listening any more
+            return
+        event = json.loads(payload)
+        headers = {
+            "Content-Type": "application/json",
+            "Stripe-Signature": sign(payload, self.secret),
+        }
+        try:
+            # A connection per try, as Stripe makes: sending threads sharing one
+            # client's pool saw reads fail ("Bad file descriptor").
+            response = httpx.post(self.target, content=payload, headers=headers, timeout=60)
+            status, body = response.status_code, response.text
+        except httpx.HTTPError as error:
+            status, body = 0, repr(error)
+        with self._lock:
+            self.deliveries.append(
+                Delivery(event["id"], event.get("type", ""), status, body, time.monotonic())
+            )
+        if not 200 <= status < 300 and tries + 1 < self.max_tries:
+            self._schedule(time.monotonic() + self.retry_delay, payload, 1, tries + 1)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         relay = self
