@@ -6,6 +6,7 @@ API and the webhook Stripe sends for one change, exactly one tells the workflows
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +42,29 @@ async def update_payment_method(
     events are checked against, so a later unrelated event does not switch back. The
     change is claimed once (``claim_payment_method``): the ``customer.updated`` that
     Stripe sends for it then finds the card current and signals nothing more.
+    The database and Stripe are called from a thread, off the event loop.
     """
+    payment_method_id, claimed = await asyncio.to_thread(
+        _attach_card, sessions, stripe, subscription_id, card_number, requested_by
+    )
+    if claimed:
+        # No id in the signal: the card is on file already (an id would make the
+        # workflow record it again, later, possibly over a newer card).
+        await handle(client, subscription_id).signal(
+            contracts.SIGNAL_PAYMENT_METHOD_UPDATED,
+            PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
+        )
+    return payment_method_id
+
+
+def _attach_card(
+    sessions: sessionmaker[Session],
+    stripe: StripeGateway,
+    subscription_id: str,
+    card_number: str,
+    requested_by: str,
+) -> tuple[str, bool]:
+    """(the new card at Stripe, made its default; whether this call made it ours)."""
     with sessions() as session:
         customer = subscription_sql.subscription(session, subscription_id).customer
         customer_id, stripe_customer_id = customer.id, customer.stripe_customer_id
@@ -58,14 +81,7 @@ async def update_payment_method(
             session, customer_id, payment_method_id, actor=requested_by, occurred_at=utcnow()
         )
         session.commit()
-    if claimed:
-        # No id in the signal: the card is on file already (an id would make the
-        # workflow record it again, later, possibly over a newer card).
-        await handle(client, subscription_id).signal(
-            contracts.SIGNAL_PAYMENT_METHOD_UPDATED,
-            PaymentMethodUpdated(payment_method_id=None, requested_by=requested_by),
-        )
-    return payment_method_id
+    return payment_method_id, claimed
 
 
 def claim_payment_method(

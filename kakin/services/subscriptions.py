@@ -8,6 +8,7 @@ way and starts workflows with the same ids and search attributes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -277,6 +278,19 @@ async def change_plan(
 ) -> StatusView:
     """Move a subscription to another price: a dearer one now (prorated), a cheaper or
     equal one at the end of the paid period. Same currency and interval only."""
+    upgrade = await asyncio.to_thread(_is_upgrade, sessions, subscription_id, price_id)
+    return await handle(client, subscription_id).execute_update(
+        contracts.UPDATE_CHANGE_PLAN,
+        ChangePlanRequest(
+            price_id=price_id, at_period_end=not upgrade, reason=reason, requested_by=requested_by
+        ),
+        result_type=StatusView,
+    )
+
+
+def _is_upgrade(sessions: sessionmaker[Session], subscription_id: str, price_id: str) -> bool:
+    """Whether the move to ``price_id`` is to a dearer price (checked: same currency and
+    interval, a price on offer)."""
     with sessions() as session:
         subscription = subscription_sql.subscription(session, subscription_id)
         current = subscription.price
@@ -289,14 +303,7 @@ async def change_plan(
                 f"{current.interval_count} {current.interval} now, "
                 f"{new.interval_count} {new.interval} asked"
             )
-        upgrade = new.unit_amount > current.unit_amount
-    return await handle(client, subscription_id).execute_update(
-        contracts.UPDATE_CHANGE_PLAN,
-        ChangePlanRequest(
-            price_id=price_id, at_period_end=not upgrade, reason=reason, requested_by=requested_by
-        ),
-        result_type=StatusView,
-    )
+        return bool(new.unit_amount > current.unit_amount)
 
 
 def preview_plan_change(

@@ -27,6 +27,7 @@ the last try failed or the receiver answered 410 (which also disables the endpoi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Callable
@@ -275,6 +276,19 @@ async def resend(
 ) -> T:
     """Send a delivery again, delivered or failed, under the same webhook-id and body:
     run ``n`` of its workflow (``webhook-delivery-<id>-<n>``), on the schedule again."""
+    run = await asyncio.to_thread(_mark_resent, sessions, delivery_id, requested_by)
+    with contextlib.suppress(WorkflowAlreadyStartedError):  # this resend, asked twice: once
+        await client.start_workflow(
+            WEBHOOK_DELIVERY_WORKFLOW,
+            DeliveryInput(delivery_id=delivery_id, run=run),
+            id=webhook_delivery_workflow_id(delivery_id, run),
+            task_queue=task_queue,
+        )
+    return await asyncio.to_thread(get_delivery, sessions, delivery_id, shape)
+
+
+def _mark_resent(sessions: sessionmaker[Session], delivery_id: str, requested_by: str) -> int:
+    """Put the delivery back to pending, audited; the run number of the resend."""
     with sessions() as session:
         row = endpoint_sql.delivery(session, delivery_id)
         endpoint = endpoint_sql.endpoint(session, row.endpoint_id)
@@ -297,11 +311,4 @@ async def resend(
             details={"delivery": row.id, "event": row.event_id, "run": run},
         )  # fmt: skip
         session.commit()
-    with contextlib.suppress(WorkflowAlreadyStartedError):  # this resend, asked twice: once
-        await client.start_workflow(
-            WEBHOOK_DELIVERY_WORKFLOW,
-            DeliveryInput(delivery_id=delivery_id, run=run),
-            id=webhook_delivery_workflow_id(delivery_id, run),
-            task_queue=task_queue,
-        )
-    return get_delivery(sessions, delivery_id, shape)
+    return int(run)
